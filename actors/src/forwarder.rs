@@ -1,0 +1,205 @@
+//! One forwarder actor per sink: reads the store in sequence order and delivers batches.
+//!
+//! The loop is a `Poll` message the actor sends itself; exactly one is outstanding at a time.
+//! - Store empty past the cursor: wait for the next commit (or 1 s), then `Poll`.
+//! - Delivered: the storage actor moves the cursor (durably), then `Poll` at once, so a backlog
+//!   drains as fast as the sink accepts.
+//! - Transient failure (connect, timeout, 5xx, 429): backoff with full jitter, retry without end.
+//! - Rejected (other 4xx): a batch of several is resent one message at a time to find the
+//!   offender; a single rejected message goes to the dead-letter table, and the queue moves on.
+//!
+//! Delivery is at least once: a crash between delivery and the cursor's commit resends the batch
+//! with the same idempotency keys, and the sink drops the duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ractor::{Actor, ActorProcessingErr, ActorRef, rpc::CallResult};
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+use crate::record::Record;
+use crate::slot::ActorSlot;
+use crate::storage::{AppendError, StorageMsg, Store};
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// Worth retrying as is; `kind` is a metric label (`connect`, `timeout`, `http_5xx`, ...).
+    Transient { kind: &'static str, detail: String },
+    /// The sink refused the content; resending it will not help.
+    Rejected { detail: String },
+}
+
+/// Where a forwarder delivers to. Implemented in the root crate (HTTP, file).
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Deliver `batch` (in seq order) with idempotency key `batch_key`; `Ok` means the sink has it.
+    async fn deliver(&self, batch_key: &str, batch: &[Record]) -> Result<(), DeliveryError>;
+}
+
+/// Batch limits and retry policy of one sink.
+#[derive(Debug, Clone)]
+pub struct ForwarderPolicy {
+    /// Most messages per batch.
+    pub max_messages: usize,
+    /// About the most encoded bytes per batch.
+    pub max_bytes: usize,
+    /// Retry delays.
+    pub backoff: Backoff,
+}
+
+/// The forwarder (stateless handler).
+pub struct ForwarderActor;
+
+/// Start-up arguments.
+pub struct ForwarderArgs {
+    /// Sink name (config key; metric label).
+    pub name: String,
+    /// Where to deliver.
+    pub sink: Arc<dyn Sink>,
+    /// Limits and retries.
+    pub policy: ForwarderPolicy,
+    /// Read access to the store.
+    pub store: Store,
+    /// The storage actor, for moving the cursor.
+    pub storage: ActorSlot<StorageMsg>,
+    /// Next unassigned seq, published after each commit.
+    pub committed: watch::Receiver<u64>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+/// Messages to a forwarder.
+pub enum ForwarderMsg {
+    /// Try to deliver the next batch.
+    Poll,
+}
+
+/// The forwarder's state.
+pub struct ForwarderState {
+    args: ForwarderArgs,
+    /// Next seq to deliver (durable copy in the store's `cursors` table).
+    cursor: u64,
+    /// Consecutive failed attempts.
+    attempt: u32,
+    /// While the cursor is at or below this seq, send one message per batch (isolating a 4xx).
+    isolate_until: Option<u64>,
+}
+
+impl Actor for ForwarderActor {
+    type Msg = ForwarderMsg;
+    type State = ForwarderState;
+    type Arguments = ForwarderArgs;
+
+    async fn pre_start(&self, myself: ActorRef<ForwarderMsg>, args: ForwarderArgs) -> Result<ForwarderState, ActorProcessingErr> {
+        let cursor = args.store.cursor(&args.name)?;
+        tracing::info!(sink = %args.name, cursor, "Forwarder started.");
+        myself.send_message(ForwarderMsg::Poll)?;
+        Ok(ForwarderState { args, cursor, attempt: 0, isolate_until: None })
+    }
+
+    async fn handle(&self, myself: ActorRef<ForwarderMsg>, msg: ForwarderMsg, state: &mut ForwarderState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ForwarderMsg::Poll => state.on_poll(&myself).await,
+        }
+    }
+}
+
+impl ForwarderState {
+    async fn on_poll(&mut self, myself: &ActorRef<ForwarderMsg>) -> Result<(), ActorProcessingErr> {
+        let max = if self.isolate_until.is_some_and(|s| self.cursor <= s) { 1 } else { self.args.policy.max_messages };
+        let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
+        let batch = tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes))?;
+        let Some(last) = batch.last().map(|r| r.seq) else {
+            self.wait_for_commit(myself);
+            return Ok(());
+        };
+        let first = batch[0].seq;
+        let batch_key = format!("{}:{}-{}", batch[0].key, first, last);
+        match self.args.sink.deliver(&batch_key, &batch).await {
+            Ok(()) => self.on_delivered(myself, batch.len(), last).await,
+            Err(DeliveryError::Transient { kind, detail }) => {
+                self.retry_later(myself, kind, &detail);
+                Ok(())
+            }
+            Err(DeliveryError::Rejected { detail }) => self.on_rejected(myself, batch.len(), first, last, detail).await,
+        }
+    }
+
+    fn wait_for_commit(&self, myself: &ActorRef<ForwarderMsg>) {
+        let mut committed = self.args.committed.clone();
+        let cursor = self.cursor;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            if *committed.borrow_and_update() <= cursor {
+                let _ = tokio::time::timeout(Duration::from_secs(1), committed.changed()).await;
+            }
+            let _ = me.send_message(ForwarderMsg::Poll);
+        });
+    }
+
+    async fn on_delivered(&mut self, myself: &ActorRef<ForwarderMsg>, n: usize, last: u64) -> Result<(), ActorProcessingErr> {
+        let sink = self.args.name.clone();
+        let result = self.storage_call(|reply| StorageMsg::Ack { sink, next: last + 1, reply }).await;
+        if let Err(detail) = result {
+            self.retry_later(myself, "store", &detail);
+            return Ok(());
+        }
+        let labels = [("sink", self.args.name.clone())];
+        self.args.metrics.forwarded_messages.get_or_create(&labels).inc_by(n as u64);
+        self.args.metrics.forwarded_batches.get_or_create(&labels).inc();
+        self.cursor = last + 1;
+        self.attempt = 0;
+        myself.send_message(ForwarderMsg::Poll)?;
+        Ok(())
+    }
+
+    async fn on_rejected(&mut self, myself: &ActorRef<ForwarderMsg>, n: usize, first: u64, last: u64, detail: String) -> Result<(), ActorProcessingErr> {
+        self.count_error("rejected");
+        if n > 1 {
+            tracing::warn!(sink = %self.args.name, first, last, %detail, "Batch rejected; resending one message at a time to find the offender.");
+            self.isolate_until = Some(last);
+            myself.send_message(ForwarderMsg::Poll)?;
+            return Ok(());
+        }
+        tracing::warn!(sink = %self.args.name, seq = first, %detail, "Message rejected; moved to the dead-letter table.");
+        let (sink, reason) = (self.args.name.clone(), detail);
+        match self.storage_call(|reply| StorageMsg::DeadLetter { sink, seq: first, reason, reply }).await {
+            Ok(()) => {
+                self.cursor = first + 1;
+                myself.send_message(ForwarderMsg::Poll)?;
+            }
+            Err(detail) => self.retry_later(myself, "store", &detail),
+        }
+        Ok(())
+    }
+
+    fn retry_later(&mut self, myself: &ActorRef<ForwarderMsg>, kind: &'static str, detail: &str) {
+        self.attempt = self.attempt.saturating_add(1);
+        self.count_error(kind);
+        let delay = self.args.policy.backoff.full_jitter(self.attempt);
+        tracing::warn!(sink = %self.args.name, kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, "Forward failed; backing off.");
+        myself.send_after(delay, || ForwarderMsg::Poll);
+    }
+
+    fn count_error(&self, kind: &'static str) {
+        let labels = [("sink", self.args.name.clone()), ("kind", kind.to_string())];
+        self.args.metrics.forward_errors.get_or_create(&labels).inc();
+    }
+
+    async fn storage_call(&self, msg: impl FnOnce(ractor::RpcReplyPort<Result<(), AppendError>>) -> StorageMsg) -> Result<(), String> {
+        let Some(storage) = self.args.storage.get() else {
+            return Err("storage actor is down".into());
+        };
+        match storage.call(msg, Some(Duration::from_secs(30))).await {
+            Ok(CallResult::Success(Ok(()))) => Ok(()),
+            Ok(CallResult::Success(Err(e))) => Err(e.to_string()),
+            Ok(CallResult::Timeout) => Err("storage call timed out".into()),
+            Ok(CallResult::SenderError) => Err("storage actor dropped the request".into()),
+            Err(e) => Err(format!("storage actor unreachable: {e}")),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The supervised actor runtime of edge-gateway.
+//!
+//! This crate holds the actors and the supervisor that runs them; it never sees ntex or HTTP
+//! types. The root crate does the I/O wiring: it turns MQTT publishes into
+//! [`storage::StorageMsg::Append`] calls and implements [`forwarder::Sink`] for HTTP and files.
+//!
+//! - [`supervisor`]: OTP-style supervisor (strategies, restart types, intensity, backoff).
+//! - [`storage`]: the redb store and the group-committing storage actor.
+//! - [`forwarder`]: one actor per sink, reading the store in sequence order.
+//! - [`session`]: one actor per MQTT connection, under a dynamic supervisor.
+//! - [`metrics`]: every metric the runtime exports, named in one place.
+//! - [`health`]: what `/readyz` reads.
+
+pub mod backoff;
+pub mod forwarder;
+pub mod health;
+pub mod metrics;
+pub mod record;
+pub mod session;
+pub mod slot;
+pub mod storage;
+pub mod supervisor;

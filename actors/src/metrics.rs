@@ -1,0 +1,142 @@
+//! Every metric the gateway exports, named in one place.
+//!
+//! Names follow Prometheus conventions: the registry adds the `gateway_` prefix, units are in the
+//! name, and prometheus-client appends `_total` to counters. Labels have bounded cardinality:
+//! reasons, kinds, sink names and child names come from code or config, never from a device.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+/// One label, e.g. `[("reason", "quota")]`.
+pub type Label1 = [(&'static str, String); 1];
+/// Two labels, e.g. `[("sink", "cloud"), ("kind", "timeout")]`.
+pub type Label2 = [(&'static str, String); 2];
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Handles to every metric; cheap to clone (each handle is an `Arc`).
+#[derive(Clone)]
+pub struct Metrics {
+    /// Publishes accepted from devices, by protocol (`v3`, `v5`) and QoS.
+    pub ingress_messages: Family<Label2, Counter>,
+    /// Payload bytes of accepted publishes.
+    pub ingress_bytes: Counter,
+    /// Publishes or packets refused at ingress, by reason.
+    pub ingress_rejected: Family<Label1, Counter>,
+    /// MQTT connections currently open.
+    pub connections: Gauge,
+    /// MQTT connections accepted since start.
+    pub connections_opened: Counter,
+    /// Connections closed by the gateway, by reason (takeover, protocol_error, session_stopped...).
+    pub connections_closed: Family<Label1, Counter>,
+    /// Successful redb write transactions.
+    pub commits: Counter,
+    /// Failed redb write transactions (no PUBACK went out for their appends).
+    pub commit_failures: Counter,
+    /// Appends per successful write transaction.
+    pub commit_batch_size: Histogram,
+    /// Time from `begin_write` to the end of `commit()`.
+    pub commit_duration: Histogram,
+    /// Time from receiving a QoS1 publish to having its PUBACK ready (after commit).
+    pub puback_latency: Histogram,
+    /// Messages stored and not yet delivered to every sink.
+    pub backlog_messages: Gauge,
+    /// Payload bytes stored and not yet delivered to every sink.
+    pub backlog_bytes: Gauge,
+    /// Age of the oldest stored message.
+    pub backlog_oldest_age: Gauge<f64, AtomicU64>,
+    /// Messages a sink acknowledged, by sink.
+    pub forwarded_messages: Family<Label1, Counter>,
+    /// Batches a sink acknowledged, by sink.
+    pub forwarded_batches: Family<Label1, Counter>,
+    /// Failed deliveries, by sink and kind (connect, timeout, http_5xx, http_429, http_4xx, io).
+    pub forward_errors: Family<Label2, Counter>,
+    /// Messages dropped by the store, by reason (quota, ttl).
+    pub dropped_messages: Family<Label1, Counter>,
+    /// Messages moved to the dead-letter table, by sink.
+    pub dead_letters: Family<Label1, Counter>,
+    /// Child restarts, by supervisor and child.
+    pub actor_restarts: Family<Label2, Counter>,
+    /// Supervisors that gave up (intensity exceeded) and escalated, by supervisor.
+    pub supervisor_escalations: Family<Label1, Counter>,
+    /// Time from a child's exit to its replacement running.
+    pub restart_duration: HistogramFamily<Label1>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~6.5 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+}
+
+impl Metrics {
+    /// Fresh, unregistered metrics.
+    pub fn new() -> Self {
+        Self {
+            ingress_messages: Family::default(),
+            ingress_bytes: Counter::default(),
+            ingress_rejected: Family::default(),
+            connections: Gauge::default(),
+            connections_opened: Counter::default(),
+            connections_closed: Family::default(),
+            commits: Counter::default(),
+            commit_failures: Counter::default(),
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            commit_duration: latency_histogram(),
+            puback_latency: latency_histogram(),
+            backlog_messages: Gauge::default(),
+            backlog_bytes: Gauge::default(),
+            backlog_oldest_age: Gauge::default(),
+            forwarded_messages: Family::default(),
+            forwarded_batches: Family::default(),
+            forward_errors: Family::default(),
+            dropped_messages: Family::default(),
+            dead_letters: Family::default(),
+            actor_restarts: Family::default(),
+            supervisor_escalations: Family::default(),
+            restart_duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+
+    /// Register everything under the `gateway_` prefix.
+    pub fn register(&self, registry: &mut Registry, version: &str) {
+        let r = registry.sub_registry_with_prefix("gateway");
+        r.register("build", "Build information", Info::new([("version", version.to_string())]));
+        r.register("ingress_messages", "Publishes accepted from devices", self.ingress_messages.clone());
+        r.register_with_unit("ingress", "Payload bytes of accepted publishes", Unit::Bytes, self.ingress_bytes.clone());
+        r.register("ingress_rejected", "Publishes or packets refused at ingress, by reason", self.ingress_rejected.clone());
+        r.register("mqtt_connections", "MQTT connections currently open", self.connections.clone());
+        r.register("mqtt_connections_opened", "MQTT connections accepted", self.connections_opened.clone());
+        r.register("mqtt_connections_closed", "MQTT connections closed by the gateway, by reason", self.connections_closed.clone());
+        r.register("storage_commits", "Successful redb write transactions", self.commits.clone());
+        r.register("storage_commit_failures", "Failed redb write transactions", self.commit_failures.clone());
+        r.register("storage_commit_batch_size", "Appends per write transaction", self.commit_batch_size.clone());
+        r.register_with_unit("storage_commit_duration", "Write transaction time including fsync", Unit::Seconds, self.commit_duration.clone());
+        r.register_with_unit("puback_latency", "Time from receiving a QoS1 publish to its PUBACK", Unit::Seconds, self.puback_latency.clone());
+        r.register("backlog_messages", "Messages stored and not yet delivered to every sink", self.backlog_messages.clone());
+        r.register_with_unit("backlog", "Payload bytes stored and not yet delivered to every sink", Unit::Bytes, self.backlog_bytes.clone());
+        r.register_with_unit("backlog_oldest_age", "Age of the oldest stored message", Unit::Seconds, self.backlog_oldest_age.clone());
+        r.register("forwarded_messages", "Messages acknowledged by a sink", self.forwarded_messages.clone());
+        r.register("forwarded_batches", "Batches acknowledged by a sink", self.forwarded_batches.clone());
+        r.register("forward_errors", "Failed deliveries by sink and kind", self.forward_errors.clone());
+        r.register("dropped_messages", "Messages dropped by the store, by reason", self.dropped_messages.clone());
+        r.register("dead_letters", "Messages moved to the dead-letter table, by sink", self.dead_letters.clone());
+        r.register("actor_restarts", "Child restarts by supervisor and child", self.actor_restarts.clone());
+        r.register("supervisor_escalations", "Supervisors that exceeded their restart intensity", self.supervisor_escalations.clone());
+        r.register_with_unit("actor_restart_duration", "Time from a child's exit to its replacement running", Unit::Seconds, self.restart_duration.clone());
+    }
+
+    /// Count one refused publish or packet.
+    pub fn reject(&self, reason: &'static str) {
+        self.ingress_rejected.get_or_create(&[("reason", reason.to_string())]).inc();
+    }
+}

@@ -1,0 +1,217 @@
+//! One stored message and its on-disk encoding.
+//!
+//! Encoding (version 1), all integers little-endian:
+//!
+//! ```text
+//! u8  version (1)
+//! u64 received_at_ms (Unix epoch, gateway clock)
+//! u8  qos
+//! str idempotency key   } each `str` is a u16 length + UTF-8 bytes
+//! str device identity   }
+//! str topic             }
+//! u8  has_content_type, then str content_type if 1
+//! u16 user property count, then (str key, str value) pairs
+//! u32 payload length + payload bytes
+//! ```
+//!
+//! The sequence number is the table key and is not repeated in the value.
+
+use thiserror::Error;
+
+const VERSION: u8 = 1;
+
+/// A message as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Position in the store; assigned at commit, strictly increasing, never reused.
+    pub seq: u64,
+    /// `{gateway_id}:{seq}`: the key the cloud dedupes on; fixed when the record is written.
+    pub key: String,
+    /// Who sent it (the MQTT client id for now; the certificate identity later).
+    pub device: String,
+    /// MQTT topic name as published.
+    pub topic: String,
+    /// QoS the device published with (0 or 1).
+    pub qos: u8,
+    /// Raw payload bytes.
+    pub payload: Vec<u8>,
+    /// MQTT 5 content type, if the device set one.
+    pub content_type: Option<String>,
+    /// MQTT 5 user properties, in the order the device sent them.
+    pub user_properties: Vec<(String, String)>,
+    /// When the gateway received it (ms since the Unix epoch).
+    pub received_at_ms: u64,
+}
+
+/// A message from a device, before the store gave it a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewRecord {
+    /// Who sent it.
+    pub device: String,
+    /// MQTT topic name.
+    pub topic: String,
+    /// QoS 0 or 1.
+    pub qos: u8,
+    /// Raw payload bytes.
+    pub payload: Vec<u8>,
+    /// MQTT 5 content type.
+    pub content_type: Option<String>,
+    /// MQTT 5 user properties.
+    pub user_properties: Vec<(String, String)>,
+    /// Receive time, ms since the Unix epoch.
+    pub received_at_ms: u64,
+}
+
+/// A stored value that cannot be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The value ends before a field does.
+    #[error("record truncated")]
+    Truncated,
+    /// The first byte names a format this build does not know.
+    #[error("unknown record version {0}")]
+    UnknownVersion(u8),
+    /// A string field holds invalid UTF-8.
+    #[error("record holds invalid UTF-8")]
+    Utf8,
+}
+
+impl NewRecord {
+    /// Size accounted against the storage quota: payload plus topic.
+    pub fn accounted_bytes(&self) -> u64 {
+        (self.payload.len() + self.topic.len()) as u64
+    }
+
+    /// Encode as stored under `seq` with idempotency key `key`.
+    pub fn encode(&self, key: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + key.len() + self.device.len() + self.topic.len() + self.payload.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.received_at_ms.to_le_bytes());
+        out.push(self.qos);
+        put_str(&mut out, key);
+        put_str(&mut out, &self.device);
+        put_str(&mut out, &self.topic);
+        match &self.content_type {
+            Some(ct) => {
+                out.push(1);
+                put_str(&mut out, ct);
+            }
+            None => out.push(0),
+        }
+        let n = self.user_properties.len().min(u16::MAX as usize);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        for (k, v) in self.user_properties.iter().take(n) {
+            put_str(&mut out, k);
+            put_str(&mut out, v);
+        }
+        out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+}
+
+impl Record {
+    /// Decode a stored value found under `seq`.
+    pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let received_at_ms = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| DecodeError::Truncated)?);
+        let qos = r.u8()?;
+        let key = r.str()?;
+        let device = r.str()?;
+        let topic = r.str()?;
+        let content_type = if r.u8()? == 1 { Some(r.str()?) } else { None };
+        let n = r.u16()?;
+        let mut user_properties = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            user_properties.push((r.str()?, r.str()?));
+        }
+        let len = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| DecodeError::Truncated)?);
+        let payload = r.take(len as usize)?.to_vec();
+        Ok(Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms })
+    }
+
+    /// Size accounted against the storage quota: payload plus topic.
+    pub fn accounted_bytes(&self) -> u64 {
+        (self.payload.len() + self.topic.len()) as u64
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Fields come from MQTT (topic, client id, properties): all are <= 65535 bytes by protocol.
+    let bytes = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes([self.u8()?, self.u8()?]))
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::Utf8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NewRecord {
+        NewRecord {
+            device: "dev-1".into(),
+            topic: "devices/dev-1/temp".into(),
+            qos: 1,
+            payload: b"{\"t\":21.5}".to_vec(),
+            content_type: Some("application/json".into()),
+            user_properties: vec![("traceparent".into(), "00-ab-cd-01".into())],
+            received_at_ms: 1_700_000_000_123,
+        }
+    }
+
+    #[test]
+    fn a_record_decodes_to_what_was_encoded() {
+        let new = sample();
+        let rec = Record::decode(42, &new.encode("gw:42")).unwrap();
+        assert_eq!(rec.seq, 42);
+        assert_eq!(rec.key, "gw:42");
+        assert_eq!(rec.device, new.device);
+        assert_eq!(rec.topic, new.topic);
+        assert_eq!(rec.payload, new.payload);
+        assert_eq!(rec.content_type, new.content_type);
+        assert_eq!(rec.user_properties, new.user_properties);
+        assert_eq!(rec.received_at_ms, new.received_at_ms);
+    }
+
+    #[test]
+    fn a_truncated_record_is_an_error_not_a_panic() {
+        let bytes = sample().encode("gw:1");
+        for cut in 0..bytes.len() {
+            assert!(Record::decode(1, &bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let mut bytes = sample().encode("gw:1");
+        bytes[0] = 9;
+        assert_eq!(Record::decode(1, &bytes), Err(DecodeError::UnknownVersion(9)));
+    }
+}

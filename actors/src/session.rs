@@ -1,0 +1,73 @@
+//! One session actor per MQTT connection, under the `sessions` supervisor.
+//!
+//! The actor is the connection's place in the supervision tree. The I/O side hands it a
+//! [`tokio::sync::oneshot::Sender`]; the actor's state holds it, so however the actor ends
+//! (stopped, killed, taken over by a newer connection with the same client id, or its
+//! supervisor going down) the state is dropped, the receiver wakes, and the I/O side closes
+//! the connection. The device reconnects and resends what was not acknowledged.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+
+/// The session actor (stateless handler).
+pub struct SessionActor;
+
+/// Start-up arguments.
+pub struct SessionArgs {
+    /// MQTT client id.
+    pub client_id: String,
+    /// Protocol level (`v3` or `v5`), for introspection.
+    pub protocol: &'static str,
+    /// Dropped with the state: tells the I/O side to close the connection.
+    pub closer: oneshot::Sender<()>,
+}
+
+/// What a session reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// MQTT client id.
+    pub client_id: String,
+    /// `v3` or `v5`.
+    pub protocol: &'static str,
+    /// Publishes accepted on this connection.
+    pub publishes: u64,
+}
+
+/// Messages to a session.
+pub enum SessionMsg {
+    /// The connection accepted one more publish.
+    Published,
+    /// Report the session's state.
+    Info(RpcReplyPort<SessionInfo>),
+}
+
+/// The session's state; dropping it closes the connection.
+pub struct SessionState {
+    info: SessionInfo,
+    /// Held, never used: its drop is the signal.
+    _closer: oneshot::Sender<()>,
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+        tracing::debug!(client_id = %args.client_id, protocol = args.protocol, "Session started.");
+        Ok(SessionState {
+            info: SessionInfo { client_id: args.client_id, protocol: args.protocol, publishes: 0 },
+            _closer: args.closer,
+        })
+    }
+
+    async fn handle(&self, _myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Published => state.info.publishes += 1,
+            SessionMsg::Info(reply) => {
+                let _ = reply.send(state.info.clone());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,405 @@
+//! The storage actor: the only writer of the store, committing in groups.
+//!
+//! Group commit: the first operation queued while nothing is pending sends the actor a `Flush`
+//! to itself. That `Flush` lands behind everything already in the mailbox, so every append that
+//! arrived while the previous commit ran joins the next write transaction. Replies (and so
+//! PUBACKs) go out only after `commit()` returned; a failed commit replies with an error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use redb::{Durability, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::store::{BACKLOG_BYTES, CURSORS, DEAD_LETTERS, MESSAGES, META, NEXT_SEQ, Store, StoreError, encode_dead_letter, received_at};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::record::NewRecord;
+
+/// What to do when an append would exceed the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse the new message (v5 PUBACK 0x97, v3 no PUBACK).
+    Reject,
+    /// Delete the oldest stored messages to make room (counted as `reason="quota"`).
+    DropOldest,
+}
+
+/// Limits and switches of the storage actor.
+#[derive(Debug, Clone)]
+pub struct StoragePolicy {
+    /// Most records kept at once.
+    pub quota_messages: u64,
+    /// Most encoded bytes kept at once.
+    pub quota_bytes: u64,
+    /// What happens at the quota.
+    pub overflow: Overflow,
+    /// Records older than this are dropped (counted as `reason="ttl"`); `None` keeps them.
+    pub ttl: Option<Duration>,
+    /// Most operations in one write transaction.
+    pub max_batch: usize,
+    /// `false` commits every append on its own (for the benchmark's comparison only).
+    pub group_commit: bool,
+}
+
+/// The storage actor (stateless handler; state lives in [`StorageState`]).
+pub struct StorageActor;
+
+/// Start-up arguments, handed in again on every restart.
+pub struct StorageArgs {
+    /// The store, opened once outside the actor.
+    pub store: Store,
+    /// The gateway id that prefixes idempotency keys.
+    pub gateway_id: String,
+    /// Quota, TTL and batching.
+    pub policy: StoragePolicy,
+    /// Where the metrics go.
+    pub metrics: Metrics,
+    /// Where writability is reported.
+    pub health: Health,
+    /// Publishes the next unassigned seq after each commit; forwarders wait on it.
+    pub committed: Arc<watch::Sender<u64>>,
+}
+
+/// A successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// Its idempotency key.
+    pub key: String,
+}
+
+/// Why an append or an acknowledgement did not happen.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum AppendError {
+    /// The quota is full and the policy is `reject`.
+    #[error("storage quota exceeded")]
+    QuotaExceeded,
+    /// The write transaction failed; nothing in it was stored.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+}
+
+/// Messages to the storage actor.
+pub enum StorageMsg {
+    /// Store one message; the reply comes after the commit that holds it.
+    Append(NewRecord, RpcReplyPort<Result<Appended, AppendError>>),
+    /// `sink` has every record below `next`.
+    Ack { sink: String, next: u64, reply: RpcReplyPort<Result<(), AppendError>> },
+    /// `sink` refused record `seq` for good: move it to `dead_letters` and pass it.
+    DeadLetter { sink: String, seq: u64, reason: String, reply: RpcReplyPort<Result<(), AppendError>> },
+    /// Commit everything pending (sent by the actor to itself).
+    Flush,
+    /// Once a second: refresh gauges, apply the TTL.
+    Tick,
+}
+
+enum Op {
+    Append(NewRecord, Instant, RpcReplyPort<Result<Appended, AppendError>>),
+    Ack(String, u64, RpcReplyPort<Result<(), AppendError>>),
+    DeadLetter(String, u64, String, RpcReplyPort<Result<(), AppendError>>),
+    Expire,
+}
+
+/// The actor's state: what the store holds, mirrored in memory.
+pub struct StorageState {
+    args: StorageArgs,
+    /// Operations waiting for the next transaction.
+    pending: Vec<Op>,
+    /// Seq for the next record.
+    next_seq: u64,
+    /// Records stored.
+    messages: u64,
+    /// Encoded bytes stored.
+    bytes: u64,
+    /// Next unacknowledged seq per sink.
+    cursors: HashMap<String, u64>,
+    /// Receive time of the oldest record.
+    oldest_received_ms: Option<u64>,
+}
+
+impl Actor for StorageActor {
+    type Msg = StorageMsg;
+    type State = StorageState;
+    type Arguments = StorageArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<StorageMsg>, args: StorageArgs) -> Result<StorageState, ActorProcessingErr> {
+        let stats = args.store.stats()?;
+        let mut cursors = HashMap::new();
+        for sink in args.store.sinks() {
+            cursors.insert(sink.clone(), args.store.cursor(sink)?);
+        }
+        tracing::info!(next_seq = stats.next_seq, backlog = stats.messages, bytes = stats.bytes, "Storage actor started.");
+        args.health.set_storage_writable(true);
+        let state = StorageState {
+            pending: Vec::new(),
+            next_seq: stats.next_seq,
+            messages: stats.messages,
+            bytes: stats.bytes,
+            cursors,
+            oldest_received_ms: stats.oldest_received_ms,
+            args,
+        };
+        state.publish_gauges();
+        Ok(state)
+    }
+
+    async fn post_start(&self, myself: ActorRef<StorageMsg>, _state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(Duration::from_secs(1), || StorageMsg::Tick);
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<StorageMsg>, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+        // A graceful stop commits what was already taken from the mailbox.
+        state.flush();
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<StorageMsg>, msg: StorageMsg, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+        let op = match msg {
+            StorageMsg::Flush => {
+                tokio::task::block_in_place(|| state.flush());
+                return Ok(());
+            }
+            StorageMsg::Tick => {
+                state.publish_gauges();
+                if state.args.policy.ttl.is_none() {
+                    return Ok(());
+                }
+                Op::Expire
+            }
+            StorageMsg::Append(rec, reply) => Op::Append(rec, Instant::now(), reply),
+            StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
+            StorageMsg::DeadLetter { sink, seq, reason, reply } => Op::DeadLetter(sink, seq, reason, reply),
+        };
+        state.enqueue(&myself, op)
+    }
+}
+
+/// What one transaction changed, applied to the state only after it committed.
+struct Outcome {
+    next_seq: u64,
+    messages: u64,
+    bytes: u64,
+    cursors: HashMap<String, u64>,
+    oldest_received_ms: Option<u64>,
+    appended: Vec<Result<Appended, AppendError>>,
+    dropped_quota: u64,
+    dropped_ttl: u64,
+    dead_letters: Vec<String>,
+}
+
+impl StorageState {
+    fn enqueue(&mut self, myself: &ActorRef<StorageMsg>, op: Op) -> Result<(), ActorProcessingErr> {
+        if self.pending.is_empty() && self.args.policy.group_commit {
+            // Lands behind everything already queued: all of it joins one transaction.
+            myself.send_message(StorageMsg::Flush)?;
+        }
+        self.pending.push(op);
+        if !self.args.policy.group_commit || self.pending.len() >= self.args.policy.max_batch {
+            tokio::task::block_in_place(|| self.flush());
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.pending);
+        let started = Instant::now();
+        match self.write(&ops) {
+            Ok(outcome) => {
+                self.args.metrics.commit_duration.observe(started.elapsed().as_secs_f64());
+                self.args.metrics.commit_batch_size.observe(ops.len() as f64);
+                self.args.metrics.commits.inc();
+                self.args.health.set_storage_writable(true);
+                self.apply(ops, outcome);
+            }
+            Err(e) => {
+                self.args.metrics.commit_failures.inc();
+                self.args.health.set_storage_writable(false);
+                tracing::error!(error = %e, ops = ops.len(), "Commit failed; nothing in this transaction is acknowledged.");
+                reply_all_failed(ops, &e.to_string());
+            }
+        }
+    }
+
+    fn write(&self, ops: &[Op]) -> Result<Outcome, StoreError> {
+        let mut txn = self.args.store.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut out = Outcome {
+            next_seq: self.next_seq,
+            messages: self.messages,
+            bytes: self.bytes,
+            cursors: self.cursors.clone(),
+            oldest_received_ms: self.oldest_received_ms,
+            appended: Vec::new(),
+            dropped_quota: 0,
+            dropped_ttl: 0,
+            dead_letters: Vec::new(),
+        };
+        self.write_ops(&txn, ops, &mut out)?;
+        self.retain(&txn, &mut out)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(NEXT_SEQ, out.next_seq)?;
+            meta.insert(BACKLOG_BYTES, out.bytes)?;
+            let messages = txn.open_table(MESSAGES)?;
+            out.messages = messages.len()?;
+            out.oldest_received_ms = messages.first()?.and_then(|(_, v)| received_at(v.value()));
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    fn write_ops(&self, txn: &WriteTransaction, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut cursors = txn.open_table(CURSORS)?;
+        let mut dead = txn.open_table(DEAD_LETTERS)?;
+        let policy = &self.args.policy;
+        for op in ops {
+            match op {
+                Op::Append(rec, _, _) => {
+                    let key = format!("{}:{}", self.args.gateway_id, out.next_seq);
+                    let value = rec.encode(&key);
+                    let size = value.len() as u64;
+                    while out.messages + 1 > policy.quota_messages || out.bytes + size > policy.quota_bytes {
+                        if policy.overflow == Overflow::Reject || out.messages == 0 {
+                            break;
+                        }
+                        let Some((_, v)) = messages.pop_first()? else { break };
+                        out.bytes = out.bytes.saturating_sub(v.value().len() as u64);
+                        out.messages -= 1;
+                        out.dropped_quota += 1;
+                    }
+                    if out.messages + 1 > policy.quota_messages || out.bytes + size > policy.quota_bytes {
+                        out.appended.push(Err(AppendError::QuotaExceeded));
+                        continue;
+                    }
+                    messages.insert(out.next_seq, value.as_slice())?;
+                    out.appended.push(Ok(Appended { seq: out.next_seq, key }));
+                    out.next_seq += 1;
+                    out.messages += 1;
+                    out.bytes += size;
+                }
+                Op::Ack(sink, next, _) => {
+                    let cur = out.cursors.entry(sink.clone()).or_insert(0);
+                    *cur = (*cur).max(*next);
+                    cursors.insert(sink.as_str(), *cur)?;
+                }
+                Op::DeadLetter(sink, seq, reason, _) => {
+                    if let Some(v) = messages.get(*seq)? {
+                        dead.insert((sink.as_str(), *seq), encode_dead_letter(reason, v.value()).as_slice())?;
+                        out.dead_letters.push(sink.clone());
+                    }
+                    let cur = out.cursors.entry(sink.clone()).or_insert(0);
+                    *cur = (*cur).max(seq + 1);
+                    cursors.insert(sink.as_str(), *cur)?;
+                }
+                Op::Expire => out.dropped_ttl += self.expire(&mut messages, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn expire(&self, messages: &mut redb::Table<u64, &[u8]>, out: &mut Outcome) -> Result<u64, StoreError> {
+        let Some(ttl) = self.args.policy.ttl else { return Ok(0) };
+        let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
+        let mut dropped = 0;
+        loop {
+            let expired = match messages.first()? {
+                Some((_, v)) => received_at(v.value()).is_some_and(|t| t < cutoff),
+                None => false,
+            };
+            if !expired {
+                return Ok(dropped);
+            }
+            if let Some((_, v)) = messages.pop_first()? {
+                out.bytes = out.bytes.saturating_sub(v.value().len() as u64);
+                out.messages = out.messages.saturating_sub(1);
+                dropped += 1;
+            }
+        }
+    }
+
+    /// Delete every record all configured sinks have.
+    fn retain(&self, txn: &WriteTransaction, out: &mut Outcome) -> Result<(), StoreError> {
+        let sinks = self.args.store.sinks();
+        let Some(min) = sinks.iter().map(|s| out.cursors.get(s).copied().unwrap_or(0)).min() else {
+            return Ok(());
+        };
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut freed = 0u64;
+        messages.retain_in(..min, |_, v| {
+            freed += v.len() as u64;
+            false
+        })?;
+        out.bytes = out.bytes.saturating_sub(freed);
+        Ok(())
+    }
+
+    fn apply(&mut self, ops: Vec<Op>, out: Outcome) {
+        let m = &self.args.metrics;
+        m.dropped_messages.get_or_create(&[("reason", "quota".to_string())]).inc_by(out.dropped_quota);
+        m.dropped_messages.get_or_create(&[("reason", "ttl".to_string())]).inc_by(out.dropped_ttl);
+        for sink in &out.dead_letters {
+            m.dead_letters.get_or_create(&[("sink", sink.clone())]).inc();
+        }
+        self.next_seq = out.next_seq;
+        self.messages = out.messages;
+        self.bytes = out.bytes;
+        self.cursors = out.cursors;
+        self.oldest_received_ms = out.oldest_received_ms;
+        let mut appended = out.appended.into_iter();
+        for op in ops {
+            match op {
+                Op::Append(_, received, reply) => {
+                    let result = appended.next().unwrap_or(Err(AppendError::CommitFailed("lost reply".into())));
+                    if result.is_ok() {
+                        m.puback_latency.observe(received.elapsed().as_secs_f64());
+                    }
+                    let _ = reply.send(result);
+                }
+                Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Op::Expire => {}
+            }
+        }
+        self.args.committed.send_replace(self.next_seq);
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let m = &self.args.metrics;
+        m.backlog_messages.set(self.messages as i64);
+        m.backlog_bytes.set(self.bytes as i64);
+        let age = self.oldest_received_ms.map(|t| now_ms().saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0);
+        m.backlog_oldest_age.set(age);
+    }
+}
+
+fn reply_all_failed(ops: Vec<Op>, error: &str) {
+    for op in ops {
+        let err = AppendError::CommitFailed(error.to_string());
+        match op {
+            Op::Append(_, _, reply) => {
+                let _ = reply.send(Err(err));
+            }
+            Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
+                let _ = reply.send(Err(err));
+            }
+            Op::Expire => {}
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

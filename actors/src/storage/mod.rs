@@ -1,0 +1,31 @@
+//! The durable store: one redb file, written only by the storage actor.
+//!
+//! # On-disk format (`<data_dir>/gateway.redb`)
+//!
+//! | table          | key                | value                                          |
+//! |----------------|--------------------|------------------------------------------------|
+//! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 1)  |
+//! | `cursors`      | `&str` sink name   | `u64`: next seq the sink has not acknowledged  |
+//! | `dead_letters` | `(&str sink, u64 seq)` | `u16` reason length, reason, encoded record |
+//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`    |
+//! | `meta_str`     | `&str`             | `&str`: `gateway_id`, `format` (= "1")         |
+//!
+//! # Invariants
+//!
+//! 1. A record is in `messages` from the commit that wrote it until every configured sink's
+//!    cursor has passed it (or a quota/TTL policy dropped it, which is counted).
+//! 2. Sequence numbers strictly increase and are never reused: `meta.next_seq` is greater than
+//!    every key ever written, and is written in the same transaction as the record.
+//! 3. A PUBACK (the reply to an append) is sent only after the transaction holding the record
+//!    committed with `Durability::Immediate` (fsync). A failed commit replies with an error.
+//! 4. A cursor only moves forward. Everything below `min(cursor of every configured sink)` is
+//!    deleted in the same transaction that moves the cursor.
+//! 5. `meta.backlog_bytes` equals the sum of the encoded value lengths in `messages`.
+//! 6. Only the storage actor opens write transactions; forwarders read with read transactions.
+//!    The `Database` is opened once, outside the actor, so a restarted actor reuses it.
+
+mod actor;
+mod store;
+
+pub use actor::{AppendError, Appended, StorageActor, StorageArgs, StorageMsg, StoragePolicy, Overflow};
+pub use store::{DeadLetter, Store, StoreError, StoreStats};
