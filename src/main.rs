@@ -1,1 +1,141 @@
-fn main() {}
+//! The `edge-gateway` binary: parse the CLI, load the config, run the gateway.
+//!
+//! Exit codes: 0 after a graceful stop, 1 when the gateway fails at run time (the root
+//! supervisor gave up, a listener cannot bind), 2 for a bad config or bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use edge_gateway::config::{Config, ENV_OVERRIDES};
+use edge_gateway::{Exit, Gateway, load_supervision};
+use edge_gateway_actors::supervisor::SupervisionConfig;
+
+#[derive(Parser)]
+#[command(name = "edge-gateway", version, about = "IoT edge gateway: MQTT in, durable store, forwarders to the cloud")]
+#[command(after_help = format!("Environment overrides: {ENV_OVERRIDES}\nLog filter: RUST_LOG (default: info)"))]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (on the embedded default config unless --config is given).
+    Run {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// supervision.toml to use instead of the config's or the embedded one.
+        #[arg(long)]
+        supervision: Option<PathBuf>,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file (and its supervision file); print every problem.
+    CheckConfig {
+        /// TOML config file; the embedded default when omitted.
+        file: Option<PathBuf>,
+        /// supervision.toml to check as well.
+        #[arg(long)]
+        supervision: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file, supervision } => match load(file, supervision) {
+            Ok(_) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => bad_config(&problems),
+        },
+        Command::Run { config, supervision, log_format } => {
+            init_logs(log_format);
+            match load(config, supervision) {
+                Ok((config, supervision)) => run(config, supervision),
+                Err(problems) => bad_config(&problems),
+            }
+        }
+    }
+}
+
+fn load(file: Option<PathBuf>, supervision: Option<PathBuf>) -> Result<(Config, SupervisionConfig), Vec<String>> {
+    let mut config = match &file {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    }
+    .map_err(|e| e.0)?;
+    if supervision.is_some() {
+        config.supervision_file = supervision;
+    }
+    let sup = load_supervision(&config).map_err(|errors| {
+        let file = config.supervision_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        errors.into_iter().map(|e| format!("{file}: {e}")).collect::<Vec<_>>()
+    })?;
+    Ok((config, sup))
+}
+
+fn bad_config(problems: &[String]) -> ExitCode {
+    eprintln!("edge-gateway: invalid configuration:");
+    for p in problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(2)
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(config: Config, supervision: SupervisionConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let gateway = match Gateway::start(config, supervision).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!("Cannot start: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match gateway.run_until(shutdown_signal()).await {
+            Exit::Graceful => ExitCode::SUCCESS,
+            Exit::RootFailed => ExitCode::FAILURE,
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot listen for SIGTERM; only SIGINT stops the gateway.");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping."),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping."),
+    }
+}

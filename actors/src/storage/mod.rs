@@ -27,5 +27,5 @@
 mod actor;
 mod store;
 
-pub use actor::{AppendError, Appended, StorageActor, StorageArgs, StorageMsg, StoragePolicy, Overflow};
+pub use actor::{AppendError, Appended, Overflow, StorageActor, StorageArgs, StorageMsg, StoragePolicy, now_ms};
 pub use store::{DeadLetter, Store, StoreError, StoreStats};

@@ -1,0 +1,190 @@
+//! Starting and stopping a whole gateway: store, actor tree, MQTT and HTTP listeners.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use edge_gateway_actors::health::Health;
+use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::storage::Store;
+use edge_gateway_actors::supervisor::{SupervisionConfig, Supervisor, SupervisorMsg};
+use ntex_mqtt::{MqttServer, v3, v5};
+use ntex_service::cfg::SharedCfg;
+use prometheus_client::registry::Registry;
+use ractor::{Actor, ActorRef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{self, LocalApi};
+use crate::mqtt::{self, Ingress};
+use crate::sinks;
+use crate::tree::{self, TreeInputs};
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where devices connect.
+    pub mqtt_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_addr: SocketAddr,
+    /// Prefix of this gateway's idempotency keys.
+    pub gateway_id: String,
+    /// Metric handles (tests read them directly).
+    pub metrics: Metrics,
+    /// Readiness state.
+    pub health: Health,
+    /// The open store (read-only use: inspection, tests).
+    pub store: Store,
+    /// The root of the supervision tree.
+    pub root: ActorRef<SupervisorMsg>,
+    root_done: JoinHandle<()>,
+    mqtt_server: ntex_server::Server<ntex_server::net::Connection>,
+    http_stop: watch::Sender<bool>,
+}
+
+/// How a gateway ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request (signal); everything was flushed.
+    Graceful,
+    /// The root supervisor exceeded its restart intensity.
+    RootFailed,
+}
+
+/// Read the supervision file named in the config, or the embedded default.
+pub fn load_supervision(config: &Config) -> Result<SupervisionConfig, Vec<String>> {
+    match &config.supervision_file {
+        None => Ok(SupervisionConfig::default_config()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+            SupervisionConfig::parse(&text)
+        }
+    }
+}
+
+impl Gateway {
+    /// Start everything; must run inside a multi-thread tokio runtime.
+    pub async fn start(config: Config, supervision: SupervisionConfig) -> anyhow::Result<Gateway> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
+        let store = open_store(&config.store_path(), sink_names)?;
+        let gateway_id = store.gateway_id(config.gateway_id.as_deref())?;
+        let metrics = Metrics::new();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
+        let health = Health::default();
+        let mut built = Vec::new();
+        for s in &config.sinks {
+            built.push((s.clone(), sinks::build(&gateway_id, s).map_err(anyhow::Error::msg)?));
+        }
+        let next_seq = store.stats()?.next_seq;
+        let inputs = TreeInputs {
+            store: store.clone(),
+            gateway_id: gateway_id.clone(),
+            storage_policy: config.storage.clone(),
+            sinks: built,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            committed: Arc::new(watch::channel(next_seq).0),
+            storage: Default::default(),
+            sessions: Default::default(),
+        };
+        let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs))
+            .await
+            .context("cannot start the supervision tree")?;
+
+        let http_listener = http::bind(config.http_listen).await.with_context(|| format!("http.listen: cannot bind {}", config.http_listen))?;
+        let http_addr = http_listener.local_addr()?;
+        let (http_stop, http_stop_rx) = watch::channel(false);
+        tokio::spawn(http::serve(http_listener, LocalApi { registry: Arc::new(registry), health: health.clone() }, http_stop_rx));
+
+        let ingress = Ingress { storage: inputs.storage.clone(), sessions: inputs.sessions.clone(), metrics: metrics.clone(), session_policy: supervision.session };
+        let (mqtt_server, mqtt_addr) = start_mqtt(&config, ingress).with_context(|| format!("mqtt.listen: cannot bind {}", config.mqtt.listen))?;
+        health.set_listeners_bound(true);
+        tracing::info!(%mqtt_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
+        Ok(Gateway { mqtt_addr, http_addr, gateway_id, metrics, health, store, root, root_done, mqtt_server, http_stop })
+    }
+
+    /// Run until `shutdown` resolves (then stop gracefully) or the root supervisor fails.
+    pub async fn run_until(mut self, shutdown: impl std::future::Future<Output = ()>) -> Exit {
+        tokio::select! {
+            _ = shutdown => {
+                self.stop().await;
+                Exit::Graceful
+            }
+            _ = &mut self.root_done => {
+                tracing::error!("The root supervisor gave up; exiting so that the service manager restarts the gateway.");
+                self.stop_listeners().await;
+                Exit::RootFailed
+            }
+        }
+    }
+
+    /// Stop accepting, let in-flight publishes commit, stop the tree in reverse order.
+    pub async fn stop(mut self) {
+        self.stop_listeners().await;
+        let _ = self.root.call(SupervisorMsg::Shutdown, Some(Duration::from_secs(60))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(60), &mut self.root_done).await;
+        tracing::info!("Gateway stopped.");
+    }
+
+    async fn stop_listeners(&self) {
+        self.health.set_listeners_bound(false);
+        // Graceful: ntex waits for the in-flight handlers, whose commits complete first.
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.mqtt_server.stop(true)).await;
+        let _ = self.http_stop.send(true);
+    }
+}
+
+fn open_store(path: &Path, sinks: Vec<String>) -> anyhow::Result<Store> {
+    Store::open(path, sinks).with_context(|| format!("cannot open the store at {}", path.display()))
+}
+
+/// Bind the MQTT listener and run ntex on its own thread; returns the server handle.
+fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(config.mqtt.listen)?;
+    let addr = listener.local_addr()?;
+    let mqtt_cfg = ntex_mqtt::MqttServiceConfig::new()
+        .set_max_qos(ntex_mqtt::QoS::AtLeastOnce)
+        .set_max_size(config.mqtt.max_packet_size)
+        .set_max_receive(config.mqtt.max_inflight)
+        .set_max_receive_size(0)
+        .set_connect_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16))
+        .set_handshake_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16));
+    let workers = config.mqtt.workers;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("mqtt-io".into()).spawn(move || {
+        let result = ntex_rt::System::new("mqtt", ntex_net::DefaultRuntime).block_on(async move {
+            let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).build();
+            let server = ntex_server::net::build()
+                .workers(workers)
+                .disable_signals()
+                .listen("mqtt", listener, cfg, async move |_| {
+                    let (i3, i5) = (ingress.clone(), ingress.clone());
+                    MqttServer::new()
+                        .v3(v3::MqttServer::new(async |s: &v3::Session<mqtt::Conn>, p| mqtt::publish_v3(s, p).await)
+                            .control(async |s: &v3::Session<mqtt::Conn>, c| mqtt::control_v3(s, c).await)
+                            .build(move |c| mqtt::connect_v3(i3.clone(), c)))
+                        .v5(v5::MqttServer::new(async |s: &v5::Session<mqtt::Conn>, p| mqtt::publish_v5(s, p).await)
+                            .control(async |s: &v5::Session<mqtt::Conn>, c| mqtt::control_v5(s, c).await)
+                            .build(move |c| mqtt::connect_v5(i5.clone(), c)))
+                })
+                .map(|b| b.run());
+            match server {
+                Ok(server) => {
+                    let _ = tx.send(Ok(server.clone()));
+                    let _ = server.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        tracing::debug!(?result, "MQTT runtime stopped.");
+    })?;
+    let server = rx.recv().context("the MQTT thread died")??;
+    Ok((server, addr))
+}

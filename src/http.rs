@@ -1,0 +1,90 @@
+//! The local HTTP endpoint: `/metrics`, `/healthz`, `/readyz` (hyper 1).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use edge_gateway_actors::health::Health;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What the endpoint serves from.
+#[derive(Clone)]
+pub struct LocalApi {
+    /// Every metric, encoded on each scrape.
+    pub registry: Arc<Registry>,
+    /// Readiness inputs.
+    pub health: Health,
+}
+
+/// Serve on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, api: LocalApi, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed.");
+                continue;
+            }
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.route(&req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let _ = conn.await;
+        });
+    }
+}
+
+/// Bind the endpoint's listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+impl LocalApi {
+    fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+        }
+        match req.uri().path() {
+            "/metrics" => self.metrics(),
+            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/readyz" => match self.health.readiness() {
+                Ok(()) => text(StatusCode::OK, "ready\n".into()),
+                Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))),
+            },
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        }
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let mut buf = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut buf, &self.registry) {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"));
+        }
+        let mut resp = Response::new(Full::new(Bytes::from(buf)));
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}

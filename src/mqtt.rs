@@ -1,0 +1,316 @@
+//! MQTT ingress: ntex-mqtt v3.1.1 and v5 handlers wired to the session and storage actors.
+//!
+//! Per connection: CONNECT starts a session actor under the `sessions` supervisor (taking over an
+//! older connection with the same client id) and arms a closer, so that the end of the session
+//! actor closes the connection. Per PUBLISH: validate, append to the store, and answer only after
+//! the commit: v3 gets its PUBACK (or the connection is closed), v5 gets a PUBACK reason code.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::record::NewRecord;
+use edge_gateway_actors::session::{SessionActor, SessionArgs, SessionMsg};
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::{AppendError, Appended, StorageMsg, now_ms};
+use edge_gateway_actors::supervisor::{ChildPolicy, ChildSpec, SupervisorMsg, start_fn};
+use ntex_mqtt::{Control, Reason, v3, v5};
+use ractor::{Actor, ActorRef, rpc::CallResult};
+use tokio::sync::oneshot;
+
+/// How long a handler waits for an actor before giving up (no PUBACK then).
+const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the MQTT handlers need; cloned into every ntex worker.
+#[derive(Clone)]
+pub struct Ingress {
+    /// The storage actor (replaced on restart).
+    pub storage: ActorSlot<StorageMsg>,
+    /// The sessions supervisor (replaced on restart).
+    pub sessions: ActorSlot<SupervisorMsg>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Restart type and shutdown budget of every session.
+    pub session_policy: ChildPolicy,
+}
+
+/// An error from a handler: it closes the connection (v3) or is logged (v5).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IngressError(String);
+
+impl From<()> for IngressError {
+    fn from(_: ()) -> Self {
+        IngressError("()".into())
+    }
+}
+
+impl TryFrom<IngressError> for v5::PublishAck {
+    type Error = IngressError;
+    fn try_from(err: IngressError) -> Result<Self, Self::Error> {
+        Err(err)
+    }
+}
+
+/// Per-connection state held by ntex; dropping it ends the session actor.
+#[derive(Clone)]
+pub struct Conn(Rc<ConnInner>);
+
+/// The shared part of [`Conn`].
+pub struct ConnInner {
+    /// MQTT client id (the device identity for now).
+    client_id: String,
+    /// The connection's session actor.
+    session: ActorRef<SessionMsg>,
+    /// Set when the connection ends by itself, so the closer does not count it as forced.
+    ended: Rc<Cell<bool>>,
+    /// Handlers' access to the actors.
+    ingress: Ingress,
+}
+
+impl Drop for ConnInner {
+    fn drop(&mut self) {
+        self.ended.set(true);
+        self.session.stop(None);
+        self.ingress.metrics.connections.dec();
+        tracing::debug!(client_id = %self.client_id, "Connection closed.");
+    }
+}
+
+impl Ingress {
+    /// Start the session actor and arm the closer; `close` closes the connection.
+    async fn open_session(&self, client_id: &str, protocol: &'static str, close: impl FnOnce() + 'static) -> Result<Conn, String> {
+        let sessions = self.sessions.get().ok_or("sessions supervisor is down")?;
+        let (closer, closed) = oneshot::channel();
+        let closer = std::sync::Mutex::new(Some(closer));
+        let id = client_id.to_string();
+        let spec = ChildSpec {
+            name: "session".into(),
+            restart: self.session_policy.restart,
+            shutdown: self.session_policy.shutdown,
+            start: start_fn(move |sup| {
+                let args = SessionArgs { client_id: id.clone(), protocol, closer: closer.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| oneshot::channel().0) };
+                async move { Ok(SessionActor::spawn_linked(None, SessionActor, args, sup).await?.0.get_cell()) }
+            }),
+        };
+        let key = Some(client_id.to_string());
+        let call = sessions.call(|reply| SupervisorMsg::StartChild { spec, key, reply }, None);
+        let cell = match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(CallResult::Success(Ok(cell)))) => cell,
+            Ok(Ok(CallResult::Success(Err(e)))) => return Err(e),
+            other => return Err(format!("sessions supervisor did not answer: {}", describe(&other))),
+        };
+        let ended = Rc::new(Cell::new(false));
+        let (ended2, metrics, cid) = (ended.clone(), self.metrics.clone(), client_id.to_string());
+        ntex_rt::spawn(async move {
+            let _ = closed.await;
+            if !ended2.get() {
+                tracing::info!(client_id = %cid, "Session actor ended; closing its connection.");
+                metrics.connections_closed.get_or_create(&[("reason", "session_ended".to_string())]).inc();
+                close();
+            }
+        });
+        self.metrics.connections.inc();
+        self.metrics.connections_opened.inc();
+        Ok(Conn(Rc::new(ConnInner { client_id: client_id.to_string(), session: cell.into(), ended, ingress: self.clone() })))
+    }
+
+    /// Append one message; `Ok` only after it is committed.
+    async fn append(&self, rec: NewRecord) -> Result<Appended, AppendError> {
+        let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
+        let call = storage.call(|reply| StorageMsg::Append(rec, reply), None);
+        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(CallResult::Success(result))) => result,
+            other => Err(AppendError::CommitFailed(format!("storage did not answer: {}", describe(&other)))),
+        }
+    }
+}
+
+fn describe<T, E: std::fmt::Display>(r: &Result<Result<CallResult<T>, E>, ()>) -> String {
+    match r {
+        Err(()) => "timed out".into(),
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(CallResult::Timeout)) => "timed out".into(),
+        Ok(Ok(CallResult::SenderError)) => "dropped the request".into(),
+        Ok(Ok(CallResult::Success(_))) => "answered".into(),
+    }
+}
+
+/// A PUBLISH topic name must be non-empty and free of wildcards.
+fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+}
+
+fn rejected(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &str) {
+    metrics.reject(reason);
+    tracing::warn!(%client_id, reason, detail, "Publish refused.");
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 3.1.1
+
+pub(crate) async fn connect_v3(ingress: Ingress, c: v3::Connect) -> Result<v3::ConnectAck<Conn>, IngressError> {
+    let pkt = c.packet();
+    let mut client_id = pkt.client_id.to_string();
+    if client_id.is_empty() {
+        if !pkt.clean_session {
+            ingress.metrics.reject("empty_client_id");
+            tracing::warn!("CONNECT with an empty client id and clean session 0 refused.");
+            return Ok(c.identifier_rejected());
+        }
+        client_id = generated_client_id();
+    }
+    let sink = c.sink();
+    match ingress.open_session(&client_id, "v3", move || sink.close()).await {
+        Ok(conn) => {
+            tracing::debug!(%client_id, "v3 connection accepted.");
+            Ok(c.ack(conn, false))
+        }
+        Err(e) => {
+            tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
+            Ok(c.service_unavailable())
+        }
+    }
+}
+
+pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Result<(), IngressError> {
+    let c = &conn.0;
+    let m = &c.ingress.metrics;
+    let topic = p.publish_topic().to_string();
+    if !valid_topic(&topic) {
+        rejected(m, &c.client_id, "invalid_topic", &topic);
+        return Err(IngressError(format!("invalid topic {topic:?}")));
+    }
+    let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
+    let qos = u8::from(p.qos());
+    let rec = NewRecord { device: c.client_id.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
+    let size = rec.payload.len() as u64;
+    match c.ingress.append(rec).await {
+        Ok(_) => {
+            accepted(c, "v3", qos, size);
+            Ok(())
+        }
+        Err(e) => {
+            let reason = if e == AppendError::QuotaExceeded { "quota" } else { "store_error" };
+            rejected(m, &c.client_id, reason, &e.to_string());
+            Err(IngressError(e.to_string()))
+        }
+    }
+}
+
+fn accepted(c: &ConnInner, protocol: &'static str, qos: u8, size: u64) {
+    c.ingress.metrics.ingress_messages.get_or_create(&[("protocol", protocol.to_string()), ("qos", qos.to_string())]).inc();
+    c.ingress.metrics.ingress_bytes.inc_by(size);
+    let _ = c.session.cast(SessionMsg::Published);
+}
+
+pub(crate) async fn control_v3(conn: &v3::Session<Conn>, ctl: Control<IngressError>) -> Result<Option<v3::codec::Encoded>, IngressError> {
+    count_stop(&conn.0, &ctl);
+    Ok(None)
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5
+
+pub(crate) async fn connect_v5(ingress: Ingress, c: v5::Connect) -> Result<v5::ConnectAck<Conn>, IngressError> {
+    let pkt = c.packet();
+    let mut client_id = pkt.client_id.to_string();
+    let assigned = client_id.is_empty();
+    if assigned {
+        client_id = generated_client_id();
+    }
+    let sink = c.sink();
+    match ingress.open_session(&client_id, "v5", move || sink.close()).await {
+        Ok(conn) => {
+            tracing::debug!(%client_id, "v5 connection accepted.");
+            let ack = c.ack(conn);
+            Ok(if assigned { ack.with(|a| a.assigned_client_id = Some(client_id.into())) } else { ack })
+        }
+        Err(e) => {
+            tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
+            Ok(c.failed(v5::codec::ConnectAckReason::ServerUnavailable))
+        }
+    }
+}
+
+pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<v5::PublishAck, IngressError> {
+    use v5::codec::PublishAckReason as R;
+    let c = &conn.0;
+    let m = &c.ingress.metrics;
+    let topic = p.publish_topic().to_string();
+    if !valid_topic(&topic) {
+        rejected(m, &c.client_id, "invalid_topic", &topic);
+        return Ok(p.ack().reason_code(R::TopicNameInvalid));
+    }
+    let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
+    let props = &p.packet().properties;
+    let qos = u8::from(p.qos());
+    let rec = NewRecord {
+        device: c.client_id.clone(),
+        topic,
+        qos,
+        payload: payload.to_vec(),
+        content_type: props.content_type.as_ref().map(|s| s.to_string()),
+        user_properties: props.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        received_at_ms: now_ms(),
+    };
+    let size = rec.payload.len() as u64;
+    match c.ingress.append(rec).await {
+        Ok(_) => {
+            accepted(c, "v5", qos, size);
+            Ok(p.ack())
+        }
+        Err(AppendError::QuotaExceeded) => {
+            rejected(m, &c.client_id, "quota", "storage quota exceeded");
+            Ok(p.ack().reason_code(R::QuotaExceeded))
+        }
+        Err(e) => {
+            rejected(m, &c.client_id, "store_error", &e.to_string());
+            Ok(p.ack().reason_code(R::UnspecifiedError))
+        }
+    }
+}
+
+pub(crate) async fn control_v5(conn: &v5::Session<Conn>, ctl: Control<IngressError>) -> Result<Option<v5::codec::Encoded>, IngressError> {
+    count_stop(&conn.0, &ctl);
+    Ok(None)
+}
+
+/// Count and log why a connection's dispatcher stops (protocol errors, handler errors).
+fn count_stop(c: &ConnInner, ctl: &Control<IngressError>) {
+    let Control::Stop(reason) = ctl else { return };
+    let (label, detail) = match reason {
+        Reason::PeerGone(_) => return,
+        Reason::Error(e) => ("handler_error", e.get_ref().to_string()),
+        Reason::Protocol(p) => {
+            let detail = format!("{}", p.get_ref());
+            (classify_protocol_error(&format!("{:?} {detail}", p.get_ref())), detail)
+        }
+    };
+    c.ingress.metrics.connections_closed.get_or_create(&[("reason", label.to_string())]).inc();
+    if label != "handler_error" {
+        c.ingress.metrics.reject(label);
+    }
+    tracing::warn!(client_id = %c.client_id, reason = label, %detail, "Closing connection.");
+}
+
+fn classify_protocol_error(text: &str) -> &'static str {
+    if text.contains("MaxSizeExceeded") {
+        "oversize"
+    } else if text.contains("3.2.2-11") || text.contains("QoS") {
+        "qos_unsupported"
+    } else if text.contains("KeepAlive") {
+        "keepalive_timeout"
+    } else if text.contains("UnexpectedPacket") || text.contains("Unexpected") {
+        "unexpected_packet"
+    } else {
+        "protocol_error"
+    }
+}
+
+fn generated_client_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("auto-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}

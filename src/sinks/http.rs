@@ -1,0 +1,75 @@
+//! The HTTP sink: POSTs JSON batches with an `Idempotency-Key` header.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edge_gateway_actors::forwarder::{DeliveryError, Sink};
+use edge_gateway_actors::record::Record;
+
+use super::WireBatch;
+
+/// POSTs batches to one ingestion URL.
+pub struct HttpSink {
+    /// For log lines.
+    name: String,
+    /// Goes into every body so the cloud knows the sender.
+    gateway_id: String,
+    /// The ingestion endpoint.
+    url: String,
+    /// Pooled connections (hyper underneath).
+    client: reqwest::Client,
+}
+
+impl HttpSink {
+    /// A sink posting to `url`, giving up on a request after `timeout`.
+    pub fn new(name: &str, gateway_id: &str, url: &str, timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("edge-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("sink '{name}': cannot build HTTP client: {e}"))?;
+        Ok(Self { name: name.to_string(), gateway_id: gateway_id.to_string(), url: url.to_string(), client })
+    }
+}
+
+#[async_trait]
+impl Sink for HttpSink {
+    async fn deliver(&self, batch_key: &str, batch: &[Record]) -> Result<(), DeliveryError> {
+        let body = serde_json::to_vec(&WireBatch::new(&self.gateway_id, batch_key, batch))
+            .map_err(|e| DeliveryError::Rejected { detail: format!("cannot encode batch: {e}") })?;
+        let response = self
+            .client
+            .post(&self.url)
+            .header("Idempotency-Key", batch_key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify_error(&self.name, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+        let detail = format!("HTTP {status}: {text}");
+        Err(match status.as_u16() {
+            429 => DeliveryError::Transient { kind: "http_429", detail },
+            408 => DeliveryError::Transient { kind: "timeout", detail },
+            400..=499 => DeliveryError::Rejected { detail },
+            500..=599 => DeliveryError::Transient { kind: "http_5xx", detail },
+            _ => DeliveryError::Transient { kind: "http_other", detail },
+        })
+    }
+}
+
+fn classify_error(sink: &str, e: &reqwest::Error) -> DeliveryError {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "io"
+    };
+    DeliveryError::Transient { kind, detail: format!("sink '{sink}': {e}") }
+}

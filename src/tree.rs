@@ -1,0 +1,143 @@
+//! Builds the supervision tree from the config and `supervision.toml`.
+//!
+//! ```text
+//! root ─┬─ storage      StorageActor (the only writer of the store)
+//!       ├─ forwarders   Supervisor ── forwarder:<sink> ForwarderActor, one per sink
+//!       └─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
+//! ```
+
+use std::sync::Arc;
+
+use edge_gateway_actors::forwarder::{ForwarderActor, ForwarderArgs, ForwarderPolicy, Sink};
+use edge_gateway_actors::health::Health;
+use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::{StorageActor, StorageArgs, StorageMsg, StoragePolicy, Store};
+use edge_gateway_actors::supervisor::{ChildPolicy, ChildSpec, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn};
+use ractor::Actor;
+use tokio::sync::watch;
+
+use crate::config::SinkConfig;
+
+/// Everything the tree's actors are built from.
+#[derive(Clone)]
+pub struct TreeInputs {
+    /// The open store.
+    pub store: Store,
+    /// Prefix of idempotency keys.
+    pub gateway_id: String,
+    /// Quota, TTL, batching.
+    pub storage_policy: StoragePolicy,
+    /// Sinks with their built I/O halves.
+    pub sinks: Vec<(SinkConfig, Arc<dyn Sink>)>,
+    /// Metrics handles.
+    pub metrics: Metrics,
+    /// Readiness.
+    pub health: Health,
+    /// Next unassigned seq, published by the storage actor.
+    pub committed: Arc<watch::Sender<u64>>,
+    /// Where the current storage actor is found.
+    pub storage: ActorSlot<StorageMsg>,
+    /// Where the current sessions supervisor is found.
+    pub sessions: ActorSlot<SupervisorMsg>,
+}
+
+/// The root supervisor's arguments.
+pub fn root_args(sup: &SupervisionConfig, inputs: &TreeInputs) -> SupervisorArgs {
+    let children = sup
+        .root_children
+        .iter()
+        .map(|(name, policy)| match name.as_str() {
+            "storage" => storage_spec(policy, inputs),
+            "forwarders" => forwarders_spec(policy, &sup.forwarders, &sup.forwarder, inputs),
+            _ => sessions_spec(policy, &sup.sessions, inputs),
+        })
+        .collect();
+    supervisor_args("root", sup.root.clone(), children, inputs)
+}
+
+fn supervisor_args(path: &str, policy: SupervisorPolicy, children: Vec<ChildSpec>, inputs: &TreeInputs) -> SupervisorArgs {
+    SupervisorArgs { path: path.to_string(), policy, children, metrics: inputs.metrics.clone(), health: inputs.health.clone() }
+}
+
+fn storage_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
+    let inputs = inputs.clone();
+    ChildSpec {
+        name: "storage".into(),
+        restart: policy.restart,
+        shutdown: policy.shutdown,
+        start: start_fn(move |sup| {
+            let inputs = inputs.clone();
+            async move {
+                let args = StorageArgs {
+                    store: inputs.store.clone(),
+                    gateway_id: inputs.gateway_id.clone(),
+                    policy: inputs.storage_policy.clone(),
+                    metrics: inputs.metrics.clone(),
+                    health: inputs.health.clone(),
+                    committed: inputs.committed.clone(),
+                };
+                let (actor, _) = StorageActor::spawn_linked(None, StorageActor, args, sup).await?;
+                inputs.storage.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }),
+    }
+}
+
+fn forwarders_spec(policy: &ChildPolicy, sup_policy: &SupervisorPolicy, child: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
+    let children: Vec<ChildSpec> = inputs.sinks.iter().map(|(cfg, sink)| forwarder_spec(child, cfg, sink.clone(), inputs)).collect();
+    let args = (sup_policy.clone(), children, inputs.clone());
+    ChildSpec {
+        name: "forwarders".into(),
+        restart: policy.restart,
+        shutdown: policy.shutdown,
+        start: start_fn(move |sup| {
+            let (policy, children, inputs) = args.clone();
+            async move {
+                let args = supervisor_args("root/forwarders", policy, children, &inputs);
+                let (actor, _) = Supervisor::spawn_linked(None, Supervisor, args, sup).await?;
+                Ok(actor.get_cell())
+            }
+        }),
+    }
+}
+
+fn forwarder_spec(policy: &ChildPolicy, cfg: &SinkConfig, sink: Arc<dyn Sink>, inputs: &TreeInputs) -> ChildSpec {
+    let (cfg, inputs) = (cfg.clone(), inputs.clone());
+    ChildSpec {
+        name: format!("forwarder:{}", cfg.name),
+        restart: policy.restart,
+        shutdown: policy.shutdown,
+        start: start_fn(move |sup| {
+            let args = ForwarderArgs {
+                name: cfg.name.clone(),
+                sink: sink.clone(),
+                policy: ForwarderPolicy { max_messages: cfg.batch_max_messages, max_bytes: cfg.batch_max_bytes, backoff: cfg.backoff },
+                store: inputs.store.clone(),
+                storage: inputs.storage.clone(),
+                committed: inputs.committed.subscribe(),
+                metrics: inputs.metrics.clone(),
+            };
+            async move { Ok(ForwarderActor::spawn_linked(None, ForwarderActor, args, sup).await?.0.get_cell()) }
+        }),
+    }
+}
+
+fn sessions_spec(policy: &ChildPolicy, sup_policy: &SupervisorPolicy, inputs: &TreeInputs) -> ChildSpec {
+    let args = (sup_policy.clone(), inputs.clone());
+    ChildSpec {
+        name: "sessions".into(),
+        restart: policy.restart,
+        shutdown: policy.shutdown,
+        start: start_fn(move |sup| {
+            let (policy, inputs) = args.clone();
+            async move {
+                let args = supervisor_args("root/sessions", policy, Vec::new(), &inputs);
+                let (actor, _) = Supervisor::spawn_linked(None, Supervisor, args, sup).await?;
+                inputs.sessions.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }),
+    }
+}

@@ -1,0 +1,113 @@
+//! Small helpers shared by the integration tests: temp dirs, polling instead of sleeping,
+//! required external programs, and free ports.
+#![allow(dead_code)] // each test uses a different part of the helpers
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long `mosquitto_pub` may run before the test fails.
+const MOSQUITTO_PUB_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often `poll_until` and `mosquitto_pub` look again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// A fresh temporary directory, removed when the returned value is dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("edge-gateway-it-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// Waits until `f` returns true, checking every 20 ms; panics naming `what` after `timeout`.
+///
+/// The deadline is wall-clock time on purpose: these waits are on real sockets and processes,
+/// which a paused tokio clock would not slow down.
+pub async fn poll_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// The full path of `bin` on PATH; panics with how to install it otherwise (tests never skip).
+pub fn require(bin: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(bin))
+        .find(|candidate| is_executable(candidate));
+    found.unwrap_or_else(|| {
+        panic!(
+            "required program `{bin}` is not on PATH; install it with \
+             `apt-get install -y {}` (the integration tests need it and never skip)",
+            debian_package(bin)
+        )
+    })
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The Debian package that ships `bin`.
+fn debian_package(bin: &str) -> &str {
+    match bin {
+        "mosquitto_pub" | "mosquitto_sub" | "mosquitto_rr" => "mosquitto-clients",
+        other => other,
+    }
+}
+
+/// Runs `mosquitto_pub ARGS` and returns its output; panics if it runs longer than 60 s.
+///
+/// Uses `std::process` polled from async code rather than `tokio::process`, which would need
+/// tokio's `process` feature that the workspace does not enable.
+pub async fn mosquitto_pub(args: &[&str]) -> Output {
+    let program = require("mosquitto_pub");
+    let mut child = Command::new(&program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + MOSQUITTO_PUB_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mosquitto_pub") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mosquitto_pub {args:?} still running after {MOSQUITTO_PUB_TIMEOUT:?}; killed");
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    Output { status, stdout, stderr }
+}
+
+/// Reads a child's pipe to the end on a thread, so a chatty child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (bound to port 0, read, released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
