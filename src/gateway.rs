@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
-use edge_gateway_actors::storage::Store;
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::{StorageMsg, Store};
 use edge_gateway_actors::supervisor::{SupervisionConfig, Supervisor, SupervisorMsg};
 use ntex_mqtt::{MqttServer, v3, v5};
 use ntex_service::cfg::SharedCfg;
@@ -39,6 +40,10 @@ pub struct Gateway {
     pub store: Store,
     /// The root of the supervision tree.
     pub root: ActorRef<SupervisorMsg>,
+    /// The current storage actor.
+    pub storage: ActorSlot<StorageMsg>,
+    /// The current sessions supervisor.
+    pub sessions: ActorSlot<SupervisorMsg>,
     root_done: JoinHandle<()>,
     mqtt_server: ntex_server::Server<ntex_server::net::Connection>,
     http_stop: watch::Sender<bool>,
@@ -105,7 +110,8 @@ impl Gateway {
         let (mqtt_server, mqtt_addr) = start_mqtt(&config, ingress).with_context(|| format!("mqtt.listen: cannot bind {}", config.mqtt.listen))?;
         health.set_listeners_bound(true);
         tracing::info!(%mqtt_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
-        Ok(Gateway { mqtt_addr, http_addr, gateway_id, metrics, health, store, root, root_done, mqtt_server, http_stop })
+        let (storage, sessions) = (inputs.storage.clone(), inputs.sessions.clone());
+        Ok(Gateway { mqtt_addr, http_addr, gateway_id, metrics, health, store, root, storage, sessions, root_done, mqtt_server, http_stop })
     }
 
     /// Run until `shutdown` resolves (then stop gracefully) or the root supervisor fails.
@@ -166,9 +172,11 @@ fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server:
                     let (i3, i5) = (ingress.clone(), ingress.clone());
                     MqttServer::new()
                         .v3(v3::MqttServer::new(async |s: &v3::Session<mqtt::Conn>, p| mqtt::publish_v3(s, p).await)
+                            .protocol(async |s: &v3::Session<mqtt::Conn>, m| mqtt::protocol_v3(s, m).await)
                             .control(async |s: &v3::Session<mqtt::Conn>, c| mqtt::control_v3(s, c).await)
                             .build(move |c| mqtt::connect_v3(i3.clone(), c)))
                         .v5(v5::MqttServer::new(async |s: &v5::Session<mqtt::Conn>, p| mqtt::publish_v5(s, p).await)
+                            .protocol(async |s: &v5::Session<mqtt::Conn>, m| mqtt::protocol_v5(s, m).await)
                             .control(async |s: &v5::Session<mqtt::Conn>, c| mqtt::control_v5(s, c).await)
                             .build(move |c| mqtt::connect_v5(i5.clone(), c)))
                 })

@@ -314,3 +314,47 @@ fn generated_client_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("auto-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Protocol messages other than PUBLISH. The gateway only ingests: subscriptions are refused
+// per topic (SUBACK failure) without closing the connection.
+
+pub(crate) async fn protocol_v3(conn: &v3::Session<Conn>, msg: v3::ProtocolMessage) -> Result<v3::ProtocolMessageAck, IngressError> {
+    Ok(match msg {
+        v3::ProtocolMessage::Subscribe(mut s) => {
+            for mut topic in s.iter_mut() {
+                refuse_subscription(&conn.0, topic.topic());
+                topic.fail();
+            }
+            s.ack()
+        }
+        v3::ProtocolMessage::Unsubscribe(u) => u.ack(),
+        v3::ProtocolMessage::Ping(p) => p.ack(),
+        v3::ProtocolMessage::Disconnect(d) => d.ack(),
+        v3::ProtocolMessage::PublishRelease(r) => r.ack(),
+    })
+}
+
+pub(crate) async fn protocol_v5(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage) -> Result<v5::ProtocolMessageAck, IngressError> {
+    Ok(match msg {
+        v5::ProtocolMessage::Subscribe(mut s) => {
+            for mut topic in s.iter_mut() {
+                refuse_subscription(&conn.0, topic.topic());
+                topic.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+            }
+            s.ack()
+        }
+        v5::ProtocolMessage::Unsubscribe(u) => u.ack(),
+        v5::ProtocolMessage::Ping(p) => p.ack(),
+        v5::ProtocolMessage::Disconnect(d) => d.ack(),
+        v5::ProtocolMessage::PublishRelease(r) => r.ack(),
+        auth @ v5::ProtocolMessage::Auth(_) => {
+            auth.disconnect_with(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::BadAuthenticationMethod))
+        }
+    })
+}
+
+fn refuse_subscription(c: &ConnInner, topic: &str) {
+    c.ingress.metrics.reject("subscribe_refused");
+    tracing::warn!(client_id = %c.client_id, %topic, "Subscribe refused: this gateway only ingests.");
+}

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ractor::ActorCell;
+
 /// Shared health state; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Health {
@@ -21,6 +23,8 @@ struct Inner {
     listeners_bound: AtomicBool,
     /// Child path (`root/storage`) -> state. Temporary children are not tracked.
     children: Mutex<BTreeMap<String, ChildHealth>>,
+    /// Child path -> the running actor, for introspection and fault injection.
+    cells: Mutex<BTreeMap<String, ActorCell>>,
 }
 
 /// The last known state of one supervised child.
@@ -46,7 +50,15 @@ impl Health {
     }
 
     /// Record a child's state; `restarted` adds one to its restart count.
-    pub fn set_child(&self, path: &str, running: bool, permanent: bool, restarted: bool) {
+    pub fn set_child(&self, path: &str, cell: Option<ActorCell>, permanent: bool, restarted: bool) {
+        let running = cell.is_some();
+        {
+            let mut cells = self.inner.cells.lock().unwrap_or_else(|e| e.into_inner());
+            match cell {
+                Some(cell) => cells.insert(path.to_string(), cell),
+                None => cells.remove(path),
+            };
+        }
         let mut children = self.inner.children.lock().unwrap_or_else(|e| e.into_inner());
         let entry = children.entry(path.to_string()).or_insert(ChildHealth { running, permanent, restarts: 0 });
         entry.running = running;
@@ -59,6 +71,13 @@ impl Health {
         let prefix = format!("{path}/");
         let mut children = self.inner.children.lock().unwrap_or_else(|e| e.into_inner());
         children.retain(|k, _| k != path && !k.starts_with(&prefix));
+        let mut cells = self.inner.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells.retain(|k, _| k != path && !k.starts_with(&prefix));
+    }
+
+    /// The running actor at `path` (`root/forwarders/forwarder:cloud`), if it is up.
+    pub fn actor(&self, path: &str) -> Option<ActorCell> {
+        self.inner.cells.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
     }
 
     /// A snapshot of every tracked child.

@@ -177,7 +177,7 @@ impl SupervisorState {
         }
         self.by_id.insert(cell.get_id(), order);
         if restart != Restart::Temporary {
-            self.args.health.set_child(&path, true, restart == Restart::Permanent, false);
+            self.args.health.set_child(&path, Some(cell.clone()), restart == Restart::Permanent, false);
         }
         Ok(cell)
     }
@@ -222,7 +222,7 @@ impl SupervisorState {
             let _ = cell.kill_and_wait(Some(timeout)).await;
         }
         if restart != Restart::Temporary {
-            self.args.health.set_child(&self.child_path(&name), false, restart == Restart::Permanent, false);
+            self.args.health.set_child(&self.child_path(&name), None, restart == Restart::Permanent, false);
         }
     }
 
@@ -246,7 +246,7 @@ impl SupervisorState {
             Restart::Temporary => false,
         };
         if restart != Restart::Temporary {
-            self.args.health.set_child(&self.child_path(&name), false, restart == Restart::Permanent, false);
+            self.args.health.set_child(&self.child_path(&name), None, restart == Restart::Permanent, false);
         }
         if !restart_it {
             if abnormal && restart != Restart::Temporary {
@@ -290,7 +290,7 @@ impl SupervisorState {
             }
             let name = child.spec.name.clone();
             self.args.metrics.actor_restarts.get_or_create(&[("supervisor", self.args.path.clone()), ("child", name.clone())]).inc();
-            self.args.health.set_child(&self.child_path(&name), false, child.spec.restart == Restart::Permanent, true);
+            self.args.health.set_child(&self.child_path(&name), None, child.spec.restart == Restart::Permanent, true);
             due.push(o);
         }
         let delay = self.args.policy.backoff.ceiling(self.restarts.len() as u32);

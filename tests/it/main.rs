@@ -1,0 +1,11 @@
+//! Integration tests: one test crate with modules (one build, not one per file).
+//!
+//! They start the gateway through the library on port 0 (or the real binary where a process
+//! must die) and drive it with real clients: mosquitto_pub, rumqttc, and a raw client for what
+//! real clients will not send.
+
+mod harness;
+mod ingest;
+mod pipeline;
+mod raw;
+mod util;
