@@ -172,10 +172,12 @@ fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server:
                     let (i3, i5) = (ingress.clone(), ingress.clone());
                     MqttServer::new()
                         .v3(v3::MqttServer::new(async |s: &v3::Session<mqtt::Conn>, p| mqtt::publish_v3(s, p).await)
+                            .middleware(crate::strict::RejectUnexpected)
                             .protocol(async |s: &v3::Session<mqtt::Conn>, m| mqtt::protocol_v3(s, m).await)
                             .control(async |s: &v3::Session<mqtt::Conn>, c| mqtt::control_v3(s, c).await)
                             .build(move |c| mqtt::connect_v3(i3.clone(), c)))
                         .v5(v5::MqttServer::new(async |s: &v5::Session<mqtt::Conn>, p| mqtt::publish_v5(s, p).await)
+                            .middleware(crate::strict::RejectUnexpected)
                             .protocol(async |s: &v5::Session<mqtt::Conn>, m| mqtt::protocol_v5(s, m).await)
                             .control(async |s: &v5::Session<mqtt::Conn>, c| mqtt::control_v5(s, c).await)
                             .build(move |c| mqtt::connect_v5(i5.clone(), c)))

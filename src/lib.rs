@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod http;
 pub mod mqtt;
 pub mod sinks;
+pub mod strict;
 pub mod tree;
 
 pub use gateway::{Exit, Gateway, load_supervision};

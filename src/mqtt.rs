@@ -296,13 +296,15 @@ fn count_stop(c: &ConnInner, ctl: &Control<IngressError>) {
 }
 
 fn classify_protocol_error(text: &str) -> &'static str {
-    if text.contains("MaxSizeExceeded") {
+    if text.contains("3.3.2-2") || text.contains("wildcard") || text.contains("3.3.4-7") {
+        "invalid_topic"
+    } else if text.contains("MaxSizeExceeded") {
         "oversize"
     } else if text.contains("3.2.2-11") || text.contains("QoS") {
         "qos_unsupported"
     } else if text.contains("KeepAlive") {
         "keepalive_timeout"
-    } else if text.contains("UnexpectedPacket") || text.contains("Unexpected") {
+    } else if text.contains("UnexpectedPacket") || text.contains("Unexpected") || text.contains("UnsupportedPacketType") {
         "unexpected_packet"
     } else {
         "protocol_error"

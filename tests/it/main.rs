@@ -6,6 +6,7 @@
 
 mod harness;
 mod ingest;
+mod malformed;
 mod pipeline;
 mod raw;
 mod util;
