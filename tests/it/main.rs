@@ -9,4 +9,5 @@ mod ingest;
 mod malformed;
 mod pipeline;
 mod raw;
+mod supervision;
 mod util;
