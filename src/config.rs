@@ -196,7 +196,7 @@ impl Config {
 
     /// Parse `text`, apply the overrides found in `env`, validate.
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![toml_error(&e)]))?;
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![edge_gateway_actors::tomlkey::describe(text, &e)]))?;
         apply_env(&mut raw, env);
         raw.validate()
     }
@@ -205,10 +205,6 @@ impl Config {
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("gateway.redb")
     }
-}
-
-fn toml_error(e: &toml::de::Error) -> String {
-    format!("{}", e.message().trim()) + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()
 }
 
 fn apply_env(raw: &mut RawConfig, env: impl IntoIterator<Item = (String, String)>) {
@@ -319,12 +315,13 @@ fn validate_sinks(raw: Vec<RawSink>, e: &mut Vec<String>) -> Vec<SinkConfig> {
         e.push("sinks: at least one sink is required (messages would pile up forever)".into());
     }
     let mut out: Vec<SinkConfig> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for (i, s) in raw.into_iter().enumerate() {
         let key = format!("sinks[{i}]");
         let before = e.len();
         if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             e.push(format!("{key}.name: \"{}\" must be non-empty [A-Za-z0-9_-]", s.name));
-        } else if out.iter().any(|o| o.name == s.name) {
+        } else if !names.insert(s.name.clone()) {
             e.push(format!("{key}.name: \"{}\" is used twice", s.name));
         }
         let kind = sink_kind(&key, &s, e);

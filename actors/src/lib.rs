@@ -20,3 +20,4 @@ pub mod session;
 pub mod slot;
 pub mod storage;
 pub mod supervisor;
+pub mod tomlkey;

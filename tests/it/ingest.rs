@@ -170,12 +170,13 @@ impl IngestServer {
 
     /// Distinct message keys among the accepted messages.
     pub fn unique_keys(&self) -> usize {
-        self.log().accepted.iter().map(|m| &m.key).collect::<HashSet<_>>().len()
+        distinct_keys(&self.log().accepted)
     }
 
     /// Accepted messages whose key had already been accepted before.
     pub fn duplicates(&self) -> usize {
-        self.log().accepted.len() - self.unique_keys()
+        let log = self.log();
+        log.accepted.len() - distinct_keys(&log.accepted)
     }
 
     /// Panics unless, per device, the first occurrences of the accepted keys have increasing `seq`.
@@ -371,6 +372,10 @@ fn parse(parts: &hyper::http::request::Parts, body: &[u8]) -> Result<Batch, Stri
         }
     }
     Ok(batch)
+}
+
+fn distinct_keys(messages: &[Msg]) -> usize {
+    messages.iter().map(|m| &m.key).collect::<HashSet<_>>().len()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -8,6 +8,7 @@ mod harness;
 mod ingest;
 mod malformed;
 mod pipeline;
+mod process;
 mod raw;
 mod supervision;
 mod util;

@@ -110,7 +110,7 @@ struct RawChild {
 impl SupervisionConfig {
     /// Parse and validate; `Err` holds every problem, each starting with its dotted key.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| vec![toml_error(&e)])?;
+        let raw: RawFile = toml::from_str(text).map_err(|e| vec![crate::tomlkey::describe(text, &e)])?;
         let mut errors = Vec::new();
         let root = supervisor("root", &raw.root, &mut errors);
         let forwarders = supervisor("forwarders", &raw.forwarders, &mut errors);
@@ -138,11 +138,6 @@ impl SupervisionConfig {
     pub fn default_config() -> Self {
         Self::parse(DEFAULT_SUPERVISION_TOML).expect("the embedded supervision.toml is valid")
     }
-}
-
-fn toml_error(e: &toml::de::Error) -> String {
-    format!("supervision.toml: {}", e.message().trim())
-        + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()
 }
 
 fn supervisor(key: &str, raw: &RawSupervisor, errors: &mut Vec<String>) -> Option<SupervisorPolicy> {

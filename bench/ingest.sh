@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# bench/ingest.sh: MQTT QoS1 ingest benchmark. edge-gateway with and without group commit
+# against mosquitto 2 (persistence off), 8 and 64 clients, median of N runs, markdown on stdout.
+# See docs/BENCHMARKS.md for what it measures and how to read it.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/ingest.sh [options]
+
+Runs examples/loadgen (pinned to cpu1) against, in turn, edge-gateway with group commit,
+edge-gateway without group commit, and mosquitto 2 with `persistence false` (each pinned to
+cpu0), with 8 and 64 clients, each row RUNS times with a fresh server (and a fresh data dir),
+and prints the medians as a markdown table on stdout. Progress goes to stderr.
+
+options:
+  --runs N            runs per row; the median is reported (default 3)
+  --messages-8 N      messages per client with 8 clients (default 2000)
+  --messages-64 N     messages per client with 64 clients (default 500)
+  --payload BYTES     payload size (default 64)
+  --inflight N        unacknowledged publishes per client (default 100)
+  --timeout SECS      bound on one loadgen run (default 120)
+  --data-root DIR     where the per-run temp dirs go (default: $TMPDIR or /tmp); put it on the
+                      disk you want to measure, not on tmpfs
+  --skip-build        use the binaries already built in target/release
+  -h, --help          this text
+
+Needs: cargo, taskset, curl, 2 CPUs, mosquitto (installed with apt-get when missing and root).
+Listens only on loopback: 127.0.0.x:18830 (MQTT), :18831 (HTTP) for the gateway, :18840 for
+mosquitto, with a different 127.0.0.x per run so no port waits out TIME_WAIT.
+EOF
+}
+
+RUNS=3
+MESSAGES_8=2000
+MESSAGES_64=500
+PAYLOAD=64
+INFLIGHT=100
+TIMEOUT=120
+DATA_ROOT="${TMPDIR:-/tmp}"
+BUILD=1
+
+die() { echo "bench/ingest.sh: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "bench/ingest.sh: $1 needs a positive integer, got '$2'" >&2; exit 2; }; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --skip-build) BUILD=0; shift; continue ;;
+        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root)
+            [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
+        *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    case "$1" in
+        --runs) positive "$1" "$2"; RUNS=$2 ;;
+        --messages-8) positive "$1" "$2"; MESSAGES_8=$2 ;;
+        --messages-64) positive "$1" "$2"; MESSAGES_64=$2 ;;
+        --payload) positive "$1" "$2"; PAYLOAD=$2 ;;
+        --inflight) positive "$1" "$2"; INFLIGHT=$2 ;;
+        --timeout) positive "$1" "$2"; TIMEOUT=$2 ;;
+        --data-root) DATA_ROOT=$2 ;;
+    esac
+    shift 2
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+GATEWAY=$TARGET_DIR/release/edge-gateway
+LOADGEN=$TARGET_DIR/release/examples/loadgen
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- prerequisites ------------------------------------------------------------------------
+
+install_pkg() {  # install_pkg PACKAGE: apt-get as root, else say how
+    [[ $(id -u) -eq 0 ]] || die "$1 is missing: run 'sudo apt-get install -y $1'"
+    log "installing $1 with apt-get"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
+}
+
+find_mosquitto() { command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true; }
+
+command -v taskset >/dev/null || install_pkg util-linux
+command -v curl >/dev/null || install_pkg curl
+MOSQUITTO=$(find_mosquitto)
+[[ -n "$MOSQUITTO" ]] || { install_pkg mosquitto; MOSQUITTO=$(find_mosquitto); }
+[[ -n "$MOSQUITTO" ]] || die "mosquitto still not found after installing it"
+[[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, loadgen on cpu1)"
+mkdir -p "$DATA_ROOT"
+[[ $(stat -f -c %T "$DATA_ROOT") != tmpfs ]] || log "WARNING: $DATA_ROOT is tmpfs; fsync costs nothing there"
+
+if [[ $BUILD -eq 1 ]]; then
+    log "building (release)"
+    cargo build --release --locked --bin edge-gateway --example loadgen >&2
+fi
+[[ -x "$GATEWAY" && -x "$LOADGEN" ]] || die "missing $GATEWAY or $LOADGEN (build first)"
+
+# --- server lifecycle -----------------------------------------------------------------------
+
+WORK=$(mktemp -d "$DATA_ROOT/edge-gateway-bench.XXXXXX")
+SERVER_PID=""
+SERVER_LOG=""
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do  # 10 s for a graceful stop
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+cleanup() { stop_server; rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+server_died() {
+    echo "bench/ingest.sh: $1; last lines of $SERVER_LOG:" >&2
+    tail -n 30 "$SERVER_LOG" >&2 || true
+    exit 1
+}
+
+# wait_ready CHECK-COMMAND...: polls for 30 s while the server is alive.
+wait_ready() {
+    for _ in $(seq 300); do
+        "$@" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || server_died "server exited during startup"
+        sleep 0.1
+    done
+    server_died "server not ready after 30 s"
+}
+
+tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
+
+# start_gateway DIR HOST GROUP_COMMIT
+start_gateway() {
+    local dir=$1 host=$2
+    cat >"$dir/gateway.toml" <<EOF
+[gateway]
+data_dir = "$dir/data"
+[mqtt]
+listen = "$host:18830"
+max_inflight = $INFLIGHT
+[http]
+listen = "$host:18831"
+[storage]
+group_commit = $3
+[[sinks]]
+name = "null"
+kind = "discard"
+EOF
+    SERVER_LOG=$dir/server.log
+    taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    wait_ready curl -sf "http://$host:18831/readyz"
+}
+
+# start_mosquitto DIR HOST
+start_mosquitto() {
+    local dir=$1 host=$2
+    cat >"$dir/mosquitto.conf" <<EOF
+listener 18840 $host
+allow_anonymous true
+persistence false
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+EOF
+    SERVER_LOG=$dir/server.log
+    taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    wait_ready tcp_open "$host" 18840
+}
+
+# CPU seconds (user + system) the server has used so far.
+server_cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'; }
+
+# --- one run, one row -------------------------------------------------------------------------
+
+RUN=0
+
+# run_once SERVER CLIENTS MESSAGES: sets RESULT to loadgen's JSON line plus "server_cpu_s".
+# Not called in $(...): the server must be started by this shell, so the EXIT trap can stop it.
+run_once() {
+    local server=$1 clients=$2 messages=$3 host port dir before after line
+    RUN=$((RUN + 1))
+    host=127.0.0.$((10 + RUN % 240))
+    dir=$WORK/run-$RUN
+    mkdir -p "$dir"
+    case "$server" in
+        gc) start_gateway "$dir" "$host" true; port=18830 ;;
+        nogc) start_gateway "$dir" "$host" false; port=18830 ;;
+        mosquitto) start_mosquitto "$dir" "$host"; port=18840 ;;
+    esac
+    before=$(server_cpu_ticks)
+    line=$(taskset -c 1 "$LOADGEN" --addr "$host:$port" --clients "$clients" --messages "$messages" \
+        --payload "$PAYLOAD" --inflight "$INFLIGHT" --topic-prefix bench --timeout "$TIMEOUT") \
+        || server_died "loadgen failed against $server ($clients clients)"
+    after=$(server_cpu_ticks)
+    stop_server
+    rm -rf "$dir"
+    RESULT="${line%\}},\"server_cpu_s\":$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')}"
+}
+
+field() { sed -E "s/.*\"$2\":([-0-9.eE+]+|null).*/\1/" <<<"$1"; }
+
+# median FIELD JSON-LINE...: the median of FIELD over the lines
+median() {
+    local name=$1 l
+    shift
+    for l in "$@"; do field "$l" "$name"; done | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+declare -A MPS P50 P99 CPU TOTAL
+
+# measure SERVER CLIENTS MESSAGES: RUNS runs, medians into the arrays
+measure() {
+    local key="$1,$2" lines=() i
+    for i in $(seq "$RUNS"); do
+        log "$1, $2 clients x $3 messages, run $i/$RUNS"
+        run_once "$1" "$2" "$3"
+        log "  $RESULT"
+        lines+=("$RESULT")
+    done
+    MPS[$key]=$(median msg_per_s "${lines[@]}")
+    P50[$key]=$(median puback_p50_ms "${lines[@]}")
+    P99[$key]=$(median puback_p99_ms "${lines[@]}")
+    CPU[$key]=$(median server_cpu_s "${lines[@]}")
+    TOTAL[$key]=$(field "${lines[0]}" messages)
+}
+
+# --- the matrix and the report ------------------------------------------------------------------
+
+SERVERS=(gc nogc mosquitto)
+declare -A LABEL=([gc]="edge-gateway, group commit" [nogc]="edge-gateway, no group commit" \
+    [mosquitto]="mosquitto 2, persistence false")
+declare -A MESSAGES=([8]=$MESSAGES_8 [64]=$MESSAGES_64)
+
+for server in "${SERVERS[@]}"; do
+    for clients in 8 64; do
+        measure "$server" "$clients" "${MESSAGES[$clients]}"
+    done
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+per_msg_us() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", s * 1e6 / n }'; }
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
+echo "### Ingest benchmark, $(date -u +%Y-%m-%d)"
+echo
+echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+    "$($MOSQUITTO -h 2>/dev/null | head -1 || true);" \
+    "payload $PAYLOAD B, inflight $INFLIGHT per client, median of $RUNS runs; data dir on $(stat -f -c %T "$WORK")."
+echo
+echo "| server | clients | messages | msg/s | PUBACK p50 ms | PUBACK p99 ms | server CPU s | server CPU µs/msg |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for server in "${SERVERS[@]}"; do
+    for clients in 8 64; do
+        k="$server,$clients"
+        echo "| ${LABEL[$server]} | $clients | ${TOTAL[$k]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} |" \
+            "${CPU[$k]} | $(per_msg_us "${CPU[$k]}" "${TOTAL[$k]}") |"
+    done
+done
+echo
+echo "| ratio of median msg/s | 8 clients | 64 clients |"
+echo "|---|---:|---:|"
+echo "| group commit / no group commit | $(ratio "${MPS[gc,8]}" "${MPS[nogc,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[nogc,64]}") |"
+echo "| gateway (group commit) / mosquitto | $(ratio "${MPS[gc,8]}" "${MPS[mosquitto,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[mosquitto,64]}") |"
