@@ -58,7 +58,7 @@ impl LocalApi {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         }
         match req.uri().path() {
-            "/metrics" => self.metrics(),
+            "/metrics" => self.metrics(wants_openmetrics(req)),
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
             "/readyz" => match self.health.readiness() {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
@@ -68,18 +68,50 @@ impl LocalApi {
         }
     }
 
-    fn metrics(&self) -> Response<Full<Bytes>> {
+    /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format
+    /// (what `promtool check metrics` and curl users read).
+    fn metrics(&self, openmetrics: bool) -> Response<Full<Bytes>> {
         let mut buf = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut buf, &self.registry) {
             return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"));
         }
-        let mut resp = Response::new(Full::new(Bytes::from(buf)));
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
+        let (body, content_type) = if openmetrics {
+            (buf, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        } else {
+            (openmetrics_to_text_format(&buf), "text/plain; version=0.0.4; charset=utf-8")
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
         resp
     }
+}
+
+fn wants_openmetrics(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")))
+}
+
+/// OpenMetrics names a counter family without `_total` in HELP/TYPE; the classic text format
+/// names it as its samples are named. Also drops the `# UNIT` and `# EOF` lines it lacks.
+pub fn openmetrics_to_text_format(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -8,7 +8,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
@@ -110,7 +109,10 @@ impl Metrics {
     /// Register everything under the `gateway_` prefix.
     pub fn register(&self, registry: &mut Registry, version: &str) {
         let r = registry.sub_registry_with_prefix("gateway");
-        r.register("build", "Build information", Info::new([("version", version.to_string())]));
+        // A gauge, not an OpenMetrics `info`: promtool's text parser does not know `info`.
+        let build: Family<Label1, Gauge> = Family::default();
+        build.get_or_create(&[("version", version.to_string())]).set(1);
+        r.register("build_info", "Build information; always 1", build);
         r.register("ingress_messages", "Publishes accepted from devices", self.ingress_messages.clone());
         r.register_with_unit("ingress", "Payload bytes of accepted publishes", Unit::Bytes, self.ingress_bytes.clone());
         r.register("ingress_rejected", "Publishes or packets refused at ingress, by reason", self.ingress_rejected.clone());

@@ -4,6 +4,7 @@
 //! must die) and drive it with real clients: mosquitto_pub, rumqttc, and a raw client for what
 //! real clients will not send.
 
+mod endpoint;
 mod harness;
 mod ingest;
 mod malformed;

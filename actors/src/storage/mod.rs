@@ -29,3 +29,6 @@ mod store;
 
 pub use actor::{AppendError, Appended, Overflow, StorageActor, StorageArgs, StorageMsg, StoragePolicy, now_ms};
 pub use store::{DeadLetter, Store, StoreError, StoreStats};
+
+#[cfg(test)]
+mod tests;

@@ -18,3 +18,6 @@ pub mod spec;
 
 pub use actor::{ChildSpec, StartFn, Supervisor, SupervisorArgs, SupervisorMsg, start_fn};
 pub use spec::{ChildPolicy, Restart, Strategy, SupervisionConfig, SupervisorPolicy};
+
+#[cfg(test)]
+mod tests;

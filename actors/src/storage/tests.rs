@@ -1,0 +1,172 @@
+//! The storage actor against a real redb file: group commit, quota policies, cursors, TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::watch;
+
+use super::*;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::record::NewRecord;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    actor: ActorRef<StorageMsg>,
+    metrics: Metrics,
+}
+
+fn policy() -> StoragePolicy {
+    StoragePolicy { quota_messages: 1_000_000, quota_bytes: 1 << 30, overflow: Overflow::Reject, ttl: None, max_batch: 4096, group_commit: true }
+}
+
+async fn start(policy: StoragePolicy) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.redb"), vec!["s1".into(), "s2".into()]).unwrap();
+    let (actor, metrics) = spawn(&store, policy).await;
+    Fixture { _dir: dir, store, actor, metrics }
+}
+
+async fn spawn(store: &Store, policy: StoragePolicy) -> (ActorRef<StorageMsg>, Metrics) {
+    let metrics = Metrics::new();
+    let args = StorageArgs {
+        store: store.clone(),
+        gateway_id: "gw".into(),
+        policy,
+        metrics: metrics.clone(),
+        health: Health::default(),
+        committed: Arc::new(watch::channel(0).0),
+    };
+    (StorageActor::spawn(None, StorageActor, args).await.unwrap().0, metrics)
+}
+
+fn rec(i: usize) -> NewRecord {
+    NewRecord { device: "d".into(), topic: "t".into(), qos: 1, payload: format!("m{i}").into_bytes(), received_at_ms: now_ms(), ..Default::default() }
+}
+
+async fn append(actor: &ActorRef<StorageMsg>, r: NewRecord) -> Result<Appended, AppendError> {
+    actor.call(|reply| StorageMsg::Append(r, reply), None).await.unwrap().unwrap()
+}
+
+async fn ack(actor: &ActorRef<StorageMsg>, sink: &str, next: u64) {
+    let sink = sink.to_string();
+    actor.call(|reply| StorageMsg::Ack { sink, next, reply }, None).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_transactions_and_get_distinct_sequence_numbers() {
+    let f = start(policy()).await;
+    let mut calls = Vec::new();
+    for i in 0..500 {
+        let a = f.actor.clone();
+        calls.push(tokio::spawn(async move { append(&a, rec(i)).await.unwrap() }));
+    }
+    let mut seqs: Vec<u64> = Vec::new();
+    for c in calls {
+        seqs.push(c.await.unwrap().seq);
+    }
+    seqs.sort();
+    assert_eq!(seqs, (0..500).collect::<Vec<_>>());
+    assert!(f.metrics.commits.get() < 500, "group commit: {} transactions for 500 appends", f.metrics.commits.get());
+    let batch = f.store.read_batch(0, 1000, usize::MAX).unwrap();
+    assert_eq!(batch.len(), 500);
+    assert_eq!(batch[7].key, format!("gw:{}", batch[7].seq));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_group_commit_every_append_is_its_own_transaction() {
+    let f = start(StoragePolicy { group_commit: false, ..policy() }).await;
+    for i in 0..20 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    assert_eq!(f.metrics.commits.get(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reject_policy_refuses_appends_beyond_the_quota() {
+    let f = start(StoragePolicy { quota_messages: 3, ..policy() }).await;
+    for i in 0..3 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    assert_eq!(append(&f.actor, rec(3)).await, Err(AppendError::QuotaExceeded));
+    assert_eq!(f.store.stats().unwrap().messages, 3);
+    // Delivery to every sink frees room again.
+    ack(&f.actor, "s1", 1).await;
+    ack(&f.actor, "s2", 1).await;
+    append(&f.actor, rec(4)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drop_oldest_policy_makes_room_and_counts_the_drops() {
+    let f = start(StoragePolicy { quota_messages: 3, overflow: Overflow::DropOldest, ..policy() }).await;
+    for i in 0..5 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    let left: Vec<Vec<u8>> = f.store.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.payload).collect();
+    assert_eq!(left, [b"m2".to_vec(), b"m3".to_vec(), b"m4".to_vec()]);
+    assert_eq!(f.metrics.dropped_messages.get_or_create(&[("reason", "quota".into())]).get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_is_deleted_only_when_every_sink_has_it() {
+    let f = start(policy()).await;
+    for i in 0..4 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    ack(&f.actor, "s1", 4).await;
+    assert_eq!(f.store.stats().unwrap().messages, 4, "s2 has nothing yet");
+    ack(&f.actor, "s2", 2).await;
+    let stats = f.store.stats().unwrap();
+    assert_eq!(stats.messages, 2);
+    let left = f.store.read_batch(0, 10, usize::MAX).unwrap();
+    assert_eq!(stats.bytes, left.iter().map(|r| NewRecord { payload: r.payload.clone(), ..rec(0) }.encode(&r.key).len() as u64).sum::<u64>(), "backlog_bytes matches the stored values");
+    assert_eq!(f.store.cursor("s1").unwrap(), 4);
+    assert_eq!(f.store.cursor("s2").unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_actor_continues_the_sequence_and_its_counters() {
+    let f = start(policy()).await;
+    for i in 0..3 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    f.actor.kill();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (again, _) = spawn(&f.store, policy()).await;
+    assert_eq!(append(&again, rec(3)).await.unwrap().seq, 3);
+    assert_eq!(f.store.stats().unwrap().messages, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_records_are_dropped_and_counted() {
+    let f = start(StoragePolicy { ttl: Some(Duration::from_secs(60)), ..policy() }).await;
+    let old = NewRecord { received_at_ms: now_ms() - 120_000, ..rec(0) };
+    append(&f.actor, old).await.unwrap();
+    append(&f.actor, rec(1)).await.unwrap();
+    let m = f.metrics.clone();
+    for _ in 0..300 {
+        if m.dropped_messages.get_or_create(&[("reason", "ttl".into())]).get() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(m.dropped_messages.get_or_create(&[("reason", "ttl".into())]).get(), 1);
+    let left = f.store.read_batch(0, 10, usize::MAX).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].payload, b"m1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_kept_and_passed() {
+    let f = start(policy()).await;
+    append(&f.actor, rec(0)).await.unwrap();
+    append(&f.actor, rec(1)).await.unwrap();
+    let reply = f.actor.call(|reply| StorageMsg::DeadLetter { sink: "s1".into(), seq: 0, reason: "HTTP 400".into(), reply }, None).await;
+    reply.unwrap().unwrap().unwrap();
+    assert_eq!(f.store.cursor("s1").unwrap(), 1);
+    let dead = f.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].sink.as_str(), dead[0].reason.as_str(), dead[0].record.seq), ("s1", "HTTP 400", 0));
+}

@@ -1,0 +1,119 @@
+//! The local HTTP endpoint and the storage quota as devices see it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{self, Extra, http_get, sample};
+use crate::ingest::IngestServer;
+use crate::raw::Raw;
+use crate::util::{self, poll_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_scrape_passes_promtool_and_health_endpoints_answer() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
+    crate::pipeline::mosquitto_publish_to(gw.mqtt_addr, "scrape-1", 20, true).await;
+    poll_until("delivered", Duration::from_secs(20), || ingest.unique_keys() >= 20).await;
+    let (status, scrape) = http_get(gw.http_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "gateway_ingress_messages_total",
+        "gateway_ingress_bytes_total",
+        "gateway_storage_commits_total",
+        "gateway_storage_commit_batch_size_bucket",
+        "gateway_storage_commit_duration_seconds_bucket",
+        "gateway_puback_latency_seconds_bucket",
+        "gateway_backlog_messages",
+        "gateway_backlog_bytes",
+        "gateway_backlog_oldest_age_seconds",
+        "gateway_forwarded_messages_total",
+        "gateway_dropped_messages_total",
+        "gateway_build_info",
+    ] {
+        assert!(scrape.lines().any(|l| l.starts_with(name)), "{name} missing from the scrape");
+    }
+    assert_eq!(sample(&scrape, "gateway_forwarded_messages_total{sink=\"cloud\"}"), 20.0);
+    let promtool = util::require("promtool");
+    let mut child = Command::new(promtool).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(http_get(gw.http_addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(gw.http_addr, "/readyz").await.0, 200);
+    assert_eq!(http_get(gw.http_addr, "/nope").await.0, 404);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_a_permanent_child_is_down() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    // A slow restart keeps the storage actor down long enough to observe.
+    let text = edge_gateway_actors::supervisor::spec::DEFAULT_SUPERVISION_TOML
+        .replacen("backoff_initial_ms = 10\nbackoff_max_ms = 1000", "backoff_initial_ms = 1500\nbackoff_max_ms = 1500", 1);
+    let sup = edge_gateway_actors::supervisor::SupervisionConfig::parse(&text).unwrap();
+    assert_eq!(sup.root.backoff.initial, Duration::from_millis(1500));
+    let gw = harness::start_with(dir.path(), &ingest.url(), &Extra::default(), sup).await;
+    gw.health.actor("root/storage").unwrap().kill();
+    let (status, body) = http_get(gw.http_addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("root/storage is not running"), "{body}");
+    let health = gw.health.clone();
+    poll_until("storage back", Duration::from_secs(10), || health.readiness().is_ok()).await;
+    assert_eq!(http_get(gw.http_addr, "/readyz").await.0, 200);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quota_refuses_with_0x97_on_v5_and_no_puback_on_v3() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    ingest.stop(); // nothing drains
+    let extra = Extra { storage: "quota_messages = 3", ..Default::default() };
+    let gw = harness::start(dir.path(), &ingest.url(), &extra).await;
+    let mut v5 = Raw::connect(gw.mqtt_addr, "quota-v5", true).await;
+    for pkid in 1..=3 {
+        v5.publish("devices/q/t", b"fits", pkid).await;
+        assert_eq!(v5.expect_puback(pkid).await, 0);
+    }
+    v5.publish("devices/q/t", b"too many", 4).await;
+    assert_eq!(v5.expect_puback(4).await, 0x97, "quota exceeded");
+    let mut v3 = Raw::connect(gw.mqtt_addr, "quota-v3", false).await;
+    v3.publish("devices/q/t", b"too many", 1).await;
+    let seen = v3.expect_closed(Duration::from_secs(5)).await;
+    assert!(seen.iter().all(|(f, _)| *f != 0x40), "no PUBACK on v3: {seen:?}");
+    let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
+    assert_eq!(sample(&scrape, "gateway_ingress_rejected_total{reason=\"quota\"}"), 2.0);
+    assert_eq!(sample(&scrape, "gateway_backlog_messages"), 3.0);
+    // The cloud returns: the backlog drains and room is made again.
+    ingest.restart().await;
+    poll_until("backlog delivered", Duration::from_secs(20), || ingest.unique_keys() >= 3).await;
+    let m = gw.metrics.clone();
+    poll_until("backlog empty", Duration::from_secs(10), || m.backlog_messages.get() == 0).await;
+    let mut again = Raw::connect(gw.mqtt_addr, "quota-v5b", true).await;
+    again.publish("devices/q/t", b"room again", 1).await;
+    assert_eq!(again.expect_puback(1).await, 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_content_type_and_user_properties_reach_the_cloud() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
+    let port = gw.mqtt_addr.port().to_string();
+    let out = util::mosquitto_pub(&[
+        "-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1", "-i", "props-1", "-t", "devices/props-1/t", "-m", "{\"t\":1}",
+        "-D", "publish", "content-type", "application/json", "-D", "publish", "user-property", "site", "north",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    poll_until("delivered", Duration::from_secs(20), || ingest.unique_keys() >= 1).await;
+    let m = &ingest.accepted()[0];
+    assert_eq!(m.content_type.as_deref(), Some("application/json"));
+    assert_eq!(m.user_properties, [("site".to_string(), "north".to_string())]);
+    assert_eq!(m.payload.as_deref(), Some("{\"t\":1}"));
+    gw.stop().await;
+}
