@@ -168,21 +168,15 @@ async fn connect(args: Arc<Args>, index: usize) -> Result<(usize, AsyncClient, E
 }
 
 /// Publishes this client's messages and returns each one's PUBACK latency in milliseconds.
-async fn run_client(
-    args: Arc<Args>,
-    index: usize,
-    client: AsyncClient,
-    mut eventloop: EventLoop,
-) -> Result<Vec<f64>, String> {
+async fn run_client(args: Arc<Args>, index: usize, client: AsyncClient, mut eventloop: EventLoop) -> Result<Vec<f64>, String> {
     let topic = format!("{}/{index}", args.topic_prefix);
     let publisher = tokio::spawn(publish_all(client.clone(), topic, args.messages, args.payload));
     // Send time per packet id; rumqttc hands out ids 1..=inflight.
     let mut sent: Vec<Option<Instant>> = vec![None; usize::from(args.inflight) + 1];
     let mut latencies = Vec::with_capacity(args.messages);
     while latencies.len() < args.messages {
-        let event = eventloop.poll().await.map_err(|e| {
-            format!("client {index}: connection lost after {} PUBACKs: {e}", latencies.len())
-        })?;
+        let event =
+            eventloop.poll().await.map_err(|e| format!("client {index}: connection lost after {} PUBACKs: {e}", latencies.len()))?;
         match event {
             Event::Outgoing(Outgoing::Publish(pkid)) => *slot(&mut sent, pkid, index)? = Some(Instant::now()),
             Event::Incoming(Packet::PubAck(ack)) => {
@@ -200,17 +194,13 @@ async fn run_client(
 }
 
 fn slot(sent: &mut [Option<Instant>], pkid: u16, index: usize) -> Result<&mut Option<Instant>, String> {
-    sent.get_mut(usize::from(pkid))
-        .ok_or_else(|| format!("client {index}: packet id {pkid} beyond --inflight"))
+    sent.get_mut(usize::from(pkid)).ok_or_else(|| format!("client {index}: packet id {pkid} beyond --inflight"))
 }
 
 /// Queues `count` QoS1 publishes; the event loop's inflight window applies back-pressure.
 async fn publish_all(client: AsyncClient, topic: String, count: usize, size: usize) -> Result<(), String> {
     for seq in 0..count {
-        client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, payload(seq, size))
-            .await
-            .map_err(|e| format!("publish to {topic}: {e}"))?;
+        client.publish(topic.clone(), QoS::AtLeastOnce, false, payload(seq, size)).await.map_err(|e| format!("publish to {topic}: {e}"))?;
     }
     Ok(())
 }

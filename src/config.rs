@@ -147,7 +147,14 @@ struct RawStorage {
 
 impl Default for RawStorage {
     fn default() -> Self {
-        Self { quota_messages: 1_000_000, quota_bytes: 1 << 30, overflow: "reject".into(), ttl_secs: 0, max_batch: 4096, group_commit: true }
+        Self {
+            quota_messages: 1_000_000,
+            quota_bytes: 1 << 30,
+            overflow: "reject".into(),
+            ttl_secs: 0,
+            max_batch: 4096,
+            group_commit: true,
+        }
     }
 }
 

@@ -101,13 +101,20 @@ impl Gateway {
             .await
             .context("cannot start the supervision tree")?;
 
-        let http_listener = http::bind(config.http_listen).await.with_context(|| format!("http.listen: cannot bind {}", config.http_listen))?;
+        let http_listener =
+            http::bind(config.http_listen).await.with_context(|| format!("http.listen: cannot bind {}", config.http_listen))?;
         let http_addr = http_listener.local_addr()?;
         let (http_stop, http_stop_rx) = watch::channel(false);
         tokio::spawn(http::serve(http_listener, LocalApi { registry: Arc::new(registry), health: health.clone() }, http_stop_rx));
 
-        let ingress = Ingress { storage: inputs.storage.clone(), sessions: inputs.sessions.clone(), metrics: metrics.clone(), session_policy: supervision.session };
-        let (mqtt_server, mqtt_addr) = start_mqtt(&config, ingress).with_context(|| format!("mqtt.listen: cannot bind {}", config.mqtt.listen))?;
+        let ingress = Ingress {
+            storage: inputs.storage.clone(),
+            sessions: inputs.sessions.clone(),
+            metrics: metrics.clone(),
+            session_policy: supervision.session,
+        };
+        let (mqtt_server, mqtt_addr) =
+            start_mqtt(&config, ingress).with_context(|| format!("mqtt.listen: cannot bind {}", config.mqtt.listen))?;
         health.set_listeners_bound(true);
         tracing::info!(%mqtt_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         let (storage, sessions) = (inputs.storage.clone(), inputs.sessions.clone());
@@ -168,6 +175,9 @@ fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server:
             let server = ntex_server::net::build()
                 .workers(workers)
                 .disable_signals()
+                // A graceful stop waits this long for open connections; their in-flight
+                // publishes commit in milliseconds, idle devices just get disconnected.
+                .shutdown_timeout(ntex_util::time::Millis(3_000))
                 .listen("mqtt", listener, cfg, async move |_| {
                     let (i3, i5) = (ingress.clone(), ingress.clone());
                     MqttServer::new()

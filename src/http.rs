@@ -87,10 +87,7 @@ impl LocalApi {
 }
 
 fn wants_openmetrics(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(hyper::header::ACCEPT)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")))
+    req.headers().get_all(hyper::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")))
 }
 
 /// OpenMetrics names a counter family without `_total` in HELP/TYPE; the classic text format

@@ -90,7 +90,11 @@ impl Ingress {
             restart: self.session_policy.restart,
             shutdown: self.session_policy.shutdown,
             start: start_fn(move |sup| {
-                let args = SessionArgs { client_id: id.clone(), protocol, closer: closer.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| oneshot::channel().0) };
+                let args = SessionArgs {
+                    client_id: id.clone(),
+                    protocol,
+                    closer: closer.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| oneshot::channel().0),
+                };
                 async move { Ok(SessionActor::spawn_linked(None, SessionActor, args, sup).await?.0.get_cell()) }
             }),
         };
@@ -184,7 +188,8 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
     }
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let qos = u8::from(p.qos());
-    let rec = NewRecord { device: c.client_id.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
+    let rec =
+        NewRecord { device: c.client_id.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
     let size = rec.payload.len() as u64;
     match c.ingress.append(rec).await {
         Ok(_) => {

@@ -13,7 +13,9 @@ use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{StorageActor, StorageArgs, StorageMsg, StoragePolicy, Store};
-use edge_gateway_actors::supervisor::{ChildPolicy, ChildSpec, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn};
+use edge_gateway_actors::supervisor::{
+    ChildPolicy, ChildSpec, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn,
+};
 use ractor::Actor;
 use tokio::sync::watch;
 

@@ -101,7 +101,12 @@ impl Actor for ForwarderActor {
         Ok(ForwarderState { args, cursor, attempt: 0, isolate_until: None })
     }
 
-    async fn handle(&self, myself: ActorRef<ForwarderMsg>, msg: ForwarderMsg, state: &mut ForwarderState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<ForwarderMsg>,
+        msg: ForwarderMsg,
+        state: &mut ForwarderState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ForwarderMsg::Poll => state.on_poll(&myself).await,
         }
@@ -157,7 +162,14 @@ impl ForwarderState {
         Ok(())
     }
 
-    async fn on_rejected(&mut self, myself: &ActorRef<ForwarderMsg>, n: usize, first: u64, last: u64, detail: String) -> Result<(), ActorProcessingErr> {
+    async fn on_rejected(
+        &mut self,
+        myself: &ActorRef<ForwarderMsg>,
+        n: usize,
+        first: u64,
+        last: u64,
+        detail: String,
+    ) -> Result<(), ActorProcessingErr> {
         self.count_error("rejected");
         if n > 1 {
             tracing::warn!(sink = %self.args.name, first, last, %detail, "Batch rejected; resending one message at a time to find the offender.");

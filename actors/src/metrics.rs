@@ -122,10 +122,25 @@ impl Metrics {
         r.register("storage_commits", "Successful redb write transactions", self.commits.clone());
         r.register("storage_commit_failures", "Failed redb write transactions", self.commit_failures.clone());
         r.register("storage_commit_batch_size", "Appends per write transaction", self.commit_batch_size.clone());
-        r.register_with_unit("storage_commit_duration", "Write transaction time including fsync", Unit::Seconds, self.commit_duration.clone());
-        r.register_with_unit("puback_latency", "Time from receiving a QoS1 publish to its PUBACK", Unit::Seconds, self.puback_latency.clone());
+        r.register_with_unit(
+            "storage_commit_duration",
+            "Write transaction time including fsync",
+            Unit::Seconds,
+            self.commit_duration.clone(),
+        );
+        r.register_with_unit(
+            "puback_latency",
+            "Time from receiving a QoS1 publish to its PUBACK",
+            Unit::Seconds,
+            self.puback_latency.clone(),
+        );
         r.register("backlog_messages", "Messages stored and not yet delivered to every sink", self.backlog_messages.clone());
-        r.register_with_unit("backlog", "Payload bytes stored and not yet delivered to every sink", Unit::Bytes, self.backlog_bytes.clone());
+        r.register_with_unit(
+            "backlog",
+            "Payload bytes stored and not yet delivered to every sink",
+            Unit::Bytes,
+            self.backlog_bytes.clone(),
+        );
         r.register_with_unit("backlog_oldest_age", "Age of the oldest stored message", Unit::Seconds, self.backlog_oldest_age.clone());
         r.register("forwarded_messages", "Messages acknowledged by a sink", self.forwarded_messages.clone());
         r.register("forwarded_batches", "Batches acknowledged by a sink", self.forwarded_batches.clone());
@@ -134,7 +149,12 @@ impl Metrics {
         r.register("dead_letters", "Messages moved to the dead-letter table, by sink", self.dead_letters.clone());
         r.register("actor_restarts", "Child restarts by supervisor and child", self.actor_restarts.clone());
         r.register("supervisor_escalations", "Supervisors that exceeded their restart intensity", self.supervisor_escalations.clone());
-        r.register_with_unit("actor_restart_duration", "Time from a child's exit to its replacement running", Unit::Seconds, self.restart_duration.clone());
+        r.register_with_unit(
+            "actor_restart_duration",
+            "Time from a child's exit to its replacement running",
+            Unit::Seconds,
+            self.restart_duration.clone(),
+        );
     }
 
     /// Count one refused publish or packet.

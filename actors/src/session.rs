@@ -55,10 +55,7 @@ impl Actor for SessionActor {
 
     async fn pre_start(&self, _myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
         tracing::debug!(client_id = %args.client_id, protocol = args.protocol, "Session started.");
-        Ok(SessionState {
-            info: SessionInfo { client_id: args.client_id, protocol: args.protocol, publishes: 0 },
-            _closer: args.closer,
-        })
+        Ok(SessionState { info: SessionInfo { client_id: args.client_id, protocol: args.protocol, publishes: 0 }, _closer: args.closer })
     }
 
     async fn handle(&self, _myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {

@@ -36,10 +36,21 @@ async fn a_live_scrape_passes_promtool_and_health_endpoints_answer() {
     }
     assert_eq!(sample(&scrape, "gateway_forwarded_messages_total{sink=\"cloud\"}"), 20.0);
     let promtool = util::require("promtool");
-    let mut child = Command::new(promtool).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(http_get(gw.http_addr, "/healthz").await.0, 200);
     assert_eq!(http_get(gw.http_addr, "/readyz").await.0, 200);
     assert_eq!(http_get(gw.http_addr, "/nope").await.0, 404);
@@ -51,8 +62,11 @@ async fn readiness_fails_while_a_permanent_child_is_down() {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     // A slow restart keeps the storage actor down long enough to observe.
-    let text = edge_gateway_actors::supervisor::spec::DEFAULT_SUPERVISION_TOML
-        .replacen("backoff_initial_ms = 10\nbackoff_max_ms = 1000", "backoff_initial_ms = 1500\nbackoff_max_ms = 1500", 1);
+    let text = edge_gateway_actors::supervisor::spec::DEFAULT_SUPERVISION_TOML.replacen(
+        "backoff_initial_ms = 10\nbackoff_max_ms = 1000",
+        "backoff_initial_ms = 1500\nbackoff_max_ms = 1500",
+        1,
+    );
     let sup = edge_gateway_actors::supervisor::SupervisionConfig::parse(&text).unwrap();
     assert_eq!(sup.root.backoff.initial, Duration::from_millis(1500));
     let gw = harness::start_with(dir.path(), &ingest.url(), &Extra::default(), sup).await;
@@ -105,8 +119,29 @@ async fn v5_content_type_and_user_properties_reach_the_cloud() {
     let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
     let port = gw.mqtt_addr.port().to_string();
     let out = util::mosquitto_pub(&[
-        "-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1", "-i", "props-1", "-t", "devices/props-1/t", "-m", "{\"t\":1}",
-        "-D", "publish", "content-type", "application/json", "-D", "publish", "user-property", "site", "north",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-i",
+        "props-1",
+        "-t",
+        "devices/props-1/t",
+        "-m",
+        "{\"t\":1}",
+        "-D",
+        "publish",
+        "content-type",
+        "application/json",
+        "-D",
+        "publish",
+        "user-property",
+        "site",
+        "north",
     ])
     .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -121,8 +121,8 @@ struct Log {
 impl IngestServer {
     /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime.
     pub async fn start() -> IngestServer {
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .unwrap_or_else(|e| panic!("ingest server: cannot bind 127.0.0.1:0: {e}"));
+        let listener =
+            bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap_or_else(|e| panic!("ingest server: cannot bind 127.0.0.1:0: {e}"));
         let addr = listener.local_addr().expect("ingest server: local_addr");
         let shared = Arc::new(Shared {
             mode: Mutex::new(Mode::Ok),
@@ -192,7 +192,11 @@ impl IngestServer {
                 assert!(
                     msg.seq > prev,
                     "device {:?}: message {} (seq {}) first arrived after {} (seq {})",
-                    msg.device, msg.key, msg.seq, prev_key, prev
+                    msg.device,
+                    msg.key,
+                    msg.seq,
+                    prev_key,
+                    prev
                 );
             }
             last_seq.insert(&msg.device, (msg.seq, &msg.key));
@@ -289,8 +293,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
     let task_shared = shared.clone();
     let task = tokio::spawn(async move {
         let service = hyper::service::service_fn(move |req| handle(task_shared.clone(), req));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
         // A client that goes away mid-request is normal here (timeouts, chaos).
         let _ = conn.await;
     });
@@ -303,10 +306,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
     connections.push(task.abort_handle());
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::POST {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "only POST"));
     }

@@ -99,6 +99,15 @@ async fn malformed_and_invalid_input_is_refused_and_counted_while_others_continu
     assert!(started.elapsed() >= Duration::from_millis(1500), "closed too early: {:?}", started.elapsed());
     cases += 1;
 
+    // Keep-alive is enforced: 1 s announced, no PINGREQ, closed after 1.5 s.
+    let mut c = Raw::open(addr, false).await;
+    c.send(&connect_packet("sleepy", false, true, 1)).await;
+    assert!(matches!(c.next(T).await, Event::Packet(0x20, _)), "CONNACK");
+    let started = std::time::Instant::now();
+    c.expect_closed(Duration::from_secs(6)).await;
+    assert!(started.elapsed() >= Duration::from_millis(1000), "closed too early: {:?}", started.elapsed());
+    cases += 1;
+
     // The bystander was never disturbed, and the gateway is still ready.
     bystander.publish("devices/bystander/x", b"still here", 7).await;
     assert_eq!(bystander.expect_puback(7).await, 0);

@@ -57,7 +57,11 @@ async fn ten_clients_times_a_thousand_messages_arrive_once_in_device_order() {
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
     assert_eq!(sample(&scrape, "gateway_forwarded_messages_total{sink=\"cloud\"}"), 10_000.0);
     let keys = ingest.batch_keys();
-    assert!(!keys.is_empty() && keys.iter().all(|k| k.starts_with(&gw.gateway_id)), "Idempotency-Key headers: {:?}", &keys[..keys.len().min(3)]);
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with(&gw.gateway_id)),
+        "Idempotency-Key headers: {:?}",
+        &keys[..keys.len().min(3)]
+    );
     gw.stop().await;
 }
 
@@ -130,7 +134,8 @@ async fn a_rejected_message_is_dead_lettered_and_the_queue_moves_on() {
     let got: Vec<String> = payloads_by_device(&ingest).remove("dl-1").unwrap_or_default();
     assert_eq!(got, ["ok-0", "ok-1", "ok-3", "ok-4"]);
     let m = gw.metrics.clone();
-    poll_until("dead letter counted", Duration::from_secs(10), || m.dead_letters.get_or_create(&[("sink", "cloud".into())]).get() == 1).await;
+    poll_until("dead letter counted", Duration::from_secs(10), || m.dead_letters.get_or_create(&[("sink", "cloud".into())]).get() == 1)
+        .await;
     let dead = gw.store.dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].record.payload, b"poison-2");

@@ -27,7 +27,9 @@ async fn sigkill_during_load_loses_no_acknowledged_message() {
     for d in &devices {
         let d = d.clone();
         let payloads: Vec<String> = (0..per_device).map(|i| format!("{d}-{i}")).collect();
-        tasks.push(tokio::spawn(async move { resilient_device(mqtt, &d, &format!("devices/{d}/t"), payloads, 20, Duration::from_secs(180)).await }));
+        tasks.push(tokio::spawn(async move {
+            resilient_device(mqtt, &d, &format!("devices/{d}/t"), payloads, 20, Duration::from_secs(180)).await
+        }));
     }
     for (round, threshold) in [1500usize, 4000, 7000].into_iter().enumerate() {
         poll_until("load under way", Duration::from_secs(60), || ingest.unique_keys() >= threshold).await;
@@ -81,7 +83,11 @@ fn run_cli(args: &[&str]) -> (Option<i32>, String) {
 fn a_bad_config_exits_2_and_names_every_key() {
     let dir = util::temp_dir();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[mqtt]\nlisten = \"not-an-address\"\n[storage]\nquota_messages = 0\n[[sinks]]\nname = \"x\"\nkind = \"http\"\nurl = \"nope\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[mqtt]\nlisten = \"not-an-address\"\n[storage]\nquota_messages = 0\n[[sinks]]\nname = \"x\"\nkind = \"http\"\nurl = \"nope\"\n",
+    )
+    .unwrap();
     let p = path.to_str().unwrap();
     for args in [vec!["check-config", p], vec!["run", "--config", p]] {
         let (code, text) = run_cli(&args);
@@ -100,8 +106,11 @@ fn a_bad_config_exits_2_and_names_every_key() {
 fn a_bad_supervision_file_exits_2_and_names_the_key() {
     let dir = util::temp_dir();
     let path = dir.path().join("supervision.toml");
-    let text = edge_gateway_actors::supervisor::spec::DEFAULT_SUPERVISION_TOML
-        .replacen("strategy = \"one_for_one\"", "strategy = \"one_for_none\"", 1);
+    let text = edge_gateway_actors::supervisor::spec::DEFAULT_SUPERVISION_TOML.replacen(
+        "strategy = \"one_for_one\"",
+        "strategy = \"one_for_none\"",
+        1,
+    );
     std::fs::write(&path, text).unwrap();
     let (code, out) = run_cli(&["check-config", "--supervision", path.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{out}");

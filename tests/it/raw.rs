@@ -172,7 +172,14 @@ fn parse(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
 /// A device that publishes `payloads` in order with QoS1 and at most `window` in flight, and on
 /// a closed connection reconnects and resends everything not yet acknowledged. Returns the
 /// payloads that were acknowledged, in order. Gives up (panics) after `deadline`.
-pub async fn resilient_device(addr: SocketAddr, client_id: &str, topic: &str, payloads: Vec<String>, window: usize, deadline: Duration) -> Vec<String> {
+pub async fn resilient_device(
+    addr: SocketAddr,
+    client_id: &str,
+    topic: &str,
+    payloads: Vec<String>,
+    window: usize,
+    deadline: Duration,
+) -> Vec<String> {
     let started = Instant::now();
     let mut acked = Vec::with_capacity(payloads.len());
     let mut next = 0usize;

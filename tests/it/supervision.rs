@@ -71,7 +71,10 @@ async fn killing_storage_forwarder_and_sessions_under_load_loses_no_acknowledged
     assert!(restarts(&scrape, "root", "storage") >= 1.0, "storage restart counted");
     assert!(restarts(&scrape, "root/forwarders", "forwarder:cloud") >= 1.0, "forwarder restart counted");
     assert!(!killed.is_empty(), "sessions were running");
-    assert!(sample(&scrape, "gateway_mqtt_connections_closed_total{reason=\"session_ended\"}") >= 1.0, "killed sessions closed their connections");
+    assert!(
+        sample(&scrape, "gateway_mqtt_connections_closed_total{reason=\"session_ended\"}") >= 1.0,
+        "killed sessions closed their connections"
+    );
     let (status, _) = http_get(gw.http_addr, "/readyz").await;
     assert_eq!(status, 200, "ready again after the restarts");
     gw.stop().await;

@@ -16,10 +16,7 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 
 /// A fresh temporary directory, removed when the returned value is dropped.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("edge-gateway-it-")
-        .tempdir()
-        .expect("create a temporary directory")
+    tempfile::Builder::new().prefix("edge-gateway-it-").tempdir().expect("create a temporary directory")
 }
 
 /// Waits until `f` returns true, checking every 20 ms; panics naming `what` after `timeout`.

@@ -19,7 +19,14 @@ struct Fixture {
 }
 
 fn policy() -> StoragePolicy {
-    StoragePolicy { quota_messages: 1_000_000, quota_bytes: 1 << 30, overflow: Overflow::Reject, ttl: None, max_batch: 4096, group_commit: true }
+    StoragePolicy {
+        quota_messages: 1_000_000,
+        quota_bytes: 1 << 30,
+        overflow: Overflow::Reject,
+        ttl: None,
+        max_batch: 4096,
+        group_commit: true,
+    }
 }
 
 async fn start(policy: StoragePolicy) -> Fixture {
@@ -43,7 +50,14 @@ async fn spawn(store: &Store, policy: StoragePolicy) -> (ActorRef<StorageMsg>, M
 }
 
 fn rec(i: usize) -> NewRecord {
-    NewRecord { device: "d".into(), topic: "t".into(), qos: 1, payload: format!("m{i}").into_bytes(), received_at_ms: now_ms(), ..Default::default() }
+    NewRecord {
+        device: "d".into(),
+        topic: "t".into(),
+        qos: 1,
+        payload: format!("m{i}").into_bytes(),
+        received_at_ms: now_ms(),
+        ..Default::default()
+    }
 }
 
 async fn append(actor: &ActorRef<StorageMsg>, r: NewRecord) -> Result<Appended, AppendError> {
@@ -121,7 +135,11 @@ async fn a_record_is_deleted_only_when_every_sink_has_it() {
     let stats = f.store.stats().unwrap();
     assert_eq!(stats.messages, 2);
     let left = f.store.read_batch(0, 10, usize::MAX).unwrap();
-    assert_eq!(stats.bytes, left.iter().map(|r| NewRecord { payload: r.payload.clone(), ..rec(0) }.encode(&r.key).len() as u64).sum::<u64>(), "backlog_bytes matches the stored values");
+    assert_eq!(
+        stats.bytes,
+        left.iter().map(|r| NewRecord { payload: r.payload.clone(), ..rec(0) }.encode(&r.key).len() as u64).sum::<u64>(),
+        "backlog_bytes matches the stored values"
+    );
     assert_eq!(f.store.cursor("s1").unwrap(), 4);
     assert_eq!(f.store.cursor("s2").unwrap(), 2);
 }

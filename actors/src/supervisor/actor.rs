@@ -119,7 +119,12 @@ impl Actor for Supervisor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<SupervisorMsg>, msg: SupervisorMsg, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::StartChild { spec, key, reply } => state.on_start_child(&myself, spec, key, reply).await,
             SupervisorMsg::RestartDue(orders) => state.on_restart_due(&myself, orders).await,
@@ -132,7 +137,12 @@ impl Actor for Supervisor {
         }
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<SupervisorMsg>, evt: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        evt: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let abnormal = !matches!(reason.as_deref(), None | Some("normal") | Some("shutdown"));
@@ -182,7 +192,13 @@ impl SupervisorState {
         Ok(cell)
     }
 
-    async fn on_start_child(&mut self, myself: &ActorRef<SupervisorMsg>, spec: ChildSpec, key: Option<String>, reply: RpcReplyPort<Result<ActorCell, String>>) -> Result<(), ActorProcessingErr> {
+    async fn on_start_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        spec: ChildSpec,
+        key: Option<String>,
+        reply: RpcReplyPort<Result<ActorCell, String>>,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(old) = key.as_ref().and_then(|k| self.by_key.get(k).copied()) {
             tracing::info!(supervisor = %self.args.path, key = ?key, "Taking over: stopping the previous child with this key.");
             self.stop_child(old, "takeover").await;
@@ -234,7 +250,13 @@ impl SupervisorState {
         }
     }
 
-    async fn on_exit(&mut self, myself: &ActorRef<SupervisorMsg>, id: ActorId, abnormal: bool, cause: String) -> Result<(), ActorProcessingErr> {
+    async fn on_exit(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: ActorId,
+        abnormal: bool,
+        cause: String,
+    ) -> Result<(), ActorProcessingErr> {
         let Some(order) = self.by_id.remove(&id) else { return Ok(()) };
         let Some(child) = self.children.get_mut(&order) else { return Ok(()) };
         child.cell = None;

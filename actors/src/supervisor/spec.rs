@@ -158,10 +158,7 @@ fn supervisor(key: &str, raw: &RawSupervisor, errors: &mut Vec<String>) -> Optio
         strategy: raw.strategy,
         intensity: raw.intensity,
         period: Duration::from_secs(raw.period_secs),
-        backoff: Backoff {
-            initial: Duration::from_millis(raw.backoff_initial_ms),
-            max: Duration::from_millis(raw.backoff_max_ms),
-        },
+        backoff: Backoff { initial: Duration::from_millis(raw.backoff_initial_ms), max: Duration::from_millis(raw.backoff_max_ms) },
     })
 }
 
@@ -234,9 +231,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_named_by_its_dotted_key() {
-        let text = DEFAULT_SUPERVISION_TOML
-            .replace("period_secs = 10", "period_secs = 0")
-            .replacen("shutdown_ms = 5000", "shutdown_ms = 0", 1);
+        let text =
+            DEFAULT_SUPERVISION_TOML.replace("period_secs = 10", "period_secs = 0").replacen("shutdown_ms = 5000", "shutdown_ms = 0", 1);
         let errors = SupervisionConfig::parse(&text).unwrap_err();
         let joined = errors.join("\n");
         assert!(joined.contains("root.period_secs: must be > 0"), "{joined}");

@@ -71,9 +71,16 @@ struct Tree {
 async fn tree(strategy: Strategy, intensity: u32, restart_b: Restart) -> Tree {
     let log: Log = Arc::default();
     let zero = Duration::ZERO;
-    let children = vec![probe("a", Restart::Permanent, &log, zero), probe("b", restart_b, &log, zero), probe("c", Restart::Permanent, &log, zero)];
+    let children =
+        vec![probe("a", Restart::Permanent, &log, zero), probe("b", restart_b, &log, zero), probe("c", Restart::Permanent, &log, zero)];
     let (health, metrics) = (Health::default(), Metrics::new());
-    let args = SupervisorArgs { path: "t".into(), policy: policy(strategy, intensity), children, metrics: metrics.clone(), health: health.clone() };
+    let args = SupervisorArgs {
+        path: "t".into(),
+        policy: policy(strategy, intensity),
+        children,
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
     let (sup, done) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     Tree { sup, done, health, metrics, log }
 }
@@ -145,7 +152,15 @@ async fn transient_children_restart_only_after_an_abnormal_exit() {
 async fn temporary_children_are_never_restarted() {
     let t = tree(Strategy::OneForOne, 3, Restart::Temporary).await;
     t.take_log();
-    let b = t.sup.get_cell().get_children().into_iter().find(|c| t.health.actor("t/a").is_none_or(|a| a.get_id() != c.get_id()) && t.health.actor("t/c").is_none_or(|x| x.get_id() != c.get_id())).unwrap();
+    let b = t
+        .sup
+        .get_cell()
+        .get_children()
+        .into_iter()
+        .find(|c| {
+            t.health.actor("t/a").is_none_or(|a| a.get_id() != c.get_id()) && t.health.actor("t/c").is_none_or(|x| x.get_id() != c.get_id())
+        })
+        .unwrap();
     b.kill();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -170,7 +185,13 @@ async fn exceeding_intensity_stops_the_children_and_fails_the_supervisor() {
 async fn a_child_that_does_not_stop_in_time_is_killed() {
     let log: Log = Arc::default();
     let slow = probe("slow", Restart::Permanent, &log, Duration::from_secs(30));
-    let args = SupervisorArgs { path: "t".into(), policy: policy(Strategy::OneForOne, 1), children: vec![slow], metrics: Metrics::new(), health: Health::default() };
+    let args = SupervisorArgs {
+        path: "t".into(),
+        policy: policy(Strategy::OneForOne, 1),
+        children: vec![slow],
+        metrics: Metrics::new(),
+        health: Health::default(),
+    };
     let (sup, done) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     let started = std::time::Instant::now();
     sup.call(SupervisorMsg::Shutdown, None).await.unwrap();
@@ -182,7 +203,13 @@ async fn a_child_that_does_not_stop_in_time_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_child_with_a_taken_key_replaces_the_old_one() {
     let log: Log = Arc::default();
-    let args = SupervisorArgs { path: "s".into(), policy: policy(Strategy::OneForOne, 10), children: vec![], metrics: Metrics::new(), health: Health::default() };
+    let args = SupervisorArgs {
+        path: "s".into(),
+        policy: policy(Strategy::OneForOne, 10),
+        children: vec![],
+        metrics: Metrics::new(),
+        health: Health::default(),
+    };
     let (sup, _done) = Supervisor::spawn(None, Supervisor, args).await.unwrap();
     for name in ["first", "second"] {
         let spec = probe(name, Restart::Temporary, &log, Duration::ZERO);
