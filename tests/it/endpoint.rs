@@ -152,3 +152,35 @@ async fn v5_content_type_and_user_properties_reach_the_cloud() {
     assert_eq!(m.payload.as_deref(), Some("{\"t\":1}"));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_sends_no_puback_and_readiness_says_so_until_it_recovers() {
+    use edge_gateway_actors::storage::StorageMsg;
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
+    let storage = gw.storage.get().expect("storage running");
+    let mut v5 = Raw::connect(gw.mqtt_addr, "fault-v5", true).await;
+    let mut v3 = Raw::connect(gw.mqtt_addr, "fault-v3", false).await;
+
+    storage.cast(StorageMsg::InjectFaults(1)).unwrap();
+    v5.publish("devices/f/t", b"lost", 1).await;
+    assert_eq!(v5.expect_puback(1).await, 0x80, "v5: unspecified error");
+    let (status, body) = http_get(gw.http_addr, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("storage is not writable"), "{body}");
+
+    storage.cast(StorageMsg::InjectFaults(1)).unwrap();
+    v3.publish("devices/f/t", b"lost too", 1).await;
+    let seen = v3.expect_closed(Duration::from_secs(5)).await;
+    assert!(seen.iter().all(|(f, _)| *f != 0x40), "v3: no PUBACK: {seen:?}");
+
+    v5.publish("devices/f/t", b"kept", 2).await;
+    assert_eq!(v5.expect_puback(2).await, 0, "the next commit succeeds");
+    assert_eq!(http_get(gw.http_addr, "/readyz").await.0, 200);
+    poll_until("delivered", Duration::from_secs(20), || ingest.unique_keys() >= 1).await;
+    let payloads: Vec<Vec<u8>> = ingest.accepted().iter().map(|m| m.payload_bytes()).collect();
+    assert_eq!(payloads, [b"kept".to_vec()], "nothing from a failed commit reached the cloud");
+    assert_eq!(gw.metrics.commit_failures.get(), 2);
+    gw.stop().await;
+}

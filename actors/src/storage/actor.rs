@@ -96,6 +96,9 @@ pub enum StorageMsg {
     Flush,
     /// Once a second: refresh gauges, apply the TTL.
     Tick,
+    /// Fail the next `n` write transactions before their commit (fault injection for tests
+    /// and, later, the chaos admin API). Nothing in a failed transaction is stored or acked.
+    InjectFaults(u32),
 }
 
 enum Op {
@@ -120,6 +123,8 @@ pub struct StorageState {
     cursors: HashMap<String, u64>,
     /// Receive time of the oldest record.
     oldest_received_ms: Option<u64>,
+    /// Write transactions still to fail on purpose.
+    injected_faults: u32,
 }
 
 impl Actor for StorageActor {
@@ -142,6 +147,7 @@ impl Actor for StorageActor {
             bytes: stats.bytes,
             cursors,
             oldest_received_ms: stats.oldest_received_ms,
+            injected_faults: 0,
             args,
         };
         state.publish_gauges();
@@ -171,6 +177,11 @@ impl Actor for StorageActor {
                     return Ok(());
                 }
                 Op::Expire
+            }
+            StorageMsg::InjectFaults(n) => {
+                tracing::warn!(n, "Injecting storage faults: the next write transactions will fail.");
+                state.injected_faults = n;
+                return Ok(());
             }
             StorageMsg::Append(rec, reply) => Op::Append(rec, Instant::now(), reply),
             StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
@@ -229,7 +240,7 @@ impl StorageState {
         }
     }
 
-    fn write(&self, ops: &[Op]) -> Result<Outcome, StoreError> {
+    fn write(&mut self, ops: &[Op]) -> Result<Outcome, StoreError> {
         let mut txn = self.args.store.db().begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut out = Outcome {
@@ -252,6 +263,11 @@ impl StorageState {
             let messages = txn.open_table(MESSAGES)?;
             out.messages = messages.len()?;
             out.oldest_received_ms = messages.first()?.and_then(|(_, v)| received_at(v.value()));
+        }
+        if self.injected_faults > 0 {
+            self.injected_faults -= 1;
+            txn.abort()?;
+            return Err(StoreError::Redb("injected fault: transaction aborted before commit".into()));
         }
         txn.commit()?;
         Ok(out)

@@ -188,3 +188,16 @@ async fn a_dead_letter_is_kept_and_passed() {
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].sink.as_str(), dead[0].reason.as_str(), dead[0].record.seq), ("s1", "HTTP 400", 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_acknowledges_nothing_and_the_next_one_recovers() {
+    let f = start(policy()).await;
+    append(&f.actor, rec(0)).await.unwrap();
+    f.actor.cast(StorageMsg::InjectFaults(1)).unwrap();
+    let failed = append(&f.actor, rec(1)).await;
+    assert!(matches!(failed, Err(AppendError::CommitFailed(_))), "{failed:?}");
+    assert_eq!(f.metrics.commit_failures.get(), 1);
+    assert_eq!(f.store.stats().unwrap().messages, 1, "the failed append is not stored");
+    let next = append(&f.actor, rec(2)).await.unwrap();
+    assert_eq!(next.seq, 1, "the failed transaction used no sequence number");
+}
