@@ -29,46 +29,32 @@ fn violation<E>() -> DispatcherError<E> {
     DispatcherError::Protocol(MqttProtocolError::Decode(DecodeError::UnsupportedPacketType))
 }
 
-impl<S, St, E> Service<St, v3::codec::Decoded> for RejectUnexpectedService<S>
-where
-    S: Service<St, v3::codec::Decoded, Error = DispatcherError<E>>,
-{
-    type Res = S::Res;
-    type Error = S::Error;
+/// The same check for both protocol versions' decoded packets.
+macro_rules! reject_unexpected {
+    ($v:ident) => {
+        impl<S, St, E> Service<St, $v::codec::Decoded> for RejectUnexpectedService<S>
+        where
+            S: Service<St, $v::codec::Decoded, Error = DispatcherError<E>>,
+        {
+            type Res = S::Res;
+            type Error = S::Error;
 
-    async fn ready(&self, ctx: Ctx<'_, Self, St>) -> Result<(), Self::Error> {
-        ctx.ready(&self.inner).await
-    }
+            async fn ready(&self, ctx: Ctx<'_, Self, St>) -> Result<(), Self::Error> {
+                ctx.ready(&self.inner).await
+            }
 
-    async fn call(&self, req: v3::codec::Decoded, ctx: Ctx<'_, Self, St>) -> Result<S::Res, S::Error> {
-        use v3::codec::{Decoded, Packet};
-        if let Decoded::Packet(Packet::Connect(_) | Packet::ConnectAck(_), _) = &req {
-            return Err(violation());
+            async fn call(&self, req: $v::codec::Decoded, ctx: Ctx<'_, Self, St>) -> Result<S::Res, S::Error> {
+                use $v::codec::{Decoded, Packet};
+                if let Decoded::Packet(Packet::Connect(_) | Packet::ConnectAck(_), _) = &req {
+                    return Err(violation());
+                }
+                ctx.call(&self.inner, req).await
+            }
+
+            ntex_service::forward_shutdown!(St, inner);
         }
-        ctx.call(&self.inner, req).await
-    }
-
-    ntex_service::forward_shutdown!(St, inner);
+    };
 }
 
-impl<S, St, E> Service<St, v5::codec::Decoded> for RejectUnexpectedService<S>
-where
-    S: Service<St, v5::codec::Decoded, Error = DispatcherError<E>>,
-{
-    type Res = S::Res;
-    type Error = S::Error;
-
-    async fn ready(&self, ctx: Ctx<'_, Self, St>) -> Result<(), Self::Error> {
-        ctx.ready(&self.inner).await
-    }
-
-    async fn call(&self, req: v5::codec::Decoded, ctx: Ctx<'_, Self, St>) -> Result<S::Res, S::Error> {
-        use v5::codec::{Decoded, Packet};
-        if let Decoded::Packet(Packet::Connect(_) | Packet::ConnectAck(_), _) = &req {
-            return Err(violation());
-        }
-        ctx.call(&self.inner, req).await
-    }
-
-    ntex_service::forward_shutdown!(St, inner);
-}
+reject_unexpected!(v3);
+reject_unexpected!(v5);
