@@ -105,7 +105,11 @@ impl Gateway {
             http::bind(config.http_listen).await.with_context(|| format!("http.listen: cannot bind {}", config.http_listen))?;
         let http_addr = http_listener.local_addr()?;
         let (http_stop, http_stop_rx) = watch::channel(false);
-        tokio::spawn(http::serve(http_listener, LocalApi { registry: Arc::new(registry), health: health.clone() }, http_stop_rx));
+        tokio::spawn(http::serve(
+            http_listener,
+            LocalApi { registry: Arc::new(registry), health: health.clone(), store: store.clone() },
+            http_stop_rx,
+        ));
 
         let ingress = Ingress {
             storage: inputs.storage.clone(),

@@ -1,16 +1,19 @@
-//! The local HTTP endpoint: `/metrics`, `/healthz`, `/readyz` (hyper 1).
+//! The local HTTP endpoint (hyper 1): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use edge_gateway_actors::health::Health;
+use edge_gateway_actors::storage::Store;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::sinks::WireMessage;
 
 /// What the endpoint serves from.
 #[derive(Clone)]
@@ -19,6 +22,8 @@ pub struct LocalApi {
     pub registry: Arc<Registry>,
     /// Readiness inputs.
     pub health: Health,
+    /// The store, for read-only inspection (dead letters).
+    pub store: Store,
 }
 
 /// Serve on `listener` until `stop` turns true.
@@ -64,6 +69,7 @@ impl LocalApi {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
                 Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))),
             },
+            "/api/dead-letters" => self.dead_letters(),
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
     }
@@ -82,6 +88,23 @@ impl LocalApi {
         };
         let mut resp = Response::new(Full::new(Bytes::from(body)));
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+        resp
+    }
+}
+
+impl LocalApi {
+    /// Every dead letter as JSON: `[{"sink":..,"reason":..,"message":{..as sent to the cloud..}}]`.
+    fn dead_letters(&self) -> Response<Full<Bytes>> {
+        let letters = match self.store.dead_letters() {
+            Ok(l) => l,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read dead letters: {e}\n")),
+        };
+        let body: Vec<serde_json::Value> = letters
+            .iter()
+            .map(|d| serde_json::json!({"sink": d.sink, "reason": d.reason, "message": WireMessage::new(&d.record)}))
+            .collect();
+        let mut resp = Response::new(Full::new(Bytes::from(serde_json::Value::Array(body).to_string())));
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
         resp
     }
 }

@@ -140,6 +140,11 @@ async fn a_rejected_message_is_dead_lettered_and_the_queue_moves_on() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].record.payload, b"poison-2");
     assert!(dead[0].reason.contains("400"), "reason: {}", dead[0].reason);
+    let (status, body) = http_get(gw.http_addr, "/api/dead-letters").await;
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed[0]["sink"], "cloud");
+    assert_eq!(listed[0]["message"]["payload"], "poison-2");
     gw.stop().await;
 }
 
