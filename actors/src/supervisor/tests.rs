@@ -90,13 +90,28 @@ impl Tree {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
 
-    async fn kill(&self, child: &str) {
+    /// Kill a child and wait until the log holds `expected` entries (the exit's consequences).
+    async fn kill(&self, child: &str, expected: usize) {
         let path = format!("t/{child}");
         self.health.actor(&path).unwrap().kill();
-        // let the exit and any restart settle
-        for _ in 0..200 {
+        self.wait_log(expected).await;
+    }
+
+    /// Poll until the log holds at least `n` entries (panics after 5 s).
+    async fn wait_log(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.log.lock().unwrap().len() >= n {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        panic!("log did not reach {n} entries: {:?}", self.log.lock().unwrap());
+    }
+
+    /// For "nothing happens" assertions: there is no event to poll for, so give the supervisor a
+    /// bounded moment in which a wrong restart would show up.
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -114,7 +129,8 @@ async fn children_start_in_order_and_stop_in_reverse() {
 async fn one_for_one_restarts_only_the_exited_child() {
     let t = tree(Strategy::OneForOne, 3, Restart::Permanent).await;
     t.take_log();
-    t.kill("b").await;
+    t.kill("b", 1).await;
+    t.settle().await;
     assert_eq!(t.take_log(), ["start:b"]);
     assert_eq!(t.metrics.actor_restarts.get_or_create(&[("supervisor", "t".into()), ("child", "b".into())]).get(), 1);
 }
@@ -123,7 +139,7 @@ async fn one_for_one_restarts_only_the_exited_child() {
 async fn one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order() {
     let t = tree(Strategy::OneForAll, 3, Restart::Permanent).await;
     t.take_log();
-    t.kill("b").await;
+    t.kill("b", 5).await;
     assert_eq!(t.take_log(), ["stop:c", "stop:a", "start:a", "start:b", "start:c"]);
 }
 
@@ -131,7 +147,7 @@ async fn one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order() {
 async fn rest_for_one_restarts_the_child_and_those_declared_after_it() {
     let t = tree(Strategy::RestForOne, 3, Restart::Permanent).await;
     t.take_log();
-    t.kill("b").await;
+    t.kill("b", 3).await;
     assert_eq!(t.take_log(), ["stop:c", "start:b", "start:c"]);
 }
 
@@ -139,12 +155,11 @@ async fn rest_for_one_restarts_the_child_and_those_declared_after_it() {
 async fn transient_children_restart_only_after_an_abnormal_exit() {
     let t = tree(Strategy::OneForOne, 3, Restart::Transient).await;
     t.take_log();
-    t.kill("b").await;
+    t.kill("b", 1).await;
     assert_eq!(t.take_log(), ["start:b"], "a kill is abnormal");
     t.health.actor("t/b").unwrap().stop(None);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    t.wait_log(1).await;
+    t.settle().await;
     assert_eq!(t.take_log(), ["stop:b"], "a normal stop is final");
 }
 
@@ -162,19 +177,17 @@ async fn temporary_children_are_never_restarted() {
         })
         .unwrap();
     b.kill();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(t.take_log().is_empty());
+    t.settle().await;
+    assert!(t.take_log().is_empty(), "a temporary child is not restarted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exceeding_intensity_stops_the_children_and_fails_the_supervisor() {
     let t = tree(Strategy::OneForOne, 2, Restart::Permanent).await;
     t.take_log();
-    t.kill("a").await;
-    t.kill("a").await;
-    t.kill("a").await;
+    t.kill("a", 1).await;
+    t.kill("a", 2).await;
+    t.health.actor("t/a").unwrap().kill();
     tokio::time::timeout(Duration::from_secs(5), t.done).await.expect("supervisor ended").unwrap();
     let log = t.log.lock().unwrap().clone();
     assert_eq!(&log[log.len() - 2..], ["stop:c", "stop:b"], "{log:?}");
