@@ -150,8 +150,7 @@ async fn a_restarted_actor_continues_the_sequence_and_its_counters() {
     for i in 0..3 {
         append(&f.actor, rec(i)).await.unwrap();
     }
-    f.actor.kill();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.actor.kill_and_wait(None).await.unwrap();
     let (again, _) = spawn(&f.store, policy()).await;
     assert_eq!(append(&again, rec(3)).await.unwrap().seq, 3);
     assert_eq!(f.store.stats().unwrap().messages, 4);
