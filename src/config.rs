@@ -270,6 +270,9 @@ impl RawConfig {
         }
         let http_listen = addr("http.listen", &self.http.listen, e);
         let storage = self.storage.validate(e);
+        if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
+            e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
+        }
         let sinks = validate_sinks(self.sinks.unwrap_or_default(), e);
         if errors.is_empty() {
             Ok(Config {

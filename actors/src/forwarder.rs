@@ -116,9 +116,14 @@ impl Actor for ForwarderActor {
 impl ForwarderState {
     async fn on_poll(&mut self, myself: &ActorRef<ForwarderMsg>) -> Result<(), ActorProcessingErr> {
         let max = if self.isolate_until.is_some_and(|s| self.cursor <= s) { 1 } else { self.args.policy.max_messages };
+        // Everything below this seq is committed; read it before the batch.
+        let committed = *self.args.committed.borrow();
         let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
         let batch = tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes))?;
         let Some(last) = batch.last().map(|r| r.seq) else {
+            // Nothing at or past the cursor although seqs up to `committed` exist: they were
+            // dropped (TTL, quota). Skip them, or the next poll would find the same gap at once.
+            self.cursor = self.cursor.max(committed);
             self.wait_for_commit(myself);
             return Ok(());
         };

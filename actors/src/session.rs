@@ -44,8 +44,10 @@ pub enum SessionMsg {
 /// The session's state; dropping it closes the connection.
 pub struct SessionState {
     info: SessionInfo,
-    /// Held, never used: its drop is the signal.
-    _closer: oneshot::Sender<()>,
+    /// Never sent on: dropping it is the signal. Dropped in `post_stop` on a graceful stop
+    /// (ractor then hands the state to the supervisor, which would drop it later), and with the
+    /// state when the actor is killed.
+    closer: Option<oneshot::Sender<()>>,
 }
 
 impl Actor for SessionActor {
@@ -55,7 +57,15 @@ impl Actor for SessionActor {
 
     async fn pre_start(&self, _myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
         tracing::debug!(client_id = %args.client_id, protocol = args.protocol, "Session started.");
-        Ok(SessionState { info: SessionInfo { client_id: args.client_id, protocol: args.protocol, publishes: 0 }, _closer: args.closer })
+        Ok(SessionState {
+            info: SessionInfo { client_id: args.client_id, protocol: args.protocol, publishes: 0 },
+            closer: Some(args.closer),
+        })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        state.closer.take();
+        Ok(())
     }
 
     async fn handle(&self, _myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {

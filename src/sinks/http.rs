@@ -56,6 +56,10 @@ impl Sink for HttpSink {
         Err(match status.as_u16() {
             429 => DeliveryError::Transient { kind: "http_429", detail },
             408 => DeliveryError::Transient { kind: "timeout", detail },
+            // Not about the messages: a credential or the URL is wrong. Dead-lettering would
+            // empty the whole backlog into the dead-letter table; wait for an operator instead.
+            401 | 403 | 407 => DeliveryError::Transient { kind: "http_auth", detail },
+            404 => DeliveryError::Transient { kind: "http_not_found", detail },
             400..=499 => DeliveryError::Rejected { detail },
             500..=599 => DeliveryError::Transient { kind: "http_5xx", detail },
             _ => DeliveryError::Transient { kind: "http_other", detail },

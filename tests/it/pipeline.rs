@@ -100,6 +100,11 @@ async fn server_errors_and_stalls_are_retried_until_accepted() {
     let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
     mosquitto_publish_to(gw.mqtt_addr, "flaky-1", 50, true).await;
     poll_until("a few 503 answers", Duration::from_secs(10), || ingest.requests() >= 3).await;
+    ingest.set_mode(Mode::Fail(401));
+    let m = gw.metrics.clone();
+    let auth = move || m.forward_errors.get_or_create(&[("sink", "cloud".into()), ("kind", "http_auth".into())]).get();
+    poll_until("401 answers retried", Duration::from_secs(10), || auth() >= 2).await;
+    assert_eq!(gw.metrics.dead_letters.get_or_create(&[("sink", "cloud".into())]).get(), 0, "a 401 dead-letters nothing");
     ingest.set_mode(Mode::Stall);
     let m = gw.metrics.clone();
     let timeouts = move || m.forward_errors.get_or_create(&[("sink", "cloud".into()), ("kind", "timeout".into())]).get();

@@ -254,8 +254,11 @@ impl StorageState {
             dropped_ttl: 0,
             dead_letters: Vec::new(),
         };
-        self.write_ops(&txn, ops, &mut out)?;
+        self.reload_meta(&txn, &mut out)?;
+        // Cursor moves (and the deletions they allow) first, so appends see the room they free.
+        self.write_cursor_ops(&txn, ops, &mut out)?;
         self.retain(&txn, &mut out)?;
+        self.write_appends(&txn, ops, &mut out)?;
         {
             let mut meta = txn.open_table(META)?;
             meta.insert(NEXT_SEQ, out.next_seq)?;
@@ -273,52 +276,76 @@ impl StorageState {
         Ok(out)
     }
 
-    fn write_ops(&self, txn: &WriteTransaction, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
+    /// The file is the authority for the counters: a previous incarnation of this actor (killed
+    /// while its commit was still running) may have committed after this one read them.
+    fn reload_meta(&self, txn: &WriteTransaction, out: &mut Outcome) -> Result<(), StoreError> {
+        let meta = txn.open_table(META)?;
+        let stored_next = meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        if stored_next > out.next_seq {
+            tracing::warn!(stored_next, in_memory = out.next_seq, "Store is ahead of this actor; continuing from the stored sequence.");
+            out.next_seq = stored_next;
+        }
+        out.bytes = meta.get(BACKLOG_BYTES)?.map(|v| v.value()).unwrap_or(out.bytes);
+        out.messages = txn.open_table(MESSAGES)?.len()?;
+        Ok(())
+    }
+
+    fn write_cursor_ops(&self, txn: &WriteTransaction, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
         let mut messages = txn.open_table(MESSAGES)?;
         let mut cursors = txn.open_table(CURSORS)?;
         let mut dead = txn.open_table(DEAD_LETTERS)?;
-        let policy = &self.args.policy;
         for op in ops {
-            match op {
-                Op::Append(rec, _, _) => {
-                    let key = format!("{}:{}", self.args.gateway_id, out.next_seq);
-                    let value = rec.encode(&key);
-                    let size = value.len() as u64;
-                    while out.messages + 1 > policy.quota_messages || out.bytes + size > policy.quota_bytes {
-                        if policy.overflow == Overflow::Reject || out.messages == 0 {
-                            break;
-                        }
-                        let Some((_, v)) = messages.pop_first()? else { break };
-                        out.bytes = out.bytes.saturating_sub(v.value().len() as u64);
-                        out.messages -= 1;
-                        out.dropped_quota += 1;
-                    }
-                    if out.messages + 1 > policy.quota_messages || out.bytes + size > policy.quota_bytes {
-                        out.appended.push(Err(AppendError::QuotaExceeded));
-                        continue;
-                    }
-                    messages.insert(out.next_seq, value.as_slice())?;
-                    out.appended.push(Ok(Appended { seq: out.next_seq, key }));
-                    out.next_seq += 1;
-                    out.messages += 1;
-                    out.bytes += size;
+            let (sink, next) = match op {
+                Op::Append(..) => continue,
+                Op::Expire => {
+                    out.dropped_ttl += self.expire(&mut messages, out)?;
+                    continue;
                 }
-                Op::Ack(sink, next, _) => {
-                    let cur = out.cursors.entry(sink.clone()).or_insert(0);
-                    *cur = (*cur).max(*next);
-                    cursors.insert(sink.as_str(), *cur)?;
-                }
+                Op::Ack(sink, next, _) => (sink, *next),
                 Op::DeadLetter(sink, seq, reason, _) => {
                     if let Some(v) = messages.get(*seq)? {
                         dead.insert((sink.as_str(), *seq), encode_dead_letter(reason, v.value()).as_slice())?;
                         out.dead_letters.push(sink.clone());
                     }
-                    let cur = out.cursors.entry(sink.clone()).or_insert(0);
-                    *cur = (*cur).max(seq + 1);
-                    cursors.insert(sink.as_str(), *cur)?;
+                    (sink, seq + 1)
                 }
-                Op::Expire => out.dropped_ttl += self.expire(&mut messages, out)?,
+            };
+            // Cursors only move forward, also against a value written by an earlier incarnation.
+            let durable = cursors.get(sink.as_str())?.map(|v| v.value()).unwrap_or(0);
+            let cur = out.cursors.entry(sink.clone()).or_insert(0);
+            *cur = (*cur).max(durable).max(next);
+            cursors.insert(sink.as_str(), *cur)?;
+        }
+        Ok(())
+    }
+
+    fn write_appends(&self, txn: &WriteTransaction, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
+        let mut messages = txn.open_table(MESSAGES)?;
+        let policy = &self.args.policy;
+        for op in ops {
+            let Op::Append(rec, _, _) = op else { continue };
+            let key = format!("{}:{}", self.args.gateway_id, out.next_seq);
+            let value = rec.encode(&key);
+            let size = value.len() as u64;
+            let fits = |out: &Outcome| out.messages < policy.quota_messages && out.bytes + size <= policy.quota_bytes;
+            // A record larger than the whole quota never fits: refuse it without dropping anything.
+            if policy.overflow == Overflow::DropOldest && size <= policy.quota_bytes {
+                while !fits(out) {
+                    let Some((_, v)) = messages.pop_first()? else { break };
+                    out.bytes = out.bytes.saturating_sub(v.value().len() as u64);
+                    out.messages = out.messages.saturating_sub(1);
+                    out.dropped_quota += 1;
+                }
             }
+            if !fits(out) {
+                out.appended.push(Err(AppendError::QuotaExceeded));
+                continue;
+            }
+            messages.insert(out.next_seq, value.as_slice())?;
+            out.appended.push(Ok(Appended { seq: out.next_seq, key }));
+            out.next_seq += 1;
+            out.messages += 1;
+            out.bytes += size;
         }
         Ok(())
     }

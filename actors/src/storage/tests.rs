@@ -200,3 +200,15 @@ async fn a_failed_commit_acknowledges_nothing_and_the_next_one_recovers() {
     let next = append(&f.actor, rec(2)).await.unwrap();
     assert_eq!(next.seq, 1, "the failed transaction used no sequence number");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota() {
+    let f = start(StoragePolicy { quota_bytes: 200, overflow: Overflow::DropOldest, ..policy() }).await;
+    for i in 0..3 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    let huge = NewRecord { payload: vec![b'x'; 500], ..rec(9) };
+    assert_eq!(append(&f.actor, huge).await, Err(AppendError::QuotaExceeded));
+    assert_eq!(f.store.stats().unwrap().messages, 3, "nothing dropped for a record that can never fit");
+    assert_eq!(f.metrics.dropped_messages.get_or_create(&[("reason", "quota".into())]).get(), 0);
+}

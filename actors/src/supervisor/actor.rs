@@ -209,7 +209,11 @@ impl SupervisorState {
         if result.is_err() {
             self.remove(order);
         }
-        let _ = reply.send(result);
+        if reply.send(result).is_err() {
+            // The caller gave up waiting (its connection is gone): do not keep an orphan.
+            self.stop_child(order, "caller gone").await;
+            self.remove(order);
+        }
         Ok(())
     }
 
