@@ -69,7 +69,7 @@ impl LocalApi {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
                 Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))),
             },
-            "/api/dead-letters" => self.dead_letters(),
+            "/api/dead-letters" => self.dead_letters(query_limit(req.uri().query())),
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
     }
@@ -93,9 +93,9 @@ impl LocalApi {
 }
 
 impl LocalApi {
-    /// Every dead letter as JSON: `[{"sink":..,"reason":..,"message":{..as sent to the cloud..}}]`.
-    fn dead_letters(&self) -> Response<Full<Bytes>> {
-        let letters = match self.store.dead_letters() {
+    /// Dead letters as JSON: `[{"sink":..,"reason":..,"message":{..as sent to the cloud..}}]`.
+    fn dead_letters(&self, limit: usize) -> Response<Full<Bytes>> {
+        let letters = match self.store.dead_letters(limit) {
             Ok(l) => l,
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read dead letters: {e}\n")),
         };
@@ -107,6 +107,12 @@ impl LocalApi {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
         resp
     }
+}
+
+/// `?limit=N` (default 100, at most 10,000).
+fn query_limit(query: Option<&str>) -> usize {
+    let limit = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("limit=")?.parse::<usize>().ok());
+    limit.unwrap_or(100).min(10_000)
 }
 
 fn wants_openmetrics(req: &Request<Incoming>) -> bool {

@@ -141,7 +141,7 @@ async fn a_rejected_message_is_dead_lettered_and_the_queue_moves_on() {
     let m = gw.metrics.clone();
     poll_until("dead letter counted", Duration::from_secs(10), || m.dead_letters.get_or_create(&[("sink", "cloud".into())]).get() == 1)
         .await;
-    let dead = gw.store.dead_letters().unwrap();
+    let dead = gw.store.dead_letters(100).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].record.payload, b"poison-2");
     assert!(dead[0].reason.contains("400"), "reason: {}", dead[0].reason);

@@ -23,6 +23,10 @@
 //! 5. `meta.backlog_bytes` equals the sum of the encoded value lengths in `messages`.
 //! 6. Only the storage actor opens write transactions; forwarders read with read transactions.
 //!    The `Database` is opened once, outside the actor, so a restarted actor reuses it.
+//! 7. The actor's in-memory counters are caches: every write transaction reloads `next_seq`,
+//!    `backlog_bytes` and the record count from the file, and moves a cursor only past its
+//!    durable value, so an earlier incarnation that committed late (killed during an fsync)
+//!    can never make this one reuse a sequence number or move a cursor back.
 
 mod actor;
 mod store;

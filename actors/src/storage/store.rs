@@ -187,12 +187,12 @@ impl Store {
         })
     }
 
-    /// Every dead letter of every sink, oldest first.
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+    /// Up to `limit` dead letters, by sink then seq.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
-        for entry in table.iter()? {
+        for entry in table.iter()?.take(limit) {
             let (k, v) = entry?;
             let (sink, seq) = k.value();
             let (reason, record) = decode_dead_letter(seq, v.value())?;

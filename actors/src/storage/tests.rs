@@ -183,7 +183,7 @@ async fn a_dead_letter_is_kept_and_passed() {
     let reply = f.actor.call(|reply| StorageMsg::DeadLetter { sink: "s1".into(), seq: 0, reason: "HTTP 400".into(), reply }, None).await;
     reply.unwrap().unwrap().unwrap();
     assert_eq!(f.store.cursor("s1").unwrap(), 1);
-    let dead = f.store.dead_letters().unwrap();
+    let dead = f.store.dead_letters(100).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].sink.as_str(), dead[0].reason.as_str(), dead[0].record.seq), ("s1", "HTTP 400", 0));
 }
