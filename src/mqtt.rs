@@ -90,6 +90,8 @@ impl Ingress {
             restart: self.session_policy.restart,
             shutdown: self.session_policy.shutdown,
             start: start_fn(move |sup| {
+                // A StartFn may be called again on restart; sessions are temporary and never
+                // restarted, so the first call takes the closer and a later one gets a dead one.
                 let args = SessionArgs {
                     client_id: id.clone(),
                     protocol,

@@ -36,6 +36,15 @@ async fn malformed_and_invalid_input_is_refused_and_counted_while_others_continu
     expect_v5_disconnect(&mut c, 0x82).await;
     cases += 1;
 
+    // v5 PUBLISH with an empty topic and no topic alias: PUBACK 0x90 (topic name invalid); the
+    // connection stays usable.
+    let mut c = Raw::connect(addr, "empty-v5", true).await;
+    c.publish("", b"e", 1).await;
+    assert_eq!(c.expect_puback(1).await, 0x90);
+    c.publish("devices/empty-v5/t", b"ok", 2).await;
+    assert_eq!(c.expect_puback(2).await, 0);
+    cases += 1;
+
     // v3 PUBLISH with a wildcard or an empty topic: disconnect, no PUBACK.
     for topic in ["devices/#", ""] {
         let mut c = Raw::connect(addr, "wild-v3", false).await;
