@@ -16,20 +16,18 @@ use super::WireMessage;
 
 /// Appends JSON lines to one file.
 pub struct FileSink {
-    /// Unused in lines today; kept for symmetry with the HTTP body.
-    _gateway_id: String,
     /// The open file; the lock serialises writers (there is one forwarder per sink anyway).
     file: Arc<Mutex<File>>,
 }
 
 impl FileSink {
     /// Open (create) `path` for appending, creating its directory.
-    pub fn open(gateway_id: &str, path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Self { _gateway_id: gateway_id.to_string(), file: Arc::new(Mutex::new(file)) })
+        Ok(Self { file: Arc::new(Mutex::new(file)) })
     }
 }
 

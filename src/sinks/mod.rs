@@ -30,7 +30,7 @@ use crate::config::{SinkConfig, SinkKind};
 pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Arc<dyn Sink>, String> {
     Ok(match &cfg.kind {
         SinkKind::Http { url, timeout } => Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout)?),
-        SinkKind::File { path } => Arc::new(FileSink::open(gateway_id, path)?),
+        SinkKind::File { path } => Arc::new(FileSink::open(path)?),
         SinkKind::Discard => Arc::new(DiscardSink),
     })
 }
