@@ -216,7 +216,6 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
 fn accepted(c: &ConnInner, qos: u8, size: u64) {
     c.accepted_by_qos[usize::from(qos.min(1))].inc();
     c.ingress.metrics.ingress_bytes.inc_by(size);
-    let _ = c.session.cast(SessionMsg::Published);
 }
 
 pub(crate) async fn control_v3(conn: &v3::Session<Conn>, ctl: Control<IngressError>) -> Result<Option<v3::codec::Encoded>, IngressError> {

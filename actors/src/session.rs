@@ -6,7 +6,7 @@
 //! supervisor going down) the state is dropped, the receiver wakes, and the I/O side closes
 //! the connection. The device reconnects and resends what was not acknowledged.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
 /// The session actor (stateless handler).
@@ -16,34 +16,20 @@ pub struct SessionActor;
 pub struct SessionArgs {
     /// MQTT client id.
     pub client_id: String,
-    /// Protocol level (`v3` or `v5`), for introspection.
+    /// Protocol level (`v3` or `v5`), for logs.
     pub protocol: &'static str,
     /// Dropped with the state: tells the I/O side to close the connection.
     pub closer: oneshot::Sender<()>,
 }
 
-/// What a session reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// MQTT client id.
-    pub client_id: String,
-    /// `v3` or `v5`.
-    pub protocol: &'static str,
-    /// Publishes accepted on this connection.
-    pub publishes: u64,
-}
-
-/// Messages to a session.
-pub enum SessionMsg {
-    /// The connection accepted one more publish.
-    Published,
-    /// Report the session's state.
-    Info(RpcReplyPort<SessionInfo>),
-}
+/// Messages to a session: none yet. Its job is its lifetime (the ACL and device-health work
+/// will give it messages); publishes go straight to storage, not through it.
+pub enum SessionMsg {}
 
 /// The session's state; dropping it closes the connection.
 pub struct SessionState {
-    info: SessionInfo,
+    /// MQTT client id, for logs.
+    client_id: String,
     /// Never sent on: dropping it is the signal. Dropped in `post_stop` on a graceful stop
     /// (ractor then hands the state to the supervisor, which would drop it later), and with the
     /// state when the actor is killed.
@@ -57,24 +43,16 @@ impl Actor for SessionActor {
 
     async fn pre_start(&self, _myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
         tracing::debug!(client_id = %args.client_id, protocol = args.protocol, "Session started.");
-        Ok(SessionState {
-            info: SessionInfo { client_id: args.client_id, protocol: args.protocol, publishes: 0 },
-            closer: Some(args.closer),
-        })
+        Ok(SessionState { client_id: args.client_id, closer: Some(args.closer) })
     }
 
     async fn post_stop(&self, _myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        tracing::debug!(client_id = %state.client_id, "Session stopped.");
         state.closer.take();
         Ok(())
     }
 
-    async fn handle(&self, _myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
-        match msg {
-            SessionMsg::Published => state.info.publishes += 1,
-            SessionMsg::Info(reply) => {
-                let _ = reply.send(state.info.clone());
-            }
-        }
-        Ok(())
+    async fn handle(&self, _myself: ActorRef<SessionMsg>, msg: SessionMsg, _state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        match msg {}
     }
 }

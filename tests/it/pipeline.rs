@@ -123,18 +123,7 @@ async fn a_rejected_message_is_dead_lettered_and_the_queue_moves_on() {
     let ingest = IngestServer::start().await;
     ingest.set_mode(Mode::RejectPayloadContaining("poison".into()));
     let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
-    let bin = util::require("mosquitto_pub");
-    let port = gw.mqtt_addr.port().to_string();
-    let lines = "ok-0\nok-1\npoison-2\nok-3\nok-4\n";
-    let mut child = tokio::process::Command::new(bin)
-        .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "dl-1", "-t", "devices/dl-1/t", "-l"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, lines.as_bytes()).await.unwrap();
-    drop(stdin);
-    assert!(child.wait().await.unwrap().success());
+    mosquitto_publish_lines(gw.mqtt_addr, "dl-1", "ok-0\nok-1\npoison-2\nok-3\nok-4\n", false).await;
     poll_until("the four good messages accepted", DRAIN, || ingest.unique_keys() >= 4).await;
     let got: Vec<String> = payloads_by_device(&ingest).remove("dl-1").unwrap_or_default();
     assert_eq!(got, ["ok-0", "ok-1", "ok-3", "ok-4"]);
@@ -182,8 +171,13 @@ pub(crate) async fn rumqttc_publish_to(addr: std::net::SocketAddr, client: &str,
 
 /// `mosquitto_pub -l`: one QoS1 message per stdin line, `"{client}-{i}"`; waits for it to exit 0.
 pub(crate) async fn mosquitto_publish_to(addr: std::net::SocketAddr, client: &str, n: usize, v5: bool) {
-    let bin = util::require("mosquitto_pub");
     let lines: String = (0..n).map(|i| format!("{client}-{i}\n")).collect();
+    mosquitto_publish_lines(addr, client, &lines, v5).await
+}
+
+/// `mosquitto_pub -l` to `devices/{client}/telemetry`: one QoS1 message per line of `lines`.
+async fn mosquitto_publish_lines(addr: std::net::SocketAddr, client: &str, lines: &str, v5: bool) {
+    let bin = util::require("mosquitto_pub");
     let mut child = tokio::process::Command::new(bin)
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-q", "1", "-i", client, "-l"])
         .args(["-t", &format!("devices/{client}/telemetry")])
