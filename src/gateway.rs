@@ -18,16 +18,22 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Authority;
 use crate::config::Config;
 use crate::http::{self, LocalApi};
 use crate::mqtt::{self, Ingress};
 use crate::sinks;
+use crate::tls::acceptor::{Gate, RotatingTls};
+use crate::tls::server::DeviceTls;
 use crate::tree::{self, TreeInputs};
+use edge_gateway_actors::rotation::{Reloadable, RotationMsg};
 
 /// A running gateway.
 pub struct Gateway {
-    /// Where devices connect.
+    /// The plain-TCP listener (or the TLS one when the plain listener is off).
     pub mqtt_addr: SocketAddr,
+    /// The TLS listener, if enabled.
+    pub tls_addr: Option<SocketAddr>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub http_addr: SocketAddr,
     /// Prefix of this gateway's idempotency keys.
@@ -44,6 +50,8 @@ pub struct Gateway {
     pub storage: ActorSlot<StorageMsg>,
     /// The current sessions supervisor.
     pub sessions: ActorSlot<SupervisorMsg>,
+    /// The current cert-rotation actor.
+    pub rotation: ActorSlot<RotationMsg>,
     root_done: JoinHandle<()>,
     mqtt_server: ntex_server::Server<ntex_server::net::Connection>,
     http_stop: watch::Sender<bool>,
@@ -69,6 +77,24 @@ pub fn load_supervision(config: &Config) -> Result<SupervisionConfig, Vec<String
     }
 }
 
+/// Load every file the config names (TLS sets, ACL, passwords) without starting anything;
+/// each problem names its config key and file. `check-config` and `run` report them as a bad
+/// configuration (exit 2).
+pub fn preflight(config: &Config) -> Vec<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut problems = Vec::new();
+    if let Some(t) = &config.tls {
+        problems.extend(t.files.load().err().map(|e| e.to_string()));
+    }
+    problems.extend(Authority::load(&config.auth, Metrics::new()).err());
+    for s in &config.sinks {
+        if let crate::config::SinkKind::Http { tls: Some(files), .. } = &s.kind {
+            problems.extend(crate::tls::client::CloudTls::load(&s.name, files).err().map(|e| e.to_string()));
+        }
+    }
+    problems
+}
+
 impl Gateway {
     /// Start everything; must run inside a multi-thread tokio runtime.
     pub async fn start(config: Config, supervision: SupervisionConfig) -> anyhow::Result<Gateway> {
@@ -82,9 +108,19 @@ impl Gateway {
         metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
         let health = Health::default();
         let mut built = Vec::new();
+        let mut reloadables: Vec<Arc<dyn Reloadable>> = Vec::new();
         for s in &config.sinks {
-            built.push((s.clone(), sinks::build(&gateway_id, s).map_err(anyhow::Error::msg)?));
+            let (sink, cloud_tls) = sinks::build(&gateway_id, s).map_err(anyhow::Error::msg)?;
+            reloadables.extend(cloud_tls.map(|c| c as Arc<dyn Reloadable>));
+            built.push((s.clone(), sink));
         }
+        let device_tls = match &config.tls {
+            Some(t) => Some(DeviceTls::load(&t.files).map_err(|e| anyhow::anyhow!("device TLS: {e}"))?),
+            None => None,
+        };
+        reloadables.extend(device_tls.clone().map(|t| t as Arc<dyn Reloadable>));
+        let authority = Authority::load(&config.auth, metrics.clone()).map_err(anyhow::Error::msg)?;
+        reloadables.extend(authority.reloadables());
         let next_seq = store.stats()?.next_seq;
         let inputs = TreeInputs {
             store: store.clone(),
@@ -96,6 +132,9 @@ impl Gateway {
             committed: Arc::new(watch::channel(next_seq).0),
             storage: Default::default(),
             sessions: Default::default(),
+            reloadables,
+            rotation_policy: config.rotation.clone(),
+            rotation: Default::default(),
         };
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs))
             .await
@@ -116,13 +155,36 @@ impl Gateway {
             sessions: inputs.sessions.clone(),
             metrics: metrics.clone(),
             session_policy: supervision.session,
+            authority,
+            tls: false,
         };
-        let (mqtt_server, mqtt_addr) =
-            start_mqtt(&config, ingress).with_context(|| format!("mqtt.listen: cannot bind {}", config.mqtt.listen))?;
+        let listeners = bind_listeners(&config)?;
+        let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));
+        let mqtt_server = start_mqtt(&config, ingress, listeners, device_tls)?;
         health.set_listeners_bound(true);
-        tracing::info!(%mqtt_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
-        let (storage, sessions) = (inputs.storage.clone(), inputs.sessions.clone());
-        Ok(Gateway { mqtt_addr, http_addr, gateway_id, metrics, health, store, root, storage, sessions, root_done, mqtt_server, http_stop })
+        if !config.mqtt.plain || !ingress_is_anonymous(&config) {
+            tracing::info!(plain = config.mqtt.plain, tls = tls_addr.is_some(), "Devices must authenticate.");
+        } else {
+            tracing::warn!(%mqtt_addr, "The plain listener accepts anonymous devices (auth.plain = \"anonymous\"): lab use only.");
+        }
+        tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
+        let (storage, sessions, rotation) = (inputs.storage.clone(), inputs.sessions.clone(), inputs.rotation.clone());
+        Ok(Gateway {
+            mqtt_addr,
+            tls_addr,
+            http_addr,
+            gateway_id,
+            metrics,
+            health,
+            store,
+            root,
+            storage,
+            sessions,
+            rotation,
+            root_done,
+            mqtt_server,
+            http_stop,
+        })
     }
 
     /// Run until `shutdown` resolves (then stop gracefully) or the root supervisor fails.
@@ -160,10 +222,63 @@ fn open_store(path: &Path, sinks: Vec<String>) -> anyhow::Result<Store> {
     Store::open(path, sinks).with_context(|| format!("cannot open the store at {}", path.display()))
 }
 
-/// Bind the MQTT listener and run ntex on its own thread; returns the server handle.
-fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr)> {
-    let listener = std::net::TcpListener::bind(config.mqtt.listen)?;
-    let addr = listener.local_addr()?;
+fn ingress_is_anonymous(config: &Config) -> bool {
+    config.auth.plain == crate::config::PlainAuth::Anonymous
+}
+
+/// The bound device listeners.
+struct Listeners {
+    /// Plain TCP (lab).
+    plain: Option<(std::net::TcpListener, SocketAddr)>,
+    /// TLS.
+    tls: Option<(std::net::TcpListener, SocketAddr)>,
+}
+
+impl Listeners {
+    fn main_addr(&self) -> SocketAddr {
+        self.plain.as_ref().or(self.tls.as_ref()).map(|(_, a)| *a).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+fn bind_listeners(config: &Config) -> anyhow::Result<Listeners> {
+    let bind = |addr: SocketAddr, key: &str| -> anyhow::Result<(std::net::TcpListener, SocketAddr)> {
+        let l = std::net::TcpListener::bind(addr).with_context(|| format!("{key}: cannot bind {addr}"))?;
+        let a = l.local_addr()?;
+        Ok((l, a))
+    };
+    let plain = if config.mqtt.plain { Some(bind(config.mqtt.listen, "mqtt.listen")?) } else { None };
+    let tls = match &config.tls {
+        Some(t) => Some(bind(t.listen, "tls.listen")?),
+        None => None,
+    };
+    Ok(Listeners { plain, tls })
+}
+
+/// The MQTT application (v3.1.1 and v5 on one port) for one listener.
+macro_rules! mqtt_app {
+    ($ingress:expr) => {{
+        let (i3, i5) = ($ingress.clone(), $ingress.clone());
+        MqttServer::new()
+            .v3(v3::MqttServer::new(async |s: &v3::Session<mqtt::Conn>, p| mqtt::publish_v3(s, p).await)
+                .middleware(crate::strict::RejectUnexpected)
+                .protocol(async |s: &v3::Session<mqtt::Conn>, m| mqtt::protocol_v3(s, m).await)
+                .control(async |s: &v3::Session<mqtt::Conn>, c| mqtt::control_v3(s, c).await)
+                .build(move |c| mqtt::connect_v3(i3.clone(), c)))
+            .v5(v5::MqttServer::new(async |s: &v5::Session<mqtt::Conn>, p| mqtt::publish_v5(s, p).await)
+                .middleware(crate::strict::RejectUnexpected)
+                .protocol(async |s: &v5::Session<mqtt::Conn>, m| mqtt::protocol_v5(s, m).await)
+                .control(async |s: &v5::Session<mqtt::Conn>, c| mqtt::control_v5(s, c).await)
+                .build(move |c| mqtt::connect_v5(i5.clone(), c)))
+    }};
+}
+
+/// Run ntex on its own thread with the bound listeners; returns the server handle.
+fn start_mqtt(
+    config: &Config,
+    ingress: Ingress,
+    listeners: Listeners,
+    device_tls: Option<Arc<DeviceTls>>,
+) -> anyhow::Result<ntex_server::Server<ntex_server::net::Connection>> {
     let mqtt_cfg = ntex_mqtt::MqttServiceConfig::new()
         .set_max_qos(ntex_mqtt::QoS::AtLeastOnce)
         .set_max_size(config.mqtt.max_packet_size)
@@ -171,32 +286,15 @@ fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server:
         .set_max_receive_size(0)
         .set_connect_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16))
         .set_handshake_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16));
+    let handshake = config.tls.as_ref().map(|t| t.handshake_timeout.as_secs() as u16).unwrap_or(10);
+    let tls_cfg = ntex_tls::TlsConfig::new().set_handshake_timeout(ntex_util::time::Seconds(handshake));
+    let gate = Gate::new(config.mqtt.max_connections, config.mqtt.max_new_connections_per_source, ingress.metrics.clone());
     let workers = config.mqtt.workers;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("mqtt-io".into()).spawn(move || {
         let result = ntex_rt::System::new("mqtt", ntex_net::DefaultRuntime).block_on(async move {
-            let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).build();
-            let server = ntex_server::net::build()
-                .workers(workers)
-                .disable_signals()
-                // A graceful stop waits this long for open connections; their in-flight
-                // publishes commit in milliseconds, idle devices just get disconnected.
-                .shutdown_timeout(ntex_util::time::Millis(3_000))
-                .listen("mqtt", listener, cfg, async move |_| {
-                    let (i3, i5) = (ingress.clone(), ingress.clone());
-                    MqttServer::new()
-                        .v3(v3::MqttServer::new(async |s: &v3::Session<mqtt::Conn>, p| mqtt::publish_v3(s, p).await)
-                            .middleware(crate::strict::RejectUnexpected)
-                            .protocol(async |s: &v3::Session<mqtt::Conn>, m| mqtt::protocol_v3(s, m).await)
-                            .control(async |s: &v3::Session<mqtt::Conn>, c| mqtt::control_v3(s, c).await)
-                            .build(move |c| mqtt::connect_v3(i3.clone(), c)))
-                        .v5(v5::MqttServer::new(async |s: &v5::Session<mqtt::Conn>, p| mqtt::publish_v5(s, p).await)
-                            .middleware(crate::strict::RejectUnexpected)
-                            .protocol(async |s: &v5::Session<mqtt::Conn>, m| mqtt::protocol_v5(s, m).await)
-                            .control(async |s: &v5::Session<mqtt::Conn>, c| mqtt::control_v5(s, c).await)
-                            .build(move |c| mqtt::connect_v5(i5.clone(), c)))
-                })
-                .map(|b| b.run());
+            let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).build();
+            let server = build_server(workers, cfg, listeners, ingress, gate, device_tls).map(|b| b.run());
             match server {
                 Ok(server) => {
                     let _ = tx.send(Ok(server.clone()));
@@ -210,5 +308,39 @@ fn start_mqtt(config: &Config, ingress: Ingress) -> anyhow::Result<(ntex_server:
         tracing::debug!(?result, "MQTT runtime stopped.");
     })?;
     let server = rx.recv().context("the MQTT thread died")??;
-    Ok((server, addr))
+    Ok(server)
+}
+
+fn build_server(
+    workers: usize,
+    cfg: SharedCfg,
+    listeners: Listeners,
+    ingress: Ingress,
+    gate: Gate,
+    device_tls: Option<Arc<DeviceTls>>,
+) -> std::io::Result<ntex_server::net::ServerBuilder> {
+    use ntex_service::Service as _;
+    let mut builder = ntex_server::net::build()
+        .workers(workers)
+        .disable_signals()
+        // A graceful stop waits this long for open connections; their in-flight
+        // publishes commit in milliseconds, idle devices just get disconnected.
+        .shutdown_timeout(ntex_util::time::Millis(3_000));
+    if let Some((listener, _)) = listeners.plain {
+        let (ingress, gate) = (ingress.clone(), gate.clone());
+        builder = builder.listen("mqtt", listener, cfg.clone(), async move |_| {
+            gate.on("plain").map_err(|e| ntex_mqtt::MqttError::Service(mqtt::IngressError::io(e))).and_then(mqtt_app!(ingress))
+        })?;
+    }
+    if let (Some((listener, _)), Some(tls)) = (listeners.tls, device_tls) {
+        let ingress = Ingress { tls: true, ..ingress };
+        builder = builder.listen("mqtts", listener, cfg, async move |_| {
+            let handshake = RotatingTls { tls: tls.clone(), gate: gate.clone() };
+            gate.on("tls")
+                .and_then(handshake)
+                .map_err(|e| ntex_mqtt::MqttError::Service(mqtt::IngressError::io(e)))
+                .and_then(mqtt_app!(ingress))
+        })?;
+    }
+    Ok(builder)
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use edge_gateway::config::{Config, ENV_OVERRIDES};
-use edge_gateway::{Exit, Gateway, load_supervision};
+use edge_gateway::{Exit, Gateway, load_supervision, preflight};
 use edge_gateway_actors::supervisor::SupervisionConfig;
 
 #[derive(Parser)]
@@ -32,6 +32,20 @@ enum Command {
         /// Log line format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+    },
+    /// Create a dev PKI: CA, server, device and cloud-client certificates, CRLs (certs/README.md).
+    #[command(subcommand)]
+    Certs(edge_gateway::pki::CertsCommand),
+    /// Add or replace a user in a password file (mosquitto_passwd format); the password is
+    /// read from the first line of stdin.
+    Passwd {
+        /// The password file (created if missing).
+        file: PathBuf,
+        /// The username (the device's identity).
+        user: String,
+        /// PBKDF2 iterations.
+        #[arg(long, default_value_t = edge_gateway::passwd::DEFAULT_ITERATIONS)]
+        iterations: u32,
     },
     /// Validate a config file (and its supervision file); print every problem.
     CheckConfig {
@@ -59,6 +73,23 @@ fn main() -> ExitCode {
             }
             Err(problems) => bad_config(&problems),
         },
+        Command::Certs(cmd) => match edge_gateway::pki::run(cmd) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge-gateway certs: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Passwd { file, user, iterations } => match add_password(&file, &user, iterations) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("edge-gateway passwd: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config, supervision, log_format } => {
             init_logs(log_format);
             match load(config, supervision) {
@@ -78,11 +109,39 @@ fn load(file: Option<PathBuf>, supervision: Option<PathBuf>) -> Result<(Config, 
     if supervision.is_some() {
         config.supervision_file = supervision;
     }
+    let problems = preflight(&config);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let sup = load_supervision(&config).map_err(|errors| {
         let file = config.supervision_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         errors.into_iter().map(|e| format!("{file}: {e}")).collect::<Vec<_>>()
     })?;
     Ok((config, sup))
+}
+
+/// Add or replace `user` in `file`, atomically (the gateway reloads the file when it changes).
+fn add_password(file: &std::path::Path, user: &str, iterations: u32) -> Result<(), String> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err("empty password on stdin".into());
+    }
+    let entry = edge_gateway::passwd::hash_entry(user, password.as_bytes(), iterations).map_err(|e| e.to_string())?;
+    let old = std::fs::read_to_string(file).unwrap_or_default();
+    let mut lines: Vec<&str> = old.lines().filter(|l| l.split(':').next() != Some(user)).collect();
+    lines.push(&entry);
+    let tmp = file.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all((lines.join("\n") + "\n").as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 fn bad_config(problems: &[String]) -> ExitCode {

@@ -20,6 +20,9 @@ use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorRef, rpc::CallResult};
 use tokio::sync::oneshot;
 
+use crate::acl::{Decision, Who};
+use crate::auth::{Authority, Credentials, Refusal};
+
 /// How long a handler waits for an actor before giving up (no PUBACK then).
 const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,12 +37,23 @@ pub struct Ingress {
     pub metrics: Metrics,
     /// Restart type and shutdown budget of every session.
     pub session_policy: ChildPolicy,
+    /// Identities and ACLs.
+    pub authority: Authority,
+    /// This listener is the TLS one.
+    pub tls: bool,
 }
 
 /// An error from a handler: it closes the connection (v3) or is logged (v5).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct IngressError(String);
+
+impl IngressError {
+    /// A refused or failed socket before MQTT (limits, TLS handshake).
+    pub fn io(e: std::io::Error) -> Self {
+        IngressError(format!("connection: {e}"))
+    }
+}
 
 impl From<()> for IngressError {
     fn from(_: ()) -> Self {
@@ -60,8 +74,10 @@ pub struct Conn(Rc<ConnInner>);
 
 /// The shared part of [`Conn`].
 pub struct ConnInner {
-    /// MQTT client id (the device identity for now).
+    /// MQTT client id.
     client_id: String,
+    /// Who the device is (certificate, username, or the client id on a lab listener).
+    identity: String,
     /// The connection's session actor.
     session: ActorRef<SessionMsg>,
     /// Set when the connection ends by itself, so the closer does not count it as forced.
@@ -84,7 +100,13 @@ impl Drop for ConnInner {
 
 impl Ingress {
     /// Start the session actor and arm the closer; `close` closes the connection.
-    async fn open_session(&self, client_id: &str, protocol: &'static str, close: impl FnOnce() + 'static) -> Result<Conn, String> {
+    async fn open_session(
+        &self,
+        client_id: &str,
+        identity: String,
+        protocol: &'static str,
+        close: impl FnOnce() + 'static,
+    ) -> Result<Conn, String> {
         let sessions = self.sessions.get().ok_or("sessions supervisor is down")?;
         let (closer, closed) = oneshot::channel();
         let closer = std::sync::Mutex::new(Some(closer));
@@ -125,7 +147,8 @@ impl Ingress {
         self.metrics.connections_opened.inc();
         let accepted_by_qos = ["0", "1"]
             .map(|q| self.metrics.ingress_messages.get_or_create(&[("protocol", protocol.to_string()), ("qos", q.to_string())]).clone());
-        let inner = ConnInner { client_id: client_id.to_string(), session: cell.into(), ended, ingress: self.clone(), accepted_by_qos };
+        let inner =
+            ConnInner { client_id: client_id.to_string(), identity, session: cell.into(), ended, ingress: self.clone(), accepted_by_qos };
         Ok(Conn(Rc::new(inner)))
     }
 
@@ -136,6 +159,59 @@ impl Ingress {
         match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
             Ok(Ok(CallResult::Success(result))) => result,
             other => Err(AppendError::CommitFailed(format!("storage did not answer: {}", describe(&other)))),
+        }
+    }
+}
+
+impl Ingress {
+    /// The identity of a connecting device and the client id it will have (the identity when
+    /// the device sent none).
+    fn authenticate(
+        &self,
+        io: &ntex_io::IoRef,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(String, String), Refusal> {
+        let peer = io.query::<ntex_tls::rustls::PeerCert<'static>>();
+        let creds = Credentials { cert: peer.as_ref().map(|c| c.0.as_ref()), tls: self.tls, client_id, username, password };
+        match self.authority.authenticate(&creds) {
+            Ok(identity) => {
+                let cid = if client_id.is_empty() { identity.clone() } else { client_id.to_string() };
+                Ok((cid, identity))
+            }
+            Err(r) => {
+                tracing::warn!(%client_id, ?username, tls = self.tls, reason = r.as_str(), "Connection refused at CONNECT.");
+                Err(r)
+            }
+        }
+    }
+}
+
+impl ConnInner {
+    fn who(&self) -> Who<'_> {
+        Who { identity: &self.identity, client_id: &self.client_id }
+    }
+
+    /// The ACL's decision on a publish; refusals are logged with identity and topic.
+    fn may_publish(&self, topic: &str) -> bool {
+        match self.ingress.authority.may_publish(&self.who(), topic) {
+            Decision::Allow => true,
+            Decision::Deny(reason) => {
+                tracing::warn!(identity = %self.identity, client_id = %self.client_id, %topic, reason = reason.as_str(), "Publish refused by the ACL.");
+                false
+            }
+        }
+    }
+
+    /// The ACL's decision on a subscription; refusals are logged with identity and filter.
+    fn may_subscribe(&self, filter: &str) -> bool {
+        match self.ingress.authority.may_subscribe(&self.who(), filter) {
+            Decision::Allow => true,
+            Decision::Deny(reason) => {
+                tracing::warn!(identity = %self.identity, client_id = %self.client_id, %filter, reason = reason.as_str(), "Subscribe refused by the ACL.");
+                false
+            }
         }
     }
 }
@@ -164,6 +240,7 @@ fn rejected(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &s
 // MQTT 3.1.1
 
 pub(crate) async fn connect_v3(ingress: Ingress, c: v3::Connect) -> Result<v3::ConnectAck<Conn>, IngressError> {
+    use v3::codec::ConnectAckReason as R;
     let pkt = c.packet();
     let mut client_id = pkt.client_id.to_string();
     if client_id.is_empty() {
@@ -172,10 +249,19 @@ pub(crate) async fn connect_v3(ingress: Ingress, c: v3::Connect) -> Result<v3::C
             tracing::warn!("CONNECT with an empty client id and clean session 0 refused.");
             return Ok(c.identifier_rejected());
         }
-        client_id = generated_client_id();
+        if !ingress.tls && ingress.authority.anonymous_plain() {
+            client_id = generated_client_id();
+        }
     }
+    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
+    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password) {
+        Ok(ids) => ids,
+        Err(Refusal::ClientIdMismatch) => return Ok(c.identifier_rejected()),
+        Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
+        Err(_) => return Ok(c.failed(R::NotAuthorized)),
+    };
     let sink = c.sink();
-    match ingress.open_session(&client_id, "v3", move || sink.close()).await {
+    match ingress.open_session(&client_id, identity, "v3", move || sink.close()).await {
         Ok(conn) => {
             tracing::debug!(%client_id, "v3 connection accepted.");
             Ok(c.ack(conn, false))
@@ -195,10 +281,14 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
         rejected(m, &c.client_id, "invalid_topic", &topic);
         return Err(IngressError(format!("invalid topic {topic:?}")));
     }
+    if !c.may_publish(&topic) {
+        // MQTT 3.1.1 has no negative PUBACK: closing is the only refusal the client sees.
+        return Err(IngressError(format!("publish to {topic:?} not authorized")));
+    }
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let qos = u8::from(p.qos());
     let rec =
-        NewRecord { device: c.client_id.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
+        NewRecord { device: c.identity.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
     let size = rec.payload.len() as u64;
     match c.ingress.append(rec).await {
         Ok(_) => {
@@ -227,14 +317,22 @@ pub(crate) async fn control_v3(conn: &v3::Session<Conn>, ctl: Control<IngressErr
 // MQTT 5
 
 pub(crate) async fn connect_v5(ingress: Ingress, c: v5::Connect) -> Result<v5::ConnectAck<Conn>, IngressError> {
+    use v5::codec::ConnectAckReason as R;
     let pkt = c.packet();
     let mut client_id = pkt.client_id.to_string();
     let assigned = client_id.is_empty();
-    if assigned {
+    if assigned && !ingress.tls && ingress.authority.anonymous_plain() {
         client_id = generated_client_id();
     }
+    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
+    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password) {
+        Ok(ids) => ids,
+        Err(Refusal::ClientIdMismatch) => return Ok(c.failed(R::ClientIdentifierNotValid)),
+        Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
+        Err(_) => return Ok(c.failed(R::NotAuthorized)),
+    };
     let sink = c.sink();
-    match ingress.open_session(&client_id, "v5", move || sink.close()).await {
+    match ingress.open_session(&client_id, identity, "v5", move || sink.close()).await {
         Ok(conn) => {
             tracing::debug!(%client_id, "v5 connection accepted.");
             let ack = c.ack(conn);
@@ -256,11 +354,14 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
         rejected(m, &c.client_id, "invalid_topic", &topic);
         return Ok(p.ack().reason_code(R::TopicNameInvalid));
     }
+    if !c.may_publish(&topic) {
+        return Ok(p.ack().reason_code(R::NotAuthorized));
+    }
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let props = &p.packet().properties;
     let qos = u8::from(p.qos());
     let rec = NewRecord {
-        device: c.client_id.clone(),
+        device: c.identity.clone(),
         topic,
         qos,
         payload: payload.to_vec(),
@@ -331,15 +432,19 @@ fn generated_client_id() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Protocol messages other than PUBLISH. The gateway only ingests: subscriptions are refused
-// per topic (SUBACK failure) without closing the connection.
+// Protocol messages other than PUBLISH. Subscriptions are checked against the ACL per topic: a
+// refused one gets a SUBACK failure without closing the connection. The gateway does not yet
+// deliver anything to subscribers (no downlink): a granted subscription receives nothing.
 
 pub(crate) async fn protocol_v3(conn: &v3::Session<Conn>, msg: v3::ProtocolMessage) -> Result<v3::ProtocolMessageAck, IngressError> {
     Ok(match msg {
         v3::ProtocolMessage::Subscribe(mut s) => {
             for mut topic in s.iter_mut() {
-                refuse_subscription(&conn.0, topic.topic());
-                topic.fail();
+                if conn.0.may_subscribe(topic.topic()) {
+                    topic.confirm(granted(topic.qos()));
+                } else {
+                    topic.fail();
+                }
             }
             s.ack()
         }
@@ -354,8 +459,11 @@ pub(crate) async fn protocol_v5(conn: &v5::Session<Conn>, msg: v5::ProtocolMessa
     Ok(match msg {
         v5::ProtocolMessage::Subscribe(mut s) => {
             for mut topic in s.iter_mut() {
-                refuse_subscription(&conn.0, topic.topic());
-                topic.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                if conn.0.may_subscribe(topic.topic()) {
+                    topic.confirm(granted(topic.options().qos));
+                } else {
+                    topic.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                }
             }
             s.ack()
         }
@@ -369,7 +477,7 @@ pub(crate) async fn protocol_v5(conn: &v5::Session<Conn>, msg: v5::ProtocolMessa
     })
 }
 
-fn refuse_subscription(c: &ConnInner, topic: &str) {
-    c.ingress.metrics.reject("subscribe_refused");
-    tracing::warn!(client_id = %c.client_id, %topic, "Subscribe refused: this gateway only ingests.");
+/// QoS 2 subscriptions are granted at QoS 1 (the gateway's maximum).
+fn granted(requested: ntex_mqtt::QoS) -> ntex_mqtt::QoS {
+    if requested == ntex_mqtt::QoS::AtMostOnce { requested } else { ntex_mqtt::QoS::AtLeastOnce }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! root ─┬─ storage      StorageActor (the only writer of the store)
 //!       ├─ forwarders   Supervisor ── forwarder:<sink> ForwarderActor, one per sink
-//!       └─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
+//!       ├─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
+//!       └─ rotation     RotationActor (reloads TLS, ACL and password files; watches expiry)
 //! ```
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use edge_gateway_actors::forwarder::{ForwarderActor, ForwarderArgs, ForwarderPolicy, Sink};
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::rotation::{Reloadable, RotationActor, RotationArgs, RotationMsg};
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{StorageActor, StorageArgs, StorageMsg, StoragePolicy, Store};
 use edge_gateway_actors::supervisor::{
@@ -19,7 +21,7 @@ use edge_gateway_actors::supervisor::{
 use ractor::Actor;
 use tokio::sync::watch;
 
-use crate::config::SinkConfig;
+use crate::config::{RotationConfig, SinkConfig};
 
 /// Everything the tree's actors are built from.
 #[derive(Clone)]
@@ -42,6 +44,12 @@ pub struct TreeInputs {
     pub storage: ActorSlot<StorageMsg>,
     /// Where the current sessions supervisor is found.
     pub sessions: ActorSlot<SupervisorMsg>,
+    /// Files the rotation actor keeps current (TLS sets, ACL, passwords).
+    pub reloadables: Vec<Arc<dyn Reloadable>>,
+    /// Debounce, expiry warnings, renewal.
+    pub rotation_policy: RotationConfig,
+    /// Where the current rotation actor is found.
+    pub rotation: ActorSlot<RotationMsg>,
 }
 
 /// The root supervisor's arguments.
@@ -52,6 +60,7 @@ pub fn root_args(sup: &SupervisionConfig, inputs: &TreeInputs) -> SupervisorArgs
         .map(|(name, policy)| match name.as_str() {
             "storage" => storage_spec(policy, inputs),
             "forwarders" => forwarders_spec(policy, &sup.forwarders, &sup.forwarder, inputs),
+            "rotation" => rotation_spec(policy, inputs),
             _ => sessions_spec(policy, &sup.sessions, inputs),
         })
         .collect();
@@ -138,6 +147,31 @@ fn sessions_spec(policy: &ChildPolicy, sup_policy: &SupervisorPolicy, inputs: &T
                 let args = supervisor_args("root/sessions", policy, Vec::new(), &inputs);
                 let (actor, _) = Supervisor::spawn_linked(None, Supervisor, args, sup).await?;
                 inputs.sessions.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }),
+    }
+}
+
+fn rotation_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
+    let inputs = inputs.clone();
+    ChildSpec {
+        name: "rotation".into(),
+        restart: policy.restart,
+        shutdown: policy.shutdown,
+        start: start_fn(move |sup| {
+            let inputs = inputs.clone();
+            async move {
+                let p = &inputs.rotation_policy;
+                let args = RotationArgs {
+                    targets: inputs.reloadables.clone(),
+                    metrics: inputs.metrics.clone(),
+                    renewal: p.renewal.clone(),
+                    debounce: p.debounce,
+                    check_every: p.check_every,
+                };
+                let (actor, _) = RotationActor::spawn_linked(None, RotationActor, args, sup).await?;
+                inputs.rotation.set(actor.clone());
                 Ok(actor.get_cell())
             }
         }),

@@ -8,6 +8,7 @@
 //! - [`storage`]: the redb store and the group-committing storage actor.
 //! - [`forwarder`]: one actor per sink, reading the store in sequence order.
 //! - [`session`]: one actor per MQTT connection, under a dynamic supervisor.
+//! - [`rotation`]: reloads certificates, CRLs, ACLs and password files; watches expiry.
 //! - [`metrics`]: every metric the runtime exports, named in one place.
 //! - [`health`]: what `/readyz` reads.
 
@@ -16,6 +17,7 @@ pub mod forwarder;
 pub mod health;
 pub mod metrics;
 pub mod record;
+pub mod rotation;
 pub mod session;
 pub mod slot;
 pub mod storage;

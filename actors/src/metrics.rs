@@ -64,6 +64,22 @@ pub struct Metrics {
     pub supervisor_escalations: Family<Label1, Counter>,
     /// Time from a child's exit to its replacement running.
     pub restart_duration: HistogramFamily<Label1>,
+    /// Connections refused before any MQTT byte, by listener and reason (max_connections, rate_limited).
+    pub connections_refused: Family<Label2, Counter>,
+    /// Completed TLS handshakes with devices.
+    pub tls_handshakes: Counter,
+    /// Failed TLS handshakes, by reason (cert_expired, cert_revoked, cert_unknown_issuer, ...).
+    pub tls_handshake_failures: Family<Label1, Counter>,
+    /// Refused authentications at CONNECT, by reason (bad_password, client_id_mismatch, ...).
+    pub auth_failures: Family<Label1, Counter>,
+    /// Publishes and subscriptions refused by the ACL, by action and reason.
+    pub acl_denied: Family<Label2, Counter>,
+    /// Not-after time of every certificate in use, by certificate (server, ca, cloud_client...).
+    pub cert_expiry: Family<Label1, Gauge>,
+    /// Reloads of watched TLS/ACL/password files, by target and result (ok, rejected).
+    pub reloads: Family<Label2, Counter>,
+    /// Runs of the configured renewal command, by result (ok, failed).
+    pub cert_renewals: Family<Label1, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +119,14 @@ impl Metrics {
             actor_restarts: Family::default(),
             supervisor_escalations: Family::default(),
             restart_duration: Family::new_with_constructor(latency_histogram),
+            connections_refused: Family::default(),
+            tls_handshakes: Counter::default(),
+            tls_handshake_failures: Family::default(),
+            auth_failures: Family::default(),
+            acl_denied: Family::default(),
+            cert_expiry: Family::default(),
+            reloads: Family::default(),
+            cert_renewals: Family::default(),
         }
     }
 
@@ -155,6 +179,23 @@ impl Metrics {
             Unit::Seconds,
             self.restart_duration.clone(),
         );
+        self.register_trust(r);
+    }
+
+    fn register_trust(&self, r: &mut Registry) {
+        r.register("connections_refused", "Connections refused before MQTT, by listener and reason", self.connections_refused.clone());
+        r.register("tls_handshakes", "Completed TLS handshakes with devices", self.tls_handshakes.clone());
+        r.register("tls_handshake_failures", "Failed TLS handshakes with devices, by reason", self.tls_handshake_failures.clone());
+        r.register("auth_failures", "Refused authentications at CONNECT, by reason", self.auth_failures.clone());
+        r.register("acl_denied", "Publishes and subscriptions refused by the ACL, by action and reason", self.acl_denied.clone());
+        r.register_with_unit(
+            "certificate_expiry_timestamp",
+            "Not-after time of each certificate in use (unix time)",
+            Unit::Seconds,
+            self.cert_expiry.clone(),
+        );
+        r.register("reloads", "Reloads of watched TLS, ACL and password files, by target and result", self.reloads.clone());
+        r.register("cert_renewals", "Runs of the configured certificate renewal command, by result", self.cert_renewals.clone());
     }
 
     /// Count one refused publish or packet.

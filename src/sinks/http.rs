@@ -21,9 +21,14 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    /// A sink posting to `url`, giving up on a request after `timeout`.
-    pub fn new(name: &str, gateway_id: &str, url: &str, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+    /// A sink posting to `url`, giving up on a request after `timeout`; with `tls`, HTTPS uses
+    /// that rustls config (the gateway's client certificate and the configured CA).
+    pub fn new(name: &str, gateway_id: &str, url: &str, timeout: Duration, tls: Option<rustls::ClientConfig>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("edge-gateway/", env!("CARGO_PKG_VERSION")))

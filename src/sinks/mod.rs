@@ -25,13 +25,27 @@ pub use file::FileSink;
 pub use http::HttpSink;
 
 use crate::config::{SinkConfig, SinkKind};
+use crate::tls::client::CloudTls;
+
+/// A built sink and, for an HTTPS sink with its own TLS files, the material to keep rotated.
+pub type Built = (Arc<dyn Sink>, Option<Arc<CloudTls>>);
 
 /// Build the sink a config entry describes.
-pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Arc<dyn Sink>, String> {
+pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, String> {
     Ok(match &cfg.kind {
-        SinkKind::Http { url, timeout } => Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout)?),
-        SinkKind::File { path } => Arc::new(FileSink::open(path)?),
-        SinkKind::Discard => Arc::new(DiscardSink),
+        SinkKind::Http { url, timeout, tls } => {
+            let cloud = match tls {
+                Some(files) => Some(CloudTls::load(&cfg.name, files).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            let client_config = match &cloud {
+                Some(c) => Some(c.client_config().map_err(|e| e.to_string())?),
+                None => None,
+            };
+            (Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout, client_config)?), cloud)
+        }
+        SinkKind::File { path } => (Arc::new(FileSink::open(path)?), None),
+        SinkKind::Discard => (Arc::new(DiscardSink), None),
     })
 }
 

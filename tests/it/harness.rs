@@ -21,10 +21,25 @@ pub struct Extra {
     pub storage: &'static str,
     /// Lines under the http sink.
     pub sink: &'static str,
+    /// Lines under `[auth]`; empty: the lab setup (anonymous plain listener, [`LAB_ACL`]).
+    pub auth: String,
+    /// Lines under `[tls]`.
+    pub tls: String,
 }
+
+/// The ACL of the lab setup: anyone may publish anywhere (tests of the pipeline, not of trust).
+pub const LAB_ACL: &str = "[[allow]]\nidentities = [\"*\"]\npublish = [\"#\"]\n";
 
 /// A config for a test: loopback, port 0, one http sink at `url` with fast retries.
 pub fn config_text(data_dir: &Path, url: &str, mqtt: &str, http: &str, extra: &Extra) -> String {
+    let auth = if extra.auth.is_empty() {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let acl = data_dir.join("lab-acl.toml");
+        std::fs::write(&acl, LAB_ACL).expect("write lab ACL");
+        format!("plain = \"anonymous\"\nacl_file = \"{}\"\n", acl.display())
+    } else {
+        extra.auth.clone()
+    };
     format!(
         r#"
 [gateway]
@@ -37,6 +52,10 @@ connect_timeout_secs = 2
 listen = "{http}"
 [storage]
 {storage}
+[auth]
+{auth}
+[tls]
+{tls}
 [[sinks]]
 name = "cloud"
 kind = "http"
@@ -50,6 +69,7 @@ backoff_max_ms = 300
         mqtt_extra = extra.mqtt,
         storage = extra.storage,
         sink = extra.sink,
+        tls = extra.tls,
     )
 }
 

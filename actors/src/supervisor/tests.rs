@@ -227,7 +227,7 @@ async fn a_dynamic_child_with_a_taken_key_replaces_the_old_one() {
     for name in ["first", "second"] {
         let spec = probe(name, Restart::Temporary, &log, Duration::ZERO);
         let key = Some("client-1".to_string());
-        sup.call(|reply| SupervisorMsg::StartChild { spec, key, reply }, None).await.unwrap().unwrap();
+        sup.call(|reply| SupervisorMsg::StartChild { spec, key, reply }, None).await.unwrap().unwrap().unwrap();
     }
     assert_eq!(*log.lock().unwrap(), ["start:first", "stop:first", "start:second"]);
     assert_eq!(sup.get_cell().get_children().len(), 1);

@@ -11,6 +11,10 @@ use edge_gateway_actors::backoff::Backoff;
 use edge_gateway_actors::storage::{Overflow, StoragePolicy};
 use serde::Deserialize;
 
+mod trust;
+
+pub use trust::{AuthConfig, PlainAuth, RotationConfig, TlsListenerConfig};
+
 /// The configuration used when no file is given.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
 
@@ -34,13 +38,25 @@ pub struct Config {
     pub storage: StoragePolicy,
     /// Where stored messages go; each gets a forwarder.
     pub sinks: Vec<SinkConfig>,
+    /// The device-facing TLS listener, if enabled.
+    pub tls: Option<TlsListenerConfig>,
+    /// Watching, warning about and renewing certificates.
+    pub rotation: RotationConfig,
+    /// Device identity, passwords and ACLs.
+    pub auth: AuthConfig,
 }
 
 /// The MQTT listener's settings.
 #[derive(Debug, Clone)]
 pub struct MqttConfig {
-    /// Address to bind (port 0 picks a free port).
+    /// Run the plain-TCP listener (lab use; off in production).
+    pub plain: bool,
+    /// Address of the plain-TCP listener (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// Most open device connections over both listeners (0: no limit).
+    pub max_connections: usize,
+    /// Most new connections per second from one source address (0: no limit).
+    pub max_new_connections_per_source: u32,
     /// Largest accepted packet, in bytes.
     pub max_packet_size: u32,
     /// Time allowed between accepting a socket and its CONNECT.
@@ -66,11 +82,23 @@ pub struct SinkConfig {
     pub backoff: Backoff,
 }
 
+/// The gateway's client identity and trusted CAs towards an HTTPS sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTlsFiles {
+    /// PEM client certificate (chain) presented to the cloud (mTLS); with `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CAs that issue the cloud's server certificate (without any `tls_*` key a sink uses
+    /// the system's trust store and no client certificate).
+    pub ca: PathBuf,
+}
+
 /// The kinds of sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
-    /// POST JSON batches to an ingestion API.
-    Http { url: String, timeout: Duration },
+    /// POST JSON batches to an ingestion API (over HTTPS with `tls`).
+    Http { url: String, timeout: Duration, tls: Option<ClientTlsFiles> },
     /// Append JSON lines to a local file.
     File { path: PathBuf },
     /// Accept and forget (benchmarks only).
@@ -90,6 +118,8 @@ struct RawConfig {
     http: RawHttp,
     storage: RawStorage,
     sinks: Option<Vec<RawSink>>,
+    tls: trust::RawTls,
+    auth: trust::RawAuth,
 }
 
 #[derive(Deserialize)]
@@ -109,7 +139,10 @@ impl Default for RawGateway {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawMqtt {
+    plain: bool,
     listen: String,
+    max_connections: usize,
+    max_new_connections_per_source: u32,
     max_packet_size: u32,
     connect_timeout_secs: u64,
     max_inflight: u16,
@@ -118,7 +151,16 @@ struct RawMqtt {
 
 impl Default for RawMqtt {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:1883".into(), max_packet_size: 1 << 20, connect_timeout_secs: 10, max_inflight: 64, workers: 1 }
+        Self {
+            plain: true,
+            listen: "127.0.0.1:1883".into(),
+            max_connections: 10_000,
+            max_new_connections_per_source: 200,
+            max_packet_size: 1 << 20,
+            connect_timeout_secs: 10,
+            max_inflight: 64,
+            workers: 1,
+        }
     }
 }
 
@@ -166,6 +208,9 @@ struct RawSink {
     url: Option<String>,
     path: Option<String>,
     timeout_ms: Option<u64>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
     #[serde(default = "d_batch_messages")]
     batch_max_messages: usize,
     #[serde(default = "d_batch_bytes")]
@@ -250,7 +295,10 @@ impl RawConfig {
             e.push("gateway.data_dir: must not be empty".into());
         }
         let mqtt = MqttConfig {
+            plain: self.mqtt.plain,
             listen: addr("mqtt.listen", &self.mqtt.listen, e),
+            max_connections: self.mqtt.max_connections,
+            max_new_connections_per_source: self.mqtt.max_new_connections_per_source,
             max_packet_size: self.mqtt.max_packet_size,
             connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_secs),
             max_inflight: self.mqtt.max_inflight,
@@ -274,6 +322,14 @@ impl RawConfig {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
         }
         let sinks = validate_sinks(self.sinks.unwrap_or_default(), e);
+        let (tls, rotation) = self.tls.validate(e);
+        let auth = self.auth.validate(mqtt.plain, tls.as_ref(), e);
+        if !mqtt.plain && tls.is_none() {
+            e.push("mqtt.plain: no listener: enable the plain listener or tls.enabled".into());
+        }
+        if mqtt.plain && tls.as_ref().is_some_and(|t| t.listen == mqtt.listen && t.listen.port() != 0) {
+            e.push("tls.listen: the same address as mqtt.listen".into());
+        }
         if errors.is_empty() {
             Ok(Config {
                 gateway_id: self.gateway.id,
@@ -283,6 +339,9 @@ impl RawConfig {
                 http_listen,
                 storage,
                 sinks,
+                tls,
+                rotation,
+                auth,
             })
         } else {
             Err(ConfigError(errors))
@@ -357,6 +416,30 @@ fn validate_sinks(raw: Vec<RawSink>, e: &mut Vec<String>) -> Vec<SinkConfig> {
     out
 }
 
+fn client_tls(key: &str, s: &RawSink, https: bool, e: &mut Vec<String>) -> Option<ClientTlsFiles> {
+    let path = |v: &Option<String>| v.as_ref().filter(|p| !p.is_empty()).map(PathBuf::from);
+    let (cert, key_file, ca) = (path(&s.tls_cert), path(&s.tls_key), path(&s.tls_ca));
+    if !https {
+        if cert.is_some() || key_file.is_some() || ca.is_some() {
+            e.push(format!("{key}.tls_ca: TLS settings need an https:// url"));
+        }
+        return None;
+    }
+    if cert.is_none() && key_file.is_none() && ca.is_none() {
+        return None; // the system's trust store, no client certificate
+    }
+    if cert.is_some() != key_file.is_some() {
+        e.push(format!("{key}.tls_key: tls_cert and tls_key go together"));
+    }
+    match ca {
+        Some(ca) => Some(ClientTlsFiles { cert, key: key_file, ca }),
+        None => {
+            e.push(format!("{key}.tls_ca: required with tls_cert (the CA that issues the cloud's certificate)"));
+            None
+        }
+    }
+}
+
 fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
     let unused = |field: &str, present: bool, e: &mut Vec<String>| {
         if present {
@@ -374,9 +457,11 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             if timeout_ms == 0 {
                 e.push(format!("{key}.timeout_ms: must be > 0"));
             }
-            SinkKind::Http { url, timeout: Duration::from_millis(timeout_ms) }
+            let tls = client_tls(key, s, url.starts_with("https://"), e);
+            SinkKind::Http { url, timeout: Duration::from_millis(timeout_ms), tls }
         }
         "file" => {
+            unused("tls_ca", s.tls_ca.is_some(), e);
             unused("url", s.url.is_some(), e);
             unused("timeout_ms", s.timeout_ms.is_some(), e);
             match &s.path {
@@ -446,7 +531,7 @@ mod tests {
 
     #[test]
     fn the_environment_overrides_per_host_values() {
-        let text = "[[sinks]]\nname = \"cloud-eu\"\nkind = \"http\"\nurl = \"http://a\"\n";
+        let text = "[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"cloud-eu\"\nkind = \"http\"\nurl = \"http://a\"\n";
         let env = [
             ("EDGE_GATEWAY_MQTT_LISTEN", "127.0.0.2:1884"),
             ("EDGE_GATEWAY_DATA_DIR", "/var/lib/gw"),
@@ -457,5 +542,66 @@ mod tests {
         assert_eq!(c.mqtt.listen, "127.0.0.2:1884".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/gw"));
         assert!(matches!(&c.sinks[0].kind, SinkKind::Http { url, .. } if url == "https://b"));
+    }
+
+    #[test]
+    fn devices_must_authenticate_unless_the_lab_setup_is_chosen() {
+        let text = "[[sinks]]\nname = \"a\"\nkind = \"discard\"\n";
+        let errors = parse(text).unwrap_err().0;
+        assert!(errors.iter().any(|e| e.starts_with("auth.password_file: required")), "{errors:?}");
+        let c = parse(&format!("[auth]\npassword_file = \"pw\"\n{text}")).unwrap();
+        assert_eq!(c.auth.plain, PlainAuth::Password);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn tls_and_auth_problems_are_named_by_key() {
+        let text = r#"
+            [mqtt]
+            plain = false
+            [auth]
+            identity = "serial"
+            [tls]
+            enabled = true
+            min_version = "1.0"
+            client_auth = "sometimes"
+            cert = ""
+            renew_before_days = 10
+            [[sinks]]
+            name = "cloud"
+            kind = "http"
+            url = "https://x"
+            tls_cert = "c.pem"
+        "#;
+        let errors = parse(text).unwrap_err().0;
+        for expected in
+            ["auth.identity", "tls.min_version", "tls.client_auth", "tls.cert", "tls.renew_command", "sinks[0].tls_key", "sinks[0].tls_ca"]
+        {
+            assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected} missing in {errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_production_setup_has_only_the_tls_listener() {
+        let text = r#"
+            [mqtt]
+            plain = false
+            [tls]
+            enabled = true
+            listen = "0.0.0.0:8883"
+            crl = ["crl.pem"]
+            [[sinks]]
+            name = "cloud"
+            kind = "http"
+            url = "https://x"
+            tls_ca = "ca.pem"
+            tls_cert = "c.pem"
+            tls_key = "c.key"
+        "#;
+        let c = parse(text).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.files.crl, vec![PathBuf::from("crl.pem")]);
+        assert!(!c.mqtt.plain);
+        assert!(matches!(&c.sinks[0].kind, SinkKind::Http { tls: Some(t), .. } if t.cert.is_some()));
     }
 }

@@ -1,0 +1,192 @@
+//! The device-facing TLS material: loaded from files and validated as one set.
+//!
+//! A set is accepted only if every part is usable: the certificate chain parses, the key matches
+//! the leaf, the chain verifies against the CA bundle for the certificate's own name, no
+//! certificate is expired or not yet valid, and every CRL parses. Otherwise the caller keeps the
+//! set it has (at start: the gateway refuses to start).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use edge_gateway_actors::rotation::CertExpiry;
+use rustls::RootCertStore;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+
+use super::{TlsError, check_validity, first_server_name, provider, read_certs, unix_now};
+
+/// Lowest TLS version offered to devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinVersion {
+    /// TLS 1.2 (ECDHE + AEAD suites only) and 1.3.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// Whether devices must present a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A certificate from the CA bundle is required (mTLS).
+    Required,
+    /// A certificate is verified if presented; otherwise the device needs a password.
+    Optional,
+}
+
+/// Where the listener's material lives and how it is used.
+#[derive(Debug, Clone)]
+pub struct ServerTlsFiles {
+    /// PEM: the server certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM: the server's private key.
+    pub key: PathBuf,
+    /// PEM: the CAs that issue device certificates (and the server's chain).
+    pub ca: PathBuf,
+    /// PEM CRLs from those CAs.
+    pub crl: Vec<PathBuf>,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// Lowest protocol version.
+    pub min_version: MinVersion,
+}
+
+/// A validated set, ready for new handshakes.
+pub struct ServerTls {
+    /// The rustls config every new handshake uses.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Expiry of the server certificate and of every CA, for gauges and warnings.
+    pub expiry: Vec<CertExpiry>,
+}
+
+impl ServerTlsFiles {
+    /// Every file of the set (the rotation actor watches them).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut p = vec![self.cert.clone(), self.key.clone(), self.ca.clone()];
+        p.extend(self.crl.iter().cloned());
+        p
+    }
+
+    /// Load and validate the whole set.
+    pub fn load(&self) -> Result<ServerTls, TlsError> {
+        let provider = provider();
+        let now = unix_now();
+        let chain = read_certs(&self.cert, "tls.cert")?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| TlsError(format!("tls.key: {}: {e}", self.key.display())))?;
+        let certified = CertifiedKey::from_der(chain.clone(), key, &provider)
+            .map_err(|e| TlsError(format!("tls.key: {} does not fit tls.cert {}: {e}", self.key.display(), self.cert.display())))?;
+        let (roots, mut expiry) = self.roots(now)?;
+        expiry.insert(0, check_validity(&chain[0], "server", "tls.cert", now)?);
+        verify_own_chain(&chain, &roots, &provider)?;
+        let verifier = self.client_verifier(roots, &provider)?;
+        let versions: &[&rustls::SupportedProtocolVersion] = match self.min_version {
+            MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            MinVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .map_err(|e| TlsError(format!("tls.min_version: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        Ok(ServerTls { config: Arc::new(config), expiry })
+    }
+
+    fn roots(&self, now: i64) -> Result<(RootCertStore, Vec<CertExpiry>), TlsError> {
+        let mut roots = RootCertStore::empty();
+        let mut expiry = Vec::new();
+        for (i, ca) in read_certs(&self.ca, "tls.ca")?.into_iter().enumerate() {
+            let label = if i == 0 { "ca".to_string() } else { format!("ca{i}") };
+            expiry.push(check_validity(&ca, &label, "tls.ca", now)?);
+            roots.add(ca).map_err(|e| TlsError(format!("tls.ca: {}: {e}", self.ca.display())))?;
+        }
+        Ok((roots, expiry))
+    }
+
+    fn client_verifier(
+        &self,
+        roots: RootCertStore,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+        let mut crls = Vec::new();
+        for path in &self.crl {
+            let list = CertificateRevocationListDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TlsError(format!("tls.crl: {}: {e}", path.display())))?;
+            if list.is_empty() {
+                return Err(TlsError(format!("tls.crl: {}: no CRL in the file", path.display())));
+            }
+            crls.extend(list);
+        }
+        // Unauthenticated handshakes are allowed at the TLS level; RotatingTls closes a
+        // connection without a certificate when one is required, so that the refusal can be
+        // counted as `no_client_cert` (rustls' own refusal is not visible through ntex).
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .with_crls(crls)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError(format!("tls.ca/tls.crl: {e}")))?;
+        Ok(Arc::new(super::acceptor::CountingVerifier(inner)))
+    }
+}
+
+/// The server's own chain must verify against the bundle devices are given.
+fn verify_own_chain(chain: &[CertificateDer<'static>], roots: &RootCertStore, provider: &Arc<CryptoProvider>) -> Result<(), TlsError> {
+    let name =
+        first_server_name(&chain[0]).ok_or_else(|| TlsError("tls.cert: the server certificate has no DNS or IP subjectAltName".into()))?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots.clone()), provider.clone())
+        .build()
+        .map_err(|e| TlsError(format!("tls.ca: {e}")))?;
+    verifier
+        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+        .map_err(|e| TlsError(format!("tls.cert: the chain does not verify against tls.ca: {e}")))?;
+    Ok(())
+}
+
+/// The listener's material in use, replaced as a whole by the rotation actor.
+pub struct DeviceTls {
+    /// Where the files are.
+    files: ServerTlsFiles,
+    /// The set new handshakes use.
+    current: super::Swap<ServerTls>,
+}
+
+impl DeviceTls {
+    /// Load and validate the set (at start: a bad set stops the gateway).
+    pub fn load(files: &ServerTlsFiles) -> Result<Arc<DeviceTls>, TlsError> {
+        let set = files.load()?;
+        Ok(Arc::new(DeviceTls { files: files.clone(), current: super::Swap::new(set) }))
+    }
+
+    /// The rustls config for the next handshake.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.current.get().config.clone()
+    }
+
+    /// Whether a client certificate is required.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.files.client_auth
+    }
+}
+
+impl edge_gateway_actors::rotation::Reloadable for DeviceTls {
+    fn name(&self) -> String {
+        "device_tls".into()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        self.files.paths()
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        let set = self.files.load().map_err(|e| e.to_string())?;
+        self.current.set(set);
+        Ok(())
+    }
+
+    fn expiry(&self) -> Vec<CertExpiry> {
+        self.current.get().expiry.clone()
+    }
+}
