@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test of edge-gateway on a fresh Debian machine with only the Rust toolchain:
-# installs the peers the tests drive (mosquitto clients, promtool) when they are missing (not the
+# installs the peers the tests drive (mosquitto clients, promtool, faketime, openssl) when missing (not the
 # mosquitto broker: its service would take port 1883 from the gateway's default config), then
 # runs the whole workspace's tests with the committed Cargo.lock.
 set -euo pipefail
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}" >&2
     if [ "$(id -u)" -ne 0 ]; then
@@ -20,7 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Fail, never skip, when a peer is still missing.
-for bin in mosquitto_pub promtool; do
+for bin in mosquitto_pub mosquitto_sub promtool faketime openssl; do
     command -v "$bin" >/dev/null 2>&1 || { echo "test.sh: $bin is required and could not be installed" >&2; exit 1; }
 done
 

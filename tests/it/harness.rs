@@ -122,10 +122,16 @@ pub struct Process {
 impl Process {
     /// Write `config` to `dir/gateway.toml` and start `edge-gateway run` on it; wait for ready.
     pub async fn start(dir: &Path, config: &str, mqtt: SocketAddr, http: SocketAddr) -> Process {
+        Self::start_with_env(&[], dir, config, mqtt, http).await
+    }
+
+    /// Like [`Process::start`], with extra environment (e.g. libfaketime's `LD_PRELOAD`).
+    pub async fn start_with_env(env: &[(&str, String)], dir: &Path, config: &str, mqtt: SocketAddr, http: SocketAddr) -> Process {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("gateway.log")).expect("log file");
         let child = Command::new(binary())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "warn")

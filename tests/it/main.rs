@@ -4,6 +4,7 @@
 //! must die) and drive it with real clients: mosquitto_pub, rumqttc, and a raw client for what
 //! real clients will not send.
 
+mod access;
 mod endpoint;
 mod harness;
 mod ingest;
@@ -12,4 +13,5 @@ mod pipeline;
 mod process;
 mod raw;
 mod supervision;
+mod trust;
 mod util;

@@ -67,7 +67,12 @@ fn debian_package(bin: &str) -> &str {
 /// Uses `std::process` polled from async code rather than `tokio::process`, which would need
 /// tokio's `process` feature that the workspace does not enable.
 pub async fn mosquitto_pub(args: &[&str]) -> Output {
-    let program = require("mosquitto_pub");
+    mosquitto("mosquitto_pub", args).await
+}
+
+/// Runs a mosquitto client (`mosquitto_pub`, `mosquitto_sub`) and returns its output.
+pub async fn mosquitto(client: &str, args: &[&str]) -> Output {
+    let program = require(client);
     let mut child = Command::new(&program)
         .args(args)
         .stdin(Stdio::null())
@@ -79,13 +84,13 @@ pub async fn mosquitto_pub(args: &[&str]) -> Output {
     let stderr = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + MOSQUITTO_PUB_TIMEOUT;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for mosquitto_pub") {
+        if let Some(status) = child.try_wait().expect("wait for the mosquitto client") {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("mosquitto_pub {args:?} still running after {MOSQUITTO_PUB_TIMEOUT:?}; killed");
+            panic!("{client} {args:?} still running after {MOSQUITTO_PUB_TIMEOUT:?}; killed");
         }
         tokio::time::sleep(POLL_EVERY).await;
     };

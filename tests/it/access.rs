@@ -1,0 +1,194 @@
+//! Access control beyond certificates: password files, ACL reloads, connection limits, the TLS
+//! handshake timeout, expiry gauges and the renewal command.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::harness::{self, Extra};
+use crate::ingest::IngestServer;
+use crate::trust::{TestPki, start_tls};
+use crate::util::{self, poll_until};
+
+async fn scrape(gw: &edge_gateway::Gateway) -> String {
+    harness::http_get(gw.http_addr, "/metrics").await.1
+}
+
+async fn pub_plain(gw: &edge_gateway::Gateway, extra: &[&str]) -> (i32, String) {
+    let port = gw.mqtt_addr.port().to_string();
+    let mut args = vec!["-h", "127.0.0.1", "-p", &port, "-q", "1", "-m", "x"];
+    args.extend(extra);
+    let out = util::mosquitto("mosquitto_pub", &args).await;
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_listener_devices_need_a_password_from_the_hash_file_which_reloads_on_change() {
+    let dir = util::temp_dir();
+    let pw = dir.path().join("passwords");
+    // A file written by the real mosquitto_passwd: its $7$ lines are our format.
+    let made =
+        std::process::Command::new(util::require("mosquitto_passwd")).args(["-c", "-b"]).arg(&pw).args(["meter-1", "s3cret"]).status();
+    assert!(made.expect("run mosquitto_passwd").success());
+    let ingest = IngestServer::start().await;
+    let auth = format!("plain = \"password\"\npassword_file = \"{}\"", pw.display());
+    let extra = Extra { auth, tls: "check_interval_secs = 1\nreload_debounce_ms = 100".into(), ..Default::default() };
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
+
+    let ok = ["-i", "meter-1", "-u", "meter-1", "-P", "s3cret", "-t", "devices/meter-1/kwh"];
+    assert_eq!(pub_plain(&gw, &ok).await.0, 0);
+    let (_, out) = pub_plain(&gw, &["-V", "mqttv5", "-i", "meter-1", "-u", "meter-1", "-P", "wrong", "-t", "devices/meter-1/kwh"]).await;
+    assert!(out.contains("Bad User Name or Password"), "{out}");
+    let (_, out) = pub_plain(&gw, &["-i", "meter-1", "-u", "meter-1", "-P", "wrong", "-t", "devices/meter-1/kwh"]).await;
+    assert!(out.contains("bad user name or password"), "{out}");
+    let (_, out) = pub_plain(&gw, &["-i", "meter-1", "-t", "devices/meter-1/kwh"]).await;
+    assert!(out.contains("bad user name or password"), "no credentials: {out}");
+    let m = scrape(&gw).await;
+    assert_eq!(harness::sample(&m, "gateway_auth_failures_total{reason=\"bad_password\"}"), 2.0, "{m}");
+    assert_eq!(harness::sample(&m, "gateway_auth_failures_total{reason=\"no_credentials\"}"), 1.0, "{m}");
+
+    // `edge-gateway passwd` adds a user; the running gateway picks the file up.
+    let mut child = std::process::Command::new(harness::binary())
+        .arg("passwd")
+        .arg(&pw)
+        .arg("meter-2")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("edge-gateway passwd");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"other-secret\n").unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let new_user = ["-i", "meter-2", "-u", "meter-2", "-P", "other-secret", "-t", "devices/meter-2/kwh"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pub_plain(&gw, &new_user).await.0 != 0 {
+        assert!(std::time::Instant::now() < deadline, "the new user was never accepted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(pub_plain(&gw, &ok).await.0, 0, "the old user still works");
+    poll_until("messages forwarded", Duration::from_secs(10), || ingest.accepted().len() >= 3).await;
+    assert!(ingest.accepted().iter().any(|m| m.device == "meter-2"), "identity is the username");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_acl_file_applies_to_the_next_publish_and_a_broken_one_keeps_the_old_rules() {
+    let dir = util::temp_dir();
+    let acl = dir.path().join("acl.toml");
+    std::fs::write(&acl, "default_namespace = true\n").unwrap();
+    let ingest = IngestServer::start().await;
+    let auth = format!("plain = \"anonymous\"\nacl_file = \"{}\"", acl.display());
+    let extra = Extra { auth, tls: "check_interval_secs = 1\nreload_debounce_ms = 100".into(), ..Default::default() };
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
+    let site = ["-V", "mqttv5", "-i", "gw-probe", "-t", "site/status"];
+    let (_, out) = pub_plain(&gw, &site).await;
+    assert!(out.contains("Not authorized"), "outside the namespace before the change: {out}");
+
+    let write = |text: &str| {
+        std::fs::write(dir.path().join("acl.tmp"), text).unwrap();
+        std::fs::rename(dir.path().join("acl.tmp"), &acl).unwrap();
+    };
+    write("[[allow]]\nidentities = [\"gw-probe\"]\npublish = [\"site/#\"]\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pub_plain(&gw, &site).await.1.contains("Not authorized") {
+        assert!(std::time::Instant::now() < deadline, "the new rule never applied");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    write("[[allow]]\nidentities = [\"gw-probe\"]\npublish = [\"site/#/x\"]\n"); // '#' not last: invalid
+    let rejected = "gateway_reloads_total{target=\"acl\",result=\"rejected\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while harness::sample(&scrape(&gw).await, rejected) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the broken ACL was never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, out) = pub_plain(&gw, &site).await;
+    assert!(!out.contains("Not authorized"), "the previous rules stay: {out}");
+    gw.stop().await;
+}
+
+/// Open `n` raw TCP connections; return how many the gateway closed at once (refused).
+async fn burst(addr: std::net::SocketAddr, n: usize) -> (usize, Vec<tokio::net::TcpStream>) {
+    let mut sockets = Vec::new();
+    for _ in 0..n {
+        sockets.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for mut s in sockets {
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+            _ => open.push(s),
+        }
+    }
+    (refused, open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_refuse_and_count_before_any_mqtt_work() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let extra = Extra { mqtt: "max_connections = 3\nmax_new_connections_per_source = 0", ..Default::default() };
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
+    let (refused, open) = burst(gw.mqtt_addr, 5).await;
+    assert_eq!((refused, open.len()), (2, 3));
+    assert_eq!(
+        harness::sample(&scrape(&gw).await, "gateway_connections_refused_total{listener=\"plain\",reason=\"max_connections\"}"),
+        2.0
+    );
+    drop(open);
+    gw.stop().await;
+
+    let dir = util::temp_dir();
+    let extra = Extra { mqtt: "max_connections = 0\nmax_new_connections_per_source = 5", ..Default::default() };
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
+    let (refused, _open) = burst(gw.mqtt_addr, 12).await;
+    assert!(refused >= 5, "only {refused} of 12 refused at 5/s");
+    let counted = harness::sample(&scrape(&gw).await, "gateway_connections_refused_total{listener=\"plain\",reason=\"rate_limited\"}");
+    assert_eq!(counted, refused as f64);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_socket_on_the_tls_port_is_closed_after_the_handshake_timeout() {
+    let root = util::temp_dir();
+    let pki = TestPki::new(root.path());
+    let ingest = IngestServer::start().await;
+    let gw = start_tls(root.path(), &ingest, &pki, "", "handshake_timeout_secs = 1\n").await;
+    let mut s = tokio::net::TcpStream::connect(gw.tls_addr.unwrap()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed too early: {:?}", started.elapsed());
+    let m = scrape(&gw).await;
+    assert_eq!(harness::sample(&m, "gateway_tls_handshake_failures_total{reason=\"handshake_timeout\"}"), 1.0, "{m}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_inside_the_renewal_window_run_the_renewal_command_and_expiry_is_exported() {
+    let root = util::temp_dir();
+    let pki = TestPki::new(root.path());
+    let ingest = IngestServer::start().await;
+    let marker = root.path().join("renewed");
+    // The server certificate (400 days) is inside a 1000-day window from the start.
+    let renew =
+        format!("renew_before_days = 1000\nrenew_command = [\"sh\", \"-c\", \"echo $EDGE_GATEWAY_CERT >> {}\"]\n", marker.display());
+    let gw = start_tls(root.path(), &ingest, &pki, "", &renew).await;
+    poll_until("renewal command ran", Duration::from_secs(10), || marker.exists()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ok = "gateway_cert_renewals_total{result=\"ok\"}";
+    while harness::sample(&scrape(&gw).await, ok) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "renewal not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let which = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(which.trim(), "server", "the soonest-expiring certificate is named");
+    let m = scrape(&gw).await;
+    let not_after = harness::sample(&m, "gateway_certificate_expiry_timestamp_seconds{cert=\"server\"}");
+    let expected = edge_gateway::tls::unix_now() as f64 + 399.0 * 86_400.0;
+    assert!((not_after - expected).abs() < 86_400.0, "server not-after {not_after} vs ~{expected}");
+    assert!(harness::sample(&m, "gateway_certificate_expiry_timestamp_seconds{cert=\"ca\"}") > not_after);
+    gw.stop().await;
+}
