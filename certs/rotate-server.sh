@@ -92,8 +92,8 @@ if command -v openssl >/dev/null; then
 fi
 
 # Two renames cannot be one atomic step, so for a moment the key is new and the certificate
-# old. That is harmless: the gateway reloads only after tls.reload_debounce_ms (500 ms by
-# default) without further file events, so it sees both renames together; and if it ever
+# old. That is harmless: the gateway reloads tls.reload_debounce_ms (500 ms by default) after
+# the first file event, by which time both renames are done; and if it ever
 # validated in between, the mismatched pair would be refused (the old set stays) and the
 # second rename would trigger the reload that succeeds. The key goes first, the certificate
 # last, as `edge-gateway certs` itself does.

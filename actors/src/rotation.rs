@@ -7,7 +7,8 @@
 //!
 //! - file events (notify, on the parent directories so that atomic renames are seen) and a
 //!   periodic fingerprint poll (in case an event is missed) mark a target dirty;
-//! - after `debounce` without further events the target validates and swaps its whole set; a
+//! - `debounce` after the first event (later events in that window join the same reload) the
+//!   target validates and swaps its whole set; a
 //!   refused set keeps the old one, and the refusal is logged (ERROR) and counted;
 //! - every `check_every` the expiry of every certificate in use goes to a gauge, a WARN is logged
 //!   inside `warn_before`, and inside `renew_before` the configured renewal command runs (off the
@@ -75,7 +76,7 @@ pub struct RotationArgs {
     pub metrics: Metrics,
     /// Expiry warnings and renewal.
     pub renewal: RenewalPolicy,
-    /// Quiet time after the last file event before reloading.
+    /// Delay from the first file event to the reload; events in between join it.
     pub debounce: Duration,
     /// Expiry check and fingerprint poll interval.
     pub check_every: Duration,

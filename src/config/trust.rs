@@ -27,7 +27,7 @@ pub struct TlsListenerConfig {
 pub struct RotationConfig {
     /// Expiry warnings and the renewal command.
     pub renewal: RenewalPolicy,
-    /// Quiet time after the last file change before a reload.
+    /// Delay from the first file change to the reload; changes in between join it.
     pub debounce: Duration,
     /// Expiry check and file poll interval.
     pub check_every: Duration,

@@ -54,6 +54,10 @@ impl CloudTls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Current(self.clone())))
             .with_client_cert_resolver(Arc::new(Current(self.clone())));
+        // A resumed session would not present the client certificate again, so a renewed or
+        // replaced identity would only show on a full handshake: always do one.
+        let mut config = config;
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
     }
 }

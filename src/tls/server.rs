@@ -86,11 +86,15 @@ impl ServerTlsFiles {
             MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             MinVersion::Tls13 => &[&rustls::version::TLS13],
         };
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .map_err(|e| TlsError(format!("tls.min_version: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        // No session resumption: a resumed session skips client-certificate verification, so a
+        // device revoked or expired since its last handshake could come back in.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(ServerTls { config: Arc::new(config), expiry })
     }
 

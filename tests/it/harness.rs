@@ -20,7 +20,7 @@ pub struct Extra {
     /// Lines under `[storage]`.
     pub storage: &'static str,
     /// Lines under the http sink.
-    pub sink: &'static str,
+    pub sink: String,
     /// Lines under `[auth]`; empty: the lab setup (anonymous plain listener, [`LAB_ACL`]).
     pub auth: String,
     /// Lines under `[tls]`.

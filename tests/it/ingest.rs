@@ -103,6 +103,8 @@ struct Shared {
     listener: Mutex<Option<TcpListener>>,
     /// Open connections, aborted on stop so that a stopped server has no live socket at all.
     connections: Mutex<Vec<AbortHandle>>,
+    /// HTTPS (one request per connection) when set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// What the server observed.
@@ -116,11 +118,23 @@ struct Log {
     accepted: Vec<Msg>,
     /// `Idempotency-Key` of each 2xx-answered request, in arrival order.
     batch_keys: Vec<String>,
+    /// HTTPS: the subject CN of the client certificate of each connection, in order.
+    client_cns: Vec<String>,
 }
 
 impl IngestServer {
     /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime.
     pub async fn start() -> IngestServer {
+        Self::start_with(None).await
+    }
+
+    /// Like [`IngestServer::start`], serving HTTPS with `tls` (one request per connection, so
+    /// that every request shows the client certificate the gateway presents at that moment).
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> IngestServer {
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> IngestServer {
         let listener =
             bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap_or_else(|e| panic!("ingest server: cannot bind 127.0.0.1:0: {e}"));
         let addr = listener.local_addr().expect("ingest server: local_addr");
@@ -129,14 +143,23 @@ impl IngestServer {
             log: Mutex::new(Log::default()),
             listener: Mutex::new(Some(listener)),
             connections: Mutex::new(Vec::new()),
+            tls,
         });
         let accept_task = Mutex::new(Some(tokio::spawn(accept_loop(shared.clone()))));
         IngestServer { inner: Arc::new(Inner { addr, shared, accept_task }) }
     }
 
-    /// The ingestion URL, `http://127.0.0.1:PORT/ingest`.
+    /// The ingestion URL, `http://127.0.0.1:PORT/ingest` (`https://localhost:PORT/ingest`).
     pub fn url(&self) -> String {
-        format!("http://{}/ingest", self.inner.addr)
+        match self.inner.shared.tls {
+            None => format!("http://{}/ingest", self.inner.addr),
+            Some(_) => format!("https://localhost:{}/ingest", self.inner.addr.port()),
+        }
+    }
+
+    /// HTTPS: the client certificate CN of every connection so far.
+    pub fn client_cns(&self) -> Vec<String> {
+        lock(&self.inner.shared.log).client_cns.clone()
     }
 
     /// The listening address (the same across stop/restart).
@@ -292,9 +315,20 @@ async fn accept_loop(shared: Arc<Shared>) {
 fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
     let task_shared = shared.clone();
     let task = tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| handle(task_shared.clone(), req));
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        // A client that goes away mid-request is normal here (timeouts, chaos).
+        let service = hyper::service::service_fn({
+            let shared = task_shared.clone();
+            move |req| handle(shared.clone(), req)
+        });
+        let Some(tls) = task_shared.tls.clone() else {
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // A client that goes away mid-request is normal here (timeouts, chaos).
+            let _ = conn.await;
+            return;
+        };
+        let Ok(stream) = tls.accept(stream).await else { return };
+        let cn = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| cn_of(c)).unwrap_or_default();
+        lock(&task_shared.log).client_cns.push(cn);
+        let conn = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
         let _ = conn.await;
     });
     let mut connections = lock(&shared.connections);
@@ -397,3 +431,12 @@ fn reply(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests;
+
+/// The subject CN of a DER certificate ("" if none).
+fn cn_of(der: &[u8]) -> String {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(der)
+        .ok()
+        .and_then(|(_, c)| c.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string))
+        .unwrap_or_default()
+}

@@ -5,6 +5,7 @@
 //! real clients will not send.
 
 mod access;
+mod cloud_tls;
 mod endpoint;
 mod harness;
 mod ingest;
