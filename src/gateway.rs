@@ -157,6 +157,7 @@ impl Gateway {
             session_policy: supervision.session,
             authority,
             tls: false,
+            device_tls: device_tls.clone(),
         };
         let listeners = bind_listeners(&config)?;
         let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

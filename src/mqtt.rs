@@ -41,6 +41,8 @@ pub struct Ingress {
     pub authority: Authority,
     /// This listener is the TLS one.
     pub tls: bool,
+    /// The device-facing TLS set (CRLs in use), for re-checking connected devices.
+    pub device_tls: Option<std::sync::Arc<crate::tls::server::DeviceTls>>,
 }
 
 /// An error from a handler: it closes the connection (v3) or is logged (v5).
@@ -78,6 +80,8 @@ pub struct ConnInner {
     client_id: String,
     /// Who the device is (certificate, username, or the client id on a lab listener).
     identity: String,
+    /// Its client certificate, re-checked at each publish (revocation, expiry).
+    cert: Option<crate::tls::server::PeerCertInfo>,
     /// The connection's session actor.
     session: ActorRef<SessionMsg>,
     /// Set when the connection ends by itself, so the closer does not count it as forced.
@@ -104,6 +108,7 @@ impl Ingress {
         &self,
         client_id: &str,
         identity: String,
+        cert: Option<crate::tls::server::PeerCertInfo>,
         protocol: &'static str,
         close: impl FnOnce() + 'static,
     ) -> Result<Conn, String> {
@@ -147,8 +152,15 @@ impl Ingress {
         self.metrics.connections_opened.inc();
         let accepted_by_qos = ["0", "1"]
             .map(|q| self.metrics.ingress_messages.get_or_create(&[("protocol", protocol.to_string()), ("qos", q.to_string())]).clone());
-        let inner =
-            ConnInner { client_id: client_id.to_string(), identity, session: cell.into(), ended, ingress: self.clone(), accepted_by_qos };
+        let inner = ConnInner {
+            client_id: client_id.to_string(),
+            identity,
+            cert,
+            session: cell.into(),
+            ended,
+            ingress: self.clone(),
+            accepted_by_qos,
+        };
         Ok(Conn(Rc::new(inner)))
     }
 
@@ -188,7 +200,20 @@ impl Ingress {
     }
 }
 
+fn peer_cert(io: &ntex_io::IoRef) -> Option<crate::tls::server::PeerCertInfo> {
+    io.query::<ntex_tls::rustls::PeerCert<'static>>().as_ref().and_then(|c| crate::tls::server::PeerCertInfo::of(c.0.as_ref()))
+}
+
 impl ConnInner {
+    /// `Err` when the device's certificate was revoked or expired since it connected.
+    fn still_trusted(&self) -> Result<(), IngressError> {
+        let (Some(cert), Some(tls)) = (&self.cert, &self.ingress.device_tls) else { return Ok(()) };
+        let Some(reason) = tls.recheck(cert, (now_ms() / 1000) as i64) else { return Ok(()) };
+        self.ingress.metrics.auth_failures.get_or_create(&[("reason", reason.to_string())]).inc();
+        tracing::warn!(identity = %self.identity, client_id = %self.client_id, reason, "Certificate no longer valid; closing the session.");
+        Err(IngressError(format!("certificate of {} no longer valid: {reason}", self.identity)))
+    }
+
     fn who(&self) -> Who<'_> {
         Who { identity: &self.identity, client_id: &self.client_id }
     }
@@ -261,7 +286,8 @@ pub(crate) async fn connect_v3(ingress: Ingress, c: v3::Connect) -> Result<v3::C
         Err(_) => return Ok(c.failed(R::NotAuthorized)),
     };
     let sink = c.sink();
-    match ingress.open_session(&client_id, identity, "v3", move || sink.close()).await {
+    let cert = peer_cert(c.io());
+    match ingress.open_session(&client_id, identity, cert, "v3", move || sink.close()).await {
         Ok(conn) => {
             tracing::debug!(%client_id, "v3 connection accepted.");
             Ok(c.ack(conn, false))
@@ -281,6 +307,7 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
         rejected(m, &c.client_id, "invalid_topic", &topic);
         return Err(IngressError(format!("invalid topic {topic:?}")));
     }
+    c.still_trusted()?;
     if !c.may_publish(&topic) {
         // MQTT 3.1.1 has no negative PUBACK: closing is the only refusal the client sees.
         return Err(IngressError(format!("publish to {topic:?} not authorized")));
@@ -332,7 +359,8 @@ pub(crate) async fn connect_v5(ingress: Ingress, c: v5::Connect) -> Result<v5::C
         Err(_) => return Ok(c.failed(R::NotAuthorized)),
     };
     let sink = c.sink();
-    match ingress.open_session(&client_id, identity, "v5", move || sink.close()).await {
+    let cert = peer_cert(c.io());
+    match ingress.open_session(&client_id, identity, cert, "v5", move || sink.close()).await {
         Ok(conn) => {
             tracing::debug!(%client_id, "v5 connection accepted.");
             let ack = c.ack(conn);
@@ -353,6 +381,11 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
     if !valid_topic(&topic) {
         rejected(m, &c.client_id, "invalid_topic", &topic);
         return Ok(p.ack().reason_code(R::TopicNameInvalid));
+    }
+    if let Err(e) = c.still_trusted() {
+        // Closes the connection: the session must not continue on a revoked certificate.
+        conn.sink().close_with_reason(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::NotAuthorized));
+        return Err(e);
     }
     if !c.may_publish(&topic) {
         return Ok(p.ack().reason_code(R::NotAuthorized));

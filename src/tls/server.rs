@@ -60,6 +60,45 @@ pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     /// Expiry of the server certificate and of every CA, for gauges and warnings.
     pub expiry: Vec<CertExpiry>,
+    /// Every certificate the CRLs revoke, as [`cert_key`] (issuer + serial): connected devices
+    /// are checked against it at each publish, so a revocation also ends established sessions.
+    pub revoked: std::collections::HashSet<Vec<u8>>,
+}
+
+/// What a session needs to re-check its device certificate later.
+#[derive(Debug, Clone)]
+pub struct PeerCertInfo {
+    /// Issuer DN (DER) followed by the serial number.
+    pub key: Vec<u8>,
+    /// Not-after, unix seconds.
+    pub not_after: i64,
+}
+
+impl PeerCertInfo {
+    /// Parse a verified client certificate.
+    pub fn of(der: &[u8]) -> Option<PeerCertInfo> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        Some(PeerCertInfo { key: cert_key(cert.issuer().as_raw(), cert.raw_serial()), not_after: cert.validity().not_after.timestamp() })
+    }
+}
+
+/// Issuer DN (DER) + serial: what identifies a certificate for revocation.
+pub fn cert_key(issuer: &[u8], serial: &[u8]) -> Vec<u8> {
+    let serial = serial.strip_prefix(&[0u8]).unwrap_or(serial);
+    [issuer, serial].concat()
+}
+
+/// The revoked certificates listed in `crls`.
+fn revoked_keys(crls: &[CertificateRevocationListDer<'static>]) -> std::collections::HashSet<Vec<u8>> {
+    let mut out = std::collections::HashSet::new();
+    for der in crls {
+        if let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) {
+            let issuer = crl.issuer().as_raw();
+            out.extend(crl.iter_revoked_certificates().map(|r| cert_key(issuer, r.raw_serial())));
+        }
+    }
+    out
 }
 
 impl ServerTlsFiles {
@@ -81,7 +120,9 @@ impl ServerTlsFiles {
         let (roots, mut expiry) = self.roots(now)?;
         expiry.insert(0, check_validity(&chain[0], "server", "tls.cert", now)?);
         verify_own_chain(&chain, &roots, &provider)?;
-        let verifier = self.client_verifier(roots, &provider)?;
+        let crls = self.crls()?;
+        let revoked = revoked_keys(&crls);
+        let verifier = self.client_verifier(roots, crls, &provider)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match self.min_version {
             MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             MinVersion::Tls13 => &[&rustls::version::TLS13],
@@ -95,7 +136,7 @@ impl ServerTlsFiles {
         // device revoked or expired since its last handshake could come back in.
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
-        Ok(ServerTls { config: Arc::new(config), expiry })
+        Ok(ServerTls { config: Arc::new(config), expiry, revoked })
     }
 
     fn roots(&self, now: i64) -> Result<(RootCertStore, Vec<CertExpiry>), TlsError> {
@@ -109,11 +150,7 @@ impl ServerTlsFiles {
         Ok((roots, expiry))
     }
 
-    fn client_verifier(
-        &self,
-        roots: RootCertStore,
-        provider: &Arc<CryptoProvider>,
-    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    fn crls(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
         let mut crls = Vec::new();
         for path in &self.crl {
             let list = CertificateRevocationListDer::pem_file_iter(path)
@@ -124,6 +161,15 @@ impl ServerTlsFiles {
             }
             crls.extend(list);
         }
+        Ok(crls)
+    }
+
+    fn client_verifier(
+        &self,
+        roots: RootCertStore,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
         // Unauthenticated handshakes are allowed at the TLS level; RotatingTls closes a
         // connection without a certificate when one is required, so that the refusal can be
         // counted as `no_client_cert` (rustls' own refusal is not visible through ntex).
@@ -167,6 +213,18 @@ impl DeviceTls {
     /// The rustls config for the next handshake.
     pub fn config(&self) -> Arc<rustls::ServerConfig> {
         self.current.get().config.clone()
+    }
+
+    /// Why a device certificate accepted earlier may no longer be used: revoked by the CRLs
+    /// in use now, or expired at `now` (unix seconds).
+    pub fn recheck(&self, peer: &PeerCertInfo, now: i64) -> Option<&'static str> {
+        if now > peer.not_after {
+            Some("cert_expired_in_session")
+        } else if self.current.get().revoked.contains(&peer.key) {
+            Some("cert_revoked_in_session")
+        } else {
+            None
+        }
     }
 
     /// Whether a client certificate is required.

@@ -7,6 +7,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
+use edge_gateway::pki;
+
 use crate::trust::{TestPki, start_tls};
 use crate::util::{self, poll_until};
 
@@ -190,5 +192,71 @@ async fn certificates_inside_the_renewal_window_run_the_renewal_command_and_expi
     let expected = edge_gateway::tls::unix_now() as f64 + 399.0 * 86_400.0;
     assert!((not_after - expected).abs() < 86_400.0, "server not-after {not_after} vs ~{expected}");
     assert!(harness::sample(&m, "gateway_certificate_expiry_timestamp_seconds{cert=\"ca\"}") > not_after);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_connected_device_ends_its_session_at_its_next_publish() {
+    use tokio::io::AsyncWriteExt;
+    let root = util::temp_dir();
+    let pki = TestPki::new(root.path());
+    let ingest = IngestServer::start().await;
+    let gw = start_tls(root.path(), &ingest, &pki, "", "").await;
+    let port = gw.tls_addr.unwrap().port().to_string();
+    let (cert, key, ca) = (pki.path("dev-b.pem"), pki.path("dev-b.key"), pki.path("ca.pem"));
+    let mut child = tokio::process::Command::new(util::require("mosquitto_pub"))
+        .args(["-h", "localhost", "-p", &port, "-q", "1", "-l", "-V", "mqttv5", "-i", "dev-b", "-t", "devices/dev-b/t"])
+        .args(["--cafile", ca.to_str().unwrap(), "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mosquitto_pub");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"before-1\nbefore-2\n").await.unwrap();
+    poll_until("messages before the revocation", Duration::from_secs(10), || ingest.accepted().len() == 2).await;
+
+    pki::make_crl(&pki.dir, &pki.path("crl.pem"), &[pki.path("stolen.pem"), pki.path("dev-b.pem")], 30).unwrap();
+    let reloaded = "gateway_reloads_total{target=\"device_tls\",result=\"ok\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while harness::sample(&scrape(&gw).await, reloaded) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the new CRL was never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stdin.write_all(b"after-1\nafter-2\n").await;
+    let ended = "gateway_auth_failures_total{reason=\"cert_revoked_in_session\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while harness::sample(&scrape(&gw).await, ended) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the revoked device's session went on");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill().await;
+    // Coming back is refused at the handshake.
+    let again = util::mosquitto(
+        "mosquitto_pub",
+        &[
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "-q",
+            "1",
+            "-i",
+            "dev-b",
+            "-t",
+            "devices/dev-b/t",
+            "-m",
+            "again",
+            "--cafile",
+            ca.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(!again.status.success());
+    assert_eq!(harness::sample(&scrape(&gw).await, "gateway_tls_handshake_failures_total{reason=\"cert_revoked\"}"), 1.0);
+    let payloads: Vec<String> = ingest.accepted().iter().map(|m| String::from_utf8_lossy(&m.payload_bytes()).into_owned()).collect();
+    assert_eq!(payloads, ["before-1", "before-2"], "nothing after the revocation was accepted");
     gw.stop().await;
 }
