@@ -146,6 +146,10 @@ data_dir = "$dir/data"
 [mqtt]
 listen = "$host:18830"
 max_inflight = $INFLIGHT
+max_new_connections_per_source = 0
+[auth]
+plain = "anonymous"
+acl_file = "$dir/acl.toml"
 [http]
 listen = "$host:18831"
 [storage]
@@ -154,6 +158,7 @@ group_commit = $3
 name = "null"
 kind = "discard"
 EOF
+    printf '[[allow]]\nidentities = ["*"]\npublish = ["bench/#"]\n' >"$dir/acl.toml"
     SERVER_LOG=$dir/server.log
     taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!

@@ -21,8 +21,8 @@ Options:
   -h, --help              show this text
 
 To take a revocation back, delete its file from DIR/revoked/ and run this script without
-certificates. Devices already connected with a revoked certificate stay connected until they
-disconnect (a known limit of the gateway today); only new handshakes are refused.
+certificates. New handshakes with a revoked certificate are refused, and a device already
+connected with one is disconnected at its next publish.
 
 The edge-gateway binary is $EDGE_GATEWAY if set, else `cargo run --release --locked --` in
 this repository.
@@ -89,5 +89,5 @@ for i in "${!new_sources[@]}"; do
 done
 if [[ ${#new_sources[@]} -gt 0 ]]; then
     echo "revoked ${new_sources[*]}; new handshakes with them fail (reason cert_revoked)," \
-        "sessions already connected stay until they disconnect"
+        "sessions already connected end at their next publish"
 fi

@@ -48,6 +48,19 @@ impl Refusal {
     }
 }
 
+/// Password hashes computed at once (the box has 2 cores; the I/O thread must stay free).
+pub const HASHING_SLOTS: usize = 2;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_SLOTS);
+
+/// The identification step that still needs work.
+enum Step {
+    /// Refused without hashing anything.
+    Refused(Refusal),
+    /// A username and password to check against the file.
+    Password { user: String, password: Vec<u8> },
+}
+
 /// What a CONNECT presents.
 pub struct Credentials<'a> {
     /// DER of the verified client certificate, if any.
@@ -98,34 +111,53 @@ impl Authority {
         out
     }
 
-    /// The device's identity, or why it is refused (counted here).
-    pub fn authenticate(&self, c: &Credentials) -> Result<String, Refusal> {
-        let result = self.identify(c).and_then(|id| {
-            if !usable_identity(&id) {
-                Err(Refusal::BadIdentity)
-            } else if self.config.client_id_must_match && !c.client_id.is_empty() && c.client_id != id {
-                Err(Refusal::ClientIdMismatch)
-            } else {
-                Ok(id)
-            }
-        });
+    /// The device's identity, or why it is refused (counted here). The cheap checks come
+    /// first; a password hash runs off the I/O thread, at most [`HASHING_SLOTS`] at a time.
+    pub async fn authenticate(&self, c: &Credentials<'_>) -> Result<String, Refusal> {
+        let result = match self.identify(c) {
+            Ok(id) => self.check_identity(c, id),
+            Err(Step::Refused(r)) => Err(r),
+            Err(Step::Password { user, password }) => match self.check_identity(c, user) {
+                Ok(user) => self.verify_password(user, password).await,
+                Err(r) => Err(r),
+            },
+        };
         if let Err(r) = result {
             self.metrics.auth_failures.get_or_create(&[("reason", r.as_str().to_string())]).inc();
         }
         result
     }
 
-    fn identify(&self, c: &Credentials) -> Result<String, Refusal> {
+    fn check_identity(&self, c: &Credentials, id: String) -> Result<String, Refusal> {
+        if !usable_identity(&id) {
+            Err(Refusal::BadIdentity)
+        } else if self.config.client_id_must_match && !c.client_id.is_empty() && c.client_id != id {
+            Err(Refusal::ClientIdMismatch)
+        } else {
+            Ok(id)
+        }
+    }
+
+    fn identify(&self, c: &Credentials) -> Result<String, Step> {
         if let Some(der) = c.cert {
-            return identity_of(der, self.config.identity).ok_or(Refusal::NoIdentity);
+            return identity_of(der, self.config.identity).ok_or(Step::Refused(Refusal::NoIdentity));
         }
         if !c.tls && self.config.plain == PlainAuth::Anonymous {
             return Ok(c.client_id.to_string());
         }
-        let (Some(user), Some(password), Some(store)) = (c.username, c.password, &self.passwords) else {
-            return Err(Refusal::NoCredentials);
-        };
-        if store.current.get().verify(user, password) { Ok(user.to_string()) } else { Err(Refusal::BadPassword) }
+        match (c.username, c.password, &self.passwords) {
+            (Some(user), Some(password), Some(_)) => Err(Step::Password { user: user.to_string(), password: password.to_vec() }),
+            _ => Err(Step::Refused(Refusal::NoCredentials)),
+        }
+    }
+
+    async fn verify_password(&self, user: String, password: Vec<u8>) -> Result<String, Refusal> {
+        let Some(store) = &self.passwords else { return Err(Refusal::NoCredentials) };
+        let file = store.current.get();
+        // PBKDF2 takes milliseconds of CPU: never on the ntex I/O thread, never unbounded.
+        let _slot = HASHING.acquire().await.map_err(|_| Refusal::BadPassword)?;
+        let checked = tokio::task::spawn_blocking(move || file.verify(&user, &password).then_some(user)).await;
+        checked.ok().flatten().ok_or(Refusal::BadPassword)
     }
 
     /// May `who` publish to `topic`? Refusals are counted.
@@ -156,9 +188,10 @@ impl Authority {
     }
 }
 
-/// An identity must be one topic level: `devices/{identity}/#` must not reach other namespaces.
+/// An identity must be one topic level: `devices/{identity}/#` must not reach other namespaces,
+/// and `%u/#` must not reach reserved `$` topics.
 fn usable_identity(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 256 && !id.contains(['/', '+', '#', '\0'])
+    !id.is_empty() && id.len() <= 256 && !id.starts_with('$') && !id.contains(['/', '+', '#', '\0'])
 }
 
 /// The ACL in use and where it comes from.

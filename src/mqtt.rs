@@ -178,7 +178,7 @@ impl Ingress {
 impl Ingress {
     /// The identity of a connecting device and the client id it will have (the identity when
     /// the device sent none).
-    fn authenticate(
+    async fn authenticate(
         &self,
         io: &ntex_io::IoRef,
         client_id: &str,
@@ -187,17 +187,36 @@ impl Ingress {
     ) -> Result<(String, String), Refusal> {
         let peer = io.query::<ntex_tls::rustls::PeerCert<'static>>();
         let creds = Credentials { cert: peer.as_ref().map(|c| c.0.as_ref()), tls: self.tls, client_id, username, password };
-        match self.authority.authenticate(&creds) {
+        match self.authority.authenticate(&creds).await {
             Ok(identity) => {
                 let cid = if client_id.is_empty() { identity.clone() } else { client_id.to_string() };
                 Ok((cid, identity))
             }
             Err(r) => {
-                tracing::warn!(%client_id, ?username, tls = self.tls, reason = r.as_str(), "Connection refused at CONNECT.");
+                if CONNECT_REFUSALS.allow() {
+                    let (client_id, username) = (clip(client_id), username.map(clip));
+                    tracing::warn!(
+                        ?client_id,
+                        ?username,
+                        tls = self.tls,
+                        reason = r.as_str(),
+                        "Connection refused at CONNECT (more this second are only counted)."
+                    );
+                }
                 Err(r)
             }
         }
     }
+}
+
+/// WARN lines a device can trigger at will: one per second each, the rest only counted.
+static CONNECT_REFUSALS: crate::throttle::Throttle = crate::throttle::Throttle::new();
+static ACL_REFUSALS: crate::throttle::Throttle = crate::throttle::Throttle::new();
+
+/// At most 128 characters of device-chosen text in a log line (logged with `?`, so control
+/// characters are escaped and cannot forge lines).
+fn clip(s: &str) -> &str {
+    s.char_indices().nth(128).map_or(s, |(i, _)| &s[..i])
 }
 
 fn peer_cert(io: &ntex_io::IoRef) -> Option<crate::tls::server::PeerCertInfo> {
@@ -223,7 +242,10 @@ impl ConnInner {
         match self.ingress.authority.may_publish(&self.who(), topic) {
             Decision::Allow => true,
             Decision::Deny(reason) => {
-                tracing::warn!(identity = %self.identity, client_id = %self.client_id, %topic, reason = reason.as_str(), "Publish refused by the ACL.");
+                if ACL_REFUSALS.allow() {
+                    let topic = clip(topic);
+                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?topic, reason = reason.as_str(), "Publish refused by the ACL (more this second are only counted).");
+                }
                 false
             }
         }
@@ -234,7 +256,10 @@ impl ConnInner {
         match self.ingress.authority.may_subscribe(&self.who(), filter) {
             Decision::Allow => true,
             Decision::Deny(reason) => {
-                tracing::warn!(identity = %self.identity, client_id = %self.client_id, %filter, reason = reason.as_str(), "Subscribe refused by the ACL.");
+                if ACL_REFUSALS.allow() {
+                    let filter = clip(filter);
+                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?filter, reason = reason.as_str(), "Subscribe refused by the ACL (more this second are only counted).");
+                }
                 false
             }
         }
@@ -258,8 +283,13 @@ fn valid_topic(topic: &str) -> bool {
 
 fn rejected(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &str) {
     metrics.reject(reason);
-    tracing::warn!(%client_id, reason, detail, "Publish refused.");
+    if PUBLISH_REFUSALS.allow() {
+        let detail = clip(detail);
+        tracing::warn!(%client_id, reason, ?detail, "Publish refused (more this second are only counted).");
+    }
 }
+
+static PUBLISH_REFUSALS: crate::throttle::Throttle = crate::throttle::Throttle::new();
 
 // ---------------------------------------------------------------------------------------------
 // MQTT 3.1.1
@@ -279,7 +309,7 @@ pub(crate) async fn connect_v3(ingress: Ingress, c: v3::Connect) -> Result<v3::C
         }
     }
     let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password) {
+    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password).await {
         Ok(ids) => ids,
         Err(Refusal::ClientIdMismatch) => return Ok(c.identifier_rejected()),
         Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
@@ -352,7 +382,7 @@ pub(crate) async fn connect_v5(ingress: Ingress, c: v5::Connect) -> Result<v5::C
         client_id = generated_client_id();
     }
     let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password) {
+    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password).await {
         Ok(ids) => ids,
         Err(Refusal::ClientIdMismatch) => return Ok(c.failed(R::ClientIdentifierNotValid)),
         Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),

@@ -89,6 +89,9 @@ pub struct RotationState {
     _watcher: Option<notify::RecommendedWatcher>,
     /// Targets (by index) with a pending change.
     dirty: HashSet<usize>,
+    /// Targets whose last reload was refused: retried at every check, since a refusal can
+    /// depend on time (a new certificate valid from a minute from now).
+    failed: HashSet<usize>,
     /// A `Reload` is already scheduled.
     scheduled: bool,
     /// Last seen (mtime, length) of every watched file.
@@ -131,6 +134,7 @@ impl Actor for RotationActor {
             args,
             _watcher: watcher,
             dirty: HashSet::new(),
+            failed: HashSet::new(),
             scheduled: false,
             fingerprints,
             last_renewal: None,
@@ -216,7 +220,10 @@ impl RotationState {
         let dirty: Vec<usize> = self.dirty.drain().collect();
         for i in dirty {
             let target = self.args.targets[i].clone();
-            let _ = self.reload_one(target.as_ref());
+            match self.reload_one(target.as_ref()) {
+                Ok(()) => self.failed.remove(&i),
+                Err(_) => self.failed.insert(i),
+            };
         }
         self.refresh_fingerprints();
         self.publish_expiry();
@@ -252,6 +259,13 @@ impl RotationState {
         let changed: Vec<PathBuf> = self.fingerprints.iter().filter(|(p, fp)| fingerprint(p) != **fp).map(|(p, _)| p.clone()).collect();
         for path in changed {
             self.on_changed(myself, &path);
+        }
+        if !self.failed.is_empty() {
+            self.dirty.extend(self.failed.iter().copied());
+            if !self.scheduled {
+                self.scheduled = true;
+                myself.send_after(self.args.debounce, || RotationMsg::Reload);
+            }
         }
         self.publish_expiry();
         self.maybe_renew(myself);

@@ -227,9 +227,10 @@ fn substitutes_to(pieces: &[Piece], who: &Who, level: &str) -> bool {
     rest.is_empty()
 }
 
-/// An identity or client id that could widen a pattern (or is missing) is never substituted.
+/// An identity or client id that could widen a pattern (or is missing) is never substituted;
+/// nor one starting with `$`, which would turn `%u/#` into a reserved `$...` topic.
 fn is_safe_value(value: &str) -> bool {
-    !value.is_empty() && !value.contains(['/', '+', '#', '\0'])
+    !value.is_empty() && !value.starts_with('$') && !value.contains(['/', '+', '#', '\0'])
 }
 
 fn is_wild(level: &Level) -> bool {
@@ -240,10 +241,12 @@ fn is_dollar(seg: Seg) -> bool {
     matches!(seg, Seg::Lit(s) if s.starts_with('$'))
 }
 
-/// At the first level, a wildcard on one side never meets a `$` topic on the other (MQTT 4.7.2).
+/// At the first level, a `$` topic in a deny pattern never meets a subscription filter that
+/// starts with a wildcard (MQTT 4.7.2: `#` does not receive `$SYS/...`). The other way round
+/// does overlap on purpose: a deny rule on `#` must also refuse `$aws/...`, so deny rules err
+/// towards refusing.
 fn dollar_apart(level: &Level, seg: Seg) -> bool {
-    let literal_dollar = matches!(level, Level::Literal(text) if text.starts_with('$'));
-    (is_wild(level) && is_dollar(seg)) || (literal_dollar && matches!(seg, Seg::Plus | Seg::Hash))
+    matches!(level, Level::Literal(text) if text.starts_with('$')) && matches!(seg, Seg::Plus | Seg::Hash)
 }
 
 #[cfg(test)]
@@ -295,7 +298,7 @@ mod tests {
             ("a/b", "a/c", false),
             ("a/b", "a/b/c", false),
             ("a/+", "a", false),
-            ("#", "$SYS/x", false),
+            ("#", "$SYS/x", true), // a deny on '#' refuses '$' topics too
             ("$SYS/#", "#", false),
             ("$SYS/#", "$SYS/+", true),
         ];

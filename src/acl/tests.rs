@@ -248,3 +248,17 @@ fn the_example_in_the_module_doc_is_valid() {
     assert_eq!(acl.check_publish(&who("ops-laptop", "c"), "sites/ops-laptop/telemetry/t"), ALLOW);
     assert_eq!(acl.check_publish(&who("legacy-07", "c"), "devices/legacy-07/x"), DENIED);
 }
+
+#[test]
+fn a_deny_rule_on_hash_also_refuses_dollar_topics() {
+    let acl = acl(r##"
+        [[allow]]
+        identities = ["*"]
+        publish = ["$aws/things/%u/#"]
+        [[deny]]
+        identities = ["legacy-07"]
+        publish = ["#"]
+        "##);
+    assert_eq!(acl.check_publish(&who("legacy-07", "legacy-07"), "$aws/things/legacy-07/shadow/update"), DENIED);
+    assert_eq!(acl.check_publish(&who("dev-1", "dev-1"), "$aws/things/dev-1/shadow/update"), ALLOW);
+}

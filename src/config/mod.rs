@@ -604,4 +604,11 @@ mod tests {
         assert!(!c.mqtt.plain);
         assert!(matches!(&c.sinks[0].kind, SinkKind::Http { tls: Some(t), .. } if t.cert.is_some()));
     }
+
+    #[test]
+    fn an_anonymous_plain_listener_next_to_tls_is_refused() {
+        let text = "[auth]\nplain = \"anonymous\"\n[tls]\nenabled = true\n[[sinks]]\nname = \"a\"\nkind = \"discard\"\n";
+        let errors = parse(text).unwrap_err().0;
+        assert!(errors.iter().any(|e| e.starts_with("auth.plain: \"anonymous\" next to tls.enabled")), "{errors:?}");
+    }
 }

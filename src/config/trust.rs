@@ -207,6 +207,13 @@ impl RawAuth {
                 IdentityField::CommonName
             }
         };
+        if plain_enabled && plain == PlainAuth::Anonymous && tls.is_some() {
+            e.push(
+                "auth.plain: \"anonymous\" next to tls.enabled would let a plain-TCP client claim any certificate's identity; \
+                 use \"password\" or set mqtt.plain = false"
+                    .into(),
+            );
+        }
         let needs_passwords =
             (plain_enabled && plain == PlainAuth::Password) || tls.is_some_and(|t| t.files.client_auth == ClientAuth::Optional);
         if needs_passwords && self.password_file.as_deref().is_none_or(str::is_empty) {

@@ -29,6 +29,8 @@ impl HttpSink {
             builder = builder.tls_backend_preconfigured(tls);
         }
         let client = builder
+            // A redirect would resend the batch somewhere the config does not name.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("edge-gateway/", env!("CARGO_PKG_VERSION")))

@@ -80,6 +80,8 @@ impl Gate {
         if g.max_connections > 0 && g.open.load(Ordering::Relaxed) >= g.max_connections {
             return Err("max_connections");
         }
+        // (`call` reserves the slot with a compare-and-swap; this early check only spares the
+        // token bucket.)
         if let (Some(ip), true) = (peer, g.per_source > 0) {
             let mut buckets = g.buckets.lock().unwrap_or_else(|e| e.into_inner());
             if buckets.len() > 100_000 {
@@ -135,7 +137,17 @@ impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
             return Err(io::Error::other(reason));
         }
         let inner = self.gate.0.clone();
-        inner.open.fetch_add(1, Ordering::Relaxed);
+        let max = inner.max_connections;
+        let reserved = inner.open.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (max == 0 || n < max).then_some(n + 1));
+        if reserved.is_err() {
+            inner
+                .metrics
+                .connections_refused
+                .get_or_create(&[("listener", self.listener.to_string()), ("reason", "max_connections".to_string())])
+                .inc();
+            io.close();
+            return Err(io::Error::other("max_connections"));
+        }
         let closed = io.on_disconnect();
         ntex_rt::spawn(async move {
             closed.await;
@@ -170,6 +182,8 @@ impl<F: Filter, St> Service<St, Io<F>> for RotatingTls {
                 Err(("no_client_cert", io::Error::other("no client certificate")))
             }
             Ok(io) => Ok(io),
+            // A timeout never reached the verifier: it takes no reason from the queue.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(("handshake_timeout", e)),
             Err(e) => Err((CERT_FAILURES.with(|q| q.borrow_mut().pop_front()).unwrap_or_else(|| classify_handshake_error(&e)), e)),
         };
         match result {
@@ -248,7 +262,15 @@ impl ClientCertVerifier for CountingVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.0.verify_client_cert(end, chain, now).inspect_err(|e| {
             let reason = classify_handshake_error(&io::Error::other(format!("{e:?}")));
-            CERT_FAILURES.with(|q| q.borrow_mut().push_back(reason));
+            CERT_FAILURES.with(|q| {
+                let mut q = q.borrow_mut();
+                // Bounded: a reason whose handshake future was dropped (worker shutdown) is
+                // never taken; the oldest goes first.
+                if q.len() >= 1024 {
+                    q.pop_front();
+                }
+                q.push_back(reason);
+            });
         })
     }
 

@@ -89,16 +89,23 @@ pub fn cert_key(issuer: &[u8], serial: &[u8]) -> Vec<u8> {
     [issuer, serial].concat()
 }
 
-/// The revoked certificates listed in `crls`.
-fn revoked_keys(crls: &[CertificateRevocationListDer<'static>]) -> std::collections::HashSet<Vec<u8>> {
+/// The revoked certificates listed in `crls`, and each CRL's next update (for the expiry gauge
+/// and warning: a CRL that is not renewed goes stale; it is not refused, so that a late CRL
+/// does not lock every device out).
+fn revoked_keys(crls: &[CertificateRevocationListDer<'static>]) -> Result<(std::collections::HashSet<Vec<u8>>, Vec<CertExpiry>), TlsError> {
     let mut out = std::collections::HashSet::new();
-    for der in crls {
-        if let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) {
-            let issuer = crl.issuer().as_raw();
-            out.extend(crl.iter_revoked_certificates().map(|r| cert_key(issuer, r.raw_serial())));
+    let mut next = Vec::new();
+    for (i, der) in crls.iter().enumerate() {
+        let (_, crl) =
+            x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| TlsError(format!("tls.crl: CRL {i} cannot be parsed: {e}")))?;
+        let issuer = crl.issuer().as_raw();
+        out.extend(crl.iter_revoked_certificates().map(|r| cert_key(issuer, r.raw_serial())));
+        if let Some(at) = crl.next_update() {
+            let label = if i == 0 { "crl".to_string() } else { format!("crl{i}") };
+            next.push(CertExpiry { label, subject: crl.issuer().to_string(), not_after: at.timestamp() });
         }
     }
-    out
+    Ok((out, next))
 }
 
 impl ServerTlsFiles {
@@ -121,7 +128,8 @@ impl ServerTlsFiles {
         expiry.insert(0, check_validity(&chain[0], "server", "tls.cert", now)?);
         verify_own_chain(&chain, &roots, &provider)?;
         let crls = self.crls()?;
-        let revoked = revoked_keys(&crls);
+        let (revoked, crl_expiry) = revoked_keys(&crls)?;
+        expiry.extend(crl_expiry);
         let verifier = self.client_verifier(roots, crls, &provider)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match self.min_version {
             MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -145,6 +153,9 @@ impl ServerTlsFiles {
         for (i, ca) in read_certs(&self.ca, "tls.ca")?.into_iter().enumerate() {
             let label = if i == 0 { "ca".to_string() } else { format!("ca{i}") };
             expiry.push(check_validity(&ca, &label, "tls.ca", now)?);
+            if !is_ca(&ca) {
+                return Err(TlsError(format!("tls.ca: {}: certificate {i} is not a CA (basicConstraints CA:TRUE)", self.ca.display())));
+            }
             roots.add(ca).map_err(|e| TlsError(format!("tls.ca: {}: {e}", self.ca.display())))?;
         }
         Ok((roots, expiry))
@@ -180,6 +191,11 @@ impl ServerTlsFiles {
             .map_err(|e| TlsError(format!("tls.ca/tls.crl: {e}")))?;
         Ok(Arc::new(super::acceptor::CountingVerifier(inner)))
     }
+}
+
+fn is_ca(der: &[u8]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(der).map(|(_, c)| c.is_ca()).unwrap_or(false)
 }
 
 /// The server's own chain must verify against the bundle devices are given.

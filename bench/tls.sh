@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# bench/tls.sh: the mTLS reconnect storm and durable QoS1 ingest over mTLS vs plain TCP.
+# See docs/BENCHMARKS.md for what it measures and how to read it.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/tls.sh [options]
+
+Makes a dev PKI with DEVICES device certificates (examples/tlsload pki), then RUNS times, each
+against a fresh edge-gateway (release build, pinned to cpu0, fresh data dir, discard sink):
+  storm       every device connects at once over mTLS (handshake + CONNECT/CONNACK);
+              reports the time until the last CONNACK and the handshake rate
+  ingest/tcp  8 clients x MESSAGES QoS1 over plain TCP (durable: group commit, fsync)
+  ingest/tls  the same over mTLS
+The load generator (examples/tlsload, one thread) is pinned to cpu1. Medians on stdout as
+markdown; progress on stderr.
+
+options:
+  --runs N         runs per row; the median is reported (default 3)
+  --devices N      devices in the storm (default 5000)
+  --messages N     messages per ingest client (default 5000)
+  --clients N      ingest clients (default 8)
+  --data-root DIR  where the temp dirs go (default: $TMPDIR or /tmp); use the disk to measure
+  --skip-build     use the binaries already in target/release
+  -h, --help       this text
+
+Needs: cargo, taskset, curl, 2 CPUs. Listens only on 127.0.0.1:18850-18852.
+EOF
+}
+
+RUNS=3
+DEVICES=5000
+MESSAGES=5000
+CLIENTS=8
+DATA_ROOT="${TMPDIR:-/tmp}"
+BUILD=1
+die() { echo "bench/tls.sh: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --skip-build) BUILD=0; shift; continue ;;
+        --runs|--devices|--messages|--clients|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    case "$1" in
+        --runs) positive "$1" "$2"; RUNS=$2 ;;
+        --devices) positive "$1" "$2"; DEVICES=$2 ;;
+        --messages) positive "$1" "$2"; MESSAGES=$2 ;;
+        --clients) positive "$1" "$2"; CLIENTS=$2 ;;
+        --data-root) DATA_ROOT=$2 ;;
+    esac
+    shift 2
+done
+
+cd "$(dirname "$0")/.."
+command -v taskset >/dev/null || die "taskset is required"
+command -v curl >/dev/null || die "curl is required"
+[[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, load on cpu1)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[[ $(ulimit -n) == unlimited || $(ulimit -n) -gt $((DEVICES + 200)) ]] || die "open-file limit $(ulimit -n) is too low for $DEVICES devices"
+if [[ $BUILD == 1 ]]; then
+    log "building (release)"
+    cargo build --release --locked --bin edge-gateway --example tlsload >&2
+fi
+GATEWAY=target/release/edge-gateway
+TLSLOAD=target/release/examples/tlsload
+[[ -x $GATEWAY && -x $TLSLOAD ]] || die "missing $GATEWAY or $TLSLOAD (build first)"
+
+WORK=$(mktemp -d "$DATA_ROOT/edge-gateway-tlsbench.XXXXXX")
+SERVER_PID=""
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+cleanup() { stop_server; rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_gateway DIR tcp|tls: plain TCP (anonymous, lab) or mTLS only.
+start_gateway() {
+    local dir=$1 plain=false tls=true
+    [[ $2 == tcp ]] && { plain=true; tls=false; }
+    mkdir -p "$dir"
+    cat >"$dir/gateway.toml" <<EOF
+[gateway]
+data_dir = "$dir/data"
+[mqtt]
+plain = $plain
+listen = "127.0.0.1:18850"
+connect_timeout_secs = 120
+max_connections = $((DEVICES + 1000))
+max_new_connections_per_source = 0
+[auth]
+plain = "anonymous"
+[tls]
+enabled = $tls
+listen = "127.0.0.1:18852"
+cert = "$WORK/pki/server.pem"
+key = "$WORK/pki/server.key"
+ca = "$WORK/pki/ca.pem"
+handshake_timeout_secs = 120
+[http]
+listen = "127.0.0.1:18851"
+[[sinks]]
+name = "null"
+kind = "discard"
+EOF
+    taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 300); do
+        curl -sf http://127.0.0.1:18851/readyz >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; die "gateway exited during startup"; }
+        sleep 0.1
+    done
+    die "gateway not ready after 30 s"
+}
+
+# field JSON NAME: a number from a one-line JSON object.
+field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+log "issuing $DEVICES device certificates"
+PKI_JSON=$(taskset -c 1 "$TLSLOAD" pki --dir "$WORK/pki" --count "$DEVICES")
+log "pki: $PKI_JSON"
+
+declare -a STORM_S STORM_RATE TCP TLS
+for run in $(seq "$RUNS"); do
+    start_gateway "$WORK/run$run-storm" tls
+    out=$(taskset -c 1 "$TLSLOAD" storm --addr 127.0.0.1:18852 --dir "$WORK/pki" --count "$DEVICES" --timeout 120)
+    log "run $run storm: $out"
+    STORM_S+=("$(field "$out" all_connected_s)"); STORM_RATE+=("$(field "$out" handshakes_per_s)")
+    stop_server
+    for mode in tcp tls; do
+        start_gateway "$WORK/run$run-$mode" "$mode"
+        if [[ $mode == tcp ]]; then
+            out=$(taskset -c 1 "$TLSLOAD" ingest --addr 127.0.0.1:18850 --clients "$CLIENTS" --messages "$MESSAGES")
+            TCP+=("$(field "$out" msg_per_s)")
+        else
+            out=$(taskset -c 1 "$TLSLOAD" ingest --addr 127.0.0.1:18852 --dir "$WORK/pki" --clients "$CLIENTS" --messages "$MESSAGES")
+            TLS+=("$(field "$out" msg_per_s)")
+        fi
+        log "run $run ingest/$mode: $out"
+        stop_server
+    done
+done
+
+m_storm=$(printf '%s\n' "${STORM_S[@]}" | median)
+m_rate=$(printf '%s\n' "${STORM_RATE[@]}" | median)
+m_tcp=$(printf '%s\n' "${TCP[@]}" | median)
+m_tls=$(printf '%s\n' "${TLS[@]}" | median)
+echo "| measure ($RUNS runs, median) | value |"
+echo "|---|---|"
+echo "| storm: $DEVICES mTLS devices at once, time to last CONNACK | ${m_storm} s (runs: ${STORM_S[*]}) |"
+echo "| storm: handshakes + CONNECTs per second | ${m_rate} /s (runs: ${STORM_RATE[*]}) |"
+echo "| durable ingest, $CLIENTS clients, plain TCP | ${m_tcp} msg/s (runs: ${TCP[*]}) |"
+echo "| durable ingest, $CLIENTS clients, mTLS | ${m_tls} msg/s (runs: ${TLS[*]}) |"
+echo "| mTLS / plain TCP | $(awk -v a="$m_tls" -v b="$m_tcp" 'BEGIN {printf "%.2f", a/b}') |"
