@@ -25,7 +25,9 @@ options:
   --skip-build     use the binaries already in target/release
   -h, --help       this text
 
-Needs: cargo, taskset, curl, 2 CPUs. Listens only on 127.0.0.1:18850-18852.
+The storm also runs against mosquitto 2 (mTLS, require_certificate, same PKI, pinned to cpu0)
+in the same run, as the peer figure. Needs: cargo, taskset, curl, mosquitto, 2 CPUs. Listens
+only on 127.0.0.1:18850-18853.
 EOF
 }
 
@@ -59,6 +61,7 @@ done
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || die "taskset is required"
 command -v curl >/dev/null || die "curl is required"
+command -v mosquitto >/dev/null || die "mosquitto is required (apt-get install mosquitto; stop its service)"
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, load on cpu1)"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [[ $(ulimit -n) == unlimited || $(ulimit -n) -gt $((DEVICES + 200)) ]] || die "open-file limit $(ulimit -n) is too low for $DEVICES devices"
@@ -124,6 +127,33 @@ EOF
     die "gateway not ready after 30 s"
 }
 
+# start_mosquitto DIR: the peer for the storm, mTLS with the same PKI (in memory, no ACL).
+start_mosquitto() {
+    local dir=$1
+    mkdir -p "$dir"
+    cat >"$dir/mosquitto.conf" <<EOF
+user root
+persistence false
+log_dest stderr
+log_type error
+max_connections -1
+listener 18853 127.0.0.1
+cafile $WORK/pki/ca.pem
+certfile $WORK/pki/server.pem
+keyfile $WORK/pki/server.key
+require_certificate true
+use_identity_as_username true
+EOF
+    taskset -c 0 mosquitto -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 300); do
+        (: 3<>/dev/tcp/127.0.0.1/18853) 2>/dev/null && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; die "mosquitto exited during startup"; }
+        sleep 0.1
+    done
+    die "mosquitto not listening after 30 s"
+}
+
 # field JSON NAME: a number from a one-line JSON object.
 field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -132,12 +162,19 @@ log "issuing $DEVICES device certificates"
 PKI_JSON=$(taskset -c 1 "$TLSLOAD" pki --dir "$WORK/pki" --count "$DEVICES")
 log "pki: $PKI_JSON"
 
-declare -a STORM_S STORM_RATE TCP TLS
+declare -a STORM_S STORM_RATE MOSQ_S MOSQ_N TCP TLS
 for run in $(seq "$RUNS"); do
     start_gateway "$WORK/run$run-storm" tls
     out=$(taskset -c 1 "$TLSLOAD" storm --addr 127.0.0.1:18852 --dir "$WORK/pki" --count "$DEVICES" --timeout 120)
     log "run $run storm: $out"
     STORM_S+=("$(field "$out" all_connected_s)"); STORM_RATE+=("$(field "$out" handshakes_per_s)")
+    stop_server
+    start_mosquitto "$WORK/run$run-mosquitto"
+    # The peer may not finish (mosquitto listens with a backlog of 100: SYNs of a storm are
+    # dropped and retried with exponential backoff); its row then shows how many connected.
+    out=$(taskset -c 1 "$TLSLOAD" storm --addr 127.0.0.1:18853 --dir "$WORK/pki" --count "$DEVICES" --timeout 120 || true)
+    log "run $run storm/mosquitto: $out"
+    MOSQ_S+=("$(field "$out" all_connected_s)"); MOSQ_N+=("$(field "$out" connected)")
     stop_server
     for mode in tcp tls; do
         start_gateway "$WORK/run$run-$mode" "$mode"
@@ -155,12 +192,15 @@ done
 
 m_storm=$(printf '%s\n' "${STORM_S[@]}" | median)
 m_rate=$(printf '%s\n' "${STORM_RATE[@]}" | median)
+m_mosq=$(printf '%s\n' "${MOSQ_S[@]}" | median)
 m_tcp=$(printf '%s\n' "${TCP[@]}" | median)
 m_tls=$(printf '%s\n' "${TLS[@]}" | median)
 echo "| measure ($RUNS runs, median) | value |"
 echo "|---|---|"
 echo "| storm: $DEVICES mTLS devices at once, time to last CONNACK | ${m_storm} s (runs: ${STORM_S[*]}) |"
 echo "| storm: handshakes + CONNECTs per second | ${m_rate} /s (runs: ${STORM_RATE[*]}) |"
+echo "| storm, peer: mosquitto 2 (mTLS, require_certificate), time to last CONNACK (or to the 120 s bound) | ${m_mosq} s (runs: ${MOSQ_S[*]}; connected: ${MOSQ_N[*]} of $DEVICES) |"
+echo "| storm: edge-gateway / mosquitto time | $(awk -v a="$m_storm" -v b="$m_mosq" 'BEGIN {printf "%.2f", a/b}') |"
 echo "| durable ingest, $CLIENTS clients, plain TCP | ${m_tcp} msg/s (runs: ${TCP[*]}) |"
 echo "| durable ingest, $CLIENTS clients, mTLS | ${m_tls} msg/s (runs: ${TLS[*]}) |"
 echo "| mTLS / plain TCP | $(awk -v a="$m_tls" -v b="$m_tcp" 'BEGIN {printf "%.2f", a/b}') |"
