@@ -135,6 +135,7 @@ impl Gateway {
             reloadables,
             rotation_policy: config.rotation.clone(),
             rotation: Default::default(),
+            liveness: Default::default(),
         };
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs))
             .await
@@ -144,6 +145,15 @@ impl Gateway {
             http::bind(config.http_listen).await.with_context(|| format!("http.listen: cannot bind {}", config.http_listen))?;
         let http_addr = http_listener.local_addr()?;
         let (http_stop, http_stop_rx) = watch::channel(false);
+        // Stops with the listeners: a forwarder stopped by a shutdown is not a stall.
+        let watchdog = edge_gateway_actors::liveness::watchdog(
+            inputs.liveness.clone(),
+            health.clone(),
+            metrics.clone(),
+            Duration::from_secs(1),
+            http_stop.subscribe(),
+        );
+        tokio::spawn(watchdog);
         tokio::spawn(http::serve(
             http_listener,
             LocalApi { registry: Arc::new(registry), health: health.clone(), store: store.clone() },

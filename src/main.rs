@@ -29,8 +29,8 @@ enum Command {
         /// supervision.toml to use instead of the config's or the embedded one.
         #[arg(long)]
         supervision: Option<PathBuf>,
-        /// Log line format.
-        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        /// Log line format: JSON lines on stdout (for journald and log shippers), or human.
+        #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
     },
     /// Create a dev PKI: CA, server, device and cloud-client certificates, CRLs (certs/README.md).
@@ -158,7 +158,7 @@ fn init_logs(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).flatten_event(true).init(),
     }
 }
 

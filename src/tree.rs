@@ -50,6 +50,8 @@ pub struct TreeInputs {
     pub rotation_policy: RotationConfig,
     /// Where the current rotation actor is found.
     pub rotation: ActorSlot<RotationMsg>,
+    /// Forwarder progress, read by the watchdog.
+    pub liveness: edge_gateway_actors::liveness::Liveness,
 }
 
 /// The root supervisor's arguments.
@@ -124,11 +126,17 @@ fn forwarder_spec(policy: &ChildPolicy, cfg: &SinkConfig, sink: Arc<dyn Sink>, i
             let args = ForwarderArgs {
                 name: cfg.name.clone(),
                 sink: sink.clone(),
-                policy: ForwarderPolicy { max_messages: cfg.batch_max_messages, max_bytes: cfg.batch_max_bytes, backoff: cfg.backoff },
+                policy: ForwarderPolicy {
+                    max_messages: cfg.batch_max_messages,
+                    max_bytes: cfg.batch_max_bytes,
+                    backoff: cfg.backoff,
+                    stuck_after: cfg.stuck_after,
+                },
                 store: inputs.store.clone(),
                 storage: inputs.storage.clone(),
                 committed: inputs.committed.subscribe(),
                 metrics: inputs.metrics.clone(),
+                liveness: inputs.liveness.clone(),
             };
             async move { Ok(ForwarderActor::spawn_linked(None, ForwarderActor, args, sup).await?.0.get_cell()) }
         }),

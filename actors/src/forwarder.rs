@@ -19,6 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, rpc::CallResult};
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::slot::ActorSlot;
@@ -49,6 +50,9 @@ pub struct ForwarderPolicy {
     pub max_bytes: usize,
     /// Retry delays.
     pub backoff: Backoff,
+    /// No progress for this long, with messages waiting and the sink reachable, is a stall
+    /// (the watchdog restarts the forwarder); zero: never.
+    pub stuck_after: Duration,
 }
 
 /// The forwarder (stateless handler).
@@ -70,6 +74,8 @@ pub struct ForwarderArgs {
     pub committed: watch::Receiver<u64>,
     /// Counters.
     pub metrics: Metrics,
+    /// Progress reports for the watchdog.
+    pub liveness: Liveness,
 }
 
 /// Messages to a forwarder.
@@ -97,6 +103,7 @@ impl Actor for ForwarderActor {
     async fn pre_start(&self, myself: ActorRef<ForwarderMsg>, args: ForwarderArgs) -> Result<ForwarderState, ActorProcessingErr> {
         let cursor = args.store.cursor(&args.name)?;
         tracing::info!(sink = %args.name, cursor, "Forwarder started.");
+        args.liveness.started(&args.name, args.policy.stuck_after);
         myself.send_message(ForwarderMsg::Poll)?;
         Ok(ForwarderState { args, cursor, attempt: 0, isolate_until: None })
     }
@@ -124,11 +131,13 @@ impl ForwarderState {
             // Nothing at or past the cursor although seqs up to `committed` exist: they were
             // dropped (TTL, quota). Skip them, or the next poll would find the same gap at once.
             self.cursor = self.cursor.max(committed);
+            self.args.liveness.progressed(&self.args.name, false);
             self.wait_for_commit(myself);
             return Ok(());
         };
         let first = batch[0].seq;
         let batch_key = format!("{}:{}-{}", batch[0].key, first, last);
+        self.args.liveness.sending(&self.args.name);
         match self.args.sink.deliver(&batch_key, &batch).await {
             Ok(()) => self.on_delivered(myself, batch.len(), last).await,
             Err(DeliveryError::Transient { kind, detail }) => {
@@ -163,6 +172,7 @@ impl ForwarderState {
         self.args.metrics.forwarded_batches.get_or_create(&labels).inc();
         self.cursor = last + 1;
         self.attempt = 0;
+        self.args.liveness.progressed(&self.args.name, true);
         myself.send_message(ForwarderMsg::Poll)?;
         Ok(())
     }
@@ -187,6 +197,7 @@ impl ForwarderState {
         match self.storage_call(|reply| StorageMsg::DeadLetter { sink, seq: first, reason, reply }).await {
             Ok(()) => {
                 self.cursor = first + 1;
+                self.args.liveness.progressed(&self.args.name, true);
                 myself.send_message(ForwarderMsg::Poll)?;
             }
             Err(detail) => self.retry_later(myself, "store", &detail),
@@ -197,6 +208,7 @@ impl ForwarderState {
     fn retry_later(&mut self, myself: &ActorRef<ForwarderMsg>, kind: &'static str, detail: &str) {
         self.attempt = self.attempt.saturating_add(1);
         self.count_error(kind);
+        self.args.liveness.failed(&self.args.name, kind == "connect");
         let delay = self.args.policy.backoff.full_jitter(self.attempt);
         tracing::warn!(sink = %self.args.name, kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, "Forward failed; backing off.");
         myself.send_after(delay, || ForwarderMsg::Poll);

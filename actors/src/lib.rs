@@ -11,10 +11,12 @@
 //! - [`rotation`]: reloads certificates, CRLs, ACLs and password files; watches expiry.
 //! - [`metrics`]: every metric the runtime exports, named in one place.
 //! - [`health`]: what `/readyz` reads.
+//! - [`liveness`]: progress of the forwarders and the watchdog that restarts a stalled one.
 
 pub mod backoff;
 pub mod forwarder;
 pub mod health;
+pub mod liveness;
 pub mod metrics;
 pub mod record;
 pub mod rotation;

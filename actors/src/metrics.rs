@@ -80,6 +80,8 @@ pub struct Metrics {
     pub reloads: Family<Label2, Counter>,
     /// Runs of the configured renewal command, by result (ok, failed).
     pub cert_renewals: Family<Label1, Counter>,
+    /// Forwarders restarted by the watchdog for making no progress, by sink.
+    pub forwarder_stalls: Family<Label1, Counter>,
 }
 
 impl Default for Metrics {
@@ -127,6 +129,7 @@ impl Metrics {
             cert_expiry: Family::default(),
             reloads: Family::default(),
             cert_renewals: Family::default(),
+            forwarder_stalls: Family::default(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Metrics {
         );
         r.register("reloads", "Reloads of watched TLS, ACL and password files, by target and result", self.reloads.clone());
         r.register("cert_renewals", "Runs of the configured certificate renewal command, by result", self.cert_renewals.clone());
+        r.register("forwarder_stalls", "Forwarders restarted for making no progress while their sink was reachable", self.forwarder_stalls.clone());
     }
 
     /// Count one refused publish or packet.

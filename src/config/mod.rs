@@ -80,6 +80,9 @@ pub struct SinkConfig {
     pub batch_max_bytes: usize,
     /// Retry delays.
     pub backoff: Backoff,
+    /// No progress this long with messages waiting and the sink reachable: restart the
+    /// forwarder (zero: never).
+    pub stuck_after: Duration,
 }
 
 /// The gateway's client identity and trusted CAs towards an HTTPS sink.
@@ -219,6 +222,8 @@ struct RawSink {
     backoff_initial_ms: u64,
     #[serde(default = "d_backoff_max")]
     backoff_max_ms: u64,
+    #[serde(default = "d_stuck_after")]
+    stuck_after_secs: u64,
 }
 
 fn d_batch_messages() -> usize {
@@ -232,6 +237,9 @@ fn d_backoff_initial() -> u64 {
 }
 fn d_backoff_max() -> u64 {
     30_000
+}
+fn d_stuck_after() -> u64 {
+    300
 }
 
 impl Config {
@@ -410,6 +418,7 @@ fn validate_sinks(raw: Vec<RawSink>, e: &mut Vec<String>) -> Vec<SinkConfig> {
                 batch_max_messages: s.batch_max_messages,
                 batch_max_bytes: s.batch_max_bytes,
                 backoff: Backoff { initial: Duration::from_millis(s.backoff_initial_ms), max: Duration::from_millis(s.backoff_max_ms) },
+                stuck_after: Duration::from_secs(s.stuck_after_secs),
             });
         }
     }

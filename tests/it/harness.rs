@@ -60,7 +60,7 @@ listen = "{http}"
 name = "cloud"
 kind = "http"
 url = "{url}"
-timeout_ms = 2000
+{timeout}
 backoff_initial_ms = 20
 backoff_max_ms = 300
 {sink}
@@ -70,6 +70,7 @@ backoff_max_ms = 300
         storage = extra.storage,
         sink = extra.sink,
         tls = extra.tls,
+        timeout = if extra.sink.contains("timeout_ms") { "" } else { "timeout_ms = 2000" },
     )
 }
 

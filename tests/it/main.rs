@@ -9,6 +9,7 @@ mod cloud_tls;
 mod endpoint;
 mod harness;
 mod ingest;
+mod liveness;
 mod malformed;
 mod pipeline;
 mod process;

@@ -1,0 +1,109 @@
+//! Progress-based liveness of the forwarders: "connected but forwarding nothing" is detected from
+//! outside the forwarder and ended by a restart.
+//!
+//! Each forwarder reports what it is doing ([`Liveness::progressed`] when its cursor moves or it
+//! has nothing to send, [`Liveness::failed`] after a failed delivery). The [`watchdog`] task
+//! looks at every sink once per `check_every`: a sink with messages waiting whose forwarder has
+//! not progressed for its `stuck_after`, while its sink is reachable (the last failure, if any,
+//! was not a connection failure: an unreachable cloud is an outage that backoff handles, not a
+//! stuck forwarder), is counted in `gateway_forwarder_stalls_total{sink}`, logged at ERROR, and
+//! its forwarder is killed so that its supervisor starts a fresh one (new HTTP client, new
+//! connections). A delivery that hangs inside the sink is caught the same way, since the
+//! forwarder cannot report progress while it waits.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// What the watchdog knows about one sink's forwarder.
+#[derive(Debug, Clone)]
+struct Progress {
+    /// Last time the cursor moved or there was nothing to send.
+    at: Instant,
+    /// Messages were waiting at the last report.
+    pending: bool,
+    /// The last failure was a connection failure (the sink is unreachable).
+    unreachable: bool,
+    /// No progress for this long (with messages waiting) is a stall; zero: never.
+    stuck_after: Duration,
+}
+
+/// Shared between the forwarders (writers) and the watchdog (reader).
+#[derive(Clone, Default)]
+pub struct Liveness {
+    inner: Arc<Mutex<BTreeMap<String, Progress>>>,
+}
+
+impl Liveness {
+    /// A forwarder for `sink` started: its clock starts now.
+    pub fn started(&self, sink: &str, stuck_after: Duration) {
+        let p = Progress { at: Instant::now(), pending: false, unreachable: false, stuck_after };
+        self.lock().insert(sink.to_string(), p);
+    }
+
+    /// The cursor moved, or nothing is waiting (`pending` = more is waiting).
+    pub fn progressed(&self, sink: &str, pending: bool) {
+        if let Some(p) = self.lock().get_mut(sink) {
+            p.at = Instant::now();
+            p.pending = pending;
+            p.unreachable = false;
+        }
+    }
+
+    /// A delivery failed; `unreachable` when it could not even connect.
+    pub fn failed(&self, sink: &str, unreachable: bool) {
+        if let Some(p) = self.lock().get_mut(sink) {
+            p.pending = true;
+            p.unreachable = unreachable;
+        }
+    }
+
+    /// A batch is about to be sent (messages are waiting).
+    pub fn sending(&self, sink: &str) {
+        if let Some(p) = self.lock().get_mut(sink) {
+            p.pending = true;
+        }
+    }
+
+    /// Sinks whose forwarder is stalled now, with how long it has been.
+    pub fn stalled(&self) -> Vec<(String, Duration)> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| !p.stuck_after.is_zero() && p.pending && !p.unreachable && p.at.elapsed() > p.stuck_after)
+            .map(|(sink, p)| (sink.clone(), p.at.elapsed()))
+            .collect()
+    }
+
+    /// Seconds since each sink's forwarder last progressed (for the API and logs).
+    pub fn idle_secs(&self) -> BTreeMap<String, f64> {
+        self.lock().iter().map(|(s, p)| (s.clone(), p.at.elapsed().as_secs_f64())).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Progress>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Check every `check_every` until `stop` is set; restart stalled forwarders.
+pub async fn watchdog(liveness: Liveness, health: Health, metrics: Metrics, check_every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tick.tick().await;
+        for (sink, idle) in liveness.stalled() {
+            metrics.forwarder_stalls.get_or_create(&[("sink", sink.clone())]).inc();
+            let path = format!("root/forwarders/forwarder:{sink}");
+            tracing::error!(%sink, idle_s = idle.as_secs(), "Forwarder made no progress although its sink is reachable; restarting it.");
+            // The replacement reports `started`, which resets the clock; until then, do not
+            // kill it again.
+            liveness.started(&sink, Duration::ZERO);
+            match health.actor(&path) {
+                Some(cell) => cell.kill(),
+                None => tracing::warn!(%sink, "Stalled forwarder not found in the tree; it may be restarting already."),
+            }
+        }
+    }
+}
