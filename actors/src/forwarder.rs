@@ -139,7 +139,13 @@ impl ForwarderState {
         let batch_key = format!("{}:{}-{}", batch[0].key, first, last);
         self.args.liveness.sending(&self.args.name);
         match self.args.sink.deliver(&batch_key, &batch).await {
-            Ok(()) => self.on_delivered(myself, batch.len(), last).await,
+            Ok(()) => {
+                let delivered = self.on_delivered(myself, batch.len(), last).await;
+                if self.cursor > last {
+                    observe_latency(&self.args.metrics, &self.args.name, &batch);
+                }
+                delivered
+            }
             Err(DeliveryError::Transient { kind, detail }) => {
                 self.retry_later(myself, kind, &detail);
                 Ok(())
@@ -231,4 +237,37 @@ impl ForwarderState {
             Err(e) => Err(format!("storage actor unreachable: {e}")),
         }
     }
+}
+
+/// End-to-end latency of a delivered batch: from the gateway's receive time, and from the
+/// device's own timestamp when the message carries one (user property `ts`, or a top-level
+/// `"ts"` number in a JSON payload; unix milliseconds, or seconds when below 10^11).
+fn observe_latency(metrics: &Metrics, sink: &str, batch: &[Record]) {
+    let now = crate::storage::now_ms();
+    let labels = [("sink", sink.to_string())];
+    let e2e = metrics.e2e_latency.get_or_create(&labels);
+    let device = metrics.device_latency.get_or_create(&labels);
+    for r in batch {
+        e2e.observe(now.saturating_sub(r.received_at_ms) as f64 / 1000.0);
+        if let Some(ts) = device_timestamp_ms(r) {
+            // A device clock ahead of ours would give a negative latency: counted as zero.
+            device.observe(now.saturating_sub(ts) as f64 / 1000.0);
+        }
+    }
+}
+
+/// The device's timestamp of a message, in unix milliseconds, if it carries one.
+pub fn device_timestamp_ms(r: &Record) -> Option<u64> {
+    let from_property = r.user_properties.iter().find(|(k, _)| k == "ts").and_then(|(_, v)| v.trim().parse::<f64>().ok());
+    let value = from_property.or_else(|| {
+        if r.payload.first() != Some(&b'{') || r.payload.len() > 64 * 1024 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
+        v.get("ts")?.as_f64()
+    })?;
+    if !value.is_finite() || value <= 0.0 {
+        return None;
+    }
+    Some(if value < 1e11 { (value * 1000.0) as u64 } else { value as u64 })
 }

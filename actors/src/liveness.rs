@@ -88,7 +88,13 @@ impl Liveness {
 }
 
 /// Check every `check_every` until `stop` is set; restart stalled forwarders.
-pub async fn watchdog(liveness: Liveness, health: Health, metrics: Metrics, check_every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn watchdog(
+    liveness: Liveness,
+    health: Health,
+    metrics: Metrics,
+    check_every: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*stop.borrow() {

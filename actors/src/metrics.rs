@@ -82,12 +82,22 @@ pub struct Metrics {
     pub cert_renewals: Family<Label1, Counter>,
     /// Forwarders restarted by the watchdog for making no progress, by sink.
     pub forwarder_stalls: Family<Label1, Counter>,
+    /// Time from receiving a message to its sink's acknowledgement, by sink.
+    pub e2e_latency: HistogramFamily<Label1>,
+    /// Time from the device's own timestamp (when the message carries one) to the sink's
+    /// acknowledgement, by sink.
+    pub device_latency: HistogramFamily<Label1>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn e2e_histogram() -> Histogram {
+    // 1 ms .. ~9 h: a message may wait out a long cloud outage in the store.
+    Histogram::new(exponential_buckets(0.001, 4.0, 13))
 }
 
 fn latency_histogram() -> Histogram {
@@ -130,6 +140,8 @@ impl Metrics {
             reloads: Family::default(),
             cert_renewals: Family::default(),
             forwarder_stalls: Family::default(),
+            e2e_latency: Family::new_with_constructor(e2e_histogram),
+            device_latency: Family::new_with_constructor(e2e_histogram),
         }
     }
 
@@ -199,7 +211,23 @@ impl Metrics {
         );
         r.register("reloads", "Reloads of watched TLS, ACL and password files, by target and result", self.reloads.clone());
         r.register("cert_renewals", "Runs of the configured certificate renewal command, by result", self.cert_renewals.clone());
-        r.register("forwarder_stalls", "Forwarders restarted for making no progress while their sink was reachable", self.forwarder_stalls.clone());
+        r.register_with_unit(
+            "end_to_end_latency",
+            "Time from receiving a message to its sink's acknowledgement",
+            Unit::Seconds,
+            self.e2e_latency.clone(),
+        );
+        r.register_with_unit(
+            "device_to_cloud_latency",
+            "Time from the device's own timestamp (user property or JSON field ts) to the sink's acknowledgement",
+            Unit::Seconds,
+            self.device_latency.clone(),
+        );
+        r.register(
+            "forwarder_stalls",
+            "Forwarders restarted for making no progress while their sink was reachable",
+            self.forwarder_stalls.clone(),
+        );
     }
 
     /// Count one refused publish or packet.
