@@ -136,6 +136,9 @@ impl Gateway {
             rotation_policy: config.rotation.clone(),
             rotation: Default::default(),
             liveness: Default::default(),
+            devices_db: open_devices_db(&config.devices_path())?,
+            devices_policy: config.devices.clone(),
+            devices: Default::default(),
         };
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs))
             .await
@@ -156,7 +159,15 @@ impl Gateway {
         tokio::spawn(watchdog);
         tokio::spawn(http::serve(
             http_listener,
-            LocalApi { registry: Arc::new(registry), health: health.clone(), store: store.clone() },
+            LocalApi {
+                registry: Arc::new(registry),
+                health: health.clone(),
+                store: store.clone(),
+                devices: inputs.devices.clone(),
+                liveness: inputs.liveness.clone(),
+                certificates: inputs.reloadables.clone(),
+                started: std::time::Instant::now(),
+            },
             http_stop_rx,
         ));
 
@@ -168,6 +179,7 @@ impl Gateway {
             authority,
             tls: false,
             device_tls: device_tls.clone(),
+            devices: inputs.devices.clone(),
         };
         let listeners = bind_listeners(&config)?;
         let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));
@@ -227,6 +239,13 @@ impl Gateway {
         let _ = tokio::time::timeout(Duration::from_secs(30), self.mqtt_server.stop(true)).await;
         let _ = self.http_stop.send(true);
     }
+}
+
+/// Device status lives in its own file: a store problem never hides behind it, and it never
+/// contends with the message store's single writer.
+fn open_devices_db(path: &Path) -> anyhow::Result<Arc<redb::Database>> {
+    let db = redb::Database::create(path).with_context(|| format!("cannot open the device status file {}", path.display()))?;
+    Ok(Arc::new(db))
 }
 
 fn open_store(path: &Path, sinks: Vec<String>) -> anyhow::Result<Store> {

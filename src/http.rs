@@ -1,4 +1,5 @@
-//! The local HTTP endpoint (hyper 1): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`.
+//! The local HTTP endpoint (hyper 1): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`,
+//! `/api/devices`, `/api/devices/{identity}`, `/api/health`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,6 +14,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use edge_gateway_actors::devices::DevicesMsg;
+use ractor::rpc::CallResult;
+
 use crate::sinks::WireMessage;
 
 /// What the endpoint serves from.
@@ -22,8 +26,16 @@ pub struct LocalApi {
     pub registry: Arc<Registry>,
     /// Readiness inputs.
     pub health: Health,
-    /// The store, for read-only inspection (dead letters).
+    /// The store, for read-only inspection (dead letters, backlog).
     pub store: Store,
+    /// The device health actor.
+    pub devices: edge_gateway_actors::slot::ActorSlot<DevicesMsg>,
+    /// Forwarder progress.
+    pub liveness: edge_gateway_actors::liveness::Liveness,
+    /// Everything that holds certificates (for their expiry).
+    pub certificates: Vec<Arc<dyn edge_gateway_actors::rotation::Reloadable>>,
+    /// When the gateway started.
+    pub started: std::time::Instant,
 }
 
 /// Serve on `listener` until `stop` turns true.
@@ -44,7 +56,7 @@ pub async fn serve(listener: TcpListener, api: LocalApi, mut stop: watch::Receiv
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, Infallible>(api.route(&req)) }
+                async move { Ok::<_, Infallible>(api.route(&req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             let _ = conn.await;
@@ -58,7 +70,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl LocalApi {
-    fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         }
@@ -70,7 +82,12 @@ impl LocalApi {
                 Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))),
             },
             "/api/dead-letters" => self.dead_letters(query_limit(req.uri().query())),
-            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            "/api/devices" => self.devices_list().await,
+            "/api/health" => self.gateway_health(),
+            path => match path.strip_prefix("/api/devices/") {
+                Some(id) if !id.is_empty() => self.device(&percent_decode(id)).await,
+                _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            },
         }
     }
 
@@ -107,6 +124,91 @@ impl LocalApi {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
         resp
     }
+}
+
+impl LocalApi {
+    /// Every known device with its state: `[{"identity":..,"state":"online"|"silent"|"offline",..}]`.
+    async fn devices_list(&self) -> Response<Full<Bytes>> {
+        let Some(actor) = self.devices.get() else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "device health actor is restarting\n".into());
+        };
+        match actor.call(DevicesMsg::List, Some(std::time::Duration::from_secs(5))).await {
+            Ok(CallResult::Success(list)) => json(StatusCode::OK, serde_json::to_value(list).unwrap_or_default()),
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "device health actor did not answer\n".into()),
+        }
+    }
+
+    /// One device, or 404.
+    async fn device(&self, id: &str) -> Response<Full<Bytes>> {
+        let Some(actor) = self.devices.get() else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "device health actor is restarting\n".into());
+        };
+        let id = id.to_string();
+        match actor.call(|reply| DevicesMsg::Get(id, reply), Some(std::time::Duration::from_secs(5))).await {
+            Ok(CallResult::Success(Some(d))) => json(StatusCode::OK, serde_json::to_value(d).unwrap_or_default()),
+            Ok(CallResult::Success(None)) => text(StatusCode::NOT_FOUND, "no such device\n".into()),
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "device health actor did not answer\n".into()),
+        }
+    }
+
+    /// The gateway itself: uptime, readiness, backlog, supervision tree, forwarders, certificates.
+    fn gateway_health(&self) -> Response<Full<Bytes>> {
+        let now_ms = edge_gateway_actors::storage::now_ms();
+        let backlog = self.store.stats().ok().map(|s| {
+            let age = s.oldest_received_ms.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0);
+            serde_json::json!({"messages": s.messages, "bytes": s.bytes, "next_seq": s.next_seq, "oldest_age_s": age})
+        });
+        let children: serde_json::Map<String, serde_json::Value> = self
+            .health
+            .children()
+            .into_iter()
+            .map(|(path, c)| (path, serde_json::json!({"running": c.running, "permanent": c.permanent, "restarts": c.restarts})))
+            .collect();
+        let certificates: Vec<serde_json::Value> = self
+            .certificates
+            .iter()
+            .flat_map(|t| t.expiry())
+            .map(|c| serde_json::json!({"cert": c.label, "subject": c.subject, "not_after": c.not_after, "days_left": (c.not_after - (now_ms / 1000) as i64) as f64 / 86_400.0}))
+            .collect();
+        let body = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "ready": self.health.readiness().err().unwrap_or_default(),
+            "backlog": backlog,
+            "supervision": children,
+            "forwarders_idle_s": self.liveness.idle_secs(),
+            "certificates": certificates,
+        });
+        json(StatusCode::OK, body)
+    }
+}
+
+/// `%xx` escapes in a path segment (identities may contain characters a URL must escape).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// `?limit=N` (default 100, at most 10,000).

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::record::NewRecord;
 use edge_gateway_actors::session::{SessionActor, SessionArgs, SessionMsg};
@@ -43,6 +44,8 @@ pub struct Ingress {
     pub tls: bool,
     /// The device-facing TLS set (CRLs in use), for re-checking connected devices.
     pub device_tls: Option<std::sync::Arc<crate::tls::server::DeviceTls>>,
+    /// The device health actor (replaced on restart).
+    pub devices: ActorSlot<edge_gateway_actors::devices::DevicesMsg>,
 }
 
 /// An error from a handler: it closes the connection (v3) or is logged (v5).
@@ -91,10 +94,16 @@ pub struct ConnInner {
     /// `gateway_ingress_messages_total{protocol=<this connection's>, qos="0"|"1"}`, looked up
     /// once per connection instead of once per message.
     accepted_by_qos: [Counter; 2],
+    /// Messages accepted since the last report to the device health actor, and when that was.
+    unreported: Cell<(u64, std::time::Instant)>,
 }
 
 impl Drop for ConnInner {
     fn drop(&mut self) {
+        self.report_seen(true);
+        if let Some(devices) = self.ingress.devices.get() {
+            let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
+        }
         self.ended.set(true);
         self.session.stop(None);
         self.ingress.metrics.connections.dec();
@@ -152,6 +161,11 @@ impl Ingress {
         self.metrics.connections_opened.inc();
         let accepted_by_qos = ["0", "1"]
             .map(|q| self.metrics.ingress_messages.get_or_create(&[("protocol", protocol.to_string()), ("qos", q.to_string())]).clone());
+        if let Some(devices) = self.devices.get() {
+            let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol };
+            let _ = devices.send_message(msg);
+        }
+        let unreported = Cell::new((0, std::time::Instant::now()));
         let inner = ConnInner {
             client_id: client_id.to_string(),
             identity,
@@ -160,6 +174,7 @@ impl Ingress {
             ended,
             ingress: self.clone(),
             accepted_by_qos,
+            unreported,
         };
         Ok(Conn(Rc::new(inner)))
     }
@@ -363,6 +378,24 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
 fn accepted(c: &ConnInner, qos: u8, size: u64) {
     c.accepted_by_qos[usize::from(qos.min(1))].inc();
     c.ingress.metrics.ingress_bytes.inc_by(size);
+    let (n, since) = c.unreported.get();
+    c.unreported.set((n + 1, since));
+    c.report_seen(false);
+}
+
+impl ConnInner {
+    /// Tell the device health actor about accepted messages: at most once a second per
+    /// connection (and at the end), not once per message.
+    fn report_seen(&self, last: bool) {
+        let (n, since) = self.unreported.get();
+        if n == 0 || (!last && since.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        self.unreported.set((0, std::time::Instant::now()));
+        if let Some(devices) = self.ingress.devices.get() {
+            let _ = devices.send_message(DevicesMsg::Seen { identity: self.identity.clone(), count: n });
+        }
+    }
 }
 
 pub(crate) async fn control_v3(conn: &v3::Session<Conn>, ctl: Control<IngressError>) -> Result<Option<v3::codec::Encoded>, IngressError> {

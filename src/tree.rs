@@ -4,7 +4,8 @@
 //! root ─┬─ storage      StorageActor (the only writer of the store)
 //!       ├─ forwarders   Supervisor ── forwarder:<sink> ForwarderActor, one per sink
 //!       ├─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
-//!       └─ rotation     RotationActor (reloads TLS, ACL and password files; watches expiry)
+//!       ├─ rotation     RotationActor (reloads TLS, ACL and password files; watches expiry)
+//!       └─ devices      DevicesActor (online/offline/silent status, devices.redb)
 //! ```
 
 use std::sync::Arc;
@@ -52,6 +53,12 @@ pub struct TreeInputs {
     pub rotation: ActorSlot<RotationMsg>,
     /// Forwarder progress, read by the watchdog.
     pub liveness: edge_gateway_actors::liveness::Liveness,
+    /// `devices.redb`, opened once.
+    pub devices_db: Arc<redb::Database>,
+    /// Silent detection and persistence of device status.
+    pub devices_policy: crate::config::DevicesConfig,
+    /// Where the current device health actor is found.
+    pub devices: ActorSlot<edge_gateway_actors::devices::DevicesMsg>,
 }
 
 /// The root supervisor's arguments.
@@ -63,6 +70,7 @@ pub fn root_args(sup: &SupervisionConfig, inputs: &TreeInputs) -> SupervisorArgs
             "storage" => storage_spec(policy, inputs),
             "forwarders" => forwarders_spec(policy, &sup.forwarders, &sup.forwarder, inputs),
             "rotation" => rotation_spec(policy, inputs),
+            "devices" => devices_spec(policy, inputs),
             _ => sessions_spec(policy, &sup.sessions, inputs),
         })
         .collect();
@@ -180,6 +188,30 @@ fn rotation_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
                 };
                 let (actor, _) = RotationActor::spawn_linked(None, RotationActor, args, sup).await?;
                 inputs.rotation.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }),
+    }
+}
+
+fn devices_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
+    use edge_gateway_actors::devices::{DevicesActor, DevicesArgs};
+    let inputs = inputs.clone();
+    ChildSpec {
+        name: "devices".into(),
+        restart: policy.restart,
+        shutdown: policy.shutdown,
+        start: start_fn(move |sup| {
+            let inputs = inputs.clone();
+            async move {
+                let args = DevicesArgs {
+                    db: inputs.devices_db.clone(),
+                    metrics: inputs.metrics.clone(),
+                    silent_after: inputs.devices_policy.silent_after,
+                    persist_every: inputs.devices_policy.persist_every,
+                };
+                let (actor, _) = DevicesActor::spawn_linked(None, DevicesActor, args, sup).await?;
+                inputs.devices.set(actor.clone());
                 Ok(actor.get_cell())
             }
         }),

@@ -10,10 +10,12 @@
 //! - [`session`]: one actor per MQTT connection, under a dynamic supervisor.
 //! - [`rotation`]: reloads certificates, CRLs, ACLs and password files; watches expiry.
 //! - [`metrics`]: every metric the runtime exports, named in one place.
+//! - [`devices`]: online/offline/silent status of every device, kept across restarts.
 //! - [`health`]: what `/readyz` reads.
 //! - [`liveness`]: progress of the forwarders and the watchdog that restarts a stalled one.
 
 pub mod backoff;
+pub mod devices;
 pub mod forwarder;
 pub mod health;
 pub mod liveness;

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub cert_renewals: Family<Label1, Counter>,
     /// Forwarders restarted by the watchdog for making no progress, by sink.
     pub forwarder_stalls: Family<Label1, Counter>,
+    /// Known devices by state (online, silent, offline).
+    pub devices: Family<Label1, Gauge>,
     /// Time from receiving a message to its sink's acknowledgement, by sink.
     pub e2e_latency: HistogramFamily<Label1>,
     /// Time from the device's own timestamp (when the message carries one) to the sink's
@@ -140,6 +142,7 @@ impl Metrics {
             reloads: Family::default(),
             cert_renewals: Family::default(),
             forwarder_stalls: Family::default(),
+            devices: Family::default(),
             e2e_latency: Family::new_with_constructor(e2e_histogram),
             device_latency: Family::new_with_constructor(e2e_histogram),
         }
@@ -223,6 +226,7 @@ impl Metrics {
             Unit::Seconds,
             self.device_latency.clone(),
         );
+        r.register("devices", "Known devices by state (online, silent, offline)", self.devices.clone());
         r.register(
             "forwarder_stalls",
             "Forwarders restarted for making no progress while their sink was reachable",

@@ -44,6 +44,17 @@ pub struct Config {
     pub rotation: RotationConfig,
     /// Device identity, passwords and ACLs.
     pub auth: AuthConfig,
+    /// Device health tracking.
+    pub devices: DevicesConfig,
+}
+
+/// Device health tracking.
+#[derive(Debug, Clone)]
+pub struct DevicesConfig {
+    /// A connected device quiet this long is `silent`.
+    pub silent_after: Duration,
+    /// Changed device records are written this often.
+    pub persist_every: Duration,
 }
 
 /// The MQTT listener's settings.
@@ -123,6 +134,20 @@ struct RawConfig {
     sinks: Option<Vec<RawSink>>,
     tls: trust::RawTls,
     auth: trust::RawAuth,
+    devices: RawDevices,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDevices {
+    silent_after_secs: u64,
+    persist_every_secs: u64,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        Self { silent_after_secs: 600, persist_every_secs: 5 }
+    }
 }
 
 #[derive(Deserialize)]
@@ -261,6 +286,11 @@ impl Config {
         raw.validate()
     }
 
+    /// The device status file inside the data dir.
+    pub fn devices_path(&self) -> PathBuf {
+        self.data_dir.join("devices.redb")
+    }
+
     /// The redb file inside the data dir.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("gateway.redb")
@@ -332,6 +362,16 @@ impl RawConfig {
         let sinks = validate_sinks(self.sinks.unwrap_or_default(), e);
         let (tls, rotation) = self.tls.validate(e);
         let auth = self.auth.validate(mqtt.plain, tls.as_ref(), e);
+        if self.devices.silent_after_secs == 0 {
+            e.push("devices.silent_after_secs: must be > 0".into());
+        }
+        if !(1..=3600).contains(&self.devices.persist_every_secs) {
+            e.push("devices.persist_every_secs: must be between 1 and 3600".into());
+        }
+        let devices = DevicesConfig {
+            silent_after: Duration::from_secs(self.devices.silent_after_secs),
+            persist_every: Duration::from_secs(self.devices.persist_every_secs),
+        };
         if !mqtt.plain && tls.is_none() {
             e.push("mqtt.plain: no listener: enable the plain listener or tls.enabled".into());
         }
@@ -350,6 +390,7 @@ impl RawConfig {
                 tls,
                 rotation,
                 auth,
+                devices,
             })
         } else {
             Err(ConfigError(errors))

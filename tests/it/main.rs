@@ -6,6 +6,7 @@
 
 mod access;
 mod cloud_tls;
+mod devices;
 mod endpoint;
 mod harness;
 mod ingest;

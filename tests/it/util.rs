@@ -57,7 +57,8 @@ fn is_executable(path: &std::path::Path) -> bool {
 /// The Debian package that ships `bin`.
 fn debian_package(bin: &str) -> &str {
     match bin {
-        "mosquitto_pub" | "mosquitto_sub" | "mosquitto_rr" => "mosquitto-clients",
+        "mosquitto_pub" | "mosquitto_sub" | "mosquitto_rr" | "mosquitto_passwd" => "mosquitto-clients",
+        "promtool" => "prometheus",
         other => other,
     }
 }

@@ -83,3 +83,98 @@ async fn end_to_end_latency_is_measured_from_receipt_and_from_the_devices_own_ti
     assert!(harness::sample(&scrape, "gateway_end_to_end_latency_seconds_sum{sink=\"cloud\"}") < 10.0);
     gw.stop().await;
 }
+
+/// The repository's monitoring files.
+fn monitoring(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring").join(path)
+}
+
+fn promtool(args: &[&str]) -> String {
+    let out = std::process::Command::new(util::require("promtool")).args(args).output().expect("run promtool");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool {args:?}: {text}");
+    text
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests() {
+    let rules = monitoring("prometheus/alerts.yml");
+    let text = promtool(&["check", "rules", rules.to_str().unwrap()]);
+    assert!(text.contains("SUCCESS"), "{text}");
+    let tests = monitoring("prometheus/alerts_test.yml");
+    let text = promtool(&["test", "rules", tests.to_str().unwrap()]);
+    assert!(text.contains("SUCCESS"), "{text}");
+    let config = monitoring("prometheus/prometheus.yml");
+    promtool(&["check", "config", config.to_str().unwrap()]);
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(monitoring("grafana/edge-gateway.json")).unwrap()).expect("dashboard JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10), "dashboard has its panels");
+}
+
+/// GET a Prometheus API path; the JSON body.
+async fn prom_api(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let url = format!("http://{addr}{path}");
+    match reqwest::get(&url).await {
+        Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_gateway_and_loads_the_alert_rules() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &Extra::default()).await;
+    publish(&gw, 1).await;
+    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", util::free_port()).parse().unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: edge-gateway\n    static_configs:\n      - targets: [\"{}\"]\n",
+        monitoring("prometheus/alerts.yml").display(),
+        gw.http_addr
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let mut prom = std::process::Command::new(util::require("prometheus"))
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .arg("--log.level=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    harness::install_crypto();
+    let query = "/api/v1/query?query=sum(gateway_ingress_messages_total)";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let scraped = loop {
+        let v = prom_api(prom_addr, query).await;
+        if let Some(n) = v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()) {
+            break n;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = prom.kill();
+            panic!("Prometheus never scraped the gateway: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let up = prom_api(prom_addr, "/api/v1/query?query=up%7Bjob%3D%22edge-gateway%22%7D").await;
+    // Every rule evaluates cleanly against the live series (health "ok" after its first round).
+    let all_ok = |rules: &serde_json::Value| {
+        let groups = rules["data"]["groups"].as_array().cloned().unwrap_or_default();
+        let rules: Vec<serde_json::Value> = groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect();
+        !rules.is_empty() && rules.iter().all(|r| r["health"] == "ok")
+    };
+    let mut rules = prom_api(prom_addr, "/api/v1/rules").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !all_ok(&rules) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rules = prom_api(prom_addr, "/api/v1/rules").await;
+    }
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert_eq!(scraped, 1.0);
+    assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+    let groups = rules["data"]["groups"].as_array().cloned().unwrap_or_default();
+    assert!(groups.iter().any(|g| g["name"] == "edge-gateway"), "alert rules loaded: {rules}");
+    assert!(all_ok(&rules), "{rules}");
+    gw.stop().await;
+}

@@ -10,7 +10,7 @@ use crate::backoff::Backoff;
 
 /// The children of the root, in the only order they can be declared... in any order that
 /// starts with `storage` (the others depend on it).
-pub const ROOT_CHILDREN: [&str; 4] = ["storage", "forwarders", "sessions", "rotation"];
+pub const ROOT_CHILDREN: [&str; 5] = ["storage", "forwarders", "sessions", "rotation", "devices"];
 
 /// Which children restart when one exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

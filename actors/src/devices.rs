@@ -1,0 +1,242 @@
+//! The device health actor: who is online, offline or silent, since when, and how much each
+//! device sent, kept across restarts.
+//!
+//! Ingress reports sessions opening and closing and, in batches, messages seen (at most one
+//! report per connection per second). The actor keeps one [`DeviceStatus`] per identity, answers
+//! the local API, sets the `gateway_devices{state}` gauges, and every `persist_every` writes the
+//! records that changed to its own redb file (`devices.redb`, table `devices`: key = identity,
+//! value = the JSON of [`DeviceStatus`]): at most one small transaction per round, in a file of
+//! its own, so it never contends with the message store's writer. A device is
+//! *silent* when it is connected but has sent nothing for `silent_after`; at start every device
+//! is offline (no session survives a restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+use crate::storage::now_ms;
+
+const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+
+/// One device as the gateway has seen it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// The identity (certificate CN, username, or client id on a lab listener).
+    pub identity: String,
+    /// `online`, `silent` or `offline` (computed when read).
+    #[serde(default)]
+    pub state: String,
+    /// Open sessions right now.
+    #[serde(default)]
+    pub sessions: u32,
+    /// Client id of the latest session.
+    pub client_id: String,
+    /// `v3` or `v5` of the latest session.
+    pub protocol: String,
+    /// First time ever seen (unix ms).
+    pub first_seen_ms: u64,
+    /// Latest CONNECT accepted (unix ms).
+    pub connected_at_ms: u64,
+    /// Latest session end (unix ms; 0 if never).
+    pub disconnected_at_ms: u64,
+    /// Latest message or connect (unix ms).
+    pub last_seen_ms: u64,
+    /// Messages accepted, all time.
+    pub messages: u64,
+    /// Sessions opened, all time.
+    pub connects: u64,
+}
+
+/// The device health actor.
+pub struct DevicesActor;
+
+/// Start-up arguments.
+pub struct DevicesArgs {
+    /// `devices.redb`, opened once outside the actor (a restart must not reopen it).
+    pub db: Arc<Database>,
+    /// Gauges.
+    pub metrics: Metrics,
+    /// Connected but quiet this long: silent.
+    pub silent_after: Duration,
+    /// How often changed records are written.
+    pub persist_every: Duration,
+}
+
+/// The actor's state.
+pub struct DevicesState {
+    args: DevicesArgs,
+    /// Every device ever seen.
+    devices: BTreeMap<String, DeviceStatus>,
+    /// Changed since the last write.
+    dirty: BTreeSet<String>,
+}
+
+/// Messages to the device health actor.
+pub enum DevicesMsg {
+    /// A session was accepted.
+    Connected { identity: String, client_id: String, protocol: &'static str },
+    /// A session ended.
+    Disconnected { identity: String },
+    /// `count` messages were accepted from `identity` since its last report.
+    Seen { identity: String, count: u64 },
+    /// Every device (sorted by identity).
+    List(RpcReplyPort<Vec<DeviceStatus>>),
+    /// One device.
+    Get(String, RpcReplyPort<Option<DeviceStatus>>),
+    /// Periodic: silent detection, gauges, persistence.
+    Tick,
+}
+
+impl Actor for DevicesActor {
+    type Msg = DevicesMsg;
+    type State = DevicesState;
+    type Arguments = DevicesArgs;
+
+    async fn pre_start(&self, myself: ActorRef<DevicesMsg>, args: DevicesArgs) -> Result<DevicesState, ActorProcessingErr> {
+        let db = args.db.clone();
+        let mut devices = tokio::task::block_in_place(|| load(&db))?;
+        for d in devices.values_mut() {
+            d.sessions = 0; // no session survives a restart of the actor or the gateway
+        }
+        tracing::info!(devices = devices.len(), "Device health actor started.");
+        myself.send_interval(Duration::from_secs(1), || DevicesMsg::Tick);
+        let state = DevicesState { args, devices, dirty: BTreeSet::new() };
+        state.publish_gauges();
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _: ActorRef<DevicesMsg>, state: &mut DevicesState) -> Result<(), ActorProcessingErr> {
+        state.persist();
+        Ok(())
+    }
+
+    async fn handle(&self, _: ActorRef<DevicesMsg>, msg: DevicesMsg, state: &mut DevicesState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DevicesMsg::Connected { identity, client_id, protocol } => state.on_connected(identity, client_id, protocol),
+            DevicesMsg::Disconnected { identity } => state.on_disconnected(&identity),
+            DevicesMsg::Seen { identity, count } => state.on_seen(&identity, count),
+            DevicesMsg::List(reply) => {
+                let _ = reply.send(state.devices.values().map(|d| state.view(d)).collect());
+            }
+            DevicesMsg::Get(identity, reply) => {
+                let _ = reply.send(state.devices.get(&identity).map(|d| state.view(d)));
+            }
+            DevicesMsg::Tick => tokio::task::block_in_place(|| state.on_tick()),
+        }
+        Ok(())
+    }
+}
+
+fn load(db: &Database) -> Result<BTreeMap<String, DeviceStatus>, ActorProcessingErr> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(DEVICES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = BTreeMap::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        // A record that does not decode (a newer format) is skipped, not fatal.
+        if let Ok(d) = serde_json::from_slice::<DeviceStatus>(v.value()) {
+            out.insert(k.value().to_string(), d);
+        }
+    }
+    Ok(out)
+}
+
+impl DevicesState {
+    fn entry(&mut self, identity: &str) -> &mut DeviceStatus {
+        self.dirty.insert(identity.to_string());
+        let now = now_ms();
+        self.devices.entry(identity.to_string()).or_insert_with(|| DeviceStatus {
+            identity: identity.to_string(),
+            first_seen_ms: now,
+            ..Default::default()
+        })
+    }
+
+    fn on_connected(&mut self, identity: String, client_id: String, protocol: &'static str) {
+        let now = now_ms();
+        let d = self.entry(&identity);
+        d.sessions += 1;
+        d.connects += 1;
+        d.client_id = client_id;
+        d.protocol = protocol.to_string();
+        d.connected_at_ms = now;
+        d.last_seen_ms = now;
+        self.publish_gauges();
+    }
+
+    fn on_disconnected(&mut self, identity: &str) {
+        let d = self.entry(identity);
+        d.sessions = d.sessions.saturating_sub(1);
+        d.disconnected_at_ms = now_ms();
+        self.publish_gauges();
+    }
+
+    fn on_seen(&mut self, identity: &str, count: u64) {
+        let d = self.entry(identity);
+        d.messages += count;
+        d.last_seen_ms = now_ms();
+    }
+
+    fn on_tick(&mut self) {
+        self.publish_gauges();
+        let due = now_ms() / 1000 % self.args.persist_every.as_secs().max(1) == 0;
+        if due && !self.dirty.is_empty() {
+            self.persist();
+        }
+    }
+
+    fn state_of(&self, d: &DeviceStatus) -> &'static str {
+        if d.sessions == 0 {
+            "offline"
+        } else if now_ms().saturating_sub(d.last_seen_ms) > self.args.silent_after.as_millis() as u64 {
+            "silent"
+        } else {
+            "online"
+        }
+    }
+
+    fn view(&self, d: &DeviceStatus) -> DeviceStatus {
+        DeviceStatus { state: self.state_of(d).to_string(), ..d.clone() }
+    }
+
+    fn publish_gauges(&self) {
+        let mut counts = BTreeMap::from([("online", 0i64), ("silent", 0), ("offline", 0)]);
+        for d in self.devices.values() {
+            *counts.entry(self.state_of(d)).or_default() += 1;
+        }
+        for (state, n) in counts {
+            self.args.metrics.devices.get_or_create(&[("state", state.to_string())]).set(n);
+        }
+    }
+
+    /// Write the changed records; a failure is logged and retried at the next round.
+    fn persist(&mut self) {
+        let result = (|| -> Result<(), redb::Error> {
+            let txn = self.args.db.begin_write()?;
+            {
+                let mut table = txn.open_table(DEVICES)?;
+                for id in &self.dirty {
+                    if let Some(d) = self.devices.get(id) {
+                        let bytes = serde_json::to_vec(d).unwrap_or_default();
+                        table.insert(id.as_str(), bytes.as_slice())?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.dirty.clear(),
+            Err(e) => tracing::warn!(error = %e, "Cannot save device status; retrying later."),
+        }
+    }
+}
