@@ -314,6 +314,11 @@ fn start_mqtt(
         .set_max_size(config.mqtt.max_packet_size)
         .set_max_receive(config.mqtt.max_inflight)
         .set_max_receive_size(0)
+        // A QoS 0 publish followed at once by DISCONNECT (`mosquitto_pub -q 0`) reaches ntex
+        // after the sink is closed; without this it is dropped unseen. QoS 1 stays unhandled
+        // then: its PUBACK cannot go out, the client resends it, and storing both would put
+        // two keys on one message.
+        .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::AtMostOnce))
         .set_connect_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16))
         .set_handshake_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16));
     let handshake = config.tls.as_ref().map(|t| t.handshake_timeout.as_secs() as u16).unwrap_or(10);

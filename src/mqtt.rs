@@ -179,6 +179,22 @@ impl Ingress {
         Ok(Conn(Rc::new(inner)))
     }
 
+    /// Hand one message to the storage actor now; the future resolves after its commit.
+    fn enqueue(&self, rec: NewRecord) -> Result<impl std::future::Future<Output = Result<Appended, AppendError>> + 'static, AppendError> {
+        let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        storage
+            .send_message(StorageMsg::Append(rec, tx.into()))
+            .map_err(|e| AppendError::CommitFailed(format!("storage actor unreachable: {e}")))?;
+        Ok(async move {
+            match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(AppendError::CommitFailed("storage dropped the request".into())),
+                Err(()) => Err(AppendError::CommitFailed("storage did not answer: timed out".into())),
+            }
+        })
+    }
+
     /// Append one message; `Ok` only after it is committed.
     async fn append(&self, rec: NewRecord) -> Result<Appended, AppendError> {
         let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
@@ -362,6 +378,9 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
     let rec =
         NewRecord { device: c.identity.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
     let size = rec.payload.len() as u64;
+    if qos == 0 {
+        return store_qos0(&conn.0, rec, size).map_err(|e| IngressError(e.to_string()));
+    }
     match c.ingress.append(rec).await {
         Ok(_) => {
             accepted(c, qos, size);
@@ -373,6 +392,30 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
             Err(IngressError(e.to_string()))
         }
     }
+}
+
+/// A QoS 0 publish needs no answer, and ntex drops the handler of one that arrives together
+/// with the client's DISCONNECT: so the append is sent to the storage actor now (keeping the
+/// connection's order) and its outcome is counted by a task of its own.
+fn store_qos0(c: &Rc<ConnInner>, rec: NewRecord, size: u64) -> Result<(), AppendError> {
+    let pending = match c.ingress.enqueue(rec) {
+        Ok(p) => p,
+        Err(e) => {
+            rejected(&c.ingress.metrics, &c.client_id, "store_error", &e.to_string());
+            return Err(e);
+        }
+    };
+    let c = c.clone();
+    ntex_rt::spawn(async move {
+        match pending.await {
+            Ok(_) => accepted(&c, 0, size),
+            Err(e) => {
+                let reason = if e == AppendError::QuotaExceeded { "quota" } else { "store_error" };
+                rejected(&c.ingress.metrics, &c.client_id, reason, &e.to_string());
+            }
+        }
+    });
+    Ok(())
 }
 
 fn accepted(c: &ConnInner, qos: u8, size: u64) {
@@ -466,6 +509,11 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
         received_at_ms: now_ms(),
     };
     let size = rec.payload.len() as u64;
+    if qos == 0 {
+        // No PUBACK for QoS 0: a refusal is counted and logged only.
+        let _ = store_qos0(&conn.0, rec, size);
+        return Ok(p.ack());
+    }
     match c.ingress.append(rec).await {
         Ok(_) => {
             accepted(c, qos, size);

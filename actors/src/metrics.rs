@@ -30,7 +30,7 @@ pub struct Metrics {
     pub connections: Gauge,
     /// MQTT connections accepted since start.
     pub connections_opened: Counter,
-    /// Connections closed by the gateway, by reason (takeover, protocol_error, session_stopped...).
+    /// Connections closed by the gateway, by reason (session_ended, handler_error, protocol errors...).
     pub connections_closed: Family<Label1, Counter>,
     /// Successful redb write transactions.
     pub commits: Counter,
@@ -44,7 +44,7 @@ pub struct Metrics {
     pub puback_latency: Histogram,
     /// Messages stored and not yet delivered to every sink.
     pub backlog_messages: Gauge,
-    /// Payload bytes stored and not yet delivered to every sink.
+    /// Encoded record bytes stored and not yet delivered to every sink (the unit of storage.quota_bytes).
     pub backlog_bytes: Gauge,
     /// Age of the oldest stored message.
     pub backlog_oldest_age: Gauge<f64, AtomicU64>,
@@ -52,7 +52,8 @@ pub struct Metrics {
     pub forwarded_messages: Family<Label1, Counter>,
     /// Batches a sink acknowledged, by sink.
     pub forwarded_batches: Family<Label1, Counter>,
-    /// Failed deliveries, by sink and kind (connect, timeout, http_5xx, http_429, http_4xx, io).
+    /// Failed deliveries, by sink and kind (connect, timeout, io, http_5xx, http_429, http_auth,
+    /// http_not_found, http_other, rejected, store).
     pub forward_errors: Family<Label2, Counter>,
     /// Messages dropped by the store, by reason (quota, ttl).
     pub dropped_messages: Family<Label1, Counter>,
@@ -98,7 +99,7 @@ impl Default for Metrics {
 }
 
 fn e2e_histogram() -> Histogram {
-    // 1 ms .. ~9 h: a message may wait out a long cloud outage in the store.
+    // 1 ms .. ~4.7 h (4^12 ms): a message may wait out a long cloud outage in the store.
     Histogram::new(exponential_buckets(0.001, 4.0, 13))
 }
 
@@ -163,7 +164,11 @@ impl Metrics {
         r.register("mqtt_connections_closed", "MQTT connections closed by the gateway, by reason", self.connections_closed.clone());
         r.register("storage_commits", "Successful redb write transactions", self.commits.clone());
         r.register("storage_commit_failures", "Failed redb write transactions", self.commit_failures.clone());
-        r.register("storage_commit_batch_size", "Appends per write transaction", self.commit_batch_size.clone());
+        r.register(
+            "storage_commit_batch_size",
+            "Operations (appends, acks, dead letters, TTL sweeps) per write transaction",
+            self.commit_batch_size.clone(),
+        );
         r.register_with_unit(
             "storage_commit_duration",
             "Write transaction time including fsync",
@@ -172,14 +177,14 @@ impl Metrics {
         );
         r.register_with_unit(
             "puback_latency",
-            "Time from receiving a QoS1 publish to its PUBACK",
+            "Time from the storage actor taking a publish to its commit (when a QoS 1 PUBACK can go out)",
             Unit::Seconds,
             self.puback_latency.clone(),
         );
         r.register("backlog_messages", "Messages stored and not yet delivered to every sink", self.backlog_messages.clone());
         r.register_with_unit(
             "backlog",
-            "Payload bytes stored and not yet delivered to every sink",
+            "Encoded record bytes stored and not yet delivered to every sink",
             Unit::Bytes,
             self.backlog_bytes.clone(),
         );
