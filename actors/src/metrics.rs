@@ -83,6 +83,9 @@ pub struct Metrics {
     pub cert_renewals: Family<Label1, Counter>,
     /// Forwarders restarted by the watchdog for making no progress, by sink.
     pub forwarder_stalls: Family<Label1, Counter>,
+    /// Exits of supervised children (not sessions), by supervisor, child and reason: `failed`
+    /// (error or panic), `killed`, `stopped` (another abnormal stop), `normal`.
+    pub actor_exits: Family<[(&'static str, String); 3], Counter>,
     /// Known devices by state (online, silent, offline).
     pub devices: Family<Label1, Gauge>,
     /// Time from receiving a message to its sink's acknowledgement, by sink.
@@ -144,6 +147,7 @@ impl Metrics {
             cert_renewals: Family::default(),
             forwarder_stalls: Family::default(),
             devices: Family::default(),
+            actor_exits: Family::default(),
             e2e_latency: Family::new_with_constructor(e2e_histogram),
             device_latency: Family::new_with_constructor(e2e_histogram),
         }
@@ -232,6 +236,7 @@ impl Metrics {
             self.device_latency.clone(),
         );
         r.register("devices", "Known devices by state (online, silent, offline)", self.devices.clone());
+        r.register("actor_exits", "Exits of supervised children by supervisor, child and reason", self.actor_exits.clone());
         r.register(
             "forwarder_stalls",
             "Forwarders restarted for making no progress while their sink was reachable",

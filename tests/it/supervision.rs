@@ -70,6 +70,10 @@ async fn killing_storage_forwarder_and_sessions_under_load_loses_no_acknowledged
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
     assert!(restarts(&scrape, "root", "storage") >= 1.0, "storage restart counted");
     assert!(restarts(&scrape, "root/forwarders", "forwarder:cloud") >= 1.0, "forwarder restart counted");
+    assert!(
+        sample(&scrape, "gateway_actor_exits_total{supervisor=\"root\",child=\"storage\",reason=\"killed\"}") >= 1.0,
+        "the exit reason is exported: {scrape}"
+    );
     assert!(!killed.is_empty(), "sessions were running");
     assert!(
         sample(&scrape, "gateway_mqtt_connections_closed_total{reason=\"session_ended\"}") >= 1.0,

@@ -146,10 +146,15 @@ impl Actor for Supervisor {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let abnormal = !matches!(reason.as_deref(), None | Some("normal") | Some("shutdown"));
+                let kind = match reason.as_deref() {
+                    _ if !abnormal => "normal",
+                    Some("killed") => "killed",
+                    _ => "stopped",
+                };
                 let cause = reason.unwrap_or_else(|| "normal".into());
-                state.on_exit(&myself, cell.get_id(), abnormal, cause).await
+                state.on_exit(&myself, cell.get_id(), (abnormal, kind), cause).await
             }
-            SupervisionEvent::ActorFailed(cell, err) => state.on_exit(&myself, cell.get_id(), true, err.to_string()).await,
+            SupervisionEvent::ActorFailed(cell, err) => state.on_exit(&myself, cell.get_id(), (true, "failed"), err.to_string()).await,
             _ => Ok(()),
         }
     }
@@ -258,11 +263,15 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         id: ActorId,
-        abnormal: bool,
+        (abnormal, kind): (bool, &'static str),
         cause: String,
     ) -> Result<(), ActorProcessingErr> {
         let Some(order) = self.by_id.remove(&id) else { return Ok(()) };
         let Some(child) = self.children.get_mut(&order) else { return Ok(()) };
+        if child.spec.restart != Restart::Temporary {
+            let labels = [("supervisor", self.args.path.clone()), ("child", child.spec.name.clone()), ("reason", kind.to_string())];
+            self.args.metrics.actor_exits.get_or_create(&labels).inc();
+        }
         child.cell = None;
         child.down_since = Some(Instant::now());
         let (name, restart) = (child.spec.name.clone(), child.spec.restart);
