@@ -139,6 +139,7 @@ impl Gateway {
             devices_db: open_devices_db(&config.devices_path())?,
             devices_policy: config.devices.clone(),
             devices: Default::default(),
+            live_sessions: Default::default(),
         };
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs))
             .await
@@ -180,6 +181,7 @@ impl Gateway {
             tls: false,
             device_tls: device_tls.clone(),
             devices: inputs.devices.clone(),
+            live_sessions: inputs.live_sessions.clone(),
         };
         let listeners = bind_listeners(&config)?;
         let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

@@ -46,6 +46,8 @@ pub struct Ingress {
     pub device_tls: Option<std::sync::Arc<crate::tls::server::DeviceTls>>,
     /// The device health actor (replaced on restart).
     pub devices: ActorSlot<edge_gateway_actors::devices::DevicesMsg>,
+    /// Open sessions per identity (what a restarted device health actor starts from).
+    pub live_sessions: edge_gateway_actors::devices::LiveSessions,
 }
 
 /// An error from a handler: it closes the connection (v3) or is logged (v5).
@@ -101,6 +103,7 @@ pub struct ConnInner {
 impl Drop for ConnInner {
     fn drop(&mut self) {
         self.report_seen(true);
+        self.ingress.live_sessions.closed(&self.identity);
         if let Some(devices) = self.ingress.devices.get() {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
         }
@@ -161,6 +164,7 @@ impl Ingress {
         self.metrics.connections_opened.inc();
         let accepted_by_qos = ["0", "1"]
             .map(|q| self.metrics.ingress_messages.get_or_create(&[("protocol", protocol.to_string()), ("qos", q.to_string())]).clone());
+        self.live_sessions.opened(&identity);
         if let Some(devices) = self.devices.get() {
             let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol };
             let _ = devices.send_message(msg);

@@ -59,6 +59,8 @@ pub struct TreeInputs {
     pub devices_policy: crate::config::DevicesConfig,
     /// Where the current device health actor is found.
     pub devices: ActorSlot<edge_gateway_actors::devices::DevicesMsg>,
+    /// Open sessions per identity, kept by ingress.
+    pub live_sessions: edge_gateway_actors::devices::LiveSessions,
 }
 
 /// The root supervisor's arguments.
@@ -209,6 +211,7 @@ fn devices_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
                     metrics: inputs.metrics.clone(),
                     silent_after: inputs.devices_policy.silent_after,
                     persist_every: inputs.devices_policy.persist_every,
+                    live: inputs.live_sessions.clone(),
                 };
                 let (actor, _) = DevicesActor::spawn_linked(None, DevicesActor, args, sup).await?;
                 inputs.devices.set(actor.clone());

@@ -52,6 +52,37 @@ pub struct DeviceStatus {
     pub connects: u64,
 }
 
+/// Open sessions per identity, kept by ingress itself: a restarted device health actor starts
+/// from it instead of believing every device offline.
+#[derive(Clone, Default)]
+pub struct LiveSessions(Arc<std::sync::Mutex<BTreeMap<String, u32>>>);
+
+impl LiveSessions {
+    /// A session of `identity` opened.
+    pub fn opened(&self, identity: &str) {
+        *self.lock().entry(identity.to_string()).or_default() += 1;
+    }
+
+    /// A session of `identity` closed.
+    pub fn closed(&self, identity: &str) {
+        let mut map = self.lock();
+        if let Some(n) = map.get_mut(identity) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(identity);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, u32> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The device health actor.
 pub struct DevicesActor;
 
@@ -65,6 +96,8 @@ pub struct DevicesArgs {
     pub silent_after: Duration,
     /// How often changed records are written.
     pub persist_every: Duration,
+    /// Sessions open right now, kept by ingress.
+    pub live: LiveSessions,
 }
 
 /// The actor's state.
@@ -100,8 +133,23 @@ impl Actor for DevicesActor {
     async fn pre_start(&self, myself: ActorRef<DevicesMsg>, args: DevicesArgs) -> Result<DevicesState, ActorProcessingErr> {
         let db = args.db.clone();
         let mut devices = tokio::task::block_in_place(|| load(&db))?;
+        // Sessions come from ingress: none after a gateway restart; after a restart of this
+        // actor alone, the ones still open.
+        let live = args.live.snapshot();
         for d in devices.values_mut() {
-            d.sessions = 0; // no session survives a restart of the actor or the gateway
+            d.sessions = live.get(&d.identity).copied().unwrap_or(0);
+        }
+        let now = now_ms();
+        for (identity, &sessions) in &live {
+            // Connected since before the last save: known from now on, counts start here.
+            devices.entry(identity.clone()).or_insert_with(|| DeviceStatus {
+                identity: identity.clone(),
+                sessions,
+                first_seen_ms: now,
+                connected_at_ms: now,
+                last_seen_ms: now,
+                ..Default::default()
+            });
         }
         tracing::info!(devices = devices.len(), "Device health actor started.");
         myself.send_interval(Duration::from_secs(1), || DevicesMsg::Tick);

@@ -91,3 +91,33 @@ async fn devices_go_online_silent_and_offline_and_their_status_survives_a_restar
     assert_eq!((d["state"].as_str(), d["messages"].as_u64()), (Some("offline"), Some(4)), "{d}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_device_health_actor_still_knows_who_is_connected() {
+    use tokio::io::AsyncWriteExt;
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &Extra::default()).await;
+    let port = gw.mqtt_addr.port().to_string();
+    let mut child = tokio::process::Command::new(util::require("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-l", "-i", "meter-9", "-t", "devices/meter-9/kwh"])
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"1\n").await.unwrap();
+    wait_state(&gw, "meter-9", "online").await;
+    gw.health.actor("root/devices").expect("devices actor").kill();
+    let restarts = "gateway_actor_restarts_total{supervisor=\"root\",child=\"devices\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while harness::sample(&harness::http_get(gw.http_addr, "/metrics").await.1, restarts) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "devices actor not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_state(&gw, "meter-9", "online").await;
+    drop(stdin);
+    let _ = child.wait().await;
+    wait_state(&gw, "meter-9", "offline").await;
+    gw.stop().await;
+}
