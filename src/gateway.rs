@@ -245,9 +245,20 @@ impl Gateway {
 
 /// Device status lives in its own file: a store problem never hides behind it, and it never
 /// contends with the message store's single writer.
+///
+/// A status file that cannot be opened (damaged, or from a newer version) is moved aside and a
+/// fresh one started: device status must never keep messages from flowing.
 fn open_devices_db(path: &Path) -> anyhow::Result<Arc<redb::Database>> {
-    let db = redb::Database::create(path).with_context(|| format!("cannot open the device status file {}", path.display()))?;
-    Ok(Arc::new(db))
+    match redb::Database::create(path) {
+        Ok(db) => Ok(Arc::new(db)),
+        Err(e) => {
+            let aside = path.with_extension(format!("redb.unreadable-{}", edge_gateway_actors::storage::now_ms()));
+            tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "Device status file unreadable; moved aside, starting a fresh one.");
+            std::fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
+            let db = redb::Database::create(path).with_context(|| format!("cannot create the device status file {}", path.display()))?;
+            Ok(Arc::new(db))
+        }
+    }
 }
 
 fn open_store(path: &Path, sinks: Vec<String>) -> anyhow::Result<Store> {

@@ -81,9 +81,20 @@ impl LocalApi {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
                 Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))),
             },
-            "/api/dead-letters" => self.dead_letters(query_limit(req.uri().query())),
+            "/api/dead-letters" => {
+                let (api, limit) = (self.clone(), query_limit(req.uri().query()));
+                // Reading and decoding up to 10,000 records: off the async threads.
+                tokio::task::spawn_blocking(move || api.dead_letters(limit))
+                    .await
+                    .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
+            }
             "/api/devices" => self.devices_list().await,
-            "/api/health" => self.gateway_health(),
+            "/api/health" => {
+                let api = self.clone();
+                tokio::task::spawn_blocking(move || api.gateway_health())
+                    .await
+                    .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
+            }
             path => match path.strip_prefix("/api/devices/") {
                 Some(id) if !id.is_empty() => self.device(&percent_decode(id)).await,
                 _ => text(StatusCode::NOT_FOUND, "not found\n".into()),

@@ -93,16 +93,61 @@ pub struct ConnInner {
     ended: Rc<Cell<bool>>,
     /// Handlers' access to the actors.
     ingress: Ingress,
+    /// What accepted messages are counted into (shared with detached QoS 0 appends).
+    tally: Rc<Tally>,
+}
+
+/// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
+/// connection, so a closing connection is never kept alive by a slow commit.
+pub struct Tally {
     /// `gateway_ingress_messages_total{protocol=<this connection's>, qos="0"|"1"}`, looked up
     /// once per connection instead of once per message.
     accepted_by_qos: [Counter; 2],
+    /// Payload bytes of accepted publishes.
+    bytes: Counter,
     /// Messages accepted since the last report to the device health actor, and when that was.
     unreported: Cell<(u64, std::time::Instant)>,
+    /// QoS 0 appends sent and not yet committed.
+    qos0_pending: Cell<usize>,
+    /// The connection has closed: a late commit reports itself.
+    closed: Cell<bool>,
+    /// Whose messages these are.
+    identity: String,
+    /// The device health actor.
+    devices: ActorSlot<DevicesMsg>,
+}
+
+/// QoS 0 appends a connection may have uncommitted before its handler waits for the store
+/// (so a device flooding QoS 0 gets backpressure, like QoS 1 through the in-flight window).
+const QOS0_DETACHED_MAX: usize = 64;
+
+impl Tally {
+    fn accepted(&self, qos: u8, size: u64) {
+        self.accepted_by_qos[usize::from(qos.min(1))].inc();
+        self.bytes.inc_by(size);
+        let (n, since) = self.unreported.get();
+        self.unreported.set((n + 1, since));
+        self.report_seen(self.closed.get());
+    }
+
+    /// Tell the device health actor about accepted messages: at most once a second per
+    /// connection (and at the end), not once per message. A failed send keeps the count.
+    fn report_seen(&self, last: bool) {
+        let (n, since) = self.unreported.get();
+        if n == 0 || (!last && since.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        let Some(devices) = self.devices.get() else { return };
+        if devices.send_message(DevicesMsg::Seen { identity: self.identity.clone(), count: n }).is_ok() {
+            self.unreported.set((0, std::time::Instant::now()));
+        }
+    }
 }
 
 impl Drop for ConnInner {
     fn drop(&mut self) {
-        self.report_seen(true);
+        self.tally.closed.set(true);
+        self.tally.report_seen(true);
         self.ingress.live_sessions.closed(&self.identity);
         if let Some(devices) = self.ingress.devices.get() {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
@@ -169,17 +214,19 @@ impl Ingress {
             let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol };
             let _ = devices.send_message(msg);
         }
-        let unreported = Cell::new((0, std::time::Instant::now()));
-        let inner = ConnInner {
-            client_id: client_id.to_string(),
-            identity,
-            cert,
-            session: cell.into(),
-            ended,
-            ingress: self.clone(),
+        // The first message of a connection is reported at once.
+        let since = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(1)).unwrap_or_else(std::time::Instant::now);
+        let tally = Rc::new(Tally {
             accepted_by_qos,
-            unreported,
-        };
+            bytes: self.metrics.ingress_bytes.clone(),
+            unreported: Cell::new((0, since)),
+            qos0_pending: Cell::new(0),
+            closed: Cell::new(false),
+            identity: identity.clone(),
+            devices: self.devices.clone(),
+        });
+        let inner =
+            ConnInner { client_id: client_id.to_string(), identity, cert, session: cell.into(), ended, ingress: self.clone(), tally };
         Ok(Conn(Rc::new(inner)))
     }
 
@@ -383,11 +430,11 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
         NewRecord { device: c.identity.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
     let size = rec.payload.len() as u64;
     if qos == 0 {
-        return store_qos0(&conn.0, rec, size).map_err(|e| IngressError(e.to_string()));
+        return store_qos0(c, rec, size).await.map_err(|e| IngressError(e.to_string()));
     }
     match c.ingress.append(rec).await {
         Ok(_) => {
-            accepted(c, qos, size);
+            c.tally.accepted(qos, size);
             Ok(())
         }
         Err(e) => {
@@ -400,8 +447,9 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
 
 /// A QoS 0 publish needs no answer, and ntex drops the handler of one that arrives together
 /// with the client's DISCONNECT: so the append is sent to the storage actor now (keeping the
-/// connection's order) and its outcome is counted by a task of its own.
-fn store_qos0(c: &Rc<ConnInner>, rec: NewRecord, size: u64) -> Result<(), AppendError> {
+/// connection's order) and, while few are pending, its outcome is counted by a task of its own;
+/// past [`QOS0_DETACHED_MAX`] pending, the handler waits for it (backpressure).
+async fn store_qos0(c: &ConnInner, rec: NewRecord, size: u64) -> Result<(), AppendError> {
     let pending = match c.ingress.enqueue(rec) {
         Ok(p) => p,
         Err(e) => {
@@ -409,39 +457,26 @@ fn store_qos0(c: &Rc<ConnInner>, rec: NewRecord, size: u64) -> Result<(), Append
             return Err(e);
         }
     };
-    let c = c.clone();
-    ntex_rt::spawn(async move {
-        match pending.await {
-            Ok(_) => accepted(&c, 0, size),
+    let tally = c.tally.clone();
+    tally.qos0_pending.set(tally.qos0_pending.get() + 1);
+    let (metrics, client_id) = (c.ingress.metrics.clone(), c.client_id.clone());
+    let outcome = async move {
+        let result = pending.await;
+        tally.qos0_pending.set(tally.qos0_pending.get().saturating_sub(1));
+        match &result {
+            Ok(_) => tally.accepted(0, size),
             Err(e) => {
-                let reason = if e == AppendError::QuotaExceeded { "quota" } else { "store_error" };
-                rejected(&c.ingress.metrics, &c.client_id, reason, &e.to_string());
+                let reason = if *e == AppendError::QuotaExceeded { "quota" } else { "store_error" };
+                rejected(&metrics, &client_id, reason, &e.to_string());
             }
         }
-    });
-    Ok(())
-}
-
-fn accepted(c: &ConnInner, qos: u8, size: u64) {
-    c.accepted_by_qos[usize::from(qos.min(1))].inc();
-    c.ingress.metrics.ingress_bytes.inc_by(size);
-    let (n, since) = c.unreported.get();
-    c.unreported.set((n + 1, since));
-    c.report_seen(false);
-}
-
-impl ConnInner {
-    /// Tell the device health actor about accepted messages: at most once a second per
-    /// connection (and at the end), not once per message.
-    fn report_seen(&self, last: bool) {
-        let (n, since) = self.unreported.get();
-        if n == 0 || (!last && since.elapsed() < std::time::Duration::from_secs(1)) {
-            return;
-        }
-        self.unreported.set((0, std::time::Instant::now()));
-        if let Some(devices) = self.ingress.devices.get() {
-            let _ = devices.send_message(DevicesMsg::Seen { identity: self.identity.clone(), count: n });
-        }
+        result.map(|_| ())
+    };
+    if c.tally.qos0_pending.get() <= QOS0_DETACHED_MAX {
+        ntex_rt::spawn(outcome);
+        Ok(())
+    } else {
+        outcome.await
     }
 }
 
@@ -515,12 +550,12 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
     let size = rec.payload.len() as u64;
     if qos == 0 {
         // No PUBACK for QoS 0: a refusal is counted and logged only.
-        let _ = store_qos0(&conn.0, rec, size);
+        let _ = store_qos0(c, rec, size).await;
         return Ok(p.ack());
     }
     match c.ingress.append(rec).await {
         Ok(_) => {
-            accepted(c, qos, size);
+            c.tally.accepted(qos, size);
             Ok(p.ack())
         }
         Err(AppendError::QuotaExceeded) => {

@@ -6,9 +6,11 @@
 //! the local API, sets the `gateway_devices{state}` gauges, and every `persist_every` writes the
 //! records that changed to its own redb file (`devices.redb`, table `devices`: key = identity,
 //! value = the JSON of [`DeviceStatus`]): at most one small transaction per round, in a file of
-//! its own, so it never contends with the message store's writer. A device is
-//! *silent* when it is connected but has sent nothing for `silent_after`; at start every device
-//! is offline (no session survives a restart).
+//! its own, so it never contends with the message store's writer. A device is *silent* when it
+//! is connected but has sent nothing for `silent_after`. Session counts come from ingress's own
+//! table of open sessions ([`LiveSessions`]): after a gateway restart every device is offline;
+//! after a restart of this actor alone, the devices still connected stay online. At most
+//! [`MAX_DEVICES`] records are kept (the offline ones seen longest ago go first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,6 +24,9 @@ use crate::metrics::Metrics;
 use crate::storage::now_ms;
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+
+/// Most device records kept (memory and `devices.redb`).
+pub const MAX_DEVICES: usize = 100_000;
 
 /// One device as the gateway has seen it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +79,11 @@ impl LiveSessions {
         }
     }
 
+    /// Open sessions of `identity`.
+    pub fn count(&self, identity: &str) -> u32 {
+        self.lock().get(identity).copied().unwrap_or(0)
+    }
+
     fn snapshot(&self) -> BTreeMap<String, u32> {
         self.lock().clone()
     }
@@ -107,6 +117,8 @@ pub struct DevicesState {
     devices: BTreeMap<String, DeviceStatus>,
     /// Changed since the last write.
     dirty: BTreeSet<String>,
+    /// When changed records were last written.
+    last_saved: std::time::Instant,
 }
 
 /// Messages to the device health actor.
@@ -135,25 +147,13 @@ impl Actor for DevicesActor {
         let mut devices = tokio::task::block_in_place(|| load(&db))?;
         // Sessions come from ingress: none after a gateway restart; after a restart of this
         // actor alone, the ones still open.
-        let live = args.live.snapshot();
         for d in devices.values_mut() {
-            d.sessions = live.get(&d.identity).copied().unwrap_or(0);
-        }
-        let now = now_ms();
-        for (identity, &sessions) in &live {
-            // Connected since before the last save: known from now on, counts start here.
-            devices.entry(identity.clone()).or_insert_with(|| DeviceStatus {
-                identity: identity.clone(),
-                sessions,
-                first_seen_ms: now,
-                connected_at_ms: now,
-                last_seen_ms: now,
-                ..Default::default()
-            });
+            d.sessions = 0;
         }
         tracing::info!(devices = devices.len(), "Device health actor started.");
         myself.send_interval(Duration::from_secs(1), || DevicesMsg::Tick);
-        let state = DevicesState { args, devices, dirty: BTreeSet::new() };
+        let mut state = DevicesState { args, devices, dirty: BTreeSet::new(), last_saved: std::time::Instant::now() };
+        state.reconcile();
         state.publish_gauges();
         Ok(state)
     }
@@ -174,7 +174,7 @@ impl Actor for DevicesActor {
             DevicesMsg::Get(identity, reply) => {
                 let _ = reply.send(state.devices.get(&identity).map(|d| state.view(d)));
             }
-            DevicesMsg::Tick => tokio::task::block_in_place(|| state.on_tick()),
+            DevicesMsg::Tick => state.on_tick(),
         }
         Ok(())
     }
@@ -209,10 +209,36 @@ impl DevicesState {
         })
     }
 
+    /// Session counts come from ingress's own table ([`LiveSessions`]), the source of truth:
+    /// a report lost while this actor restarted cannot leave a device online (or offline) for
+    /// good. Devices connected since before the last save are added.
+    fn reconcile(&mut self) {
+        let live = self.args.live.snapshot();
+        let now = now_ms();
+        for (identity, d) in self.devices.iter_mut() {
+            d.sessions = live.get(identity).copied().unwrap_or(0);
+        }
+        for (identity, &sessions) in &live {
+            if !self.devices.contains_key(identity) {
+                self.dirty.insert(identity.clone());
+                let d = DeviceStatus {
+                    identity: identity.clone(),
+                    sessions,
+                    first_seen_ms: now,
+                    connected_at_ms: now,
+                    last_seen_ms: now,
+                    ..Default::default()
+                };
+                self.devices.insert(identity.clone(), d);
+            }
+        }
+    }
+
     fn on_connected(&mut self, identity: String, client_id: String, protocol: &'static str) {
         let now = now_ms();
+        let sessions = self.args.live.count(&identity);
         let d = self.entry(&identity);
-        d.sessions += 1;
+        d.sessions = sessions;
         d.connects += 1;
         d.client_id = client_id;
         d.protocol = protocol.to_string();
@@ -222,8 +248,9 @@ impl DevicesState {
     }
 
     fn on_disconnected(&mut self, identity: &str) {
+        let sessions = self.args.live.count(identity);
         let d = self.entry(identity);
-        d.sessions = d.sessions.saturating_sub(1);
+        d.sessions = sessions;
         d.disconnected_at_ms = now_ms();
         self.publish_gauges();
     }
@@ -235,11 +262,44 @@ impl DevicesState {
     }
 
     fn on_tick(&mut self) {
+        self.reconcile();
+        self.evict();
         self.publish_gauges();
-        let due = now_ms() / 1000 % self.args.persist_every.as_secs().max(1) == 0;
-        if due && !self.dirty.is_empty() {
-            self.persist();
+        if self.last_saved.elapsed() >= self.args.persist_every && !self.dirty.is_empty() {
+            tokio::task::block_in_place(|| self.persist());
         }
+    }
+
+    /// Keep at most [`MAX_DEVICES`] records: the offline ones seen longest ago go first (a lab
+    /// listener with made-up client ids must not grow the table without end).
+    fn evict(&mut self) {
+        let excess = self.devices.len().saturating_sub(MAX_DEVICES);
+        if excess == 0 {
+            return;
+        }
+        let mut offline: Vec<(u64, String)> =
+            self.devices.values().filter(|d| d.sessions == 0).map(|d| (d.last_seen_ms, d.identity.clone())).collect();
+        offline.sort();
+        let gone: Vec<String> = offline.into_iter().take(excess).map(|(_, id)| id).collect();
+        let remove = || -> Result<(), redb::Error> {
+            let txn = self.args.db.begin_write()?;
+            {
+                let mut table = txn.open_table(DEVICES)?;
+                for id in &gone {
+                    table.remove(id.as_str())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = tokio::task::block_in_place(remove) {
+            tracing::warn!(error = %e, "Cannot remove evicted device records.");
+        }
+        for id in &gone {
+            self.devices.remove(id);
+            self.dirty.remove(id);
+        }
+        tracing::warn!(evicted = gone.len(), max = MAX_DEVICES, "Device table full; forgot the offline devices seen longest ago.");
     }
 
     fn state_of(&self, d: &DeviceStatus) -> &'static str {
@@ -268,6 +328,7 @@ impl DevicesState {
 
     /// Write the changed records; a failure is logged and retried at the next round.
     fn persist(&mut self) {
+        self.last_saved = std::time::Instant::now();
         let result = (|| -> Result<(), redb::Error> {
             let txn = self.args.db.begin_write()?;
             {

@@ -214,7 +214,7 @@ impl ForwarderState {
     fn retry_later(&mut self, myself: &ActorRef<ForwarderMsg>, kind: &'static str, detail: &str) {
         self.attempt = self.attempt.saturating_add(1);
         self.count_error(kind);
-        self.args.liveness.failed(&self.args.name, kind == "connect");
+        self.args.liveness.failed(&self.args.name, kind);
         let delay = self.args.policy.backoff.full_jitter(self.attempt);
         tracing::warn!(sink = %self.args.name, kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, "Forward failed; backing off.");
         myself.send_after(delay, || ForwarderMsg::Poll);
@@ -249,8 +249,9 @@ fn observe_latency(metrics: &Metrics, sink: &str, batch: &[Record]) {
     let device = metrics.device_latency.get_or_create(&labels);
     for r in batch {
         e2e.observe(now.saturating_sub(r.received_at_ms) as f64 / 1000.0);
-        if let Some(ts) = device_timestamp_ms(r) {
-            // A device clock ahead of ours would give a negative latency: counted as zero.
+        // Implausible device clocks (unset: 1970 + uptime; or far ahead) would wreck the
+        // histogram: only timestamps within 30 days before to 1 day after ours count.
+        if let Some(ts) = device_timestamp_ms(r).filter(|&ts| ts + 30 * 86_400_000 >= now && ts <= now + 86_400_000) {
             device.observe(now.saturating_sub(ts) as f64 / 1000.0);
         }
     }
@@ -263,8 +264,11 @@ pub fn device_timestamp_ms(r: &Record) -> Option<u64> {
         if r.payload.first() != Some(&b'{') || r.payload.len() > 64 * 1024 {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
-        v.get("ts")?.as_f64()
+        #[derive(serde::Deserialize)]
+        struct Ts {
+            ts: Option<f64>,
+        }
+        serde_json::from_slice::<Ts>(&r.payload).ok()?.ts
     })?;
     if !value.is_finite() || value <= 0.0 {
         return None;

@@ -53,18 +53,35 @@ impl Liveness {
         }
     }
 
-    /// A delivery failed; `unreachable` when it could not even connect.
-    pub fn failed(&self, sink: &str, unreachable: bool) {
+    /// A delivery failed with error `kind`. A connection failure marks the sink unreachable (an
+    /// outage, not a stall). An answer from the sink (`http_*`: 5xx, 429, auth...) is activity:
+    /// the cloud is talking, a fresh forwarder would hear the same. A timeout or an I/O error
+    /// leaves the clock running: that is how "connected but forwarding nothing" looks.
+    pub fn failed(&self, sink: &str, kind: &str) {
         if let Some(p) = self.lock().get_mut(sink) {
             p.pending = true;
-            p.unreachable = unreachable;
+            p.unreachable = kind == "connect";
+            if kind.starts_with("http_") {
+                p.at = Instant::now();
+            }
         }
     }
 
-    /// A batch is about to be sent (messages are waiting).
+    /// A batch is about to be sent; the clock starts when messages start waiting.
     pub fn sending(&self, sink: &str) {
         if let Some(p) = self.lock().get_mut(sink) {
+            if !p.pending {
+                p.at = Instant::now();
+            }
             p.pending = true;
+        }
+    }
+
+    /// The watchdog just restarted the forwarder: its clock starts again.
+    fn reset(&self, sink: &str) {
+        if let Some(p) = self.lock().get_mut(sink) {
+            p.at = Instant::now();
+            p.pending = false;
         }
     }
 
@@ -100,16 +117,58 @@ pub async fn watchdog(
     while !*stop.borrow() {
         tick.tick().await;
         for (sink, idle) in liveness.stalled() {
-            metrics.forwarder_stalls.get_or_create(&[("sink", sink.clone())]).inc();
             let path = format!("root/forwarders/forwarder:{sink}");
+            // Not running (restarting already, or stopped): nothing to restart, nothing to count.
+            let Some(cell) = health.actor(&path) else { continue };
+            metrics.forwarder_stalls.get_or_create(&[("sink", sink.clone())]).inc();
             tracing::error!(%sink, idle_s = idle.as_secs(), "Forwarder made no progress although its sink is reachable; restarting it.");
-            // The replacement reports `started`, which resets the clock; until then, do not
-            // kill it again.
-            liveness.started(&sink, Duration::ZERO);
-            match health.actor(&path) {
-                Some(cell) => cell.kill(),
-                None => tracing::warn!(%sink, "Stalled forwarder not found in the tree; it may be restarting already."),
-            }
+            liveness.reset(&sink);
+            cell.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn liveness(stuck_after: Duration) -> Liveness {
+        let l = Liveness::default();
+        l.started("cloud", stuck_after);
+        l
+    }
+
+    #[test]
+    fn timeouts_with_messages_waiting_become_a_stall_and_progress_ends_it() {
+        let l = liveness(Duration::from_millis(20));
+        l.sending("cloud");
+        l.failed("cloud", "timeout");
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(l.stalled().len(), 1);
+        l.progressed("cloud", false);
+        assert!(l.stalled().is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_sink_or_an_answering_one_is_not_a_stall() {
+        let l = liveness(Duration::from_millis(20));
+        l.sending("cloud");
+        l.failed("cloud", "connect");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(l.stalled().is_empty(), "connection refused is an outage");
+        l.failed("cloud", "http_5xx");
+        assert!(l.stalled().is_empty(), "a 5xx answer is activity");
+    }
+
+    #[test]
+    fn nothing_waiting_or_zero_stuck_after_is_never_a_stall() {
+        let l = liveness(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(l.stalled().is_empty(), "idle");
+        let off = liveness(Duration::ZERO);
+        off.sending("cloud");
+        off.failed("cloud", "timeout");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(off.stalled().is_empty(), "disabled");
     }
 }

@@ -449,6 +449,16 @@ fn validate_sinks(raw: Vec<RawSink>, e: &mut Vec<String>) -> Vec<SinkConfig> {
         if s.batch_max_bytes < 1024 {
             e.push(format!("{key}.batch_max_bytes: must be >= 1024"));
         }
+        let request_ms = match &kind {
+            SinkKind::Http { timeout, .. } => timeout.as_millis() as u64,
+            _ => 0,
+        };
+        if s.stuck_after_secs > 0 && s.stuck_after_secs.saturating_mul(1000) <= request_ms.saturating_add(s.backoff_max_ms) {
+            e.push(format!(
+                "{key}.stuck_after_secs: must be 0 (off) or longer than timeout_ms + backoff_max_ms ({} ms), or a slow but working sink would be restarted",
+                request_ms + s.backoff_max_ms
+            ));
+        }
         if s.backoff_initial_ms == 0 || s.backoff_max_ms < s.backoff_initial_ms {
             e.push(format!("{key}.backoff_max_ms: must be >= backoff_initial_ms, which must be > 0"));
         }

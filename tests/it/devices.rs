@@ -47,7 +47,7 @@ async fn devices_go_online_silent_and_offline_and_their_status_survives_a_restar
     let ingest = IngestServer::start().await;
     let extra = Extra { mqtt: "", ..Default::default() };
     let text = harness::config_text(&data, &ingest.url(), "127.0.0.1:0", "127.0.0.1:0", &extra)
-        + "\n[devices]\nsilent_after_secs = 2\npersist_every_secs = 1\n";
+        + "\n[devices]\nsilent_after_secs = 4\npersist_every_secs = 1\n";
     let config = Config::parse(&text, Vec::new()).unwrap();
     let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
     assert_eq!(get_json(&gw, "/api/devices/meter-7").await.0, 404);
@@ -65,7 +65,7 @@ async fn devices_go_online_silent_and_offline_and_their_status_survives_a_restar
     wait_gauge(&gw, "online", 1.0).await;
     poll_until("3 messages forwarded", Duration::from_secs(10), || ingest.accepted().len() == 3).await;
 
-    wait_state(&gw, "meter-7", "silent").await; // connected, quiet for more than 2 s
+    wait_state(&gw, "meter-7", "silent").await; // connected, quiet for more than 4 s
     wait_gauge(&gw, "silent", 1.0).await;
     stdin.write_all(b"4\n").await.unwrap();
     wait_state(&gw, "meter-7", "online").await;

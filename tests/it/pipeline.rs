@@ -209,9 +209,17 @@ async fn a_qos0_publish_sent_together_with_disconnect_is_stored_and_counted() {
         assert!(out.status.success());
     }
     poll_until("every QoS 0 message forwarded", Duration::from_secs(10), || ingest.accepted().len() == 10).await;
-    let scrape = http_get(gw.http_addr, "/metrics").await.1;
-    let counted = sample(&scrape, "gateway_ingress_messages_total{protocol=\"v3\",qos=\"0\"}")
-        + sample(&scrape, "gateway_ingress_messages_total{protocol=\"v5\",qos=\"0\"}");
-    assert_eq!(counted, 10.0, "{scrape}");
+    // Counted by a task of its own after the commit: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scrape = http_get(gw.http_addr, "/metrics").await.1;
+        let counted = sample(&scrape, "gateway_ingress_messages_total{protocol=\"v3\",qos=\"0\"}")
+            + sample(&scrape, "gateway_ingress_messages_total{protocol=\"v5\",qos=\"0\"}");
+        if counted == 10.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counted {counted} of 10: {scrape}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     gw.stop().await;
 }

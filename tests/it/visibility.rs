@@ -24,13 +24,14 @@ async fn a_sink_that_accepts_and_never_answers_gets_its_forwarder_restarted() {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     ingest.set_mode(Mode::Stall);
-    // The request timeout is far away: only the watchdog can notice.
-    let extra = Extra { sink: "timeout_ms = 60000\nstuck_after_secs = 1".into(), ..Default::default() };
+    // Every request times out (2 s) and is retried: timeouts are not progress; the watchdog
+    // notices after stuck_after_secs (which must exceed timeout + backoff_max).
+    let extra = Extra { sink: "stuck_after_secs = 3".into(), ..Default::default() };
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
     publish(&gw, 1).await;
     let stalls = "gateway_forwarder_stalls_total{sink=\"cloud\"}";
     let restarts = "gateway_actor_restarts_total{supervisor=\"root/forwarders\",child=\"forwarder:cloud\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while sample(&gw, restarts).await < 1.0 {
         assert!(std::time::Instant::now() < deadline, "the stalled forwarder was never restarted");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -46,10 +47,10 @@ async fn an_unreachable_sink_is_an_outage_not_a_stall() {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     ingest.stop(); // connection refused
-    let extra = Extra { sink: "stuck_after_secs = 1".into(), ..Default::default() };
+    let extra = Extra { sink: "stuck_after_secs = 3".into(), ..Default::default() };
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
     publish(&gw, 1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(sample(&gw, "gateway_forwarder_stalls_total{sink=\"cloud\"}").await, 0.0);
     assert!(sample(&gw, "gateway_forward_errors_total{sink=\"cloud\",kind=\"connect\"}").await >= 1.0);
     ingest.restart().await;
@@ -73,8 +74,14 @@ async fn end_to_end_latency_is_measured_from_receipt_and_from_the_devices_own_ti
         assert!(util::mosquitto_pub(args).await.status.success());
     }
     poll_until("3 delivered", Duration::from_secs(10), || ingest.accepted().len() == 3).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
+    // Observed after the cursor's commit, which follows the cloud's answer: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
+    while harness::sample(&scrape, "gateway_end_to_end_latency_seconds_count{sink=\"cloud\"}") < 3.0 && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
+    }
     assert_eq!(harness::sample(&scrape, "gateway_end_to_end_latency_seconds_count{sink=\"cloud\"}"), 3.0, "{scrape}");
     assert_eq!(harness::sample(&scrape, "gateway_device_to_cloud_latency_seconds_count{sink=\"cloud\"}"), 2.0, "{scrape}");
     // Both device timestamps are ~10 s old (one in ms, one in s): the sum is about 20 s.
