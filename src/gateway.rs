@@ -55,6 +55,8 @@ pub struct Gateway {
     root_done: JoinHandle<()>,
     mqtt_server: ntex_server::Server<ntex_server::net::Connection>,
     http_stop: watch::Sender<bool>,
+    /// The OTLP tracer provider, if tracing is on (kept for the life of the gateway).
+    _tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 /// How a gateway ended.
@@ -107,6 +109,7 @@ impl Gateway {
         let mut registry = Registry::default();
         metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
         let health = Health::default();
+        let tracer = crate::telemetry::init(&config.tracing, &metrics)?;
         let mut built = Vec::new();
         let mut reloadables: Vec<Arc<dyn Reloadable>> = Vec::new();
         for s in &config.sinks {
@@ -209,6 +212,7 @@ impl Gateway {
             root_done,
             mqtt_server,
             http_stop,
+            _tracer: tracer,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod passwd;
 pub mod pki;
 pub mod sinks;
 pub mod strict;
+pub mod telemetry;
 pub mod throttle;
 pub mod tls;
 pub mod tree;

@@ -426,13 +426,26 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
     }
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let qos = u8::from(p.qos());
-    let rec =
-        NewRecord { device: c.identity.clone(), topic, qos, payload: payload.to_vec(), received_at_ms: now_ms(), ..Default::default() };
+    // MQTT 3.1.1 has no user properties: the gateway starts the trace (if sampled).
+    let (span, trace) = crate::telemetry::receive_span(None, &topic, &c.identity, "v3");
+    let rec = NewRecord {
+        device: c.identity.clone(),
+        topic,
+        qos,
+        payload: payload.to_vec(),
+        received_at_ms: now_ms(),
+        trace,
+        ..Default::default()
+    };
     let size = rec.payload.len() as u64;
     if qos == 0 {
-        return store_qos0(c, rec, size).await.map_err(|e| IngressError(e.to_string()));
+        let stored = store_qos0(c, rec, size).await;
+        crate::telemetry::end_receive(span, stored.as_ref().err().map(|e| e.to_string()).as_deref());
+        return stored.map_err(|e| IngressError(e.to_string()));
     }
-    match c.ingress.append(rec).await {
+    let result = c.ingress.append(rec).await;
+    crate::telemetry::end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
+    match result {
         Ok(_) => {
             c.tally.accepted(qos, size);
             Ok(())
@@ -538,6 +551,9 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let props = &p.packet().properties;
     let qos = u8::from(p.qos());
+    let device_trace =
+        props.user_properties.iter().find(|(k, _)| &**k == "traceparent").and_then(|(_, v)| crate::telemetry::parse_traceparent(v));
+    let (span, trace) = crate::telemetry::receive_span(device_trace, &topic, &c.identity, "v5");
     let rec = NewRecord {
         device: c.identity.clone(),
         topic,
@@ -546,14 +562,18 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
         content_type: props.content_type.as_ref().map(|s| s.to_string()),
         user_properties: props.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         received_at_ms: now_ms(),
+        trace,
     };
     let size = rec.payload.len() as u64;
     if qos == 0 {
         // No PUBACK for QoS 0: a refusal is counted and logged only.
-        let _ = store_qos0(c, rec, size).await;
+        let stored = store_qos0(c, rec, size).await;
+        crate::telemetry::end_receive(span, stored.err().map(|e| e.to_string()).as_deref());
         return Ok(p.ack());
     }
-    match c.ingress.append(rec).await {
+    let result = c.ingress.append(rec).await;
+    crate::telemetry::end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
+    match result {
         Ok(_) => {
             c.tally.accepted(qos, size);
             Ok(p.ack())

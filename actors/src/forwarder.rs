@@ -126,7 +126,7 @@ impl ForwarderState {
         // Everything below this seq is committed; read it before the batch.
         let committed = *self.args.committed.borrow();
         let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
-        let batch = tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes))?;
+        let mut batch = tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes))?;
         let Some(last) = batch.last().map(|r| r.seq) else {
             // Nothing at or past the cursor although seqs up to `committed` exist: they were
             // dropped (TTL, quota). Skip them, or the next poll would find the same gap at once.
@@ -138,7 +138,10 @@ impl ForwarderState {
         let first = batch[0].seq;
         let batch_key = format!("{}:{}-{}", batch[0].key, first, last);
         self.args.liveness.sending(&self.args.name);
-        match self.args.sink.deliver(&batch_key, &batch).await {
+        let spans = forward_spans(&self.args.name, &mut batch);
+        let delivered = self.args.sink.deliver(&batch_key, &batch).await;
+        spans.end(&delivered);
+        match delivered {
             Ok(()) => {
                 let delivered = self.on_delivered(myself, batch.len(), last).await;
                 if self.cursor > last {
@@ -274,4 +277,54 @@ pub fn device_timestamp_ms(r: &Record) -> Option<u64> {
         return None;
     }
     Some(if value < 1e11 { (value * 1000.0) as u64 } else { value as u64 })
+}
+
+/// The `forward` spans of one delivery attempt: one per sampled message (a child of its receive
+/// span; the message then carries the forward span's context to the sink, whose request span
+/// is its child) and a batch span linking them.
+struct ForwardSpans {
+    spans: Vec<opentelemetry::global::BoxedSpan>,
+    links: Vec<crate::record::TraceCtx>,
+    start: std::time::SystemTime,
+    sink: String,
+}
+
+fn forward_spans(sink: &str, batch: &mut [Record]) -> ForwardSpans {
+    use opentelemetry::KeyValue;
+    let mut out = ForwardSpans { spans: Vec::new(), links: Vec::new(), start: std::time::SystemTime::now(), sink: sink.to_string() };
+    if !crate::spans::enabled() {
+        return out;
+    }
+    for r in batch.iter_mut() {
+        let Some(trace) = r.trace.filter(|t| t.sampled()) else { continue };
+        let attributes = vec![KeyValue::new("gateway.sink", sink.to_string()), KeyValue::new("messaging.message.id", r.key.clone())];
+        let span = crate::spans::start_child("forward", &trace, opentelemetry::trace::SpanKind::Producer, attributes);
+        use opentelemetry::trace::Span;
+        r.trace = crate::spans::trace_ctx(span.span_context()).or(Some(trace));
+        out.links.push(trace);
+        out.spans.push(span);
+    }
+    out
+}
+
+impl ForwardSpans {
+    fn end(self, result: &Result<(), DeliveryError>) {
+        use opentelemetry::trace::{Span, Status};
+        let status = match result {
+            Ok(()) => Status::Ok,
+            Err(DeliveryError::Transient { kind, .. }) => Status::error(*kind),
+            Err(DeliveryError::Rejected { .. }) => Status::error("rejected"),
+        };
+        for mut span in self.spans {
+            span.set_status(status.clone());
+            span.end();
+        }
+        if !self.links.is_empty() {
+            let attributes = vec![
+                opentelemetry::KeyValue::new("gateway.sink", self.sink),
+                opentelemetry::KeyValue::new("gateway.batch_size", self.links.len() as i64),
+            ];
+            crate::spans::record_linked("forward batch", &self.links, self.start, attributes);
+        }
+    }
 }

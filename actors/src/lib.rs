@@ -24,6 +24,7 @@ pub mod record;
 pub mod rotation;
 pub mod session;
 pub mod slot;
+pub mod spans;
 pub mod storage;
 pub mod supervisor;
 pub mod tomlkey;

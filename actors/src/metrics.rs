@@ -86,6 +86,10 @@ pub struct Metrics {
     /// Exits of supervised children (not sessions), by supervisor, child and reason: `failed`
     /// (error or panic), `killed`, `stopped` (another abnormal stop), `normal`.
     pub actor_exits: Family<[(&'static str, String); 3], Counter>,
+    /// Spans handed to the OTLP collector.
+    pub trace_spans_exported: Counter,
+    /// Spans dropped: export queue full, or the collector refused or was unreachable.
+    pub trace_spans_dropped: Counter,
     /// Known devices by state (online, silent, offline).
     pub devices: Family<Label1, Gauge>,
     /// Time from receiving a message to its sink's acknowledgement, by sink.
@@ -148,6 +152,8 @@ impl Metrics {
             forwarder_stalls: Family::default(),
             devices: Family::default(),
             actor_exits: Family::default(),
+            trace_spans_exported: Counter::default(),
+            trace_spans_dropped: Counter::default(),
             e2e_latency: Family::new_with_constructor(e2e_histogram),
             device_latency: Family::new_with_constructor(e2e_histogram),
         }
@@ -236,6 +242,12 @@ impl Metrics {
             self.device_latency.clone(),
         );
         r.register("devices", "Known devices by state (online, silent, offline)", self.devices.clone());
+        r.register("trace_spans_exported", "Spans handed to the OTLP collector", self.trace_spans_exported.clone());
+        r.register(
+            "trace_spans_dropped",
+            "Spans dropped (export queue full, collector down or refusing)",
+            self.trace_spans_dropped.clone(),
+        );
         r.register("actor_exits", "Exits of supervised children by supervisor, child and reason", self.actor_exits.clone());
         r.register(
             "forwarder_stalls",

@@ -1,9 +1,10 @@
 //! One stored message and its on-disk encoding.
 //!
-//! Encoding (version 1), all integers little-endian:
+//! Encoding (version 2; version 1 is the same without the trailing trace context and is still
+//! read), all integers little-endian:
 //!
 //! ```text
-//! u8  version (1)
+//! u8  version (2)
 //! u64 received_at_ms (Unix epoch, gateway clock)
 //! u8  qos
 //! str idempotency key   } each `str` is a u16 length + UTF-8 bytes
@@ -12,13 +13,34 @@
 //! u8  has_content_type, then str content_type if 1
 //! u16 user property count, then (str key, str value) pairs
 //! u32 payload length + payload bytes
+//! u8  has_trace, then if 1: 16 bytes trace id, 8 bytes span id, u8 trace flags (the W3C
+//!     context of the message's receive span, so that a message forwarded later, also after a
+//!     restart, joins its trace)
 //! ```
 //!
 //! The sequence number is the table key and is not repeated in the value.
 
 use thiserror::Error;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// A W3C trace context (the `traceparent` fields) stored with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TraceCtx {
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Span id (of the span to continue from).
+    pub span_id: [u8; 8],
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceCtx {
+    /// Whether the trace is sampled (spans are recorded for it).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
 
 /// A message as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +63,8 @@ pub struct Record {
     pub user_properties: Vec<(String, String)>,
     /// When the gateway received it (ms since the Unix epoch).
     pub received_at_ms: u64,
+    /// Trace context of its receive span, if traced.
+    pub trace: Option<TraceCtx>,
 }
 
 /// A message from a device, before the store gave it a sequence number.
@@ -60,6 +84,8 @@ pub struct NewRecord {
     pub user_properties: Vec<(String, String)>,
     /// Receive time, ms since the Unix epoch.
     pub received_at_ms: u64,
+    /// Trace context of its receive span, if traced.
+    pub trace: Option<TraceCtx>,
 }
 
 /// A stored value that cannot be decoded.
@@ -106,6 +132,15 @@ impl NewRecord {
         }
         out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.payload);
+        match &self.trace {
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(&t.trace_id);
+                out.extend_from_slice(&t.span_id);
+                out.push(t.flags);
+            }
+            None => out.push(0),
+        }
         out
     }
 }
@@ -115,7 +150,7 @@ impl Record {
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(bytes);
         let version = r.u8()?;
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(DecodeError::UnknownVersion(version));
         }
         let received_at_ms = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| DecodeError::Truncated)?);
@@ -131,7 +166,14 @@ impl Record {
         }
         let len = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| DecodeError::Truncated)?);
         let payload = r.take(len as usize)?.to_vec();
-        Ok(Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms })
+        let trace = if version >= 2 && r.u8()? == 1 {
+            let trace_id = r.take(16)?.try_into().map_err(|_| DecodeError::Truncated)?;
+            let span_id = r.take(8)?.try_into().map_err(|_| DecodeError::Truncated)?;
+            Some(TraceCtx { trace_id, span_id, flags: r.u8()? })
+        } else {
+            None
+        };
+        Ok(Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace })
     }
 
     /// Size accounted against the storage quota: payload plus topic.
@@ -183,6 +225,7 @@ mod tests {
             content_type: Some("application/json".into()),
             user_properties: vec![("traceparent".into(), "00-ab-cd-01".into())],
             received_at_ms: 1_700_000_000_123,
+            trace: Some(TraceCtx { trace_id: [7; 16], span_id: [9; 8], flags: 1 }),
         }
     }
 
@@ -198,6 +241,17 @@ mod tests {
         assert_eq!(rec.content_type, new.content_type);
         assert_eq!(rec.user_properties, new.user_properties);
         assert_eq!(rec.received_at_ms, new.received_at_ms);
+        assert_eq!(rec.trace, new.trace);
+    }
+
+    #[test]
+    fn a_version_1_record_from_an_older_gateway_still_decodes() {
+        let new = NewRecord { trace: None, ..sample() };
+        let mut bytes = new.encode("gw:7");
+        bytes[0] = 1;
+        bytes.pop(); // version 1 has no trace section
+        let rec = Record::decode(7, &bytes).unwrap();
+        assert_eq!((rec.payload, rec.trace), (new.payload, None));
     }
 
     #[test]

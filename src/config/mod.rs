@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Device health tracking.
     pub devices: DevicesConfig,
+    /// OpenTelemetry traces.
+    pub tracing: crate::telemetry::TracingConfig,
 }
 
 /// Device health tracking.
@@ -135,6 +137,45 @@ struct RawConfig {
     tls: trust::RawTls,
     auth: trust::RawAuth,
     devices: RawDevices,
+    tracing: RawTracing,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTracing {
+    otlp_endpoint: String,
+    sample_ratio: f64,
+    queue_size: usize,
+    service_name: String,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self { otlp_endpoint: String::new(), sample_ratio: 0.01, queue_size: 4096, service_name: "edge-gateway".into() }
+    }
+}
+
+impl RawTracing {
+    fn validate(&self, e: &mut Vec<String>) -> crate::telemetry::TracingConfig {
+        let endpoint = self.otlp_endpoint.trim();
+        if !endpoint.is_empty() && !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            e.push(format!(
+                "tracing.otlp_endpoint: \"{endpoint}\" must be an http:// or https:// URL (OTLP/gRPC, e.g. http://127.0.0.1:4317)"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            e.push("tracing.sample_ratio: must be between 0 and 1".into());
+        }
+        if !(1..=1_000_000).contains(&self.queue_size) {
+            e.push("tracing.queue_size: must be between 1 and 1000000".into());
+        }
+        crate::telemetry::TracingConfig {
+            otlp_endpoint: (!endpoint.is_empty()).then(|| endpoint.to_string()),
+            sample_ratio: self.sample_ratio,
+            queue_size: self.queue_size,
+            service_name: self.service_name.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -372,6 +413,7 @@ impl RawConfig {
             silent_after: Duration::from_secs(self.devices.silent_after_secs),
             persist_every: Duration::from_secs(self.devices.persist_every_secs),
         };
+        let tracing = self.tracing.validate(e);
         if !mqtt.plain && tls.is_none() {
             e.push("mqtt.plain: no listener: enable the plain listener or tls.enabled".into());
         }
@@ -391,6 +433,7 @@ impl RawConfig {
                 rotation,
                 auth,
                 devices,
+                tracing,
             })
         } else {
             Err(ConfigError(errors))

@@ -45,15 +45,34 @@ impl Sink for HttpSink {
     async fn deliver(&self, batch_key: &str, batch: &[Record]) -> Result<(), DeliveryError> {
         let body = serde_json::to_vec(&WireBatch::new(&self.gateway_id, batch_key, batch))
             .map_err(|e| DeliveryError::Rejected { detail: format!("cannot encode batch: {e}") })?;
-        let response = self
-            .client
-            .post(&self.url)
-            .header("Idempotency-Key", batch_key)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify_error(&self.name, &e))?;
+        // The request span continues the first traced message's forward span; its context goes
+        // out as the `traceparent` header (each message also carries its own in the body).
+        let mut span =
+            batch.iter().find_map(|r| r.trace.filter(|t| t.sampled())).filter(|_| edge_gateway_actors::spans::enabled()).map(|t| {
+                let attributes = vec![
+                    opentelemetry::KeyValue::new("http.request.method", "POST"),
+                    opentelemetry::KeyValue::new("gateway.sink", self.name.clone()),
+                ];
+                edge_gateway_actors::spans::start_child("http POST", &t, opentelemetry::trace::SpanKind::Client, attributes)
+            });
+        let header = match &span {
+            Some(s) => edge_gateway_actors::spans::trace_ctx(opentelemetry::trace::Span::span_context(s)),
+            None => batch.iter().find_map(|r| r.trace),
+        };
+        let mut request = self.client.post(&self.url).header("Idempotency-Key", batch_key).header("Content-Type", "application/json");
+        if let Some(t) = header {
+            request = request.header("traceparent", crate::telemetry::format_traceparent(&t));
+        }
+        let sent = request.body(body).send().await;
+        if let Some(s) = span.as_mut() {
+            use opentelemetry::trace::Span;
+            match &sent {
+                Ok(r) => s.set_attribute(opentelemetry::KeyValue::new("http.response.status_code", i64::from(r.status().as_u16()))),
+                Err(e) => s.set_status(opentelemetry::trace::Status::error(e.to_string())),
+            }
+            s.end();
+        }
+        let response = sent.map_err(|e| classify_error(&self.name, &e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

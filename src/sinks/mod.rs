@@ -8,7 +8,8 @@
 //!    "received_at_ms":1700000000000,"payload":"21.5","content_type":null,"user_properties":[]}]}
 //! ```
 //!
-//! `payload` holds the payload when it is UTF-8; otherwise `payload_base64` holds it.
+//! `payload` holds the payload when it is UTF-8; otherwise `payload_base64` holds it. A traced
+//! message also has `traceparent` (W3C), so the cloud can continue the message's trace.
 
 mod file;
 mod http;
@@ -64,6 +65,8 @@ pub struct WireMessage<'a> {
     payload_base64: Option<String>,
     content_type: Option<&'a str>,
     user_properties: &'a [(String, String)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 impl<'a> WireMessage<'a> {
@@ -81,6 +84,7 @@ impl<'a> WireMessage<'a> {
             payload_base64: text.is_none().then(|| base64::engine::general_purpose::STANDARD.encode(&r.payload)),
             content_type: r.content_type.as_deref(),
             user_properties: &r.user_properties,
+            traceparent: r.trace.as_ref().map(crate::telemetry::format_traceparent),
         }
     }
 }

@@ -120,6 +120,8 @@ struct Log {
     batch_keys: Vec<String>,
     /// HTTPS: the subject CN of the client certificate of each connection, in order.
     client_cns: Vec<String>,
+    /// The `traceparent` header of each 2xx-answered request that had one.
+    traceparents: Vec<String>,
 }
 
 impl IngestServer {
@@ -155,6 +157,11 @@ impl IngestServer {
             None => format!("http://{}/ingest", self.inner.addr),
             Some(_) => format!("https://localhost:{}/ingest", self.inner.addr.port()),
         }
+    }
+
+    /// The `traceparent` headers of the accepted requests.
+    pub fn traceparents(&self) -> Vec<String> {
+        lock(&self.inner.shared.log).traceparents.clone()
     }
 
     /// HTTPS: the client certificate CN of every connection so far.
@@ -377,6 +384,9 @@ fn judge(shared: &Shared, mode: &Mode, parts: &hyper::http::request::Parts, body
     }
     let count = batch.messages.len();
     let mut log = lock(&shared.log);
+    if let Some(tp) = parts.headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        log.traceparents.push(tp.to_string());
+    }
     log.batch_keys.push(batch.batch_key);
     log.accepted.extend(batch.messages);
     drop(log);

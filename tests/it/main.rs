@@ -15,6 +15,7 @@ mod pipeline;
 mod process;
 mod raw;
 mod supervision;
+mod tracing;
 mod trust;
 mod util;
 mod visibility;

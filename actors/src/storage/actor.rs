@@ -225,6 +225,9 @@ impl StorageState {
         let started = Instant::now();
         match self.write(&ops) {
             Ok(outcome) => {
+                if crate::spans::enabled() {
+                    commit_spans(&ops, &outcome, started);
+                }
                 self.args.metrics.commit_duration.observe(started.elapsed().as_secs_f64());
                 self.args.metrics.commit_batch_size.observe(ops.len() as f64);
                 self.args.metrics.commits.inc();
@@ -445,4 +448,26 @@ fn reply_all_failed(ops: Vec<Op>, error: &str) {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One `store commit` span per sampled message (a child of its receive span) and one batch span
+/// linking them, covering the write transaction.
+fn commit_spans(ops: &[Op], outcome: &Outcome, started: Instant) {
+    use opentelemetry::KeyValue;
+    let start = std::time::SystemTime::now() - started.elapsed();
+    let appends = ops.iter().filter_map(|op| if let Op::Append(rec, _, _) = op { Some(rec) } else { None });
+    let mut linked = Vec::new();
+    for (rec, result) in appends.zip(&outcome.appended) {
+        let (Some(trace), Ok(appended)) = (rec.trace, result) else { continue };
+        if !trace.sampled() {
+            continue;
+        }
+        let attributes =
+            vec![KeyValue::new("messaging.message.id", appended.key.clone()), KeyValue::new("gateway.batch_size", ops.len() as i64)];
+        crate::spans::record_child("store commit", &trace, opentelemetry::trace::SpanKind::Internal, start, attributes);
+        linked.push(trace);
+    }
+    if !linked.is_empty() {
+        crate::spans::record_linked("store commit batch", &linked, start, vec![KeyValue::new("gateway.batch_size", ops.len() as i64)]);
+    }
 }

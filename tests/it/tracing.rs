@@ -1,0 +1,143 @@
+//! Traces: a real OTLP/gRPC receiver (opentelemetry-proto + grpcio, tests/peers/otlp_receiver.py)
+//! gets the receive, commit and forward spans of a message in the device's own trace, the cloud
+//! request carries `traceparent`, and a message forwarded after a restart still joins its trace.
+
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{self, Extra, Process};
+use crate::ingest::IngestServer;
+use crate::util::{self, poll_until};
+
+/// The OTLP receiver as a child process; spans collected as JSON values.
+struct Receiver {
+    child: std::process::Child,
+    spans: Arc<Mutex<Vec<serde_json::Value>>>,
+    port: u16,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> String {
+    // scripts/test.sh points this at a venv with opentelemetry-proto and grpcio.
+    std::env::var("EDGE_GATEWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn start_receiver() -> Receiver {
+    let port = util::free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/otlp_receiver.py");
+    let mut child = std::process::Command::new(python())
+        .arg(&script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {} (scripts/test.sh installs python3 with opentelemetry-proto and grpcio): {e}", python()));
+    let out = child.stdout.take().unwrap();
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = spans.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v.get("listening").is_some() {
+                let _ = tx.send(());
+            } else {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("the OTLP receiver did not start; is `{}` able to import grpc and opentelemetry.proto?", python()));
+    Receiver { child, spans, port }
+}
+
+impl Receiver {
+    fn in_trace(&self, trace_id: &str) -> Vec<serde_json::Value> {
+        self.spans.lock().unwrap().iter().filter(|s| s["trace_id"] == trace_id).cloned().collect()
+    }
+
+    async fn wait_for(&self, trace_id: &str, name: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.in_trace(trace_id).into_iter().find(|s| s["name"] == name) {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "no `{name}` span in trace {trace_id}; got {:#?}", self.in_trace(trace_id));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn publish_traced(p: &Process, trace_id: &str, span_id: &str, payload: &str) {
+    let traceparent = format!("00-{trace_id}-{span_id}-01");
+    let port = p.mqtt.port().to_string();
+    let args = ["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1", "-i", "dev-t", "-t", "devices/dev-t/temp"];
+    let out =
+        util::mosquitto_pub(&[&args[..], &["-D", "publish", "user-property", "traceparent", &traceparent, "-m", payload]].concat()).await;
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_restart() {
+    let receiver = start_receiver();
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (util::free_port(), util::free_port());
+    let mqtt_addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    // Ratio 0: only the device's sampled traceparent is traced.
+    let config =
+        harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt_addr.to_string(), &http_addr.to_string(), &Extra::default())
+            + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\n", receiver.port);
+
+    let (t1, s1) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut p = Process::start(dir.path(), &config, mqtt_addr, http_addr).await;
+    publish_traced(&p, t1, s1, "21.5").await;
+    let receive = receiver.wait_for(t1, "mqtt publish").await;
+    assert_eq!(receive["parent_span_id"], s1, "the receive span continues the device's span");
+    let commit = receiver.wait_for(t1, "store commit").await;
+    let forward = receiver.wait_for(t1, "forward").await;
+    let request = receiver.wait_for(t1, "http POST").await;
+    assert_eq!(commit["parent_span_id"], receive["span_id"]);
+    assert_eq!(forward["parent_span_id"], receive["span_id"]);
+    assert_eq!(request["parent_span_id"], forward["span_id"]);
+    let batch = receiver
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "store commit batch" && s["links"].as_array().is_some_and(|l| l.iter().any(|l| l["trace_id"] == t1)))
+        .cloned();
+    assert!(batch.is_some(), "the commit batch span links the message");
+    poll_until("the cloud got it", Duration::from_secs(10), || ingest.accepted().len() == 1).await;
+    let header = ingest.traceparents();
+    assert_eq!(header.len(), 1);
+    assert!(header[0].starts_with(&format!("00-{t1}-{}-", request["span_id"].as_str().unwrap())), "{header:?}");
+    println!("trace {t1}: mqtt publish <- store commit, forward <- http POST; traceparent header {}", header[0]);
+
+    // Cloud down: the second message waits in the store across a gateway restart.
+    let (t2, s2) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    ingest.stop();
+    publish_traced(&p, t2, s2, "21.6").await;
+    let receive2 = receiver.wait_for(t2, "mqtt publish").await;
+    receiver.wait_for(t2, "store commit").await;
+    assert_eq!(p.terminate(), Some(0));
+    ingest.restart().await;
+    let p2 = Process::start(dir.path(), &config, mqtt_addr, http_addr).await;
+    poll_until("delivered after the restart", Duration::from_secs(20), || ingest.accepted().len() == 2).await;
+    let delivered = receiver.in_trace(t2).into_iter().filter(|s| s["name"] == "forward").collect::<Vec<_>>();
+    let forward2 = receiver.wait_for(t2, "forward").await;
+    assert_eq!(
+        forward2["parent_span_id"], receive2["span_id"],
+        "the forward span after the restart joins the stored trace: {delivered:#?}"
+    );
+    assert!(ingest.traceparents().iter().any(|h| h.contains(t2)), "{:?}", ingest.traceparents());
+    drop(p2);
+}

@@ -1,0 +1,47 @@
+"""A minimal OTLP/gRPC trace receiver for the tests: prints one JSON line per span on stdout.
+
+usage: otlp_receiver.py PORT
+Needs: pip install opentelemetry-proto grpcio (scripts/test.sh installs them in a venv).
+"""
+import json
+import sys
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def Export(self, request, context):
+        for rs in request.resource_spans:
+            service = ""
+            for attr in rs.resource.attributes:
+                if attr.key == "service.name":
+                    service = attr.value.string_value
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    line = {
+                        "service": service,
+                        "name": span.name,
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "kind": span.kind,
+                        "links": [{"trace_id": l.trace_id.hex(), "span_id": l.span_id.hex()} for l in span.links],
+                    }
+                    print(json.dumps(line), flush=True)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def main():
+    port = int(sys.argv[1])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print(json.dumps({"listening": port}), flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
