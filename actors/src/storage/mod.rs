@@ -4,11 +4,23 @@
 //!
 //! | table          | key                | value                                          |
 //! |----------------|--------------------|------------------------------------------------|
-//! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 1)  |
+//! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 2; version 1 still read) |
 //! | `cursors`      | `&str` sink name   | `u64`: next seq the sink has not acknowledged  |
 //! | `dead_letters` | `(&str sink, u64 seq)` | `u16` reason length, reason, encoded record |
 //! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`    |
 //! | `meta_str`     | `&str`             | `&str`: `gateway_id`, `format` (= "1")         |
+//!
+//! Records are written in version 2: version 1 (`u8` version, `u64 received_at_ms`, `u8 qos`,
+//! key, device, topic, content type, user properties, payload) followed by the message's trace
+//! context: `u8 has_trace`, then if 1 a 16-byte trace id, an 8-byte span id and a `u8` of trace
+//! flags (the W3C context of its receive span, or the device's; see `docs/TRACING.md`). A record
+//! without a context ends in a single 0 byte, one with a context in 26 bytes. Both count in
+//! `backlog_bytes` and against the byte quota. Version 1 records (no trace section) are still
+//! decoded, so `messages` and `dead_letters` may hold both versions. The version is per record,
+//! so the store's `format` stays "1". A build from before version 2 refuses version 2 records
+//! (`unknown record version 2`): do not roll a gateway back to such a build while its store
+//! holds undelivered or dead-lettered records written by a newer one. The byte layout is in
+//! [`crate::record`].
 //!
 //! # Invariants
 //!
