@@ -42,8 +42,10 @@ pub fn init(config: &TracingConfig, metrics: &Metrics) -> anyhow::Result<Option<
         .map_err(|e| anyhow::anyhow!("tracing.otlp_endpoint: {e}"))?;
     exporter.set_resource(&resource);
     let processor = BoundedProcessor::start(exporter, config.queue_size, metrics.clone());
-    let sampler =
-        opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(config.sample_ratio)));
+    // Root spans are only started for messages `receive_span` already chose (by ratio), so the
+    // SDK keeps every root and follows the parent otherwise.
+    SAMPLE_RATIO.store(config.sample_ratio.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(opentelemetry_sdk::trace::Sampler::AlwaysOn));
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler)
@@ -54,6 +56,9 @@ pub fn init(config: &TracingConfig, metrics: &Metrics) -> anyhow::Result<Option<
     tracing::info!(%endpoint, ratio = config.sample_ratio, "Exporting traces over OTLP/gRPC.");
     Ok(Some(provider))
 }
+
+/// `tracing.sample_ratio` as f64 bits.
+static SAMPLE_RATIO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Hands ended spans to an export task through a bounded channel; never blocks.
 #[derive(Debug)]
@@ -176,7 +181,15 @@ pub fn receive_span(
     if !edge_gateway_actors::spans::enabled() {
         return (None, device_parent);
     }
-    let tracer = opentelemetry::global::tracer("edge-gateway");
+    // Decide before building anything: an unsampled message costs a branch, not a span.
+    let sampled = match &device_parent {
+        Some(p) => p.sampled(),
+        None => rand::random::<f64>() < f64::from_bits(SAMPLE_RATIO.load(std::sync::atomic::Ordering::Relaxed)),
+    };
+    if !sampled {
+        return (None, device_parent);
+    }
+    let tracer = edge_gateway_actors::spans::tracer();
     let cx = match &device_parent {
         Some(p) => opentelemetry::Context::new().with_remote_span_context(edge_gateway_actors::spans::span_context(p)),
         None => opentelemetry::Context::new(),
@@ -187,7 +200,7 @@ pub fn receive_span(
         opentelemetry::KeyValue::new("gateway.device", identity.to_string()),
         opentelemetry::KeyValue::new("gateway.protocol", protocol),
     ];
-    let span = tracer.span_builder("mqtt publish").with_kind(SpanKind::Server).with_attributes(attributes).start_with_context(&tracer, &cx);
+    let span = tracer.span_builder("mqtt publish").with_kind(SpanKind::Server).with_attributes(attributes).start_with_context(tracer, &cx);
     let own = edge_gateway_actors::spans::trace_ctx(span.span_context()).filter(|t| t.sampled());
     (Some(span), own.or(device_parent))
 }

@@ -17,9 +17,18 @@ use crate::record::TraceCtx;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
+/// The tracer, looked up once (the global lookup takes a lock and allocates).
+static TRACER: std::sync::OnceLock<global::BoxedTracer> = std::sync::OnceLock::new();
+
 /// Turn span creation on (the binary installed a provider).
 pub fn enable() {
+    TRACER.get_or_init(|| global::tracer("edge-gateway"));
     ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The gateway's tracer.
+pub fn tracer() -> &'static global::BoxedTracer {
+    TRACER.get_or_init(|| global::tracer("edge-gateway"))
 }
 
 /// Whether spans are created.
@@ -46,10 +55,10 @@ pub fn record_child(
     attributes: Vec<KeyValue>,
 ) -> Option<TraceCtx> {
     use opentelemetry::trace::Span;
-    let tracer = global::tracer("edge-gateway");
+    let tracer = tracer();
     let cx = Context::new().with_remote_span_context(span_context(parent));
     let mut span =
-        tracer.span_builder(name).with_kind(kind).with_start_time(start).with_attributes(attributes).start_with_context(&tracer, &cx);
+        tracer.span_builder(name).with_kind(kind).with_start_time(start).with_attributes(attributes).start_with_context(tracer, &cx);
     let ctx = trace_ctx(span.span_context());
     span.end();
     ctx
@@ -61,17 +70,17 @@ pub fn record_child(
 pub fn record_linked(name: &'static str, links: &[TraceCtx], start: SystemTime, attributes: Vec<KeyValue>) {
     use opentelemetry::trace::Span;
     let Some(first) = links.first() else { return };
-    let tracer = global::tracer("edge-gateway");
+    let tracer = tracer();
     let cx = Context::new().with_remote_span_context(span_context(first));
     let links = links.iter().map(|t| Link::with_context(span_context(t))).collect();
     let mut span =
-        tracer.span_builder(name).with_start_time(start).with_links(links).with_attributes(attributes).start_with_context(&tracer, &cx);
+        tracer.span_builder(name).with_start_time(start).with_links(links).with_attributes(attributes).start_with_context(tracer, &cx);
     span.end();
 }
 
 /// A started child span of `parent`; the caller ends it.
 pub fn start_child(name: &'static str, parent: &TraceCtx, kind: SpanKind, attributes: Vec<KeyValue>) -> global::BoxedSpan {
-    let tracer = global::tracer("edge-gateway");
+    let tracer = tracer();
     let cx = Context::new().with_remote_span_context(span_context(parent));
-    tracer.span_builder(name).with_kind(kind).with_attributes(attributes).start_with_context(&tracer, &cx)
+    tracer.span_builder(name).with_kind(kind).with_attributes(attributes).start_with_context(tracer, &cx)
 }

@@ -158,9 +158,9 @@ impl Default for RawTracing {
 impl RawTracing {
     fn validate(&self, e: &mut Vec<String>) -> crate::telemetry::TracingConfig {
         let endpoint = self.otlp_endpoint.trim();
-        if !endpoint.is_empty() && !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        if !endpoint.is_empty() && !endpoint.starts_with("http://") {
             e.push(format!(
-                "tracing.otlp_endpoint: \"{endpoint}\" must be an http:// or https:// URL (OTLP/gRPC, e.g. http://127.0.0.1:4317)"
+                "tracing.otlp_endpoint: \"{endpoint}\" must be an http:// URL (OTLP/gRPC without TLS, e.g. a local collector at http://127.0.0.1:4317)"
             ));
         }
         if !(0.0..=1.0).contains(&self.sample_ratio) {
