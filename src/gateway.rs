@@ -34,6 +34,8 @@ pub struct Gateway {
     pub mqtt_addr: SocketAddr,
     /// The TLS listener, if enabled.
     pub tls_addr: Option<SocketAddr>,
+    /// The chaos admin API, if enabled.
+    pub admin_addr: Option<SocketAddr>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub http_addr: SocketAddr,
     /// Prefix of this gateway's idempotency keys.
@@ -175,6 +177,10 @@ impl Gateway {
             http_stop_rx,
         ));
 
+        let admin_addr = match &config.admin {
+            Some(a) => Some(start_admin(a, &inputs, &root, health.clone(), metrics.clone(), http_stop.subscribe()).await?),
+            None => None,
+        };
         let ingress = Ingress {
             storage: inputs.storage.clone(),
             sessions: inputs.sessions.clone(),
@@ -200,6 +206,7 @@ impl Gateway {
         Ok(Gateway {
             mqtt_addr,
             tls_addr,
+            admin_addr,
             http_addr,
             gateway_id,
             metrics,
@@ -267,6 +274,30 @@ fn open_devices_db(path: &Path) -> anyhow::Result<Arc<redb::Database>> {
 
 fn open_store(path: &Path, sinks: Vec<String>) -> anyhow::Result<Store> {
     Store::open(path, sinks).with_context(|| format!("cannot open the store at {}", path.display()))
+}
+
+async fn start_admin(
+    config: &crate::admin::AdminConfig,
+    inputs: &TreeInputs,
+    root: &ActorRef<SupervisorMsg>,
+    health: Health,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("--admin-listen: cannot bind {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let admin = crate::admin::Admin {
+        token: config.token.as_str().into(),
+        health,
+        root: root.clone(),
+        storage: inputs.storage.clone(),
+        sessions: inputs.sessions.clone(),
+        metrics,
+    };
+    tokio::spawn(crate::admin::serve(listener, admin, stop));
+    tracing::warn!(%addr, "Chaos admin API enabled: actors can be killed and faults injected from this host.");
+    Ok(addr)
 }
 
 fn ingress_is_anonymous(config: &Config) -> bool {

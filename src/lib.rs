@@ -4,6 +4,7 @@
 //! [`Gateway::start`]. Tests do the same on port 0.
 
 pub mod acl;
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod gateway;

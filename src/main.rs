@@ -29,6 +29,12 @@ enum Command {
         /// supervision.toml to use instead of the config's or the embedded one.
         #[arg(long)]
         supervision: Option<PathBuf>,
+        /// Enable the chaos admin API on this loopback address (off by default; see src/admin.rs).
+        #[arg(long, requires = "admin_token_file")]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// File holding the admin API's bearer token (at least 16 characters).
+        #[arg(long, requires = "admin_listen")]
+        admin_token_file: Option<PathBuf>,
         /// Log line format: JSON lines on stdout (for journald and log shippers), or human.
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
@@ -90,10 +96,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, supervision, log_format } => {
+        Command::Run { config, supervision, log_format, admin_listen, admin_token_file } => {
             init_logs(log_format);
+            let admin = match admin_flags(admin_listen, admin_token_file) {
+                Ok(a) => a,
+                Err(problem) => return bad_config(&[problem]),
+            };
             match load(config, supervision) {
-                Ok((config, supervision)) => run(config, supervision),
+                Ok((mut config, supervision)) => {
+                    config.admin = admin;
+                    run(config, supervision)
+                }
                 Err(problems) => bad_config(&problems),
             }
         }
@@ -118,6 +131,16 @@ fn load(file: Option<PathBuf>, supervision: Option<PathBuf>) -> Result<(Config, 
         errors.into_iter().map(|e| format!("{file}: {e}")).collect::<Vec<_>>()
     })?;
     Ok((config, sup))
+}
+
+/// The chaos admin API from its two flags (both or neither).
+fn admin_flags(
+    listen: Option<std::net::SocketAddr>,
+    token_file: Option<PathBuf>,
+) -> Result<Option<edge_gateway::admin::AdminConfig>, String> {
+    let (Some(listen), Some(file)) = (listen, token_file) else { return Ok(None) };
+    let token = std::fs::read_to_string(&file).map_err(|e| format!("--admin-token-file: {}: {e}", file.display()))?;
+    edge_gateway::admin::AdminConfig::new(listen, token).map(Some)
 }
 
 /// Add or replace `user` in `file`, atomically (the gateway reloads the file when it changes).

@@ -48,6 +48,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     /// OpenTelemetry traces.
     pub tracing: crate::telemetry::TracingConfig,
+    /// The chaos admin API; only from CLI flags (`run --admin-listen`), never from the file.
+    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 /// Device health tracking.
@@ -434,6 +436,7 @@ impl RawConfig {
                 auth,
                 devices,
                 tracing,
+                admin: None,
             })
         } else {
             Err(ConfigError(errors))

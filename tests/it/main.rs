@@ -5,6 +5,7 @@
 //! real clients will not send.
 
 mod access;
+mod admin;
 mod cloud_tls;
 mod devices;
 mod endpoint;
