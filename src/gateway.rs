@@ -105,12 +105,12 @@ impl Gateway {
         let _ = rustls::crypto::ring::default_provider().install_default();
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
-        let store = open_store(&config.store_path(), sink_names)?;
-        let gateway_id = store.gateway_id(config.gateway_id.as_deref())?;
         let metrics = Metrics::new();
+        let health = Health::default();
+        let store = open_store(&config.store_path(), sink_names, &metrics, &health)?;
+        let gateway_id = store.gateway_id(config.gateway_id.as_deref())?;
         let mut registry = Registry::default();
         metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
-        let health = Health::default();
         let tracer = crate::telemetry::init(&config.tracing, &metrics)?;
         let mut built = Vec::new();
         let mut reloadables: Vec<Arc<dyn Reloadable>> = Vec::new();
@@ -272,8 +272,30 @@ fn open_devices_db(path: &Path) -> anyhow::Result<Arc<redb::Database>> {
     }
 }
 
-fn open_store(path: &Path, sinks: Vec<String>) -> anyhow::Result<Store> {
-    Store::open(path, sinks).with_context(|| format!("cannot open the store at {}", path.display()))
+/// Open the store. A damaged file is never deleted and never blocks the gateway: it is moved
+/// aside (quarantined), a fresh store starts, an ERROR is logged, a metric counts it and
+/// readiness reports degraded until an operator acknowledges (after `store salvage`). Other
+/// failures (the file locked by another process, a newer format, disk errors) stop the start.
+fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Health) -> anyhow::Result<Store> {
+    let err = match Store::open(path, sinks.clone()) {
+        Ok(store) => return Ok(store),
+        Err(e) => e,
+    };
+    if !err.is_corruption() {
+        return Err(anyhow::Error::new(err).context(format!("cannot open the store at {}", path.display())));
+    }
+    let aside = path.with_extension(format!("redb.quarantine-{}", edge_gateway_actors::storage::now_ms()));
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("the store at {} is damaged ({err}) and cannot be moved aside", path.display()))?;
+    tracing::error!(
+        store = %path.display(),
+        moved_to = %aside.display(),
+        error = %err,
+        "Store damaged: moved aside (nothing deleted) and a fresh store started. Salvage with `edge-gateway store salvage`."
+    );
+    metrics.store_quarantines.inc();
+    health.set_quarantined(Some(aside.display().to_string()));
+    Store::open(path, sinks).with_context(|| format!("cannot create a fresh store at {}", path.display()))
 }
 
 async fn start_admin(

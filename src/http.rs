@@ -71,8 +71,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl LocalApi {
     async fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() == Method::POST && req.uri().path() == "/api/store/acknowledge" {
+            return match self.health.quarantined() {
+                Some(to) => {
+                    self.health.set_quarantined(None);
+                    tracing::warn!(quarantined = %to, "Operator acknowledged the quarantined store.");
+                    text(StatusCode::OK, format!("acknowledged: {to}\n"))
+                }
+                None => text(StatusCode::OK, "nothing to acknowledge\n".into()),
+            };
+        }
         if req.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET (and POST /api/store/acknowledge)\n".into());
         }
         match req.uri().path() {
             "/metrics" => self.metrics(wants_openmetrics(req)),

@@ -53,6 +53,9 @@ enum Command {
         #[arg(long, default_value_t = edge_gateway::passwd::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
+    /// Work on the store while the gateway is stopped.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Validate a config file (and its supervision file); print every problem.
     CheckConfig {
         /// TOML config file; the embedded default when omitted.
@@ -60,6 +63,19 @@ enum Command {
         /// supervision.toml to check as well.
         #[arg(long)]
         supervision: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Re-import every readable message of a quarantined (or any other) store file into this
+    /// gateway's store, keeping their idempotency keys; the gateway must be stopped.
+    Salvage {
+        /// The quarantined file (data_dir/gateway.redb.quarantine-<ms>).
+        file: PathBuf,
+        /// The gateway's config (for data_dir and sinks); the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -72,6 +88,16 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Store(StoreCommand::Salvage { file, config }) => match salvage(&file, config) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge-gateway store salvage: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { file, supervision } => match load(file, supervision) {
             Ok(_) => {
                 println!("configuration OK");
@@ -131,6 +157,27 @@ fn load(file: Option<PathBuf>, supervision: Option<PathBuf>) -> Result<(Config, 
         errors.into_iter().map(|e| format!("{file}: {e}")).collect::<Vec<_>>()
     })?;
     Ok((config, sup))
+}
+
+/// Copy what can be read from `file` into the configured store (gateway stopped).
+fn salvage(file: &std::path::Path, config: Option<PathBuf>) -> Result<String, String> {
+    use edge_gateway_actors::storage::Store;
+    let config = match &config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    }
+    .map_err(|e| e.to_string())?;
+    let found = Store::salvage(file).map_err(|e| format!("{}: cannot be read: {e}", file.display()))?;
+    let sinks = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let store = Store::open(&config.store_path(), sinks)
+        .map_err(|e| format!("{} (is the gateway still running? stop it first): {e}", config.store_path().display()))?;
+    let imported = store.import(&found.values).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "imported {imported} messages from {} into {} ({} unreadable rows skipped); they keep their idempotency keys, so the cloud drops any it already has",
+        file.display(),
+        config.store_path().display(),
+        found.skipped
+    ))
 }
 
 /// The chaos admin API from its two flags (both or neither).

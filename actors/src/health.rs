@@ -25,6 +25,8 @@ struct Inner {
     children: Mutex<BTreeMap<String, ChildHealth>>,
     /// Child path -> the running actor, for introspection and fault injection.
     cells: Mutex<BTreeMap<String, ActorCell>>,
+    /// A damaged store was moved aside at start (where to); degraded until acknowledged.
+    quarantined: Mutex<Option<String>>,
 }
 
 /// The last known state of one supervised child.
@@ -85,9 +87,24 @@ impl Health {
         self.inner.children.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// A damaged store was moved to `to` and a fresh one started.
+    pub fn set_quarantined(&self, to: Option<String>) {
+        *self.inner.quarantined.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
+
+    /// Where a quarantined store was moved, until an operator acknowledges it.
+    pub fn quarantined(&self) -> Option<String> {
+        self.inner.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// `Ok` when ready, otherwise every reason why not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        if let Some(to) = self.quarantined() {
+            problems.push(format!(
+                "the store was damaged and moved to {to}; a fresh store is in use; salvage with `edge-gateway store salvage`, then acknowledge with POST /api/store/acknowledge"
+            ));
+        }
         if !self.inner.storage_writable.load(Ordering::Relaxed) {
             problems.push("storage is not writable".to_string());
         }

@@ -86,6 +86,8 @@ pub struct Metrics {
     /// Exits of supervised children (not sessions), by supervisor, child and reason: `failed`
     /// (error or panic), `killed`, `stopped` (another abnormal stop), `normal`.
     pub actor_exits: Family<[(&'static str, String); 3], Counter>,
+    /// Damaged stores moved aside at start (a fresh store was started instead).
+    pub store_quarantines: Counter,
     /// Actions taken through the chaos admin API, by action (kill, stop, storage_faults).
     pub admin_actions: Family<Label1, Counter>,
     /// Spans handed to the OTLP collector.
@@ -155,6 +157,7 @@ impl Metrics {
             devices: Family::default(),
             actor_exits: Family::default(),
             admin_actions: Family::default(),
+            store_quarantines: Counter::default(),
             trace_spans_exported: Counter::default(),
             trace_spans_dropped: Counter::default(),
             e2e_latency: Family::new_with_constructor(e2e_histogram),
@@ -245,6 +248,7 @@ impl Metrics {
             self.device_latency.clone(),
         );
         r.register("devices", "Known devices by state (online, silent, offline)", self.devices.clone());
+        r.register("storage_quarantines", "Damaged stores moved aside at start", self.store_quarantines.clone());
         r.register("admin_actions", "Actions taken through the chaos admin API, by action", self.admin_actions.clone());
         r.register("trace_spans_exported", "Spans handed to the OTLP collector", self.trace_spans_exported.clone());
         r.register(

@@ -15,6 +15,7 @@ mod malformed;
 mod pipeline;
 mod process;
 mod raw;
+mod recovery;
 mod supervision;
 mod tracing;
 mod trust;

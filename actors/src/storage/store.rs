@@ -229,3 +229,67 @@ fn random_id() -> String {
     let n: u64 = rand::rng().random();
     format!("gw-{n:016x}")
 }
+
+impl StoreError {
+    /// Whether the file itself is damaged (or not a store at all): then it is quarantined and a
+    /// fresh store started. Not for a lock held by another process, a newer format, or an I/O
+    /// error of the disk (permissions, full, gone): those need an operator, not a new file.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Open { source: redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)), .. } => true,
+            StoreError::Open { source: redb::DatabaseError::Storage(redb::StorageError::Io(e)), .. } => {
+                matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
+            }
+            StoreError::Redb(_) | StoreError::Decode { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What `store salvage` could read from a quarantined file.
+#[derive(Debug, Default)]
+pub struct Salvaged {
+    /// Encoded records (each still carries its original idempotency key), in seq order.
+    pub values: Vec<Vec<u8>>,
+    /// Rows that could not be read or decoded.
+    pub skipped: usize,
+}
+
+impl Store {
+    /// Read every record that can still be read from a (quarantined) store file.
+    pub fn salvage(path: &Path) -> Result<Salvaged, StoreError> {
+        let db = Database::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let txn = db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut out = Salvaged::default();
+        for row in table.iter()? {
+            match row {
+                Ok((seq, v)) if Record::decode(seq.value(), v.value()).is_ok() => out.values.push(v.value().to_vec()),
+                _ => out.skipped += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Append already-encoded records (from [`Store::salvage`]) after the current ones, keeping
+    /// their idempotency keys (so the cloud drops the ones it already has). Only while no
+    /// gateway runs on this store: it writes outside the storage actor.
+    pub fn import(&self, values: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut meta = txn.open_table(META)?;
+            let mut next = meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(0);
+            let mut bytes = meta.get(BACKLOG_BYTES)?.map(|v| v.value()).unwrap_or(0);
+            for v in values {
+                messages.insert(next, v.as_slice())?;
+                next += 1;
+                bytes += v.len() as u64;
+            }
+            meta.insert(NEXT_SEQ, next)?;
+            meta.insert(BACKLOG_BYTES, bytes)?;
+        }
+        txn.commit()?;
+        Ok(values.len() as u64)
+    }
+}

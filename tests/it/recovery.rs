@@ -1,0 +1,108 @@
+//! Disaster recovery of the store: a damaged file is quarantined (never deleted) and a fresh
+//! store keeps the gateway running; `store salvage` brings the readable messages back with their
+//! original idempotency keys.
+
+use std::time::Duration;
+
+use edge_gateway::config::Config;
+use edge_gateway_actors::supervisor::SupervisionConfig;
+
+use crate::harness::{self, Extra};
+use crate::ingest::IngestServer;
+use crate::util::{self, poll_until};
+
+fn config(data: &std::path::Path, ingest: &IngestServer) -> (String, Config) {
+    let text = harness::config_text(data, &ingest.url(), "127.0.0.1:0", "127.0.0.1:0", &Extra::default());
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    (text, config)
+}
+
+async fn publish(gw: &edge_gateway::Gateway, payload: &str) {
+    let port = gw.mqtt_addr.port().to_string();
+    let out =
+        util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "dev-1", "-t", "devices/dev-1/t", "-m", payload]).await;
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_is_quarantined_and_the_gateway_runs_degraded_until_acknowledged() {
+    let dir = util::temp_dir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("gateway.redb"), vec![0xAB; 65_536]).unwrap(); // not a store at all
+    let ingest = IngestServer::start().await;
+    let (_, config) = config(&data, &ingest);
+    let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.expect("starts on a fresh store");
+    let moved: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gateway.redb.quarantine-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "the damaged file is kept aside");
+    assert_eq!(std::fs::read(data.join(&moved[0])).unwrap(), vec![0xAB; 65_536], "and not touched");
+    let (status, body) = harness::http_get(gw.http_addr, "/readyz").await;
+    assert_eq!(status, 503, "degraded until acknowledged");
+    assert!(body.contains(&moved[0]), "{body}");
+    let scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
+    assert_eq!(harness::sample(&scrape, "gateway_storage_quarantines_total"), 1.0);
+
+    publish(&gw, "on-the-fresh-store").await; // ingest goes on meanwhile
+    poll_until("forwarded", Duration::from_secs(10), || ingest.accepted().len() == 1).await;
+    harness::install_crypto();
+    let ack = reqwest::Client::new().post(format!("http://{}/api/store/acknowledge", gw.http_addr)).send().await.unwrap();
+    assert_eq!(ack.status().as_u16(), 200);
+    assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_salvage_brings_back_the_messages_of_a_set_aside_store_with_their_keys() {
+    let dir = util::temp_dir();
+    let data = dir.path().join("data");
+    let ingest = IngestServer::start().await;
+    ingest.stop(); // the cloud is down: the messages stay in the store
+    let (text, config) = config(&data, &ingest);
+    let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
+    let old_id = gw.gateway_id.clone();
+    for i in 0..5 {
+        publish(&gw, &format!("m{i}")).await;
+    }
+    // While the gateway runs, salvage refuses to touch its store.
+    let cfg_file = dir.path().join("gateway.toml");
+    std::fs::write(&cfg_file, &text).unwrap();
+    std::fs::copy(data.join("gateway.redb"), dir.path().join("copy.redb")).unwrap_or_default();
+    let busy = std::process::Command::new(harness::binary())
+        .args(["store", "salvage"])
+        .arg(dir.path().join("copy.redb"))
+        .arg("--config")
+        .arg(&cfg_file)
+        .output()
+        .unwrap();
+    assert_eq!(busy.status.code(), Some(1), "{}", String::from_utf8_lossy(&busy.stderr));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("stop it first"), "{}", String::from_utf8_lossy(&busy.stderr));
+    gw.stop().await;
+
+    // As if quarantined: the file is set aside, a new store takes its place.
+    let aside = data.join("gateway.redb.quarantine-test");
+    std::fs::rename(data.join("gateway.redb"), &aside).unwrap();
+    let out = std::process::Command::new(harness::binary())
+        .args(["store", "salvage"])
+        .arg(&aside)
+        .arg("--config")
+        .arg(&cfg_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("imported 5 messages"), "{stdout}");
+
+    ingest.restart().await;
+    let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
+    poll_until("salvaged messages forwarded", Duration::from_secs(15), || ingest.accepted().len() == 5).await;
+    let keys: Vec<String> = ingest.accepted().iter().map(|m| m.key.clone()).collect();
+    assert_eq!(keys, (0..5).map(|i| format!("{old_id}:{i}")).collect::<Vec<_>>(), "original idempotency keys, in order");
+    let payloads: Vec<String> = ingest.accepted().iter().map(|m| String::from_utf8_lossy(&m.payload_bytes()).into_owned()).collect();
+    assert_eq!(payloads, ["m0", "m1", "m2", "m3", "m4"]);
+    gw.stop().await;
+}
