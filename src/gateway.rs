@@ -393,12 +393,20 @@ fn start_mqtt(
         .set_handshake_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16));
     let handshake = config.tls.as_ref().map(|t| t.handshake_timeout.as_secs() as u16).unwrap_or(10);
     let tls_cfg = ntex_tls::TlsConfig::new().set_handshake_timeout(ntex_util::time::Seconds(handshake));
+    // A half-read packet must keep arriving (512 bytes per period, at most 30 periods):
+    // keep-alive does not run while ntex waits for the rest of a frame.
+    let partial = config.mqtt.partial_packet_timeout.as_secs().clamp(1, 3600) as u16;
+    let io_cfg = ntex_io::IoConfig::new().set_frame_read_rate(
+        ntex_util::time::Seconds(partial),
+        ntex_util::time::Seconds(partial.saturating_mul(30)),
+        512,
+    );
     let gate = Gate::new(config.mqtt.max_connections, config.mqtt.max_new_connections_per_source, ingress.metrics.clone());
     let workers = config.mqtt.workers;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("mqtt-io".into()).spawn(move || {
         let result = ntex_rt::System::new("mqtt", ntex_net::DefaultRuntime).block_on(async move {
-            let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).build();
+            let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).add(io_cfg).build();
             let server = build_server(workers, cfg, listeners, ingress, gate, device_tls).map(|b| b.run());
             match server {
                 Ok(server) => {

@@ -76,6 +76,10 @@ pub struct MqttConfig {
     pub max_packet_size: u32,
     /// Time allowed between accepting a socket and its CONNECT.
     pub connect_timeout: Duration,
+    /// A packet that has started arriving must make progress (512 bytes) within this time, or
+    /// the connection is closed (slow-sender / truncated-packet protection; keep-alive does not
+    /// apply while a packet is half read).
+    pub partial_packet_timeout: Duration,
     /// QoS1 publishes in flight per connection.
     pub max_inflight: u16,
     /// ntex I/O threads.
@@ -216,6 +220,7 @@ struct RawMqtt {
     max_new_connections_per_source: u32,
     max_packet_size: u32,
     connect_timeout_secs: u64,
+    partial_packet_timeout_secs: u64,
     max_inflight: u16,
     workers: usize,
 }
@@ -229,6 +234,7 @@ impl Default for RawMqtt {
             max_new_connections_per_source: 200,
             max_packet_size: 1 << 20,
             connect_timeout_secs: 10,
+            partial_packet_timeout_secs: 10,
             max_inflight: 64,
             workers: 1,
         }
@@ -382,11 +388,15 @@ impl RawConfig {
             max_new_connections_per_source: self.mqtt.max_new_connections_per_source,
             max_packet_size: self.mqtt.max_packet_size,
             connect_timeout: Duration::from_secs(self.mqtt.connect_timeout_secs),
+            partial_packet_timeout: Duration::from_secs(self.mqtt.partial_packet_timeout_secs),
             max_inflight: self.mqtt.max_inflight,
             workers: self.mqtt.workers,
         };
         if !(64..=268_435_455).contains(&self.mqtt.max_packet_size) {
             e.push("mqtt.max_packet_size: must be between 64 and 268435455".into());
+        }
+        if !(1..=3600).contains(&self.mqtt.partial_packet_timeout_secs) {
+            e.push("mqtt.partial_packet_timeout_secs: must be between 1 and 3600".into());
         }
         if !(1..=3600).contains(&self.mqtt.connect_timeout_secs) {
             e.push("mqtt.connect_timeout_secs: must be between 1 and 3600".into());

@@ -47,6 +47,7 @@ data_dir = "{data}"
 [mqtt]
 listen = "{mqtt}"
 connect_timeout_secs = 2
+partial_packet_timeout_secs = 2
 {mqtt_extra}
 [http]
 listen = "{http}"

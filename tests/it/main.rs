@@ -7,6 +7,7 @@
 mod access;
 mod admin;
 mod cloud_tls;
+mod cve;
 mod devices;
 mod endpoint;
 mod harness;
