@@ -98,15 +98,21 @@ write_config() {
     } >"$dir/gateway.toml"
 }
 
-# start_timed DIR: start the gateway and print the milliseconds until /readyz answers 200.
+# start_timed DIR: start the gateway; LAST_MS = milliseconds until /readyz answers 200. Not in
+# a subshell: SERVER_PID must reach stop_server (and a gateway already running on the ports
+# would answer /readyz for the new one: refuse to start then).
+LAST_MS=0
 start_timed() {
+    if curl -s -o /dev/null http://127.0.0.1:18871/readyz; then
+        die "something already answers on 127.0.0.1:18871; stop it first"
+    fi
     local t0
     t0=$(now_ms)
     taskset -c 0 "$GATEWAY" run --config "$1/gateway.toml" >>"$1/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 6000); do
         if curl -sf http://127.0.0.1:18871/readyz >/dev/null 2>&1; then
-            echo $(( $(now_ms) - t0 ))
+            LAST_MS=$(( $(now_ms) - t0 ))
             return 0
         fi
         kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$1/server.log" >&2; die "gateway exited during startup"; }
@@ -121,12 +127,12 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -a EMPTY FULL
 for run in $(seq "$RUNS"); do
     dir="$WORK/empty$run"; mkdir -p "$dir"; write_config "$dir"
-    ms=$(start_timed "$dir"); EMPTY+=("$ms"); log "empty data dir, run $run: ready in $ms ms"
+    start_timed "$dir"; EMPTY+=("$LAST_MS"); log "empty data dir, run $run: ready in $LAST_MS ms"
     stop_server
 done
 
 dir="$WORK/full"; mkdir -p "$dir"; write_config "$dir"
-start_timed "$dir" >/dev/null
+start_timed "$dir"
 per_client=$(( (MESSAGES + 7) / 8 ))
 log "filling the store with $((per_client * 8)) messages"
 taskset -c 1 "$TLSLOAD" ingest --addr 127.0.0.1:18870 --clients 8 --messages "$per_client" >&2
@@ -134,9 +140,9 @@ backlog=$(backlog_now)
 log "backlog before stop: $backlog"
 stop_server
 for run in $(seq "$RUNS"); do
-    ms=$(start_timed "$dir"); FULL+=("$ms")
+    start_timed "$dir"; FULL+=("$LAST_MS")
     seen=$(backlog_now)
-    log "backlog $seen, run $run: ready in $ms ms"
+    log "backlog $seen, run $run: ready in $LAST_MS ms"
     [[ "$seen" == "$backlog" ]] || die "backlog after restart is $seen, expected $backlog"
     stop_server
 done
