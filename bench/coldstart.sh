@@ -30,9 +30,9 @@ RUNS=5
 MESSAGES=1000000
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
-die() { echo "bench/coldstart.sh: $*" >&2; exit 1; }
-log() { echo "bench: $*" >&2; }
-positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+SCRIPT=bench/coldstart.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -59,20 +59,7 @@ GATEWAY=target/release/edge-gateway
 TLSLOAD=target/release/examples/tlsload
 [[ -x $GATEWAY && -x $TLSLOAD ]] || die "missing $GATEWAY or $TLSLOAD (build first)"
 
-WORK=$(mktemp -d "$DATA_ROOT/edge-gateway-coldstart.XXXXXX")
-SERVER_PID=""
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 600); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_workdir edge-gateway-coldstart
 
 now_ms() { date +%s%3N; }
 
@@ -122,13 +109,12 @@ start_timed() {
 }
 
 backlog_now() { curl -s http://127.0.0.1:18871/metrics | awk '/^gateway_backlog_messages /{print $2}'; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -a EMPTY FULL
 for run in $(seq "$RUNS"); do
     dir="$WORK/empty$run"; mkdir -p "$dir"; write_config "$dir"
     start_timed "$dir"; EMPTY+=("$LAST_MS"); log "empty data dir, run $run: ready in $LAST_MS ms"
-    stop_server
+    stop_server 600
 done
 
 dir="$WORK/full"; mkdir -p "$dir"; write_config "$dir"
@@ -138,13 +124,13 @@ log "filling the store with $((per_client * 8)) messages"
 taskset -c 1 "$TLSLOAD" ingest --addr 127.0.0.1:18870 --clients 8 --messages "$per_client" >&2
 backlog=$(backlog_now)
 log "backlog before stop: $backlog"
-stop_server
+stop_server 600
 for run in $(seq "$RUNS"); do
     start_timed "$dir"; FULL+=("$LAST_MS")
     seen=$(backlog_now)
     log "backlog $seen, run $run: ready in $LAST_MS ms"
     [[ "$seen" == "$backlog" ]] || die "backlog after restart is $seen, expected $backlog"
-    stop_server
+    stop_server 600
 done
 size=$(du -h --apparent-size "$dir/data/gateway.redb" | cut -f1)
 echo "| start (median of $RUNS) | time to /readyz 200 |"

@@ -33,9 +33,9 @@ MESSAGES=25000
 CLIENTS=8
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
-die() { echo "bench/tracing.sh: $*" >&2; exit 1; }
-log() { echo "bench: $*" >&2; }
-positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+SCRIPT=bench/tracing.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -65,20 +65,7 @@ GATEWAY=target/release/edge-gateway
 TLSLOAD=target/release/examples/tlsload
 [[ -x $GATEWAY && -x $TLSLOAD ]] || die "missing $GATEWAY or $TLSLOAD (build first)"
 
-WORK=$(mktemp -d "$DATA_ROOT/edge-gateway-tracebench.XXXXXX")
-SERVER_PID=""
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_workdir edge-gateway-tracebench
 
 # start_gateway DIR off|down
 start_gateway() {
@@ -111,8 +98,6 @@ EOF
     die "gateway not ready after 30 s"
 }
 
-field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -a OFF DOWN RATIO DROPPED
 for run in $(seq "$RUNS"); do

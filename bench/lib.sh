@@ -1,0 +1,32 @@
+# shellcheck shell=bash
+# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh and bench/coldstart.sh
+# (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT before using them.
+
+die() { echo "$SCRIPT: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+# field JSON NAME: a number from a one-line JSON object.
+field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+SERVER_PID=""
+# shellcheck disable=SC2120  # callers may pass TENTHS
+# stop_server [TENTHS]: SIGTERM the server this shell started, wait up to TENTHS/10 s for a
+# graceful stop (default 10 s), then SIGKILL.
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq "${1:-100}"); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# bench_workdir NAME: WORK = a fresh dir under DATA_ROOT; on exit (also Ctrl-C) the server is
+# stopped and WORK removed.
+bench_workdir() {
+    WORK=$(mktemp -d "$DATA_ROOT/$1.XXXXXX")
+    trap 'stop_server; rm -rf "$WORK"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
