@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::metrics::Metrics;
-use edge_gateway_actors::record::NewRecord;
+use edge_gateway_actors::record::{NewRecord, TraceCtx};
 use edge_gateway_actors::session::{SessionActor, SessionArgs, SessionMsg};
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{AppendError, Appended, StorageMsg, now_ms};
@@ -319,14 +319,16 @@ impl ConnInner {
         Who { identity: &self.identity, client_id: &self.client_id }
     }
 
-    /// The ACL's decision on a publish; refusals are logged with identity and topic.
-    fn may_publish(&self, topic: &str) -> bool {
+    /// The ACL's decision on a publish; refusals are logged with identity, topic and the
+    /// message's trace ids.
+    fn may_publish(&self, topic: &str, trace: Option<&TraceCtx>) -> bool {
         match self.ingress.authority.may_publish(&self.who(), topic) {
             Decision::Allow => true,
             Decision::Deny(reason) => {
                 if ACL_REFUSALS.allow() {
                     let topic = clip(topic);
-                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?topic, reason = reason.as_str(), "Publish refused by the ACL (more this second are only counted).");
+                    let (trace_id, span_id) = trace_ids(trace);
+                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?topic, reason = reason.as_str(), trace_id, span_id, "Publish refused by the ACL (more this second are only counted).");
                 }
                 false
             }
@@ -364,10 +366,24 @@ fn valid_topic(topic: &str) -> bool {
 }
 
 fn rejected(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &str) {
+    rejected_traced(metrics, client_id, reason, detail, None);
+}
+
+/// A refused publish, logged with the message's trace and span ids when it is traced.
+fn rejected_traced(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &str, trace: Option<&TraceCtx>) {
     metrics.reject(reason);
     if PUBLISH_REFUSALS.allow() {
         let detail = clip(detail);
-        tracing::warn!(%client_id, reason, ?detail, "Publish refused (more this second are only counted).");
+        let (trace_id, span_id) = trace_ids(trace);
+        tracing::warn!(%client_id, reason, ?detail, trace_id, span_id, "Publish refused (more this second are only counted).");
+    }
+}
+
+/// `trace_id` and `span_id` log fields (empty when the message is not traced).
+fn trace_ids(trace: Option<&TraceCtx>) -> (String, String) {
+    match trace {
+        Some(t) => (format!("{:032x}", u128::from_be_bytes(t.trace_id)), format!("{:016x}", u64::from_be_bytes(t.span_id))),
+        None => (String::new(), String::new()),
     }
 }
 
@@ -420,14 +436,16 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
         return Err(IngressError(format!("invalid topic {topic:?}")));
     }
     c.still_trusted()?;
-    if !c.may_publish(&topic) {
+    // MQTT 3.1.1 has no user properties: the gateway starts the trace (if sampled). The span
+    // covers authorization too.
+    let (span, trace) = crate::telemetry::receive_span(None, &topic, &c.identity, "v3");
+    if !c.may_publish(&topic, trace.as_ref()) {
+        crate::telemetry::end_receive(span, Some("not authorized"));
         // MQTT 3.1.1 has no negative PUBACK: closing is the only refusal the client sees.
         return Err(IngressError(format!("publish to {topic:?} not authorized")));
     }
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let qos = u8::from(p.qos());
-    // MQTT 3.1.1 has no user properties: the gateway starts the trace (if sampled).
-    let (span, trace) = crate::telemetry::receive_span(None, &topic, &c.identity, "v3");
     let rec = NewRecord {
         device: c.identity.clone(),
         topic,
@@ -452,7 +470,7 @@ pub(crate) async fn publish_v3(conn: &v3::Session<Conn>, p: v3::Publish) -> Resu
         }
         Err(e) => {
             let reason = if e == AppendError::QuotaExceeded { "quota" } else { "store_error" };
-            rejected(m, &c.client_id, reason, &e.to_string());
+            rejected_traced(m, &c.client_id, reason, &e.to_string(), trace.as_ref());
             Err(IngressError(e.to_string()))
         }
     }
@@ -545,15 +563,21 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
         conn.sink().close_with_reason(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::NotAuthorized));
         return Err(e);
     }
-    if !c.may_publish(&topic) {
+    let device_trace = p
+        .packet()
+        .properties
+        .user_properties
+        .iter()
+        .find(|(k, _)| &**k == "traceparent")
+        .and_then(|(_, v)| crate::telemetry::parse_traceparent(v));
+    let (span, trace) = crate::telemetry::receive_span(device_trace, &topic, &c.identity, "v5");
+    if !c.may_publish(&topic, trace.as_ref()) {
+        crate::telemetry::end_receive(span, Some("not authorized"));
         return Ok(p.ack().reason_code(R::NotAuthorized));
     }
     let payload = p.read_all().await.map_err(|e| IngressError(format!("payload: {e:?}")))?;
     let props = &p.packet().properties;
     let qos = u8::from(p.qos());
-    let device_trace =
-        props.user_properties.iter().find(|(k, _)| &**k == "traceparent").and_then(|(_, v)| crate::telemetry::parse_traceparent(v));
-    let (span, trace) = crate::telemetry::receive_span(device_trace, &topic, &c.identity, "v5");
     let rec = NewRecord {
         device: c.identity.clone(),
         topic,
@@ -579,11 +603,11 @@ pub(crate) async fn publish_v5(conn: &v5::Session<Conn>, p: v5::Publish) -> Resu
             Ok(p.ack())
         }
         Err(AppendError::QuotaExceeded) => {
-            rejected(m, &c.client_id, "quota", "storage quota exceeded");
+            rejected_traced(m, &c.client_id, "quota", "storage quota exceeded", trace.as_ref());
             Ok(p.ack().reason_code(R::QuotaExceeded))
         }
         Err(e) => {
-            rejected(m, &c.client_id, "store_error", &e.to_string());
+            rejected_traced(m, &c.client_id, "store_error", &e.to_string(), trace.as_ref());
             Ok(p.ack().reason_code(R::UnspecifiedError))
         }
     }

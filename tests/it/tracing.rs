@@ -75,6 +75,11 @@ impl Receiver {
     }
 }
 
+/// The lab listener with the default namespace (no ACL file): devices/<client id>/... only.
+fn lab_default_namespace() -> Extra {
+    Extra { auth: "plain = \"anonymous\"".into(), ..Default::default() }
+}
+
 async fn publish_traced(p: &Process, trace_id: &str, span_id: &str, payload: &str) {
     let traceparent = format!("00-{trace_id}-{span_id}-01");
     let port = p.mqtt.port().to_string();
@@ -93,9 +98,13 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     let mqtt_addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
     let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
     // Ratio 0: only the device's sampled traceparent is traced.
-    let config =
-        harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt_addr.to_string(), &http_addr.to_string(), &Extra::default())
-            + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\n", receiver.port);
+    let config = harness::config_text(
+        &dir.path().join("data"),
+        &ingest.url(),
+        &mqtt_addr.to_string(),
+        &http_addr.to_string(),
+        &lab_default_namespace(),
+    ) + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\n", receiver.port);
 
     let (t1, s1) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let mut p = Process::start(dir.path(), &config, mqtt_addr, http_addr).await;
@@ -121,6 +130,22 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     assert_eq!(header.len(), 1);
     assert!(header[0].starts_with(&format!("00-{t1}-{}-", request["span_id"].as_str().unwrap())), "{header:?}");
     println!("trace {t1}: mqtt publish <- store commit, forward <- http POST; traceparent header {}", header[0]);
+
+    // A refused publish: its WARN log line (JSON, the default) carries the message's trace id.
+    let t3 = "11111111111111111111111111111111";
+    let port = p.mqtt.port().to_string();
+    let tp = format!("00-{t3}-2222222222222222-01");
+    let args = ["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1", "-i", "dev-t", "-t", "devices/someone-else/x"];
+    let _ = util::mosquitto_pub(&[&args[..], &["-D", "publish", "user-property", "traceparent", &tp, "-m", "x"]].concat()).await;
+    let log = dir.path().join("gateway.log");
+    poll_until("the refusal logged", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("refused by the ACL")
+    })
+    .await;
+    let line = std::fs::read_to_string(&log).unwrap().lines().find(|l| l.contains("refused by the ACL")).unwrap().to_string();
+    let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(json["trace_id"], t3, "{line}");
+    assert_eq!(json["span_id"].as_str().map(str::len), Some(16), "{line}");
 
     // Cloud down: the second message waits in the store across a gateway restart.
     let (t2, s2) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
