@@ -22,6 +22,19 @@ stop_server() {
     SERVER_PID=""
 }
 
+# wait_ready WHAT LOG CHECK...: poll CHECK (a command) every 0.1 s for 30 s while the server
+# this shell started is alive; on failure show the end of LOG.
+wait_ready() {
+    local what=$1 log=$2
+    shift 2
+    for _ in $(seq 300); do
+        "$@" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$log" >&2; die "$what exited during startup"; }
+        sleep 0.1
+    done
+    die "$what not ready after 30 s"
+}
+
 # bench_workdir NAME: WORK = a fresh dir under DATA_ROOT; on exit (also Ctrl-C) the server is
 # stopped and WORK removed.
 bench_workdir() {

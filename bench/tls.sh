@@ -106,12 +106,7 @@ kind = "discard"
 EOF
     taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 300); do
-        curl -sf http://127.0.0.1:18851/readyz >/dev/null 2>&1 && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; die "gateway exited during startup"; }
-        sleep 0.1
-    done
-    die "gateway not ready after 30 s"
+    wait_ready gateway "$dir/server.log" curl -sf http://127.0.0.1:18851/readyz
 }
 
 # start_mosquitto DIR: the peer for the storm, mTLS with the same PKI (in memory, no ACL).
@@ -133,12 +128,7 @@ use_identity_as_username true
 EOF
     taskset -c 0 mosquitto -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 300); do
-        (: 3<>/dev/tcp/127.0.0.1/18853) 2>/dev/null && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; die "mosquitto exited during startup"; }
-        sleep 0.1
-    done
-    die "mosquitto not listening after 30 s"
+    wait_ready mosquitto "$dir/server.log" bash -c ': 3<>/dev/tcp/127.0.0.1/18853'
 }
 
 

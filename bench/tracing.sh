@@ -90,12 +90,7 @@ kind = "discard"
 EOF
     taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 300); do
-        curl -sf http://127.0.0.1:18861/readyz >/dev/null 2>&1 && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; die "gateway exited during startup"; }
-        sleep 0.1
-    done
-    die "gateway not ready after 30 s"
+    wait_ready gateway "$dir/server.log" curl -sf http://127.0.0.1:18861/readyz
 }
 
 

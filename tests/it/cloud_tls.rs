@@ -39,11 +39,7 @@ fn issue_client(pki: &TestPki, cn: &str) {
 }
 
 async fn publish(gw: &edge_gateway::Gateway, n: usize) {
-    let port = gw.mqtt_addr.port().to_string();
-    let out =
-        util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "dev-1", "-t", "devices/dev-1/t", "-m", &n.to_string()])
-            .await;
-    assert!(out.status.success());
+    util::publish_one(gw.mqtt_addr, &n.to_string()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,10 +18,7 @@ fn config(data: &std::path::Path, ingest: &IngestServer) -> (String, Config) {
 }
 
 async fn publish(gw: &edge_gateway::Gateway, payload: &str) {
-    let port = gw.mqtt_addr.port().to_string();
-    let out =
-        util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "dev-1", "-t", "devices/dev-1/t", "-m", payload]).await;
-    assert!(out.status.success(), "{out:?}");
+    util::publish_one(gw.mqtt_addr, payload).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,14 @@ pub async fn mosquitto_pub(args: &[&str]) -> Output {
     mosquitto("mosquitto_pub", args).await
 }
 
+/// One QoS1 message as client `dev-1` to `devices/dev-1/t` on the plain listener at `addr`;
+/// panics unless mosquitto_pub reports success.
+pub async fn publish_one(addr: std::net::SocketAddr, payload: &str) {
+    let port = addr.port().to_string();
+    let out = mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "dev-1", "-t", "devices/dev-1/t", "-m", payload]).await;
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// Runs a mosquitto client (`mosquitto_pub`, `mosquitto_sub`) and returns its output.
 pub async fn mosquitto(client: &str, args: &[&str]) -> Output {
     let program = require(client);
