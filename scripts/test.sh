@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of edge-gateway on a fresh Debian machine with only the Rust toolchain:
-# installs the peers the tests drive (mosquitto clients, promtool, faketime, openssl, a Python
-# venv with an OTLP receiver's packages) when missing (not the
+# installs the peers the tests drive (mosquitto clients, promtool, faketime, openssl, strace, a
+# Python venv with an OTLP receiver's packages and paho-mqtt for the chaos scripts) when missing (not the
 # mosquitto broker: its service would take port 1883 from the gateway's default config), then
 # runs the whole workspace's tests with the committed Cargo.lock.
 set -euo pipefail
@@ -12,6 +12,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
@@ -25,20 +26,21 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Fail, never skip, when a peer is still missing.
-for bin in mosquitto_pub mosquitto_sub promtool faketime openssl; do
+for bin in mosquitto_pub mosquitto_sub promtool faketime openssl strace; do
     command -v "$bin" >/dev/null 2>&1 || { echo "test.sh: $bin is required and could not be installed" >&2; exit 1; }
 done
 
 # The OTLP receiver the tracing tests start (tests/peers/otlp_receiver.py) needs grpcio and
-# opentelemetry-proto from PyPI: a venv under target/ keeps them away from the system Python.
+# opentelemetry-proto from PyPI, the chaos scripts paho-mqtt: a venv under target/ keeps them
+# away from the system Python.
 VENV=target/test-venv
-if ! "$VENV/bin/python" -c 'import grpc, opentelemetry.proto' >/dev/null 2>&1; then
-    echo "test.sh: installing opentelemetry-proto and grpcio into $VENV" >&2
+if ! "$VENV/bin/python" -c 'import grpc, opentelemetry.proto, paho.mqtt' >/dev/null 2>&1; then
+    echo "test.sh: installing opentelemetry-proto, grpcio and paho-mqtt into $VENV" >&2
     mkdir -p target
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'opentelemetry-proto==1.45.2' 'grpcio==1.85.3'
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'opentelemetry-proto==1.45.2' 'grpcio==1.85.3' 'paho-mqtt==2.2.0'
 fi
-"$VENV/bin/python" -c 'import grpc, opentelemetry.proto' || { echo "test.sh: the OTLP receiver's Python packages could not be installed" >&2; exit 1; }
+"$VENV/bin/python" -c 'import grpc, opentelemetry.proto, paho.mqtt' || { echo "test.sh: the test venv's Python packages could not be installed" >&2; exit 1; }
 export EDGE_GATEWAY_TEST_PYTHON=$PWD/$VENV/bin/python
 
 # Tests start many gateways at once: give them file descriptors.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::slot::ActorSlot;
-use edge_gateway_actors::storage::{StorageMsg, Store};
+use edge_gateway_actors::storage::{SharedDb, StorageMsg, Store};
 use edge_gateway_actors::supervisor::{SupervisionConfig, Supervisor, SupervisorMsg};
 use ntex_mqtt::{MqttServer, v3, v5};
 use ntex_service::cfg::SharedCfg;
@@ -259,15 +259,15 @@ impl Gateway {
 ///
 /// A status file that cannot be opened (damaged, or from a newer version) is moved aside and a
 /// fresh one started: device status must never keep messages from flowing.
-fn open_devices_db(path: &Path) -> anyhow::Result<Arc<redb::Database>> {
+fn open_devices_db(path: &Path) -> anyhow::Result<SharedDb> {
     match redb::Database::create(path) {
-        Ok(db) => Ok(Arc::new(db)),
+        Ok(db) => Ok(SharedDb::new(db, path)),
         Err(e) => {
             let aside = path.with_extension(format!("redb.unreadable-{}", edge_gateway_actors::storage::now_ms()));
             tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "Device status file unreadable; moved aside, starting a fresh one.");
             std::fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
             let db = redb::Database::create(path).with_context(|| format!("cannot create the device status file {}", path.display()))?;
-            Ok(Arc::new(db))
+            Ok(SharedDb::new(db, path))
         }
     }
 }

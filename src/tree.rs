@@ -54,7 +54,7 @@ pub struct TreeInputs {
     /// Forwarder progress, read by the watchdog.
     pub liveness: edge_gateway_actors::liveness::Liveness,
     /// `devices.redb`, opened once.
-    pub devices_db: Arc<redb::Database>,
+    pub devices_db: edge_gateway_actors::storage::SharedDb,
     /// Silent detection and persistence of device status.
     pub devices_policy: crate::config::DevicesConfig,
     /// Where the current device health actor is found.

@@ -21,7 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::storage::now_ms;
+use crate::storage::{SharedDb, now_ms};
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 
@@ -98,8 +98,9 @@ pub struct DevicesActor;
 
 /// Start-up arguments.
 pub struct DevicesArgs {
-    /// `devices.redb`, opened once outside the actor (a restart must not reopen it).
-    pub db: Arc<Database>,
+    /// `devices.redb`, opened once outside the actor (a restart must not reopen it); reopened
+    /// after a failed write (redb fails everything after one until then).
+    pub db: SharedDb,
     /// Gauges.
     pub metrics: Metrics,
     /// Connected but quiet this long: silent.
@@ -144,7 +145,13 @@ impl Actor for DevicesActor {
 
     async fn pre_start(&self, myself: ActorRef<DevicesMsg>, args: DevicesArgs) -> Result<DevicesState, ActorProcessingErr> {
         let db = args.db.clone();
-        let mut devices = tokio::task::block_in_place(|| load(&db))?;
+        let mut devices = tokio::task::block_in_place(|| {
+            if db.get().is_none() {
+                db.reopen()?; // closed by a failed reopening: try once more
+            }
+            let handle = db.get().ok_or("devices.redb is closed")?;
+            load(&handle)
+        })?;
         // Sessions come from ingress: none after a gateway restart; after a restart of this
         // actor alone, the ones still open.
         for d in devices.values_mut() {
@@ -282,7 +289,8 @@ impl DevicesState {
         offline.sort();
         let gone: Vec<String> = offline.into_iter().take(excess).map(|(_, id)| id).collect();
         let remove = || -> Result<(), redb::Error> {
-            let txn = self.args.db.begin_write()?;
+            let Some(db) = self.args.db.get() else { return Ok(()) };
+            let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(DEVICES)?;
                 for id in &gone {
@@ -329,8 +337,12 @@ impl DevicesState {
     /// Write the changed records; a failure is logged and retried at the next round.
     fn persist(&mut self) {
         self.last_saved = std::time::Instant::now();
+        if self.args.db.get().is_none() && !self.reopen() {
+            return;
+        }
+        let Some(db) = self.args.db.get() else { return };
         let result = (|| -> Result<(), redb::Error> {
-            let txn = self.args.db.begin_write()?;
+            let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(DEVICES)?;
                 for id in &self.dirty {
@@ -345,7 +357,23 @@ impl DevicesState {
         })();
         match result {
             Ok(()) => self.dirty.clear(),
-            Err(e) => tracing::warn!(error = %e, "Cannot save device status; retrying later."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot save device status; reopening the file and retrying later.");
+                drop(db);
+                self.reopen();
+            }
+        }
+    }
+
+    /// After a failed write redb fails everything until the file is opened again; whether it
+    /// is open now.
+    fn reopen(&self) -> bool {
+        match tokio::task::block_in_place(|| self.args.db.reopen()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot reopen the device status file yet.");
+                false
+            }
         }
     }
 }

@@ -101,7 +101,19 @@ impl Actor for ForwarderActor {
     type Arguments = ForwarderArgs;
 
     async fn pre_start(&self, myself: ActorRef<ForwarderMsg>, args: ForwarderArgs) -> Result<ForwarderState, ActorProcessingErr> {
-        let cursor = args.store.cursor(&args.name)?;
+        // A store being reopened after a write failure comes back within a second or so.
+        let mut tries = 0;
+        let cursor = loop {
+            match args.store.cursor(&args.name) {
+                Ok(cursor) => break cursor,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::warn!(sink = %args.name, error = %e, "Cannot read the cursor yet; retrying.");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         tracing::info!(sink = %args.name, cursor, "Forwarder started.");
         args.liveness.started(&args.name, args.policy.stuck_after);
         myself.send_message(ForwarderMsg::Poll)?;
@@ -126,7 +138,14 @@ impl ForwarderState {
         // Everything below this seq is committed; read it before the batch.
         let committed = *self.args.committed.borrow();
         let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
-        let mut batch = tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes))?;
+        let mut batch = match tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes)) {
+            Ok(batch) => batch,
+            Err(e) => {
+                // A store between a write failure and its reopening: wait for it, do not crash.
+                self.retry_later(myself, "store", &e.to_string());
+                return Ok(());
+            }
+        };
         let Some(last) = batch.last().map(|r| r.seq) else {
             // Nothing at or past the cursor although seqs up to `committed` exist: they were
             // dropped (TTL, quota). Skip them, or the next poll would find the same gap at once.

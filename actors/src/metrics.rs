@@ -36,6 +36,8 @@ pub struct Metrics {
     pub commits: Counter,
     /// Failed redb write transactions (no PUBACK went out for their appends).
     pub commit_failures: Counter,
+    /// Reopenings of the store after a failed write or fsync, by result (ok, failed).
+    pub store_reopens: Family<Label1, Counter>,
     /// Appends per successful write transaction.
     pub commit_batch_size: Histogram,
     /// Time from `begin_write` to the end of `commit()`.
@@ -131,6 +133,7 @@ impl Metrics {
             connections_closed: Family::default(),
             commits: Counter::default(),
             commit_failures: Counter::default(),
+            store_reopens: Family::default(),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             commit_duration: latency_histogram(),
             puback_latency: latency_histogram(),
@@ -180,6 +183,7 @@ impl Metrics {
         r.register("mqtt_connections_closed", "MQTT connections closed by the gateway, by reason", self.connections_closed.clone());
         r.register("storage_commits", "Successful redb write transactions", self.commits.clone());
         r.register("storage_commit_failures", "Failed redb write transactions", self.commit_failures.clone());
+        r.register("storage_reopens", "Store reopenings after a failed write or fsync, by result", self.store_reopens.clone());
         r.register(
             "storage_commit_batch_size",
             "Operations (appends, acks, dead letters, TTL sweeps) per write transaction",

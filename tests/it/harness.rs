@@ -119,6 +119,8 @@ pub struct Process {
     pub child: Child,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    /// Where its stdout and stderr go (appended across restarts).
+    pub log: PathBuf,
 }
 
 impl Process {
@@ -131,7 +133,8 @@ impl Process {
     pub async fn start_with_env(env: &[(&str, String)], dir: &Path, config: &str, mqtt: SocketAddr, http: SocketAddr) -> Process {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, config).expect("write config");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("gateway.log")).expect("log file");
+        let log_path = dir.join("gateway.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
         let child = Command::new(binary())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--config"])
@@ -141,7 +144,7 @@ impl Process {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn edge-gateway");
-        let p = Process { child, mqtt, http };
+        let p = Process { child, mqtt, http, log: log_path };
         p.wait_ready().await;
         p
     }
@@ -156,7 +159,11 @@ impl Process {
                     return;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "gateway process not ready at {url}");
+            if std::time::Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!("gateway process not ready at {url}; last log lines (newest first): {tail:#?}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

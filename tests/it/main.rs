@@ -10,6 +10,7 @@ mod cloud_tls;
 mod cve;
 mod devices;
 mod endpoint;
+mod faults;
 mod harness;
 mod ingest;
 mod malformed;

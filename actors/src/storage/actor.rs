@@ -125,7 +125,15 @@ pub struct StorageState {
     oldest_received_ms: Option<u64>,
     /// Write transactions still to fail on purpose.
     injected_faults: u32,
+    /// The last real write failure, while the store waits to be reopened: redb fails every
+    /// operation after a failed write or fsync until the file is opened again.
+    broken: Option<String>,
+    /// When the last reopening was tried (they are spaced by [`REOPEN_EVERY`]).
+    last_reopen: Option<Instant>,
 }
+
+/// How often a broken store is reopened while the fault lasts.
+const REOPEN_EVERY: Duration = Duration::from_millis(500);
 
 impl Actor for StorageActor {
     type Msg = StorageMsg;
@@ -133,7 +141,15 @@ impl Actor for StorageActor {
     type Arguments = StorageArgs;
 
     async fn pre_start(&self, _myself: ActorRef<StorageMsg>, args: StorageArgs) -> Result<StorageState, ActorProcessingErr> {
-        let stats = args.store.stats()?;
+        // A store left broken by a previous incarnation is reopened first.
+        let stats = match args.store.stats() {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::warn!(error = %e, "Store unreadable at actor start; reopening it.");
+                args.store.reopen()?;
+                args.store.stats()?
+            }
+        };
         let mut cursors = HashMap::new();
         for sink in args.store.sinks() {
             cursors.insert(sink.clone(), args.store.cursor(sink)?);
@@ -148,6 +164,8 @@ impl Actor for StorageActor {
             cursors,
             oldest_received_ms: stats.oldest_received_ms,
             injected_faults: 0,
+            broken: None,
+            last_reopen: None,
             args,
         };
         state.publish_gauges();
@@ -172,6 +190,10 @@ impl Actor for StorageActor {
                 return Ok(());
             }
             StorageMsg::Tick => {
+                if state.broken.is_some() {
+                    // Probe without waiting for traffic, so readiness follows the disk.
+                    tokio::task::block_in_place(|| state.probe());
+                }
                 state.publish_gauges();
                 if state.args.policy.ttl.is_none() {
                     return Ok(());
@@ -222,6 +244,14 @@ impl StorageState {
             return;
         }
         let ops = std::mem::take(&mut self.pending);
+        if let Some(error) = self.broken.clone() {
+            if !self.reopen() {
+                // Not a word of this reaches the disk, so nothing is acknowledged.
+                self.args.metrics.commit_failures.inc();
+                reply_all_failed(ops, &format!("store unavailable after a write failure ({error}); retrying"));
+                return;
+            }
+        }
         let started = Instant::now();
         match self.write(&ops) {
             Ok(outcome) => {
@@ -238,13 +268,57 @@ impl StorageState {
                 self.args.metrics.commit_failures.inc();
                 self.args.health.set_storage_writable(false);
                 tracing::error!(error = %e, ops = ops.len(), "Commit failed; nothing in this transaction is acknowledged.");
+                if !matches!(e, StoreError::Injected) {
+                    self.broken = Some(e.to_string());
+                }
                 reply_all_failed(ops, &e.to_string());
             }
         }
     }
 
+    /// Reopen a broken store, at most every [`REOPEN_EVERY`]; whether it is open now.
+    fn reopen(&mut self) -> bool {
+        if self.last_reopen.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+            return false;
+        }
+        self.last_reopen = Some(Instant::now());
+        match self.args.store.reopen() {
+            Ok(()) => {
+                self.args.metrics.store_reopens.get_or_create(&[("result", "ok".into())]).inc();
+                tracing::warn!(after = self.broken.as_deref().unwrap_or(""), "Store reopened after a write failure.");
+                self.broken = None;
+                true
+            }
+            Err(e) => {
+                self.args.metrics.store_reopens.get_or_create(&[("result", "failed".into())]).inc();
+                tracing::error!(error = %e, "Store still failing; reopening again shortly.");
+                false
+            }
+        }
+    }
+
+    /// While broken and idle: reopen and commit an empty transaction, so readiness returns as
+    /// soon as the disk takes writes again.
+    fn probe(&mut self) {
+        if !self.pending.is_empty() || !self.reopen() {
+            return;
+        }
+        match self.write(&[]) {
+            Ok(outcome) => {
+                self.args.health.set_storage_writable(true);
+                tracing::info!("Store writable again.");
+                self.apply(Vec::new(), outcome);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Store still failing after reopening.");
+                self.broken = Some(e.to_string());
+            }
+        }
+    }
+
     fn write(&mut self, ops: &[Op]) -> Result<Outcome, StoreError> {
-        let mut txn = self.args.store.db().begin_write()?;
+        let db = self.args.store.db()?;
+        let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut out = Outcome {
             next_seq: self.next_seq,
@@ -273,7 +347,7 @@ impl StorageState {
         if self.injected_faults > 0 {
             self.injected_faults -= 1;
             txn.abort()?;
-            return Err(StoreError::Redb("injected fault: transaction aborted before commit".into()));
+            return Err(StoreError::Injected);
         }
         txn.commit()?;
         Ok(out)

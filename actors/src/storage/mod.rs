@@ -41,9 +41,11 @@
 //!    can never make this one reuse a sequence number or move a cursor back.
 
 mod actor;
+mod shared;
 mod store;
 
 pub use actor::{AppendError, Appended, Overflow, StorageActor, StorageArgs, StorageMsg, StoragePolicy, now_ms};
+pub use shared::{ReopenError, SharedDb};
 pub use store::{DeadLetter, Store, StoreError, StoreStats};
 
 #[cfg(test)]

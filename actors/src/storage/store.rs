@@ -9,6 +9,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
 
+use super::shared::SharedDb;
 use crate::record::{DecodeError, Record};
 
 pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
@@ -38,6 +39,12 @@ pub enum StoreError {
     /// A stored record cannot be decoded.
     #[error("store: record {seq}: {source}")]
     Decode { seq: u64, source: DecodeError },
+    /// The database is closed between a failed write and its reopening.
+    #[error("store {path} is closed after an I/O error and not yet reopened")]
+    Closed { path: String },
+    /// A fault injected on purpose (chaos admin API, tests).
+    #[error("injected fault: transaction aborted before commit")]
+    Injected,
 }
 
 macro_rules! redb_from {
@@ -52,8 +59,9 @@ redb_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::C
 /// A handle to the open database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// Opened once per process: redb refuses a second open of the same file.
-    db: Arc<Database>,
+    /// The open database, shared by every clone (redb refuses a second open of the same file);
+    /// reopened after a failed write or fsync ([`Store::reopen`]).
+    db: SharedDb,
     /// Sinks that hold records back from deletion (the configured ones).
     sinks: Arc<Vec<String>>,
 }
@@ -86,13 +94,20 @@ impl Store {
     /// Open (or create) the store at `path` and make sure every table exists.
     pub fn open(path: &Path, sinks: Vec<String>) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        let store = Self { db: Arc::new(db), sinks: Arc::new(sinks) };
+        let store = Self { db: SharedDb::new(db, path), sinks: Arc::new(sinks) };
         store.init_tables(path)?;
         Ok(store)
     }
 
+    /// Close the database and open the file again: the way back after a failed write or fsync
+    /// (see [`SharedDb`]). On failure the store stays closed and the caller retries later.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        self.db.reopen().map_err(|e| StoreError::Redb(e.to_string()))
+    }
+
     fn init_tables(&self, path: &Path) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = db.begin_write()?;
         {
             txn.open_table(MESSAGES)?;
             txn.open_table(CURSORS)?;
@@ -112,9 +127,9 @@ impl Store {
         Ok(())
     }
 
-    /// The underlying database (for the storage actor's write transactions).
-    pub(crate) fn db(&self) -> &Database {
-        &self.db
+    /// The underlying database, held for one transaction at a time.
+    pub(crate) fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.get().ok_or_else(|| StoreError::Closed { path: self.db.path().display().to_string() })
     }
 
     /// The sinks whose cursors hold records back.
@@ -124,7 +139,8 @@ impl Store {
 
     /// The gateway id: the stored one, else `configured`, else a new random one; stored once.
     pub fn gateway_id(&self, configured: Option<&str>) -> Result<String, StoreError> {
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = db.begin_write()?;
         let id = {
             let mut meta = txn.open_table(META_STR)?;
             let stored = meta.get(GATEWAY_ID)?.map(|v| v.value().to_string());
@@ -149,7 +165,8 @@ impl Store {
     /// Up to `max_messages` records (and about `max_bytes`) with seq >= `from`, in seq order.
     /// Always returns at least one record when one exists, however large.
     pub fn read_batch(&self, from: u64, max_messages: usize, max_bytes: usize) -> Result<Vec<Record>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(MESSAGES)?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -168,14 +185,16 @@ impl Store {
 
     /// The next seq `sink` has not acknowledged (0 for a sink never seen).
     pub fn cursor(&self, sink: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(CURSORS)?;
         Ok(table.get(sink)?.map(|v| v.value()).unwrap_or(0))
     }
 
     /// Record counts and sizes.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let messages = txn.open_table(MESSAGES)?;
         let meta = txn.open_table(META)?;
         let oldest_received_ms = messages.first()?.and_then(|(_, v)| received_at(v.value()));
@@ -189,7 +208,8 @@ impl Store {
 
     /// Up to `limit` dead letters, by sink then seq.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
         for entry in table.iter()?.take(limit) {
@@ -275,7 +295,8 @@ impl Store {
     /// their idempotency keys (so the cloud drops the ones it already has). Only while no
     /// gateway runs on this store: it writes outside the storage actor.
     pub fn import(&self, values: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = db.begin_write()?;
         {
             let mut messages = txn.open_table(MESSAGES)?;
             let mut meta = txn.open_table(META)?;
