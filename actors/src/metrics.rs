@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 
 /// One label, e.g. `[("reason", "quota")]`.
@@ -16,6 +17,10 @@ pub type Label1 = [(&'static str, String); 1];
 /// Two labels, e.g. `[("sink", "cloud"), ("kind", "timeout")]`.
 pub type Label2 = [(&'static str, String); 2];
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Panics caught in the process (a task or thread that panicked is dropped, the gateway goes
+/// on): process-wide, counted by the panic hook the gateway installs.
+pub static PANICS: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// Handles to every metric; cheap to clone (each handle is an `Arc`).
 #[derive(Clone)]
@@ -183,6 +188,7 @@ impl Metrics {
         r.register("mqtt_connections_closed", "MQTT connections closed by the gateway, by reason", self.connections_closed.clone());
         r.register("storage_commits", "Successful redb write transactions", self.commits.clone());
         r.register("storage_commit_failures", "Failed redb write transactions", self.commit_failures.clone());
+        r.register("panics", "Panics caught (the task that panicked is dropped; the gateway goes on)", PANICS.clone());
         r.register("storage_reopens", "Store reopenings after a failed write or fsync, by result", self.store_reopens.clone());
         r.register(
             "storage_commit_batch_size",

@@ -268,4 +268,65 @@ mod tests {
         bytes[0] = 9;
         assert_eq!(Record::decode(1, &bytes), Err(DecodeError::UnknownVersion(9)));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn record() -> impl Strategy<Value = NewRecord> {
+            let text = "\\PC{0,40}";
+            let trace = prop::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>()));
+            (
+                (text, text, 0u8..=1, prop::collection::vec(any::<u8>(), 0..512)),
+                (prop::option::of(text), prop::collection::vec((text, text), 0..4), any::<u64>(), trace),
+            )
+                .prop_map(|((device, topic, qos, payload), (content_type, user_properties, received_at_ms, trace))| {
+                    NewRecord {
+                        device,
+                        topic,
+                        qos,
+                        payload,
+                        content_type,
+                        user_properties,
+                        received_at_ms,
+                        trace: trace.map(|(trace_id, span_id, flags)| TraceCtx { trace_id, span_id, flags }),
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn every_record_decodes_to_what_was_encoded(rec in record(), seq in any::<u64>(), key in "[a-z0-9:-]{1,40}") {
+                let decoded = Record::decode(seq, &rec.encode(&key)).expect("decodes");
+                prop_assert_eq!(decoded.seq, seq);
+                prop_assert_eq!(decoded.key, key);
+                prop_assert_eq!(
+                    NewRecord {
+                        device: decoded.device,
+                        topic: decoded.topic,
+                        qos: decoded.qos,
+                        payload: decoded.payload,
+                        content_type: decoded.content_type,
+                        user_properties: decoded.user_properties,
+                        received_at_ms: decoded.received_at_ms,
+                        trace: decoded.trace,
+                    },
+                    rec
+                );
+            }
+
+            #[test]
+            fn a_cut_record_is_refused_not_misread(rec in record(), cut in any::<prop::sample::Index>()) {
+                let bytes = rec.encode("gw:1");
+                let len = cut.index(bytes.len());
+                prop_assert!(Record::decode(1, &bytes[..len]).is_err(), "a {len}-byte prefix of {} decoded", bytes.len());
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = Record::decode(1, &bytes);
+            }
+        }
+    }
 }

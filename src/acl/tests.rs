@@ -262,3 +262,124 @@ fn a_deny_rule_on_hash_also_refuses_dollar_topics() {
     assert_eq!(acl.check_publish(&who("legacy-07", "legacy-07"), "$aws/things/legacy-07/shadow/update"), DENIED);
     assert_eq!(acl.check_publish(&who("dev-1", "dev-1"), "$aws/things/dev-1/shadow/update"), ALLOW);
 }
+
+/// Property tests: the compiled patterns against a plain reference matcher written from the MQTT
+/// specification, on generated topics, filters and patterns (`$` topics are covered above).
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// MQTT filter matching, straight from the spec: `+` is one level, `#` the rest (even none).
+    fn matches(filter: &str, topic: &str) -> bool {
+        let (f, t): (Vec<&str>, Vec<&str>) = (filter.split('/').collect(), topic.split('/').collect());
+        for (i, level) in f.iter().enumerate() {
+            match *level {
+                "#" => return true,
+                "+" if i < t.len() => {}
+                lit if i < t.len() && t[i] == lit => {}
+                _ => return false,
+            }
+        }
+        f.len() == t.len()
+    }
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![Just("a"), Just("b"), Just("c"), Just("")].prop_map(String::from)
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        // A topic name has at least one character (MQTT 4.7.3).
+        prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/")).prop_filter("empty topic", |t| !t.is_empty())
+    }
+
+    /// A filter or pattern: literal or `+` levels, maybe ending in `#`.
+    fn filter() -> impl Strategy<Value = String> {
+        let lvl = prop_oneof![3 => level(), 1 => Just("+".to_string())];
+        (prop::collection::vec(lvl, 0..4), any::<bool>()).prop_filter_map("empty filter", |(mut levels, hash)| {
+            if hash {
+                levels.push("#".into());
+            }
+            Some(levels.join("/")).filter(|f| !f.is_empty())
+        })
+    }
+
+    /// The topics a filter matches, with each wildcard replaced by each level of a small set.
+    fn instances(filter: &str) -> Vec<String> {
+        let mut out = vec![String::new()];
+        for (i, l) in filter.split('/').enumerate() {
+            let choices: Vec<String> = match l {
+                "+" => vec!["a".into(), "x".into(), "".into()],
+                "#" => vec!["".into(), "a".into(), "x/y".into()],
+                lit => vec![lit.into()],
+            };
+            out = out
+                .iter()
+                .flat_map(|prefix| {
+                    choices.iter().map(move |c| match (i, l) {
+                        (0, _) => c.clone(),
+                        (_, "#") if c.is_empty() => prefix.clone(), // `a/#` matches `a`
+                        _ => format!("{prefix}/{c}"),
+                    })
+                })
+                .collect();
+        }
+        out.into_iter().filter(|t| matches(filter, t)).collect()
+    }
+
+    fn rules(allow: &str, deny: Option<&str>) -> Acl {
+        let mut text = format!("[[allow]]\nidentities = [\"*\"]\npublish = [\"{allow}\"]\nsubscribe = [\"{allow}\"]\n");
+        if let Some(d) = deny {
+            text.push_str(&format!("[[deny]]\nidentities = [\"*\"]\npublish = [\"{d}\"]\nsubscribe = [\"{d}\"]\n"));
+        }
+        acl(&text)
+    }
+
+    proptest! {
+        #[test]
+        fn publish_is_allowed_exactly_where_the_pattern_matches(pattern in filter(), t in topic()) {
+            let acl = rules(&pattern, None);
+            prop_assert_eq!(acl.check_publish(&who("d", "d"), &t).is_allowed(), matches(&pattern, &t));
+        }
+
+        #[test]
+        fn a_deny_rule_refuses_exactly_the_topics_it_matches(pattern in filter(), t in topic()) {
+            let acl = rules("#", Some(&pattern));
+            prop_assert_eq!(acl.check_publish(&who("d", "d"), &t).is_allowed(), !matches(&pattern, &t));
+        }
+
+        #[test]
+        fn an_allowed_subscription_only_reaches_topics_the_allow_pattern_covers(pattern in filter(), f in filter()) {
+            if rules(&pattern, None).check_subscribe(&who("d", "d"), &f).is_allowed() {
+                for t in instances(&f) {
+                    prop_assert!(matches(&pattern, &t), "{f} allowed under {pattern}, but reaches {t}");
+                }
+            }
+        }
+
+        #[test]
+        fn an_allowed_subscription_reaches_no_topic_a_deny_pattern_matches(pattern in filter(), f in filter()) {
+            if rules("#", Some(&pattern)).check_subscribe(&who("d", "d"), &f).is_allowed() {
+                for t in instances(&f) {
+                    prop_assert!(!matches(&pattern, &t), "{f} allowed despite deny {pattern}, reaches {t}");
+                }
+            }
+        }
+
+        #[test]
+        fn the_identity_placeholder_confines_a_device_to_its_own_namespace(id in "[a-z0-9-]{1,12}", other in "[a-z0-9-]{1,12}", rest in topic()) {
+            let acl = Acl::default_namespace_only();
+            let me = who(&id, &id);
+            let (own, theirs) = (format!("devices/{id}/{rest}"), format!("devices/{other}/{rest}"));
+            prop_assert!(acl.check_publish(&me, &own).is_allowed());
+            prop_assert_eq!(acl.check_publish(&me, &theirs).is_allowed(), other == id);
+        }
+
+        #[test]
+        fn any_acl_text_is_parsed_or_refused_with_a_reason(text in "\\PC{0,200}") {
+            if let Err(AclError(errors)) = Acl::parse(&text) {
+                prop_assert!(!errors.is_empty() && errors.iter().all(|e| !e.is_empty()));
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod cve;
 mod devices;
 mod endpoint;
 mod faults;
+mod fuzz;
 mod harness;
 mod ingest;
 mod malformed;

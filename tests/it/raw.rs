@@ -36,13 +36,13 @@ pub fn varint(mut n: usize) -> Vec<u8> {
     }
 }
 
-fn string(s: &[u8]) -> Vec<u8> {
+pub fn string(s: &[u8]) -> Vec<u8> {
     let mut out = (s.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(s);
     out
 }
 
-fn packet(first: u8, body: Vec<u8>) -> Vec<u8> {
+pub fn packet(first: u8, body: Vec<u8>) -> Vec<u8> {
     let mut out = vec![first];
     out.extend(varint(body.len()));
     out.extend(body);
@@ -116,7 +116,7 @@ impl Raw {
     pub async fn next(&mut self, timeout: Duration) -> Event {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some((first, body, used)) = parse(&self.buf) {
+            if let Some((first, body, used)) = parse_packet(&self.buf) {
                 self.buf.drain(..used);
                 return Event::Packet(first, body);
             }
@@ -153,7 +153,8 @@ impl Raw {
     }
 }
 
-fn parse(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+/// The first whole packet in `buf`: first byte, body, bytes used.
+pub fn parse_packet(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let first = *buf.first()?;
     let (mut len, mut mult, mut i) = (0usize, 1usize, 1usize);
     loop {
