@@ -174,6 +174,7 @@ impl Gateway {
                 liveness: inputs.liveness.clone(),
                 certificates: inputs.reloadables.clone(),
                 started: std::time::Instant::now(),
+                quarantine_marker: quarantine_marker(&config.store_path()),
             },
             http_stop_rx,
         ));
@@ -310,7 +311,10 @@ fn open_devices_db(path: &Path) -> anyhow::Result<SharedDb> {
 /// failures (the file locked by another process, a newer format, disk errors) stop the start.
 fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Health) -> anyhow::Result<Store> {
     let err = match Store::open(path, sinks.clone()) {
-        Ok(store) => return Ok(store),
+        Ok(store) => {
+            note_quarantine(path, health);
+            return Ok(store);
+        }
         Err(e) => e,
     };
     if !err.is_corruption() {
@@ -326,8 +330,42 @@ fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Healt
         "Store damaged: moved aside (nothing deleted) and a fresh store started. Salvage with `edge-gateway store salvage`."
     );
     metrics.store_quarantines.inc();
-    health.set_quarantined(Some(aside.display().to_string()));
-    Store::open(path, sinks).with_context(|| format!("cannot create a fresh store at {}", path.display()))
+    // Remembered on disk until an operator acknowledges: a restart must not forget it.
+    let marker = quarantine_marker(path);
+    let mut listed = std::fs::read_to_string(&marker).unwrap_or_default();
+    listed.push_str(&format!("{}\n", aside.display()));
+    write_synced(&marker, listed.as_bytes()).with_context(|| format!("cannot record the quarantine in {}", marker.display()))?;
+    let store = Store::open(path, sinks).with_context(|| format!("cannot create a fresh store at {}", path.display()))?;
+    note_quarantine(path, health);
+    Ok(store)
+}
+
+/// Replace `path` with `bytes` durably: a temporary file, fsync, rename, fsync of the directory.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The file that lists quarantined stores not yet acknowledged (`gateway.redb.quarantined`).
+pub fn quarantine_marker(store: &Path) -> std::path::PathBuf {
+    store.with_extension("redb.quarantined")
+}
+
+/// Readiness stays degraded while the marker lists quarantined stores.
+fn note_quarantine(store: &Path, health: &Health) {
+    let listed = std::fs::read_to_string(quarantine_marker(store)).unwrap_or_default();
+    let files: Vec<&str> = listed.lines().filter(|l| !l.trim().is_empty()).collect();
+    if !files.is_empty() {
+        health.set_quarantined(Some(files.join(", ")));
+    }
 }
 
 async fn start_admin(

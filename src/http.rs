@@ -36,6 +36,8 @@ pub struct LocalApi {
     pub certificates: Vec<Arc<dyn edge_gateway_actors::rotation::Reloadable>>,
     /// When the gateway started.
     pub started: std::time::Instant,
+    /// The file listing quarantined stores; removed when an operator acknowledges them.
+    pub quarantine_marker: std::path::PathBuf,
 }
 
 /// Serve on `listener` until `stop` turns true.
@@ -73,11 +75,21 @@ impl LocalApi {
     async fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() == Method::POST && req.uri().path() == "/api/store/acknowledge" {
             return match self.health.quarantined() {
-                Some(to) => {
-                    self.health.set_quarantined(None);
-                    tracing::warn!(quarantined = %to, "Operator acknowledged the quarantined store.");
-                    text(StatusCode::OK, format!("acknowledged: {to}\n"))
-                }
+                Some(to) => match std::fs::remove_file(&self.quarantine_marker) {
+                    Ok(()) => {
+                        self.health.set_quarantined(None);
+                        tracing::warn!(quarantined = %to, "Operator acknowledged the quarantined store.");
+                        text(StatusCode::OK, format!("acknowledged: {to}\n"))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.health.set_quarantined(None);
+                        text(StatusCode::OK, format!("acknowledged: {to}\n"))
+                    }
+                    Err(e) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot remove {}: {e}; still degraded\n", self.quarantine_marker.display()),
+                    ),
+                },
                 None => text(StatusCode::OK, "nothing to acknowledge\n".into()),
             };
         }

@@ -172,11 +172,14 @@ fn salvage(file: &std::path::Path, config: Option<PathBuf>) -> Result<String, St
     let store = Store::open(&config.store_path(), sinks)
         .map_err(|e| format!("{} (is the gateway still running? stop it first): {e}", config.store_path().display()))?;
     let imported = store.import(&found.values).map_err(|e| e.to_string())?;
+    let how = match &found.open_error {
+        None => format!("read through redb, {} unreadable rows skipped", found.skipped),
+        Some(e) => format!("redb cannot open it ({e}): found by a raw scan of its bytes"),
+    };
     Ok(format!(
-        "imported {imported} messages from {} into {} ({} unreadable rows skipped); they keep their idempotency keys, so the cloud drops any it already has",
+        "imported {imported} messages from {} into {} ({how}); they keep their idempotency keys, so the cloud drops any it already has",
         file.display(),
         config.store_path().display(),
-        found.skipped
     ))
 }
 

@@ -148,6 +148,12 @@ impl NewRecord {
 impl Record {
     /// Decode a stored value found under `seq`.
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_prefix(seq, bytes).map(|(record, _)| record)
+    }
+
+    /// Decode the record at the start of `bytes` (more may follow); also how many bytes it
+    /// took. For salvaging records out of a file's raw bytes.
+    pub fn decode_prefix(seq: u64, bytes: &[u8]) -> Result<(Self, usize), DecodeError> {
         let mut r = Reader(bytes);
         let version = r.u8()?;
         if version != 1 && version != VERSION {
@@ -173,7 +179,8 @@ impl Record {
         } else {
             None
         };
-        Ok(Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace })
+        let used = bytes.len() - r.0.len();
+        Ok((Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace }, used))
     }
 
     /// Size accounted against the storage quota: payload plus topic.

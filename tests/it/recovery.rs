@@ -103,3 +103,71 @@ async fn store_salvage_brings_back_the_messages_of_a_set_aside_store_with_their_
     assert_eq!(payloads, ["m0", "m1", "m2", "m3", "m4"]);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_redb_cannot_open_is_salvaged_from_its_bytes_and_the_quarantine_survives_a_restart() {
+    let dir = util::temp_dir();
+    let data = dir.path().join("data");
+    let ingest = IngestServer::start().await;
+    ingest.stop(); // the cloud is down: the messages stay in the store
+    let (text, config) = config(&data, &ingest);
+    let cfg_file = dir.path().join("gateway.toml");
+    std::fs::write(&cfg_file, &text).unwrap();
+    let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
+    let old_id = gw.gateway_id.clone();
+    let mut dev = crate::raw::Raw::connect(gw.mqtt_addr, "dev-1", false).await;
+    for i in 0..200u16 {
+        dev.publish("devices/dev-1/t", format!("m{i}").as_bytes(), i + 1).await;
+        assert_eq!(dev.expect_puback(i + 1).await, 0);
+    }
+    drop(dev);
+    gw.stop().await;
+
+    // Destroy redb's header: the file no longer opens, the records are still in it.
+    let store = data.join("gateway.redb");
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[..4096].fill(0x5A);
+    std::fs::write(&store, &bytes).unwrap();
+
+    let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.expect("starts on a fresh store");
+    assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 503);
+    gw.stop().await;
+    // Still degraded after a restart: the quarantine is on disk until acknowledged.
+    let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
+    let (status, body) = harness::http_get(gw.http_addr, "/readyz").await;
+    assert_eq!(status, 503, "the quarantine was forgotten by a restart: {body}");
+    gw.stop().await;
+
+    let aside = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gateway.redb.quarantine-"))
+        .expect("quarantined file");
+    let out = std::process::Command::new(harness::binary())
+        .args(["store", "salvage"])
+        .arg(&aside)
+        .arg("--config")
+        .arg(&cfg_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("imported 200 messages") && stdout.contains("raw scan"), "{stdout}");
+
+    ingest.restart().await;
+    let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
+    harness::install_crypto();
+    let ack = reqwest::Client::new().post(format!("http://{}/api/store/acknowledge", gw.http_addr)).send().await.unwrap();
+    assert_eq!(ack.status().as_u16(), 200);
+    assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200);
+    poll_until("salvaged messages forwarded", Duration::from_secs(20), || ingest.accepted().len() >= 200).await;
+    let mut got: Vec<(String, String)> =
+        ingest.accepted().iter().map(|m| (m.key.clone(), String::from_utf8_lossy(&m.payload_bytes()).into_owned())).collect();
+    got.sort();
+    got.dedup();
+    let mut want: Vec<(String, String)> = (0..200).map(|i| (format!("{old_id}:{i}"), format!("m{i}"))).collect();
+    want.sort();
+    assert_eq!(got, want, "every message back, under its original key");
+    gw.stop().await;
+}
