@@ -6,6 +6,7 @@
 
 mod access;
 mod admin;
+mod chaos;
 mod cloud_tls;
 mod cve;
 mod devices;

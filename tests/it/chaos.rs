@@ -1,0 +1,114 @@
+//! The chaos scripts (chaos/), shortened: each starts the real binary with its own deduping
+//! ingestion server and paho-mqtt devices, breaks something under load, and must end with a
+//! passing verdict. The JSON verdict is checked here too, so a script that measured nothing
+//! (no messages acknowledged, no kill done) cannot pass.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness;
+use crate::util;
+
+/// Longest a shortened scenario may run before it is killed and the test fails.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
+
+fn python() -> String {
+    // scripts/test.sh points this at a venv with paho-mqtt.
+    std::env::var("EDGE_GATEWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs `chaos/<script> ARGS` against this build's binary; returns the verdict JSON.
+async fn run(script: &str, args: &[&str]) -> Value {
+    let dir = util::temp_dir();
+    let json = dir.path().join("verdict.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos").join(script);
+    let log = std::fs::File::create(dir.path().join("script.log")).unwrap();
+    let mut child = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .args(["--seed", "7", "--quiet", "--gateway-bin"])
+        .arg(harness::binary())
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--json-out")
+        .arg(&json)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > SCRIPT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} still running after {SCRIPT_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = std::fs::read_to_string(dir.path().join("script.log")).unwrap_or_default();
+    println!("{script} {args:?} ({:.1} s):\n{output}", started.elapsed().as_secs_f64());
+    assert_eq!(status.code(), Some(0), "{script} verdict failed:\n{output}");
+    let verdict: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("verdict JSON")).expect("verdict parses");
+    assert_eq!(verdict["pass"], Value::Bool(true), "{verdict:#}");
+    assert_eq!(verdict["lost"], 0, "{verdict:#}");
+    assert_eq!(verdict["duplicates"], 0, "{verdict:#}");
+    verdict
+}
+
+fn int(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {v:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_actors_short() {
+    let v = run("kill-actors", &["--duration", "8", "--kills", "12", "--kill-rate", "2", "--rate", "150", "--devices", "3"]).await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+    assert!(int(&v, "kills") >= 8 && int(&v, "restarts") >= 5, "{v:#}");
+    assert_eq!(v["gateway_alive"], Value::Bool(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_process_short() {
+    let v = run("kill-process", &["--duration", "10", "--kills", "4", "--rate", "150", "--devices", "3"]).await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+    assert_eq!(int(&v, "restarts"), 4, "{v:#}");
+    assert_eq!(v["recover_ms"]["count"], 4, "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_cloud_outage_short() {
+    let v = run("cloud-outage", &["--duration", "8", "--outage", "3", "--mode", "down", "--rate", "150", "--devices", "3"]).await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+    assert_eq!(int(&v, "order_violations"), 0, "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_disk_faults_short() {
+    let v =
+        run("disk-faults", &["--fault", "eio", "--fault-secs", "2", "--faults", "1", "--duration", "6", "--rate", "150", "--devices", "3"])
+            .await;
+    assert!(int(&v, "acked") > 200, "{v:#}");
+    assert_eq!(v["recover_ms"]["count"], 1, "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_corrupt_store_short() {
+    let v = run("corrupt-store", &["--damage", "header", "--duration", "3", "--rate", "150", "--devices", "3"]).await;
+    // The header is gone, every record is still in the file: salvage finds them all.
+    assert!(int(&v, "acked") > 200, "{v:#}");
+    assert_eq!(v["salvaged"], v["acked"], "{v:#}");
+    assert_eq!(int(&v, "lost_to_corruption"), 0, "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_churn_short() {
+    let v = run("churn", &["--devices", "30", "--cycles", "3", "--storms", "1", "--per-connect", "3", "--rate", "300", "--duration", "30"])
+        .await;
+    assert!(int(&v, "acked") >= 200, "{v:#}");
+}
