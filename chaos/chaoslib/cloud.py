@@ -59,6 +59,9 @@ class Cloud:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"  # one request per connection: "down" takes effect at once
+            # Headers and body go out in two writes: with Nagle on, the second waits for the
+            # peer's delayed ACK (40 ms per batch), which would cap the drain rate of any gateway.
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -199,3 +202,87 @@ class Cloud:
         with self.lock:
             return {"duplicate_requests": self.duplicate_requests, "order_violations": self.order_violations,
                     "foreign": self.foreign, "requests": dict(self.requests)}
+
+
+def _serve(conn, run_id, seed):
+    """The child side of RemoteCloud: one Cloud, driven by (method, args) calls over `conn`."""
+    import sys
+
+    cloud = Cloud(run_id, seed, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    cloud.start()
+    conn.send(("ok", (cloud.port, cloud.url)))
+    while True:
+        try:
+            name, args = conn.recv()
+        except (EOFError, OSError):
+            break
+        try:
+            conn.send(("ok", getattr(cloud, name)(*args)))
+        except Exception as e:  # reported to the caller, which raises it
+            conn.send(("err", f"{name}: {e!r}"))
+        if name == "stop":
+            break
+
+
+class RemoteCloud:
+    """The Cloud in a process of its own. In the script's process its request handling would
+    share one GIL with the driver's device threads, and the drain rate measured would be
+    Python's, not the gateway's. Same queries as Cloud; times are time.monotonic(), which is
+    one clock for every process on Linux."""
+
+    def __init__(self, run_id, seed=1, log=print):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, run_id, seed), daemon=True)
+        self._lock = threading.Lock()
+        self.log = log
+        self.port = self.url = None
+
+    def start(self):
+        self._proc.start()
+        if not self._conn.poll(30):
+            raise RuntimeError("the cloud process did not start")
+        _, (self.port, self.url) = self._conn.recv()
+        return self
+
+    def _call(self, name, *args):
+        with self._lock:
+            self._conn.send((name, args))
+            if not self._conn.poll(180):
+                raise RuntimeError(f"the cloud process did not answer {name}")
+            status, result = self._conn.recv()
+        if status == "err":
+            raise RuntimeError(result)
+        return result
+
+    def set_mode(self, mode, fail_ratio=0.5):
+        self._call("set_mode", mode, fail_ratio)
+        self.log(f"cloud: -> {mode}")
+
+    def delivered_ids(self):
+        return self._call("delivered_ids")
+
+    def duplicate_ids(self):
+        return self._call("duplicate_ids")
+
+    def last_delivery(self):
+        return self._call("last_delivery")
+
+    def delivered_between(self, t0, t1):
+        return self._call("delivered_between", t0, t1)
+
+    def stats(self):
+        return self._call("stats")
+
+    def stop(self):
+        if self._proc.is_alive():
+            try:
+                self._call("stop")
+            except (RuntimeError, OSError, EOFError):
+                pass
+            self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The pass-bar runs of docs/RELIABILITY.md, one after the other, against the release binary.
+# Each run's verdict table goes to OUT/<name>.txt and its JSON to OUT/<name>.json; the summary
+# at the end lists PASS/FAIL per run. About 25 minutes on 2 cores; every run is bounded.
+#
+# usage: chaos/pass-bars.sh [OUT_DIR]     (default: target/chaos-pass-bars)
+#        PYTHON=target/test-venv/bin/python chaos/pass-bars.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/chaos-pass-bars}
+py=${PYTHON:-target/test-venv/bin/python}
+mkdir -p "$out"
+[ -x target/release/edge-gateway ] || { echo "pass-bars.sh: build first: cargo build --release --locked" >&2; exit 2; }
+
+run() {
+    local name=$1
+    shift
+    echo "== $name: $*" >&2
+    "$py" "chaos/$1" "${@:2}" --json-out "$out/$name.json" >"$out/$name.txt" 2>&1
+    local code=$?
+    tail -n 12 "$out/$name.txt" >&2
+    echo "$name exit $code" >>"$out/summary.txt"
+}
+
+: >"$out/summary.txt"
+run kill-process kill-process --kills 50 --duration 300 --rate 1000 --devices 8
+run kill-actors kill-actors --kills 500 --kill-rate 2 --duration 320 --rate 1000 --devices 8
+run cloud-outage cloud-outage --outage 600 --duration 630 --rate 2000 --devices 8 --drain-timeout 300
+run disk-faults-eio disk-faults --fault eio --faults 3 --fault-secs 5 --duration 40 --rate 1000 --devices 8
+run disk-faults-enospc disk-faults --fault enospc --faults 3 --fault-secs 5 --duration 40 --rate 1000 --devices 8
+run disk-faults-full disk-faults --fault full --cloud-down --faults 2 --fault-secs 8 --fs-mb 16 --duration 40 --rate 1000 --devices 8
+run corrupt-store-header corrupt-store --damage header --duration 10 --rate 1000 --devices 8
+run corrupt-store-random corrupt-store --damage random --blocks 8 --duration 10 --rate 1000 --devices 8
+run corrupt-store-truncate corrupt-store --damage truncate --duration 10 --rate 1000 --devices 8
+run churn churn --devices 200 --cycles 10 --storms 3 --rate 2000 --duration 90
+cat "$out/summary.txt"
