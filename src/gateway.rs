@@ -59,6 +59,8 @@ pub struct Gateway {
     http_stop: watch::Sender<bool>,
     /// The OTLP tracer provider, if tracing is on (kept for the life of the gateway).
     _tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    /// The OTLP logger provider, if log export is on.
+    _logger: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
 }
 
 /// How a gateway ended.
@@ -113,6 +115,7 @@ impl Gateway {
         let mut registry = Registry::default();
         metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
         let tracer = crate::telemetry::init(&config.tracing, &metrics)?;
+        let logger = crate::otlp_logs::init(&config.tracing, &metrics)?;
         let mut built = Vec::new();
         let mut reloadables: Vec<Arc<dyn Reloadable>> = Vec::new();
         for s in &config.sinks {
@@ -222,6 +225,7 @@ impl Gateway {
             mqtt_server,
             http_stop,
             _tracer: tracer,
+            _logger: logger,
         })
     }
 
@@ -321,6 +325,16 @@ fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Healt
         return Err(anyhow::Error::new(err).context(format!("cannot open the store at {}", path.display())));
     }
     let aside = path.with_extension(format!("redb.quarantine-{}", edge_gateway_actors::storage::now_ms()));
+    // The quarantine is recorded before the file moves: a start that fails in between must not
+    // leave a fresh store behind with nothing saying where the old one went.
+    let marker = quarantine_marker(path);
+    let mut listed = match std::fs::read_to_string(&marker) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", marker.display())),
+    };
+    listed.push_str(&format!("{}\n", aside.display()));
+    write_synced(&marker, listed.as_bytes()).with_context(|| format!("cannot record the quarantine in {}", marker.display()))?;
     std::fs::rename(path, &aside)
         .with_context(|| format!("the store at {} is damaged ({err}) and cannot be moved aside", path.display()))?;
     tracing::error!(
@@ -330,11 +344,6 @@ fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Healt
         "Store damaged: moved aside (nothing deleted) and a fresh store started. Salvage with `edge-gateway store salvage`."
     );
     metrics.store_quarantines.inc();
-    // Remembered on disk until an operator acknowledges: a restart must not forget it.
-    let marker = quarantine_marker(path);
-    let mut listed = std::fs::read_to_string(&marker).unwrap_or_default();
-    listed.push_str(&format!("{}\n", aside.display()));
-    write_synced(&marker, listed.as_bytes()).with_context(|| format!("cannot record the quarantine in {}", marker.display()))?;
     let store = Store::open(path, sinks).with_context(|| format!("cannot create a fresh store at {}", path.display()))?;
     note_quarantine(path, health);
     Ok(store)
@@ -359,12 +368,21 @@ pub fn quarantine_marker(store: &Path) -> std::path::PathBuf {
     store.with_extension("redb.quarantined")
 }
 
-/// Readiness stays degraded while the marker lists quarantined stores.
+/// Readiness stays degraded while the marker lists quarantined stores (or cannot be read).
 fn note_quarantine(store: &Path, health: &Health) {
-    let listed = std::fs::read_to_string(quarantine_marker(store)).unwrap_or_default();
-    let files: Vec<&str> = listed.lines().filter(|l| !l.trim().is_empty()).collect();
-    if !files.is_empty() {
-        health.set_quarantined(Some(files.join(", ")));
+    let marker = quarantine_marker(store);
+    match std::fs::read_to_string(&marker) {
+        Ok(listed) => {
+            let files: Vec<&str> = listed.lines().filter(|l| !l.trim().is_empty()).collect();
+            if !files.is_empty() {
+                health.set_quarantined(Some(files.join(", ")));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!(file = %marker.display(), error = %e, "Cannot read the quarantine record; reporting degraded until acknowledged.");
+            health.set_quarantined(Some(format!("{} (unreadable: {e})", marker.display())));
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod mqtt;
+pub mod otlp_logs;
 pub mod passwd;
 pub mod pki;
 pub mod sinks;

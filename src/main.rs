@@ -228,11 +228,17 @@ fn bad_config(problems: &[String]) -> ExitCode {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ntex_service=warn,ntex_io=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).flatten_event(true).init(),
-    }
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let lines = match format {
+        LogFormat::Human => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).flatten_event(true).boxed()
+        }
+    };
+    // OTLP log export (tracing.export_logs) joins once the config is read and the runtime runs.
+    tracing_subscriber::registry().with(filter).with(lines).with(edge_gateway::otlp_logs::OtlpLogLayer).init();
 }
 
 fn run(config: Config, supervision: SupervisionConfig) -> ExitCode {

@@ -327,7 +327,7 @@ impl ConnInner {
             Decision::Deny(reason) => {
                 if ACL_REFUSALS.allow() {
                     let topic = clip(topic);
-                    let (trace_id, span_id) = trace_ids(trace);
+                    let (trace_id, span_id) = edge_gateway_actors::spans::log_ids(trace);
                     tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?topic, reason = reason.as_str(), trace_id, span_id, "Publish refused by the ACL (more this second are only counted).");
                 }
                 false
@@ -374,16 +374,8 @@ fn rejected_traced(metrics: &Metrics, client_id: &str, reason: &'static str, det
     metrics.reject(reason);
     if PUBLISH_REFUSALS.allow() {
         let detail = clip(detail);
-        let (trace_id, span_id) = trace_ids(trace);
+        let (trace_id, span_id) = edge_gateway_actors::spans::log_ids(trace);
         tracing::warn!(%client_id, reason, ?detail, trace_id, span_id, "Publish refused (more this second are only counted).");
-    }
-}
-
-/// `trace_id` and `span_id` log fields (empty when the message is not traced).
-fn trace_ids(trace: Option<&TraceCtx>) -> (String, String) {
-    match trace {
-        Some(t) => (format!("{:032x}", u128::from_be_bytes(t.trace_id)), format!("{:016x}", u64::from_be_bytes(t.span_id))),
-        None => (String::new(), String::new()),
     }
 }
 

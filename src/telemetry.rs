@@ -26,6 +26,8 @@ pub struct TracingConfig {
     pub queue_size: usize,
     /// `service.name` of the exported spans.
     pub service_name: String,
+    /// Also export log lines as OTLP log records (see `crate::otlp_logs`).
+    pub export_logs: bool,
 }
 
 /// Install the global tracer provider; must run inside the tokio runtime (tonic spawns on it).

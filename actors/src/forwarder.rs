@@ -89,10 +89,15 @@ pub struct ForwarderState {
     args: ForwarderArgs,
     /// Next seq to deliver (durable copy in the store's `cursors` table).
     cursor: u64,
+    /// Whether `cursor` was read from the store (not yet when the store was unreadable at start).
+    cursor_known: bool,
     /// Consecutive failed attempts.
     attempt: u32,
     /// While the cursor is at or below this seq, send one message per batch (isolating a 4xx).
     isolate_until: Option<u64>,
+    /// Trace context of the batch's first message that has one (its forward span's when
+    /// sampled): the `trace_id` / `span_id` of the log lines about that batch.
+    batch_trace: Option<crate::record::TraceCtx>,
 }
 
 impl Actor for ForwarderActor {
@@ -101,23 +106,26 @@ impl Actor for ForwarderActor {
     type Arguments = ForwarderArgs;
 
     async fn pre_start(&self, myself: ActorRef<ForwarderMsg>, args: ForwarderArgs) -> Result<ForwarderState, ActorProcessingErr> {
-        // A store being reopened after a write failure comes back within a second or so.
-        let mut tries = 0;
-        let cursor = loop {
-            match args.store.cursor(&args.name) {
-                Ok(cursor) => break cursor,
-                Err(e) if tries < 10 => {
-                    tries += 1;
-                    tracing::warn!(sink = %args.name, error = %e, "Cannot read the cursor yet; retrying.");
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                Err(e) => return Err(e.into()),
+        // Unreadable now (a disk fault): read it at the first poll instead, so a store that is
+        // being reopened does not turn into start failures of the forwarder.
+        let cursor = match args.store.cursor(&args.name) {
+            Ok(cursor) => Some(cursor),
+            Err(e) => {
+                tracing::warn!(sink = %args.name, error = %e, "Cannot read the cursor yet; reading it at the first poll.");
+                None
             }
         };
-        tracing::info!(sink = %args.name, cursor, "Forwarder started.");
+        tracing::info!(sink = %args.name, ?cursor, "Forwarder started.");
         args.liveness.started(&args.name, args.policy.stuck_after);
         myself.send_message(ForwarderMsg::Poll)?;
-        Ok(ForwarderState { args, cursor, attempt: 0, isolate_until: None })
+        Ok(ForwarderState {
+            args,
+            cursor: cursor.unwrap_or(0),
+            cursor_known: cursor.is_some(),
+            attempt: 0,
+            isolate_until: None,
+            batch_trace: None,
+        })
     }
 
     async fn handle(
@@ -134,15 +142,25 @@ impl Actor for ForwarderActor {
 
 impl ForwarderState {
     async fn on_poll(&mut self, myself: &ActorRef<ForwarderMsg>) -> Result<(), ActorProcessingErr> {
+        if !self.cursor_known {
+            let store = self.args.store.clone();
+            match tokio::task::block_in_place(|| store.cursor(&self.args.name)) {
+                Ok(cursor) => (self.cursor, self.cursor_known) = (cursor, true),
+                Err(e) => {
+                    self.store_failed(myself, e);
+                    return Ok(());
+                }
+            }
+        }
         let max = if self.isolate_until.is_some_and(|s| self.cursor <= s) { 1 } else { self.args.policy.max_messages };
+        self.batch_trace = None;
         // Everything below this seq is committed; read it before the batch.
         let committed = *self.args.committed.borrow();
         let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
         let mut batch = match tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes)) {
             Ok(batch) => batch,
             Err(e) => {
-                // A store between a write failure and its reopening: wait for it, do not crash.
-                self.retry_later(myself, "store", &e.to_string());
+                self.store_failed(myself, e);
                 return Ok(());
             }
         };
@@ -158,6 +176,7 @@ impl ForwarderState {
         let batch_key = format!("{}:{}-{}", batch[0].key, first, last);
         self.args.liveness.sending(&self.args.name);
         let spans = forward_spans(&self.args.name, &mut batch);
+        self.batch_trace = batch.iter().find_map(|r| r.trace);
         let delivered = self.args.sink.deliver(&batch_key, &batch).await;
         spans.end(&delivered);
         match delivered {
@@ -215,12 +234,14 @@ impl ForwarderState {
     ) -> Result<(), ActorProcessingErr> {
         self.count_error("rejected");
         if n > 1 {
-            tracing::warn!(sink = %self.args.name, first, last, %detail, "Batch rejected; resending one message at a time to find the offender.");
+            let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
+            tracing::warn!(sink = %self.args.name, first, last, %detail, trace_id, span_id, "Batch rejected; resending one message at a time to find the offender.");
             self.isolate_until = Some(last);
             myself.send_message(ForwarderMsg::Poll)?;
             return Ok(());
         }
-        tracing::warn!(sink = %self.args.name, seq = first, %detail, "Message rejected; moved to the dead-letter table.");
+        let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
+        tracing::warn!(sink = %self.args.name, seq = first, %detail, trace_id, span_id, "Message rejected; moved to the dead-letter table.");
         let (sink, reason) = (self.args.name.clone(), detail);
         match self.storage_call(|reply| StorageMsg::DeadLetter { sink, seq: first, reason, reply }).await {
             Ok(()) => {
@@ -233,12 +254,29 @@ impl ForwarderState {
         Ok(())
     }
 
+    /// The store could not be read: tell the storage actor when redb failed (it latches read
+    /// errors too; the storage actor reopens the file) and try again after backoff, without
+    /// exiting. A record that does not decode is not a disk fault: it only holds this sink back
+    /// (logged and counted as `kind="store"` until an operator removes it).
+    fn store_failed(&mut self, myself: &ActorRef<ForwarderMsg>, e: crate::storage::StoreError) {
+        if matches!(e, crate::storage::StoreError::Redb(_) | crate::storage::StoreError::Io(_)) {
+            if let Some(storage) = self.args.storage.get() {
+                let _ = storage.send_message(StorageMsg::ReadFailed(e.to_string()));
+            }
+        }
+        self.retry_later(myself, "store", &e.to_string());
+    }
+
     fn retry_later(&mut self, myself: &ActorRef<ForwarderMsg>, kind: &'static str, detail: &str) {
         self.attempt = self.attempt.saturating_add(1);
         self.count_error(kind);
         self.args.liveness.failed(&self.args.name, kind);
         let delay = self.args.policy.backoff.full_jitter(self.attempt);
-        tracing::warn!(sink = %self.args.name, kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, "Forward failed; backing off.");
+        let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
+        tracing::warn!(
+            sink = %self.args.name, kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, trace_id, span_id,
+            "Forward failed; backing off."
+        );
         myself.send_after(delay, || ForwarderMsg::Poll);
     }
 

@@ -60,7 +60,9 @@ impl Liveness {
     pub fn failed(&self, sink: &str, kind: &str) {
         if let Some(p) = self.lock().get_mut(sink) {
             p.pending = true;
-            p.unreachable = kind == "connect";
+            // A sink that cannot be reached, or a store that cannot be read (a disk fault, which
+            // the storage actor handles), is not a forwarder that stopped working.
+            p.unreachable = kind == "connect" || kind == "store";
             if kind.starts_with("http_") {
                 p.at = Instant::now();
             }

@@ -101,6 +101,10 @@ pub struct Metrics {
     pub trace_spans_exported: Counter,
     /// Spans dropped: export queue full, or the collector refused or was unreachable.
     pub trace_spans_dropped: Counter,
+    /// Log records handed to the OTLP collector (`tracing.export_logs`).
+    pub log_records_exported: Counter,
+    /// Log records dropped: export queue full or export failed.
+    pub log_records_dropped: Counter,
     /// Known devices by state (online, silent, offline).
     pub devices: Family<Label1, Gauge>,
     /// Time from receiving a message to its sink's acknowledgement, by sink.
@@ -168,6 +172,8 @@ impl Metrics {
             store_quarantines: Counter::default(),
             trace_spans_exported: Counter::default(),
             trace_spans_dropped: Counter::default(),
+            log_records_exported: Counter::default(),
+            log_records_dropped: Counter::default(),
             e2e_latency: Family::new_with_constructor(e2e_histogram),
             device_latency: Family::new_with_constructor(e2e_histogram),
         }
@@ -261,6 +267,12 @@ impl Metrics {
         r.register("storage_quarantines", "Damaged stores moved aside at start", self.store_quarantines.clone());
         r.register("admin_actions", "Actions taken through the chaos admin API, by action", self.admin_actions.clone());
         r.register("trace_spans_exported", "Spans handed to the OTLP collector", self.trace_spans_exported.clone());
+        r.register("log_records_exported", "Log records handed to the OTLP collector", self.log_records_exported.clone());
+        r.register(
+            "log_records_dropped",
+            "Log records not exported: export queue full or the collector failed",
+            self.log_records_dropped.clone(),
+        );
         r.register(
             "trace_spans_dropped",
             "Spans dropped (export queue full, collector down or refusing)",

@@ -84,3 +84,12 @@ pub fn start_child(name: &'static str, parent: &TraceCtx, kind: SpanKind, attrib
     let cx = Context::new().with_remote_span_context(span_context(parent));
     tracer.span_builder(name).with_kind(kind).with_attributes(attributes).start_with_context(tracer, &cx)
 }
+
+/// The `trace_id` and `span_id` fields of a log line about a message (empty when the message
+/// carries no trace context), so a log line can be found from a trace and the other way round.
+pub fn log_ids(trace: Option<&TraceCtx>) -> (String, String) {
+    match trace {
+        Some(t) => (format!("{:032x}", u128::from_be_bytes(t.trace_id)), format!("{:016x}", u64::from_be_bytes(t.span_id))),
+        None => (String::new(), String::new()),
+    }
+}

@@ -153,11 +153,12 @@ struct RawTracing {
     sample_ratio: f64,
     queue_size: usize,
     service_name: String,
+    export_logs: bool,
 }
 
 impl Default for RawTracing {
     fn default() -> Self {
-        Self { otlp_endpoint: String::new(), sample_ratio: 0.01, queue_size: 4096, service_name: "edge-gateway".into() }
+        Self { otlp_endpoint: String::new(), sample_ratio: 0.01, queue_size: 4096, service_name: "edge-gateway".into(), export_logs: false }
     }
 }
 
@@ -175,7 +176,11 @@ impl RawTracing {
         if !(1..=1_000_000).contains(&self.queue_size) {
             e.push("tracing.queue_size: must be between 1 and 1000000".into());
         }
+        if self.export_logs && endpoint.is_empty() {
+            e.push("tracing.export_logs: needs tracing.otlp_endpoint (logs go to the same collector)".into());
+        }
         crate::telemetry::TracingConfig {
+            export_logs: self.export_logs,
             otlp_endpoint: (!endpoint.is_empty()).then(|| endpoint.to_string()),
             sample_ratio: self.sample_ratio,
             queue_size: self.queue_size,

@@ -20,15 +20,25 @@ impl Fault {
     fn inject(pid: u32, paths: &[std::path::PathBuf], syscalls: &str, inject: &[&str]) -> Fault {
         let strace = util::require("strace");
         let mut cmd = Command::new(strace);
-        cmd.args(["-f", "-qq", "-p", &pid.to_string(), "-e", &format!("trace={syscalls}")]);
+        // The trace itself goes nowhere; stderr keeps only strace's own errors.
+        cmd.args(["-f", "-qq", "-o", "/dev/null", "-p", &pid.to_string(), "-e", &format!("trace={syscalls}")]);
         for i in inject {
             cmd.args(["-e", &format!("inject={i}")]);
         }
         for path in paths {
             cmd.arg("-P").arg(path);
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        Fault(cmd.spawn().expect("spawn strace"))
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn strace");
+        // strace that cannot attach (no ptrace permission) exits at once: say so, not later.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read as _;
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("strace exited ({status}) instead of attaching: {err}");
+        }
+        Fault(child)
     }
 
     /// Detach strace (SIGTERM makes it let go of the tracees) and wait for it.

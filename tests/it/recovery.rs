@@ -156,11 +156,13 @@ async fn a_store_redb_cannot_open_is_salvaged_from_its_bytes_and_the_quarantine_
     assert!(stdout.contains("imported 200 messages") && stdout.contains("raw scan"), "{stdout}");
 
     ingest.restart().await;
+    let config_again = config.clone();
     let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
     harness::install_crypto();
     let ack = reqwest::Client::new().post(format!("http://{}/api/store/acknowledge", gw.http_addr)).send().await.unwrap();
     assert_eq!(ack.status().as_u16(), 200);
     assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200);
+    assert!(!data.join("gateway.redb.quarantined").exists(), "the acknowledgement removes the quarantine record");
     poll_until("salvaged messages forwarded", Duration::from_secs(20), || ingest.accepted().len() >= 200).await;
     let mut got: Vec<(String, String)> =
         ingest.accepted().iter().map(|m| (m.key.clone(), String::from_utf8_lossy(&m.payload_bytes()).into_owned())).collect();
@@ -169,5 +171,8 @@ async fn a_store_redb_cannot_open_is_salvaged_from_its_bytes_and_the_quarantine_
     let mut want: Vec<(String, String)> = (0..200).map(|i| (format!("{old_id}:{i}"), format!("m{i}"))).collect();
     want.sort();
     assert_eq!(got, want, "every message back, under its original key");
+    gw.stop().await;
+    let gw = edge_gateway::Gateway::start(config_again, SupervisionConfig::default_config()).await.unwrap();
+    assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200, "acknowledged for good");
     gw.stop().await;
 }

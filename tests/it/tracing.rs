@@ -98,13 +98,14 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     let mqtt_addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
     let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
     // Ratio 0: only the device's sampled traceparent is traced.
-    let config = harness::config_text(
-        &dir.path().join("data"),
-        &ingest.url(),
-        &mqtt_addr.to_string(),
-        &http_addr.to_string(),
-        &lab_default_namespace(),
-    ) + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\n", receiver.port);
+    let config =
+        harness::config_text(
+            &dir.path().join("data"),
+            &ingest.url(),
+            &mqtt_addr.to_string(),
+            &http_addr.to_string(),
+            &lab_default_namespace(),
+        ) + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\nexport_logs = true\n", receiver.port);
 
     let (t1, s1) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let mut p = Process::start(dir.path(), &config, mqtt_addr, http_addr).await;
@@ -146,6 +147,20 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
     assert_eq!(json["trace_id"], t3, "{line}");
     assert_eq!(json["span_id"].as_str().map(str::len), Some(16), "{line}");
+    // The same line reached the collector as an OTLP log record (tracing.export_logs).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = receiver.spans.lock().unwrap().iter().any(|r| {
+            r["log"].as_str().is_some_and(|b| b.contains("refused by the ACL"))
+                && r["attributes"]["trace_id"] == t3
+                && r["severity"] == "WARN"
+        });
+        if found {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no OTLP log record of the refusal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Cloud down: the second message waits in the store across a gateway restart.
     let (t2, s2) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
@@ -153,6 +168,14 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     publish_traced(&p, t2, s2, "21.6").await;
     let receive2 = receiver.wait_for(t2, "mqtt publish").await;
     receiver.wait_for(t2, "store commit").await;
+    // The forwarder's failure lines name the batch's first message's trace (its forward span).
+    poll_until("a forward failure logged with the message's trace id", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().any(|l| {
+            l.contains("Forward failed")
+                && serde_json::from_str::<serde_json::Value>(l).is_ok_and(|j| j["trace_id"] == t2 && j["span_id"] != "")
+        })
+    })
+    .await;
     assert_eq!(p.terminate(), Some(0));
     ingest.restart().await;
     let p2 = Process::start(dir.path(), &config, mqtt_addr, http_addr).await;

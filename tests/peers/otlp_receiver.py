@@ -1,4 +1,5 @@
-"""A minimal OTLP/gRPC trace receiver for the tests: prints one JSON line per span on stdout.
+"""A minimal OTLP/gRPC receiver for the tests: prints one JSON line per span, and one per log
+record (with a "log" key), on stdout.
 
 usage: otlp_receiver.py PORT
 Needs: pip install opentelemetry-proto grpcio (scripts/test.sh installs them in a venv).
@@ -8,6 +9,7 @@ import sys
 from concurrent import futures
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
@@ -33,10 +35,30 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+def value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else str(v)
+
+
+class LogReceiver(logs_service_pb2_grpc.LogsServiceServicer):
+    def Export(self, request, context):
+        for rl in request.resource_logs:
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    line = {
+                        "log": value(rec.body),
+                        "severity": rec.severity_text,
+                        "attributes": {a.key: value(a.value) for a in rec.attributes},
+                    }
+                    print(json.dumps(line), flush=True)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 def main():
     port = int(sys.argv[1])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogReceiver(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print(json.dumps({"listening": port}), flush=True)

@@ -99,6 +99,10 @@ pub enum StorageMsg {
     /// Fail the next `n` write transactions before their commit (fault injection for tests
     /// and, later, the chaos admin API). Nothing in a failed transaction is stored or acked.
     InjectFaults(u32),
+    /// A reader (a forwarder) could not read the store: redb latches read errors too, so the
+    /// store is treated as broken (not writable, reopened with backoff) like after a failed
+    /// commit.
+    ReadFailed(String),
 }
 
 enum Op {
@@ -128,12 +132,15 @@ pub struct StorageState {
     /// The last real write failure, while the store waits to be reopened: redb fails every
     /// operation after a failed write or fsync until the file is opened again.
     broken: Option<String>,
-    /// When the last reopening was tried (they are spaced by [`REOPEN_EVERY`]).
-    last_reopen: Option<Instant>,
+    /// When the next reopening may be tried, and the wait after that one (doubling from
+    /// [`REOPEN_FIRST`] to [`REOPEN_MAX`] while the fault lasts: each reopening walks the file).
+    next_reopen: Option<(Instant, Duration)>,
 }
 
-/// How often a broken store is reopened while the fault lasts.
-const REOPEN_EVERY: Duration = Duration::from_millis(500);
+/// Wait before the second reopening of a broken store; doubles up to [`REOPEN_MAX`].
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between reopenings while the fault lasts.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
 
 impl Actor for StorageActor {
     type Msg = StorageMsg;
@@ -165,7 +172,7 @@ impl Actor for StorageActor {
             oldest_received_ms: stats.oldest_received_ms,
             injected_faults: 0,
             broken: None,
-            last_reopen: None,
+            next_reopen: None,
             args,
         };
         state.publish_gauges();
@@ -199,6 +206,14 @@ impl Actor for StorageActor {
                     return Ok(());
                 }
                 Op::Expire
+            }
+            StorageMsg::ReadFailed(error) => {
+                if state.broken.is_none() {
+                    tracing::error!(%error, "Store read failed; reopening it.");
+                    state.args.health.set_storage_writable(false);
+                    state.broken = Some(error);
+                }
+                return Ok(());
             }
             StorageMsg::InjectFaults(n) => {
                 tracing::warn!(n, "Injecting storage faults: the next write transactions will fail.");
@@ -262,12 +277,18 @@ impl StorageState {
                 self.args.metrics.commit_batch_size.observe(ops.len() as f64);
                 self.args.metrics.commits.inc();
                 self.args.health.set_storage_writable(true);
+                self.next_reopen = None;
                 self.apply(ops, outcome);
             }
             Err(e) => {
                 self.args.metrics.commit_failures.inc();
                 self.args.health.set_storage_writable(false);
-                tracing::error!(error = %e, ops = ops.len(), "Commit failed; nothing in this transaction is acknowledged.");
+                let first_traced = ops.iter().find_map(|op| match op {
+                    Op::Append(rec, ..) => rec.trace,
+                    _ => None,
+                });
+                let (trace_id, span_id) = crate::spans::log_ids(first_traced.as_ref());
+                tracing::error!(error = %e, ops = ops.len(), trace_id, span_id, "Commit failed; nothing in this transaction is acknowledged.");
                 if !matches!(e, StoreError::Injected) {
                     self.broken = Some(e.to_string());
                 }
@@ -276,16 +297,20 @@ impl StorageState {
         }
     }
 
-    /// Reopen a broken store, at most every [`REOPEN_EVERY`]; whether it is open now.
+    /// Reopen a broken store, with backoff; whether it is open now. The first attempt after
+    /// a failure runs at once.
     fn reopen(&mut self) -> bool {
-        if self.last_reopen.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
-            return false;
-        }
-        self.last_reopen = Some(Instant::now());
+        let now = Instant::now();
+        let wait = match self.next_reopen {
+            Some((at, _)) if now < at => return false,
+            Some((_, wait)) => wait,
+            None => REOPEN_FIRST,
+        };
+        self.next_reopen = Some((now + wait, (wait * 2).min(REOPEN_MAX)));
         match self.args.store.reopen() {
             Ok(()) => {
                 self.args.metrics.store_reopens.get_or_create(&[("result", "ok".into())]).inc();
-                tracing::warn!(after = self.broken.as_deref().unwrap_or(""), "Store reopened after a write failure.");
+                tracing::warn!(after = self.broken.as_deref().unwrap_or(""), "Store reopened after an I/O failure.");
                 self.broken = None;
                 true
             }
@@ -306,6 +331,7 @@ impl StorageState {
         match self.write(&[]) {
             Ok(outcome) => {
                 self.args.health.set_storage_writable(true);
+                self.next_reopen = None;
                 tracing::info!("Store writable again.");
                 self.apply(Vec::new(), outcome);
             }

@@ -49,31 +49,55 @@ impl SharedDb {
         &self.path
     }
 
-    /// Close the database and open the file again (redb's recovery runs: the file is as of its
-    /// last good commit). Waits, bounded, for readers to finish their transaction.
+    /// Close the database and open the file again (redb's recovery runs). Waits, bounded, for
+    /// readers to finish their transaction; if one holds on past that, the old handle stays and
+    /// the call fails with [`ReopenError::Busy`] (try again later).
+    ///
+    /// Before opening, the file's cached pages are dropped: after a failed fsync Linux marks the
+    /// pages whose writeback failed clean but keeps their new content in the page cache, so a
+    /// plain reopen would read (and build new commits on) data that never reached the disk.
+    /// Dropped, they are read again from the disk, and redb's recovery sees what is really there.
+    /// The lock is not held while the file is opened (recovery walks the whole file): readers
+    /// get "closed" meanwhile instead of waiting.
     pub fn reopen(&self) -> Result<(), ReopenError> {
-        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mut old) = slot.take() {
-            let deadline = Instant::now() + READERS_WAIT;
-            loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(shared) if Instant::now() < deadline => {
-                        old = shared;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(shared) => {
-                        *slot = Some(shared);
-                        return Err(ReopenError::Busy(self.path.display().to_string()));
+        {
+            let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(mut old) = slot.take() {
+                let deadline = Instant::now() + READERS_WAIT;
+                loop {
+                    match Arc::try_unwrap(old) {
+                        Ok(db) => {
+                            drop(db);
+                            break;
+                        }
+                        Err(shared) if Instant::now() < deadline => {
+                            old = shared;
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err(shared) => {
+                            *slot = Some(shared);
+                            return Err(ReopenError::Busy(self.path.display().to_string()));
+                        }
                     }
                 }
             }
         }
+        drop_cached_pages(&self.path);
         let db = Database::create(&*self.path).map_err(|source| ReopenError::Open { path: self.path.display().to_string(), source })?;
-        *slot = Some(Arc::new(db));
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
         Ok(())
+    }
+}
+
+/// Ask the kernel to drop `path`'s clean cached pages (dirty ones are written back first).
+/// Best effort: an error only means recovery may read stale cached pages.
+fn drop_cached_pages(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(file) = std::fs::File::open(path) {
+        // SAFETY: posix_fadvise only reads its integer arguments; the fd is open for the call.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            tracing::warn!(file = %path.display(), errno = rc, "Cannot drop the cached pages of the store file before reopening it.");
+        }
     }
 }

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// A redb operation failed.
     #[error("store: {0}")]
     Redb(String),
+    /// The disk failed a read, write or fsync (redb then fails everything until reopened).
+    #[error("store: I/O: {0}")]
+    Io(String),
     /// A stored record cannot be decoded.
     #[error("store: record {seq}: {source}")]
     Decode { seq: u64, source: DecodeError },
@@ -47,14 +50,38 @@ pub enum StoreError {
     Injected,
 }
 
+/// An I/O error of the disk (or one redb latched from before), as opposed to bad content.
+fn is_io(e: &redb::StorageError) -> bool {
+    matches!(e, redb::StorageError::Io(_) | redb::StorageError::PreviousIo)
+}
+
+fn classify(io: bool, message: String) -> StoreError {
+    if io { StoreError::Io(message) } else { StoreError::Redb(message) }
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        classify(is_io(&e), e.to_string())
+    }
+}
+
 macro_rules! redb_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Redb(e.to_string()) }
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                let io = matches!(&e, redb::$t::Storage(s) if is_io(s));
+                classify(io, e.to_string())
+            }
         }
     )*};
 }
-redb_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+redb_from!(TransactionError, TableError, CommitError);
+
+impl From<redb::SetDurabilityError> for StoreError {
+    fn from(e: redb::SetDurabilityError) -> Self {
+        StoreError::Redb(e.to_string())
+    }
+}
 
 /// A handle to the open database; cheap to clone.
 #[derive(Clone)]
@@ -301,8 +328,15 @@ impl Store {
                 Ok(out)
             }
             Err(e) => {
-                let bytes = std::fs::read(path).map_err(|io| StoreError::Redb(format!("cannot read {}: {io}", path.display())))?;
-                Ok(Salvaged { values: scan_records(&bytes), skipped: 0, method: "raw scan", open_error: Some(e.to_string()) })
+                // Only a damaged file is scanned: one that is locked, of another version or
+                // unreadable is an error to fix, not a reason to resurrect stale page copies.
+                let open_error = e.to_string();
+                let err = StoreError::Open { path: path.display().to_string(), source: e };
+                if !err.is_corruption() {
+                    return Err(err);
+                }
+                let bytes = std::fs::read(path).map_err(|io| StoreError::Io(format!("cannot read {}: {io}", path.display())))?;
+                Ok(Salvaged { values: scan_records(&bytes), skipped: 0, method: "raw scan", open_error: Some(open_error) })
             }
         }
     }
