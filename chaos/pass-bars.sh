@@ -26,7 +26,7 @@ run() {
 : >"$out/summary.txt"
 run kill-process kill-process --kills 50 --duration 300 --rate 1000 --devices 8
 run kill-actors kill-actors --kills 500 --kill-rate 2 --duration 320 --rate 1000 --devices 8
-run kill-actors-production-policy kill-actors --supervision supervision.toml --kills 30 --kill-rate 2 --duration 30 --rate 1000 --devices 8
+run kill-actors-production-policy kill-actors --supervision supervision.toml --kills 30 --kill-rate 2 --p99-bar-ms 2000 --duration 30 --rate 1000 --devices 8
 run cloud-outage cloud-outage --outage 600 --duration 630 --rate 2000 --devices 8 --drain-timeout 300
 run disk-faults-eio disk-faults --fault eio --faults 3 --fault-secs 5 --duration 40 --rate 1000 --devices 8
 run disk-faults-enospc disk-faults --fault enospc --faults 3 --fault-secs 5 --duration 40 --rate 1000 --devices 8
