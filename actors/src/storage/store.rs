@@ -313,7 +313,17 @@ const PLAUSIBLE_RECEIVED_MS: std::ops::RangeInclusive<u64> = 1_500_000_000_000..
 impl Store {
     /// Read every record that can still be read from a (quarantined) store file: through redb
     /// when it opens, else by scanning its bytes for encoded records (see [`scan_records`]).
+    /// The file itself is not modified: redb repairs on open, so it opens a copy
+    /// (`<file>.salvage-copy`, removed afterwards; needs that much free space).
     pub fn salvage(path: &Path) -> Result<Salvaged, StoreError> {
+        let copy = path.with_extension("salvage-copy");
+        std::fs::copy(path, &copy).map_err(|e| StoreError::Io(format!("cannot copy {} to {}: {e}", path.display(), copy.display())))?;
+        let result = Self::salvage_in_place(&copy);
+        let _ = std::fs::remove_file(&copy);
+        result
+    }
+
+    fn salvage_in_place(path: &Path) -> Result<Salvaged, StoreError> {
         match Database::open(path) {
             Ok(db) => {
                 let txn = db.begin_read()?;
