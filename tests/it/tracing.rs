@@ -189,3 +189,108 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     assert!(ingest.traceparents().iter().any(|h| h.contains(t2)), "{:?}", ingest.traceparents());
     drop(p2);
 }
+
+/// The spans of one topic's messages (each message gets its own trace when started by ratio).
+fn spans_named(receiver: &Receiver, name: &str, trace_ids: &[String]) -> Vec<serde_json::Value> {
+    receiver.spans.lock().unwrap().iter().filter(|s| s["name"] == name && trace_ids.iter().any(|t| s["trace_id"] == *t)).cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_attributes_and_status_the_ratio_sampler_and_the_drop_path() {
+    // OpenTelemetry status codes in OTLP: 0 unset, 1 ok, 2 error.
+    const OK: i64 = 1;
+    const ERROR: i64 = 2;
+    let receiver = start_receiver();
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (util::free_port(), util::free_port());
+    let mqtt_addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let base = |ratio: f64, endpoint: u16, queue: usize| {
+        harness::config_text(
+            &dir.path().join("data"),
+            &ingest.url(),
+            &mqtt_addr.to_string(),
+            &http_addr.to_string(),
+            &lab_default_namespace(),
+        ) + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{endpoint}\"\nsample_ratio = {ratio}\nqueue_size = {queue}\n")
+    };
+    let publish = |payload: &'static str| async move {
+        let port = mqtt.to_string();
+        let out =
+            util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "dev-r", "-t", "devices/dev-r/t", "-m", payload]).await;
+        assert!(out.status.success(), "{out:?}");
+    };
+
+    // Ratio 1: a message without traceparent starts a trace of its own. The cloud answers 503
+    // first (a failed forward), then takes it.
+    ingest.set_mode(crate::ingest::Mode::Fail(503));
+    let mut p = Process::start(dir.path(), &base(1.0, receiver.port, 4096), mqtt_addr, http_addr).await;
+    publish("sampled").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let receive = loop {
+        let found = receiver
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "mqtt publish" && s["attributes"]["gateway.device"] == "dev-r")
+            .cloned();
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no receive span for a message started by ratio 1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let trace = vec![receive["trace_id"].as_str().unwrap().to_string()];
+    assert_eq!(receive["parent_span_id"], "", "a root span");
+    assert_eq!(receive["attributes"]["messaging.system"], "mqtt");
+    assert_eq!(receive["attributes"]["messaging.destination.name"], "devices/dev-r/t");
+    assert_eq!(receive["attributes"]["gateway.protocol"], "v3");
+    assert_eq!(receive["status"]["code"], OK, "{receive}");
+    poll_until("a failed forward span", Duration::from_secs(15), || {
+        spans_named(&receiver, "forward", &trace).iter().any(|s| s["status"]["code"] == ERROR && s["status"]["message"] == "http_5xx")
+    })
+    .await;
+    let post = spans_named(&receiver, "http POST", &trace);
+    assert!(post.iter().any(|s| s["attributes"]["http.response.status_code"] == 503), "{post:#?}");
+    ingest.set_mode(crate::ingest::Mode::Ok);
+    poll_until("delivered", Duration::from_secs(15), || ingest.accepted().len() == 1).await;
+    let key = ingest.accepted()[0].key.clone();
+    poll_until("an ok forward span", Duration::from_secs(15), || {
+        spans_named(&receiver, "forward", &trace)
+            .iter()
+            .any(|s| s["status"]["code"] == OK && s["attributes"]["messaging.message.id"] == key.as_str())
+    })
+    .await;
+    let commit = spans_named(&receiver, "store commit", &trace);
+    assert_eq!(commit.len(), 1, "{commit:#?}");
+    assert_eq!(commit[0]["attributes"]["messaging.message.id"], key.as_str());
+    assert_eq!(p.terminate(), Some(0));
+
+    // Ratio 0: without a traceparent nothing is traced.
+    let before = receiver.spans.lock().unwrap().len();
+    let mut p = Process::start(dir.path(), &base(0.0, receiver.port, 4096), mqtt_addr, http_addr).await;
+    publish("unsampled").await;
+    poll_until("delivered", Duration::from_secs(15), || ingest.accepted().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two export periods
+    let new: Vec<serde_json::Value> = receiver.spans.lock().unwrap()[before..].to_vec();
+    assert!(new.is_empty(), "spans with sample_ratio 0 and no traceparent: {new:#?}");
+    assert_eq!(p.terminate(), Some(0));
+
+    // The collector is down and the queue holds one span: spans are dropped and counted,
+    // every publish is still acknowledged and delivered.
+    let down = util::free_port();
+    let p = Process::start(dir.path(), &base(1.0, down, 1), mqtt_addr, http_addr).await;
+    for payload in ["d1", "d2", "d3", "d4", "d5"] {
+        publish(payload).await;
+    }
+    poll_until("delivered", Duration::from_secs(15), || ingest.accepted().len() == 7).await;
+    let dropped = || async { harness::sample(&harness::http_get(p.http, "/metrics").await.1, "gateway_trace_spans_dropped_total") };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dropped().await < 5.0 {
+        assert!(std::time::Instant::now() < deadline, "spans not counted as dropped: {}", dropped().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("collector down, queue 1: {} spans dropped, 5/5 messages delivered", dropped().await);
+}

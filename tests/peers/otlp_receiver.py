@@ -13,6 +13,11 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
+def value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else str(v)
+
+
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
         for rs in request.resource_spans:
@@ -30,14 +35,11 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                         "parent_span_id": span.parent_span_id.hex(),
                         "kind": span.kind,
                         "links": [{"trace_id": l.trace_id.hex(), "span_id": l.span_id.hex()} for l in span.links],
+                        "attributes": {a.key: value(a.value) for a in span.attributes},
+                        "status": {"code": span.status.code, "message": span.status.message},
                     }
                     print(json.dumps(line), flush=True)
         return trace_service_pb2.ExportTraceServiceResponse()
-
-
-def value(v):
-    kind = v.WhichOneof("value")
-    return getattr(v, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else str(v)
 
 
 class LogReceiver(logs_service_pb2_grpc.LogsServiceServicer):

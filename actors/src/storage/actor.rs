@@ -140,7 +140,7 @@ pub struct StorageState {
 /// Wait before the second reopening of a broken store; doubles up to [`REOPEN_MAX`].
 const REOPEN_FIRST: Duration = Duration::from_millis(500);
 /// Longest wait between reopenings while the fault lasts.
-const REOPEN_MAX: Duration = Duration::from_secs(30);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
 
 impl Actor for StorageActor {
     type Msg = StorageMsg;
