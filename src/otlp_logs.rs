@@ -103,20 +103,7 @@ impl LogProcessor for BoundedLogProcessor {
 
 async fn export_loop(exporter: impl LogExporter, mut rx: mpsc::Receiver<(SdkLogRecord, InstrumentationScope)>, metrics: Metrics) {
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let Some(first) = rx.recv().await else { return };
-        batch.push(first);
-        let deadline = tokio::time::sleep(Duration::from_secs(1));
-        tokio::pin!(deadline);
-        while batch.len() < BATCH {
-            tokio::select! {
-                next = rx.recv() => match next {
-                    Some(record) => batch.push(record),
-                    None => break,
-                },
-                _ = &mut deadline => break,
-            }
-        }
+    while crate::telemetry::next_batch(&mut rx, &mut batch, BATCH).await {
         let n = batch.len() as u64;
         let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = batch.iter().map(|(r, s)| (r, s)).collect();
         match exporter.export(LogBatch::new(&refs)).await {

@@ -98,23 +98,28 @@ impl SpanProcessor for BoundedProcessor {
 }
 
 /// Up to 512 spans or 1 s per export call; failures are counted and the spans let go.
+/// Wait for the next item, then take more until `max` or until 1 s after the first arrived;
+/// false once the channel is closed and empty. The batching of both OTLP export tasks.
+pub(crate) async fn next_batch<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) -> bool {
+    let Some(first) = rx.recv().await else { return false };
+    batch.push(first);
+    let deadline = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(deadline);
+    while batch.len() < max {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Some(item) => batch.push(item),
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    true
+}
+
 async fn export_loop(exporter: impl SpanExporter, mut rx: mpsc::Receiver<SpanData>, metrics: Metrics) {
     let mut batch = Vec::with_capacity(512);
-    loop {
-        let first = rx.recv().await;
-        let Some(first) = first else { return };
-        batch.push(first);
-        let deadline = tokio::time::sleep(Duration::from_secs(1));
-        tokio::pin!(deadline);
-        while batch.len() < 512 {
-            tokio::select! {
-                next = rx.recv() => match next {
-                    Some(span) => batch.push(span),
-                    None => break,
-                },
-                _ = &mut deadline => break,
-            }
-        }
+    while next_batch(&mut rx, &mut batch, 512).await {
         let n = batch.len() as u64;
         match exporter.export(std::mem::take(&mut batch)).await {
             Ok(()) => {

@@ -149,7 +149,20 @@ class _Conn:
         self.state = "down"
 
 
-class Driver:
+class _Results:
+    """What Driver and Churn report, from their Book."""
+
+    def acked_ids(self):
+        with self.book.lock:
+            return set(self.book.acked)
+
+    def achieved_rate(self):
+        b = self.book
+        end = b.publish_stopped or time.monotonic()
+        return b.published / max(1e-6, end - (b.publish_started or end))
+
+
+class Driver(_Results):
     """D devices at a total rate until stop()."""
 
     def __init__(self, run_id, port, devices, rate, mqtt5=False, max_seconds=3600.0, log=print):
@@ -230,18 +243,9 @@ class Driver:
 
     # --- results -------------------------------------------------------------------------
 
-    def acked_ids(self):
-        with self.book.lock:
-            return set(self.book.acked)
-
-    def achieved_rate(self):
-        b = self.book
-        end = b.publish_stopped or time.monotonic()
-        span = max(1e-6, end - (b.publish_started or end))
-        return b.published / span
 
 
-class Churn:
+class Churn(_Results):
     """N short-lived clients: `cycles` times connect, publish `per_connect`, disconnect
     (alternately clean and abrupt); `storms` of those cycles start with all N connecting at once."""
 
@@ -303,11 +307,3 @@ class Churn:
         time.sleep(max(0.0, min(start + self.per_connect * self.interval, self.deadline) - time.monotonic()))  # pace to --rate
         return n
 
-    def acked_ids(self):
-        with self.book.lock:
-            return set(self.book.acked)
-
-    def achieved_rate(self):
-        b = self.book
-        end = b.publish_stopped or time.monotonic()
-        return b.published / max(1e-6, end - (b.publish_started or end))

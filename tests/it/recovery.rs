@@ -17,6 +17,11 @@ fn config(data: &std::path::Path, ingest: &IngestServer) -> (String, Config) {
     (text, config)
 }
 
+/// `edge-gateway store salvage FILE --config CONFIG`, run to the end.
+fn salvage(file: &std::path::Path, config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(harness::binary()).args(["store", "salvage"]).arg(file).arg("--config").arg(config).output().unwrap()
+}
+
 async fn publish(gw: &edge_gateway::Gateway, payload: &str) {
     util::publish_one(gw.mqtt_addr, payload).await;
 }
@@ -69,13 +74,7 @@ async fn store_salvage_brings_back_the_messages_of_a_set_aside_store_with_their_
     let cfg_file = dir.path().join("gateway.toml");
     std::fs::write(&cfg_file, &text).unwrap();
     std::fs::copy(data.join("gateway.redb"), dir.path().join("copy.redb")).unwrap_or_default();
-    let busy = std::process::Command::new(harness::binary())
-        .args(["store", "salvage"])
-        .arg(dir.path().join("copy.redb"))
-        .arg("--config")
-        .arg(&cfg_file)
-        .output()
-        .unwrap();
+    let busy = salvage(&dir.path().join("copy.redb"), &cfg_file);
     assert_eq!(busy.status.code(), Some(1), "{}", String::from_utf8_lossy(&busy.stderr));
     assert!(String::from_utf8_lossy(&busy.stderr).contains("stop it first"), "{}", String::from_utf8_lossy(&busy.stderr));
     gw.stop().await;
@@ -83,13 +82,7 @@ async fn store_salvage_brings_back_the_messages_of_a_set_aside_store_with_their_
     // As if quarantined: the file is set aside, a new store takes its place.
     let aside = data.join("gateway.redb.quarantine-test");
     std::fs::rename(data.join("gateway.redb"), &aside).unwrap();
-    let out = std::process::Command::new(harness::binary())
-        .args(["store", "salvage"])
-        .arg(&aside)
-        .arg("--config")
-        .arg(&cfg_file)
-        .output()
-        .unwrap();
+    let out = salvage(&aside, &cfg_file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("imported 5 messages"), "{stdout}");
@@ -144,13 +137,7 @@ async fn a_store_redb_cannot_open_is_salvaged_from_its_bytes_and_the_quarantine_
         .map(|e| e.path())
         .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gateway.redb.quarantine-"))
         .expect("quarantined file");
-    let out = std::process::Command::new(harness::binary())
-        .args(["store", "salvage"])
-        .arg(&aside)
-        .arg("--config")
-        .arg(&cfg_file)
-        .output()
-        .unwrap();
+    let out = salvage(&aside, &cfg_file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("imported 200 messages") && stdout.contains("raw scan"), "{stdout}");

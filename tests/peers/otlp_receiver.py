@@ -6,11 +6,23 @@ Needs: pip install opentelemetry-proto grpcio (scripts/test.sh installs them in 
 """
 import json
 import sys
+import threading
 from concurrent import futures
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+_out = threading.Lock()
+
+
+def emit(line):
+    """One JSON line, whole: the span and log services run on two threads, and print() writes
+    the text and its newline separately, so unlocked lines could interleave and be lost."""
+    with _out:
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
 
 
 def value(v):
@@ -38,7 +50,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                         "attributes": {a.key: value(a.value) for a in span.attributes},
                         "status": {"code": span.status.code, "message": span.status.message},
                     }
-                    print(json.dumps(line), flush=True)
+                    emit(line)
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
@@ -52,7 +64,7 @@ class LogReceiver(logs_service_pb2_grpc.LogsServiceServicer):
                         "severity": rec.severity_text,
                         "attributes": {a.key: value(a.value) for a in rec.attributes},
                     }
-                    print(json.dumps(line), flush=True)
+                    emit(line)
         return logs_service_pb2.ExportLogsServiceResponse()
 
 
@@ -63,7 +75,7 @@ def main():
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogReceiver(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
-    print(json.dumps({"listening": port}), flush=True)
+    emit({"listening": port})
     server.wait_for_termination()
 
 
