@@ -78,6 +78,25 @@ impl Receiver {
     }
 }
 
+/// Free loopback addresses for the MQTT listener and the HTTP endpoint of a gateway process.
+fn loopback_ports() -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (addr(util::free_port()), addr(util::free_port()))
+}
+
+/// The lab config with the default namespace and these lines under `[tracing]`.
+fn traced_config(
+    dir: &tempfile::TempDir,
+    ingest: &IngestServer,
+    mqtt: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    tracing: &str,
+) -> String {
+    let data = dir.path().join("data");
+    harness::config_text(&data, &ingest.url(), &mqtt.to_string(), &http.to_string(), &lab_default_namespace())
+        + &format!("\n[tracing]\n{tracing}\n")
+}
+
 /// The lab listener with the default namespace (no ACL file): devices/<client id>/... only.
 fn lab_default_namespace() -> Extra {
     Extra { auth: "plain = \"anonymous\"".into(), ..Default::default() }
@@ -97,18 +116,15 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     let receiver = start_receiver();
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
-    let (mqtt, http) = (util::free_port(), util::free_port());
-    let mqtt_addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
-    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let (mqtt_addr, http_addr) = loopback_ports();
     // Ratio 0: only the device's sampled traceparent is traced.
-    let config =
-        harness::config_text(
-            &dir.path().join("data"),
-            &ingest.url(),
-            &mqtt_addr.to_string(),
-            &http_addr.to_string(),
-            &lab_default_namespace(),
-        ) + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\nexport_logs = true\n", receiver.port);
+    let config = traced_config(
+        &dir,
+        &ingest,
+        mqtt_addr,
+        http_addr,
+        &format!("otlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.0\nexport_logs = true", receiver.port),
+    );
 
     let (t1, s1) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let mut p = Process::start(dir.path(), &config, mqtt_addr, http_addr).await;
@@ -211,17 +227,16 @@ async fn span_attributes_and_status_the_ratio_sampler_and_the_drop_path() {
     let receiver = start_receiver();
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
-    let (mqtt, http) = (util::free_port(), util::free_port());
-    let mqtt_addr: std::net::SocketAddr = format!("127.0.0.1:{mqtt}").parse().unwrap();
-    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let (mqtt_addr, http_addr) = loopback_ports();
+    let mqtt = mqtt_addr.port();
     let base = |ratio: f64, endpoint: u16, queue: usize| {
-        harness::config_text(
-            &dir.path().join("data"),
-            &ingest.url(),
-            &mqtt_addr.to_string(),
-            &http_addr.to_string(),
-            &lab_default_namespace(),
-        ) + &format!("\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{endpoint}\"\nsample_ratio = {ratio}\nqueue_size = {queue}\n")
+        traced_config(
+            &dir,
+            &ingest,
+            mqtt_addr,
+            http_addr,
+            &format!("otlp_endpoint = \"http://127.0.0.1:{endpoint}\"\nsample_ratio = {ratio}\nqueue_size = {queue}"),
+        )
     };
     let publish = |payload: &'static str| async move {
         let port = mqtt.to_string();
