@@ -113,12 +113,7 @@ impl Admin {
     }
 
     fn tree(&self) -> Response<Full<Bytes>> {
-        let children: serde_json::Map<String, serde_json::Value> = self
-            .health
-            .children()
-            .into_iter()
-            .map(|(path, c)| (path, serde_json::json!({"running": c.running, "permanent": c.permanent, "restarts": c.restarts})))
-            .collect();
+        let children = crate::http::supervision_json(&self.health);
         let sessions = self.sessions.get().map(|s| s.get_cell().get_children().len()).unwrap_or(0);
         let body = serde_json::json!({"root": {"running": true}, "children": children, "sessions": sessions});
         let mut resp = reply(StatusCode::OK, body.to_string());

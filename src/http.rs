@@ -66,6 +66,16 @@ pub async fn serve(listener: TcpListener, api: LocalApi, mut stop: watch::Receiv
     }
 }
 
+/// The supervised children by path: running, permanent, restart count (`/api/health`, and the
+/// admin API's `/admin/tree`).
+pub(crate) fn supervision_json(health: &Health) -> serde_json::Map<String, serde_json::Value> {
+    health
+        .children()
+        .into_iter()
+        .map(|(path, c)| (path, serde_json::json!({"running": c.running, "permanent": c.permanent, "restarts": c.restarts})))
+        .collect()
+}
+
 /// Bind the endpoint's listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -191,12 +201,7 @@ impl LocalApi {
             let age = s.oldest_received_ms.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0);
             serde_json::json!({"messages": s.messages, "bytes": s.bytes, "next_seq": s.next_seq, "oldest_age_s": age})
         });
-        let children: serde_json::Map<String, serde_json::Value> = self
-            .health
-            .children()
-            .into_iter()
-            .map(|(path, c)| (path, serde_json::json!({"running": c.running, "permanent": c.permanent, "restarts": c.restarts})))
-            .collect();
+        let children = crate::http::supervision_json(&self.health);
         let certificates: Vec<serde_json::Value> = self
             .certificates
             .iter()
