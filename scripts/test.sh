@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Run every test of edge-gateway on a fresh Debian machine with only the Rust toolchain:
-# installs the peers the tests drive (mosquitto clients, promtool, faketime, openssl, strace, a
-# Python venv with an OTLP receiver's packages and paho-mqtt for the chaos scripts) when missing (not the
-# mosquitto broker: its service would take port 1883 from the gateway's default config), then
-# runs the whole workspace's tests with the committed Cargo.lock.
+# installs the peers the tests drive (mosquitto clients, mosquitto_passwd, promtool, faketime,
+# openssl, strace, a Python venv with an OTLP receiver's packages and paho-mqtt for the chaos
+# scripts) when missing, then runs the whole workspace's tests with the committed Cargo.lock.
+# mosquitto_passwd comes with the broker's package: it is installed without starting its
+# service (which would take port 1883 from the gateway's default config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
@@ -23,10 +25,18 @@ if [ ${#need[@]} -gt 0 ]; then
         SUDO=
     fi
     $SUDO apt-get update -qq
+    # No package may start a service here (policy-rc.d exit 101: "action forbidden").
+    no_start=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        no_start=1
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ -z "$no_start" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # Fail, never skip, when a peer is still missing.
-for bin in mosquitto_pub mosquitto_sub promtool faketime openssl strace; do
+for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace; do
     command -v "$bin" >/dev/null 2>&1 || { echo "test.sh: $bin is required and could not be installed" >&2; exit 1; }
 done
 

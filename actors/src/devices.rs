@@ -96,6 +96,15 @@ impl LiveSessions {
 /// The device health actor.
 pub struct DevicesActor;
 
+/// When a device is silent and how often status is saved (`[devices]` in the config).
+#[derive(Debug, Clone)]
+pub struct DevicesPolicy {
+    /// A connected device quiet this long is `silent`.
+    pub silent_after: Duration,
+    /// Changed device records are written this often.
+    pub persist_every: Duration,
+}
+
 /// Start-up arguments.
 pub struct DevicesArgs {
     /// `devices.redb`, opened once outside the actor (a restart must not reopen it); reopened

@@ -34,6 +34,27 @@ pub enum DeliveryError {
     Rejected { detail: String },
 }
 
+/// Why an acknowledgement or dead-lettering the forwarder asked of the storage actor failed
+/// (retried after backoff; the cursor does not move).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageCallError {
+    /// No storage actor is running (it is being restarted).
+    #[error("storage actor is down")]
+    Down,
+    /// The storage actor refused or failed the write.
+    #[error(transparent)]
+    Refused(AppendError),
+    /// No answer within 30 s.
+    #[error("storage call timed out")]
+    Timeout,
+    /// The storage actor stopped before it answered.
+    #[error("storage actor dropped the request")]
+    Dropped,
+    /// The message could not be sent.
+    #[error("storage actor unreachable: {0}")]
+    Unreachable(String),
+}
+
 /// Where a forwarder delivers to. Implemented in the root crate (HTTP, file).
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
@@ -211,7 +232,7 @@ impl ForwarderState {
         let sink = self.args.name.clone();
         let result = self.storage_call(|reply| StorageMsg::Ack { sink, next: last + 1, reply }).await;
         if let Err(detail) = result {
-            self.retry_later(myself, "store", &detail);
+            self.retry_later(myself, "store", &detail.to_string());
             return Ok(());
         }
         let labels = [("sink", self.args.name.clone())];
@@ -249,7 +270,7 @@ impl ForwarderState {
                 self.args.liveness.progressed(&self.args.name, true);
                 myself.send_message(ForwarderMsg::Poll)?;
             }
-            Err(detail) => self.retry_later(myself, "store", &detail),
+            Err(detail) => self.retry_later(myself, "store", &detail.to_string()),
         }
         Ok(())
     }
@@ -285,16 +306,19 @@ impl ForwarderState {
         self.args.metrics.forward_errors.get_or_create(&labels).inc();
     }
 
-    async fn storage_call(&self, msg: impl FnOnce(ractor::RpcReplyPort<Result<(), AppendError>>) -> StorageMsg) -> Result<(), String> {
+    async fn storage_call(
+        &self,
+        msg: impl FnOnce(ractor::RpcReplyPort<Result<(), AppendError>>) -> StorageMsg,
+    ) -> Result<(), StorageCallError> {
         let Some(storage) = self.args.storage.get() else {
-            return Err("storage actor is down".into());
+            return Err(StorageCallError::Down);
         };
         match storage.call(msg, Some(Duration::from_secs(30))).await {
             Ok(CallResult::Success(Ok(()))) => Ok(()),
-            Ok(CallResult::Success(Err(e))) => Err(e.to_string()),
-            Ok(CallResult::Timeout) => Err("storage call timed out".into()),
-            Ok(CallResult::SenderError) => Err("storage actor dropped the request".into()),
-            Err(e) => Err(format!("storage actor unreachable: {e}")),
+            Ok(CallResult::Success(Err(e))) => Err(StorageCallError::Refused(e)),
+            Ok(CallResult::Timeout) => Err(StorageCallError::Timeout),
+            Ok(CallResult::SenderError) => Err(StorageCallError::Dropped),
+            Err(e) => Err(StorageCallError::Unreachable(e.to_string())),
         }
     }
 }

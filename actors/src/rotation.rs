@@ -38,6 +38,33 @@ pub struct CertExpiry {
     pub not_after: i64,
 }
 
+/// Why a set could not be reloaded: the implementor's own error (it names the file).
+pub type ReloadError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the renewal command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalError {
+    /// It ran longer than `rotation.renewal.command_timeout_secs`.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// It could not be started.
+    #[error("cannot run {command:?}: {source}")]
+    Spawn {
+        /// The program.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It exited unsuccessfully; the end of its stderr.
+    #[error("{status}: {stderr}")]
+    Failed {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The last 500 bytes of its stderr.
+        stderr: String,
+    },
+}
+
 /// A set of files the actor reloads as one unit.
 pub trait Reloadable: Send + Sync + 'static {
     /// Metric label and log name (`device_tls`, `acl`, `passwords`, `cloud_tls:<sink>`).
@@ -45,7 +72,7 @@ pub trait Reloadable: Send + Sync + 'static {
     /// The files of the set.
     fn paths(&self) -> Vec<PathBuf>;
     /// Load and validate the whole set; swap it in only if valid. `Err` names the problem.
-    fn reload(&self) -> Result<(), String>;
+    fn reload(&self) -> Result<(), ReloadError>;
     /// Expiry of every certificate of the set in use now.
     fn expiry(&self) -> Vec<CertExpiry>;
 }
@@ -66,6 +93,17 @@ pub struct RenewalPolicy {
     pub command_timeout: Duration,
     /// At least this long between two runs (the renewed files arrive through the watch).
     pub min_interval: Duration,
+}
+
+/// How every certificate file is watched and renewed (applies to both sides).
+#[derive(Debug, Clone)]
+pub struct RotationPolicy {
+    /// Expiry warnings and the renewal command.
+    pub renewal: RenewalPolicy,
+    /// Delay from the first file change to the reload; changes in between join it.
+    pub debounce: Duration,
+    /// Expiry check and file poll interval.
+    pub check_every: Duration,
 }
 
 /// Everything the actor is built from.
@@ -116,9 +154,9 @@ pub enum RotationMsg {
     /// Periodic: expiry gauges, warnings, renewal, fingerprint poll.
     Check,
     /// Reload every target now and report each outcome (admin, tests).
-    ReloadAll(RpcReplyPort<Vec<(String, Result<(), String>)>>),
+    ReloadAll(RpcReplyPort<Vec<(String, Result<(), ReloadError>)>>),
     /// The renewal command finished.
-    RenewalDone(Result<String, String>),
+    RenewalDone(Result<String, RenewalError>),
 }
 
 impl Actor for RotationActor {
@@ -229,7 +267,7 @@ impl RotationState {
         self.publish_expiry();
     }
 
-    fn reload_all(&mut self) -> Vec<(String, Result<(), String>)> {
+    fn reload_all(&mut self) -> Vec<(String, Result<(), ReloadError>)> {
         let targets = self.args.targets.clone();
         let results = targets.iter().map(|t| (t.name(), self.reload_one(t.as_ref()))).collect();
         self.refresh_fingerprints();
@@ -237,7 +275,7 @@ impl RotationState {
         results
     }
 
-    fn reload_one(&self, target: &dyn Reloadable) -> Result<(), String> {
+    fn reload_one(&self, target: &dyn Reloadable) -> Result<(), ReloadError> {
         let name = target.name();
         let result = target.reload();
         let label = if result.is_ok() { "ok" } else { "rejected" };
@@ -309,7 +347,7 @@ impl RotationState {
         });
     }
 
-    fn on_renewal_done(&mut self, result: Result<String, String>) {
+    fn on_renewal_done(&mut self, result: Result<String, RenewalError>) {
         self.renewing = false;
         let label = if result.is_ok() { "ok" } else { "failed" };
         self.args.metrics.cert_renewals.get_or_create(&[("result", label.to_string())]).inc();
@@ -320,7 +358,7 @@ impl RotationState {
     }
 }
 
-async fn run_renewal(command: &[String], timeout: Duration, cert: &CertExpiry) -> Result<String, String> {
+async fn run_renewal(command: &[String], timeout: Duration, cert: &CertExpiry) -> Result<String, RenewalError> {
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..])
         .env("EDGE_GATEWAY_CERT", &cert.label)
@@ -328,10 +366,14 @@ async fn run_renewal(command: &[String], timeout: Duration, cert: &CertExpiry) -
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let output = match tokio::time::timeout(timeout, cmd.output()).await {
-        Err(_) => return Err(format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => return Err(format!("cannot run {:?}: {e}", command[0])),
+        Err(_) => return Err(RenewalError::Timeout(timeout)),
+        Ok(Err(source)) => return Err(RenewalError::Spawn { command: command[0].clone(), source }),
         Ok(Ok(out)) => out,
     };
     let tail = |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(500)..]).trim().to_string();
-    if output.status.success() { Ok(tail(&output.stdout)) } else { Err(format!("{}: {}", output.status, tail(&output.stderr))) }
+    if output.status.success() {
+        Ok(tail(&output.stdout))
+    } else {
+        Err(RenewalError::Failed { status: output.status, stderr: tail(&output.stderr) })
+    }
 }

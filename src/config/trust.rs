@@ -5,11 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use edge_gateway_actors::rotation::RenewalPolicy;
+use edge_gateway_actors::rotation::{RenewalPolicy, RotationPolicy};
 use serde::Deserialize;
-
-use crate::tls::IdentityField;
-use crate::tls::server::{ClientAuth, MinVersion, ServerTlsFiles};
 
 /// The TLS listener (present only when `tls.enabled`).
 #[derive(Debug, Clone)]
@@ -20,17 +17,6 @@ pub struct TlsListenerConfig {
     pub files: ServerTlsFiles,
     /// A socket that does not finish its TLS handshake in time is closed.
     pub handshake_timeout: Duration,
-}
-
-/// How every certificate file is watched and renewed (applies to both sides).
-#[derive(Debug, Clone)]
-pub struct RotationConfig {
-    /// Expiry warnings and the renewal command.
-    pub renewal: RenewalPolicy,
-    /// Delay from the first file change to the reload; changes in between join it.
-    pub debounce: Duration,
-    /// Expiry check and file poll interval.
-    pub check_every: Duration,
 }
 
 /// How plain-listener devices authenticate.
@@ -123,7 +109,7 @@ fn non_empty(key: &str, value: &str, e: &mut Vec<String>) -> PathBuf {
 }
 
 impl RawTls {
-    pub(super) fn validate(&self, e: &mut Vec<String>) -> (Option<TlsListenerConfig>, RotationConfig) {
+    pub(super) fn validate(&self, e: &mut Vec<String>) -> (Option<TlsListenerConfig>, RotationPolicy) {
         let rotation = self.rotation(e);
         if !self.enabled {
             return (None, rotation);
@@ -159,7 +145,7 @@ impl RawTls {
         (Some(TlsListenerConfig { listen, files, handshake_timeout: Duration::from_secs(self.handshake_timeout_secs) }), rotation)
     }
 
-    fn rotation(&self, e: &mut Vec<String>) -> RotationConfig {
+    fn rotation(&self, e: &mut Vec<String>) -> RotationPolicy {
         if self.renew_before_days > 0 && self.renew_command.is_empty() {
             e.push("tls.renew_command: required when tls.renew_before_days > 0".into());
         }
@@ -173,7 +159,7 @@ impl RawTls {
             e.push("tls.reload_debounce_ms: must be at most 60000".into());
         }
         let days = |d: u64| Duration::from_secs(d.saturating_mul(86_400));
-        RotationConfig {
+        RotationPolicy {
             renewal: RenewalPolicy {
                 warn_before: days(self.warn_before_days),
                 renew_before: days(self.renew_before_days),
@@ -227,4 +213,52 @@ impl RawAuth {
             client_id_must_match: self.client_id_must_match,
         }
     }
+}
+
+/// Lowest TLS version offered to devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinVersion {
+    /// TLS 1.2 (ECDHE + AEAD suites only) and 1.3.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// Whether devices must present a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A certificate from the CA bundle is required (mTLS).
+    Required,
+    /// A certificate is verified if presented; otherwise the device needs a password.
+    Optional,
+}
+
+/// Where the listener's material lives and how it is used.
+#[derive(Debug, Clone)]
+pub struct ServerTlsFiles {
+    /// PEM: the server certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM: the server's private key.
+    pub key: PathBuf,
+    /// PEM: the CAs that issue device certificates (and the server's chain).
+    pub ca: PathBuf,
+    /// PEM CRLs from those CAs.
+    pub crl: Vec<PathBuf>,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// Lowest protocol version.
+    pub min_version: MinVersion,
+}
+
+/// Which certificate field is a device's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityField {
+    /// The subject's common name.
+    CommonName,
+    /// The first DNS name in the subjectAltName extension.
+    SanDns,
+    /// The first URI in the subjectAltName extension.
+    SanUri,
+    /// The first e-mail address (rfc822Name) in the subjectAltName extension.
+    SanEmail,
 }

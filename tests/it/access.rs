@@ -7,7 +7,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
-use edge_gateway::pki;
+use edge_gateway::trust::pki;
 
 use crate::trust::{TestPki, start_tls};
 use crate::util::{self, poll_until};
@@ -190,7 +190,7 @@ async fn certificates_inside_the_renewal_window_run_the_renewal_command_and_expi
     assert_eq!(which.lines().next(), Some("crl"), "the soonest-expiring item is named: {which}");
     let m = scrape(&gw).await;
     let not_after = harness::sample(&m, "gateway_certificate_expiry_timestamp_seconds{cert=\"server\"}");
-    let expected = edge_gateway::tls::unix_now() as f64 + 399.0 * 86_400.0;
+    let expected = edge_gateway::trust::tls::unix_now() as f64 + 399.0 * 86_400.0;
     assert!((not_after - expected).abs() < 86_400.0, "server not-after {not_after} vs ~{expected}");
     assert!(harness::sample(&m, "gateway_certificate_expiry_timestamp_seconds{cert=\"ca\"}") > not_after);
     gw.stop().await;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_gateway::admin::AdminConfig;
+use edge_gateway::config::AdminConfig;
 use edge_gateway::config::Config;
 use edge_gateway_actors::supervisor::SupervisionConfig;
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_gateway::pki::{self, LeafKind, LeafSpec, Validity};
+use edge_gateway::trust::pki::{self, LeafKind, LeafSpec, Validity};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

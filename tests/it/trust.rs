@@ -1,12 +1,12 @@
 //! Trust: the mTLS listener, identities, ACLs and rotation, driven by mosquitto_pub/sub and
-//! openssl s_client against a gateway with a dev PKI made by `edge_gateway::pki`.
+//! openssl s_client against a gateway with a dev PKI made by `edge_gateway::trust::pki`.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use edge_gateway::Gateway;
-use edge_gateway::pki::{self, LeafKind, LeafSpec, Validity};
+use edge_gateway::trust::pki::{self, LeafKind, LeafSpec, Validity};
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;

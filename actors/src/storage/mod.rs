@@ -41,10 +41,13 @@
 //!    can never make this one reuse a sequence number or move a cursor back.
 
 mod actor;
+mod commit;
+mod salvage;
 mod shared;
 mod store;
 
 pub use actor::{AppendError, Appended, Overflow, StorageActor, StorageArgs, StorageMsg, StoragePolicy, now_ms};
+pub use salvage::{Salvaged, scan_records};
 pub use shared::{ReopenError, SharedDb};
 pub use store::{DeadLetter, Store, StoreError, StoreStats};
 

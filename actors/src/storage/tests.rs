@@ -231,7 +231,7 @@ fn a_raw_scan_finds_every_record_in_damaged_bytes_once_in_key_order() {
         file.extend([0u8, 2, 0xFF, 1, 9]);
     }
     file.extend(rec(4).encode("gw-x:4")[..20].to_vec()); // cut short: not a record
-    let found = super::store::scan_records(&file);
+    let found = super::salvage::scan_records(&file);
     let keys: Vec<String> = found.iter().map(|v| Record::decode(0, v).unwrap().key).collect();
     assert_eq!(keys, ["gw-x:1", "gw-x:2", "gw-x:3"]);
     assert_eq!(Record::decode(0, &found[0]).unwrap().payload, b"payload 1");

@@ -57,7 +57,7 @@ pub struct SupervisorArgs {
 /// Messages to a supervisor.
 pub enum SupervisorMsg {
     /// Start a dynamic child; a running child with the same `key` is stopped first (takeover).
-    StartChild { spec: ChildSpec, key: Option<String>, reply: RpcReplyPort<Result<ActorCell, String>> },
+    StartChild { spec: ChildSpec, key: Option<String>, reply: RpcReplyPort<Result<ActorCell, SpawnErr>> },
     /// A backoff elapsed: start the children with these order numbers if still down.
     RestartDue(Vec<u64>),
     /// Stop every child in reverse order, then stop.
@@ -202,7 +202,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         spec: ChildSpec,
         key: Option<String>,
-        reply: RpcReplyPort<Result<ActorCell, String>>,
+        reply: RpcReplyPort<Result<ActorCell, SpawnErr>>,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(old) = key.as_ref().and_then(|k| self.by_key.get(k).copied()) {
             tracing::info!(supervisor = %self.args.path, key = ?key, "Taking over: stopping the previous child with this key.");
@@ -210,7 +210,7 @@ impl SupervisorState {
             self.remove(old);
         }
         let order = self.add(spec, key);
-        let result = self.start_child(myself, order).await.map_err(|e| e.to_string());
+        let result = self.start_child(myself, order).await;
         if result.is_err() {
             self.remove(order);
         }

@@ -11,13 +11,15 @@
 //! - Children start in declared order and stop in reverse, each within its shutdown timeout,
 //!   after which it is killed.
 //!
-//! The policies come from `supervision.toml` ([`spec`]); the tree's shape comes from the program.
+//! The policies come from `supervision.toml` ([`spec`]); the tree's shape comes from the program
+//! ([`tree`]: which actor each child is, and what it is started with).
 
 mod actor;
 pub mod spec;
+pub mod tree;
 
 pub use actor::{ChildSpec, StartFn, Supervisor, SupervisorArgs, SupervisorMsg, start_fn};
-pub use spec::{ChildPolicy, Restart, Strategy, SupervisionConfig, SupervisorPolicy};
+pub use spec::{ChildPolicy, Restart, RootChild, Strategy, SupervisionConfig, SupervisorPolicy};
 
 #[cfg(test)]
 mod tests;

@@ -8,9 +8,43 @@ use serde::Deserialize;
 
 use crate::backoff::Backoff;
 
-/// The children of the root, in the only order they can be declared... in any order that
-/// starts with `storage` (the others depend on it).
-pub const ROOT_CHILDREN: [&str; 5] = ["storage", "forwarders", "sessions", "rotation", "devices"];
+/// The children of the root. They can be declared in any order that starts with `storage`
+/// (the others depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RootChild {
+    /// The storage actor, the only writer of the store.
+    Storage,
+    /// The supervisor of the forwarders, one per sink.
+    Forwarders,
+    /// The supervisor of the MQTT session actors.
+    Sessions,
+    /// The cert-rotation actor.
+    Rotation,
+    /// The device health actor.
+    Devices,
+}
+
+impl RootChild {
+    /// Every root child, in the default start order.
+    pub const ALL: [RootChild; 5] =
+        [RootChild::Storage, RootChild::Forwarders, RootChild::Sessions, RootChild::Rotation, RootChild::Devices];
+
+    /// The name in `supervision.toml` and in child paths (`root/<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootChild::Storage => "storage",
+            RootChild::Forwarders => "forwarders",
+            RootChild::Sessions => "sessions",
+            RootChild::Rotation => "rotation",
+            RootChild::Devices => "devices",
+        }
+    }
+
+    /// The child named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<RootChild> {
+        RootChild::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
 
 /// Which children restart when one exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -64,7 +98,7 @@ pub struct SupervisionConfig {
     /// The root supervisor.
     pub root: SupervisorPolicy,
     /// The root's children in start order, each with its policy.
-    pub root_children: Vec<(String, ChildPolicy)>,
+    pub root_children: Vec<(RootChild, ChildPolicy)>,
     /// The supervisor of the forwarders (one child per sink).
     pub forwarders: SupervisorPolicy,
     /// The policy of every forwarder.
@@ -170,7 +204,7 @@ fn child(key: &str, raw: &RawChild, errors: &mut Vec<String>) -> Option<ChildPol
     Some(ChildPolicy { restart: raw.restart, shutdown: Duration::from_millis(raw.shutdown_ms) })
 }
 
-fn root_children(raw: &RawSupervisor, errors: &mut Vec<String>) -> Vec<(String, ChildPolicy)> {
+fn root_children(raw: &RawSupervisor, errors: &mut Vec<String>) -> Vec<(RootChild, ChildPolicy)> {
     let mut out = Vec::new();
     for (i, c) in raw.children.iter().enumerate() {
         let key = format!("root.children[{i}]");
@@ -178,19 +212,20 @@ fn root_children(raw: &RawSupervisor, errors: &mut Vec<String>) -> Vec<(String, 
             errors.push(format!("{key}.name: missing"));
             continue;
         };
-        if !ROOT_CHILDREN.contains(&name.as_str()) {
-            errors.push(format!("{key}.name: unknown child \"{name}\" (expected one of {ROOT_CHILDREN:?})"));
+        let Some(root_child) = RootChild::from_name(name) else {
+            let expected: Vec<&str> = RootChild::ALL.iter().map(|c| c.as_str()).collect();
+            errors.push(format!("{key}.name: unknown child \"{name}\" (expected one of {expected:?})"));
             continue;
-        }
-        if out.iter().any(|(n, _)| n == name) {
+        };
+        if out.iter().any(|(n, _)| *n == root_child) {
             errors.push(format!("{key}.name: \"{name}\" is declared twice"));
             continue;
         }
         if let Some(policy) = child(&key, c, errors) {
-            out.push((name.clone(), policy));
+            out.push((root_child, policy));
         }
     }
-    for name in ROOT_CHILDREN {
+    for name in RootChild::ALL.map(RootChild::as_str) {
         if !raw.children.iter().any(|c| c.name.as_deref() == Some(name)) {
             errors.push(format!("root.children: child \"{name}\" is missing"));
         }
@@ -225,7 +260,7 @@ mod tests {
     #[test]
     fn the_shipped_file_is_valid() {
         let cfg = SupervisionConfig::default_config();
-        assert_eq!(cfg.root_children.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ROOT_CHILDREN);
+        assert_eq!(cfg.root_children.iter().map(|(n, _)| *n).collect::<Vec<_>>(), RootChild::ALL);
         assert_eq!(cfg.session.restart, Restart::Temporary);
     }
 

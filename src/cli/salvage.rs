@@ -1,0 +1,46 @@
+//! `edge-gateway store salvage`: copy what can be read from a (quarantined) store file into
+//! the configured store, keeping idempotency keys; the gateway must be stopped.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use edge_gateway::config::Config;
+use edge_gateway_actors::storage::Store;
+
+/// `store`'s subcommands.
+#[derive(clap::Subcommand)]
+pub enum StoreCommand {
+    /// Re-import every readable message of a quarantined (or any other) store file into this
+    /// gateway's store, keeping their idempotency keys; the gateway must be stopped.
+    Salvage {
+        /// The quarantined file (data_dir/gateway.redb.quarantine-<ms>).
+        file: PathBuf,
+        /// The gateway's config (for data_dir and sinks); the embedded default when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Import and say what was imported, from where, how.
+pub fn run(cmd: StoreCommand) -> anyhow::Result<String> {
+    let StoreCommand::Salvage { file, config } = cmd;
+    let config = match &config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    }?;
+    let found = Store::salvage(&file).with_context(|| format!("{}: cannot be read", file.display()))?;
+    let sinks = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let target = config.store_path();
+    let store =
+        Store::open(&target, sinks).with_context(|| format!("{} (is the gateway still running? stop it first)", target.display()))?;
+    let imported = store.import(&found.values)?;
+    let how = match &found.open_error {
+        None => format!("read through redb, {} unreadable rows skipped", found.skipped),
+        Some(e) => format!("redb cannot open it ({e}): found by a raw scan of its bytes"),
+    };
+    Ok(format!(
+        "imported {imported} messages from {} into {} ({how}); they keep their idempotency keys, so the cloud drops any it already has",
+        file.display(),
+        target.display(),
+    ))
+}

@@ -1,0 +1,127 @@
+//! Config parsing and validation, every error by its dotted key.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Vec::new())
+}
+
+#[test]
+fn the_embedded_default_is_valid_and_local() {
+    let c = parse(DEFAULT_CONFIG_TOML).unwrap();
+    assert_eq!(c.mqtt.listen, "127.0.0.1:1883".parse().unwrap());
+    assert!(c.http_listen.ip().is_loopback());
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert!(matches!(c.sinks[0].kind, SinkKind::File { .. }));
+}
+
+#[test]
+fn every_error_is_named_by_its_dotted_key() {
+    let text = r#"
+        [mqtt]
+        listen = "nowhere"
+        max_inflight = 0
+        [storage]
+        overflow = "sometimes"
+        [[sinks]]
+        name = "cloud"
+        kind = "http"
+        url = "ftp://x"
+        [[sinks]]
+        name = "cloud"
+        kind = "file"
+    "#;
+    let errors = parse(text).unwrap_err().0;
+    for expected in ["mqtt.listen", "mqtt.max_inflight", "storage.overflow", "sinks[0].url", "sinks[1].name", "sinks[1].path"] {
+        assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected} missing in {errors:?}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let errors = parse("[mqtt]\nlisten_port = 1\n").unwrap_err().0;
+    assert!(errors[0].contains("listen_port"), "{errors:?}");
+}
+
+#[test]
+fn the_environment_overrides_per_host_values() {
+    let text = "[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"cloud-eu\"\nkind = \"http\"\nurl = \"http://a\"\n";
+    let env = [
+        ("EDGE_GATEWAY_MQTT_LISTEN", "127.0.0.2:1884"),
+        ("EDGE_GATEWAY_DATA_DIR", "/var/lib/gw"),
+        ("EDGE_GATEWAY_SINK_CLOUD_EU_URL", "https://b"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let c = Config::parse(text, env).unwrap();
+    assert_eq!(c.mqtt.listen, "127.0.0.2:1884".parse().unwrap());
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/gw"));
+    assert!(matches!(&c.sinks[0].kind, SinkKind::Http { url, .. } if url == "https://b"));
+}
+
+#[test]
+fn devices_must_authenticate_unless_the_lab_setup_is_chosen() {
+    let text = "[[sinks]]\nname = \"a\"\nkind = \"discard\"\n";
+    let errors = parse(text).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.starts_with("auth.password_file: required")), "{errors:?}");
+    let c = parse(&format!("[auth]\npassword_file = \"pw\"\n{text}")).unwrap();
+    assert_eq!(c.auth.plain, PlainAuth::Password);
+    assert!(c.tls.is_none());
+}
+
+#[test]
+fn tls_and_auth_problems_are_named_by_key() {
+    let text = r#"
+        [mqtt]
+        plain = false
+        [auth]
+        identity = "serial"
+        [tls]
+        enabled = true
+        min_version = "1.0"
+        client_auth = "sometimes"
+        cert = ""
+        renew_before_days = 10
+        [[sinks]]
+        name = "cloud"
+        kind = "http"
+        url = "https://x"
+        tls_cert = "c.pem"
+    "#;
+    let errors = parse(text).unwrap_err().0;
+    for expected in
+        ["auth.identity", "tls.min_version", "tls.client_auth", "tls.cert", "tls.renew_command", "sinks[0].tls_key", "sinks[0].tls_ca"]
+    {
+        assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected} missing in {errors:?}");
+    }
+}
+
+#[test]
+fn a_production_setup_has_only_the_tls_listener() {
+    let text = r#"
+        [mqtt]
+        plain = false
+        [tls]
+        enabled = true
+        listen = "0.0.0.0:8883"
+        crl = ["crl.pem"]
+        [[sinks]]
+        name = "cloud"
+        kind = "http"
+        url = "https://x"
+        tls_ca = "ca.pem"
+        tls_cert = "c.pem"
+        tls_key = "c.key"
+    "#;
+    let c = parse(text).unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.files.crl, vec![PathBuf::from("crl.pem")]);
+    assert!(!c.mqtt.plain);
+    assert!(matches!(&c.sinks[0].kind, SinkKind::Http { tls: Some(t), .. } if t.cert.is_some()));
+}
+
+#[test]
+fn an_anonymous_plain_listener_next_to_tls_is_refused() {
+    let text = "[auth]\nplain = \"anonymous\"\n[tls]\nenabled = true\n[[sinks]]\nname = \"a\"\nkind = \"discard\"\n";
+    let errors = parse(text).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.starts_with("auth.plain: \"anonymous\" next to tls.enabled")), "{errors:?}");
+}

@@ -1,0 +1,141 @@
+//! Sink implementations (the I/O side of the forwarders) and the JSON batch format they share.
+//!
+//! Batch body, for HTTP and (one message per line) for files:
+//!
+//! ```json
+//! {"gateway":"gw-1","batch_key":"gw-1:10:10-19","messages":[
+//!   {"key":"gw-1:10","seq":10,"device":"dev-1","topic":"devices/dev-1/t","qos":1,
+//!    "received_at_ms":1700000000000,"payload":"21.5","content_type":null,"user_properties":[]}]}
+//! ```
+//!
+//! `payload` holds the payload when it is UTF-8; otherwise `payload_base64` holds it. A traced
+//! message also has `traceparent` (W3C), so the cloud can continue the message's trace.
+
+pub mod cloud_tls;
+mod file;
+mod http;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use edge_gateway_actors::forwarder::{DeliveryError, Sink};
+use edge_gateway_actors::record::Record;
+use serde::Serialize;
+
+pub use file::FileSink;
+pub use http::HttpSink;
+
+use crate::config::{SinkConfig, SinkKind};
+use crate::trust::tls::TlsError;
+use cloud_tls::CloudTls;
+
+/// Why a sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    /// The sink's TLS files do not load (named by their config keys).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The HTTP client could not be built.
+    #[error("sink '{sink}': cannot build HTTP client: {source}")]
+    HttpClient {
+        /// The sink's name.
+        sink: String,
+        /// reqwest's error.
+        source: reqwest::Error,
+    },
+    /// The file sink's file or directory cannot be opened.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A built sink and, for an HTTPS sink with its own TLS files, the material to keep rotated.
+pub type Built = (Arc<dyn Sink>, Option<Arc<CloudTls>>);
+
+/// Build the sink a config entry describes.
+pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, EgressError> {
+    Ok(match &cfg.kind {
+        SinkKind::Http { url, timeout, tls } => {
+            let cloud = match tls {
+                Some(files) => Some(CloudTls::load(&cfg.name, files)?),
+                None => None,
+            };
+            let client_config = match &cloud {
+                Some(c) => Some(c.client_config()?),
+                None => None,
+            };
+            (Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout, client_config)?), cloud)
+        }
+        SinkKind::File { path } => (Arc::new(FileSink::open(path)?), None),
+        SinkKind::Discard => (Arc::new(DiscardSink), None),
+    })
+}
+
+/// One message as the cloud sees it.
+#[derive(Serialize)]
+pub struct WireMessage<'a> {
+    key: &'a str,
+    seq: u64,
+    device: &'a str,
+    topic: &'a str,
+    qos: u8,
+    received_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+    content_type: Option<&'a str>,
+    user_properties: &'a [(String, String)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+}
+
+impl<'a> WireMessage<'a> {
+    /// The wire form of a stored record.
+    pub fn new(r: &'a Record) -> Self {
+        let text = std::str::from_utf8(&r.payload).ok();
+        Self {
+            key: &r.key,
+            seq: r.seq,
+            device: &r.device,
+            topic: &r.topic,
+            qos: r.qos,
+            received_at_ms: r.received_at_ms,
+            payload: text,
+            payload_base64: text.is_none().then(|| base64::engine::general_purpose::STANDARD.encode(&r.payload)),
+            content_type: r.content_type.as_deref(),
+            user_properties: &r.user_properties,
+            traceparent: r.trace.as_ref().map(crate::telemetry::traceparent::format_traceparent),
+        }
+    }
+}
+
+/// A whole batch as POSTed.
+#[derive(Serialize)]
+pub struct WireBatch<'a> {
+    gateway: &'a str,
+    batch_key: &'a str,
+    messages: Vec<WireMessage<'a>>,
+}
+
+impl<'a> WireBatch<'a> {
+    /// The wire form of a batch.
+    pub fn new(gateway: &'a str, batch_key: &'a str, batch: &'a [Record]) -> Self {
+        Self { gateway, batch_key, messages: batch.iter().map(WireMessage::new).collect() }
+    }
+}
+
+/// Accepts everything and keeps nothing (benchmarks).
+pub struct DiscardSink;
+
+#[async_trait]
+impl Sink for DiscardSink {
+    async fn deliver(&self, _batch_key: &str, _batch: &[Record]) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+}

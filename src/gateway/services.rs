@@ -1,0 +1,70 @@
+//! Step 6 of the start: the HTTP API, the forwarder watchdog and (when enabled) the chaos admin
+//! API. All three stop when the listeners stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_gateway_actors::supervisor::SupervisorMsg;
+use edge_gateway_actors::supervisor::tree::TreeInputs;
+use prometheus_client::registry::Registry;
+use ractor::ActorRef;
+use tokio::sync::watch;
+
+use super::{GatewayError, quarantine_marker};
+use crate::api::admin::Admin;
+use crate::api::local::LocalApi;
+use crate::config::{AdminConfig, Config};
+
+/// Bind `http.listen`, serve the local API and start the watchdog; returns the bound address.
+pub(super) async fn start_api(config: &Config, inputs: &TreeInputs, stop: &watch::Sender<bool>) -> Result<SocketAddr, GatewayError> {
+    let bind_err = |source| GatewayError::Bind { key: "http.listen", addr: config.http_listen, source };
+    let listener = tokio::net::TcpListener::bind(config.http_listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let mut registry = Registry::default();
+    inputs.metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
+    // Stops with the listeners: a forwarder stopped by a shutdown is not a stall.
+    let watchdog = edge_gateway_actors::liveness::watchdog(
+        inputs.liveness.clone(),
+        inputs.health.clone(),
+        inputs.metrics.clone(),
+        Duration::from_secs(1),
+        stop.subscribe(),
+    );
+    tokio::spawn(watchdog);
+    let api = LocalApi {
+        registry: Arc::new(registry),
+        health: inputs.health.clone(),
+        store: inputs.store.clone(),
+        devices: inputs.devices.clone(),
+        liveness: inputs.liveness.clone(),
+        certificates: inputs.reloadables.clone(),
+        started: std::time::Instant::now(),
+        quarantine_marker: quarantine_marker(&config.store_path()),
+    };
+    tokio::spawn(crate::api::local::serve(listener, api, stop.subscribe()));
+    Ok(addr)
+}
+
+/// Bind `--admin-listen` and serve the chaos admin API; returns the bound address.
+pub(super) async fn start_admin(
+    config: &AdminConfig,
+    inputs: &TreeInputs,
+    root: &ActorRef<SupervisorMsg>,
+    stop: watch::Receiver<bool>,
+) -> Result<SocketAddr, GatewayError> {
+    let bind_err = |source| GatewayError::Bind { key: "--admin-listen", addr: config.listen, source };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let admin = Admin {
+        token: config.token.as_str().into(),
+        health: inputs.health.clone(),
+        root: root.clone(),
+        storage: inputs.storage.clone(),
+        sessions: inputs.sessions.clone(),
+        metrics: inputs.metrics.clone(),
+    };
+    tokio::spawn(crate::api::admin::serve(listener, admin, stop));
+    tracing::warn!(%addr, "Chaos admin API enabled: actors can be killed and faults injected from this host.");
+    Ok(addr)
+}

@@ -1,0 +1,149 @@
+//! Opening the gateway's two redb files at start: the message store (a damaged one is
+//! quarantined, never deleted) and the device status file (an unreadable one is moved aside).
+
+use std::path::{Path, PathBuf};
+
+use edge_gateway_actors::health::Health;
+use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::storage::{SharedDb, Store, StoreError};
+
+/// Why a store file could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store cannot be opened for a reason other than damage (locked by another process,
+    /// a newer format, a disk error): the start stops and says why.
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// redb's error.
+        source: StoreError,
+    },
+    /// A damaged store cannot be moved aside.
+    #[error("the store at {} is damaged ({damage}) and cannot be moved aside: {source}", path.display())]
+    Quarantine {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with it.
+        damage: String,
+        /// Why it cannot be moved.
+        source: std::io::Error,
+    },
+    /// After a quarantine, a fresh store cannot be created.
+    #[error("cannot create a fresh store at {}: {source}", path.display())]
+    Fresh {
+        /// The store file.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// A file next to the store cannot be read or written.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The device status file cannot be created.
+    #[error("cannot create the device status file {}: {source}", path.display())]
+    Devices {
+        /// `devices.redb`.
+        path: PathBuf,
+        /// redb's error.
+        source: redb::DatabaseError,
+    },
+    /// The open store failed a first read or write (gateway id, backlog).
+    #[error(transparent)]
+    Read(#[from] StoreError),
+}
+
+/// Device status lives in its own file: a store problem never hides behind it, and it never
+/// contends with the message store's single writer.
+///
+/// A status file that cannot be opened (damaged, or from a newer version) is moved aside and a
+/// fresh one started: device status must never keep messages from flowing.
+pub(super) fn open_devices_db(path: &Path) -> Result<SharedDb, OpenError> {
+    match redb::Database::create(path) {
+        Ok(db) => Ok(SharedDb::new(db, path)),
+        Err(e) => {
+            let aside = path.with_extension(format!("redb.unreadable-{}", edge_gateway_actors::storage::now_ms()));
+            tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "Device status file unreadable; moved aside, starting a fresh one.");
+            std::fs::rename(path, &aside).map_err(|source| OpenError::Io {
+                what: "cannot move aside",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let db = redb::Database::create(path).map_err(|source| OpenError::Devices { path: path.to_path_buf(), source })?;
+            Ok(SharedDb::new(db, path))
+        }
+    }
+}
+
+/// Open the store. A damaged file is never deleted and never blocks the gateway: it is moved
+/// aside (quarantined), a fresh store starts, an ERROR is logged, a metric counts it and
+/// readiness reports degraded until an operator acknowledges (after `store salvage`). Other
+/// failures (the file locked by another process, a newer format, disk errors) stop the start.
+pub(super) fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Health) -> Result<Store, OpenError> {
+    let err = match Store::open(path, sinks.clone()) {
+        Ok(store) => {
+            note_quarantine(path, health);
+            return Ok(store);
+        }
+        Err(e) => e,
+    };
+    if !err.is_corruption() {
+        return Err(OpenError::Store { path: path.to_path_buf(), source: err });
+    }
+    let aside = path.with_extension(format!("redb.quarantine-{}", edge_gateway_actors::storage::now_ms()));
+    // The quarantine is recorded before the file moves: a start that fails in between must not
+    // leave a fresh store behind with nothing saying where the old one went.
+    let marker = quarantine_marker(path);
+    let mut listed = match std::fs::read_to_string(&marker) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(OpenError::Io { what: "cannot read", path: marker, source }),
+    };
+    listed.push_str(&format!("{}\n", aside.display()));
+    crate::atomic_file::write(&marker, listed.as_bytes(), None).map_err(|source| OpenError::Io {
+        what: "cannot record the quarantine in",
+        path: marker.clone(),
+        source,
+    })?;
+    std::fs::rename(path, &aside).map_err(|source| OpenError::Quarantine { path: path.to_path_buf(), damage: err.to_string(), source })?;
+    tracing::error!(
+        store = %path.display(),
+        moved_to = %aside.display(),
+        error = %err,
+        "Store damaged: moved aside (nothing deleted) and a fresh store started. Salvage with `edge-gateway store salvage`."
+    );
+    metrics.store_quarantines.inc();
+    let store = Store::open(path, sinks).map_err(|source| OpenError::Fresh { path: path.to_path_buf(), source })?;
+    note_quarantine(path, health);
+    Ok(store)
+}
+
+/// The file that lists quarantined stores not yet acknowledged (`gateway.redb.quarantined`).
+pub fn quarantine_marker(store: &Path) -> PathBuf {
+    store.with_extension("redb.quarantined")
+}
+
+/// Readiness stays degraded while the marker lists quarantined stores (or cannot be read).
+fn note_quarantine(store: &Path, health: &Health) {
+    let marker = quarantine_marker(store);
+    match std::fs::read_to_string(&marker) {
+        Ok(listed) => {
+            let files: Vec<&str> = listed.lines().filter(|l| !l.trim().is_empty()).collect();
+            if !files.is_empty() {
+                health.set_quarantined(Some(files.join(", ")));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!(file = %marker.display(), error = %e, "Cannot read the quarantine record; reporting degraded until acknowledged.");
+            health.set_quarantined(Some(format!("{} (unreadable: {e})", marker.display())));
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Per-connection state: who the device is, its session actor, and what it had accepted.
+//! Dropping the state (the connection ended) ends the session actor and reports the device
+//! offline.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use edge_gateway_actors::devices::DevicesMsg;
+use edge_gateway_actors::record::TraceCtx;
+use edge_gateway_actors::session::SessionMsg;
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::now_ms;
+use prometheus_client::metrics::counter::Counter;
+use ractor::ActorRef;
+
+use super::{Ingress, IngressError, clip};
+use crate::throttle::Throttle;
+use crate::trust::acl::{Decision, Who};
+use crate::trust::tls::server::PeerCertInfo;
+
+/// Per-connection state held by ntex; dropping it ends the session actor.
+#[derive(Clone)]
+pub struct Conn(pub(super) Rc<ConnInner>);
+
+/// The shared part of [`Conn`].
+pub struct ConnInner {
+    /// MQTT client id.
+    pub(super) client_id: String,
+    /// Who the device is (certificate, username, or the client id on a lab listener).
+    pub(super) identity: String,
+    /// Its client certificate, re-checked at each publish (revocation, expiry).
+    pub(super) cert: Option<PeerCertInfo>,
+    /// The connection's session actor.
+    pub(super) session: ActorRef<SessionMsg>,
+    /// Set when the connection ends by itself, so the closer does not count it as forced.
+    pub(super) ended: Rc<Cell<bool>>,
+    /// Handlers' access to the actors.
+    pub(super) ingress: Ingress,
+    /// What accepted messages are counted into (shared with detached QoS 0 appends).
+    pub(super) tally: Rc<Tally>,
+}
+
+/// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
+/// connection, so a closing connection is never kept alive by a slow commit.
+pub struct Tally {
+    /// `gateway_ingress_messages_total{protocol=<this connection's>, qos="0"|"1"}`, looked up
+    /// once per connection instead of once per message.
+    pub(super) accepted_by_qos: [Counter; 2],
+    /// Payload bytes of accepted publishes.
+    pub(super) bytes: Counter,
+    /// Messages accepted since the last report to the device health actor, and when that was.
+    pub(super) unreported: Cell<(u64, std::time::Instant)>,
+    /// QoS 0 appends sent and not yet committed.
+    pub(super) qos0_pending: Cell<usize>,
+    /// The connection has closed: a late commit reports itself.
+    pub(super) closed: Cell<bool>,
+    /// Whose messages these are.
+    pub(super) identity: String,
+    /// The device health actor.
+    pub(super) devices: ActorSlot<DevicesMsg>,
+}
+
+/// QoS 0 appends a connection may have uncommitted before its handler waits for the store
+/// (so a device flooding QoS 0 gets backpressure, like QoS 1 through the in-flight window).
+pub(super) const QOS0_DETACHED_MAX: usize = 64;
+
+impl Tally {
+    pub(super) fn accepted(&self, qos: u8, size: u64) {
+        self.accepted_by_qos[usize::from(qos.min(1))].inc();
+        self.bytes.inc_by(size);
+        let (n, since) = self.unreported.get();
+        self.unreported.set((n + 1, since));
+        self.report_seen(self.closed.get());
+    }
+
+    /// Tell the device health actor about accepted messages: at most once a second per
+    /// connection (and at the end), not once per message. A failed send keeps the count.
+    pub(super) fn report_seen(&self, last: bool) {
+        let (n, since) = self.unreported.get();
+        if n == 0 || (!last && since.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        let Some(devices) = self.devices.get() else { return };
+        if devices.send_message(DevicesMsg::Seen { identity: self.identity.clone(), count: n }).is_ok() {
+            self.unreported.set((0, std::time::Instant::now()));
+        }
+    }
+}
+
+impl Drop for ConnInner {
+    fn drop(&mut self) {
+        self.tally.closed.set(true);
+        self.tally.report_seen(true);
+        self.ingress.live_sessions.closed(&self.identity);
+        if let Some(devices) = self.ingress.devices.get() {
+            let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
+        }
+        self.ended.set(true);
+        self.session.stop(None);
+        self.ingress.metrics.connections.dec();
+        tracing::debug!(client_id = %self.client_id, "Connection closed.");
+    }
+}
+
+impl ConnInner {
+    /// `Err` when the device's certificate was revoked or expired since it connected.
+    pub(super) fn still_trusted(&self) -> Result<(), IngressError> {
+        let (Some(cert), Some(tls)) = (&self.cert, &self.ingress.device_tls) else { return Ok(()) };
+        let Some(reason) = tls.recheck(cert, (now_ms() / 1000) as i64) else { return Ok(()) };
+        self.ingress.metrics.auth_failures.get_or_create(&[("reason", reason.to_string())]).inc();
+        tracing::warn!(identity = %self.identity, client_id = %self.client_id, reason, "Certificate no longer valid; closing the session.");
+        Err(IngressError::Untrusted { identity: self.identity.clone(), reason })
+    }
+
+    fn who(&self) -> Who<'_> {
+        Who { identity: &self.identity, client_id: &self.client_id }
+    }
+
+    /// The ACL's decision on a publish; refusals are logged with identity, topic and the
+    /// message's trace ids.
+    pub(super) fn may_publish(&self, topic: &str, trace: Option<&TraceCtx>) -> bool {
+        match self.ingress.authority.may_publish(&self.who(), topic) {
+            Decision::Allow => true,
+            Decision::Deny(reason) => {
+                if ACL_REFUSALS.allow() {
+                    let topic = clip(topic);
+                    let (trace_id, span_id) = edge_gateway_actors::spans::log_ids(trace);
+                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?topic, reason = reason.as_str(), trace_id, span_id, "Publish refused by the ACL (more this second are only counted).");
+                }
+                false
+            }
+        }
+    }
+
+    /// The ACL's decision on a subscription; refusals are logged with identity and filter.
+    pub(super) fn may_subscribe(&self, filter: &str) -> bool {
+        match self.ingress.authority.may_subscribe(&self.who(), filter) {
+            Decision::Allow => true,
+            Decision::Deny(reason) => {
+                if ACL_REFUSALS.allow() {
+                    let filter = clip(filter);
+                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?filter, reason = reason.as_str(), "Subscribe refused by the ACL (more this second are only counted).");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// The device's client certificate on a TLS connection, for later re-checks.
+pub(super) fn peer_cert(io: &ntex_io::IoRef) -> Option<PeerCertInfo> {
+    io.query::<ntex_tls::rustls::PeerCert<'static>>().as_ref().and_then(|c| PeerCertInfo::of(c.0.as_ref()))
+}
+
+/// ACL refusals a device can trigger at will: one WARN line per second, the rest only counted.
+static ACL_REFUSALS: Throttle = Throttle::new();

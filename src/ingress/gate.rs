@@ -1,0 +1,184 @@
+//! The connection gate in front of both MQTT listeners: limits before any TLS or MQTT work.
+//!
+//! ```text
+//! plain:  socket ─ Gate ─────────────── MQTT (v3.1.1 / v5)
+//! tls:    socket ─ Gate ─ RotatingTls ─ MQTT
+//! ```
+//!
+//! [`Gate`] refuses a socket when the gateway already holds `max_connections` or the source
+//! address opened too many connections in the last second (a token bucket per address). Every
+//! refusal is counted by listener and reason; WARN lines are limited to one per second.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use edge_gateway_actors::metrics::Metrics;
+use ntex_io::types::PeerAddr;
+use ntex_io::{Filter, Io};
+use ntex_service::{Ctx, Service};
+
+use crate::throttle::Throttle;
+
+/// Connection limits shared by both listeners.
+#[derive(Clone)]
+pub struct Gate(Arc<GateInner>);
+
+struct GateInner {
+    /// Most open connections (0: no limit).
+    max_connections: usize,
+    /// New connections per second per source address (0: no limit).
+    per_source: u32,
+    /// Open sockets that passed the gate.
+    open: AtomicUsize,
+    /// Token buckets by source address.
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Counters.
+    metrics: Metrics,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Gate {
+    /// A gate with these limits.
+    pub fn new(max_connections: usize, per_source: u32, metrics: Metrics) -> Gate {
+        let inner = GateInner { max_connections, per_source, open: AtomicUsize::new(0), buckets: Mutex::new(HashMap::new()), metrics };
+        Gate(Arc::new(inner))
+    }
+
+    /// The same limits, with `listener` as the metric label.
+    pub fn on(&self, listener: &'static str) -> ListenerGate {
+        ListenerGate { gate: self.clone(), listener }
+    }
+
+    /// Whether a socket from `peer` may pass at `now` (the caller's clock, so tests control it).
+    fn admit(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), &'static str> {
+        let g = &self.0;
+        if g.max_connections > 0 && g.open.load(Ordering::Relaxed) >= g.max_connections {
+            return Err("max_connections");
+        }
+        // (`call` reserves the slot with a compare-and-swap; this early check only spares the
+        // token bucket.)
+        if let (Some(ip), true) = (peer, g.per_source > 0) {
+            let mut buckets = g.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            if buckets.len() > 100_000 {
+                buckets.retain(|_, b| now.saturating_duration_since(b.at).as_secs() < 2);
+            }
+            let rate = f64::from(g.per_source);
+            let bucket = buckets.entry(ip).or_insert(Bucket { tokens: rate, at: now });
+            if !bucket.take(rate, now) {
+                return Err("rate_limited");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Bucket {
+    /// Refill at `rate` tokens per second up to `rate`, then take one if there is one.
+    fn take(&mut self, rate: f64, now: Instant) -> bool {
+        self.tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// The gate as an ntex service on one listener.
+pub struct ListenerGate {
+    gate: Gate,
+    listener: &'static str,
+}
+
+impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
+    type Res = Io<F>;
+    type Error = io::Error;
+
+    async fn call(&self, io: Io<F>, _: Ctx<'_, Self, St>) -> Result<Io<F>, io::Error> {
+        let peer = io.query::<PeerAddr>().as_ref().map(|p| p.0.ip());
+        if let Err(reason) = self.gate.admit(peer, Instant::now()) {
+            self.gate
+                .0
+                .metrics
+                .connections_refused
+                .get_or_create(&[("listener", self.listener.to_string()), ("reason", reason.to_string())])
+                .inc();
+            if REFUSALS.allow() {
+                tracing::warn!(
+                    listener = self.listener,
+                    ?peer,
+                    reason,
+                    "Connection refused (further refusals this second are only counted)."
+                );
+            }
+            io.close();
+            return Err(io::Error::other(reason));
+        }
+        let inner = self.gate.0.clone();
+        let max = inner.max_connections;
+        let reserved = inner.open.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (max == 0 || n < max).then_some(n + 1));
+        if reserved.is_err() {
+            inner
+                .metrics
+                .connections_refused
+                .get_or_create(&[("listener", self.listener.to_string()), ("reason", "max_connections".to_string())])
+                .inc();
+            io.close();
+            return Err(io::Error::other("max_connections"));
+        }
+        let closed = io.on_disconnect();
+        ntex_rt::spawn(async move {
+            closed.await;
+            inner.open.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(io)
+    }
+}
+
+/// WARN lines for refused sockets: one per second, the rest only counted.
+static REFUSALS: Throttle = Throttle::new();
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_rate_then_refills_with_time() {
+        let t0 = Instant::now();
+        let mut b = Bucket { tokens: 3.0, at: t0 };
+        assert_eq!((0..5).filter(|_| b.take(3.0, t0)).count(), 3);
+        assert!(!b.take(3.0, t0 + Duration::from_millis(300)), "0.9 tokens after 300 ms");
+        assert!(b.take(3.0, t0 + Duration::from_millis(340)), "1.02 tokens after 340 ms");
+        assert_eq!((0..10).filter(|_| b.take(3.0, t0 + Duration::from_secs(60))).count(), 3, "refill is capped at the rate");
+    }
+
+    #[test]
+    fn each_source_address_has_its_own_bucket() {
+        let gate = Gate::new(0, 2, Metrics::new());
+        let (a, b) = (Some(IpAddr::from([127, 0, 0, 2])), Some(IpAddr::from([127, 0, 0, 3])));
+        let now = Instant::now();
+        assert_eq!(gate.admit(a, now), Ok(()));
+        assert_eq!(gate.admit(a, now), Ok(()));
+        assert_eq!(gate.admit(a, now), Err("rate_limited"));
+        assert_eq!(gate.admit(b, now), Ok(()), "another address is not limited by the first");
+        assert_eq!(gate.admit(a, now + Duration::from_millis(500)), Ok(()));
+    }
+
+    #[test]
+    fn the_connection_limit_is_checked_first() {
+        let gate = Gate::new(1, 0, Metrics::new());
+        gate.0.open.store(1, Ordering::Relaxed);
+        assert_eq!(gate.admit(None, Instant::now()), Err("max_connections"));
+    }
+}

@@ -1,0 +1,166 @@
+//! The device listeners: bound by the gateway's start, then served by ntex-mqtt on a thread of
+//! its own (v3.1.1 and v5 on each port, plain and TLS).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ntex_mqtt::{MqttServer, v3, v5};
+use ntex_service::cfg::SharedCfg;
+
+use super::gate::Gate;
+use super::{Conn, Ingress, IngressError};
+use crate::config::Config;
+use crate::trust::tls::acceptor::RotatingTls;
+use crate::trust::tls::server::DeviceTls;
+
+/// Why the device listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// A listener's address could not be bound (named by its config key).
+    #[error("{key}: cannot bind {addr}: {source}")]
+    Bind {
+        /// `mqtt.listen` or `tls.listen`.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The MQTT thread or its server could not start.
+    #[error("cannot start the MQTT server: {0}")]
+    Thread(std::io::Error),
+    /// The MQTT thread ended before it reported.
+    #[error("the MQTT thread died while starting")]
+    ThreadDied,
+}
+
+/// The bound device listeners.
+pub struct Listeners {
+    /// Plain TCP (lab).
+    pub plain: Option<(std::net::TcpListener, SocketAddr)>,
+    /// TLS.
+    pub tls: Option<(std::net::TcpListener, SocketAddr)>,
+}
+
+impl Listeners {
+    pub fn main_addr(&self) -> SocketAddr {
+        self.plain.as_ref().or(self.tls.as_ref()).map(|(_, a)| *a).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+pub fn bind_listeners(config: &Config) -> Result<Listeners, ListenError> {
+    let bind = |addr: SocketAddr, key: &'static str| -> Result<(std::net::TcpListener, SocketAddr), ListenError> {
+        let bound = std::net::TcpListener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a)));
+        bound.map_err(|source| ListenError::Bind { key, addr, source })
+    };
+    let plain = if config.mqtt.plain { Some(bind(config.mqtt.listen, "mqtt.listen")?) } else { None };
+    let tls = match &config.tls {
+        Some(t) => Some(bind(t.listen, "tls.listen")?),
+        None => None,
+    };
+    Ok(Listeners { plain, tls })
+}
+
+/// The MQTT application (v3.1.1 and v5 on one port) for one listener.
+macro_rules! mqtt_app {
+    ($ingress:expr) => {{
+        let (i3, i5) = ($ingress.clone(), $ingress.clone());
+        MqttServer::new()
+            .v3(v3::MqttServer::new(async |s: &v3::Session<Conn>, p| super::v3::publish(s, p).await)
+                .middleware(super::strict::RejectUnexpected)
+                .protocol(async |s: &v3::Session<Conn>, m| super::v3::protocol(s, m).await)
+                .control(async |s: &v3::Session<Conn>, c| super::v3::control(s, c).await)
+                .build(move |c| super::v3::connect(i3.clone(), c)))
+            .v5(v5::MqttServer::new(async |s: &v5::Session<Conn>, p| super::v5::publish(s, p).await)
+                .middleware(super::strict::RejectUnexpected)
+                .protocol(async |s: &v5::Session<Conn>, m| super::v5::protocol(s, m).await)
+                .control(async |s: &v5::Session<Conn>, c| super::v5::control(s, c).await)
+                .build(move |c| super::v5::connect(i5.clone(), c)))
+    }};
+}
+
+/// Run ntex on its own thread with the bound listeners; returns the server handle.
+pub fn start_mqtt(
+    config: &Config,
+    ingress: Ingress,
+    listeners: Listeners,
+    device_tls: Option<Arc<DeviceTls>>,
+) -> Result<ntex_server::Server<ntex_server::net::Connection>, ListenError> {
+    let mqtt_cfg = ntex_mqtt::MqttServiceConfig::new()
+        .set_max_qos(ntex_mqtt::QoS::AtLeastOnce)
+        .set_max_size(config.mqtt.max_packet_size)
+        .set_max_receive(config.mqtt.max_inflight)
+        .set_max_receive_size(0)
+        // A QoS 0 publish followed at once by DISCONNECT (`mosquitto_pub -q 0`) reaches ntex
+        // after the sink is closed; without this it is dropped unseen. QoS 1 stays unhandled
+        // then: its PUBACK cannot go out, the client resends it, and storing both would put
+        // two keys on one message.
+        .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::AtMostOnce))
+        .set_connect_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16))
+        .set_handshake_timeout(ntex_util::time::Seconds(config.mqtt.connect_timeout.as_secs() as u16));
+    let handshake = config.tls.as_ref().map(|t| t.handshake_timeout.as_secs() as u16).unwrap_or(10);
+    let tls_cfg = ntex_tls::TlsConfig::new().set_handshake_timeout(ntex_util::time::Seconds(handshake));
+    // A half-read packet must keep arriving (512 bytes per period, at most 30 periods):
+    // keep-alive does not run while ntex waits for the rest of a frame.
+    let partial = config.mqtt.partial_packet_timeout.as_secs().clamp(1, 3600) as u16;
+    let io_cfg = ntex_io::IoConfig::new().set_frame_read_rate(
+        ntex_util::time::Seconds(partial),
+        ntex_util::time::Seconds(partial.saturating_mul(30)),
+        512,
+    );
+    let gate = Gate::new(config.mqtt.max_connections, config.mqtt.max_new_connections_per_source, ingress.metrics.clone());
+    let workers = config.mqtt.workers;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mqtt-io".into())
+        .spawn(move || {
+            let result = ntex_rt::System::new("mqtt", ntex_net::DefaultRuntime).block_on(async move {
+                let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).add(io_cfg).build();
+                let server = build_server(workers, cfg, listeners, ingress, gate, device_tls).map(|b| b.run());
+                match server {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.clone()));
+                        let _ = server.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+            tracing::debug!(?result, "MQTT runtime stopped.");
+        })
+        .map_err(ListenError::Thread)?;
+    rx.recv().map_err(|_| ListenError::ThreadDied)?.map_err(ListenError::Thread)
+}
+
+fn build_server(
+    workers: usize,
+    cfg: SharedCfg,
+    listeners: Listeners,
+    ingress: Ingress,
+    gate: Gate,
+    device_tls: Option<Arc<DeviceTls>>,
+) -> std::io::Result<ntex_server::net::ServerBuilder> {
+    use ntex_service::Service as _;
+    let mut builder = ntex_server::net::build()
+        .workers(workers)
+        .disable_signals()
+        // A graceful stop waits this long for open connections; their in-flight
+        // publishes commit in milliseconds, idle devices just get disconnected.
+        .shutdown_timeout(ntex_util::time::Millis(3_000));
+    if let Some((listener, _)) = listeners.plain {
+        let (ingress, gate) = (ingress.clone(), gate.clone());
+        builder = builder.listen("mqtt", listener, cfg.clone(), async move |_| {
+            gate.on("plain").map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
+        })?;
+    }
+    if let (Some((listener, _)), Some(tls)) = (listeners.tls, device_tls) {
+        let ingress = Ingress { tls: true, ..ingress };
+        let metrics = ingress.metrics.clone();
+        builder = builder.listen("mqtts", listener, cfg, async move |_| {
+            let handshake = RotatingTls { tls: tls.clone(), metrics: metrics.clone() };
+            gate.on("tls").and_then(handshake).map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
+        })?;
+    }
+    Ok(builder)
+}

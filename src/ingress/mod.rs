@@ -1,0 +1,153 @@
+//! MQTT ingress: from the socket to the storage actor's commit, and the answer to the device.
+//!
+//! ```text
+//! socket ─ gate.rs ─ (trust::tls::acceptor) ─ ntex-mqtt ─ strict.rs ─ v3.rs / v5.rs
+//!                                                                  │
+//!   session.rs: CONNECT → identity (trust::auth) → session actor   │
+//!   publish.rs: topic, certificate, ACL, trace, append ◀───────────┘
+//!               → StorageMsg::Append → commit → PUBACK
+//! ```
+//!
+//! - [`listen`]: binds the listeners and runs ntex-mqtt on its own thread.
+//! - [`gate`]: connection limits before any TLS or MQTT work.
+//! - [`strict`]: packets a client must never send close the connection.
+//! - [`session`]: CONNECT: authenticate, start the session actor, arm the closer.
+//! - [`conn`]: per-connection state; its end ends the session actor.
+//! - [`publish`]: the one publish path both protocol versions share.
+//! - [`v3`], [`v5`]: thin adapters from ntex-mqtt's packets to that path and back.
+//! - [`protocol`]: subscriptions, pings and why a connection stopped.
+//!
+//! Per PUBLISH: validate, append to the store, and answer only after the commit: v3 gets its
+//! PUBACK (or the connection is closed), v5 gets a PUBACK reason code.
+
+pub mod conn;
+pub mod gate;
+pub mod listen;
+pub mod protocol;
+pub mod publish;
+pub mod session;
+pub mod strict;
+pub mod v3;
+pub mod v5;
+
+use std::time::Duration;
+
+use edge_gateway_actors::devices::{DevicesMsg, LiveSessions};
+use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::StorageMsg;
+use edge_gateway_actors::supervisor::{ChildPolicy, SupervisorMsg};
+use ractor::rpc::CallResult;
+
+use crate::trust::auth::Authority;
+use crate::trust::tls::server::DeviceTls;
+
+pub use conn::Conn;
+
+/// How long a handler waits for an actor before giving up (no PUBACK then).
+const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the MQTT handlers need; cloned into every ntex worker.
+#[derive(Clone)]
+pub struct Ingress {
+    /// The storage actor (replaced on restart).
+    pub storage: ActorSlot<StorageMsg>,
+    /// The sessions supervisor (replaced on restart).
+    pub sessions: ActorSlot<SupervisorMsg>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Restart type and shutdown budget of every session.
+    pub session_policy: ChildPolicy,
+    /// Identities and ACLs.
+    pub authority: Authority,
+    /// This listener is the TLS one.
+    pub tls: bool,
+    /// The device-facing TLS set (CRLs in use), for re-checking connected devices.
+    pub device_tls: Option<std::sync::Arc<DeviceTls>>,
+    /// The device health actor (replaced on restart).
+    pub devices: ActorSlot<DevicesMsg>,
+    /// Open sessions per identity (what a restarted device health actor starts from).
+    pub live_sessions: LiveSessions,
+}
+
+/// The MQTT protocol version of a connection (the `protocol` metric label and device status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// MQTT 3.1.1.
+    V3,
+    /// MQTT 5.
+    V5,
+}
+
+impl Protocol {
+    /// The label value: `v3` or `v5`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V3 => "v3",
+            Protocol::V5 => "v5",
+        }
+    }
+}
+
+/// An error from a handler: it closes the connection (v3) or is logged (v5).
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    /// A refused or failed socket before MQTT (limits, TLS handshake).
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The device's certificate was revoked or expired since it connected.
+    #[error("certificate of {identity} no longer valid: {reason}")]
+    Untrusted {
+        /// The device.
+        identity: String,
+        /// Why (the `gateway_auth_failures_total` reason).
+        reason: &'static str,
+    },
+    /// A PUBLISH topic with a wildcard, or empty (v3: the connection is closed).
+    #[error("invalid topic {0:?}")]
+    InvalidTopic(String),
+    /// A PUBLISH the ACL refuses (v3 has no negative PUBACK: the connection is closed).
+    #[error("publish to {0:?} not authorized")]
+    NotAuthorized(String),
+    /// The payload could not be read.
+    #[error("payload: {0}")]
+    Payload(String),
+    /// The store refused or failed the append (v3: no PUBACK, the connection is closed).
+    #[error(transparent)]
+    Append(#[from] edge_gateway_actors::storage::AppendError),
+    /// A session actor could not be started (the connection is refused).
+    #[error("cannot start a session: {0}")]
+    NoSession(String),
+    /// ntex-mqtt's unit error.
+    #[error("()")]
+    Unit,
+}
+
+impl From<()> for IngressError {
+    fn from(_: ()) -> Self {
+        IngressError::Unit
+    }
+}
+
+impl TryFrom<IngressError> for ntex_mqtt::v5::PublishAck {
+    type Error = IngressError;
+    fn try_from(err: IngressError) -> Result<Self, Self::Error> {
+        Err(err)
+    }
+}
+
+/// At most 128 characters of device-chosen text in a log line (logged with `?`, so control
+/// characters are escaped and cannot forge lines).
+fn clip(s: &str) -> &str {
+    s.char_indices().nth(128).map_or(s, |(i, _)| &s[..i])
+}
+
+fn describe<T, E: std::fmt::Display>(r: &Result<Result<CallResult<T>, E>, ()>) -> String {
+    match r {
+        Err(()) => "timed out".into(),
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(CallResult::Timeout)) => "timed out".into(),
+        Ok(Ok(CallResult::SenderError)) => "dropped the request".into(),
+        Ok(Ok(CallResult::Success(_))) => "answered".into(),
+    }
+}

@@ -1,0 +1,107 @@
+//! What both protocol versions share besides PUBLISH: why a connection's dispatcher stopped
+//! (counted by a bounded reason), and the QoS a subscription is granted.
+//!
+//! Subscriptions are checked against the ACL per filter: a refused one gets a SUBACK failure
+//! without closing the connection. The gateway does not yet deliver anything to subscribers
+//! (no downlink): a granted subscription receives nothing.
+
+use ntex_mqtt::error::MqttProtocolError;
+use ntex_mqtt::v5::codec::DisconnectReasonCode;
+use ntex_mqtt::{Control, Reason};
+
+use super::IngressError;
+use super::conn::ConnInner;
+
+/// Count and log why a connection's dispatcher stops (protocol errors, handler errors).
+pub(super) fn count_stop(c: &ConnInner, ctl: &Control<IngressError>) {
+    let Control::Stop(reason) = ctl else { return };
+    let (label, detail) = match reason {
+        Reason::PeerGone(_) => return,
+        Reason::Error(e) => ("handler_error", e.get_ref().to_string()),
+        Reason::Protocol(p) => (classify_protocol_error(p.get_ref()), p.get_ref().to_string()),
+    };
+    c.ingress.metrics.connections_closed.get_or_create(&[("reason", label.to_string())]).inc();
+    if label != "handler_error" {
+        c.ingress.metrics.reject(label);
+    }
+    tracing::warn!(client_id = %c.client_id, reason = label, %detail, "Closing connection.");
+}
+
+/// The `gateway_ingress_rejected_total` / `gateway_connections_closed_total` reason for a
+/// protocol error, from ntex-mqtt's error kinds.
+pub(super) fn classify_protocol_error(e: &MqttProtocolError) -> &'static str {
+    use ntex_mqtt::error::DecodeError as D;
+    match e {
+        MqttProtocolError::Decode(D::MaxSizeExceeded { .. }) => "oversize",
+        MqttProtocolError::Decode(D::UnsupportedPacketType | D::UnexpectedPayload) => "unexpected_packet",
+        MqttProtocolError::Decode(_) | MqttProtocolError::Encode(_) | MqttProtocolError::ReadTimeout => "protocol_error",
+        MqttProtocolError::KeepAliveTimeout => "keepalive_timeout",
+        MqttProtocolError::ProtocolViolation(v) => classify_violation(v.reason(), &v.to_string()),
+    }
+}
+
+/// A protocol violation's label. ntex-mqtt keeps which rule was broken private: it shows only
+/// a reason code and a text naming the MQTT spec's statement (and, for a packet that should not
+/// have come, "received packet with type"), so this is the one place that reads error text.
+fn classify_violation(reason: DisconnectReasonCode, message: &str) -> &'static str {
+    if reason == DisconnectReasonCode::QosNotSupported || message.contains("3.2.2-11") {
+        "qos_unsupported"
+    } else if message.contains("3.3.2-2") || message.contains("wildcard") || message.contains("3.3.4-7") {
+        "invalid_topic"
+    } else if message.contains("received packet with type") || message.contains("Unexpected") {
+        "unexpected_packet"
+    } else {
+        "protocol_error"
+    }
+}
+
+/// QoS 2 subscriptions are granted at QoS 1 (the gateway's maximum).
+pub(super) fn granted(requested: ntex_mqtt::QoS) -> ntex_mqtt::QoS {
+    if requested == ntex_mqtt::QoS::AtMostOnce { requested } else { ntex_mqtt::QoS::AtLeastOnce }
+}
+
+#[cfg(test)]
+mod tests {
+    use ntex_mqtt::error::{DecodeError, SpecViolation};
+
+    use super::*;
+
+    #[test]
+    fn decode_errors_are_labelled_by_kind() {
+        let oversize = MqttProtocolError::Decode(DecodeError::MaxSizeExceeded { size: 2, max_size: 1 });
+        assert_eq!(classify_protocol_error(&oversize), "oversize");
+        let second_connect = MqttProtocolError::Decode(DecodeError::UnsupportedPacketType);
+        assert_eq!(classify_protocol_error(&second_connect), "unexpected_packet");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::UnexpectedPayload)), "unexpected_packet");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::MalformedPacket)), "protocol_error");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::Utf8Error)), "protocol_error");
+    }
+
+    #[test]
+    fn timeouts_are_labelled_by_kind() {
+        assert_eq!(classify_protocol_error(&MqttProtocolError::KeepAliveTimeout), "keepalive_timeout");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::ReadTimeout), "protocol_error");
+    }
+
+    #[test]
+    fn spec_violations_are_labelled_by_the_statement_they_break() {
+        let cases = [
+            (SpecViolation::Pub_3_3_2_2, "invalid_topic"),
+            (SpecViolation::Pub_3_3_4_7, "invalid_topic"),
+            (SpecViolation::Connack_3_2_2_11, "qos_unsupported"),
+            (SpecViolation::PacketId_2_2_1_3_Pub, "protocol_error"),
+            (SpecViolation::Subs_4_7_1, "protocol_error"),
+        ];
+        for (spec, label) in cases {
+            assert_eq!(classify_protocol_error(&MqttProtocolError::spec(spec)), label, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn an_unexpected_packet_is_labelled_as_such() {
+        // ntex-mqtt builds these itself (the constructor is private): its text is the input.
+        let text = "Expected CONNECT packet [MQTT-3.1.0-1]; received packet with type `00110000`";
+        assert_eq!(classify_violation(DisconnectReasonCode::ProtocolError, text), "unexpected_packet");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::generic_violation("broken")), "protocol_error");
+    }
+}

@@ -1,0 +1,178 @@
+//! The one publish path both protocol versions share: topic check, certificate re-check, ACL,
+//! receive span, append to the store and (QoS 1) the wait for its commit. The v3 and v5
+//! adapters only turn the [`Outcome`] into what their protocol can say.
+
+use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::record::{NewRecord, TraceCtx};
+use edge_gateway_actors::storage::{AppendError, Appended, StorageMsg, now_ms};
+use ractor::rpc::CallResult;
+
+use super::conn::{ConnInner, QOS0_DETACHED_MAX};
+use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
+use crate::telemetry::traces::{end_receive, receive_span};
+use crate::throttle::Throttle;
+
+/// One PUBLISH as both protocol versions deliver it.
+pub(super) struct Inbound {
+    /// The topic name.
+    pub topic: String,
+    /// 0 or 1 (QoS 2 never reaches a handler).
+    pub qos: u8,
+    /// A sampled `traceparent` the device sent (MQTT 5 user property), if any.
+    pub device_trace: Option<TraceCtx>,
+    /// MQTT 5 content type.
+    pub content_type: Option<String>,
+    /// MQTT 5 user properties.
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// What became of a publish.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Stored: committed (QoS 1) or handed to the storage actor (QoS 0).
+    Stored,
+    /// Empty or wildcard topic.
+    InvalidTopic,
+    /// The device's certificate was revoked or expired since it connected.
+    Untrusted(IngressError),
+    /// The ACL refused the topic.
+    NotAuthorized,
+    /// The store refused or failed it (quota, failed commit, storage down).
+    Refused(AppendError),
+}
+
+/// Run one publish through the shared path; `payload` is read only once the publish is allowed.
+pub(super) async fn publish<E: std::fmt::Debug>(
+    c: &ConnInner,
+    msg: Inbound,
+    protocol: Protocol,
+    payload: impl Future<Output = Result<ntex_bytes::Bytes, E>>,
+) -> Result<Outcome, IngressError> {
+    let m = &c.ingress.metrics;
+    if !valid_topic(&msg.topic) {
+        rejected(m, &c.client_id, "invalid_topic", &msg.topic, None);
+        return Ok(Outcome::InvalidTopic);
+    }
+    if let Err(e) = c.still_trusted() {
+        return Ok(Outcome::Untrusted(e));
+    }
+    // The receive span covers authorization too.
+    let (span, trace) = receive_span(msg.device_trace, &msg.topic, &c.identity, protocol.as_str());
+    if !c.may_publish(&msg.topic, trace.as_ref()) {
+        end_receive(span, Some("not authorized"));
+        return Ok(Outcome::NotAuthorized);
+    }
+    let payload = payload.await.map_err(|e| IngressError::Payload(format!("{e:?}")))?;
+    let rec = NewRecord {
+        device: c.identity.clone(),
+        topic: msg.topic,
+        qos: msg.qos,
+        payload: payload.to_vec(),
+        content_type: msg.content_type,
+        user_properties: msg.user_properties,
+        received_at_ms: now_ms(),
+        trace,
+    };
+    let size = rec.payload.len() as u64;
+    let result = if msg.qos == 0 {
+        store_qos0(c, rec, size).await
+    } else {
+        let result = c.ingress.append(rec).await.map(|_| ());
+        match &result {
+            Ok(()) => c.tally.accepted(msg.qos, size),
+            Err(e) => rejected(m, &c.client_id, refusal_reason(e), &e.to_string(), trace.as_ref()),
+        }
+        result
+    };
+    end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
+    Ok(result.map_or_else(Outcome::Refused, |()| Outcome::Stored))
+}
+
+impl Ingress {
+    /// Hand one message to the storage actor now; the future resolves after its commit.
+    pub(super) fn enqueue(
+        &self,
+        rec: NewRecord,
+    ) -> Result<impl std::future::Future<Output = Result<Appended, AppendError>> + 'static, AppendError> {
+        let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        storage
+            .send_message(StorageMsg::Append(rec, tx.into()))
+            .map_err(|e| AppendError::CommitFailed(format!("storage actor unreachable: {e}")))?;
+        Ok(async move {
+            match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(AppendError::CommitFailed("storage dropped the request".into())),
+                Err(()) => Err(AppendError::CommitFailed("storage did not answer: timed out".into())),
+            }
+        })
+    }
+
+    /// Append one message; `Ok` only after it is committed.
+    pub(super) async fn append(&self, rec: NewRecord) -> Result<Appended, AppendError> {
+        let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
+        let call = storage.call(|reply| StorageMsg::Append(rec, reply), None);
+        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(CallResult::Success(result))) => result,
+            other => Err(AppendError::CommitFailed(format!("storage did not answer: {}", describe(&other)))),
+        }
+    }
+}
+
+/// A QoS 0 publish needs no answer, and ntex drops the handler of one that arrives together
+/// with the client's DISCONNECT: so the append is sent to the storage actor now (keeping the
+/// connection's order) and, while few are pending, its outcome is counted by a task of its own;
+/// past [`QOS0_DETACHED_MAX`] pending, the handler waits for it (backpressure).
+pub(super) async fn store_qos0(c: &ConnInner, rec: NewRecord, size: u64) -> Result<(), AppendError> {
+    let pending = match c.ingress.enqueue(rec) {
+        Ok(p) => p,
+        Err(e) => {
+            rejected(&c.ingress.metrics, &c.client_id, "store_error", &e.to_string(), None);
+            return Err(e);
+        }
+    };
+    let tally = c.tally.clone();
+    tally.qos0_pending.set(tally.qos0_pending.get() + 1);
+    let (metrics, client_id) = (c.ingress.metrics.clone(), c.client_id.clone());
+    let outcome = async move {
+        let result = pending.await;
+        tally.qos0_pending.set(tally.qos0_pending.get().saturating_sub(1));
+        match &result {
+            Ok(_) => tally.accepted(0, size),
+            Err(e) => {
+                rejected(&metrics, &client_id, refusal_reason(e), &e.to_string(), None);
+            }
+        }
+        result.map(|_| ())
+    };
+    if c.tally.qos0_pending.get() <= QOS0_DETACHED_MAX {
+        ntex_rt::spawn(outcome);
+        Ok(())
+    } else {
+        outcome.await
+    }
+}
+
+/// A PUBLISH topic name must be non-empty and free of wildcards.
+fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+}
+
+/// The `gateway_ingress_rejected_total` reason for a refused append.
+fn refusal_reason(e: &AppendError) -> &'static str {
+    if *e == AppendError::QuotaExceeded { "quota" } else { "store_error" }
+}
+
+/// A refused publish: counted, and logged (with the message's trace and span ids when it is
+/// traced) at most once a second.
+fn rejected(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &str, trace: Option<&TraceCtx>) {
+    metrics.reject(reason);
+    if PUBLISH_REFUSALS.allow() {
+        let detail = clip(detail);
+        let (trace_id, span_id) = edge_gateway_actors::spans::log_ids(trace);
+        tracing::warn!(%client_id, reason, ?detail, trace_id, span_id, "Publish refused (more this second are only counted).");
+    }
+}
+
+/// Refused publishes a device can trigger at will: one WARN line per second.
+static PUBLISH_REFUSALS: Throttle = Throttle::new();

@@ -1,0 +1,135 @@
+//! CONNECT: who the device is, and the session actor that stands for its connection.
+//!
+//! A session actor is started under the `sessions` supervisor (taking over an older connection
+//! with the same client id), and a closer is armed so that the end of the session actor closes
+//! the connection.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use edge_gateway_actors::devices::DevicesMsg;
+use edge_gateway_actors::session::{SessionActor, SessionArgs};
+use edge_gateway_actors::supervisor::{ChildSpec, SupervisorMsg, start_fn};
+use ractor::{Actor, rpc::CallResult};
+use tokio::sync::oneshot;
+
+use super::conn::{Conn, ConnInner, Tally};
+use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
+use crate::throttle::Throttle;
+use crate::trust::auth::{Credentials, Refusal};
+use crate::trust::tls::server::PeerCertInfo;
+
+impl Ingress {
+    /// Start the session actor and arm the closer; `close` closes the connection.
+    pub(super) async fn open_session(
+        &self,
+        client_id: &str,
+        identity: String,
+        cert: Option<PeerCertInfo>,
+        protocol: Protocol,
+        close: impl FnOnce() + 'static,
+    ) -> Result<Conn, IngressError> {
+        let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions supervisor is down".into()))?;
+        let (closer, closed) = oneshot::channel();
+        let closer = std::sync::Mutex::new(Some(closer));
+        let id = client_id.to_string();
+        let spec = ChildSpec {
+            name: "session".into(),
+            restart: self.session_policy.restart,
+            shutdown: self.session_policy.shutdown,
+            start: start_fn(move |sup| {
+                // A StartFn may be called again on restart; sessions are temporary and never
+                // restarted, so the first call takes the closer and a later one gets a dead one.
+                let args = SessionArgs {
+                    client_id: id.clone(),
+                    protocol: protocol.as_str(),
+                    closer: closer.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| oneshot::channel().0),
+                };
+                async move { Ok(SessionActor::spawn_linked(None, SessionActor, args, sup).await?.0.get_cell()) }
+            }),
+        };
+        let key = Some(client_id.to_string());
+        let call = sessions.call(|reply| SupervisorMsg::StartChild { spec, key, reply }, None);
+        let cell = match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(CallResult::Success(Ok(cell)))) => cell,
+            Ok(Ok(CallResult::Success(Err(e)))) => return Err(IngressError::NoSession(e.to_string())),
+            other => return Err(IngressError::NoSession(format!("sessions supervisor did not answer: {}", describe(&other)))),
+        };
+        let ended = Rc::new(Cell::new(false));
+        let (ended2, metrics, cid) = (ended.clone(), self.metrics.clone(), client_id.to_string());
+        ntex_rt::spawn(async move {
+            let _ = closed.await;
+            if !ended2.get() {
+                tracing::info!(client_id = %cid, "Session actor ended; closing its connection.");
+                metrics.connections_closed.get_or_create(&[("reason", "session_ended".to_string())]).inc();
+                close();
+            }
+        });
+        self.metrics.connections.inc();
+        self.metrics.connections_opened.inc();
+        let accepted_by_qos = ["0", "1"].map(|q| {
+            self.metrics.ingress_messages.get_or_create(&[("protocol", protocol.as_str().to_string()), ("qos", q.to_string())]).clone()
+        });
+        self.live_sessions.opened(&identity);
+        if let Some(devices) = self.devices.get() {
+            let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol: protocol.as_str() };
+            let _ = devices.send_message(msg);
+        }
+        // The first message of a connection is reported at once.
+        let since = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(1)).unwrap_or_else(std::time::Instant::now);
+        let tally = Rc::new(Tally {
+            accepted_by_qos,
+            bytes: self.metrics.ingress_bytes.clone(),
+            unreported: Cell::new((0, since)),
+            qos0_pending: Cell::new(0),
+            closed: Cell::new(false),
+            identity: identity.clone(),
+            devices: self.devices.clone(),
+        });
+        let inner =
+            ConnInner { client_id: client_id.to_string(), identity, cert, session: cell.into(), ended, ingress: self.clone(), tally };
+        Ok(Conn(Rc::new(inner)))
+    }
+
+    /// The identity of a connecting device and the client id it will have (the identity when
+    /// the device sent none).
+    pub(super) async fn authenticate(
+        &self,
+        io: &ntex_io::IoRef,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(String, String), Refusal> {
+        let peer = io.query::<ntex_tls::rustls::PeerCert<'static>>();
+        let creds = Credentials { cert: peer.as_ref().map(|c| c.0.as_ref()), tls: self.tls, client_id, username, password };
+        match self.authority.authenticate(&creds).await {
+            Ok(identity) => {
+                let cid = if client_id.is_empty() { identity.clone() } else { client_id.to_string() };
+                Ok((cid, identity))
+            }
+            Err(r) => {
+                if CONNECT_REFUSALS.allow() {
+                    let (client_id, username) = (clip(client_id), username.map(clip));
+                    tracing::warn!(
+                        ?client_id,
+                        ?username,
+                        tls = self.tls,
+                        reason = r.as_str(),
+                        "Connection refused at CONNECT (more this second are only counted)."
+                    );
+                }
+                Err(r)
+            }
+        }
+    }
+}
+
+/// Refused CONNECTs a device can trigger at will: one WARN line per second, the rest counted.
+static CONNECT_REFUSALS: Throttle = Throttle::new();
+
+/// A client id for an anonymous lab device that sent none.
+pub(super) fn generated_client_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("auto-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,87 @@
+//! MQTT 3.1.1: ntex-mqtt's v3 packets to the shared paths and back. 3.1.1 has no negative
+//! PUBACK: a refused publish closes the connection, the only refusal the client sees.
+
+use ntex_mqtt::{Control, v3};
+
+use super::conn::{Conn, peer_cert};
+use super::protocol::count_stop;
+use super::publish::{self, Inbound, Outcome};
+use super::session::generated_client_id;
+use super::{Ingress, IngressError, Protocol};
+use crate::trust::auth::Refusal;
+
+/// CONNECT: authenticate, start the session, answer with CONNACK.
+pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::ConnectAck<Conn>, IngressError> {
+    use v3::codec::ConnectAckReason as R;
+    let pkt = c.packet();
+    let mut client_id = pkt.client_id.to_string();
+    if client_id.is_empty() {
+        if !pkt.clean_session {
+            ingress.metrics.reject("empty_client_id");
+            tracing::warn!("CONNECT with an empty client id and clean session 0 refused.");
+            return Ok(c.identifier_rejected());
+        }
+        if !ingress.tls && ingress.authority.anonymous_plain() {
+            client_id = generated_client_id();
+        }
+    }
+    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
+    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password).await {
+        Ok(ids) => ids,
+        Err(Refusal::ClientIdMismatch) => return Ok(c.identifier_rejected()),
+        Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
+        Err(_) => return Ok(c.failed(R::NotAuthorized)),
+    };
+    let sink = c.sink();
+    let cert = peer_cert(c.io());
+    match ingress.open_session(&client_id, identity, cert, Protocol::V3, move || sink.close()).await {
+        Ok(conn) => {
+            tracing::debug!(%client_id, "v3 connection accepted.");
+            Ok(c.ack(conn, false))
+        }
+        Err(e) => {
+            tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
+            Ok(c.service_unavailable())
+        }
+    }
+}
+
+/// PUBLISH: `Ok` sends the PUBACK (QoS 1); any refusal closes the connection.
+pub(crate) async fn publish(conn: &v3::Session<Conn>, p: v3::Publish) -> Result<(), IngressError> {
+    let topic = p.publish_topic().to_string();
+    // MQTT 3.1.1 has no user properties: the gateway starts the trace (if sampled).
+    let msg = Inbound { topic: topic.clone(), qos: u8::from(p.qos()), device_trace: None, content_type: None, user_properties: Vec::new() };
+    match publish::publish(&conn.0, msg, Protocol::V3, p.read_all()).await? {
+        Outcome::Stored => Ok(()),
+        Outcome::InvalidTopic => Err(IngressError::InvalidTopic(topic)),
+        Outcome::Untrusted(e) => Err(e),
+        Outcome::NotAuthorized => Err(IngressError::NotAuthorized(topic)),
+        Outcome::Refused(e) => Err(e.into()),
+    }
+}
+
+/// Control messages: count why a connection stops.
+pub(crate) async fn control(conn: &v3::Session<Conn>, ctl: Control<IngressError>) -> Result<Option<v3::codec::Encoded>, IngressError> {
+    count_stop(&conn.0, &ctl);
+    Ok(None)
+}
+
+/// SUBSCRIBE (checked against the ACL per filter), UNSUBSCRIBE, PINGREQ, DISCONNECT, PUBREL.
+pub(crate) async fn protocol(conn: &v3::Session<Conn>, msg: v3::ProtocolMessage) -> Result<v3::ProtocolMessageAck, IngressError> {
+    Ok(match msg {
+        v3::ProtocolMessage::Subscribe(mut s) => {
+            for mut topic in s.iter_mut() {
+                if conn.0.may_subscribe(topic.topic()) {
+                    topic.confirm(super::protocol::granted(topic.qos()));
+                } else {
+                    topic.fail();
+                }
+            }
+            s.ack()
+        }
+        v3::ProtocolMessage::Unsubscribe(u) => u.ack(),
+        v3::ProtocolMessage::Ping(p) => p.ack(),
+        v3::ProtocolMessage::Disconnect(d) => d.ack(),
+        v3::ProtocolMessage::PublishRelease(r) => r.ack(),
+    })
+}

@@ -1,0 +1,101 @@
+//! MQTT 5: ntex-mqtt's v5 packets to the shared paths and back; refusals are reason codes.
+
+use ntex_mqtt::{Control, v5};
+
+use super::conn::{Conn, peer_cert};
+use super::protocol::count_stop;
+use super::publish::{self, Inbound, Outcome};
+use super::session::generated_client_id;
+use super::{Ingress, IngressError, Protocol};
+use crate::telemetry::traceparent::parse_traceparent;
+use crate::trust::auth::Refusal;
+
+/// CONNECT: authenticate, start the session, answer with CONNACK (an assigned client id when
+/// the device sent none).
+pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::ConnectAck<Conn>, IngressError> {
+    use v5::codec::ConnectAckReason as R;
+    let pkt = c.packet();
+    let mut client_id = pkt.client_id.to_string();
+    let assigned = client_id.is_empty();
+    if assigned && !ingress.tls && ingress.authority.anonymous_plain() {
+        client_id = generated_client_id();
+    }
+    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
+    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password).await {
+        Ok(ids) => ids,
+        Err(Refusal::ClientIdMismatch) => return Ok(c.failed(R::ClientIdentifierNotValid)),
+        Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
+        Err(_) => return Ok(c.failed(R::NotAuthorized)),
+    };
+    let sink = c.sink();
+    let cert = peer_cert(c.io());
+    match ingress.open_session(&client_id, identity, cert, Protocol::V5, move || sink.close()).await {
+        Ok(conn) => {
+            tracing::debug!(%client_id, "v5 connection accepted.");
+            let ack = c.ack(conn);
+            Ok(if assigned { ack.with(|a| a.assigned_client_id = Some(client_id.into())) } else { ack })
+        }
+        Err(e) => {
+            tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
+            Ok(c.failed(R::ServerUnavailable))
+        }
+    }
+}
+
+/// PUBLISH: the PUBACK's reason code says what became of it (QoS 0 gets none: a refusal is
+/// only counted and logged). A revoked certificate closes the connection.
+pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<v5::PublishAck, IngressError> {
+    use v5::codec::PublishAckReason as R;
+    let props = &p.packet().properties;
+    let device_trace = props.user_properties.iter().find(|(k, _)| &**k == "traceparent").and_then(|(_, v)| parse_traceparent(v));
+    let msg = Inbound {
+        topic: p.publish_topic().to_string(),
+        qos: u8::from(p.qos()),
+        device_trace,
+        content_type: props.content_type.as_ref().map(|s| s.to_string()),
+        user_properties: props.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let qos1 = msg.qos > 0;
+    Ok(match publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await? {
+        Outcome::Stored => p.ack(),
+        Outcome::InvalidTopic => p.ack().reason_code(R::TopicNameInvalid),
+        Outcome::Untrusted(e) => {
+            // The session must not continue on a revoked certificate.
+            conn.sink().close_with_reason(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::NotAuthorized));
+            return Err(e);
+        }
+        Outcome::NotAuthorized => p.ack().reason_code(R::NotAuthorized),
+        Outcome::Refused(_) if !qos1 => p.ack(),
+        Outcome::Refused(edge_gateway_actors::storage::AppendError::QuotaExceeded) => p.ack().reason_code(R::QuotaExceeded),
+        Outcome::Refused(_) => p.ack().reason_code(R::UnspecifiedError),
+    })
+}
+
+/// Control messages: count why a connection stops.
+pub(crate) async fn control(conn: &v5::Session<Conn>, ctl: Control<IngressError>) -> Result<Option<v5::codec::Encoded>, IngressError> {
+    count_stop(&conn.0, &ctl);
+    Ok(None)
+}
+
+/// SUBSCRIBE (checked against the ACL per filter), UNSUBSCRIBE, PINGREQ, DISCONNECT, PUBREL, AUTH.
+pub(crate) async fn protocol(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage) -> Result<v5::ProtocolMessageAck, IngressError> {
+    Ok(match msg {
+        v5::ProtocolMessage::Subscribe(mut s) => {
+            for mut topic in s.iter_mut() {
+                if conn.0.may_subscribe(topic.topic()) {
+                    topic.confirm(super::protocol::granted(topic.options().qos));
+                } else {
+                    topic.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                }
+            }
+            s.ack()
+        }
+        v5::ProtocolMessage::Unsubscribe(u) => u.ack(),
+        v5::ProtocolMessage::Ping(p) => p.ack(),
+        v5::ProtocolMessage::Disconnect(d) => d.ack(),
+        v5::ProtocolMessage::PublishRelease(r) => r.ack(),
+        auth @ v5::ProtocolMessage::Auth(_) => {
+            auth.disconnect_with(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::BadAuthenticationMethod))
+        }
+    })
+}
