@@ -1,7 +1,8 @@
 //! What `/readyz` reads: storage writability, bound listeners and the state of every child.
 //!
 //! Supervisors write child states here as children start and exit; the storage actor records
-//! whether its last commit succeeded. Readers get a consistent snapshot under one lock.
+//! whether its last commit succeeded. Flags are atomics; the child table, the live cells and the
+//! quarantine note each sit behind a lock of their own, so a reader sees each of them whole.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

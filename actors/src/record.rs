@@ -49,7 +49,8 @@ pub struct Record {
     pub seq: u64,
     /// `{gateway_id}:{seq}`: the key the cloud dedupes on; fixed when the record is written.
     pub key: String,
-    /// Who sent it (the MQTT client id for now; the certificate identity later).
+    /// Who sent it: the connection's identity (certificate field, username, or the client id
+    /// on a lab listener).
     pub device: String,
     /// MQTT topic name as published.
     pub topic: String,
@@ -103,11 +104,6 @@ pub enum DecodeError {
 }
 
 impl NewRecord {
-    /// Size accounted against the storage quota: payload plus topic.
-    pub fn accounted_bytes(&self) -> u64 {
-        (self.payload.len() + self.topic.len()) as u64
-    }
-
     /// Encode as stored under `seq` with idempotency key `key`.
     pub fn encode(&self, key: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + key.len() + self.device.len() + self.topic.len() + self.payload.len());
@@ -181,11 +177,6 @@ impl Record {
         };
         let used = bytes.len() - r.0.len();
         Ok((Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace }, used))
-    }
-
-    /// Size accounted against the storage quota: payload plus topic.
-    pub fn accounted_bytes(&self) -> u64 {
-        (self.payload.len() + self.topic.len()) as u64
     }
 }
 

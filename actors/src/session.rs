@@ -22,8 +22,8 @@ pub struct SessionArgs {
     pub closer: oneshot::Sender<()>,
 }
 
-/// Messages to a session: none yet. Its job is its lifetime (the ACL and device-health work
-/// will give it messages); publishes go straight to storage, not through it.
+/// Messages to a session: none. Its job is its lifetime; publishes go straight to storage,
+/// ACL decisions and device status are made by ingress and the device health actor.
 pub enum SessionMsg {}
 
 /// The session's state; dropping it closes the connection.

@@ -128,7 +128,7 @@ impl LocalApi {
         let (body, content_type) = if openmetrics {
             (buf, "application/openmetrics-text; version=1.0.0; charset=utf-8")
         } else {
-            (openmetrics_to_text_format(&buf), "text/plain; version=0.0.4; charset=utf-8")
+            (super::openmetrics::to_text_format(&buf), "text/plain; version=0.0.4; charset=utf-8")
         };
         let mut resp = Response::new(Full::new(Bytes::from(body)));
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
@@ -241,27 +241,6 @@ fn query_limit(query: Option<&str>) -> usize {
 
 fn wants_openmetrics(req: &Request<Incoming>) -> bool {
     req.headers().get_all(hyper::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")))
-}
-
-/// OpenMetrics names a counter family without `_total` in HELP/TYPE; the classic text format
-/// names it as its samples are named. Also drops the `# UNIT` and `# EOF` lines it lacks.
-pub fn openmetrics_to_text_format(om: &str) -> String {
-    let counters: std::collections::HashSet<&str> =
-        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
-    let mut out = String::with_capacity(om.len());
-    for line in om.lines() {
-        if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
-            let rest = line.strip_prefix(p)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

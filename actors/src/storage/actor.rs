@@ -98,7 +98,7 @@ pub enum StorageMsg {
     /// Once a second: refresh gauges, apply the TTL.
     Tick,
     /// Fail the next `n` write transactions before their commit (fault injection for tests
-    /// and, later, the chaos admin API). Nothing in a failed transaction is stored or acked.
+    /// and the chaos admin API). Nothing in a failed transaction is stored or acked.
     InjectFaults(u32),
     /// A reader (a forwarder) could not read the store: redb latches read errors too, so the
     /// store is treated as broken (not writable, reopened with backoff) like after a failed
