@@ -31,12 +31,12 @@ pub(super) struct Inbound {
 pub(super) enum Outcome {
     /// Stored: committed (QoS 1) or handed to the storage actor (QoS 0).
     Stored,
-    /// Empty or wildcard topic.
-    InvalidTopic,
+    /// Empty or wildcard topic (given back for the v3 error).
+    InvalidTopic(String),
     /// The device's certificate was revoked or expired since it connected.
     Untrusted(IngressError),
-    /// The ACL refused the topic.
-    NotAuthorized,
+    /// The ACL refused the topic (given back for the v3 error).
+    NotAuthorized(String),
     /// The store refused or failed it (quota, failed commit, storage down).
     Refused(AppendError),
 }
@@ -51,7 +51,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     let m = &c.ingress.metrics;
     if !valid_topic(&msg.topic) {
         rejected(m, &c.client_id, "invalid_topic", &msg.topic, None);
-        return Ok(Outcome::InvalidTopic);
+        return Ok(Outcome::InvalidTopic(msg.topic));
     }
     if let Err(e) = c.still_trusted() {
         return Ok(Outcome::Untrusted(e));
@@ -60,7 +60,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     let (span, trace) = receive_span(msg.device_trace, &msg.topic, &c.identity, protocol.as_str());
     if !c.may_publish(&msg.topic, trace.as_ref()) {
         end_receive(span, Some("not authorized"));
-        return Ok(Outcome::NotAuthorized);
+        return Ok(Outcome::NotAuthorized(msg.topic));
     }
     let payload = payload.await.map_err(|e| IngressError::Payload(format!("{e:?}")))?;
     let rec = NewRecord {

@@ -48,14 +48,19 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
 
 /// PUBLISH: `Ok` sends the PUBACK (QoS 1); any refusal closes the connection.
 pub(crate) async fn publish(conn: &v3::Session<Conn>, p: v3::Publish) -> Result<(), IngressError> {
-    let topic = p.publish_topic().to_string();
     // MQTT 3.1.1 has no user properties: the gateway starts the trace (if sampled).
-    let msg = Inbound { topic: topic.clone(), qos: u8::from(p.qos()), device_trace: None, content_type: None, user_properties: Vec::new() };
+    let msg = Inbound {
+        topic: p.publish_topic().to_string(),
+        qos: u8::from(p.qos()),
+        device_trace: None,
+        content_type: None,
+        user_properties: Vec::new(),
+    };
     match publish::publish(&conn.0, msg, Protocol::V3, p.read_all()).await? {
         Outcome::Stored => Ok(()),
-        Outcome::InvalidTopic => Err(IngressError::InvalidTopic(topic)),
+        Outcome::InvalidTopic(topic) => Err(IngressError::InvalidTopic(topic)),
         Outcome::Untrusted(e) => Err(e),
-        Outcome::NotAuthorized => Err(IngressError::NotAuthorized(topic)),
+        Outcome::NotAuthorized(topic) => Err(IngressError::NotAuthorized(topic)),
         Outcome::Refused(e) => Err(e.into()),
     }
 }

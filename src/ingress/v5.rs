@@ -58,13 +58,13 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
     let qos1 = msg.qos > 0;
     Ok(match publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await? {
         Outcome::Stored => p.ack(),
-        Outcome::InvalidTopic => p.ack().reason_code(R::TopicNameInvalid),
+        Outcome::InvalidTopic(_) => p.ack().reason_code(R::TopicNameInvalid),
         Outcome::Untrusted(e) => {
             // The session must not continue on a revoked certificate.
             conn.sink().close_with_reason(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::NotAuthorized));
             return Err(e);
         }
-        Outcome::NotAuthorized => p.ack().reason_code(R::NotAuthorized),
+        Outcome::NotAuthorized(_) => p.ack().reason_code(R::NotAuthorized),
         Outcome::Refused(_) if !qos1 => p.ack(),
         Outcome::Refused(edge_gateway_actors::storage::AppendError::QuotaExceeded) => p.ack().reason_code(R::QuotaExceeded),
         Outcome::Refused(_) => p.ack().reason_code(R::UnspecifiedError),
