@@ -20,7 +20,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Metrics;
+use crate::metrics::{DeviceLabels, DeviceState, Metrics};
 use crate::storage::{SharedDb, now_ms};
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
@@ -319,13 +319,13 @@ impl DevicesState {
         tracing::warn!(evicted = gone.len(), max = MAX_DEVICES, "Device table full; forgot the offline devices seen longest ago.");
     }
 
-    fn state_of(&self, d: &DeviceStatus) -> &'static str {
+    fn state_of(&self, d: &DeviceStatus) -> DeviceState {
         if d.sessions == 0 {
-            "offline"
+            DeviceState::Offline
         } else if now_ms().saturating_sub(d.last_seen_ms) > self.args.silent_after.as_millis() as u64 {
-            "silent"
+            DeviceState::Silent
         } else {
-            "online"
+            DeviceState::Online
         }
     }
 
@@ -334,12 +334,12 @@ impl DevicesState {
     }
 
     fn publish_gauges(&self) {
-        let mut counts = BTreeMap::from([("online", 0i64), ("silent", 0), ("offline", 0)]);
+        let mut counts: BTreeMap<DeviceState, i64> = DeviceState::ALL.iter().map(|s| (*s, 0)).collect();
         for d in self.devices.values() {
             *counts.entry(self.state_of(d)).or_default() += 1;
         }
         for (state, n) in counts {
-            self.args.metrics.devices.get_or_create(&[("state", state.to_string())]).set(n);
+            self.args.metrics.devices.get_or_create(&DeviceLabels { state }).set(n);
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryKind, Metrics, SinkLabels};
 
 /// What the watchdog knows about one sink's forwarder.
 #[derive(Debug, Clone)]
@@ -57,13 +57,13 @@ impl Liveness {
     /// outage, not a stall). An answer from the sink (`http_*`: 5xx, 429, auth...) is activity:
     /// the cloud is talking, a fresh forwarder would hear the same. A timeout or an I/O error
     /// leaves the clock running: that is how "connected but forwarding nothing" looks.
-    pub fn failed(&self, sink: &str, kind: &str) {
+    pub fn failed(&self, sink: &str, kind: DeliveryKind) {
         if let Some(p) = self.lock().get_mut(sink) {
             p.pending = true;
             // A sink that cannot be reached, or a store that cannot be read (a disk fault, which
             // the storage actor handles), is not a forwarder that stopped working.
-            p.unreachable = kind == "connect" || kind == "store";
-            if kind.starts_with("http_") {
+            p.unreachable = kind.is_unreachable();
+            if kind.is_answer() {
                 p.at = Instant::now();
             }
         }
@@ -122,7 +122,7 @@ pub async fn watchdog(
             let path = format!("root/forwarders/forwarder:{sink}");
             // Not running (restarting already, or stopped): nothing to restart, nothing to count.
             let Some(cell) = health.actor(&path) else { continue };
-            metrics.forwarder_stalls.get_or_create(&[("sink", sink.clone())]).inc();
+            metrics.forwarder_stalls.get_or_create(&SinkLabels { sink: sink.clone() }).inc();
             tracing::error!(%sink, idle_s = idle.as_secs(), "Forwarder made no progress although its sink is reachable; restarting it.");
             liveness.reset(&sink);
             cell.kill();
@@ -144,7 +144,7 @@ mod tests {
     fn timeouts_with_messages_waiting_become_a_stall_and_progress_ends_it() {
         let l = liveness(Duration::from_millis(20));
         l.sending("cloud");
-        l.failed("cloud", "timeout");
+        l.failed("cloud", DeliveryKind::Timeout);
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(l.stalled().len(), 1);
         l.progressed("cloud", false);
@@ -155,10 +155,10 @@ mod tests {
     fn an_unreachable_sink_or_an_answering_one_is_not_a_stall() {
         let l = liveness(Duration::from_millis(20));
         l.sending("cloud");
-        l.failed("cloud", "connect");
+        l.failed("cloud", DeliveryKind::Connect);
         std::thread::sleep(Duration::from_millis(30));
         assert!(l.stalled().is_empty(), "connection refused is an outage");
-        l.failed("cloud", "http_5xx");
+        l.failed("cloud", DeliveryKind::Http5xx);
         assert!(l.stalled().is_empty(), "a 5xx answer is activity");
     }
 
@@ -169,7 +169,7 @@ mod tests {
         assert!(l.stalled().is_empty(), "idle");
         let off = liveness(Duration::ZERO);
         off.sending("cloud");
-        off.failed("cloud", "timeout");
+        off.failed("cloud", DeliveryKind::Timeout);
         std::thread::sleep(Duration::from_millis(5));
         assert!(off.stalled().is_empty(), "disabled");
     }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::{EventKind, RecursiveMode, Watcher};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Attempt, AttemptLabels, CertLabels, Metrics, ReloadLabels, ReloadResult};
 
 /// One certificate in use and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,8 +278,8 @@ impl RotationState {
     fn reload_one(&self, target: &dyn Reloadable) -> Result<(), ReloadError> {
         let name = target.name();
         let result = target.reload();
-        let label = if result.is_ok() { "ok" } else { "rejected" };
-        self.args.metrics.reloads.get_or_create(&[("target", name.clone()), ("result", label.to_string())]).inc();
+        let label = if result.is_ok() { ReloadResult::Ok } else { ReloadResult::Rejected };
+        self.args.metrics.reloads.get_or_create(&ReloadLabels { target: name.clone(), result: label }).inc();
         match &result {
             Ok(()) => tracing::info!(target = %name, "Reloaded; new handshakes and checks use the new set."),
             Err(e) => tracing::error!(target = %name, error = %e, "Reload refused; the previous set stays in use."),
@@ -311,7 +311,7 @@ impl RotationState {
 
     fn publish_expiry(&self) {
         for cert in self.args.targets.iter().flat_map(|t| t.expiry()) {
-            self.args.metrics.cert_expiry.get_or_create(&[("cert", cert.label.clone())]).set(cert.not_after);
+            self.args.metrics.cert_expiry.get_or_create(&CertLabels { cert: cert.label.clone() }).set(cert.not_after);
         }
     }
 
@@ -349,8 +349,8 @@ impl RotationState {
 
     fn on_renewal_done(&mut self, result: Result<String, RenewalError>) {
         self.renewing = false;
-        let label = if result.is_ok() { "ok" } else { "failed" };
-        self.args.metrics.cert_renewals.get_or_create(&[("result", label.to_string())]).inc();
+        let label = if result.is_ok() { Attempt::Ok } else { Attempt::Failed };
+        self.args.metrics.cert_renewals.get_or_create(&AttemptLabels { result: label }).inc();
         match result {
             Ok(out) => tracing::info!(output = %out, "Renewal command succeeded; the new files are picked up when they change."),
             Err(e) => tracing::error!(error = %e, "Renewal command failed; certificates keep expiring."),

@@ -16,6 +16,7 @@
 //! POST /admin/storage/faults?n=N        the next N storage commits fail (1..=10000)
 //! ```
 
+use edge_gateway_actors::metrics::{AdminAction, AdminLabels};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -108,7 +109,7 @@ impl Admin {
         if storage.send_message(StorageMsg::InjectFaults(n)).is_err() {
             return reply(StatusCode::SERVICE_UNAVAILABLE, "storage actor is restarting\n".into());
         }
-        self.count("storage_faults");
+        self.count(AdminAction::StorageFaults);
         tracing::warn!(commits = n, "Admin: the next storage commits will fail.");
         reply(StatusCode::OK, format!("the next {n} commits fail\n"))
     }
@@ -117,17 +118,18 @@ impl Admin {
     fn act(&self, p: &str) -> Response<Full<Bytes>> {
         let rest = &p["/admin/actors/".len()..];
         let (target, action) = match rest.rsplit_once('/') {
-            Some((t, a @ ("kill" | "stop"))) => (t, a),
+            Some((t, "kill")) => (t, AdminAction::Kill),
+            Some((t, "stop")) => (t, AdminAction::Stop),
             _ => return reply(StatusCode::NOT_FOUND, "use /admin/actors/{path}/kill or /stop\n".into()),
         };
         let Some(cell) = self.find(target) else { return reply(StatusCode::NOT_FOUND, format!("no running actor at {target}\n")) };
-        if action == "kill" {
+        if action == AdminAction::Kill {
             cell.kill();
         } else {
             cell.stop(Some("admin".into()));
         }
         self.count(action);
-        tracing::warn!(actor = target, action, "Admin: actor {action}ed.", action = action);
+        tracing::warn!(actor = target, %action, "Admin: actor {action}ed.");
         reply(StatusCode::OK, format!("{action} sent to {target}\n"))
     }
 
@@ -139,8 +141,8 @@ impl Admin {
         }
     }
 
-    fn count(&self, action: &str) {
-        self.metrics.admin_actions.get_or_create(&[("action", action.to_string())]).inc();
+    fn count(&self, action: AdminAction) {
+        self.metrics.admin_actions.get_or_create(&AdminLabels { action }).inc();
     }
 }
 

@@ -3,6 +3,7 @@
 //! It is the embedded default's sink, so that `tail -f data/forwarded.jsonl` shows the flow
 //! without a cloud. A resend after a crash appends the same keys again: dedupe by `key`.
 
+use edge_gateway_actors::metrics::DeliveryKind;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -50,7 +51,7 @@ impl Sink for FileSink {
             f.sync_data()
         })
         .await
-        .map_err(|e| DeliveryError::Transient { kind: "io", detail: e.to_string() })?
-        .map_err(|e| DeliveryError::Transient { kind: "io", detail: e.to_string() })
+        .map_err(|e| DeliveryError::Transient { kind: DeliveryKind::Io, detail: e.to_string() })?
+        .map_err(|e| DeliveryError::Transient { kind: DeliveryKind::Io, detail: e.to_string() })
     }
 }

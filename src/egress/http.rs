@@ -1,5 +1,6 @@
 //! The HTTP sink: POSTs JSON batches with an `Idempotency-Key` header.
 
+use edge_gateway_actors::metrics::DeliveryKind;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -80,26 +81,26 @@ impl Sink for HttpSink {
         let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
         let detail = format!("HTTP {status}: {text}");
         Err(match status.as_u16() {
-            429 => DeliveryError::Transient { kind: "http_429", detail },
-            408 => DeliveryError::Transient { kind: "timeout", detail },
+            429 => DeliveryError::Transient { kind: DeliveryKind::Http429, detail },
+            408 => DeliveryError::Transient { kind: DeliveryKind::Timeout, detail },
             // Not about the messages: a credential or the URL is wrong. Dead-lettering would
             // empty the whole backlog into the dead-letter table; wait for an operator instead.
-            401 | 403 | 407 => DeliveryError::Transient { kind: "http_auth", detail },
-            404 => DeliveryError::Transient { kind: "http_not_found", detail },
+            401 | 403 | 407 => DeliveryError::Transient { kind: DeliveryKind::HttpAuth, detail },
+            404 => DeliveryError::Transient { kind: DeliveryKind::HttpNotFound, detail },
             400..=499 => DeliveryError::Rejected { detail },
-            500..=599 => DeliveryError::Transient { kind: "http_5xx", detail },
-            _ => DeliveryError::Transient { kind: "http_other", detail },
+            500..=599 => DeliveryError::Transient { kind: DeliveryKind::Http5xx, detail },
+            _ => DeliveryError::Transient { kind: DeliveryKind::HttpOther, detail },
         })
     }
 }
 
 fn classify_error(sink: &str, e: &reqwest::Error) -> DeliveryError {
     let kind = if e.is_timeout() {
-        "timeout"
+        DeliveryKind::Timeout
     } else if e.is_connect() {
-        "connect"
+        DeliveryKind::Connect
     } else {
-        "io"
+        DeliveryKind::Io
     };
     DeliveryError::Transient { kind, detail: format!("sink '{sink}': {e}") }
 }

@@ -2,6 +2,7 @@
 //! Dropping the state (the connection ended) ends the session actor and reports the device
 //! offline.
 
+use edge_gateway_actors::metrics::AuthLabels;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -107,8 +108,8 @@ impl ConnInner {
     pub(super) fn still_trusted(&self) -> Result<(), IngressError> {
         let (Some(cert), Some(tls)) = (&self.cert, &self.ingress.device_tls) else { return Ok(()) };
         let Some(reason) = tls.recheck(cert, (now_ms() / 1000) as i64) else { return Ok(()) };
-        self.ingress.metrics.auth_failures.get_or_create(&[("reason", reason.to_string())]).inc();
-        tracing::warn!(identity = %self.identity, client_id = %self.client_id, reason, "Certificate no longer valid; closing the session.");
+        self.ingress.metrics.auth_failures.get_or_create(&AuthLabels { reason }).inc();
+        tracing::warn!(identity = %self.identity, client_id = %self.client_id, %reason, "Certificate no longer valid; closing the session.");
         Err(IngressError::Untrusted { identity: self.identity.clone(), reason })
     }
 

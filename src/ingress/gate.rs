@@ -9,6 +9,7 @@
 //! address opened too many connections in the last second (a token bucket per address). Every
 //! refusal is counted by listener and reason; WARN lines are limited to one per second.
 
+use edge_gateway_actors::metrics::{GateLabels, GateRefusal, Listener};
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
@@ -53,15 +54,15 @@ impl Gate {
     }
 
     /// The same limits, with `listener` as the metric label.
-    pub fn on(&self, listener: &'static str) -> ListenerGate {
+    pub fn on(&self, listener: Listener) -> ListenerGate {
         ListenerGate { gate: self.clone(), listener }
     }
 
     /// Whether a socket from `peer` may pass at `now` (the caller's clock, so tests control it).
-    fn admit(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), &'static str> {
+    fn admit(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), GateRefusal> {
         let g = &self.0;
         if g.max_connections > 0 && g.open.load(Ordering::Relaxed) >= g.max_connections {
-            return Err("max_connections");
+            return Err(GateRefusal::MaxConnections);
         }
         // (`call` reserves the slot with a compare-and-swap; this early check only spares the
         // token bucket.)
@@ -73,7 +74,7 @@ impl Gate {
             let rate = f64::from(g.per_source);
             let bucket = buckets.entry(ip).or_insert(Bucket { tokens: rate, at: now });
             if !bucket.take(rate, now) {
-                return Err("rate_limited");
+                return Err(GateRefusal::RateLimited);
             }
         }
         Ok(())
@@ -96,7 +97,7 @@ impl Bucket {
 /// The gate as an ntex service on one listener.
 pub struct ListenerGate {
     gate: Gate,
-    listener: &'static str,
+    listener: Listener,
 }
 
 impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
@@ -106,22 +107,17 @@ impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
     async fn call(&self, io: Io<F>, _: Ctx<'_, Self, St>) -> Result<Io<F>, io::Error> {
         let peer = io.query::<PeerAddr>().as_ref().map(|p| p.0.ip());
         if let Err(reason) = self.gate.admit(peer, Instant::now()) {
-            self.gate
-                .0
-                .metrics
-                .connections_refused
-                .get_or_create(&[("listener", self.listener.to_string()), ("reason", reason.to_string())])
-                .inc();
+            self.gate.0.metrics.connections_refused.get_or_create(&GateLabels { listener: self.listener, reason }).inc();
             if REFUSALS.allow() {
                 tracing::warn!(
-                    listener = self.listener,
+                    listener = %self.listener,
                     ?peer,
-                    reason,
+                    %reason,
                     "Connection refused (further refusals this second are only counted)."
                 );
             }
             io.close();
-            return Err(io::Error::other(reason));
+            return Err(io::Error::other(reason.as_str()));
         }
         let inner = self.gate.0.clone();
         let max = inner.max_connections;
@@ -130,7 +126,7 @@ impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
             inner
                 .metrics
                 .connections_refused
-                .get_or_create(&[("listener", self.listener.to_string()), ("reason", "max_connections".to_string())])
+                .get_or_create(&GateLabels { listener: self.listener, reason: GateRefusal::MaxConnections })
                 .inc();
             io.close();
             return Err(io::Error::other("max_connections"));
@@ -170,7 +166,7 @@ mod tests {
         let now = Instant::now();
         assert_eq!(gate.admit(a, now), Ok(()));
         assert_eq!(gate.admit(a, now), Ok(()));
-        assert_eq!(gate.admit(a, now), Err("rate_limited"));
+        assert_eq!(gate.admit(a, now), Err(GateRefusal::RateLimited));
         assert_eq!(gate.admit(b, now), Ok(()), "another address is not limited by the first");
         assert_eq!(gate.admit(a, now + Duration::from_millis(500)), Ok(()));
     }
@@ -179,6 +175,6 @@ mod tests {
     fn the_connection_limit_is_checked_first() {
         let gate = Gate::new(1, 0, Metrics::new());
         gate.0.open.store(1, Ordering::Relaxed);
-        assert_eq!(gate.admit(None, Instant::now()), Err("max_connections"));
+        assert_eq!(gate.admit(None, Instant::now()), Err(GateRefusal::MaxConnections));
     }
 }

@@ -1,6 +1,7 @@
 //! The device listeners: bound by the gateway's start, then served by ntex-mqtt on a thread of
 //! its own (v3.1.1 and v5 on each port, plain and TLS).
 
+use edge_gateway_actors::metrics::Listener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -151,7 +152,7 @@ fn build_server(
     if let Some((listener, _)) = listeners.plain {
         let (ingress, gate) = (ingress.clone(), gate.clone());
         builder = builder.listen("mqtt", listener, cfg.clone(), async move |_| {
-            gate.on("plain").map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
+            gate.on(Listener::Plain).map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
         })?;
     }
     if let (Some((listener, _)), Some(tls)) = (listeners.tls, device_tls) {
@@ -159,7 +160,10 @@ fn build_server(
         let metrics = ingress.metrics.clone();
         builder = builder.listen("mqtts", listener, cfg, async move |_| {
             let handshake = RotatingTls { tls: tls.clone(), metrics: metrics.clone() };
-            gate.on("tls").and_then(handshake).map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
+            gate.on(Listener::Tls)
+                .and_then(handshake)
+                .map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e)))
+                .and_then(mqtt_app!(ingress))
         })?;
     }
     Ok(builder)

@@ -30,6 +30,7 @@ pub mod strict;
 pub mod v3;
 pub mod v5;
 
+use edge_gateway_actors::metrics::AuthFailure;
 use std::time::Duration;
 
 use edge_gateway_actors::devices::{DevicesMsg, LiveSessions};
@@ -71,23 +72,7 @@ pub struct Ingress {
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// MQTT 3.1.1.
-    V3,
-    /// MQTT 5.
-    V5,
-}
-
-impl Protocol {
-    /// The label value: `v3` or `v5`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::V3 => "v3",
-            Protocol::V5 => "v5",
-        }
-    }
-}
+pub use edge_gateway_actors::metrics::Protocol;
 
 /// An error from a handler: it closes the connection (v3) or is logged (v5).
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +86,7 @@ pub enum IngressError {
         /// The device.
         identity: String,
         /// Why (the `gateway_auth_failures_total` reason).
-        reason: &'static str,
+        reason: AuthFailure,
     },
     /// A PUBLISH topic with a wildcard, or empty (v3: the connection is closed).
     #[error("invalid topic {0:?}")]

@@ -5,6 +5,7 @@
 //! without closing the connection. The gateway does not yet deliver anything to subscribers
 //! (no downlink): a granted subscription receives nothing.
 
+use edge_gateway_actors::metrics::{IngressLabels, IngressReason};
 use ntex_mqtt::error::MqttProtocolError;
 use ntex_mqtt::v5::codec::DisconnectReasonCode;
 use ntex_mqtt::{Control, Reason};
@@ -17,25 +18,25 @@ pub(super) fn count_stop(c: &ConnInner, ctl: &Control<IngressError>) {
     let Control::Stop(reason) = ctl else { return };
     let (label, detail) = match reason {
         Reason::PeerGone(_) => return,
-        Reason::Error(e) => ("handler_error", e.get_ref().to_string()),
+        Reason::Error(e) => (IngressReason::HandlerError, e.get_ref().to_string()),
         Reason::Protocol(p) => (classify_protocol_error(p.get_ref()), p.get_ref().to_string()),
     };
-    c.ingress.metrics.connections_closed.get_or_create(&[("reason", label.to_string())]).inc();
-    if label != "handler_error" {
+    c.ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: label }).inc();
+    if label != IngressReason::HandlerError {
         c.ingress.metrics.reject(label);
     }
-    tracing::warn!(client_id = %c.client_id, reason = label, %detail, "Closing connection.");
+    tracing::warn!(client_id = %c.client_id, reason = %label, %detail, "Closing connection.");
 }
 
 /// The `gateway_ingress_rejected_total` / `gateway_connections_closed_total` reason for a
 /// protocol error, from ntex-mqtt's error kinds.
-pub(super) fn classify_protocol_error(e: &MqttProtocolError) -> &'static str {
+pub(super) fn classify_protocol_error(e: &MqttProtocolError) -> IngressReason {
     use ntex_mqtt::error::DecodeError as D;
     match e {
-        MqttProtocolError::Decode(D::MaxSizeExceeded { .. }) => "oversize",
-        MqttProtocolError::Decode(D::UnsupportedPacketType | D::UnexpectedPayload) => "unexpected_packet",
-        MqttProtocolError::Decode(_) | MqttProtocolError::Encode(_) | MqttProtocolError::ReadTimeout => "protocol_error",
-        MqttProtocolError::KeepAliveTimeout => "keepalive_timeout",
+        MqttProtocolError::Decode(D::MaxSizeExceeded { .. }) => IngressReason::Oversize,
+        MqttProtocolError::Decode(D::UnsupportedPacketType | D::UnexpectedPayload) => IngressReason::UnexpectedPacket,
+        MqttProtocolError::Decode(_) | MqttProtocolError::Encode(_) | MqttProtocolError::ReadTimeout => IngressReason::ProtocolError,
+        MqttProtocolError::KeepAliveTimeout => IngressReason::KeepaliveTimeout,
         MqttProtocolError::ProtocolViolation(v) => classify_violation(v.reason(), &v.to_string()),
     }
 }
@@ -43,15 +44,15 @@ pub(super) fn classify_protocol_error(e: &MqttProtocolError) -> &'static str {
 /// A protocol violation's label. ntex-mqtt keeps which rule was broken private: it shows only
 /// a reason code and a text naming the MQTT spec's statement (and, for a packet that should not
 /// have come, "received packet with type"), so this is the one place that reads error text.
-fn classify_violation(reason: DisconnectReasonCode, message: &str) -> &'static str {
+fn classify_violation(reason: DisconnectReasonCode, message: &str) -> IngressReason {
     if reason == DisconnectReasonCode::QosNotSupported || message.contains("3.2.2-11") {
-        "qos_unsupported"
+        IngressReason::QosUnsupported
     } else if message.contains("3.3.2-2") || message.contains("wildcard") || message.contains("3.3.4-7") {
-        "invalid_topic"
+        IngressReason::InvalidTopic
     } else if message.contains("received packet with type") || message.contains("Unexpected") {
-        "unexpected_packet"
+        IngressReason::UnexpectedPacket
     } else {
-        "protocol_error"
+        IngressReason::ProtocolError
     }
 }
 
@@ -69,18 +70,18 @@ mod tests {
     #[test]
     fn decode_errors_are_labelled_by_kind() {
         let oversize = MqttProtocolError::Decode(DecodeError::MaxSizeExceeded { size: 2, max_size: 1 });
-        assert_eq!(classify_protocol_error(&oversize), "oversize");
+        assert_eq!(classify_protocol_error(&oversize).as_str(), "oversize");
         let second_connect = MqttProtocolError::Decode(DecodeError::UnsupportedPacketType);
-        assert_eq!(classify_protocol_error(&second_connect), "unexpected_packet");
-        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::UnexpectedPayload)), "unexpected_packet");
-        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::MalformedPacket)), "protocol_error");
-        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::Utf8Error)), "protocol_error");
+        assert_eq!(classify_protocol_error(&second_connect).as_str(), "unexpected_packet");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::UnexpectedPayload)).as_str(), "unexpected_packet");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::MalformedPacket)).as_str(), "protocol_error");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::Decode(DecodeError::Utf8Error)).as_str(), "protocol_error");
     }
 
     #[test]
     fn timeouts_are_labelled_by_kind() {
-        assert_eq!(classify_protocol_error(&MqttProtocolError::KeepAliveTimeout), "keepalive_timeout");
-        assert_eq!(classify_protocol_error(&MqttProtocolError::ReadTimeout), "protocol_error");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::KeepAliveTimeout).as_str(), "keepalive_timeout");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::ReadTimeout).as_str(), "protocol_error");
     }
 
     #[test]
@@ -93,7 +94,7 @@ mod tests {
             (SpecViolation::Subs_4_7_1, "protocol_error"),
         ];
         for (spec, label) in cases {
-            assert_eq!(classify_protocol_error(&MqttProtocolError::spec(spec)), label, "{spec:?}");
+            assert_eq!(classify_protocol_error(&MqttProtocolError::spec(spec)).as_str(), label, "{spec:?}");
         }
     }
 
@@ -101,7 +102,7 @@ mod tests {
     fn an_unexpected_packet_is_labelled_as_such() {
         // ntex-mqtt builds these itself (the constructor is private): its text is the input.
         let text = "Expected CONNECT packet [MQTT-3.1.0-1]; received packet with type `00110000`";
-        assert_eq!(classify_violation(DisconnectReasonCode::ProtocolError, text), "unexpected_packet");
-        assert_eq!(classify_protocol_error(&MqttProtocolError::generic_violation("broken")), "protocol_error");
+        assert_eq!(classify_violation(DisconnectReasonCode::ProtocolError, text).as_str(), "unexpected_packet");
+        assert_eq!(classify_protocol_error(&MqttProtocolError::generic_violation("broken")).as_str(), "protocol_error");
     }
 }

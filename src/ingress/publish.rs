@@ -2,6 +2,7 @@
 //! receive span, append to the store and (QoS 1) the wait for its commit. The v3 and v5
 //! adapters only turn the [`Outcome`] into what their protocol can say.
 
+use edge_gateway_actors::metrics::IngressReason;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::record::{NewRecord, TraceCtx};
 use edge_gateway_actors::storage::{AppendError, Appended, StorageMsg, now_ms};
@@ -50,7 +51,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
 ) -> Result<Outcome, IngressError> {
     let m = &c.ingress.metrics;
     if !valid_topic(&msg.topic) {
-        rejected(m, &c.client_id, "invalid_topic", &msg.topic, None);
+        rejected(m, &c.client_id, IngressReason::InvalidTopic, &msg.topic, None);
         return Ok(Outcome::InvalidTopic(msg.topic));
     }
     if let Err(e) = c.still_trusted() {
@@ -127,7 +128,7 @@ pub(super) async fn store_qos0(c: &ConnInner, rec: NewRecord, size: u64) -> Resu
     let pending = match c.ingress.enqueue(rec) {
         Ok(p) => p,
         Err(e) => {
-            rejected(&c.ingress.metrics, &c.client_id, "store_error", &e.to_string(), None);
+            rejected(&c.ingress.metrics, &c.client_id, IngressReason::StoreError, &e.to_string(), None);
             return Err(e);
         }
     };
@@ -159,18 +160,18 @@ fn valid_topic(topic: &str) -> bool {
 }
 
 /// The `gateway_ingress_rejected_total` reason for a refused append.
-fn refusal_reason(e: &AppendError) -> &'static str {
-    if *e == AppendError::QuotaExceeded { "quota" } else { "store_error" }
+fn refusal_reason(e: &AppendError) -> IngressReason {
+    if *e == AppendError::QuotaExceeded { IngressReason::Quota } else { IngressReason::StoreError }
 }
 
 /// A refused publish: counted, and logged (with the message's trace and span ids when it is
 /// traced) at most once a second.
-fn rejected(metrics: &Metrics, client_id: &str, reason: &'static str, detail: &str, trace: Option<&TraceCtx>) {
+fn rejected(metrics: &Metrics, client_id: &str, reason: IngressReason, detail: &str, trace: Option<&TraceCtx>) {
     metrics.reject(reason);
     if PUBLISH_REFUSALS.allow() {
         let detail = clip(detail);
         let (trace_id, span_id) = edge_gateway_actors::spans::log_ids(trace);
-        tracing::warn!(%client_id, reason, ?detail, trace_id, span_id, "Publish refused (more this second are only counted).");
+        tracing::warn!(%client_id, %reason, ?detail, trace_id, span_id, "Publish refused (more this second are only counted).");
     }
 }
 

@@ -4,6 +4,7 @@
 //! with the same client id), and a closer is armed so that the end of the session actor closes
 //! the connection.
 
+use edge_gateway_actors::metrics::{AuthFailure, IngressLabels, IngressReason, ProtocolQos};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -61,15 +62,13 @@ impl Ingress {
             let _ = closed.await;
             if !ended2.get() {
                 tracing::info!(client_id = %cid, "Session actor ended; closing its connection.");
-                metrics.connections_closed.get_or_create(&[("reason", "session_ended".to_string())]).inc();
+                metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
                 close();
             }
         });
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
-        let accepted_by_qos = ["0", "1"].map(|q| {
-            self.metrics.ingress_messages.get_or_create(&[("protocol", protocol.as_str().to_string()), ("qos", q.to_string())]).clone()
-        });
+        let accepted_by_qos = [0u8, 1].map(|q| self.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos: q }).clone());
         self.live_sessions.opened(&identity);
         if let Some(devices) = self.devices.get() {
             let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol: protocol.as_str() };
@@ -114,7 +113,7 @@ impl Ingress {
                         ?client_id,
                         ?username,
                         tls = self.tls,
-                        reason = r.as_str(),
+                        reason = %AuthFailure::from(r),
                         "Connection refused at CONNECT (more this second are only counted)."
                     );
                 }

@@ -1,6 +1,7 @@
 //! MQTT 3.1.1: ntex-mqtt's v3 packets to the shared paths and back. 3.1.1 has no negative
 //! PUBACK: a refused publish closes the connection, the only refusal the client sees.
 
+use edge_gateway_actors::metrics::IngressReason;
 use ntex_mqtt::{Control, v3};
 
 use super::conn::{Conn, peer_cert};
@@ -17,7 +18,7 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
     let mut client_id = pkt.client_id.to_string();
     if client_id.is_empty() {
         if !pkt.clean_session {
-            ingress.metrics.reject("empty_client_id");
+            ingress.metrics.reject(IngressReason::EmptyClientId);
             tracing::warn!("CONNECT with an empty client id and clean session 0 refused.");
             return Ok(c.identifier_rejected());
         }

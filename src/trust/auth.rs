@@ -9,6 +9,7 @@
 //! The ACL and the password file are [`Reloadable`]: the rotation actor swaps them when their
 //! files change; a bad file keeps the previous rules.
 
+use edge_gateway_actors::metrics::{AclAction, AclLabels, AuthFailure, AuthLabels};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,15 +36,14 @@ pub enum Refusal {
     BadIdentity,
 }
 
-impl Refusal {
-    /// Metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::BadPassword => "bad_password",
-            Refusal::NoCredentials => "no_credentials",
-            Refusal::ClientIdMismatch => "client_id_mismatch",
-            Refusal::NoIdentity => "no_identity",
-            Refusal::BadIdentity => "bad_identity",
+impl From<Refusal> for AuthFailure {
+    fn from(r: Refusal) -> AuthFailure {
+        match r {
+            Refusal::BadPassword => AuthFailure::BadPassword,
+            Refusal::NoCredentials => AuthFailure::NoCredentials,
+            Refusal::ClientIdMismatch => AuthFailure::ClientIdMismatch,
+            Refusal::NoIdentity => AuthFailure::NoIdentity,
+            Refusal::BadIdentity => AuthFailure::BadIdentity,
         }
     }
 }
@@ -139,7 +139,7 @@ impl Authority {
             },
         };
         if let Err(r) = result {
-            self.metrics.auth_failures.get_or_create(&[("reason", r.as_str().to_string())]).inc();
+            self.metrics.auth_failures.get_or_create(&AuthLabels { reason: r.into() }).inc();
         }
         result
     }
@@ -178,17 +178,17 @@ impl Authority {
 
     /// May `who` publish to `topic`? Refusals are counted.
     pub fn may_publish(&self, who: &Who, topic: &str) -> Decision {
-        self.counted("publish", self.acl.current.get().check_publish(who, topic))
+        self.counted(AclAction::Publish, self.acl.current.get().check_publish(who, topic))
     }
 
     /// May `who` subscribe to `filter`? Refusals are counted.
     pub fn may_subscribe(&self, who: &Who, filter: &str) -> Decision {
-        self.counted("subscribe", self.acl.current.get().check_subscribe(who, filter))
+        self.counted(AclAction::Subscribe, self.acl.current.get().check_subscribe(who, filter))
     }
 
-    fn counted(&self, action: &'static str, d: Decision) -> Decision {
-        if let Decision::Deny(reason) = &d {
-            self.metrics.acl_denied.get_or_create(&[("action", action.to_string()), ("reason", reason.as_str().to_string())]).inc();
+    fn counted(&self, action: AclAction, d: Decision) -> Decision {
+        if let Decision::Deny(reason) = d {
+            self.metrics.acl_denied.get_or_create(&AclLabels { action, reason }).inc();
         }
         d
     }

@@ -1,5 +1,6 @@
 //! The durable pipeline end to end: devices -> gateway -> ingestion server.
 
+use edge_gateway_actors::metrics::{DeliveryKind, DeliveryLabels, SinkLabels};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -102,17 +103,17 @@ async fn server_errors_and_stalls_are_retried_until_accepted() {
     poll_until("a few 503 answers", Duration::from_secs(10), || ingest.requests() >= 3).await;
     ingest.set_mode(Mode::Fail(401));
     let m = gw.metrics.clone();
-    let auth = move || m.forward_errors.get_or_create(&[("sink", "cloud".into()), ("kind", "http_auth".into())]).get();
+    let auth = move || m.forward_errors.get_or_create(&DeliveryLabels { sink: "cloud".into(), kind: DeliveryKind::HttpAuth }).get();
     poll_until("401 answers retried", Duration::from_secs(10), || auth() >= 2).await;
-    assert_eq!(gw.metrics.dead_letters.get_or_create(&[("sink", "cloud".into())]).get(), 0, "a 401 dead-letters nothing");
+    assert_eq!(gw.metrics.dead_letters.get_or_create(&SinkLabels { sink: "cloud".into() }).get(), 0, "a 401 dead-letters nothing");
     ingest.set_mode(Mode::Stall);
     let m = gw.metrics.clone();
-    let timeouts = move || m.forward_errors.get_or_create(&[("sink", "cloud".into()), ("kind", "timeout".into())]).get();
+    let timeouts = move || m.forward_errors.get_or_create(&DeliveryLabels { sink: "cloud".into(), kind: DeliveryKind::Timeout }).get();
     poll_until("a request timed out on the stalled endpoint", Duration::from_secs(20), || timeouts() >= 1).await;
     ingest.set_mode(Mode::Ok);
     poll_until("every message accepted", DRAIN, || ingest.unique_keys() >= 50).await;
     assert_every_message_once_in_order(&ingest, &["flaky-1".to_string()], 50);
-    let http5xx = gw.metrics.forward_errors.get_or_create(&[("sink", "cloud".into()), ("kind", "http_5xx".into())]).get();
+    let http5xx = gw.metrics.forward_errors.get_or_create(&DeliveryLabels { sink: "cloud".into(), kind: DeliveryKind::Http5xx }).get();
     assert!(http5xx >= 3, "5xx answers counted: {http5xx}");
     gw.stop().await;
 }
@@ -128,8 +129,10 @@ async fn a_rejected_message_is_dead_lettered_and_the_queue_moves_on() {
     let got: Vec<String> = payloads_by_device(&ingest).remove("dl-1").unwrap_or_default();
     assert_eq!(got, ["ok-0", "ok-1", "ok-3", "ok-4"]);
     let m = gw.metrics.clone();
-    poll_until("dead letter counted", Duration::from_secs(10), || m.dead_letters.get_or_create(&[("sink", "cloud".into())]).get() == 1)
-        .await;
+    poll_until("dead letter counted", Duration::from_secs(10), || {
+        m.dead_letters.get_or_create(&SinkLabels { sink: "cloud".into() }).get() == 1
+    })
+    .await;
     let dead = gw.store.dead_letters(100).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].record.payload, b"poison-2");

@@ -121,7 +121,10 @@ async fn exceeding_the_root_intensity_stops_the_gateway() {
     let run = tokio::time::timeout(Duration::from_secs(30), gw.run_until(std::future::pending()));
     let (exit, ()) = tokio::join!(run, killer);
     assert_eq!(exit.expect("the gateway exits by itself"), Exit::RootFailed);
-    assert_eq!(metrics.supervisor_escalations.get_or_create(&[("supervisor", "root".into())]).get(), 1);
+    assert_eq!(
+        metrics.supervisor_escalations.get_or_create(&edge_gateway_actors::metrics::SupervisorLabels { supervisor: "root".into() }).get(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

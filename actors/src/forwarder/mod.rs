@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::backoff::Backoff;
 use crate::liveness::Liveness;
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryKind, DeliveryLabels, Metrics, SinkLabels};
 use crate::record::Record;
 use crate::slot::ActorSlot;
 use crate::storage::{AppendError, StorageMsg, Store};
@@ -34,7 +34,7 @@ use observe::{forward_spans, observe_latency};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryError {
     /// Worth retrying as is; `kind` is a metric label (`connect`, `timeout`, `http_5xx`, ...).
-    Transient { kind: &'static str, detail: String },
+    Transient { kind: DeliveryKind, detail: String },
     /// The sink refused the content; resending it will not help.
     Rejected { detail: String },
 }
@@ -237,10 +237,10 @@ impl ForwarderState {
         let sink = self.args.name.clone();
         let result = self.storage_call(|reply| StorageMsg::Ack { sink, next: last + 1, reply }).await;
         if let Err(detail) = result {
-            self.retry_later(myself, "store", &detail.to_string());
+            self.retry_later(myself, DeliveryKind::Store, &detail.to_string());
             return Ok(());
         }
-        let labels = [("sink", self.args.name.clone())];
+        let labels = SinkLabels { sink: self.args.name.clone() };
         self.args.metrics.forwarded_messages.get_or_create(&labels).inc_by(n as u64);
         self.args.metrics.forwarded_batches.get_or_create(&labels).inc();
         self.cursor = last + 1;
@@ -258,7 +258,7 @@ impl ForwarderState {
         last: u64,
         detail: String,
     ) -> Result<(), ActorProcessingErr> {
-        self.count_error("rejected");
+        self.count_error(DeliveryKind::Rejected);
         if n > 1 {
             let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
             tracing::warn!(sink = %self.args.name, first, last, %detail, trace_id, span_id, "Batch rejected; resending one message at a time to find the offender.");
@@ -275,7 +275,7 @@ impl ForwarderState {
                 self.args.liveness.progressed(&self.args.name, true);
                 myself.send_message(ForwarderMsg::Poll)?;
             }
-            Err(detail) => self.retry_later(myself, "store", &detail.to_string()),
+            Err(detail) => self.retry_later(myself, DeliveryKind::Store, &detail.to_string()),
         }
         Ok(())
     }
@@ -290,24 +290,24 @@ impl ForwarderState {
                 let _ = storage.send_message(StorageMsg::ReadFailed(e.to_string()));
             }
         }
-        self.retry_later(myself, "store", &e.to_string());
+        self.retry_later(myself, DeliveryKind::Store, &e.to_string());
     }
 
-    fn retry_later(&mut self, myself: &ActorRef<ForwarderMsg>, kind: &'static str, detail: &str) {
+    fn retry_later(&mut self, myself: &ActorRef<ForwarderMsg>, kind: DeliveryKind, detail: &str) {
         self.attempt = self.attempt.saturating_add(1);
         self.count_error(kind);
         self.args.liveness.failed(&self.args.name, kind);
         let delay = self.args.policy.backoff.full_jitter(self.attempt);
         let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
         tracing::warn!(
-            sink = %self.args.name, kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, trace_id, span_id,
+            sink = %self.args.name, %kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, trace_id, span_id,
             "Forward failed; backing off."
         );
         myself.send_after(delay, || ForwarderMsg::Poll);
     }
 
-    fn count_error(&self, kind: &'static str) {
-        let labels = [("sink", self.args.name.clone()), ("kind", kind.to_string())];
+    fn count_error(&self, kind: DeliveryKind) {
+        let labels = DeliveryLabels { sink: self.args.name.clone(), kind };
         self.args.metrics.forward_errors.get_or_create(&labels).inc();
     }
 

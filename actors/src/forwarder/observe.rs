@@ -2,7 +2,7 @@
 //! histograms, and the `forward` spans of the sampled messages in a batch.
 
 use super::DeliveryError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SinkLabels};
 use crate::record::Record;
 
 /// End-to-end latency of a delivered batch: from the gateway's receive time, and from the
@@ -10,7 +10,7 @@ use crate::record::Record;
 /// `"ts"` number in a JSON payload; unix milliseconds, or seconds when below 10^11).
 pub(super) fn observe_latency(metrics: &Metrics, sink: &str, batch: &[Record]) {
     let now = crate::storage::now_ms();
-    let labels = [("sink", sink.to_string())];
+    let labels = SinkLabels { sink: sink.to_string() };
     let e2e = metrics.e2e_latency.get_or_create(&labels);
     let device = metrics.device_latency.get_or_create(&labels);
     for r in batch {
@@ -75,7 +75,7 @@ impl ForwardSpans {
         use opentelemetry::trace::{Span, Status};
         let status = match result {
             Ok(()) => Status::Ok,
-            Err(DeliveryError::Transient { kind, .. }) => Status::error(*kind),
+            Err(DeliveryError::Transient { kind, .. }) => Status::error(kind.as_str()),
             Err(DeliveryError::Rejected { .. }) => Status::error("rejected"),
         };
         for mut span in self.spans {

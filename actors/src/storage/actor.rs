@@ -17,7 +17,7 @@ use super::commit::{Outcome, commit_spans};
 use super::store::{Store, StoreError};
 use crate::backoff::Backoff;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{Attempt, AttemptLabels, DropLabels, DropReason, Metrics, SinkLabels};
 use crate::record::NewRecord;
 
 /// What to do when an append would exceed the quota.
@@ -295,13 +295,13 @@ impl StorageState {
         self.next_reopen = Some((now + REOPEN_BACKOFF.ceiling(attempt), attempt));
         match self.args.store.reopen() {
             Ok(()) => {
-                self.args.metrics.store_reopens.get_or_create(&[("result", "ok".into())]).inc();
+                self.args.metrics.store_reopens.get_or_create(&AttemptLabels { result: Attempt::Ok }).inc();
                 tracing::warn!(after = self.broken.as_deref().unwrap_or(""), "Store reopened after an I/O failure.");
                 self.broken = None;
                 true
             }
             Err(e) => {
-                self.args.metrics.store_reopens.get_or_create(&[("result", "failed".into())]).inc();
+                self.args.metrics.store_reopens.get_or_create(&AttemptLabels { result: Attempt::Failed }).inc();
                 tracing::error!(error = %e, "Store still failing; reopening again shortly.");
                 false
             }
@@ -330,10 +330,10 @@ impl StorageState {
 
     fn apply(&mut self, ops: Vec<Op>, out: Outcome) {
         let m = &self.args.metrics;
-        m.dropped_messages.get_or_create(&[("reason", "quota".to_string())]).inc_by(out.dropped_quota);
-        m.dropped_messages.get_or_create(&[("reason", "ttl".to_string())]).inc_by(out.dropped_ttl);
+        m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).inc_by(out.dropped_quota);
+        m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).inc_by(out.dropped_ttl);
         for sink in &out.dead_letters {
-            m.dead_letters.get_or_create(&[("sink", sink.clone())]).inc();
+            m.dead_letters.get_or_create(&SinkLabels { sink: sink.clone() }).inc();
         }
         self.next_seq = out.next_seq;
         self.messages = out.messages;

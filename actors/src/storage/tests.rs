@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{DropLabels, DropReason, Metrics};
 use crate::record::NewRecord;
 
 struct Fixture {
@@ -120,7 +120,7 @@ async fn the_drop_oldest_policy_makes_room_and_counts_the_drops() {
     }
     let left: Vec<Vec<u8>> = f.store.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.payload).collect();
     assert_eq!(left, [b"m2".to_vec(), b"m3".to_vec(), b"m4".to_vec()]);
-    assert_eq!(f.metrics.dropped_messages.get_or_create(&[("reason", "quota".into())]).get(), 2);
+    assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).get(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,12 +164,12 @@ async fn expired_records_are_dropped_and_counted() {
     append(&f.actor, rec(1)).await.unwrap();
     let m = f.metrics.clone();
     for _ in 0..300 {
-        if m.dropped_messages.get_or_create(&[("reason", "ttl".into())]).get() == 1 {
+        if m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).get() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(m.dropped_messages.get_or_create(&[("reason", "ttl".into())]).get(), 1);
+    assert_eq!(m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).get(), 1);
     let left = f.store.read_batch(0, 10, usize::MAX).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].payload, b"m1");
@@ -210,7 +210,7 @@ async fn drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota(
     let huge = NewRecord { payload: vec![b'x'; 500], ..rec(9) };
     assert_eq!(append(&f.actor, huge).await, Err(AppendError::QuotaExceeded));
     assert_eq!(f.store.stats().unwrap().messages, 3, "nothing dropped for a record that can never fit");
-    assert_eq!(f.metrics.dropped_messages.get_or_create(&[("reason", "quota".into())]).get(), 0);
+    assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).get(), 0);
 }
 
 #[test]

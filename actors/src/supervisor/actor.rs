@@ -10,7 +10,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPo
 
 use super::spec::{Restart, Strategy, SupervisorPolicy};
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{ChildLabels, ChildNameLabels, ExitLabels, ExitReason, Metrics, SupervisorLabels};
 
 /// Starts one child linked to the supervisor whose cell it is given.
 pub type StartFn = Arc<dyn Fn(ActorCell) -> Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>> + Send + Sync>;
@@ -147,14 +147,16 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let abnormal = !matches!(reason.as_deref(), None | Some("normal") | Some("shutdown"));
                 let kind = match reason.as_deref() {
-                    _ if !abnormal => "normal",
-                    Some("killed") => "killed",
-                    _ => "stopped",
+                    _ if !abnormal => ExitReason::Normal,
+                    Some("killed") => ExitReason::Killed,
+                    _ => ExitReason::Stopped,
                 };
                 let cause = reason.unwrap_or_else(|| "normal".into());
                 state.on_exit(&myself, cell.get_id(), (abnormal, kind), cause).await
             }
-            SupervisionEvent::ActorFailed(cell, err) => state.on_exit(&myself, cell.get_id(), (true, "failed"), err.to_string()).await,
+            SupervisionEvent::ActorFailed(cell, err) => {
+                state.on_exit(&myself, cell.get_id(), (true, ExitReason::Failed), err.to_string()).await
+            }
             _ => Ok(()),
         }
     }
@@ -186,7 +188,7 @@ impl SupervisorState {
         if let Some(child) = self.children.get_mut(&order) {
             child.cell = Some(cell.clone());
             if let Some(since) = child.down_since.take() {
-                let labels = [("child", name)];
+                let labels = ChildNameLabels { child: name };
                 self.args.metrics.restart_duration.get_or_create(&labels).observe(since.elapsed().as_secs_f64());
             }
         }
@@ -263,13 +265,13 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         id: ActorId,
-        (abnormal, kind): (bool, &'static str),
+        (abnormal, kind): (bool, ExitReason),
         cause: String,
     ) -> Result<(), ActorProcessingErr> {
         let Some(order) = self.by_id.remove(&id) else { return Ok(()) };
         let Some(child) = self.children.get_mut(&order) else { return Ok(()) };
         if child.spec.restart != Restart::Temporary {
-            let labels = [("supervisor", self.args.path.clone()), ("child", child.spec.name.clone()), ("reason", kind.to_string())];
+            let labels = ExitLabels { supervisor: self.args.path.clone(), child: child.spec.name.clone(), reason: kind };
             self.args.metrics.actor_exits.get_or_create(&labels).inc();
         }
         child.cell = None;
@@ -324,7 +326,7 @@ impl SupervisorState {
                 continue;
             }
             let name = child.spec.name.clone();
-            self.args.metrics.actor_restarts.get_or_create(&[("supervisor", self.args.path.clone()), ("child", name.clone())]).inc();
+            self.args.metrics.actor_restarts.get_or_create(&ChildLabels { supervisor: self.args.path.clone(), child: name.clone() }).inc();
             self.args.health.set_child(&self.child_path(&name), None, child.spec.restart == Restart::Permanent, true);
             due.push(o);
         }
@@ -352,7 +354,7 @@ impl SupervisorState {
     async fn escalate(&mut self) -> Result<(), ActorProcessingErr> {
         let path = self.args.path.clone();
         tracing::error!(supervisor = %path, intensity = self.args.policy.intensity, period_secs = self.args.policy.period.as_secs(), "Restart intensity exceeded; stopping children and escalating.");
-        self.args.metrics.supervisor_escalations.get_or_create(&[("supervisor", path.clone())]).inc();
+        self.args.metrics.supervisor_escalations.get_or_create(&SupervisorLabels { supervisor: path.clone() }).inc();
         self.stop_all().await;
         Err(format!("supervisor {path}: restart intensity exceeded").into())
     }

@@ -8,7 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::*;
 use crate::backoff::Backoff;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{ChildLabels, Metrics, SupervisorLabels};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -132,7 +132,7 @@ async fn one_for_one_restarts_only_the_exited_child() {
     t.kill("b", 1).await;
     t.settle().await;
     assert_eq!(t.take_log(), ["start:b"]);
-    assert_eq!(t.metrics.actor_restarts.get_or_create(&[("supervisor", "t".into()), ("child", "b".into())]).get(), 1);
+    assert_eq!(t.metrics.actor_restarts.get_or_create(&ChildLabels { supervisor: "t".into(), child: "b".into() }).get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +191,7 @@ async fn exceeding_intensity_stops_the_children_and_fails_the_supervisor() {
     tokio::time::timeout(Duration::from_secs(5), t.done).await.expect("supervisor ended").unwrap();
     let log = t.log.lock().unwrap().clone();
     assert_eq!(&log[log.len() - 2..], ["stop:c", "stop:b"], "{log:?}");
-    assert_eq!(t.metrics.supervisor_escalations.get_or_create(&[("supervisor", "t".into())]).get(), 1);
+    assert_eq!(t.metrics.supervisor_escalations.get_or_create(&SupervisorLabels { supervisor: "t".into() }).get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,24 +70,8 @@ impl Decision {
     }
 }
 
-/// Why a check was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DenyReason {
-    /// No allow rule matched (deny by default).
-    NoRule,
-    /// A deny rule matched.
-    DeniedByRule,
-}
-
-impl DenyReason {
-    /// The metric label value: `no_rule` or `denied_by_rule`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DenyReason::NoRule => "no_rule",
-            DenyReason::DeniedByRule => "denied_by_rule",
-        }
-    }
-}
+/// Why a check was refused (also the `gateway_acl_denied_total` reason).
+pub use edge_gateway_actors::metrics::DenyReason;
 
 /// Every problem found in an ACL file, each led by its dotted key (`allow[2].publish[0]: ...`).
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! reload applies to the next handshake and never to an established session. Every failed
 //! handshake is counted by reason; WARN lines are limited to one per second.
 
+use edge_gateway_actors::metrics::{TlsFailure, TlsLabels};
 use std::io;
 use std::sync::Arc;
 
@@ -43,11 +44,11 @@ impl<F: Filter, St> Service<St, Io<F>> for RotatingTls {
                     && io.query::<ntex_tls::rustls::PeerCert<'static>>().as_ref().is_none() =>
             {
                 io.close();
-                Err(("no_client_cert", io::Error::other("no client certificate")))
+                Err((TlsFailure::NoClientCert, io::Error::other("no client certificate")))
             }
             Ok(io) => Ok(io),
             // A timeout never reached the verifier: it takes no reason from the queue.
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(("handshake_timeout", e)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err((TlsFailure::HandshakeTimeout, e)),
             Err(e) => Err((take_cert_failure().unwrap_or_else(|| classify_handshake_error(&e)), e)),
         };
         match result {
@@ -56,9 +57,9 @@ impl<F: Filter, St> Service<St, Io<F>> for RotatingTls {
                 Ok(io)
             }
             Err((reason, e)) => {
-                metrics.tls_handshake_failures.get_or_create(&[("reason", reason.to_string())]).inc();
+                metrics.tls_handshake_failures.get_or_create(&TlsLabels { reason }).inc();
                 if HANDSHAKE_FAILURES.allow() {
-                    tracing::warn!(?peer, reason, error = %e, "TLS handshake failed (further failures this second are only counted).");
+                    tracing::warn!(?peer, %reason, error = %e, "TLS handshake failed (further failures this second are only counted).");
                 }
                 Err(e)
             }

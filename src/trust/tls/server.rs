@@ -5,6 +5,7 @@
 //! certificate is expired or not yet valid, and every CRL parses. Otherwise the caller keeps the
 //! set it has (at start: the gateway refuses to start).
 
+use edge_gateway_actors::metrics::AuthFailure;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -199,11 +200,11 @@ impl DeviceTls {
 
     /// Why a device certificate accepted earlier may no longer be used: revoked by the CRLs
     /// in use now, or expired at `now` (unix seconds).
-    pub fn recheck(&self, peer: &PeerCertInfo, now: i64) -> Option<&'static str> {
+    pub fn recheck(&self, peer: &PeerCertInfo, now: i64) -> Option<AuthFailure> {
         if now > peer.not_after {
-            Some("cert_expired_in_session")
+            Some(AuthFailure::CertExpiredInSession)
         } else if self.current.get().revoked.contains(&peer.key) {
-            Some("cert_revoked_in_session")
+            Some(AuthFailure::CertRevokedInSession)
         } else {
             None
         }

@@ -6,6 +6,8 @@
 //! that reads error text.
 
 use std::io;
+
+use edge_gateway_actors::metrics::TlsFailure;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -14,46 +16,46 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 /// A bounded label for a failed handshake that only left an `io::Error` (ntex does not hand
 /// rustls' error to the acceptor): the one function that reads error text.
-pub fn classify_handshake_error(e: &io::Error) -> &'static str {
+pub fn classify_handshake_error(e: &io::Error) -> TlsFailure {
     if e.kind() == io::ErrorKind::TimedOut {
-        return "handshake_timeout";
+        return TlsFailure::HandshakeTimeout;
     }
     let text = format!("{e} {e:?}");
     let has = |s: &str| text.contains(s);
     if has("Expired") {
-        "cert_expired"
+        TlsFailure::CertExpired
     } else if has("NotValidYet") {
-        "cert_not_yet_valid"
+        TlsFailure::CertNotYetValid
     } else if has("Revoked") {
-        "cert_revoked"
+        TlsFailure::CertRevoked
     } else if has("UnknownIssuer") || has("BadSignature") {
-        "cert_unknown_issuer"
+        TlsFailure::CertUnknownIssuer
     } else if has("NoCertificatesPresented") || has("no certificates") {
-        "no_client_cert"
+        TlsFailure::NoClientCert
     } else if has("InvalidCertificate") || has("invalid peer certificate") {
-        "cert_invalid"
+        TlsFailure::CertInvalid
     } else {
         // Protocol version or cipher suite mismatch, a peer that hung up mid-handshake.
-        "handshake_failed"
+        TlsFailure::HandshakeFailed
     }
 }
 
 /// The label for a client certificate rustls refused, from the error's kind.
-pub fn classify_cert_error(e: &rustls::Error) -> &'static str {
+pub fn classify_cert_error(e: &rustls::Error) -> TlsFailure {
     use rustls::CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "cert_expired",
-        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => "cert_not_yet_valid",
-        rustls::Error::InvalidCertificate(C::Revoked) => "cert_revoked",
-        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => "cert_unknown_issuer",
-        rustls::Error::NoCertificatesPresented => "no_client_cert",
-        rustls::Error::InvalidCertificate(_) => "cert_invalid",
-        _ => "handshake_failed",
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => TlsFailure::CertExpired,
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => TlsFailure::CertNotYetValid,
+        rustls::Error::InvalidCertificate(C::Revoked) => TlsFailure::CertRevoked,
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => TlsFailure::CertUnknownIssuer,
+        rustls::Error::NoCertificatesPresented => TlsFailure::NoClientCert,
+        rustls::Error::InvalidCertificate(_) => TlsFailure::CertInvalid,
+        _ => TlsFailure::HandshakeFailed,
     }
 }
 
 /// The reason the verifier queued for the handshake that just failed on this thread, if any.
-pub fn take_cert_failure() -> Option<&'static str> {
+pub fn take_cert_failure() -> Option<TlsFailure> {
     CERT_FAILURES.with(|q| q.borrow_mut().pop_front())
 }
 
@@ -61,7 +63,7 @@ thread_local! {
     /// Client-certificate refusals on this ntex worker thread, oldest first: the verifier runs
     /// inside the handshake on the same thread, and each refusal fails exactly one handshake,
     /// which takes one reason from here.
-    static CERT_FAILURES: std::cell::RefCell<std::collections::VecDeque<&'static str>> = Default::default();
+    static CERT_FAILURES: std::cell::RefCell<std::collections::VecDeque<TlsFailure>> = Default::default();
 }
 
 /// Delegates to webpki and remembers why a client certificate was refused.
@@ -142,7 +144,7 @@ mod tests {
             (rustls::Error::HandshakeNotComplete, "handshake_failed"),
         ];
         for (e, label) in cases {
-            assert_eq!(classify_cert_error(&e), label, "{e:?}");
+            assert_eq!(classify_cert_error(&e).as_str(), label, "{e:?}");
         }
     }
 
@@ -160,7 +162,7 @@ mod tests {
             (io::Error::from(io::ErrorKind::UnexpectedEof), "handshake_failed"),
         ];
         for (e, label) in cases {
-            assert_eq!(classify_handshake_error(&e), label, "{e}");
+            assert_eq!(classify_handshake_error(&e).as_str(), label, "{e}");
         }
     }
 }

@@ -12,10 +12,10 @@ use prometheus_client::registry::{Registry, Unit};
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 
-/// One label, e.g. `[("reason", "quota")]`.
-pub type Label1 = [(&'static str, String); 1];
-/// Two labels, e.g. `[("sink", "cloud"), ("kind", "timeout")]`.
-pub type Label2 = [(&'static str, String); 2];
+mod labels;
+
+pub use labels::*;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Panics caught in the process (a task or thread that panicked is dropped, the gateway goes
@@ -26,23 +26,23 @@ pub static PANICS: LazyLock<Counter> = LazyLock::new(Counter::default);
 #[derive(Clone)]
 pub struct Metrics {
     /// Publishes accepted from devices, by protocol (`v3`, `v5`) and QoS.
-    pub ingress_messages: Family<Label2, Counter>,
+    pub ingress_messages: Family<ProtocolQos, Counter>,
     /// Payload bytes of accepted publishes.
     pub ingress_bytes: Counter,
     /// Publishes or packets refused at ingress, by reason.
-    pub ingress_rejected: Family<Label1, Counter>,
+    pub ingress_rejected: Family<IngressLabels, Counter>,
     /// MQTT connections currently open.
     pub connections: Gauge,
     /// MQTT connections accepted since start.
     pub connections_opened: Counter,
     /// Connections closed by the gateway, by reason (session_ended, handler_error, protocol errors...).
-    pub connections_closed: Family<Label1, Counter>,
+    pub connections_closed: Family<IngressLabels, Counter>,
     /// Successful redb write transactions.
     pub commits: Counter,
     /// Failed redb write transactions (no PUBACK went out for their appends).
     pub commit_failures: Counter,
     /// Reopenings of the store after a failed write or fsync, by result (ok, failed).
-    pub store_reopens: Family<Label1, Counter>,
+    pub store_reopens: Family<AttemptLabels, Counter>,
     /// Appends per successful write transaction.
     pub commit_batch_size: Histogram,
     /// Time from `begin_write` to the end of `commit()`.
@@ -56,47 +56,47 @@ pub struct Metrics {
     /// Age of the oldest stored message.
     pub backlog_oldest_age: Gauge<f64, AtomicU64>,
     /// Messages a sink acknowledged, by sink.
-    pub forwarded_messages: Family<Label1, Counter>,
+    pub forwarded_messages: Family<SinkLabels, Counter>,
     /// Batches a sink acknowledged, by sink.
-    pub forwarded_batches: Family<Label1, Counter>,
+    pub forwarded_batches: Family<SinkLabels, Counter>,
     /// Failed deliveries, by sink and kind (connect, timeout, io, http_5xx, http_429, http_auth,
     /// http_not_found, http_other, rejected, store).
-    pub forward_errors: Family<Label2, Counter>,
+    pub forward_errors: Family<DeliveryLabels, Counter>,
     /// Messages dropped by the store, by reason (quota, ttl).
-    pub dropped_messages: Family<Label1, Counter>,
+    pub dropped_messages: Family<DropLabels, Counter>,
     /// Messages moved to the dead-letter table, by sink.
-    pub dead_letters: Family<Label1, Counter>,
+    pub dead_letters: Family<SinkLabels, Counter>,
     /// Child restarts, by supervisor and child.
-    pub actor_restarts: Family<Label2, Counter>,
+    pub actor_restarts: Family<ChildLabels, Counter>,
     /// Supervisors that gave up (intensity exceeded) and escalated, by supervisor.
-    pub supervisor_escalations: Family<Label1, Counter>,
+    pub supervisor_escalations: Family<SupervisorLabels, Counter>,
     /// Time from a child's exit to its replacement running.
-    pub restart_duration: HistogramFamily<Label1>,
+    pub restart_duration: HistogramFamily<ChildNameLabels>,
     /// Connections refused before any MQTT byte, by listener and reason (max_connections, rate_limited).
-    pub connections_refused: Family<Label2, Counter>,
+    pub connections_refused: Family<GateLabels, Counter>,
     /// Completed TLS handshakes with devices.
     pub tls_handshakes: Counter,
     /// Failed TLS handshakes, by reason (cert_expired, cert_revoked, cert_unknown_issuer, ...).
-    pub tls_handshake_failures: Family<Label1, Counter>,
+    pub tls_handshake_failures: Family<TlsLabels, Counter>,
     /// Refused authentications at CONNECT, by reason (bad_password, client_id_mismatch, ...).
-    pub auth_failures: Family<Label1, Counter>,
+    pub auth_failures: Family<AuthLabels, Counter>,
     /// Publishes and subscriptions refused by the ACL, by action and reason.
-    pub acl_denied: Family<Label2, Counter>,
+    pub acl_denied: Family<AclLabels, Counter>,
     /// Not-after time of every certificate in use, by certificate (server, ca, cloud_client...).
-    pub cert_expiry: Family<Label1, Gauge>,
+    pub cert_expiry: Family<CertLabels, Gauge>,
     /// Reloads of watched TLS/ACL/password files, by target and result (ok, rejected).
-    pub reloads: Family<Label2, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
     /// Runs of the configured renewal command, by result (ok, failed).
-    pub cert_renewals: Family<Label1, Counter>,
+    pub cert_renewals: Family<AttemptLabels, Counter>,
     /// Forwarders restarted by the watchdog for making no progress, by sink.
-    pub forwarder_stalls: Family<Label1, Counter>,
+    pub forwarder_stalls: Family<SinkLabels, Counter>,
     /// Exits of supervised children (not sessions), by supervisor, child and reason: `failed`
     /// (error or panic), `killed`, `stopped` (another abnormal stop), `normal`.
-    pub actor_exits: Family<[(&'static str, String); 3], Counter>,
+    pub actor_exits: Family<ExitLabels, Counter>,
     /// Damaged stores moved aside at start (a fresh store was started instead).
     pub store_quarantines: Counter,
     /// Actions taken through the chaos admin API, by action (kill, stop, storage_faults).
-    pub admin_actions: Family<Label1, Counter>,
+    pub admin_actions: Family<AdminLabels, Counter>,
     /// Spans handed to the OTLP collector.
     pub trace_spans_exported: Counter,
     /// Spans dropped: export queue full, or the collector refused or was unreachable.
@@ -106,12 +106,12 @@ pub struct Metrics {
     /// Log records dropped: export queue full or export failed.
     pub log_records_dropped: Counter,
     /// Known devices by state (online, silent, offline).
-    pub devices: Family<Label1, Gauge>,
+    pub devices: Family<DeviceLabels, Gauge>,
     /// Time from receiving a message to its sink's acknowledgement, by sink.
-    pub e2e_latency: HistogramFamily<Label1>,
+    pub e2e_latency: HistogramFamily<SinkLabels>,
     /// Time from the device's own timestamp (when the message carries one) to the sink's
     /// acknowledgement, by sink.
-    pub device_latency: HistogramFamily<Label1>,
+    pub device_latency: HistogramFamily<SinkLabels>,
 }
 
 impl Default for Metrics {
@@ -183,8 +183,8 @@ impl Metrics {
     pub fn register(&self, registry: &mut Registry, version: &str) {
         let r = registry.sub_registry_with_prefix("gateway");
         // A gauge, not an OpenMetrics `info`: promtool's text parser does not know `info`.
-        let build: Family<Label1, Gauge> = Family::default();
-        build.get_or_create(&[("version", version.to_string())]).set(1);
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build.get_or_create(&BuildLabels { version: version.to_string() }).set(1);
         r.register("build_info", "Build information; always 1", build);
         r.register("ingress_messages", "Publishes accepted from devices", self.ingress_messages.clone());
         r.register_with_unit("ingress", "Payload bytes of accepted publishes", Unit::Bytes, self.ingress_bytes.clone());
@@ -287,7 +287,7 @@ impl Metrics {
     }
 
     /// Count one refused publish or packet.
-    pub fn reject(&self, reason: &'static str) {
-        self.ingress_rejected.get_or_create(&[("reason", reason.to_string())]).inc();
+    pub fn reject(&self, reason: IngressReason) {
+        self.ingress_rejected.get_or_create(&IngressLabels { reason }).inc();
     }
 }

@@ -1,0 +1,457 @@
+//! Every metric label set, and an enum for every label whose values come from code.
+//!
+//! Values that come from config (sink names, supervisor paths, child names, certificate labels,
+//! reload targets) stay strings; everything else is an enum, so a label value cannot be
+//! misspelled at one call site and differ from the value a dashboard or test matches.
+//!
+//! Label sets use prometheus-client's `EncodeLabelSet` derive. Label values do not use its
+//! `EncodeLabelValue` derive: that writes the Rust identifier (`Quota`), while the exported
+//! values are snake_case (`quota`) and must not change; [`label_values!`] writes the text.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use std::fmt::{self, Write as _};
+
+/// An enum of label values, each with its exported text: `as_str`, `Display`, `ALL` and
+/// `EncodeLabelValue` come with it.
+macro_rules! label_values {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The exported label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_values! {
+    /// The MQTT protocol version of a connection.
+    pub enum Protocol {
+        /// MQTT 3.1.1.
+        V3 => "v3",
+        /// MQTT 5.
+        V5 => "v5",
+    }
+}
+
+label_values! {
+    /// Why a publish or packet was refused at ingress, or why the gateway closed a connection
+    /// (`gateway_ingress_rejected_total`, `gateway_mqtt_connections_closed_total`).
+    pub enum IngressReason {
+        /// The store is at `storage.quota_bytes` with `overflow = "reject"`.
+        Quota => "quota",
+        /// The store could not take the message.
+        StoreError => "store_error",
+        /// A topic name that is empty or has wildcards.
+        InvalidTopic => "invalid_topic",
+        /// A v3 client with an empty client id and clean session off.
+        EmptyClientId => "empty_client_id",
+        /// A packet over `mqtt.max_packet_size`.
+        Oversize => "oversize",
+        /// A packet that may not come now (a second CONNECT, a server-only packet).
+        UnexpectedPacket => "unexpected_packet",
+        /// Any other malformed packet or protocol violation.
+        ProtocolError => "protocol_error",
+        /// No packet within 1.5 keep-alive intervals.
+        KeepaliveTimeout => "keepalive_timeout",
+        /// A publish above the granted maximum QoS.
+        QosUnsupported => "qos_unsupported",
+        /// The session actor ended (the session was taken over or stopped).
+        SessionEnded => "session_ended",
+        /// A handler failed (the store was down, a certificate went bad).
+        HandlerError => "handler_error",
+    }
+}
+
+label_values! {
+    /// Which device listener a connection came to.
+    pub enum Listener {
+        /// Plain TCP.
+        Plain => "plain",
+        /// TLS.
+        Tls => "tls",
+    }
+}
+
+label_values! {
+    /// Why a connection was refused before any TLS or MQTT work.
+    pub enum GateRefusal {
+        /// `mqtt.max_connections` open already.
+        MaxConnections => "max_connections",
+        /// The source address is over `mqtt.max_new_connections_per_source`.
+        RateLimited => "rate_limited",
+    }
+}
+
+label_values! {
+    /// Why a device's TLS handshake failed.
+    pub enum TlsFailure {
+        /// No handshake within `tls.handshake_timeout`.
+        HandshakeTimeout => "handshake_timeout",
+        /// The client certificate has expired.
+        CertExpired => "cert_expired",
+        /// The client certificate is not valid yet.
+        CertNotYetValid => "cert_not_yet_valid",
+        /// The client certificate is revoked by a CRL.
+        CertRevoked => "cert_revoked",
+        /// The client certificate does not chain to `tls.ca`.
+        CertUnknownIssuer => "cert_unknown_issuer",
+        /// No client certificate where one is required.
+        NoClientCert => "no_client_cert",
+        /// Any other certificate problem.
+        CertInvalid => "cert_invalid",
+        /// Version or cipher mismatch, a peer that hung up mid-handshake.
+        HandshakeFailed => "handshake_failed",
+    }
+}
+
+label_values! {
+    /// Why an authentication was refused (`gateway_auth_failures_total`).
+    pub enum AuthFailure {
+        /// Username or password wrong.
+        BadPassword => "bad_password",
+        /// Neither a client certificate nor a username and password.
+        NoCredentials => "no_credentials",
+        /// The client id differs from the identity.
+        ClientIdMismatch => "client_id_mismatch",
+        /// The certificate has no value in the configured identity field.
+        NoIdentity => "no_identity",
+        /// The identity cannot name a topic level (empty, `/`, `+`, `#`, NUL, too long).
+        BadIdentity => "bad_identity",
+        /// The certificate expired while its session was open.
+        CertExpiredInSession => "cert_expired_in_session",
+        /// The certificate was revoked while its session was open.
+        CertRevokedInSession => "cert_revoked_in_session",
+    }
+}
+
+label_values! {
+    /// What the ACL was asked about.
+    pub enum AclAction {
+        /// A PUBLISH.
+        Publish => "publish",
+        /// A SUBSCRIBE filter.
+        Subscribe => "subscribe",
+    }
+}
+
+label_values! {
+    /// Why the ACL refused.
+    pub enum DenyReason {
+        /// No allow rule matched (deny by default).
+        NoRule => "no_rule",
+        /// A deny rule matched.
+        DeniedByRule => "denied_by_rule",
+    }
+}
+
+label_values! {
+    /// Why a delivery to a sink failed (`gateway_forward_errors_total{kind}`).
+    pub enum DeliveryKind {
+        /// The sink could not be reached.
+        Connect => "connect",
+        /// No answer in time (or HTTP 408).
+        Timeout => "timeout",
+        /// Another transport or file error.
+        Io => "io",
+        /// HTTP 5xx.
+        Http5xx => "http_5xx",
+        /// HTTP 429.
+        Http429 => "http_429",
+        /// HTTP 401, 403 or 407.
+        HttpAuth => "http_auth",
+        /// HTTP 404.
+        HttpNotFound => "http_not_found",
+        /// Any other HTTP status.
+        HttpOther => "http_other",
+        /// The sink refused the content (the message goes to the dead letters).
+        Rejected => "rejected",
+        /// The store could not be read or written.
+        Store => "store",
+    }
+}
+
+impl DeliveryKind {
+    /// The sink (or the store) cannot be reached: an outage, not a stalled forwarder.
+    pub fn is_unreachable(self) -> bool {
+        matches!(self, DeliveryKind::Connect | DeliveryKind::Store)
+    }
+
+    /// The sink answered (with an error status): it is talking.
+    pub fn is_answer(self) -> bool {
+        matches!(
+            self,
+            DeliveryKind::Http5xx | DeliveryKind::Http429 | DeliveryKind::HttpAuth | DeliveryKind::HttpNotFound | DeliveryKind::HttpOther
+        )
+    }
+}
+
+label_values! {
+    /// Why the store dropped messages.
+    pub enum DropReason {
+        /// Over `storage.quota_bytes` with `overflow = "drop_oldest"`.
+        Quota => "quota",
+        /// Older than `storage.ttl`.
+        Ttl => "ttl",
+    }
+}
+
+label_values! {
+    /// How an attempt ended (store reopen, renewal command).
+    pub enum Attempt {
+        /// It worked.
+        Ok => "ok",
+        /// It failed.
+        Failed => "failed",
+    }
+}
+
+label_values! {
+    /// How a reload of watched files ended.
+    pub enum ReloadResult {
+        /// The new set is in use.
+        Ok => "ok",
+        /// The new set was refused; the previous one stays.
+        Rejected => "rejected",
+    }
+}
+
+label_values! {
+    /// How a supervised child exited.
+    pub enum ExitReason {
+        /// An error or a panic.
+        Failed => "failed",
+        /// Killed.
+        Killed => "killed",
+        /// Another abnormal stop.
+        Stopped => "stopped",
+        /// A normal stop.
+        Normal => "normal",
+    }
+}
+
+label_values! {
+    /// An action taken through the chaos admin API.
+    pub enum AdminAction {
+        /// An actor was killed.
+        Kill => "kill",
+        /// An actor was stopped.
+        Stop => "stop",
+        /// Storage faults were set.
+        StorageFaults => "storage_faults",
+    }
+}
+
+label_values! {
+    /// A known device's state.
+    pub enum DeviceState {
+        /// Connected and heard from recently.
+        Online => "online",
+        /// Connected, silent for longer than `devices.silent_after`.
+        Silent => "silent",
+        /// No open session.
+        Offline => "offline",
+    }
+}
+
+/// `{protocol, qos}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProtocolQos {
+    /// MQTT version.
+    pub protocol: Protocol,
+    /// 0, 1 or 2.
+    pub qos: u8,
+}
+
+/// `{reason}` for ingress refusals and closed connections.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IngressLabels {
+    /// Why.
+    pub reason: IngressReason,
+}
+
+/// `{result}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// How it ended.
+    pub result: Attempt,
+}
+
+/// `{sink}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// The sink's name from the config.
+    pub sink: String,
+}
+
+/// `{sink, kind}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// The sink's name from the config.
+    pub sink: String,
+    /// Why the delivery failed.
+    pub kind: DeliveryKind,
+}
+
+/// `{reason}` for dropped messages.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DropLabels {
+    /// Why.
+    pub reason: DropReason,
+}
+
+/// `{supervisor}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SupervisorLabels {
+    /// The supervisor's path (`root/forwarders`).
+    pub supervisor: String,
+}
+
+/// `{supervisor, child}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ChildLabels {
+    /// The supervisor's path.
+    pub supervisor: String,
+    /// The child's name.
+    pub child: String,
+}
+
+/// `{child}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ChildNameLabels {
+    /// The child's name.
+    pub child: String,
+}
+
+/// `{supervisor, child, reason}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ExitLabels {
+    /// The supervisor's path.
+    pub supervisor: String,
+    /// The child's name.
+    pub child: String,
+    /// How it exited.
+    pub reason: ExitReason,
+}
+
+/// `{listener, reason}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GateLabels {
+    /// Which listener.
+    pub listener: Listener,
+    /// Why.
+    pub reason: GateRefusal,
+}
+
+/// `{reason}` for failed TLS handshakes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TlsLabels {
+    /// Why.
+    pub reason: TlsFailure,
+}
+
+/// `{reason}` for refused authentications.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Why.
+    pub reason: AuthFailure,
+}
+
+/// `{action, reason}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AclLabels {
+    /// What was asked.
+    pub action: AclAction,
+    /// Why it was refused.
+    pub reason: DenyReason,
+}
+
+/// `{cert}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CertLabels {
+    /// Which certificate (`server`, `ca`, `cloud_client`...).
+    pub cert: String,
+}
+
+/// `{target, result}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// The reloaded set (`device_tls`, `acl`...).
+    pub target: String,
+    /// How it ended.
+    pub result: ReloadResult,
+}
+
+/// `{action}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AdminLabels {
+    /// What was done.
+    pub action: AdminAction,
+}
+
+/// `{state}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeviceLabels {
+    /// The state.
+    pub state: DeviceState,
+}
+
+/// `{version}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The gateway's version.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::registry::Registry;
+
+    #[test]
+    fn label_sets_encode_the_exported_text() {
+        let family: Family<DeliveryLabels, Counter> = Family::default();
+        family.get_or_create(&DeliveryLabels { sink: "cloud".into(), kind: DeliveryKind::Http5xx }).inc();
+        let mut registry = Registry::default();
+        registry.register("forward_errors", "help", family);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"forward_errors_total{sink="cloud",kind="http_5xx"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn values_are_snake_case_and_distinct() {
+        let texts: Vec<&str> = IngressReason::ALL.iter().map(|r| r.as_str()).collect();
+        let mut unique = texts.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), texts.len());
+        assert!(texts.iter().all(|t| t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+    }
+}
