@@ -1,8 +1,8 @@
 //! The chaos admin API: off by default, enabled only by `run --admin-listen ADDR` with a token,
 //! bound to loopback, for chaos scripts and recovery drills. Nothing else is served on it.
 //!
-//! Every request needs `Authorization: Bearer <token>` (compared in constant time); anything
-//! else is 401, unknown paths 404, other methods 405. Each action is logged at WARN and counted
+//! Every request needs `Authorization: Bearer <token>` (compared in constant time with
+//! `subtle`); anything else is 401, unknown paths 404, other methods 405. Each action is logged at WARN and counted
 //! in `gateway_admin_actions_total{action}`.
 //!
 //! ```text
@@ -16,19 +16,21 @@
 //! POST /admin/storage/faults?n=N        the next N storage commits fail (1..=10000)
 //! ```
 
-use edge_gateway_actors::metrics::{AdminAction, AdminLabels};
-use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use edge_gateway_actors::health::Health;
-use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::metrics::{AdminAction, AdminLabels, Metrics};
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::StorageMsg;
 use edge_gateway_actors::supervisor::SupervisorMsg;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
 use ractor::{ActorCell, ActorRef};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -50,89 +52,83 @@ pub struct Admin {
 }
 
 /// Serve on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, admin: Admin, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.route(&req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
-        });
+pub async fn serve(listener: TcpListener, admin: Admin, stop: watch::Receiver<bool>) {
+    if let Err(e) = axum::serve(listener, router(admin)).with_graceful_shutdown(super::local::stopped(stop)).await {
+        tracing::warn!(error = %e, "Admin API stopped.");
     }
 }
 
+/// Every route behind the token check (unknown paths too: without the token nothing is 404).
+pub fn router(admin: Admin) -> Router {
+    let admin = Arc::new(admin);
+    Router::new()
+        .route("/admin/tree", get(tree))
+        .route("/admin/storage/faults", post(faults))
+        .route("/admin/actors/{*action}", post(act))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not an admin endpoint\n") })
+        .layer(middleware::from_fn_with_state(admin.clone(), authorized))
+        .with_state(admin)
+}
+
+type Adm = State<Arc<Admin>>;
+
+async fn authorized(State(admin): Adm, req: Request, next: Next) -> Response {
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(admin.token.as_bytes()))) {
+        next.run(req).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response()
+    }
+}
+
+async fn tree(State(admin): Adm) -> Response {
+    let children = super::tree_json::supervision_json(&admin.health);
+    let sessions = admin.sessions.get().map(|s| s.get_cell().get_children().len()).unwrap_or(0);
+    Json(serde_json::json!({"root": {"running": true}, "children": children, "sessions": sessions})).into_response()
+}
+
+/// `?n=N`: how many commits fail.
+#[derive(serde::Deserialize)]
+struct Faults {
+    n: u32,
+}
+
+async fn faults(State(admin): Adm, q: Result<Query<Faults>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Some(n) = q.ok().map(|Query(f)| f.n).filter(|n| (1..=10_000).contains(n)) else {
+        return (StatusCode::BAD_REQUEST, "need ?n=1..10000\n").into_response();
+    };
+    let Some(storage) = admin.storage.get() else { return storage_down() };
+    if storage.send_message(StorageMsg::InjectFaults(n)).is_err() {
+        return storage_down();
+    }
+    admin.count(AdminAction::StorageFaults);
+    tracing::warn!(commits = n, "Admin: the next storage commits will fail.");
+    format!("the next {n} commits fail\n").into_response()
+}
+
+fn storage_down() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "storage actor is restarting\n").into_response()
+}
+
+/// `/admin/actors/{path}/kill` or `/stop`.
+async fn act(State(admin): Adm, Path(rest): Path<String>) -> Response {
+    let (target, action) = match rest.rsplit_once('/') {
+        Some((t, "kill")) => (t, AdminAction::Kill),
+        Some((t, "stop")) => (t, AdminAction::Stop),
+        _ => return (StatusCode::NOT_FOUND, "use /admin/actors/{path}/kill or /stop\n").into_response(),
+    };
+    let Some(cell) = admin.find(target) else { return (StatusCode::NOT_FOUND, format!("no running actor at {target}\n")).into_response() };
+    if action == AdminAction::Kill {
+        cell.kill();
+    } else {
+        cell.stop(Some("admin".into()));
+    }
+    admin.count(action);
+    tracing::warn!(actor = target, %action, "Admin: actor {action}ed.");
+    format!("{action} sent to {target}\n").into_response()
+}
+
 impl Admin {
-    async fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if !self.authorized(req) {
-            return reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n".into());
-        }
-        let path = req.uri().path();
-        match (req.method(), path) {
-            (&Method::GET, "/admin/tree") => self.tree(),
-            (&Method::POST, "/admin/storage/faults") => self.faults(req.uri().query()),
-            (&Method::POST, p) if p.starts_with("/admin/actors/") => self.act(p),
-            (_, "/admin/tree" | "/admin/storage/faults") => reply(StatusCode::METHOD_NOT_ALLOWED, "wrong method\n".into()),
-            (_, p) if p.starts_with("/admin/actors/") => reply(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into()),
-            _ => reply(StatusCode::NOT_FOUND, "not an admin endpoint\n".into()),
-        }
-    }
-
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), self.token.as_bytes()))
-    }
-
-    fn tree(&self) -> Response<Full<Bytes>> {
-        let children = super::tree_json::supervision_json(&self.health);
-        let sessions = self.sessions.get().map(|s| s.get_cell().get_children().len()).unwrap_or(0);
-        let body = serde_json::json!({"root": {"running": true}, "children": children, "sessions": sessions});
-        let mut resp = reply(StatusCode::OK, body.to_string());
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-        resp
-    }
-
-    fn faults(&self, query: Option<&str>) -> Response<Full<Bytes>> {
-        let n = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("n=")?.parse::<u32>().ok());
-        let Some(n) = n.filter(|n| (1..=10_000).contains(n)) else {
-            return reply(StatusCode::BAD_REQUEST, "need ?n=1..10000\n".into());
-        };
-        let Some(storage) = self.storage.get() else {
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "storage actor is restarting\n".into());
-        };
-        if storage.send_message(StorageMsg::InjectFaults(n)).is_err() {
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "storage actor is restarting\n".into());
-        }
-        self.count(AdminAction::StorageFaults);
-        tracing::warn!(commits = n, "Admin: the next storage commits will fail.");
-        reply(StatusCode::OK, format!("the next {n} commits fail\n"))
-    }
-
-    /// `/admin/actors/{path}/kill` or `/stop`.
-    fn act(&self, p: &str) -> Response<Full<Bytes>> {
-        let rest = &p["/admin/actors/".len()..];
-        let (target, action) = match rest.rsplit_once('/') {
-            Some((t, "kill")) => (t, AdminAction::Kill),
-            Some((t, "stop")) => (t, AdminAction::Stop),
-            _ => return reply(StatusCode::NOT_FOUND, "use /admin/actors/{path}/kill or /stop\n".into()),
-        };
-        let Some(cell) = self.find(target) else { return reply(StatusCode::NOT_FOUND, format!("no running actor at {target}\n")) };
-        if action == AdminAction::Kill {
-            cell.kill();
-        } else {
-            cell.stop(Some("admin".into()));
-        }
-        self.count(action);
-        tracing::warn!(actor = target, %action, "Admin: actor {action}ed.");
-        reply(StatusCode::OK, format!("{action} sent to {target}\n"))
-    }
-
     fn find(&self, target: &str) -> Option<ActorCell> {
         match target {
             "root" => Some(self.root.get_cell()),
@@ -144,15 +140,4 @@ impl Admin {
     fn count(&self, action: AdminAction) {
         self.metrics.admin_actions.get_or_create(&AdminLabels { action }).inc();
     }
-}
-
-/// Equal without an early exit on the first difference (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp
 }

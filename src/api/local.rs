@@ -1,20 +1,21 @@
-//! The local HTTP endpoint (hyper 1): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`,
-//! `/api/devices`, `/api/devices/{identity}`, `/api/health`.
+//! The local HTTP endpoint (axum): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`,
+//! `/api/devices`, `/api/devices/{identity}`, `/api/health`, `POST /api/store/acknowledge`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::storage::Store;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
+use ractor::rpc::CallResult;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-use edge_gateway_actors::devices::DevicesMsg;
-use ractor::rpc::CallResult;
 
 use crate::egress::WireMessage;
 
@@ -40,146 +41,139 @@ pub struct LocalApi {
 }
 
 /// Serve on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, api: LocalApi, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => return,
-        };
-        let (stream, _) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "HTTP accept failed.");
-                continue;
-            }
-        };
-        let api = api.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(api.route(&req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            let _ = conn.await;
-        });
+pub async fn serve(listener: TcpListener, api: LocalApi, stop: watch::Receiver<bool>) {
+    if let Err(e) = axum::serve(listener, router(api)).with_graceful_shutdown(stopped(stop)).await {
+        tracing::warn!(error = %e, "HTTP API stopped.");
     }
 }
 
-impl LocalApi {
-    async fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.method() == Method::POST && req.uri().path() == "/api/store/acknowledge" {
-            return match self.health.quarantined() {
-                Some(to) => match std::fs::remove_file(&self.quarantine_marker) {
-                    Ok(()) => {
-                        self.health.set_quarantined(None);
-                        tracing::warn!(quarantined = %to, "Operator acknowledged the quarantined store.");
-                        text(StatusCode::OK, format!("acknowledged: {to}\n"))
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        self.health.set_quarantined(None);
-                        text(StatusCode::OK, format!("acknowledged: {to}\n"))
-                    }
-                    Err(e) => text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("cannot remove {}: {e}; still degraded\n", self.quarantine_marker.display()),
-                    ),
-                },
-                None => text(StatusCode::OK, "nothing to acknowledge\n".into()),
-            };
-        }
-        if req.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET (and POST /api/store/acknowledge)\n".into());
-        }
-        match req.uri().path() {
-            "/metrics" => self.metrics(wants_openmetrics(req)),
-            "/healthz" => text(StatusCode::OK, "ok\n".into()),
-            "/readyz" => match self.health.readiness() {
-                Ok(()) => text(StatusCode::OK, "ready\n".into()),
-                Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))),
-            },
-            "/api/dead-letters" => {
-                let (api, limit) = (self.clone(), query_limit(req.uri().query()));
-                // Reading and decoding up to 10,000 records: off the async threads.
-                tokio::task::spawn_blocking(move || api.dead_letters(limit))
-                    .await
-                    .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
-            }
-            "/api/devices" => self.devices_list().await,
-            "/api/health" => {
-                let api = self.clone();
-                tokio::task::spawn_blocking(move || api.gateway_health())
-                    .await
-                    .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
-            }
-            path => match path.strip_prefix("/api/devices/") {
-                Some(id) if !id.is_empty() => self.device(&percent_decode(id)).await,
-                _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
-            },
-        }
-    }
+/// Resolves when `stop` turns true (or its sender is gone).
+pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
 
-    /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format
-    /// (what `promtool check metrics` and curl users read).
-    fn metrics(&self, openmetrics: bool) -> Response<Full<Bytes>> {
-        let mut buf = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut buf, &self.registry) {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"));
-        }
-        let (body, content_type) = if openmetrics {
-            (buf, "application/openmetrics-text; version=1.0.0; charset=utf-8")
-        } else {
-            (super::openmetrics::to_text_format(&buf), "text/plain; version=0.0.4; charset=utf-8")
-        };
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
-        resp
+/// Every route; other methods on a known path get 405, unknown paths 404.
+pub fn router(api: LocalApi) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/dead-letters", get(dead_letters))
+        .route("/api/devices", get(devices_list))
+        .route("/api/devices/{identity}", get(device))
+        .route("/api/health", get(gateway_health))
+        .route("/api/store/acknowledge", post(acknowledge))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(Arc::new(api))
+}
+
+type Api = State<Arc<LocalApi>>;
+
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format
+/// (what `promtool check metrics` and curl users read).
+async fn metrics(State(api): Api, headers: HeaderMap) -> Response {
+    let mut buf = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut buf, &api.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n")).into_response();
+    }
+    let openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
+    let (body, content_type) = if openmetrics {
+        (buf, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+    } else {
+        (super::openmetrics::to_text_format(&buf), "text/plain; version=0.0.4; charset=utf-8")
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn readyz(State(api): Api) -> Response {
+    match api.health.readiness() {
+        Ok(()) => "ready\n".into_response(),
+        Err(problems) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", problems.join("\n"))).into_response(),
     }
 }
 
-impl LocalApi {
-    /// Dead letters as JSON: `[{"sink":..,"reason":..,"message":{..as sent to the cloud..}}]`.
-    fn dead_letters(&self, limit: usize) -> Response<Full<Bytes>> {
-        let letters = match self.store.dead_letters(limit) {
-            Ok(l) => l,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read dead letters: {e}\n")),
-        };
-        let body: Vec<serde_json::Value> = letters
-            .iter()
-            .map(|d| serde_json::json!({"sink": d.sink, "reason": d.reason, "message": WireMessage::new(&d.record)}))
-            .collect();
-        let mut resp = Response::new(Full::new(Bytes::from(serde_json::Value::Array(body).to_string())));
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-        resp
+/// The operator has seen the quarantined store: clear the marker and the degraded state.
+async fn acknowledge(State(api): Api) -> Response {
+    let Some(to) = api.health.quarantined() else { return "nothing to acknowledge\n".into_response() };
+    match std::fs::remove_file(&api.quarantine_marker) {
+        Ok(()) => {
+            api.health.set_quarantined(None);
+            tracing::warn!(quarantined = %to, "Operator acknowledged the quarantined store.");
+            format!("acknowledged: {to}\n").into_response()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            api.health.set_quarantined(None);
+            format!("acknowledged: {to}\n").into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot remove {}: {e}; still degraded\n", api.quarantine_marker.display()))
+            .into_response(),
     }
 }
 
+/// `?limit=N` on `/api/dead-letters` (default 100, at most 10,000).
+#[derive(serde::Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+/// Dead letters as JSON: `[{"sink":..,"reason":..,"message":{..as sent to the cloud..}}]`.
+async fn dead_letters(State(api): Api, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    // Reading and decoding up to 10,000 records: off the async threads.
+    match tokio::task::spawn_blocking(move || api.store.dead_letters(limit)).await {
+        Ok(Ok(letters)) => {
+            let body: Vec<serde_json::Value> = letters
+                .iter()
+                .map(|d| serde_json::json!({"sink": d.sink, "reason": d.reason, "message": WireMessage::new(&d.record)}))
+                .collect();
+            Json(body).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read dead letters: {e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Every known device with its state: `[{"identity":..,"state":"online"|"silent"|"offline",..}]`.
+async fn devices_list(State(api): Api) -> Response {
+    let Some(actor) = api.devices.get() else { return restarting() };
+    match actor.call(DevicesMsg::List, Some(ACTOR_TIMEOUT)).await {
+        Ok(CallResult::Success(list)) => Json(list).into_response(),
+        _ => no_answer(),
+    }
+}
+
+/// One device (the identity percent-decoded from the path), or 404.
+async fn device(State(api): Api, Path(identity): Path<String>) -> Response {
+    let Some(actor) = api.devices.get() else { return restarting() };
+    match actor.call(|reply| DevicesMsg::Get(identity, reply), Some(ACTOR_TIMEOUT)).await {
+        Ok(CallResult::Success(Some(d))) => Json(d).into_response(),
+        Ok(CallResult::Success(None)) => (StatusCode::NOT_FOUND, "no such device\n").into_response(),
+        _ => no_answer(),
+    }
+}
+
+/// The gateway itself: uptime, readiness, backlog, supervision tree, forwarders, certificates.
+async fn gateway_health(State(api): Api) -> Response {
+    match tokio::task::spawn_blocking(move || api.gateway_health()).await {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// How long a call to the device health actor may take.
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn restarting() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "device health actor is restarting\n").into_response()
+}
+
+fn no_answer() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "device health actor did not answer\n").into_response()
+}
+
 impl LocalApi {
-    /// Every known device with its state: `[{"identity":..,"state":"online"|"silent"|"offline",..}]`.
-    async fn devices_list(&self) -> Response<Full<Bytes>> {
-        let Some(actor) = self.devices.get() else {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "device health actor is restarting\n".into());
-        };
-        match actor.call(DevicesMsg::List, Some(std::time::Duration::from_secs(5))).await {
-            Ok(CallResult::Success(list)) => json(StatusCode::OK, serde_json::to_value(list).unwrap_or_default()),
-            _ => text(StatusCode::SERVICE_UNAVAILABLE, "device health actor did not answer\n".into()),
-        }
-    }
-
-    /// One device, or 404.
-    async fn device(&self, id: &str) -> Response<Full<Bytes>> {
-        let Some(actor) = self.devices.get() else {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "device health actor is restarting\n".into());
-        };
-        let id = id.to_string();
-        match actor.call(|reply| DevicesMsg::Get(id, reply), Some(std::time::Duration::from_secs(5))).await {
-            Ok(CallResult::Success(Some(d))) => json(StatusCode::OK, serde_json::to_value(d).unwrap_or_default()),
-            Ok(CallResult::Success(None)) => text(StatusCode::NOT_FOUND, "no such device\n".into()),
-            _ => text(StatusCode::SERVICE_UNAVAILABLE, "device health actor did not answer\n".into()),
-        }
-    }
-
     /// The gateway itself: uptime, readiness, backlog, supervision tree, forwarders, certificates.
-    fn gateway_health(&self) -> Response<Full<Bytes>> {
+    fn gateway_health(&self) -> serde_json::Value {
         let now_ms = edge_gateway_actors::storage::now_ms();
         let backlog = self.store.stats().ok().map(|s| {
             let age = s.oldest_received_ms.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0);
@@ -192,7 +186,7 @@ impl LocalApi {
             .flat_map(|t| t.expiry())
             .map(|c| serde_json::json!({"cert": c.label, "subject": c.subject, "not_after": c.not_after, "days_left": (c.not_after - (now_ms / 1000) as i64) as f64 / 86_400.0}))
             .collect();
-        let body = serde_json::json!({
+        serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "ready": self.health.readiness().err().unwrap_or_default(),
@@ -200,52 +194,6 @@ impl LocalApi {
             "supervision": children,
             "forwarders_idle_s": self.liveness.idle_secs(),
             "certificates": certificates,
-        });
-        json(StatusCode::OK, body)
+        })
     }
-}
-
-/// `%xx` escapes in a path segment (identities may contain characters a URL must escape).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-    resp
-}
-
-/// `?limit=N` (default 100, at most 10,000).
-fn query_limit(query: Option<&str>) -> usize {
-    let limit = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("limit=")?.parse::<usize>().ok());
-    limit.unwrap_or(100).min(10_000)
-}
-
-fn wants_openmetrics(req: &Request<Incoming>) -> bool {
-    req.headers().get_all(hyper::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")))
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp
 }
