@@ -10,7 +10,7 @@ use crate::ingest::IngestServer;
 use edge_gateway::trust::pki;
 
 use crate::trust::{TestPki, start_tls};
-use crate::util::{self, poll_until};
+use crate::util::{self, eventually, poll_until};
 
 async fn scrape(gw: &edge_gateway::Gateway) -> String {
     harness::http_get(gw.http_addr, "/metrics").await.1
@@ -61,11 +61,7 @@ async fn plain_listener_devices_need_a_password_from_the_hash_file_which_reloads
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     let new_user = ["-i", "meter-2", "-u", "meter-2", "-P", "other-secret", "-t", "devices/meter-2/kwh"];
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pub_plain(&gw, &new_user).await.0 != 0 {
-        assert!(std::time::Instant::now() < deadline, "the new user was never accepted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the new user was never accepted", Duration::from_secs(10), async || pub_plain(&gw, &new_user).await.0 == 0).await;
     assert_eq!(pub_plain(&gw, &ok).await.0, 0, "the old user still works");
     poll_until("messages forwarded", Duration::from_secs(10), || ingest.accepted().len() >= 3).await;
     assert!(ingest.accepted().iter().any(|m| m.device == "meter-2"), "identity is the username");
@@ -90,18 +86,12 @@ async fn a_changed_acl_file_applies_to_the_next_publish_and_a_broken_one_keeps_t
         std::fs::rename(dir.path().join("acl.tmp"), &acl).unwrap();
     };
     write("[[allow]]\nidentities = [\"gw-probe\"]\npublish = [\"site/#\"]\n");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pub_plain(&gw, &site).await.1.contains("Not authorized") {
-        assert!(std::time::Instant::now() < deadline, "the new rule never applied");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the new rule never applied", Duration::from_secs(10), async || !(pub_plain(&gw, &site).await.1.contains("Not authorized")))
+        .await;
     write("[[allow]]\nidentities = [\"gw-probe\"]\npublish = [\"site/#/x\"]\n"); // '#' not last: invalid
     let rejected = "gateway_reloads_total{target=\"acl\",result=\"rejected\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while harness::sample(&scrape(&gw).await, rejected) < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the broken ACL was never refused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the broken ACL was never refused", Duration::from_secs(10), async || harness::sample(&scrape(&gw).await, rejected) >= 1.0)
+        .await;
     let (_, out) = pub_plain(&gw, &site).await;
     assert!(!out.contains("Not authorized"), "the previous rules stay: {out}");
     gw.stop().await;
@@ -179,12 +169,8 @@ async fn certificates_inside_the_renewal_window_run_the_renewal_command_and_expi
         format!("renew_before_days = 1000\nrenew_command = [\"sh\", \"-c\", \"echo $EDGE_GATEWAY_CERT >> {}\"]\n", marker.display());
     let gw = start_tls(root.path(), &ingest, &pki, "", &renew).await;
     poll_until("renewal command ran", Duration::from_secs(10), || marker.exists()).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let ok = "gateway_cert_renewals_total{result=\"ok\"}";
-    while harness::sample(&scrape(&gw).await, ok) < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "renewal not counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("renewal not counted", Duration::from_secs(10), async || harness::sample(&scrape(&gw).await, ok) >= 1.0).await;
     let which = std::fs::read_to_string(&marker).unwrap();
     // The soonest to expire is the test CRL (next update in 30 days; the server certificate: 400).
     assert_eq!(which.lines().next(), Some("crl"), "the soonest-expiring item is named: {which}");
@@ -218,18 +204,12 @@ async fn revoking_a_connected_device_ends_its_session_at_its_next_publish() {
 
     pki::make_crl(&pki.dir, &pki.path("crl.pem"), &[pki.path("stolen.pem"), pki.path("dev-b.pem")], 30).unwrap();
     let reloaded = "gateway_reloads_total{target=\"device_tls\",result=\"ok\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while harness::sample(&scrape(&gw).await, reloaded) < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the new CRL was never loaded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the new CRL was never loaded", Duration::from_secs(10), async || harness::sample(&scrape(&gw).await, reloaded) >= 1.0)
+        .await;
     let _ = stdin.write_all(b"after-1\nafter-2\n").await;
     let ended = "gateway_auth_failures_total{reason=\"cert_revoked_in_session\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while harness::sample(&scrape(&gw).await, ended) < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the revoked device's session went on");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the revoked device's session went on", Duration::from_secs(10), async || harness::sample(&scrape(&gw).await, ended) >= 1.0)
+        .await;
     let _ = child.kill().await;
     // Coming back is refused at the handshake.
     let again = util::mosquitto(

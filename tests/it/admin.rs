@@ -9,7 +9,7 @@ use edge_gateway_actors::supervisor::SupervisionConfig;
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
-use crate::util::{self, poll_until};
+use crate::util::{self, eventually, poll_until};
 
 const TOKEN: &str = "chaos-token-0123456789";
 
@@ -53,6 +53,7 @@ async fn the_admin_api_kills_actors_and_injects_faults_for_the_token_holder_only
     assert_eq!(call(admin, "GET", "/admin/tree", None).await.0, 401);
     assert_eq!(call(admin, "GET", "/admin/tree", Some("chaos-token-wrong-000000")).await.0, 401);
     assert_eq!(call(admin, "GET", "/metrics", Some(TOKEN)).await.0, 404, "nothing else is served");
+    assert_eq!(call(admin, "GET", "/metrics", None).await.0, 401, "without the token not even a 404");
     assert_eq!(call(admin, "GET", "/admin/actors/root/storage/kill", Some(TOKEN)).await.0, 405);
     let (status, tree) = call(admin, "GET", "/admin/tree", Some(TOKEN)).await;
     assert_eq!(status, 200);
@@ -64,11 +65,7 @@ async fn the_admin_api_kills_actors_and_injects_faults_for_the_token_holder_only
     let (status, _) = call(admin, "POST", "/admin/actors/root/storage/kill", Some(TOKEN)).await;
     assert_eq!(status, 200);
     let restarts = "gateway_actor_restarts_total{supervisor=\"root\",child=\"storage\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sample(&gw, restarts).await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "killed storage was not restarted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("killed storage was not restarted", Duration::from_secs(10), async || sample(&gw, restarts).await >= 1.0).await;
     assert_eq!(call(admin, "POST", "/admin/actors/root/nonexistent/kill", Some(TOKEN)).await.0, 404);
 
     // Let the restarted storage come up, then fail its next commit: no PUBACK for it.
@@ -76,6 +73,8 @@ async fn the_admin_api_kills_actors_and_injects_faults_for_the_token_holder_only
     poll_until("ready again", Duration::from_secs(10), || health.readiness().is_ok()).await;
     assert_eq!(call(admin, "POST", "/admin/storage/faults?n=1", Some(TOKEN)).await.0, 200);
     assert_eq!(call(admin, "POST", "/admin/storage/faults?n=0", Some(TOKEN)).await.0, 400);
+    assert_eq!(call(admin, "POST", "/admin/storage/faults?n=x", Some(TOKEN)).await.0, 400);
+    assert_eq!(call(admin, "POST", "/admin/storage/faults", Some(TOKEN)).await.0, 400);
     let port = gw.mqtt_addr.port().to_string();
     let out = util::mosquitto_pub(&[
         "-h",

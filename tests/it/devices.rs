@@ -7,7 +7,7 @@ use edge_gateway_actors::supervisor::SupervisionConfig;
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
-use crate::util::{self, poll_until};
+use crate::util::{self, eventually, poll_until, within};
 
 async fn get_json(gw: &edge_gateway::Gateway, path: &str) -> (u16, serde_json::Value) {
     let (status, body) = harness::http_get(gw.http_addr, path).await;
@@ -24,18 +24,15 @@ async fn gauge(gw: &edge_gateway::Gateway, state: &str) -> f64 {
 
 /// The gauges are refreshed once a second: wait for them.
 async fn wait_gauge(gw: &edge_gateway::Gateway, state: &str, want: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while gauge(gw, state).await != want {
-        assert!(std::time::Instant::now() < deadline, "gateway_devices{{state={state}}} never became {want}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(&format!("gateway_devices{{state={state}}} never became {want}"), Duration::from_secs(5), async || {
+        gauge(gw, state).await == want
+    })
+    .await;
 }
 
 async fn wait_state(gw: &edge_gateway::Gateway, id: &str, want: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while state_of(gw, id).await != want {
-        assert!(std::time::Instant::now() < deadline, "{id} never became {want}: {}", get_json(gw, &format!("/api/devices/{id}")).await.1);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if within(Duration::from_secs(10), async || (state_of(gw, id).await == want).then_some(())).await.is_none() {
+        panic!("{id} never became {want}: {}", get_json(gw, &format!("/api/devices/{id}")).await.1);
     }
 }
 
@@ -77,6 +74,8 @@ async fn devices_go_online_silent_and_offline_and_their_status_survives_a_restar
     assert_eq!(d["messages"], 4, "{d}");
     assert_eq!(d["connects"], 1, "{d}");
     assert!(d["disconnected_at_ms"].as_u64().unwrap() >= d["connected_at_ms"].as_u64().unwrap(), "{d}");
+    let (status, escaped) = get_json(&gw, "/api/devices/meter%2D7").await;
+    assert_eq!((status, &escaped["identity"]), (200, &d["identity"]), "the identity is percent-decoded: {escaped}");
     wait_gauge(&gw, "offline", 1.0).await;
     let (_, list) = get_json(&gw, "/api/devices").await;
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
@@ -110,11 +109,10 @@ async fn a_restarted_device_health_actor_still_knows_who_is_connected() {
     wait_state(&gw, "meter-9", "online").await;
     gw.health.actor("root/devices").expect("devices actor").kill();
     let restarts = "gateway_actor_restarts_total{supervisor=\"root\",child=\"devices\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while harness::sample(&harness::http_get(gw.http_addr, "/metrics").await.1, restarts) < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "devices actor not restarted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("devices actor not restarted", Duration::from_secs(10), async || {
+        harness::sample(&harness::http_get(gw.http_addr, "/metrics").await.1, restarts) >= 1.0
+    })
+    .await;
     wait_state(&gw, "meter-9", "online").await;
     drop(stdin);
     let _ = child.wait().await;

@@ -6,12 +6,12 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{self, Extra, Process};
 use crate::ingest::IngestServer;
 use crate::raw::Raw;
-use crate::util::{self, free_port, poll_until};
+use crate::util::{self, eventually, free_port, poll_until};
 
 /// strace attached to every thread of the gateway, failing one syscall family on one path.
 struct Fault(Child);
@@ -118,11 +118,7 @@ async fn fsync_eio_and_write_enospc_are_refused_not_acknowledged_and_the_store_r
     for (name, syscalls, inject, paths) in faults {
         let fault = Fault::inject(gw.child.id(), &paths, syscalls, inject);
         // Until strace is attached publishes still succeed; then the first refusal comes.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while dev.publish().await {
-            assert!(Instant::now() < deadline, "{name}: every publish still acknowledged");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(&format!("{name}: every publish still acknowledged"), Duration::from_secs(20), async || !(dev.publish().await)).await;
         let acked_before = dev.acked.len();
         for _ in 0..5 {
             assert!(!dev.publish().await, "{name}: acknowledged while the fault lasts");
@@ -142,11 +138,10 @@ async fn fsync_eio_and_write_enospc_are_refused_not_acknowledged_and_the_store_r
         }
 
         fault.clear();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while harness::http_get(http, "/readyz").await.0 != 200 {
-            assert!(Instant::now() < deadline, "{name}: not ready again after the fault cleared");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(&format!("{name}: not ready again after the fault cleared"), Duration::from_secs(15), async || {
+            harness::http_get(http, "/readyz").await.0 == 200
+        })
+        .await;
         assert!(dev.publish().await, "{name}: not acknowledged after recovery");
         println!("{name}: {} refused while the fault lasted, recovered", dev.refused);
     }

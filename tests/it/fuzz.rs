@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
 use crate::raw::{self, Raw, connect_packet, packet, publish_packet, string};
-use crate::util::{self, poll_until};
+use crate::util::{self, eventually, poll_until};
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -283,11 +283,7 @@ async fn generated_and_mutated_mqtt_streams_never_break_the_gateway_or_lose_an_a
     let contained = contained.into_inner() + KNOWN_PANICS.load(std::sync::atomic::Ordering::SeqCst);
     assert!(harness::sample(&scrape, "gateway_panics_total") as u64 >= contained, "panics counted");
     let open = || async { harness::sample(&harness::http_get(gw.http_addr, "/metrics").await.1, "gateway_mqtt_connections") };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while open().await != 0.0 {
-        assert!(std::time::Instant::now() < deadline, "fuzz connections still counted open");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("fuzz connections still counted open", Duration::from_secs(10), async || open().await == 0.0).await;
     println!(
         "fuzzed {} sessions; {} acknowledged messages all at the cloud; {contained} contained ntex-service panics",
         case.into_inner(),

@@ -152,19 +152,11 @@ impl Process {
     async fn wait_ready(&self) {
         install_crypto();
         let url = format!("http://{}/readyz", self.http);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = reqwest::get(&url).await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if std::time::Instant::now() >= deadline {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                panic!("gateway process not ready at {url}; last log lines (newest first): {tail:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let ready = async || reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ());
+        if crate::util::within(Duration::from_secs(20), ready).await.is_none() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!("gateway process not ready at {url}; last log lines (newest first): {tail:#?}");
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::harness::{self, Extra, Process};
 use crate::ingest::IngestServer;
-use crate::util::{self, poll_until};
+use crate::util::{self, poll_until, within};
 
 /// The OTLP receiver as a child process; spans collected as JSON values.
 struct Receiver {
@@ -67,14 +67,8 @@ impl Receiver {
     }
 
     async fn wait_for(&self, trace_id: &str, name: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.in_trace(trace_id).into_iter().find(|s| s["name"] == name) {
-                return s;
-            }
-            assert!(std::time::Instant::now() < deadline, "no `{name}` span in trace {trace_id}; got {:#?}", self.in_trace(trace_id));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let found = within(Duration::from_secs(20), async || self.in_trace(trace_id).into_iter().find(|s| s["name"] == name)).await;
+        found.unwrap_or_else(|| panic!("no `{name}` span in trace {trace_id}; got {:#?}", self.in_trace(trace_id)))
     }
 }
 
@@ -167,23 +161,24 @@ async fn a_devices_trace_continues_through_the_store_to_the_cloud_also_across_a_
     assert_eq!(json["trace_id"], t3, "{line}");
     assert_eq!(json["span_id"].as_str().map(str::len), Some(16), "{line}");
     // The same line reached the collector as an OTLP log record (tracing.export_logs).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let found = receiver.spans.lock().unwrap().iter().any(|r| {
-            r["log"].as_str().is_some_and(|b| b.contains("refused by the ACL"))
-                && r["attributes"]["trace_id"] == t3
-                && r["severity"] == "WARN"
-        });
-        if found {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            let logs: Vec<serde_json::Value> = receiver.spans.lock().unwrap().iter().filter(|r| r.get("log").is_some()).cloned().collect();
-            let scrape = harness::http_get(p.http, "/metrics").await.1;
-            let counters: Vec<&str> = scrape.lines().filter(|l| l.starts_with("gateway_log_records")).collect();
-            panic!("no OTLP log record of the refusal; log records received: {logs:#?}; {counters:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let exported = async || {
+        receiver
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r["log"].as_str().is_some_and(|b| b.contains("refused by the ACL"))
+                    && r["attributes"]["trace_id"] == t3
+                    && r["severity"] == "WARN"
+            })
+            .then_some(())
+    };
+    if within(Duration::from_secs(15), exported).await.is_none() {
+        let logs: Vec<serde_json::Value> = receiver.spans.lock().unwrap().iter().filter(|r| r.get("log").is_some()).cloned().collect();
+        let scrape = harness::http_get(p.http, "/metrics").await.1;
+        let counters: Vec<&str> = scrape.lines().filter(|l| l.starts_with("gateway_log_records")).collect();
+        panic!("no OTLP log record of the refusal; log records received: {logs:#?}; {counters:?}");
     }
 
     // Cloud down: the second message waits in the store across a gateway restart.
@@ -250,21 +245,11 @@ async fn span_attributes_and_status_the_ratio_sampler_and_the_drop_path() {
     ingest.set_mode(crate::ingest::Mode::Fail(503));
     let mut p = Process::start(dir.path(), &base(1.0, receiver.port, 4096), mqtt_addr, http_addr).await;
     publish("sampled").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let receive = loop {
-        let found = receiver
-            .spans
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "mqtt publish" && s["attributes"]["gateway.device"] == "dev-r")
-            .cloned();
-        if let Some(s) = found {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "no receive span for a message started by ratio 1");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let receive = within(Duration::from_secs(15), async || {
+        let spans = receiver.spans.lock().unwrap();
+        spans.iter().find(|s| s["name"] == "mqtt publish" && s["attributes"]["gateway.device"] == "dev-r").cloned()
+    });
+    let receive = receive.await.expect("no receive span for a message started by ratio 1");
     let trace = vec![receive["trace_id"].as_str().unwrap().to_string()];
     assert_eq!(receive["parent_span_id"], "", "a root span");
     assert_eq!(receive["attributes"]["messaging.system"], "mqtt");
@@ -310,10 +295,8 @@ async fn span_attributes_and_status_the_ratio_sampler_and_the_drop_path() {
     }
     poll_until("delivered", Duration::from_secs(15), || ingest.accepted().len() == 7).await;
     let dropped = || async { harness::sample(&harness::http_get(p.http, "/metrics").await.1, "gateway_trace_spans_dropped_total") };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while dropped().await < 5.0 {
-        assert!(std::time::Instant::now() < deadline, "spans not counted as dropped: {}", dropped().await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if within(Duration::from_secs(20), async || (dropped().await >= 5.0).then_some(())).await.is_none() {
+        panic!("spans not counted as dropped: {}", dropped().await);
     }
     println!("collector down, queue 1: {} spans dropped, 5/5 messages delivered", dropped().await);
 }

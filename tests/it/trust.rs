@@ -10,7 +10,7 @@ use edge_gateway::trust::pki::{self, LeafKind, LeafSpec, Validity};
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
-use crate::util::{self, poll_until};
+use crate::util::{self, eventually, poll_until};
 
 /// A dev PKI in a temp dir: CA, server, devices (good, expired, revoked) and a foreign CA.
 pub struct TestPki {
@@ -423,11 +423,14 @@ async fn the_server_certificate_is_replaced_under_load_without_dropping_a_sessio
             pki.server("server"); // new key and certificate, renamed into place
             let new = pem_body(&pki.path("server.pem"));
             assert_ne!(new, old);
-            poll_until_async("new handshakes present the new certificate", || async { presented_cert(&gw, &pki).await == new }).await;
+            eventually("new handshakes present the new certificate", Duration::from_secs(15), async || {
+                presented_cert(&gw, &pki).await == new
+            })
+            .await;
             // A broken replacement: a key that does not belong to the certificate.
             std::fs::copy(pki.path("dev-b.key"), pki.path("server.key.tmp")).unwrap();
             std::fs::rename(pki.path("server.key.tmp"), pki.path("server.key")).unwrap();
-            poll_until_async("the broken set is refused", || async {
+            eventually("the broken set is refused", Duration::from_secs(15), async || {
                 let scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
                 harness::sample(&scrape, "gateway_reloads_total{target=\"device_tls\",result=\"rejected\"}") >= 1.0
             })
@@ -447,16 +450,4 @@ async fn the_server_certificate_is_replaced_under_load_without_dropping_a_sessio
     assert!(harness::sample(&scrape, "gateway_reloads_total{target=\"device_tls\",result=\"ok\"}") >= 1.0, "{scrape}");
     println!("rotation under load: {} messages from 2 mTLS sessions, 0 dropped, 0 lost", 2 * n);
     gw.stop().await;
-}
-
-async fn poll_until_async<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !f().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

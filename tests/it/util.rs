@@ -24,12 +24,36 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// The deadline is wall-clock time on purpose: these waits are on real sockets and processes,
 /// which a paused tokio clock would not slow down.
 pub async fn poll_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
+    if within_every(POLL_EVERY, timeout, async || f().then_some(())).await.is_none() {
+        panic!("timed out after {timeout:?}: {what}");
+    }
+}
+
+/// Waits until the async check `f` (a scrape, a client run, an API call) returns true, checking
+/// every 100 ms; panics naming `what` after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    if within(timeout, async || f().await.then_some(())).await.is_none() {
+        panic!("timed out after {timeout:?}: {what}");
+    }
+}
+
+/// The first value `f` yields, checking every 100 ms; `None` after `timeout` (the caller says
+/// what went wrong, with whatever state explains it).
+pub async fn within<T>(timeout: Duration, f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    within_every(Duration::from_millis(100), timeout, f).await
+}
+
+/// The one polling loop behind the helpers above (wall-clock deadline, see [`poll_until`]).
+async fn within_every<T>(every: Duration, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

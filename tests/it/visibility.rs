@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::harness::{self, Extra};
 use crate::ingest::{IngestServer, Mode};
-use crate::util::{self, poll_until};
+use crate::util::{self, eventually, poll_until, within};
 
 async fn sample(gw: &edge_gateway::Gateway, series: &str) -> f64 {
     harness::sample(&harness::http_get(gw.http_addr, "/metrics").await.1, series)
@@ -27,11 +27,7 @@ async fn a_sink_that_accepts_and_never_answers_gets_its_forwarder_restarted() {
     publish(&gw, 1).await;
     let stalls = "gateway_forwarder_stalls_total{sink=\"cloud\"}";
     let restarts = "gateway_actor_restarts_total{supervisor=\"root/forwarders\",child=\"forwarder:cloud\"}";
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sample(&gw, restarts).await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the stalled forwarder was never restarted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the stalled forwarder was never restarted", Duration::from_secs(20), async || sample(&gw, restarts).await >= 1.0).await;
     assert!(sample(&gw, stalls).await >= 1.0);
     ingest.set_mode(Mode::Ok);
     poll_until("delivered by the new forwarder", Duration::from_secs(15), || !ingest.accepted().is_empty()).await;
@@ -71,13 +67,14 @@ async fn end_to_end_latency_is_measured_from_receipt_and_from_the_devices_own_ti
     }
     poll_until("3 delivered", Duration::from_secs(10), || ingest.accepted().len() == 3).await;
     // Observed after the cursor's commit, which follows the cloud's answer: poll.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
-    while harness::sample(&scrape, "gateway_end_to_end_latency_seconds_count{sink=\"cloud\"}") < 3.0 && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
-    }
+    let observed = async || {
+        let scrape = harness::http_get(gw.http_addr, "/metrics").await.1;
+        (harness::sample(&scrape, "gateway_end_to_end_latency_seconds_count{sink=\"cloud\"}") >= 3.0).then_some(scrape)
+    };
+    let scrape = match within(Duration::from_secs(10), observed).await {
+        Some(scrape) => scrape,
+        None => harness::http_get(gw.http_addr, "/metrics").await.1, // the assertions below say what is missing
+    };
     assert_eq!(harness::sample(&scrape, "gateway_end_to_end_latency_seconds_count{sink=\"cloud\"}"), 3.0, "{scrape}");
     assert_eq!(harness::sample(&scrape, "gateway_device_to_cloud_latency_seconds_count{sink=\"cloud\"}"), 2.0, "{scrape}");
     // Both device timestamps are ~10 s old (one in ms, one in s): the sum is about 20 s.
@@ -147,17 +144,13 @@ async fn a_real_prometheus_scrapes_the_gateway_and_loads_the_alert_rules() {
         .expect("start prometheus");
     harness::install_crypto();
     let query = "/api/v1/query?query=sum(gateway_ingress_messages_total)";
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let scraped = loop {
+    let scraped = async || {
         let v = prom_api(prom_addr, query).await;
-        if let Some(n) = v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()) {
-            break n;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = prom.kill();
-            panic!("Prometheus never scraped the gateway: {v}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok())
+    };
+    let Some(scraped) = within(Duration::from_secs(30), scraped).await else {
+        let _ = prom.kill();
+        panic!("Prometheus never scraped the gateway: {}", prom_api(prom_addr, query).await);
     };
     let up = prom_api(prom_addr, "/api/v1/query?query=up%7Bjob%3D%22edge-gateway%22%7D").await;
     // Every rule evaluates cleanly against the live series (health "ok" after its first round).
@@ -166,12 +159,11 @@ async fn a_real_prometheus_scrapes_the_gateway_and_loads_the_alert_rules() {
         let rules: Vec<serde_json::Value> = groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect();
         !rules.is_empty() && rules.iter().all(|r| r["health"] == "ok")
     };
-    let mut rules = prom_api(prom_addr, "/api/v1/rules").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !all_ok(&rules) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        rules = prom_api(prom_addr, "/api/v1/rules").await;
-    }
+    let evaluated = async || Some(prom_api(prom_addr, "/api/v1/rules").await).filter(all_ok);
+    let rules = match within(Duration::from_secs(15), evaluated).await {
+        Some(rules) => rules,
+        None => prom_api(prom_addr, "/api/v1/rules").await, // the assertions below name the failing rule
+    };
     let _ = prom.kill();
     let _ = prom.wait();
     assert_eq!(scraped, 1.0);
