@@ -13,7 +13,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so that tests can pause and advance it.
+use tokio::time::Instant;
 
 use crate::health::Health;
 use crate::metrics::{DeliveryKind, Metrics, SinkLabels};
@@ -140,37 +143,39 @@ mod tests {
         l
     }
 
-    #[test]
-    fn timeouts_with_messages_waiting_become_a_stall_and_progress_ends_it() {
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_with_messages_waiting_become_a_stall_and_progress_ends_it() {
         let l = liveness(Duration::from_millis(20));
         l.sending("cloud");
         l.failed("cloud", DeliveryKind::Timeout);
-        std::thread::sleep(Duration::from_millis(30));
+        tokio::time::advance(Duration::from_millis(19)).await;
+        assert!(l.stalled().is_empty(), "not yet stuck_after");
+        tokio::time::advance(Duration::from_millis(2)).await;
         assert_eq!(l.stalled().len(), 1);
         l.progressed("cloud", false);
         assert!(l.stalled().is_empty());
     }
 
-    #[test]
-    fn an_unreachable_sink_or_an_answering_one_is_not_a_stall() {
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_sink_or_an_answering_one_is_not_a_stall() {
         let l = liveness(Duration::from_millis(20));
         l.sending("cloud");
         l.failed("cloud", DeliveryKind::Connect);
-        std::thread::sleep(Duration::from_millis(30));
+        tokio::time::advance(Duration::from_millis(30)).await;
         assert!(l.stalled().is_empty(), "connection refused is an outage");
         l.failed("cloud", DeliveryKind::Http5xx);
         assert!(l.stalled().is_empty(), "a 5xx answer is activity");
     }
 
-    #[test]
-    fn nothing_waiting_or_zero_stuck_after_is_never_a_stall() {
+    #[tokio::test(start_paused = true)]
+    async fn nothing_waiting_or_zero_stuck_after_is_never_a_stall() {
         let l = liveness(Duration::from_millis(1));
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::advance(Duration::from_millis(5)).await;
         assert!(l.stalled().is_empty(), "idle");
         let off = liveness(Duration::ZERO);
         off.sending("cloud");
         off.failed("cloud", DeliveryKind::Timeout);
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::advance(Duration::from_millis(5)).await;
         assert!(off.stalled().is_empty(), "disabled");
     }
 }

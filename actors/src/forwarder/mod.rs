@@ -25,8 +25,10 @@ use crate::record::Record;
 use crate::slot::ActorSlot;
 use crate::storage::{AppendError, StorageMsg, Store};
 
+mod isolate;
 mod observe;
 
+use isolate::{Isolation, Rejection};
 pub use observe::device_timestamp_ms;
 use observe::{forward_spans, observe_latency};
 
@@ -119,8 +121,8 @@ pub struct ForwarderState {
     cursor_known: bool,
     /// Consecutive failed attempts.
     attempt: u32,
-    /// While the cursor is at or below this seq, send one message per batch (isolating a 4xx).
-    isolate_until: Option<u64>,
+    /// After a rejected batch: one message per batch until the offender is found.
+    isolation: Isolation,
     /// Trace context of the batch's first message that has one (its forward span's when
     /// sampled): the `trace_id` / `span_id` of the log lines about that batch.
     batch_trace: Option<crate::record::TraceCtx>,
@@ -149,7 +151,7 @@ impl Actor for ForwarderActor {
             cursor: cursor.unwrap_or(0),
             cursor_known: cursor.is_some(),
             attempt: 0,
-            isolate_until: None,
+            isolation: Isolation::default(),
             batch_trace: None,
         })
     }
@@ -178,7 +180,7 @@ impl ForwarderState {
                 }
             }
         }
-        let max = if self.isolate_until.is_some_and(|s| self.cursor <= s) { 1 } else { self.args.policy.max_messages };
+        let max = self.isolation.batch_limit(self.cursor, self.args.policy.max_messages);
         self.batch_trace = None;
         // Everything below this seq is committed; read it before the batch.
         let committed = *self.args.committed.borrow();
@@ -259,19 +261,17 @@ impl ForwarderState {
         detail: String,
     ) -> Result<(), ActorProcessingErr> {
         self.count_error(DeliveryKind::Rejected);
-        if n > 1 {
-            let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
+        let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
+        let Rejection::DeadLetter(seq) = self.isolation.rejected(n, first, last) else {
             tracing::warn!(sink = %self.args.name, first, last, %detail, trace_id, span_id, "Batch rejected; resending one message at a time to find the offender.");
-            self.isolate_until = Some(last);
             myself.send_message(ForwarderMsg::Poll)?;
             return Ok(());
-        }
-        let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
-        tracing::warn!(sink = %self.args.name, seq = first, %detail, trace_id, span_id, "Message rejected; moved to the dead-letter table.");
+        };
+        tracing::warn!(sink = %self.args.name, seq, %detail, trace_id, span_id, "Message rejected; moved to the dead-letter table.");
         let (sink, reason) = (self.args.name.clone(), detail);
-        match self.storage_call(|reply| StorageMsg::DeadLetter { sink, seq: first, reason, reply }).await {
+        match self.storage_call(|reply| StorageMsg::DeadLetter { sink, seq, reason, reply }).await {
             Ok(()) => {
-                self.cursor = first + 1;
+                self.cursor = seq + 1;
                 self.args.liveness.progressed(&self.args.name, true);
                 myself.send_message(ForwarderMsg::Poll)?;
             }
