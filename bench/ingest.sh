@@ -23,6 +23,8 @@ options:
   --data-root DIR     where the per-run temp dirs go (default: $TMPDIR or /tmp); put it on the
                       disk you want to measure, not on tmpfs
   --skip-build        use the binaries already built in target/release
+  --baseline BIN      also measure another edge-gateway binary (an older build) with group
+                      commit, in the same run, and print this build / baseline
   -h, --help          this text
 
 Needs: cargo, taskset, curl, 2 CPUs, mosquitto (installed with apt-get when missing and root).
@@ -39,6 +41,7 @@ INFLIGHT=100
 TIMEOUT=120
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
+BASELINE=""
 
 die() { echo "bench/ingest.sh: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -48,7 +51,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
-        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root)
+        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline)
             [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
         *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -60,6 +63,7 @@ while [[ $# -gt 0 ]]; do
         --inflight) positive "$1" "$2"; INFLIGHT=$2 ;;
         --timeout) positive "$1" "$2"; TIMEOUT=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
+        --baseline) BASELINE=$(realpath "$2") ;;
     esac
     shift 2
 done
@@ -95,6 +99,7 @@ if [[ $BUILD -eq 1 ]]; then
     cargo build --release --locked --bin edge-gateway --example loadgen >&2
 fi
 [[ -x "$GATEWAY" && -x "$LOADGEN" ]] || die "missing $GATEWAY or $LOADGEN (build first)"
+[[ -z "$BASELINE" || -x "$BASELINE" ]] || die "--baseline $BASELINE is not an executable"
 
 # --- server lifecycle -----------------------------------------------------------------------
 
@@ -137,9 +142,9 @@ wait_ready() {
 
 tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
-# start_gateway DIR HOST GROUP_COMMIT
+# start_gateway DIR HOST GROUP_COMMIT [BINARY]
 start_gateway() {
-    local dir=$1 host=$2
+    local dir=$1 host=$2 bin=${4:-$GATEWAY}
     cat >"$dir/gateway.toml" <<EOF
 [gateway]
 data_dir = "$dir/data"
@@ -160,7 +165,7 @@ kind = "discard"
 EOF
     printf '[[allow]]\nidentities = ["*"]\npublish = ["bench/#"]\n' >"$dir/acl.toml"
     SERVER_LOG=$dir/server.log
-    taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$SERVER_LOG" 2>&1 &
+    taskset -c 0 "$bin" run --config "$dir/gateway.toml" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     wait_ready curl -sf "http://$host:18831/readyz"
 }
@@ -201,6 +206,7 @@ run_once() {
     case "$server" in
         gc) start_gateway "$dir" "$host" true; port=18830 ;;
         nogc) start_gateway "$dir" "$host" false; port=18830 ;;
+        base) start_gateway "$dir" "$host" true "$BASELINE"; port=18830 ;;
         mosquitto) start_mosquitto "$dir" "$host"; port=18840 ;;
     esac
     before=$(server_cpu_ticks)
@@ -244,8 +250,9 @@ measure() {
 # --- the matrix and the report ------------------------------------------------------------------
 
 SERVERS=(gc nogc mosquitto)
+[[ -z "$BASELINE" ]] || SERVERS=(gc base nogc mosquitto)
 declare -A LABEL=([gc]="edge-gateway, group commit" [nogc]="edge-gateway, no group commit" \
-    [mosquitto]="mosquitto 2, persistence false")
+    [mosquitto]="mosquitto 2, persistence false" [base]="baseline $(basename "${BASELINE:-none}"), group commit")
 declare -A MESSAGES=([8]=$MESSAGES_8 [64]=$MESSAGES_64)
 
 for server in "${SERVERS[@]}"; do
@@ -278,4 +285,5 @@ echo
 echo "| ratio of median msg/s | 8 clients | 64 clients |"
 echo "|---|---:|---:|"
 echo "| group commit / no group commit | $(ratio "${MPS[gc,8]}" "${MPS[nogc,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[nogc,64]}") |"
+[[ -z "$BASELINE" ]] || echo "| this build / baseline (group commit) | $(ratio "${MPS[gc,8]}" "${MPS[base,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[base,64]}") |"
 echo "| gateway (group commit) / mosquitto | $(ratio "${MPS[gc,8]}" "${MPS[mosquitto,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[mosquitto,64]}") |"

@@ -81,8 +81,7 @@ async fn devices_go_online_silent_and_offline_and_their_status_survives_a_restar
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     let (_, health) = get_json(&gw, "/api/health").await;
     assert!(health["uptime_s"].as_f64().is_some() && health["supervision"]["root/devices"]["running"] == true, "{health}");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one persistence round
-    gw.stop().await;
+    gw.stop().await; // the device health actor saves on stop
 
     let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
     let (status, d) = get_json(&gw, "/api/devices/meter-7").await;
