@@ -47,7 +47,8 @@ impl TraceCtx {
 pub struct Record {
     /// Position in the store; assigned at commit, strictly increasing, never reused.
     pub seq: u64,
-    /// `{gateway_id}:{seq}`: the key the cloud dedupes on; fixed when the record is written.
+    /// `{gateway_id}:{run}:{seq}` (`{gateway_id}:{seq}` in stores written before runs): the key
+    /// the cloud dedupes on; fixed when the record is written (see `storage::actor::run_prefix`).
     pub key: String,
     /// Who sent it: the connection's identity (certificate field, username, or the client id
     /// on a lab listener).

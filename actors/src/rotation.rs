@@ -167,6 +167,11 @@ impl Actor for RotationActor {
     async fn pre_start(&self, myself: ActorRef<RotationMsg>, args: RotationArgs) -> Result<RotationState, ActorProcessingErr> {
         let watcher = watch(&myself, &args.targets);
         let fingerprints = args.targets.iter().flat_map(|t| t.paths()).map(|p| (p.clone(), fingerprint(&p))).collect();
+        for target in &args.targets {
+            for &result in ReloadResult::ALL {
+                let _ = args.metrics.reloads.get_or_create(&ReloadLabels { target: target.name(), result });
+            }
+        }
         myself.send_interval(args.check_every, || RotationMsg::Check);
         let state = RotationState {
             args,

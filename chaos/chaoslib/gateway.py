@@ -203,7 +203,11 @@ class Gateway:
         return http("GET", f"http://127.0.0.1:{self.http_port}{path}", timeout=timeout)
 
     def post(self, path, timeout=5.0):
-        return http("POST", f"http://127.0.0.1:{self.http_port}{path}", timeout=timeout)
+        """POST with the HTTP API's bearer token (data_dir/http.token, made at the first start)."""
+        with open(os.path.join(self.data_dir, "http.token")) as f:
+            token = f.read().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        return http("POST", f"http://127.0.0.1:{self.http_port}{path}", headers=headers, timeout=timeout)
 
     def readyz(self):
         return self.get("/readyz", timeout=1.0)

@@ -1,8 +1,8 @@
 //! The chaos admin API: off by default, enabled only by `run --admin-listen ADDR` with a token,
 //! bound to loopback, for chaos scripts and recovery drills. Nothing else is served on it.
 //!
-//! Every request needs `Authorization: Bearer <token>` (compared in constant time with
-//! `subtle`); anything else is 401, unknown paths 404, other methods 405. Each action is logged at WARN and counted
+//! Every request needs `Authorization: Bearer <token>` (`bearer.rs`, compared in constant time
+//! with `subtle`); anything else is 401, unknown paths 404, other methods 405. Each action is logged at WARN and counted
 //! in `gateway_admin_actions_total{action}`.
 //!
 //! ```text
@@ -18,9 +18,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,15 +30,14 @@ use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::StorageMsg;
 use edge_gateway_actors::supervisor::SupervisorMsg;
 use ractor::{ActorCell, ActorRef};
-use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+use super::bearer::{self, Token};
 
 /// What the admin API acts on.
 #[derive(Clone)]
 pub struct Admin {
     /// The bearer token.
-    pub token: Arc<str>,
+    pub token: Token,
     /// Tracked children (paths, cells, restart counts).
     pub health: Health,
     /// The root supervisor.
@@ -51,35 +50,19 @@ pub struct Admin {
     pub metrics: Metrics,
 }
 
-/// Serve on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, admin: Admin, stop: watch::Receiver<bool>) {
-    if let Err(e) = axum::serve(listener, router(admin)).with_graceful_shutdown(super::local::stopped(stop)).await {
-        tracing::warn!(error = %e, "Admin API stopped.");
-    }
-}
-
 /// Every route behind the token check (unknown paths too: without the token nothing is 404).
 pub fn router(admin: Admin) -> Router {
-    let admin = Arc::new(admin);
+    let token = admin.token.clone();
     Router::new()
         .route("/admin/tree", get(tree))
         .route("/admin/storage/faults", post(faults))
         .route("/admin/actors/{*action}", post(act))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not an admin endpoint\n") })
-        .layer(middleware::from_fn_with_state(admin.clone(), authorized))
-        .with_state(admin)
+        .layer(middleware::from_fn_with_state(token, bearer::require))
+        .with_state(Arc::new(admin))
 }
 
 type Adm = State<Arc<Admin>>;
-
-async fn authorized(State(admin): Adm, req: Request, next: Next) -> Response {
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(admin.token.as_bytes()))) {
-        next.run(req).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response()
-    }
-}
 
 async fn tree(State(admin): Adm) -> Response {
     let children = super::tree_json::supervision_json(&admin.health);

@@ -8,15 +8,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::storage::Store;
 use prometheus_client::registry::Registry;
 use ractor::rpc::CallResult;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
+use super::bearer::{self, Token};
+use crate::config::HttpAuth;
 use crate::egress::WireMessage;
 
 /// What the endpoint serves from.
@@ -38,33 +38,27 @@ pub struct LocalApi {
     pub started: std::time::Instant,
     /// The file listing quarantined stores; removed when an operator acknowledges them.
     pub quarantine_marker: std::path::PathBuf,
+    /// Quota, overflow and TTL, shown in `/api/health` (two of them delete acknowledged messages).
+    pub storage_policy: edge_gateway_actors::storage::StoragePolicy,
 }
 
-/// Serve on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, api: LocalApi, stop: watch::Receiver<bool>) {
-    if let Err(e) = axum::serve(listener, router(api)).with_graceful_shutdown(stopped(stop)).await {
-        tracing::warn!(error = %e, "HTTP API stopped.");
-    }
-}
-
-/// Resolves when `stop` turns true (or its sender is gone).
-pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// Every route; other methods on a known path get 405, unknown paths 404.
-pub fn router(api: LocalApi) -> Router {
-    Router::new()
+/// Every route. Probes (`/healthz`, `/readyz`) are always open; `POST /api/store/acknowledge`
+/// always needs the token; `/metrics` and `/api/*` need it with `http.auth = "all"`. Other
+/// methods on a known path get 405, unknown paths 404.
+pub fn router(api: LocalApi, token: Token, auth: HttpAuth) -> Router {
+    let guard = || middleware::from_fn_with_state(token.clone(), bearer::require);
+    let probes = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz));
+    let mut reads = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/devices", get(devices_list))
         .route("/api/devices/{identity}", get(device))
-        .route("/api/health", get(gateway_health))
-        .route("/api/store/acknowledge", post(acknowledge))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(Arc::new(api))
+        .route("/api/health", get(gateway_health));
+    if auth == HttpAuth::All {
+        reads = reads.route_layer(guard());
+    }
+    let writes = Router::new().route("/api/store/acknowledge", post(acknowledge)).route_layer(guard());
+    probes.merge(reads).merge(writes).fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") }).with_state(Arc::new(api))
 }
 
 type Api = State<Arc<LocalApi>>;
@@ -191,6 +185,13 @@ impl LocalApi {
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "ready": self.health.readiness().err().unwrap_or_default(),
             "backlog": backlog,
+            "storage_policy": {
+                "quota_messages": self.storage_policy.quota_messages,
+                "quota_bytes": self.storage_policy.quota_bytes,
+                "overflow": self.storage_policy.overflow.as_str(),
+                "ttl_secs": self.storage_policy.ttl.map(|t| t.as_secs()),
+                "deletes_acknowledged_messages": self.storage_policy.overflow == edge_gateway_actors::storage::Overflow::DropOldest || self.storage_policy.ttl.is_some(),
+            },
             "supervision": children,
             "forwarders_idle_s": self.liveness.idle_secs(),
             "certificates": certificates,

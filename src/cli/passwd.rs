@@ -9,7 +9,8 @@ use anyhow::Context as _;
 /// `passwd`'s arguments.
 #[derive(clap::Args)]
 pub struct PasswdArgs {
-    /// The password file (created if missing).
+    /// The password file (created if missing; an existing one must read and parse, or it is
+    /// left alone).
     file: PathBuf,
     /// The username (the device's identity).
     user: String,
@@ -25,9 +26,22 @@ pub fn run(args: PasswdArgs) -> anyhow::Result<()> {
     let password = password.trim_end_matches(['\n', '\r']);
     anyhow::ensure!(!password.is_empty(), "empty password on stdin");
     let entry = edge_gateway::trust::passwd::hash_entry(&args.user, password.as_bytes(), args.iterations)?;
-    let old = std::fs::read_to_string(&args.file).unwrap_or_default();
+    let old = existing(&args.file)?;
     let mut lines: Vec<&str> = old.lines().filter(|l| l.split(':').next() != Some(args.user.as_str())).collect();
     lines.push(&entry);
     edge_gateway::atomic_file::write(&args.file, (lines.join("\n") + "\n").as_bytes(), Some(0o600))
         .with_context(|| format!("{}", args.file.display()))
+}
+
+/// The file's current text: empty when it does not exist yet. A file that cannot be read or does
+/// not parse is an error: rewriting it with one user would lose all the others.
+fn existing(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => anyhow::bail!("{}: cannot read it ({e}); left unchanged, since rewriting it would lose its other users", file.display()),
+    };
+    edge_gateway::trust::passwd::PasswordFile::parse(&text)
+        .with_context(|| format!("{}: left unchanged; fix or move it first", file.display()))?;
+    Ok(text)
 }

@@ -15,7 +15,8 @@ pub enum StoreCommand {
     Salvage {
         /// The quarantined file (data_dir/gateway.redb.quarantine-<ms>).
         file: PathBuf,
-        /// The gateway's config (for data_dir and sinks); the embedded default when omitted.
+        /// The gateway's config (for data_dir and sinks). Without it the embedded default is used,
+        /// and only for a FILE in that config's data dir.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -23,14 +24,17 @@ pub enum StoreCommand {
 
 /// Import and say what was imported, from where, how.
 pub fn run(cmd: StoreCommand) -> anyhow::Result<String> {
-    let StoreCommand::Salvage { file, config } = cmd;
-    let config = match &config {
+    let StoreCommand::Salvage { file, config: config_path } = cmd;
+    let config = match &config_path {
         Some(path) => Config::load(path),
         None => Config::embedded_default(),
     }?;
+    let target = config.store_path();
+    if config_path.is_none() {
+        same_data_dir(&file, &target)?;
+    }
     let found = Store::salvage(&file).with_context(|| format!("{}: cannot be read", file.display()))?;
     let sinks = config.sinks.iter().map(|s| s.name.clone()).collect();
-    let target = config.store_path();
     let store =
         Store::open(&target, sinks).with_context(|| format!("{} (is the gateway still running? stop it first)", target.display()))?;
     let imported = store.import(&found.values)?;
@@ -43,4 +47,21 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<String> {
         file.display(),
         target.display(),
     ))
+}
+
+/// Without `--config` the target is the embedded default's store (`./data/gateway.redb`,
+/// relative to where the command runs): import only a file that sits next to it, so a salvage
+/// run from the wrong directory cannot fill a store no gateway reads.
+fn same_data_dir(file: &std::path::Path, target: &std::path::Path) -> anyhow::Result<()> {
+    let dir = |p: &std::path::Path| {
+        p.parent().map(|d| if d.as_os_str().is_empty() { std::path::Path::new(".") } else { d }).map(std::fs::canonicalize)
+    };
+    match (dir(file), dir(target)) {
+        (Some(Ok(a)), Some(Ok(b))) if a == b => Ok(()),
+        _ => anyhow::bail!(
+            "{} is not in the data dir of the embedded default config ({}); name the gateway's config with --config, so the messages go into the store that gateway reads",
+            file.display(),
+            target.parent().unwrap_or(target).display()
+        ),
+    }
 }

@@ -13,6 +13,7 @@ use edge_gateway_actors::storage::{Overflow, StoragePolicy};
 use serde::Deserialize;
 
 mod admin;
+mod http;
 mod sinks;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod traces;
 mod trust;
 
 pub use admin::AdminConfig;
+pub use http::{HttpAuth, HttpConfig};
 pub use sinks::{ClientTlsFiles, SinkConfig, SinkKind};
 pub use traces::TracingConfig;
 
@@ -42,8 +44,8 @@ pub struct Config {
     pub supervision_file: Option<PathBuf>,
     /// Device-facing MQTT listener.
     pub mqtt: MqttConfig,
-    /// Local HTTP endpoint (metrics, health).
-    pub http_listen: SocketAddr,
+    /// Local HTTP API (metrics, health, the JSON API): address, token, TLS.
+    pub http: HttpConfig,
     /// Quota, TTL and batching of the store.
     pub storage: StoragePolicy,
     /// Where stored messages go; each gets a forwarder.
@@ -97,7 +99,7 @@ pub struct ConfigError(pub Vec<String>);
 struct RawConfig {
     gateway: RawGateway,
     mqtt: RawMqtt,
-    http: RawHttp,
+    http: http::RawHttp,
     storage: RawStorage,
     sinks: Option<Vec<sinks::RawSink>>,
     tls: trust::RawTls,
@@ -160,18 +162,6 @@ impl Default for RawMqtt {
             max_inflight: 64,
             workers: 1,
         }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawHttp {
-    listen: String,
-}
-
-impl Default for RawHttp {
-    fn default() -> Self {
-        Self { listen: "127.0.0.1:9880".into() }
     }
 }
 
@@ -290,7 +280,7 @@ impl RawConfig {
         if !(1..=64).contains(&self.mqtt.workers) {
             e.push("mqtt.workers: must be between 1 and 64".into());
         }
-        let http_listen = addr("http.listen", &self.http.listen, e);
+        let http = self.http.validate(e);
         let storage = self.storage.validate(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
@@ -321,7 +311,7 @@ impl RawConfig {
                 data_dir: PathBuf::from(self.gateway.data_dir),
                 supervision_file: self.gateway.supervision_file.map(PathBuf::from),
                 mqtt,
-                http_listen,
+                http,
                 storage,
                 sinks,
                 tls,

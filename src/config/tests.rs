@@ -10,7 +10,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 fn the_embedded_default_is_valid_and_local() {
     let c = parse(DEFAULT_CONFIG_TOML).unwrap();
     assert_eq!(c.mqtt.listen, "127.0.0.1:1883".parse().unwrap());
-    assert!(c.http_listen.ip().is_loopback());
+    assert!(c.http.listen.ip().is_loopback());
     assert_eq!(c.data_dir, PathBuf::from("./data"));
     assert!(matches!(c.sinks[0].kind, SinkKind::File { .. }));
 }
@@ -124,4 +124,20 @@ fn an_anonymous_plain_listener_next_to_tls_is_refused() {
     let text = "[auth]\nplain = \"anonymous\"\n[tls]\nenabled = true\n[[sinks]]\nname = \"a\"\nkind = \"discard\"\n";
     let errors = parse(text).unwrap_err().0;
     assert!(errors.iter().any(|e| e.starts_with("auth.plain: \"anonymous\" next to tls.enabled")), "{errors:?}");
+}
+
+#[test]
+fn a_non_loopback_http_api_needs_the_token_for_everything() {
+    let base = "[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"cloud\"\nkind = \"http\"\nurl = \"http://a\"\n";
+    let with = |http: &str| parse(&format!("{base}[http]\n{http}\n"));
+    let open = with("listen = \"0.0.0.0:9880\"").unwrap_err().0;
+    assert!(open.iter().any(|e| e.starts_with("http.listen") && e.contains("http.auth = \"all\"")), "{open:?}");
+    let closed = with("listen = \"0.0.0.0:9880\"\nauth = \"all\"").unwrap();
+    assert_eq!(closed.http.auth, HttpAuth::All);
+    let half = with("tls_cert = \"a.pem\"\nauth = \"some\"").unwrap_err().0;
+    for key in ["http.tls_cert, http.tls_key", "http.auth"] {
+        assert!(half.iter().any(|e| e.starts_with(key)), "{key} missing in {half:?}");
+    }
+    let loopback = parse(base).unwrap();
+    assert_eq!((loopback.http.auth, loopback.http.token_file.is_none(), loopback.http.tls.is_none()), (HttpAuth::Writes, true, true));
 }

@@ -3,8 +3,8 @@
 //! Batch body, for HTTP and (one message per line) for files:
 //!
 //! ```json
-//! {"gateway":"gw-1","batch_key":"gw-1:10:10-19","messages":[
-//!   {"key":"gw-1:10","seq":10,"device":"dev-1","topic":"devices/dev-1/t","qos":1,
+//! {"gateway":"gw-1","batch_key":"gw-1:5f0c2a9e4b7d1c38:10..gw-1:5f0c2a9e4b7d1c38:19","messages":[
+//!   {"key":"gw-1:5f0c2a9e4b7d1c38:10","seq":10,"device":"dev-1","topic":"devices/dev-1/t","qos":1,
 //!    "received_at_ms":1700000000000,"payload":"21.5","content_type":null,"user_properties":[]}]}
 //! ```
 //!

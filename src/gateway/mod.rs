@@ -128,6 +128,9 @@ pub enum GatewayError {
     /// The MQTT listeners did not start.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The HTTP API's token or TLS files do not load.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
 }
 
 /// Read the supervision file named in the config, or the embedded default.
@@ -156,6 +159,12 @@ pub fn preflight(config: &Config) -> Vec<String> {
             problems.extend(crate::egress::cloud_tls::CloudTls::load(&s.name, files).err().map(|e| e.to_string()));
         }
     }
+    if let Some((cert, key)) = &config.http.tls {
+        problems.extend(crate::api::serve::tls_config(cert, key).err().map(|e| e.to_string()));
+    }
+    if let Some(file) = &config.http.token_file {
+        problems.extend(crate::api::bearer::load_or_create(Some(file), &config.data_dir).err().map(|e| format!("http.token_file: {e}")));
+    }
     problems
 }
 
@@ -176,6 +185,7 @@ impl Gateway {
         let _ = rustls::crypto::ring::default_provider().install_default();
         crate::telemetry::panics::install_panic_hook();
         let (metrics, health) = (Metrics::new(), Health::default());
+        metrics.zero_known_series(&config.sinks.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
         let store = open_store(&config, &metrics, &health)?;
         let gateway_id = store.gateway_id(config.gateway_id.as_deref()).map_err(OpenError::from)?;
         let providers = start_telemetry(&config, &metrics)?;
@@ -192,6 +202,7 @@ impl Gateway {
         };
         let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
+        warn_lossy_storage_policy(&config.storage);
         Ok(Gateway {
             mqtt_addr,
             tls_addr,
@@ -349,4 +360,23 @@ fn start_listeners(
         tracing::info!(plain = config.mqtt.plain, tls = tls_addr.is_some(), "Devices must authenticate.");
     }
     Ok((server, mqtt_addr, tls_addr))
+}
+
+/// `overflow = "drop_oldest"` and `ttl_secs` delete messages that were acknowledged to their
+/// devices: say at every start that such a policy is on.
+fn warn_lossy_storage_policy(policy: &edge_gateway_actors::storage::StoragePolicy) {
+    use edge_gateway_actors::storage::Overflow;
+    if policy.overflow == Overflow::DropOldest {
+        tracing::warn!(
+            quota_bytes = policy.quota_bytes,
+            quota_messages = policy.quota_messages,
+            "storage.overflow = \"drop_oldest\": at the quota the oldest stored messages are deleted, although their devices got a PUBACK."
+        );
+    }
+    if let Some(ttl) = policy.ttl {
+        tracing::warn!(
+            ttl_secs = ttl.as_secs(),
+            "storage.ttl_secs is set: stored messages older than this are deleted, although their devices got a PUBACK."
+        );
+    }
 }

@@ -12,14 +12,19 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 
 use super::{GatewayError, quarantine_marker};
+use crate::api::ApiError;
 use crate::api::admin::Admin;
+use crate::api::bearer::{self, Token};
 use crate::api::local::LocalApi;
+use crate::api::serve;
 use crate::config::{AdminConfig, Config};
 
 /// Bind `http.listen`, serve the local API and start the watchdog; returns the bound address.
 pub(super) async fn start_api(config: &Config, inputs: &TreeInputs, stop: &watch::Sender<bool>) -> Result<SocketAddr, GatewayError> {
-    let bind_err = |source| GatewayError::Bind { key: "http.listen", addr: config.http_listen, source };
-    let listener = tokio::net::TcpListener::bind(config.http_listen).await.map_err(bind_err)?;
+    let token = bearer::load_or_create(config.http.token_file.as_deref(), &config.data_dir)?;
+    let tls = config.http.tls.as_ref().map(|(cert, key)| serve::tls_config(cert, key)).transpose()?;
+    let bind_err = |source| GatewayError::Bind { key: "http.listen", addr: config.http.listen, source };
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
     let mut registry = Registry::default();
     inputs.metrics.register(&mut registry, env!("CARGO_PKG_VERSION"));
@@ -41,8 +46,10 @@ pub(super) async fn start_api(config: &Config, inputs: &TreeInputs, stop: &watch
         certificates: inputs.reloadables.clone(),
         started: std::time::Instant::now(),
         quarantine_marker: quarantine_marker(&config.store_path()),
+        storage_policy: config.storage.clone(),
     };
-    tokio::spawn(crate::api::local::serve(listener, api, stop.subscribe()));
+    let app = crate::api::local::router(api, token, config.http.auth);
+    tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));
     Ok(addr)
 }
 
@@ -57,14 +64,14 @@ pub(super) async fn start_admin(
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
     let admin = Admin {
-        token: config.token.as_str().into(),
+        token: Token::new(&config.token).ok_or(ApiError::Token { path: "--admin-token-file".into(), reason: "too short".into() })?,
         health: inputs.health.clone(),
         root: root.clone(),
         storage: inputs.storage.clone(),
         sessions: inputs.sessions.clone(),
         metrics: inputs.metrics.clone(),
     };
-    tokio::spawn(crate::api::admin::serve(listener, admin, stop));
+    tokio::spawn(serve::serve(listener, crate::api::admin::router(admin), None, stop));
     tracing::warn!(%addr, "Chaos admin API enabled: actors can be killed and faults injected from this host.");
     Ok(addr)
 }

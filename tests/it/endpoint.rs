@@ -184,3 +184,113 @@ async fn a_failed_commit_sends_no_puback_and_readiness_says_so_until_it_recovers
     assert_eq!(gw.metrics.commit_failures.get(), 2);
     gw.stop().await;
 }
+
+/// Every metric in docs/METRICS.md, and every label value it lists that comes from code, is in
+/// the first scrape of a fresh gateway (at 0 until something happens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_scrape_shows_every_metric_and_label_value_of_the_catalogue() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
+    let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
+    gw.stop().await;
+    let catalogue = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/METRICS.md")).unwrap();
+    let samples: Vec<&str> = scrape.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for row in catalogue.lines().filter(|l| l.starts_with("| `gateway_")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let name = cells[0].trim_start_matches("| ").trim_matches('`');
+        // Present only with TLS or an HTTPS sink with client files, with a real time, never 0.
+        if name == "gateway_certificate_expiry_timestamp_seconds" {
+            continue;
+        }
+        let of_metric: Vec<&str> =
+            samples.iter().copied().filter(|s| s.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ', '_']))).collect();
+        checked += 1;
+        if of_metric.is_empty() {
+            missing.push(name.to_string());
+            continue;
+        }
+        // `label`: `v1`, `v2`; `other`: ... — values from config (sink, cert, target, paths) differ per setup.
+        for part in cells.get(2).unwrap_or(&"").split(';') {
+            let Some((names, values)) = part.split_once(':') else { continue };
+            // `` `supervisor`, `child`: as for ... ``: several labels described together, from config.
+            let names: Vec<&str> = names.split('`').skip(1).step_by(2).collect();
+            let [label] = names[..] else { continue };
+            if ["sink", "cert", "target", "supervisor", "child", "version"].contains(&label) {
+                continue;
+            }
+            for value in values.split(',').filter_map(|v| v.trim().split('`').nth(1)) {
+                let wanted = format!("{label}=\"{value}\"");
+                if !of_metric.iter().any(|s| s.contains(&wanted)) {
+                    missing.push(format!("{name}{{{wanted}}}"));
+                }
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} metrics found in docs/METRICS.md");
+    assert!(missing.is_empty(), "in docs/METRICS.md but not in a fresh scrape: {missing:#?}");
+    // The tree's children and the sink are known at start too.
+    for series in [
+        "gateway_actor_restarts_total{supervisor=\"root\",child=\"storage\"} 0",
+        "gateway_actor_exits_total{supervisor=\"root/forwarders\",child=\"forwarder:cloud\",reason=\"failed\"} 0",
+        "gateway_supervisor_escalations_total{supervisor=\"root/sessions\"} 0",
+        "gateway_forward_errors_total{sink=\"cloud\",kind=\"connect\"} 0",
+        "gateway_reloads_total{target=\"acl\",result=\"rejected\"} 0",
+    ] {
+        assert!(samples.contains(&series), "{series} missing");
+    }
+}
+
+/// `POST /api/store/acknowledge` needs the token the gateway made in its data dir; with
+/// `http.auth = "all"` so do `/metrics` and `/api/*` (not the probes); with `http.tls_cert` the
+/// API is HTTPS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_needs_its_token_for_writes_and_with_auth_all_for_reads_over_https() {
+    harness::install_crypto();
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let data = dir.path().join("data");
+    let gw = harness::start(&data, &ingest.url(), &Extra::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", gw.http_addr);
+    assert_eq!(http.get(format!("{base}/metrics")).send().await.unwrap().status(), 200, "reads are open by default");
+    let ack = format!("{base}/api/store/acknowledge");
+    assert_eq!(http.post(&ack).send().await.unwrap().status(), 401);
+    assert_eq!(http.post(&ack).bearer_auth("0123456789abcdef-wrong").send().await.unwrap().status(), 401);
+    let token = std::fs::read_to_string(data.join("http.token")).expect("token made at the first start");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(data.join("http.token")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(http.post(&ack).bearer_auth(token.trim()).send().await.unwrap().status(), 200);
+    gw.stop().await;
+
+    // Everything behind a configured token, over HTTPS.
+    let pki = crate::trust::TestPki::new(dir.path());
+    let token_file = dir.path().join("scrape.token");
+    std::fs::write(&token_file, "scrape-token-0123456789\n").unwrap();
+    let extra = Extra {
+        http: format!(
+            "auth = \"all\"\ntoken_file = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            token_file.display(),
+            pki.path("server.pem").display(),
+            pki.path("server.key").display()
+        ),
+        ..Default::default()
+    };
+    let gw = harness::start(&dir.path().join("data2"), &ingest.url(), &extra).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    let base = format!("https://localhost:{}", gw.http_addr.port());
+    for path in ["/metrics", "/api/devices", "/api/health", "/api/dead-letters"] {
+        assert_eq!(https.get(format!("{base}{path}")).send().await.unwrap().status(), 401, "{path} without the token");
+    }
+    let scrape = https.get(format!("{base}/metrics")).bearer_auth("scrape-token-0123456789").send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.text().await.unwrap().contains("gateway_build_info"));
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(https.get(format!("{base}{probe}")).send().await.unwrap().status(), 200, "{probe} stays open for probes");
+    }
+    assert!(http.get(format!("http://{}/healthz", gw.http_addr)).send().await.is_err(), "no plain HTTP on the HTTPS port");
+    gw.stop().await;
+}

@@ -25,6 +25,8 @@ pub struct Extra {
     pub auth: String,
     /// Lines under `[tls]`.
     pub tls: String,
+    /// Lines under `[http]`.
+    pub http: String,
 }
 
 /// The ACL of the lab setup: anyone may publish anywhere (tests of the pipeline, not of trust).
@@ -51,6 +53,7 @@ partial_packet_timeout_secs = 2
 {mqtt_extra}
 [http]
 listen = "{http}"
+{http_extra}
 [storage]
 {storage}
 [auth]
@@ -71,6 +74,7 @@ backoff_max_ms = 300
         storage = extra.storage,
         sink = extra.sink,
         tls = extra.tls,
+        http_extra = extra.http,
         timeout = if extra.sink.contains("timeout_ms") { "" } else { "timeout_ms = 2000" },
     )
 }

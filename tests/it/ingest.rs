@@ -118,6 +118,8 @@ struct Log {
     accepted: Vec<Msg>,
     /// `Idempotency-Key` of each 2xx-answered request, in arrival order.
     batch_keys: Vec<String>,
+    /// Each request answered with [`Mode::Fail`]: its `Idempotency-Key` and message keys.
+    failed: Vec<(String, Vec<String>)>,
     /// HTTPS: the subject CN of the client certificate of each connection, in order.
     client_cns: Vec<String>,
     /// The `traceparent` header of each 2xx-answered request that had one.
@@ -196,6 +198,11 @@ impl IngestServer {
     /// The `Idempotency-Key` of every 2xx-answered request, in arrival order.
     pub fn batch_keys(&self) -> Vec<String> {
         self.log().batch_keys.clone()
+    }
+
+    /// The `Idempotency-Key` and message keys of every request answered with [`Mode::Fail`].
+    pub fn failed(&self) -> Vec<(String, Vec<String>)> {
+        self.log().failed.clone()
     }
 
     /// Distinct message keys among the accepted messages.
@@ -360,7 +367,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let mode = lock(&shared.mode).clone();
     match mode {
         Mode::Stall => std::future::pending().await,
-        Mode::Fail(status) => Ok(reply(status_code(status), "failing on purpose")),
+        Mode::Fail(status) => {
+            if let Ok(batch) = parse(&parts, &body) {
+                lock(&shared.log).failed.push((batch.batch_key, batch.messages.into_iter().map(|m| m.key).collect()));
+            }
+            Ok(reply(status_code(status), "failing on purpose"))
+        }
         Mode::Ok | Mode::RejectPayloadContaining(_) => Ok(judge(&shared, &mode, &parts, &body)),
     }
 }

@@ -118,6 +118,34 @@ async fn server_errors_and_stalls_are_retried_until_accepted() {
     gw.stop().await;
 }
 
+/// A retry resends exactly the batch it retries, under the same `Idempotency-Key`, even when
+/// more messages were stored in the meantime; those come in a later request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_resends_the_same_batch_under_the_same_key() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    ingest.set_mode(Mode::Fail(503));
+    let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
+    mosquitto_publish_to(gw.mqtt_addr, "retry-1", 3, true).await;
+    poll_until("a 503 answer", Duration::from_secs(10), || !ingest.failed().is_empty()).await;
+    mosquitto_publish_to(gw.mqtt_addr, "retry-2", 3, true).await; // stored while the batch is retried
+    poll_until("retries after the new messages", Duration::from_secs(10), || ingest.failed().len() >= 4).await;
+    ingest.set_mode(Mode::Ok);
+    poll_until("every message accepted", DRAIN, || ingest.unique_keys() >= 6).await;
+
+    let failed = ingest.failed();
+    let (key, messages) = failed[0].clone();
+    assert!(key.contains(".."), "{key}");
+    assert!(failed.iter().all(|f| f == &failed[0]), "every attempt is the same batch: {failed:#?}");
+    let batch_keys = ingest.batch_keys();
+    assert_eq!(batch_keys[0], key, "the accepted attempt too: {batch_keys:?}");
+    let accepted: Vec<String> = ingest.accepted().iter().map(|m| m.key.clone()).collect();
+    assert_eq!(accepted[..messages.len()], messages[..], "the same messages, in the same order");
+    assert!(batch_keys.len() >= 2, "the later messages come in a later request: {batch_keys:?}");
+    assert_every_message_once_in_order(&ingest, &["retry-1".to_string(), "retry-2".to_string()], 3);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_message_is_dead_lettered_and_the_queue_moves_on() {
     let dir = util::temp_dir();

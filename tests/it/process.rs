@@ -132,3 +132,134 @@ fn the_embedded_default_config_checks_and_version_prints() {
     let (code, _) = run_cli(&["no-such-command"]);
     assert_eq!(code, Some(2), "bad usage exits 2");
 }
+
+/// Keys never repeat for one gateway id: across a lost store, a store restored from a backup,
+/// and a second gateway running a copied config (the issue that lost acknowledged messages at
+/// a deduping cloud when keys were `{gateway id}:{seq}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_stay_unique_across_a_lost_store_a_restored_backup_and_a_copied_config() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = addrs();
+    let data = dir.path().join("data");
+    let with_id = |data: &std::path::Path, mqtt: SocketAddr, http: SocketAddr| {
+        harness::config_text(data, &ingest.url(), &mqtt.to_string(), &http.to_string(), &Extra::default()).replacen(
+            "[gateway]\n",
+            "[gateway]\nid = \"site-a-gw1\"\n",
+            1,
+        )
+    };
+    let config = with_id(&data, mqtt, http);
+    let store = data.join("gateway.redb");
+    let backup = dir.path().join("backup.redb");
+    let mut sent = 0;
+    let mut round = async |gw: &Process, what: &str| {
+        for i in 0..2 {
+            util::publish_one(gw.mqtt, &format!("{what}-{i}")).await;
+        }
+        sent += 2;
+        let want = sent;
+        poll_until(&format!("{what}: forwarded"), Duration::from_secs(15), || ingest.accepted().len() >= want).await;
+    };
+
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    round(&gw, "first").await;
+    assert_eq!(gw.terminate(), Some(0));
+    std::fs::copy(&store, &backup).unwrap();
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    round(&gw, "after-backup").await;
+    assert_eq!(gw.terminate(), Some(0));
+    std::fs::copy(&backup, &store).unwrap(); // restored: its next seq was used already
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    round(&gw, "restored").await;
+    assert_eq!(gw.terminate(), Some(0));
+    std::fs::remove_file(&store).unwrap(); // lost: the next store starts at seq 0
+    let gw = Process::start(dir.path(), &config, mqtt, http).await;
+    round(&gw, "lost").await;
+    // A second gateway with a copy of the config (its own data dir) at the same time.
+    let twin_dir = util::temp_dir();
+    let (twin_mqtt, twin_http) = addrs();
+    let mut twin =
+        Process::start(twin_dir.path(), &with_id(&twin_dir.path().join("data"), twin_mqtt, twin_http), twin_mqtt, twin_http).await;
+    round(&twin, "twin").await;
+    drop(gw);
+    assert_eq!(twin.terminate(), Some(0));
+
+    let keys: Vec<String> = ingest.accepted().iter().map(|m| m.key.clone()).collect();
+    let payloads: std::collections::HashSet<Vec<u8>> = ingest.accepted().iter().map(|m| m.payload_bytes()).collect();
+    assert_eq!(payloads.len(), 10, "every acknowledged message reached the cloud");
+    assert!(keys.iter().all(|k| k.starts_with("site-a-gw1:")), "{keys:?}");
+    assert_eq!(ingest.unique_keys(), 10, "a deduping cloud would drop acknowledged messages: {keys:?}");
+}
+
+/// `edge-gateway passwd` never rewrites a password file it cannot read or parse: that would
+/// keep one user and lose all the others.
+#[test]
+fn passwd_leaves_an_unreadable_or_broken_password_file_alone() {
+    let dir = util::temp_dir();
+    let passwd = |file: &std::path::Path| {
+        let mut child = Command::new(binary())
+            .arg("passwd")
+            .arg(file)
+            .arg("meter-9")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let cases: [(&str, &[u8]); 2] =
+        [("not-utf8", b"meter-1:$7$101$\xff\xfe\n"), ("broken-line", b"meter-1:$7$101$c2FsdA==$aGFzaA==\nno colon on this line\n")];
+    for (name, bytes) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let out = passwd(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("left unchanged"), "{name}: {stderr}");
+        assert_eq!(std::fs::read(&file).unwrap(), bytes, "{name}: the file was rewritten");
+    }
+    let out = passwd(dir.path()); // a directory: cannot be read as a file
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A missing file is created; adding a second user keeps the first.
+    let file = dir.path().join("new");
+    assert!(passwd(&file).status.success());
+    let first = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, first.replace("meter-9:", "meter-8:")).unwrap();
+    assert!(passwd(&file).status.success());
+    let both = std::fs::read_to_string(&file).unwrap();
+    assert!(both.contains("meter-8:$7$") && both.contains("meter-9:$7$"), "{both}");
+}
+
+/// Policies that delete acknowledged messages are loud: a WARN at start, a WARN with the count
+/// when they delete, and `/api/health` names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_and_ttl_are_announced_at_start_and_every_drop_is_logged_with_its_count() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    ingest.stop(); // the cloud is down: messages stay in the store
+    let (mqtt, http) = addrs();
+    let extra = Extra { storage: "quota_messages = 3\noverflow = \"drop_oldest\"\nttl_secs = 3600", ..Default::default() };
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    for i in 0..5 {
+        util::publish_one(mqtt, &format!("m{i}")).await;
+    }
+    let log = || std::fs::read_to_string(&gw.log).unwrap_or_default();
+    assert!(log().contains("drop_oldest") && log().contains("storage.ttl_secs is set"), "start WARNs missing:\n{}", log());
+    poll_until("the drops logged", Duration::from_secs(10), || log().contains("Deleted the oldest stored messages")).await;
+    let line = log().lines().find(|l| l.contains("Deleted the oldest stored messages")).unwrap_or_default().to_string();
+    assert!(line.contains("WARN") && (line.contains("dropped=2") || line.contains("\"dropped\":2")), "{line}");
+    let (status, health) = harness::http_get(http, "/api/health").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(status, 200);
+    let policy = &health["storage_policy"];
+    assert_eq!((policy["overflow"].as_str(), policy["ttl_secs"].as_u64()), (Some("drop_oldest"), Some(3600)), "{health}");
+    assert_eq!(policy["deletes_acknowledged_messages"], true, "{health}");
+    let scrape = harness::http_get(http, "/metrics").await.1;
+    assert_eq!(harness::sample(&scrape, "gateway_dropped_messages_total{reason=\"quota\"}"), 2.0, "{scrape}");
+    assert_eq!(gw.terminate(), Some(0));
+}

@@ -22,6 +22,16 @@ fn salvage(file: &std::path::Path, config: &std::path::Path) -> std::process::Ou
     std::process::Command::new(harness::binary()).args(["store", "salvage"]).arg(file).arg("--config").arg(config).output().unwrap()
 }
 
+/// `POST /api/store/acknowledge` with the token the gateway made in its data dir.
+async fn acknowledge(gw: &edge_gateway::Gateway, data: &std::path::Path) -> reqwest::Response {
+    harness::install_crypto();
+    let url = format!("http://{}/api/store/acknowledge", gw.http_addr);
+    let refused = reqwest::Client::new().post(&url).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401, "acknowledging needs the token");
+    let token = std::fs::read_to_string(data.join("http.token")).expect("the gateway made its HTTP token");
+    reqwest::Client::new().post(&url).bearer_auth(token.trim()).send().await.unwrap()
+}
+
 async fn publish(gw: &edge_gateway::Gateway, payload: &str) {
     util::publish_one(gw.mqtt_addr, payload).await;
 }
@@ -52,7 +62,7 @@ async fn a_damaged_store_is_quarantined_and_the_gateway_runs_degraded_until_ackn
     publish(&gw, "on-the-fresh-store").await; // ingest goes on meanwhile
     poll_until("forwarded", Duration::from_secs(10), || ingest.accepted().len() == 1).await;
     harness::install_crypto();
-    let ack = reqwest::Client::new().post(format!("http://{}/api/store/acknowledge", gw.http_addr)).send().await.unwrap();
+    let ack = acknowledge(&gw, &data).await;
     assert_eq!(ack.status().as_u16(), 200);
     assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200);
     gw.stop().await;
@@ -91,9 +101,52 @@ async fn store_salvage_brings_back_the_messages_of_a_set_aside_store_with_their_
     let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
     poll_until("salvaged messages forwarded", Duration::from_secs(15), || ingest.accepted().len() == 5).await;
     let keys: Vec<String> = ingest.accepted().iter().map(|m| m.key.clone()).collect();
-    assert_eq!(keys, (0..5).map(|i| format!("{old_id}:{i}")).collect::<Vec<_>>(), "original idempotency keys, in order");
+    let run = keys[0].strip_prefix(&format!("{old_id}:")).and_then(|k| k.split_once(':')).map(|(run, _)| run.to_string());
+    let run = run.unwrap_or_else(|| panic!("key {} is not {old_id}:{{run}}:{{seq}}", keys[0]));
+    assert_eq!(keys, (0..5).map(|i| format!("{old_id}:{run}:{i}")).collect::<Vec<_>>(), "original idempotency keys, in order");
     let payloads: Vec<String> = ingest.accepted().iter().map(|m| String::from_utf8_lossy(&m.payload_bytes()).into_owned()).collect();
     assert_eq!(payloads, ["m0", "m1", "m2", "m3", "m4"]);
+    gw.stop().await;
+}
+
+/// The case that lost messages when keys were `{gateway id}:{seq}`: a store set aside, a fresh
+/// one taking new messages from seq 0, then the old one salvaged into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_messages_in_a_fresh_store_and_salvaged_ones_never_share_a_key() {
+    let dir = util::temp_dir();
+    let data = dir.path().join("data");
+    let ingest = IngestServer::start().await;
+    ingest.stop();
+    let (text, config) = config(&data, &ingest);
+    let cfg_file = dir.path().join("gateway.toml");
+    std::fs::write(&cfg_file, &text).unwrap();
+    let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
+    for i in 0..3 {
+        publish(&gw, &format!("old{i}")).await;
+    }
+    gw.stop().await;
+    let aside = data.join("gateway.redb.quarantine-test");
+    std::fs::rename(data.join("gateway.redb"), &aside).unwrap();
+    let gw = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
+    for i in 0..2 {
+        publish(&gw, &format!("new{i}")).await; // seqs 0 and 1 again
+    }
+    gw.stop().await;
+    let out = salvage(&aside, &cfg_file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    ingest.restart().await;
+    let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
+    poll_until("every message forwarded", Duration::from_secs(15), || ingest.accepted().len() >= 5).await;
+    let mut payloads: Vec<String> = ingest.accepted().iter().map(|m| String::from_utf8_lossy(&m.payload_bytes()).into_owned()).collect();
+    payloads.sort();
+    assert_eq!(payloads, ["new0", "new1", "old0", "old1", "old2"]);
+    assert_eq!(
+        ingest.unique_keys(),
+        5,
+        "a deduping cloud keeps all five: {:?}",
+        ingest.accepted().iter().map(|m| &m.key).collect::<Vec<_>>()
+    );
     gw.stop().await;
 }
 
@@ -146,7 +199,7 @@ async fn a_store_redb_cannot_open_is_salvaged_from_its_bytes_and_the_quarantine_
     let config_again = config.clone();
     let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.unwrap();
     harness::install_crypto();
-    let ack = reqwest::Client::new().post(format!("http://{}/api/store/acknowledge", gw.http_addr)).send().await.unwrap();
+    let ack = acknowledge(&gw, &data).await;
     assert_eq!(ack.status().as_u16(), 200);
     assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200);
     assert!(!data.join("gateway.redb.quarantined").exists(), "the acknowledgement removes the quarantine record");
@@ -155,11 +208,29 @@ async fn a_store_redb_cannot_open_is_salvaged_from_its_bytes_and_the_quarantine_
         ingest.accepted().iter().map(|m| (m.key.clone(), String::from_utf8_lossy(&m.payload_bytes()).into_owned())).collect();
     got.sort();
     got.dedup();
-    let mut want: Vec<(String, String)> = (0..200).map(|i| (format!("{old_id}:{i}"), format!("m{i}"))).collect();
+    let first = got.iter().find(|(_, p)| p == "m0").map(|(k, _)| k.clone()).unwrap_or_default();
+    let run = first.strip_prefix(&format!("{old_id}:")).and_then(|k| k.split_once(':')).map(|(run, _)| run.to_string());
+    let run = run.unwrap_or_else(|| panic!("key {first:?} is not {old_id}:{{run}}:{{seq}}"));
+    let mut want: Vec<(String, String)> = (0..200).map(|i| (format!("{old_id}:{run}:{i}"), format!("m{i}"))).collect();
     want.sort();
     assert_eq!(got, want, "every message back, under its original key");
     gw.stop().await;
     let gw = edge_gateway::Gateway::start(config_again, SupervisionConfig::default_config()).await.unwrap();
     assert_eq!(harness::http_get(gw.http_addr, "/readyz").await.0, 200, "acknowledged for good");
     gw.stop().await;
+}
+
+/// Without `--config`, salvage imports only into the embedded default's store, and only a file
+/// next to it: run from the wrong directory it refuses instead of filling a store no gateway reads.
+#[test]
+fn salvage_without_a_config_refuses_a_file_outside_the_default_data_dir() {
+    let cwd = util::temp_dir();
+    let elsewhere = util::temp_dir();
+    let file = elsewhere.path().join("gateway.redb.quarantine-1");
+    std::fs::write(&file, b"not a store").unwrap();
+    let out = std::process::Command::new(harness::binary()).args(["store", "salvage"]).arg(&file).current_dir(cwd.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--config") && stderr.contains("data dir"), "{stderr}");
+    assert!(!cwd.path().join("data/gateway.redb").exists(), "no store was created");
 }

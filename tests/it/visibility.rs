@@ -173,3 +173,52 @@ async fn a_real_prometheus_scrapes_the_gateway_and_loads_the_alert_rules() {
     assert!(all_ok(&rules), "{rules}");
     gw.stop().await;
 }
+
+/// monitoring/prometheus/prometheus-https.yml, with its paths and target pointed at a gateway
+/// with `http.auth = "all"` and HTTPS: a real Prometheus scrapes it (`up` = 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_over_https_with_the_token_as_in_the_example() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let pki = crate::trust::TestPki::new(dir.path());
+    let token = dir.path().join("http.token");
+    std::fs::write(&token, "prometheus-scrape-token-42\n").unwrap();
+    let http = format!(
+        "auth = \"all\"\ntoken_file = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        token.display(),
+        pki.path("server.pem").display(),
+        pki.path("server.key").display()
+    );
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &Extra { http, ..Default::default() }).await;
+    let example = std::fs::read_to_string(monitoring("prometheus/prometheus-https.yml")).unwrap();
+    let config = example
+        .replace("/etc/prometheus/edge-gateway.token", &token.display().to_string())
+        .replace("/etc/prometheus/edge-gateway-ca.pem", &pki.path("ca.pem").display().to_string())
+        .replace("gateway-1.site-a.example", "localhost")
+        .replace("10.0.0.5:9880", &gw.http_addr.to_string())
+        .replace("- alerts.yml", &format!("- {}", monitoring("prometheus/alerts.yml").display()))
+        .replace("15s", "1s");
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let checked = promtool(&["check", "config", file.to_str().unwrap()]);
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", util::free_port()).parse().unwrap();
+    let mut prom = std::process::Command::new(util::require("prometheus"))
+        .arg(format!("--config.file={}", file.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .arg("--log.level=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    harness::install_crypto();
+    let query = "/api/v1/query?query=up%7Bjob%3D%22edge-gateway%22%7D";
+    let up = async || prom_api(prom_addr, query).await["data"]["result"][0]["value"][1].as_str().map(str::to_string);
+    let scraped = within(Duration::from_secs(30), async || up().await.filter(|v| v == "1")).await;
+    let targets = prom_api(prom_addr, "/api/v1/targets").await;
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert_eq!(scraped.as_deref(), Some("1"), "Prometheus could not scrape over HTTPS with the token: {targets}");
+    gw.stop().await;
+}

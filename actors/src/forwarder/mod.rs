@@ -25,9 +25,11 @@ use crate::record::Record;
 use crate::slot::ActorSlot;
 use crate::storage::{AppendError, StorageMsg, Store};
 
+mod batch;
 mod isolate;
 mod observe;
 
+use batch::Batch;
 use isolate::{Isolation, Rejection};
 pub use observe::device_timestamp_ms;
 use observe::{forward_spans, observe_latency};
@@ -123,6 +125,8 @@ pub struct ForwarderState {
     attempt: u32,
     /// After a rejected batch: one message per batch until the offender is found.
     isolation: Isolation,
+    /// The batch to send again, unchanged, after a failed attempt.
+    retry: Option<Batch>,
     /// Trace context of the batch's first message that has one (its forward span's when
     /// sampled): the `trace_id` / `span_id` of the log lines about that batch.
     batch_trace: Option<crate::record::TraceCtx>,
@@ -152,6 +156,7 @@ impl Actor for ForwarderActor {
             cursor_known: cursor.is_some(),
             attempt: 0,
             isolation: Isolation::default(),
+            retry: None,
             batch_trace: None,
         })
     }
@@ -180,47 +185,65 @@ impl ForwarderState {
                 }
             }
         }
-        let max = self.isolation.batch_limit(self.cursor, self.args.policy.max_messages);
         self.batch_trace = None;
+        let mut batch = match self.retry.take() {
+            Some(batch) => batch,
+            None => match self.next_batch(myself)? {
+                Some(batch) => batch,
+                None => return Ok(()),
+            },
+        };
+        let (first, last, n) = (batch.first(), batch.last(), batch.records.len());
+        self.args.liveness.sending(&self.args.name);
+        let spans = forward_spans(&self.args.name, batch.for_attempt());
+        self.batch_trace = batch.records.iter().find_map(|r| r.trace);
+        let delivered = self.args.sink.deliver(&batch.key, &batch.records).await;
+        spans.end(&delivered);
+        // A rejected batch of several is split (see isolate.rs): it is not sent again as a whole.
+        let (accepted, split) = (delivered.is_ok(), n > 1 && matches!(delivered, Err(DeliveryError::Rejected { .. })));
+        let result = match delivered {
+            Ok(()) => self.on_delivered(myself, n, last).await,
+            Err(DeliveryError::Transient { kind, detail }) => {
+                self.retry_later(myself, kind, &detail);
+                Ok(())
+            }
+            Err(DeliveryError::Rejected { detail }) => self.on_rejected(myself, n, first, last, detail).await,
+        };
+        if self.cursor > last {
+            if accepted {
+                observe_latency(&self.args.metrics, &self.args.name, &batch.records);
+            }
+        } else if !split {
+            // Not acknowledged (a failed attempt, or an ack or dead letter the store did not
+            // take) and not split: the same batch goes again.
+            self.retry = Some(batch);
+        }
+        result
+    }
+
+    /// The next batch from the cursor, or `None` (nothing to send yet, or the store failed:
+    /// the next poll is scheduled either way).
+    fn next_batch(&mut self, myself: &ActorRef<ForwarderMsg>) -> Result<Option<Batch>, ActorProcessingErr> {
+        let max = self.isolation.batch_limit(self.cursor, self.args.policy.max_messages);
         // Everything below this seq is committed; read it before the batch.
         let committed = *self.args.committed.borrow();
         let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
-        let mut batch = match tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes)) {
-            Ok(batch) => batch,
+        let records = match tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes)) {
+            Ok(records) => records,
             Err(e) => {
                 self.store_failed(myself, e);
-                return Ok(());
+                return Ok(None);
             }
         };
-        let Some(last) = batch.last().map(|r| r.seq) else {
+        let batch = Batch::new(records);
+        if batch.is_none() {
             // Nothing at or past the cursor although seqs up to `committed` exist: they were
             // dropped (TTL, quota). Skip them, or the next poll would find the same gap at once.
             self.cursor = self.cursor.max(committed);
             self.args.liveness.progressed(&self.args.name, false);
             self.wait_for_commit(myself);
-            return Ok(());
-        };
-        let first = batch[0].seq;
-        let batch_key = format!("{}:{}-{}", batch[0].key, first, last);
-        self.args.liveness.sending(&self.args.name);
-        let spans = forward_spans(&self.args.name, &mut batch);
-        self.batch_trace = batch.iter().find_map(|r| r.trace);
-        let delivered = self.args.sink.deliver(&batch_key, &batch).await;
-        spans.end(&delivered);
-        match delivered {
-            Ok(()) => {
-                let delivered = self.on_delivered(myself, batch.len(), last).await;
-                if self.cursor > last {
-                    observe_latency(&self.args.metrics, &self.args.name, &batch);
-                }
-                delivered
-            }
-            Err(DeliveryError::Transient { kind, detail }) => {
-                self.retry_later(myself, kind, &detail);
-                Ok(())
-            }
-            Err(DeliveryError::Rejected { detail }) => self.on_rejected(myself, batch.len(), first, last, detail).await,
         }
+        Ok(batch)
     }
 
     fn wait_for_commit(&self, myself: &ActorRef<ForwarderMsg>) {

@@ -86,6 +86,33 @@ label_values! {
     }
 }
 
+impl IngressReason {
+    /// The reasons of `gateway_ingress_rejected_total`.
+    pub const REJECTED: &'static [IngressReason] = &[
+        IngressReason::InvalidTopic,
+        IngressReason::Quota,
+        IngressReason::StoreError,
+        IngressReason::EmptyClientId,
+        IngressReason::Oversize,
+        IngressReason::QosUnsupported,
+        IngressReason::KeepaliveTimeout,
+        IngressReason::UnexpectedPacket,
+        IngressReason::ProtocolError,
+    ];
+
+    /// The reasons of `gateway_mqtt_connections_closed_total`.
+    pub const CLOSED: &'static [IngressReason] = &[
+        IngressReason::SessionEnded,
+        IngressReason::HandlerError,
+        IngressReason::InvalidTopic,
+        IngressReason::Oversize,
+        IngressReason::QosUnsupported,
+        IngressReason::KeepaliveTimeout,
+        IngressReason::UnexpectedPacket,
+        IngressReason::ProtocolError,
+    ];
+}
+
 label_values! {
     /// Which device listener a connection came to.
     pub enum Listener {

@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 
 mod labels;
+mod zero;
 
 pub use labels::*;
 

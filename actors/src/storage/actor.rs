@@ -29,6 +29,16 @@ pub enum Overflow {
     DropOldest,
 }
 
+impl Overflow {
+    /// The config value: `reject` or `drop_oldest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::Reject => "reject",
+            Overflow::DropOldest => "drop_oldest",
+        }
+    }
+}
+
 /// Limits and switches of the storage actor.
 #[derive(Debug, Clone)]
 pub struct StoragePolicy {
@@ -53,7 +63,7 @@ pub struct StorageActor;
 pub struct StorageArgs {
     /// The store, opened once outside the actor.
     pub store: Store,
-    /// The gateway id that prefixes idempotency keys.
+    /// The gateway id that leads every idempotency key.
     pub gateway_id: String,
     /// Quota, TTL and batching.
     pub policy: StoragePolicy,
@@ -118,6 +128,9 @@ pub struct StorageState {
     pub(super) args: StorageArgs,
     /// Operations waiting for the next transaction.
     pub(super) pending: Vec<Op>,
+    /// `{gateway id}:{run}`: the start of every key written until the store is next opened;
+    /// `run` is 64 random bits drawn at each actor start and reopening (see [`run_prefix`]).
+    pub(super) key_prefix: String,
     /// Seq for the next record.
     pub(super) next_seq: u64,
     /// Records stored.
@@ -133,6 +146,9 @@ pub struct StorageState {
     /// The last real write failure, while the store waits to be reopened: redb fails every
     /// operation after a failed write or fsync until the file is opened again.
     pub(super) broken: Option<String>,
+    /// Messages dropped at the quota and by the TTL since the last WARN about it (logged at the
+    /// next tick, so at most once a second, with the counts).
+    pub(super) unlogged_drops: (u64, u64),
     /// When the next reopening may be tried, and how many were tried since the fault began (the
     /// wait grows by [`REOPEN_BACKOFF`] while the fault lasts: each reopening walks the file).
     pub(super) next_reopen: Option<(Instant, u32)>,
@@ -160,9 +176,11 @@ impl Actor for StorageActor {
         for sink in args.store.sinks() {
             cursors.insert(sink.clone(), args.store.cursor(sink)?);
         }
-        tracing::info!(next_seq = stats.next_seq, backlog = stats.messages, bytes = stats.bytes, "Storage actor started.");
+        let key_prefix = run_prefix(&args.gateway_id);
+        tracing::info!(next_seq = stats.next_seq, backlog = stats.messages, bytes = stats.bytes, %key_prefix, "Storage actor started.");
         args.health.set_storage_writable(true);
         let state = StorageState {
+            key_prefix,
             pending: Vec::new(),
             next_seq: stats.next_seq,
             messages: stats.messages,
@@ -172,6 +190,7 @@ impl Actor for StorageActor {
             injected_faults: 0,
             broken: None,
             next_reopen: None,
+            unlogged_drops: (0, 0),
             args,
         };
         state.publish_gauges();
@@ -201,6 +220,7 @@ impl Actor for StorageActor {
                     tokio::task::block_in_place(|| state.probe());
                 }
                 state.publish_gauges();
+                state.log_drops();
                 if state.args.policy.ttl.is_none() {
                     return Ok(());
                 }
@@ -298,6 +318,7 @@ impl StorageState {
                 self.args.metrics.store_reopens.get_or_create(&AttemptLabels { result: Attempt::Ok }).inc();
                 tracing::warn!(after = self.broken.as_deref().unwrap_or(""), "Store reopened after an I/O failure.");
                 self.broken = None;
+                self.key_prefix = run_prefix(&self.args.gateway_id);
                 true
             }
             Err(e) => {
@@ -332,6 +353,8 @@ impl StorageState {
         let m = &self.args.metrics;
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).inc_by(out.dropped_quota);
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).inc_by(out.dropped_ttl);
+        self.unlogged_drops.0 += out.dropped_quota;
+        self.unlogged_drops.1 += out.dropped_ttl;
         for sink in &out.dead_letters {
             m.dead_letters.get_or_create(&SinkLabels { sink: sink.clone() }).inc();
         }
@@ -358,6 +381,27 @@ impl StorageState {
         }
         self.args.committed.send_replace(self.next_seq);
         self.publish_gauges();
+    }
+
+    /// Acknowledged messages deleted by policy are data loss the operator chose: say so, with
+    /// the counts, at most once per tick.
+    fn log_drops(&mut self) {
+        let (quota, ttl) = std::mem::take(&mut self.unlogged_drops);
+        if quota > 0 {
+            tracing::warn!(
+                dropped = quota,
+                backlog = self.messages,
+                "Deleted the oldest stored messages at the quota (storage.overflow = \"drop_oldest\"); they had been acknowledged to their devices."
+            );
+        }
+        if ttl > 0 {
+            let ttl_secs = self.args.policy.ttl.map(|t| t.as_secs()).unwrap_or_default();
+            tracing::warn!(
+                dropped = ttl,
+                ttl_secs,
+                "Deleted stored messages older than storage.ttl_secs; they had been acknowledged to their devices."
+            );
+        }
     }
 
     fn publish_gauges(&self) {
@@ -387,4 +431,16 @@ fn reply_all_failed(ops: Vec<Op>, error: &str) {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The key prefix for one run of the store: `{gateway_id}:{16 hex digits}`.
+///
+/// A key is `{gateway_id}:{run}:{seq}`. The seq alone repeats whenever a store starts again
+/// from an older state: a quarantined store replaced by a fresh one, a lost or restored data
+/// dir, two gateways with a copied config. The run is drawn at random every time the store is
+/// opened for writing, so keys differ across all of those (two runs share a run id with
+/// probability 2^-64), and it is never derived from the store's contents, so a restored copy
+/// cannot bring an old run id back.
+pub(super) fn run_prefix(gateway_id: &str) -> String {
+    format!("{gateway_id}:{:016x}", rand::random::<u64>())
 }

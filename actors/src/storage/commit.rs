@@ -111,7 +111,7 @@ impl StorageState {
         let policy = &self.args.policy;
         for op in ops {
             let Op::Append(rec, _, _) = op else { continue };
-            let key = format!("{}:{}", self.args.gateway_id, out.next_seq);
+            let key = format!("{}:{}", self.key_prefix, out.next_seq);
             let value = rec.encode(&key);
             let size = value.len() as u64;
             let fits = |out: &Outcome| out.messages < policy.quota_messages && out.bytes + size <= policy.quota_bytes;

@@ -95,7 +95,7 @@ impl Store {
 /// one per idempotency key.
 ///
 /// A record is recognised by its header (version 1 or 2, a receive time between 2017 and
-/// 2100, QoS 0 or 1, a key `<gateway id>:<seq>`) and must then decode completely. redb writes
+/// 2100, QoS 0 or 1, a key ending in `:<seq>`) and must then decode completely. redb writes
 /// copy-on-write, so a scan also finds older copies of pages, including records that were
 /// already delivered and deleted: they come back with their original keys, so the cloud drops
 /// them as duplicates. The record format has no checksum of its own: a payload damaged inside

@@ -86,7 +86,9 @@ async fn concurrent_appends_share_transactions_and_get_distinct_sequence_numbers
     assert!(f.metrics.commits.get() < 500, "group commit: {} transactions for 500 appends", f.metrics.commits.get());
     let batch = f.store.read_batch(0, 1000, usize::MAX).unwrap();
     assert_eq!(batch.len(), 500);
-    assert_eq!(batch[7].key, format!("gw:{}", batch[7].seq));
+    let (run, seq) = batch[7].key.strip_prefix("gw:").and_then(|k| k.split_once(':')).expect("gw:{run}:{seq}");
+    assert_eq!((run.len(), seq), (16, batch[7].seq.to_string().as_str()), "{}", batch[7].key);
+    assert!(batch.iter().all(|r| r.key == format!("gw:{run}:{}", r.seq)), "one run for one actor");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

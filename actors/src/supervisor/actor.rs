@@ -94,6 +94,7 @@ impl Actor for Supervisor {
 
     async fn pre_start(&self, myself: ActorRef<SupervisorMsg>, mut args: SupervisorArgs) -> Result<SupervisorState, ActorProcessingErr> {
         let specs = std::mem::take(&mut args.children);
+        let _ = args.metrics.supervisor_escalations.get_or_create(&SupervisorLabels { supervisor: args.path.clone() });
         let mut state = SupervisorState {
             args,
             children: BTreeMap::new(),
@@ -169,8 +170,23 @@ impl SupervisorState {
         if let Some(k) = &key {
             self.by_key.insert(k.clone(), order);
         }
+        if spec.restart != Restart::Temporary {
+            self.zero_child_series(&spec.name);
+        }
         self.children.insert(order, Child { spec, cell: None, key, down_since: None });
         order
+    }
+
+    /// A child's restart and exit series exist at 0 from its start (alerts on `rate()` and
+    /// `increase()` work from the first scrape).
+    fn zero_child_series(&self, child: &str) {
+        let m = &self.args.metrics;
+        let (supervisor, child) = (self.args.path.clone(), child.to_string());
+        let _ = m.actor_restarts.get_or_create(&ChildLabels { supervisor: supervisor.clone(), child: child.clone() });
+        let _ = m.restart_duration.get_or_create(&ChildNameLabels { child: child.clone() });
+        for &reason in ExitReason::ALL {
+            let _ = m.actor_exits.get_or_create(&ExitLabels { supervisor: supervisor.clone(), child: child.clone(), reason });
+        }
     }
 
     fn child_path(&self, name: &str) -> String {
