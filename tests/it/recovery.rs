@@ -234,3 +234,37 @@ fn salvage_without_a_config_refuses_a_file_outside_the_default_data_dir() {
     assert!(stderr.contains("--config") && stderr.contains("data dir"), "{stderr}");
     assert!(!cwd.path().join("data/gateway.redb").exists(), "no store was created");
 }
+
+/// Only a damaged file is quarantined. A store locked by a running gateway, or written in a
+/// newer format, stops the start with an error, and the file stays where it is, untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_store_or_a_newer_format_stops_the_start_and_is_not_quarantined() {
+    let dir = util::temp_dir();
+    let data = dir.path().join("data");
+    let ingest = IngestServer::start().await;
+    let (_, config) = config(&data, &ingest);
+    let running = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await.unwrap();
+    let second = edge_gateway::Gateway::start(config.clone(), SupervisionConfig::default_config()).await;
+    let error = second.err().expect("a second gateway on the same store must not start").to_string();
+    assert!(error.contains("gateway.redb"), "{error}");
+    let aside = || std::fs::read_dir(&data).unwrap().filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().contains("quarantine"));
+    assert!(!aside(), "a locked store was quarantined: {error}");
+    publish(&running, "still-working").await;
+    running.stop().await;
+
+    // A newer format: the file is refused, not moved.
+    let db = redb::Database::create(data.join("gateway.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(redb::TableDefinition::<&str, &str>::new("meta_str")).unwrap().insert("format", "99").unwrap();
+    txn.commit().unwrap();
+    drop(db);
+    let newer = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await;
+    let error = newer.err().expect("a newer format must not start").to_string();
+    assert!(error.contains("format"), "{error}");
+    assert!(!aside(), "a newer-format store was quarantined: {error}");
+    let db = redb::Database::create(data.join("gateway.redb")).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let format =
+        txn.open_table(redb::TableDefinition::<&str, &str>::new("meta_str")).unwrap().get("format").unwrap().map(|v| v.value().to_string());
+    assert_eq!(format.as_deref(), Some("99"), "the store is still the newer one, not replaced");
+}
