@@ -48,7 +48,7 @@ pub struct Record {
     /// Position in the store; assigned at commit, strictly increasing, never reused.
     pub seq: u64,
     /// `{gateway_id}:{run}:{seq}` (`{gateway_id}:{seq}` in stores written before runs): the key
-    /// the cloud dedupes on; fixed when the record is written (see `storage::actor::run_prefix`).
+    /// the cloud dedupes on; fixed when the record is written (see `storage::recovery::run_prefix`).
     pub key: String,
     /// Who sent it: the connection's identity (certificate field, username, or the client id
     /// on a lab listener).

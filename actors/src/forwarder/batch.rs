@@ -49,7 +49,7 @@ impl Batch {
 /// The `Idempotency-Key` of a batch: `{first message key}..{last message key}`.
 ///
 /// Message keys grow with the seq within a run of the store and never repeat (see
-/// `storage::actor::run_prefix`), and the store only ever deletes records, so a later batch
+/// `storage::recovery::run_prefix`), and the store only ever deletes records, so a later batch
 /// with the same first and last key holds at most the messages of the earlier one.
 pub(super) fn batch_key(records: &[Record]) -> Option<String> {
     Some(format!("{}..{}", records.first()?.key, records.last()?.key))

@@ -13,9 +13,11 @@ use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 
 mod labels;
+mod sets;
 mod zero;
 
 pub use labels::*;
+pub use sets::*;
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 

@@ -14,47 +14,12 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use super::commit::{Outcome, commit_spans};
+use super::policy::StoragePolicy;
+use super::recovery::run_prefix;
 use super::store::{Store, StoreError};
-use crate::backoff::Backoff;
 use crate::health::Health;
-use crate::metrics::{Attempt, AttemptLabels, DropLabels, DropReason, Metrics, SinkLabels};
+use crate::metrics::{DropLabels, DropReason, Metrics, SinkLabels};
 use crate::record::NewRecord;
-
-/// What to do when an append would exceed the quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    /// Refuse the new message (v5 PUBACK 0x97, v3 no PUBACK).
-    Reject,
-    /// Delete the oldest stored messages to make room (counted as `reason="quota"`).
-    DropOldest,
-}
-
-impl Overflow {
-    /// The config value: `reject` or `drop_oldest`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overflow::Reject => "reject",
-            Overflow::DropOldest => "drop_oldest",
-        }
-    }
-}
-
-/// Limits and switches of the storage actor.
-#[derive(Debug, Clone)]
-pub struct StoragePolicy {
-    /// Most records kept at once.
-    pub quota_messages: u64,
-    /// Most encoded bytes kept at once.
-    pub quota_bytes: u64,
-    /// What happens at the quota.
-    pub overflow: Overflow,
-    /// Records older than this are dropped (counted as `reason="ttl"`); `None` keeps them.
-    pub ttl: Option<Duration>,
-    /// Most operations in one write transaction.
-    pub max_batch: usize,
-    /// `false` commits every append on its own (for the benchmark's comparison only).
-    pub group_commit: bool,
-}
 
 /// The storage actor (stateless handler; state lives in [`StorageState`]).
 pub struct StorageActor;
@@ -153,9 +118,6 @@ pub struct StorageState {
     /// wait grows by [`REOPEN_BACKOFF`] while the fault lasts: each reopening walks the file).
     pub(super) next_reopen: Option<(Instant, u32)>,
 }
-
-/// Waits between reopenings of a broken store: 0.5 s before the second, doubling up to 5 s.
-const REOPEN_BACKOFF: Backoff = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(5) };
 
 impl Actor for StorageActor {
     type Msg = StorageMsg;
@@ -303,53 +265,7 @@ impl StorageState {
         }
     }
 
-    /// Reopen a broken store, with backoff; whether it is open now. The first attempt after
-    /// a failure runs at once.
-    fn reopen(&mut self) -> bool {
-        let now = Instant::now();
-        let attempt = match self.next_reopen {
-            Some((at, _)) if now < at => return false,
-            Some((_, attempt)) => attempt + 1,
-            None => 1,
-        };
-        self.next_reopen = Some((now + REOPEN_BACKOFF.ceiling(attempt), attempt));
-        match self.args.store.reopen() {
-            Ok(()) => {
-                self.args.metrics.store_reopens.get_or_create(&AttemptLabels { result: Attempt::Ok }).inc();
-                tracing::warn!(after = self.broken.as_deref().unwrap_or(""), "Store reopened after an I/O failure.");
-                self.broken = None;
-                self.key_prefix = run_prefix(&self.args.gateway_id);
-                true
-            }
-            Err(e) => {
-                self.args.metrics.store_reopens.get_or_create(&AttemptLabels { result: Attempt::Failed }).inc();
-                tracing::error!(error = %e, "Store still failing; reopening again shortly.");
-                false
-            }
-        }
-    }
-
-    /// While broken and idle: reopen and commit an empty transaction, so readiness returns as
-    /// soon as the disk takes writes again.
-    fn probe(&mut self) {
-        if !self.pending.is_empty() || !self.reopen() {
-            return;
-        }
-        match self.write(&[]) {
-            Ok(outcome) => {
-                self.args.health.set_storage_writable(true);
-                self.next_reopen = None;
-                tracing::info!("Store writable again.");
-                self.apply(Vec::new(), outcome);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Store still failing after reopening.");
-                self.broken = Some(e.to_string());
-            }
-        }
-    }
-
-    fn apply(&mut self, ops: Vec<Op>, out: Outcome) {
+    pub(super) fn apply(&mut self, ops: Vec<Op>, out: Outcome) {
         let m = &self.args.metrics;
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).inc_by(out.dropped_quota);
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).inc_by(out.dropped_ttl);
@@ -431,16 +347,4 @@ fn reply_all_failed(ops: Vec<Op>, error: &str) {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// The key prefix for one run of the store: `{gateway_id}:{16 hex digits}`.
-///
-/// A key is `{gateway_id}:{run}:{seq}`. The seq alone repeats whenever a store starts again
-/// from an older state: a quarantined store replaced by a fresh one, a lost or restored data
-/// dir, two gateways with a copied config. The run is drawn at random every time the store is
-/// opened for writing, so keys differ across all of those (two runs share a run id with
-/// probability 2^-64), and it is never derived from the store's contents, so a restored copy
-/// cannot bring an old run id back.
-pub(super) fn run_prefix(gateway_id: &str) -> String {
-    format!("{gateway_id}:{:016x}", rand::random::<u64>())
 }

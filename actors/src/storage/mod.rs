@@ -42,11 +42,14 @@
 
 mod actor;
 mod commit;
+mod policy;
+mod recovery;
 mod salvage;
 mod shared;
 mod store;
 
-pub use actor::{AppendError, Appended, Overflow, StorageActor, StorageArgs, StorageMsg, StoragePolicy, now_ms};
+pub use actor::{AppendError, Appended, StorageActor, StorageArgs, StorageMsg, now_ms};
+pub use policy::{Overflow, StoragePolicy};
 pub use salvage::{Salvaged, scan_records};
 pub use shared::{ReopenError, SharedDb};
 pub use store::{DeadLetter, Store, StoreError, StoreStats};
