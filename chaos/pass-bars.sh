@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The pass-bar runs of docs/RELIABILITY.md, one after the other, against the release binary.
 # Each run's verdict table goes to OUT/<name>.txt and its JSON to OUT/<name>.json; the summary
-# at the end lists the exit code per run (0 pass, 1 a bar failed). About 27 minutes on 2 cores;
-# every run is bounded.
+# at the end lists the exit code per run (0 pass, 1 a bar failed), and the script exits 1 when
+# any run failed. About 27 minutes on 2 cores; every run is bounded.
 #
 # usage: chaos/pass-bars.sh [OUT_DIR]     (default: target/chaos-pass-bars)
 #        PYTHON=target/test-venv/bin/python chaos/pass-bars.sh
@@ -21,7 +21,10 @@ run() {
     local code=$?
     tail -n 12 "$out/$name.txt" >&2
     echo "$name exit $code" >>"$out/summary.txt"
+    [ "$code" -eq 0 ] || failed=$((failed + 1))
 }
+
+failed=0
 
 : >"$out/summary.txt"
 run kill-process kill-process --kills 50 --duration 300 --rate 1000 --devices 8
@@ -36,3 +39,7 @@ run corrupt-store-random corrupt-store --damage random --blocks 8 --duration 10 
 run corrupt-store-truncate corrupt-store --damage truncate --duration 10 --rate 1000 --devices 8
 run churn churn --devices 200 --cycles 10 --storms 3 --rate 2000 --duration 90
 cat "$out/summary.txt"
+if [ "$failed" -ne 0 ]; then
+    echo "pass-bars.sh: $failed run(s) failed a bar" >&2
+    exit 1
+fi

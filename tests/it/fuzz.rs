@@ -348,8 +348,64 @@ proptest! {
     }
 
     #[test]
-    fn environment_overrides_never_panic_the_parser(key in "EDGE_GATEWAY_[A-Z_]{1,30}", value in "\\PC{0,30}") {
+    fn environment_overrides_apply_or_are_refused_by_name((key, value) in env_override()) {
         const BASE: &str = include_str!("../../src/config/default.toml");
-        let _ = edge_gateway::config::Config::parse(BASE, vec![(key, value)]);
+        let parsed = edge_gateway::config::Config::parse(BASE, vec![(key.clone(), value.clone())]);
+        let listen = |c: &edge_gateway::config::Config| match key.as_str() {
+            "EDGE_GATEWAY_MQTT_LISTEN" => Some(c.mqtt.listen),
+            "EDGE_GATEWAY_HTTP_LISTEN" => Some(c.http.listen),
+            _ => None,
+        };
+        match (&parsed, value.parse::<std::net::SocketAddr>()) {
+            // A listen override with an address applies (a non-loopback HTTP one needs a token).
+            (Ok(c), Ok(addr)) => {
+                if let Some(got) = listen(c) {
+                    prop_assert_eq!(got, addr, "{} was not applied", key);
+                }
+            }
+            (Ok(c), Err(_)) => prop_assert!(listen(c).is_none() || value.is_empty(), "{}={:?} accepted", key, value),
+            (Err(e), _) => {
+                let message = e.to_string();
+                let named = ["mqtt.listen", "http.listen", "sinks[", "gateway.data_dir", "data_dir"].iter().any(|k| message.contains(k));
+                prop_assert!(named, "error does not name the overridden key: {}", message);
+            }
+        }
+        if key == "EDGE_GATEWAY_DATA_DIR" {
+            if let Ok(c) = &parsed {
+                prop_assert_eq!(c.data_dir.to_string_lossy(), value.as_str());
+            }
+        }
     }
+}
+
+/// An override: a variable the gateway reads, or a near miss of one (which must change nothing
+/// or be refused, never panic), with a value that is an address, a URL, a path or noise.
+fn env_override() -> impl Strategy<Value = (String, String)> {
+    let real = prop::sample::select(vec![
+        "EDGE_GATEWAY_MQTT_LISTEN",
+        "EDGE_GATEWAY_HTTP_LISTEN",
+        "EDGE_GATEWAY_DATA_DIR",
+        "EDGE_GATEWAY_SINK_LOCAL_URL",
+    ])
+    .prop_map(str::to_string);
+    let near_miss = (
+        prop::sample::select(vec!["EDGE_GATEWAY_MQTT_LISTEN", "EDGE_GATEWAY_HTTP_LISTEN", "EDGE_GATEWAY_SINK_LOCAL_URL"]),
+        prop::sample::select(vec!["lower", "suffix", "prefix", "drop"]),
+    )
+        .prop_map(|(k, how)| match how {
+            "lower" => k.to_lowercase(),
+            "suffix" => format!("{k}_"),
+            "prefix" => format!("X{k}"),
+            _ => k[..k.len() - 1].to_string(),
+        });
+    let key = prop_oneof![3 => real, 1 => near_miss, 1 => "EDGE_GATEWAY_[A-Z_]{1,20}"];
+    let value = prop_oneof![
+        (0u8..=255, 0u16..=65535).prop_map(|(b, port)| format!("127.0.0.{b}:{port}")),
+        (0u16..=65535).prop_map(|port| format!("0.0.0.0:{port}")),
+        (0u16..=65535).prop_map(|port| format!("[::1]:{port}")),
+        "http://[a-z]{1,8}(:[0-9]{1,5})?/[a-z]{0,8}",
+        "/[a-z]{1,8}(/[a-z]{1,8}){0,2}",
+        "\\PC{0,30}",
+    ];
+    (key, value)
 }
