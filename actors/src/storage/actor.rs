@@ -38,6 +38,8 @@ pub struct StorageArgs {
     pub health: Health,
     /// Publishes the next unassigned seq after each commit; forwarders wait on it.
     pub committed: Arc<watch::Sender<u64>>,
+    /// Unix milliseconds now, for the TTL: [`now_ms`], or a test's own clock.
+    pub clock: fn() -> u64,
 }
 
 /// A successful append.

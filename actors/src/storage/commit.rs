@@ -10,7 +10,7 @@ use redb::{Durability, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::actor::{Op, StorageState};
 use super::store::{BACKLOG_BYTES, CURSORS, DEAD_LETTERS, MESSAGES, META, NEXT_SEQ, StoreError, encode_dead_letter, received_at};
-use super::{AppendError, Appended, Overflow, now_ms};
+use super::{AppendError, Appended, Overflow};
 
 /// What one transaction changed, applied to the state only after it committed.
 pub(super) struct Outcome {
@@ -139,7 +139,7 @@ impl StorageState {
 
     fn expire(&self, messages: &mut redb::Table<u64, &[u8]>, out: &mut Outcome) -> Result<u64, StoreError> {
         let Some(ttl) = self.args.policy.ttl else { return Ok(0) };
-        let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
+        let cutoff = (self.args.clock)().saturating_sub(ttl.as_millis() as u64);
         let mut dropped = 0;
         loop {
             let expired = match messages.first()? {

@@ -56,3 +56,6 @@ pub use store::{DeadLetter, Store, StoreError, StoreStats};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model_tests;

@@ -45,6 +45,7 @@ async fn spawn(store: &Store, policy: StoragePolicy) -> (ActorRef<StorageMsg>, M
         metrics: metrics.clone(),
         health: Health::default(),
         committed: Arc::new(watch::channel(0).0),
+        clock: now_ms,
     };
     (StorageActor::spawn(None, StorageActor, args).await.unwrap().0, metrics)
 }

@@ -109,6 +109,7 @@ fn storage_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
                     metrics: inputs.metrics.clone(),
                     health: inputs.health.clone(),
                     committed: inputs.committed.clone(),
+                    clock: crate::storage::now_ms,
                 };
                 let (actor, _) = StorageActor::spawn_linked(None, StorageActor, args, sup).await?;
                 inputs.storage.set(actor.clone());
