@@ -4,6 +4,7 @@
 //! - [`admin`]: the chaos admin API, off by default.
 //! - [`bearer`]: the token both check, and where the local API's token comes from.
 //! - [`serve`]: the server loop both run on (plain, or HTTPS for the local API).
+//! - [`https`]: the local API's certificate and key, reloaded when the files change.
 //! - [`openmetrics`]: the classic text format for scrapers that do not ask for OpenMetrics.
 //! - [`tree_json`]: the supervision tree as JSON, shared by `/api/health` and `/admin/tree`.
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 pub mod admin;
 pub mod bearer;
+pub mod https;
 pub mod local;
 pub mod openmetrics;
 pub mod serve;

@@ -16,7 +16,13 @@ pub struct CheckConfigArgs {
 /// Exit 0 when the configuration is valid, 2 with every problem otherwise.
 pub fn run(args: CheckConfigArgs) -> ExitCode {
     match super::load(args.file, args.supervision) {
-        Ok(_) => {
+        Ok((config, _)) => {
+            for key in &config.ignored_env {
+                eprintln!(
+                    "warning: {key} is set but is not a variable edge-gateway reads ({}); ignored",
+                    edge_gateway::config::ENV_OVERRIDES
+                );
+            }
             println!("configuration OK");
             ExitCode::SUCCESS
         }

@@ -42,6 +42,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A supervision.toml to use instead of the embedded one.
     pub supervision_file: Option<PathBuf>,
+    /// `EDGE_GATEWAY_*` variables in the environment that are none of [`ENV_OVERRIDES`] (a typo,
+    /// or a sink name that is not configured): ignored, and reported so a typo does not go
+    /// unnoticed.
+    pub ignored_env: Vec<String>,
     /// Device-facing MQTT listener.
     pub mqtt: MqttConfig,
     /// Local HTTP API (metrics, health, the JSON API): address, token, TLS.
@@ -204,8 +208,10 @@ impl Config {
     /// Parse `text`, apply the overrides found in `env`, validate.
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![edge_gateway_actors::tomlkey::describe(text, &e)]))?;
-        apply_env(&mut raw, env);
-        raw.validate()
+        let ignored = apply_env(&mut raw, env);
+        let mut config = raw.validate()?;
+        config.ignored_env = ignored;
+        Ok(config)
     }
 
     /// The device status file inside the data dir.
@@ -219,22 +225,31 @@ impl Config {
     }
 }
 
-fn apply_env(raw: &mut RawConfig, env: impl IntoIterator<Item = (String, String)>) {
+/// Apply the overrides; returns the `EDGE_GATEWAY_*` variables that matched none.
+fn apply_env(raw: &mut RawConfig, env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let mut ignored = Vec::new();
     for (key, value) in env {
         match key.as_str() {
             "EDGE_GATEWAY_MQTT_LISTEN" => raw.mqtt.listen = value,
             "EDGE_GATEWAY_HTTP_LISTEN" => raw.http.listen = value,
             "EDGE_GATEWAY_DATA_DIR" => raw.gateway.data_dir = value,
             _ => {
-                let Some(name) = key.strip_prefix("EDGE_GATEWAY_SINK_").and_then(|k| k.strip_suffix("_URL")) else { continue };
-                for sink in raw.sinks.iter_mut().flatten() {
-                    if sink.name.to_uppercase().replace('-', "_") == name {
-                        sink.url = Some(value.clone());
+                let sink = key.strip_prefix("EDGE_GATEWAY_SINK_").and_then(|k| k.strip_suffix("_URL"));
+                let mut applied = false;
+                for s in raw.sinks.iter_mut().flatten() {
+                    if sink.is_some_and(|name| s.name.to_uppercase().replace('-', "_") == name) {
+                        s.url = Some(value.clone());
+                        applied = true;
                     }
+                }
+                if !applied && key.starts_with("EDGE_GATEWAY_") {
+                    ignored.push(key);
                 }
             }
         }
     }
+    ignored.sort();
+    ignored
 }
 
 fn addr(key: &str, value: &str, errors: &mut Vec<String>) -> SocketAddr {
@@ -310,6 +325,7 @@ impl RawConfig {
                 gateway_id: self.gateway.id,
                 data_dir: PathBuf::from(self.gateway.data_dir),
                 supervision_file: self.gateway.supervision_file.map(PathBuf::from),
+                ignored_env: Vec::new(),
                 mqtt,
                 http,
                 storage,

@@ -141,3 +141,19 @@ fn a_non_loopback_http_api_needs_the_token_for_everything() {
     let loopback = parse(base).unwrap();
     assert_eq!((loopback.http.auth, loopback.http.token_file.is_none(), loopback.http.tls.is_none()), (HttpAuth::Writes, true, true));
 }
+
+#[test]
+fn edge_gateway_variables_the_gateway_does_not_read_are_reported() {
+    let text = "[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"cloud-eu\"\nkind = \"http\"\nurl = \"http://a\"\n";
+    let env = [
+        ("EDGE_GATEWAY_MQTT_LISTN", "127.0.0.1:1"),     // typo
+        ("EDGE_GATEWAY_SINK_CLOUD_US_URL", "http://b"), // no such sink
+        ("EDGE_GATEWAY_SINK_CLOUD_EU_URL", "http://c"), // applied
+        ("EDGE_GATEWAY_HTTP_LISTEN", "127.0.0.1:9881"), // applied
+        ("PATH", "/usr/bin"),                           // not ours
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let c = Config::parse(text, env).unwrap();
+    assert_eq!(c.ignored_env, ["EDGE_GATEWAY_MQTT_LISTN", "EDGE_GATEWAY_SINK_CLOUD_US_URL"]);
+    assert!(matches!(&c.sinks[0].kind, SinkKind::Http { url, .. } if url == "http://c"));
+}

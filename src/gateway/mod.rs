@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use store_open::{OpenError, quarantine_marker};
 
+use crate::api::https::HttpTls;
 use crate::config::{Config, PlainAuth};
 use crate::egress::{self, EgressError};
 use crate::ingress::Ingress;
@@ -160,7 +161,7 @@ pub fn preflight(config: &Config) -> Vec<String> {
         }
     }
     if let Some((cert, key)) = &config.http.tls {
-        problems.extend(crate::api::serve::tls_config(cert, key).err().map(|e| e.to_string()));
+        problems.extend(crate::api::https::HttpTls::load(cert.clone(), key.clone()).err().map(|e| e.to_string()));
     }
     if let Some(file) = &config.http.token_file {
         problems.extend(crate::api::bearer::load_or_create(Some(file), &config.data_dir).err().map(|e| format!("http.token_file: {e}")));
@@ -192,10 +193,11 @@ impl Gateway {
         let mut reloadables = Vec::new();
         let sinks = build_sinks(&config, &gateway_id, &mut reloadables)?;
         let trust = load_trust(&config, &metrics, &mut reloadables)?;
+        let http_tls = load_http_tls(&config, &mut reloadables)?;
         let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;
         let (http_stop, _) = watch::channel(false);
-        let http_addr = services::start_api(&config, &inputs, &http_stop).await?;
+        let http_addr = services::start_api(&config, &inputs, http_tls, &http_stop).await?;
         let admin_addr = match &config.admin {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
@@ -203,6 +205,9 @@ impl Gateway {
         let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         warn_lossy_storage_policy(&config.storage);
+        for key in &config.ignored_env {
+            tracing::warn!(variable = %key, reads = crate::config::ENV_OVERRIDES, "An EDGE_GATEWAY_ variable the gateway does not read is set; ignored (a typo?).");
+        }
         Ok(Gateway {
             mqtt_addr,
             tls_addr,
@@ -268,6 +273,14 @@ fn start_telemetry(config: &Config, metrics: &Metrics) -> Result<Providers, Gate
     let tracer = crate::telemetry::traces::init(&config.tracing, metrics)?;
     let logger = crate::telemetry::logs::init(&config.tracing, metrics)?;
     Ok((tracer, logger))
+}
+
+/// Step 4b: the local API's HTTPS set, if configured; its files join the rotation.
+fn load_http_tls(config: &Config, reloadables: &mut Vec<Arc<dyn Reloadable>>) -> Result<Option<Arc<HttpTls>>, GatewayError> {
+    let Some((cert, key)) = &config.http.tls else { return Ok(None) };
+    let tls = HttpTls::load(cert.clone(), key.clone())?;
+    reloadables.push(tls.clone());
+    Ok(Some(tls))
 }
 
 /// Step 3: every sink's I/O half; an HTTPS sink's TLS files join the rotation.

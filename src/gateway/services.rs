@@ -15,14 +15,19 @@ use super::{GatewayError, quarantine_marker};
 use crate::api::ApiError;
 use crate::api::admin::Admin;
 use crate::api::bearer::{self, Token};
+use crate::api::https::HttpTls;
 use crate::api::local::LocalApi;
 use crate::api::serve;
 use crate::config::{AdminConfig, Config};
 
 /// Bind `http.listen`, serve the local API and start the watchdog; returns the bound address.
-pub(super) async fn start_api(config: &Config, inputs: &TreeInputs, stop: &watch::Sender<bool>) -> Result<SocketAddr, GatewayError> {
+pub(super) async fn start_api(
+    config: &Config,
+    inputs: &TreeInputs,
+    tls: Option<Arc<HttpTls>>,
+    stop: &watch::Sender<bool>,
+) -> Result<SocketAddr, GatewayError> {
     let token = bearer::load_or_create(config.http.token_file.as_deref(), &config.data_dir)?;
-    let tls = config.http.tls.as_ref().map(|(cert, key)| serve::tls_config(cert, key)).transpose()?;
     let bind_err = |source| GatewayError::Bind { key: "http.listen", addr: config.http.listen, source };
     let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;

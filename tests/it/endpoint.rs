@@ -276,6 +276,7 @@ async fn the_http_api_needs_its_token_for_writes_and_with_auth_all_for_reads_ove
             pki.path("server.pem").display(),
             pki.path("server.key").display()
         ),
+        tls: "check_interval_secs = 1\nreload_debounce_ms = 100".into(),
         ..Default::default()
     };
     let gw = harness::start(&dir.path().join("data2"), &ingest.url(), &extra).await;
@@ -292,5 +293,21 @@ async fn the_http_api_needs_its_token_for_writes_and_with_auth_all_for_reads_ove
         assert_eq!(https.get(format!("{base}{probe}")).send().await.unwrap().status(), 200, "{probe} stays open for probes");
     }
     assert!(http.get(format!("http://{}/healthz", gw.http_addr)).send().await.is_err(), "no plain HTTP on the HTTPS port");
+
+    // A renewed certificate is used from the next connection on, without a restart.
+    let presented = async || {
+        let (_, text) = crate::trust::s_client(gw.http_addr, &[]).await;
+        let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or(0);
+        text[start..text.find("-----END CERTIFICATE-----").unwrap_or(start)].to_string()
+    };
+    let old = presented().await;
+    assert_eq!(old, crate::trust::pem_body(&pki.path("server.pem")), "the configured certificate is served");
+    pki.server("server"); // new key and certificate, renamed into place
+    let new = crate::trust::pem_body(&pki.path("server.pem"));
+    assert_ne!(new, old);
+    util::eventually("the renewed HTTPS certificate is served", Duration::from_secs(15), async || presented().await == new).await;
+    let scrape = https.get(format!("{base}/metrics")).bearer_auth("scrape-token-0123456789").send().await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&scrape, "gateway_reloads_total{target=\"http_tls\",result=\"ok\"}"), 1.0, "{scrape}");
+    assert!(sample(&scrape, "gateway_certificate_expiry_timestamp_seconds{cert=\"http\"}") > 0.0, "{scrape}");
     gw.stop().await;
 }

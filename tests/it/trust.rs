@@ -399,7 +399,7 @@ async fn presented_cert(gw: &Gateway, pki: &TestPki) -> String {
     text[start..end].to_string()
 }
 
-fn pem_body(path: &Path) -> String {
+pub fn pem_body(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let end = text.find("-----END CERTIFICATE-----").unwrap();
     text[..end].to_string()
