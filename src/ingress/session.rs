@@ -14,15 +14,58 @@ use edge_gateway_actors::supervisor::{ChildSpec, SupervisorMsg, start_fn};
 use ractor::{Actor, rpc::CallResult};
 use tokio::sync::oneshot;
 
-use super::conn::{Conn, ConnInner, Tally};
+use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
 use crate::throttle::Throttle;
 use crate::trust::auth::{Credentials, Refusal};
 use crate::trust::tls::server::PeerCertInfo;
 
+/// How a CONNECT ended; the v3 and v5 adapters turn it into their CONNACK.
+pub(super) enum Admission {
+    /// Authenticated and its session started: the connection, and the client id it has (the
+    /// one it sent, the identity when it sent none, or a generated one on the lab listener).
+    Accepted { conn: Conn, client_id: String },
+    /// Refused (counted and logged already).
+    Refused(Refusal),
+    /// Authenticated, but no session could be started (the sessions supervisor is down).
+    Unavailable,
+}
+
 impl Ingress {
+    /// The one CONNECT path of both protocol versions: a client id for an anonymous lab device
+    /// that sent none, authentication, then the session actor. `close` closes the connection.
+    pub(super) async fn admit(
+        &self,
+        io: &ntex_io::IoRef,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        protocol: Protocol,
+        close: impl FnOnce() + 'static,
+    ) -> Admission {
+        let client_id = if client_id.is_empty() && !self.tls && self.authority.anonymous_plain() {
+            generated_client_id()
+        } else {
+            client_id.to_string()
+        };
+        let (client_id, identity) = match self.authenticate(io, &client_id, username, password).await {
+            Ok(ids) => ids,
+            Err(r) => return Admission::Refused(r),
+        };
+        match self.open_session(&client_id, identity, peer_cert(io), protocol, close).await {
+            Ok(conn) => {
+                tracing::debug!(%client_id, protocol = protocol.as_str(), "Connection accepted.");
+                Admission::Accepted { conn, client_id }
+            }
+            Err(e) => {
+                tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
+                Admission::Unavailable
+            }
+        }
+    }
+
     /// Start the session actor and arm the closer; `close` closes the connection.
-    pub(super) async fn open_session(
+    async fn open_session(
         &self,
         client_id: &str,
         identity: String,
@@ -92,7 +135,7 @@ impl Ingress {
 
     /// The identity of a connecting device and the client id it will have (the identity when
     /// the device sent none).
-    pub(super) async fn authenticate(
+    async fn authenticate(
         &self,
         io: &ntex_io::IoRef,
         client_id: &str,
@@ -127,7 +170,7 @@ impl Ingress {
 static CONNECT_REFUSALS: Throttle = Throttle::new();
 
 /// A client id for an anonymous lab device that sent none.
-pub(super) fn generated_client_id() -> String {
+fn generated_client_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("auto-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))

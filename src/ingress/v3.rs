@@ -4,47 +4,33 @@
 use edge_gateway_actors::metrics::IngressReason;
 use ntex_mqtt::{Control, v3};
 
-use super::conn::{Conn, peer_cert};
+use super::conn::Conn;
 use super::protocol::count_stop;
 use super::publish::{self, Inbound, Outcome};
-use super::session::generated_client_id;
+use super::session::Admission;
 use super::{Ingress, IngressError, Protocol};
 use crate::trust::auth::Refusal;
 
-/// CONNECT: authenticate, start the session, answer with CONNACK.
+/// CONNECT: the shared admission, answered with a CONNACK. 3.1.1 refuses an empty client id
+/// with clean session 0 (there is no session to resume for it).
 pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::ConnectAck<Conn>, IngressError> {
     use v3::codec::ConnectAckReason as R;
     let pkt = c.packet();
-    let mut client_id = pkt.client_id.to_string();
-    if client_id.is_empty() {
-        if !pkt.clean_session {
-            ingress.metrics.reject(IngressReason::EmptyClientId);
-            tracing::warn!("CONNECT with an empty client id and clean session 0 refused.");
-            return Ok(c.identifier_rejected());
-        }
-        if !ingress.tls && ingress.authority.anonymous_plain() {
-            client_id = generated_client_id();
-        }
+    if pkt.client_id.is_empty() && !pkt.clean_session {
+        ingress.metrics.reject(IngressReason::EmptyClientId);
+        tracing::warn!("CONNECT with an empty client id and clean session 0 refused.");
+        return Ok(c.identifier_rejected());
     }
-    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password).await {
-        Ok(ids) => ids,
-        Err(Refusal::ClientIdMismatch) => return Ok(c.identifier_rejected()),
-        Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
-        Err(_) => return Ok(c.failed(R::NotAuthorized)),
-    };
     let sink = c.sink();
-    let cert = peer_cert(c.io());
-    match ingress.open_session(&client_id, identity, cert, Protocol::V3, move || sink.close()).await {
-        Ok(conn) => {
-            tracing::debug!(%client_id, "v3 connection accepted.");
-            Ok(c.ack(conn, false))
-        }
-        Err(e) => {
-            tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
-            Ok(c.service_unavailable())
-        }
-    }
+    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
+    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V3, move || sink.close()).await;
+    Ok(match admission {
+        Admission::Accepted { conn, .. } => c.ack(conn, false),
+        Admission::Refused(Refusal::ClientIdMismatch) => c.identifier_rejected(),
+        Admission::Refused(Refusal::BadPassword | Refusal::NoCredentials) => c.failed(R::BadUserNameOrPassword),
+        Admission::Refused(_) => c.failed(R::NotAuthorized),
+        Admission::Unavailable => c.service_unavailable(),
+    })
 }
 
 /// PUBLISH: `Ok` sends the PUBACK (QoS 1); any refusal closes the connection.

@@ -2,44 +2,33 @@
 
 use ntex_mqtt::{Control, v5};
 
-use super::conn::{Conn, peer_cert};
+use super::conn::Conn;
 use super::protocol::count_stop;
 use super::publish::{self, Inbound, Outcome};
-use super::session::generated_client_id;
+use super::session::Admission;
 use super::{Ingress, IngressError, Protocol};
 use crate::telemetry::traceparent::parse_traceparent;
 use crate::trust::auth::Refusal;
 
-/// CONNECT: authenticate, start the session, answer with CONNACK (an assigned client id when
-/// the device sent none).
+/// CONNECT: the shared admission, answered with a CONNACK (with the assigned client id when the
+/// device sent none).
 pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::ConnectAck<Conn>, IngressError> {
     use v5::codec::ConnectAckReason as R;
     let pkt = c.packet();
-    let mut client_id = pkt.client_id.to_string();
-    let assigned = client_id.is_empty();
-    if assigned && !ingress.tls && ingress.authority.anonymous_plain() {
-        client_id = generated_client_id();
-    }
-    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let (client_id, identity) = match ingress.authenticate(c.io(), &client_id, username, password).await {
-        Ok(ids) => ids,
-        Err(Refusal::ClientIdMismatch) => return Ok(c.failed(R::ClientIdentifierNotValid)),
-        Err(Refusal::BadPassword | Refusal::NoCredentials) => return Ok(c.failed(R::BadUserNameOrPassword)),
-        Err(_) => return Ok(c.failed(R::NotAuthorized)),
-    };
+    let assigned = pkt.client_id.is_empty();
     let sink = c.sink();
-    let cert = peer_cert(c.io());
-    match ingress.open_session(&client_id, identity, cert, Protocol::V5, move || sink.close()).await {
-        Ok(conn) => {
-            tracing::debug!(%client_id, "v5 connection accepted.");
+    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
+    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V5, move || sink.close()).await;
+    Ok(match admission {
+        Admission::Accepted { conn, client_id } => {
             let ack = c.ack(conn);
-            Ok(if assigned { ack.with(|a| a.assigned_client_id = Some(client_id.into())) } else { ack })
+            if assigned { ack.with(|a| a.assigned_client_id = Some(client_id.into())) } else { ack }
         }
-        Err(e) => {
-            tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
-            Ok(c.failed(R::ServerUnavailable))
-        }
-    }
+        Admission::Refused(Refusal::ClientIdMismatch) => c.failed(R::ClientIdentifierNotValid),
+        Admission::Refused(Refusal::BadPassword | Refusal::NoCredentials) => c.failed(R::BadUserNameOrPassword),
+        Admission::Refused(_) => c.failed(R::NotAuthorized),
+        Admission::Unavailable => c.failed(R::ServerUnavailable),
+    })
 }
 
 /// PUBLISH: the PUBACK's reason code says what became of it (QoS 0 gets none: a refusal is
