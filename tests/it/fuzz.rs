@@ -182,31 +182,28 @@ async fn play(addr: std::net::SocketAddr, bytes: &[u8], expect: usize) -> Vec<u1
     acked
 }
 
+/// `mqtt.max_connections` of the fuzzed gateway: all of them must connect after the run.
+const FUZZ_MAX_CONNECTIONS: usize = 32;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_and_mutated_mqtt_streams_never_break_the_gateway_or_lose_an_ack() {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
-    let extra = Extra { mqtt: "max_packet_size = 65536\nmax_new_connections_per_source = 0\n", ..Default::default() };
+    let mqtt = format!("max_packet_size = 65536\nmax_new_connections_per_source = 0\nmax_connections = {FUZZ_MAX_CONNECTIONS}\n");
+    let extra = Extra { mqtt: Box::leak(mqtt.into_boxed_str()), ..Default::default() };
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
     let addr = gw.mqtt_addr;
     let handle = tokio::runtime::Handle::current();
     let expected: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let case = std::sync::atomic::AtomicU64::new(0);
-    // Panics on the gateway's I/O threads fail the case, except one known and contained: a
-    // protocol error while a publish is in flight makes ntex-service 5.0.0 panic in
-    // `poll_ready` after shutdown (fixed upstream in ntex-rs/ntex#991, in releases that need
-    // rustc 1.97). The connection's task is dropped, the connection closed as a protocol error,
-    // and the gateway goes on: that is asserted below for every occurrence.
+    // Any panic on the gateway's I/O threads fails the case. (ntex-service 5.0.0 panicked in
+    // `PipelineState::poll_ready` after shutdown on some of these streams; the vendored copy
+    // in vendor/ntex-service, see its PATCHED.md, no longer does.)
     static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    static KNOWN_PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let contained = std::sync::atomic::AtomicU64::new(0);
     let gateway_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().name().is_some_and(|n| n.starts_with("mqtt:worker")) {
-            let known = info.location().is_some_and(|l| l.file().contains("ntex-service-5.0.0/src/pl_state.rs"))
-                && info.payload().downcast_ref::<&str>().is_some_and(|m| m.contains("Pipeline is shutding down"));
-            let counter = if known { &KNOWN_PANICS } else { &PANICS };
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         gateway_hook(info)
     }));
@@ -234,7 +231,6 @@ async fn generated_and_mutated_mqtt_streams_never_break_the_gateway_or_lose_an_a
                 if PANICS.load(std::sync::atomic::Ordering::SeqCst) != before {
                     return Err(TestCaseError::fail(format!("an MQTT worker panicked on {:02x?}", bytes)));
                 }
-                contained.fetch_add(KNOWN_PANICS.swap(0, std::sync::atomic::Ordering::SeqCst), std::sync::atomic::Ordering::SeqCst);
                 // Only an unmutated stream maps packet ids to payloads for sure.
                 if intact {
                     let mut exp = expected.lock().unwrap();
@@ -280,15 +276,23 @@ async fn generated_and_mutated_mqtt_streams_never_break_the_gateway_or_lose_an_a
     assert_eq!(restarts, 0.0, "a component restarted during the fuzzing:\n{scrape}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(PANICS.load(std::sync::atomic::Ordering::SeqCst), 0, "an MQTT worker panicked after the last case");
-    let contained = contained.into_inner() + KNOWN_PANICS.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(harness::sample(&scrape, "gateway_panics_total") as u64 >= contained, "panics counted");
+    // (`gateway_panics_total` is process-wide, and other tests in this binary make actors panic
+    // on purpose: the hook above counts only the MQTT I/O threads.)
+    // Nothing the streams left behind: no connection counted open, no live session, and every
+    // connection slot free again (all of mqtt.max_connections can connect at once).
     let open = || async { harness::sample(&harness::http_get(gw.http_addr, "/metrics").await.1, "gateway_mqtt_connections") };
     eventually("fuzz connections still counted open", Duration::from_secs(10), async || open().await == 0.0).await;
-    println!(
-        "fuzzed {} sessions; {} acknowledged messages all at the cloud; {contained} contained ntex-service panics",
-        case.into_inner(),
-        expected.len()
-    );
+    let live = async || {
+        let devices: serde_json::Value = serde_json::from_str(&harness::http_get(gw.http_addr, "/api/devices").await.1).unwrap_or_default();
+        devices.as_array().map(|d| d.iter().map(|d| d["sessions"].as_u64().unwrap_or(0)).sum::<u64>()).unwrap_or(u64::MAX)
+    };
+    eventually("live sessions back to 0", Duration::from_secs(10), async || live().await == 0).await;
+    let mut all = Vec::new();
+    for i in 0..FUZZ_MAX_CONNECTIONS {
+        all.push(Raw::connect(addr, &format!("fz-slot-{i}"), false).await);
+    }
+    drop(all);
+    println!("fuzzed {} sessions; {} acknowledged messages all at the cloud; no panic", case.into_inner(), expected.len());
     gw.stop().await;
 }
 
