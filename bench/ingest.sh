@@ -25,6 +25,12 @@ options:
   --skip-build        use the binaries already built in target/release
   --baseline BIN      also measure another edge-gateway binary (an older build) with group
                       commit, in the same run, and print this build / baseline
+  --open-loop         also measure latency at a given load: loadgen --rate (open loop, latency
+                      from each message's scheduled send time), 8 clients, against the gateway
+                      (group commit) and mosquitto, PUBACK p50/p99/p999
+  --rate MSG_PER_S    the open-loop rate (implies --open-loop); default: half of the gateway's
+                      median 8-client group-commit msg/s measured in this run
+  --open-secs SECS    length of one open-loop run (default 10)
   -h, --help          this text
 
 Needs: cargo, taskset, curl, 2 CPUs, mosquitto (installed with apt-get when missing and root).
@@ -42,6 +48,9 @@ TIMEOUT=120
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
 BASELINE=""
+OPEN_LOOP=0
+RATE=""
+OPEN_SECS=10
 
 die() { echo "bench/ingest.sh: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -51,7 +60,8 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
-        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline)
+        --open-loop) OPEN_LOOP=1; shift; continue ;;
+        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--open-secs)
             [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
         *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -64,6 +74,8 @@ while [[ $# -gt 0 ]]; do
         --timeout) positive "$1" "$2"; TIMEOUT=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
         --baseline) BASELINE=$(realpath "$2") ;;
+        --rate) positive "$1" "$2"; RATE=$2; OPEN_LOOP=1 ;;
+        --open-secs) positive "$1" "$2"; OPEN_SECS=$2 ;;
     esac
     shift 2
 done
@@ -195,7 +207,8 @@ server_cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 
 
 RUN=0
 
-# run_once SERVER CLIENTS MESSAGES: sets RESULT to loadgen's JSON line plus "server_cpu_s".
+# run_once SERVER CLIENTS MESSAGES [RATE]: sets RESULT to loadgen's JSON line plus "server_cpu_s"
+# (open loop at RATE msg/s when given).
 # Not called in $(...): the server must be started by this shell, so the EXIT trap can stop it.
 run_once() {
     local server=$1 clients=$2 messages=$3 host port dir before after line
@@ -211,7 +224,7 @@ run_once() {
     esac
     before=$(server_cpu_ticks)
     line=$(taskset -c 1 "$LOADGEN" --addr "$host:$port" --clients "$clients" --messages "$messages" \
-        --payload "$PAYLOAD" --inflight "$INFLIGHT" --topic-prefix bench --timeout "$TIMEOUT") \
+        --payload "$PAYLOAD" --inflight "$INFLIGHT" --topic-prefix bench --timeout "$TIMEOUT" ${4:+--rate "$4"}) \
         || server_died "loadgen failed against $server ($clients clients)"
     after=$(server_cpu_ticks)
     stop_server
@@ -287,3 +300,41 @@ echo "|---|---:|---:|"
 echo "| group commit / no group commit | $(ratio "${MPS[gc,8]}" "${MPS[nogc,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[nogc,64]}") |"
 [[ -z "$BASELINE" ]] || echo "| this build / baseline (group commit) | $(ratio "${MPS[gc,8]}" "${MPS[base,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[base,64]}") |"
 echo "| gateway (group commit) / mosquitto | $(ratio "${MPS[gc,8]}" "${MPS[mosquitto,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[mosquitto,64]}") |"
+
+# --- latency at a given load (open loop) ---------------------------------------------------------
+
+if [[ $OPEN_LOOP -eq 1 ]]; then
+    rate=${RATE:-$(awk -v m="${MPS[gc,8]}" 'BEGIN { printf "%d", m / 2 }')}
+    per_client=$(( (rate * OPEN_SECS + 7) / 8 ))
+    declare -A P999
+    # measure_open SERVER: RUNS open-loop runs at $rate, medians into the arrays under SERVER,open
+    measure_open() {
+        local key="$1,open" lines=() i
+        for i in $(seq "$RUNS"); do
+            log "$1, open loop at $rate msg/s, 8 clients x $per_client messages, run $i/$RUNS"
+            run_once "$1" 8 "$per_client" "$rate"
+            log "  $RESULT"
+            lines+=("$RESULT")
+        done
+        MPS[$key]=$(median msg_per_s "${lines[@]}")
+        P50[$key]=$(median puback_p50_ms "${lines[@]}")
+        P99[$key]=$(median puback_p99_ms "${lines[@]}")
+        P999[$key]=$(median puback_p999_ms "${lines[@]}")
+        TOTAL[$key]=$(field "${lines[0]}" messages)
+    }
+    measure_open gc
+    measure_open mosquitto
+    echo
+    echo "Latency at a given load: open loop at $rate msg/s (half of the gateway's 8-client maximum above unless --rate was given), 8 clients, $OPEN_SECS s per run, median of $RUNS runs; latency from each message's scheduled send time to its PUBACK."
+    echo
+    echo "| server | rate msg/s | messages | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | PUBACK p999 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for server in gc mosquitto; do
+        k="$server,open"
+        echo "| ${LABEL[$server]} | $rate | ${TOTAL[$k]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} | ${P999[$k]} |"
+    done
+    echo
+    echo "| gateway / mosquitto | p50 | p99 | p999 |"
+    echo "|---|---:|---:|---:|"
+    echo "| latency ratio | $(ratio "${P50[gc,open]}" "${P50[mosquitto,open]}") | $(ratio "${P99[gc,open]}" "${P99[mosquitto,open]}") | $(ratio "${P999[gc,open]}" "${P999[mosquitto,open]}") |"
+fi

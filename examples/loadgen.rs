@@ -13,6 +13,12 @@
 //! `messages` is the total over all clients; `elapsed_s` runs from "all connected" to "last
 //! PUBACK". Exit code 0 only if every PUBACK arrived before `--timeout`; 1 if not or if a
 //! connection failed (no reconnect: a lost clean session would lose messages); 2 for bad usage.
+//!
+//! `--rate R` runs open loop: the clients together send R messages a second on a fixed schedule
+//! (each client every `clients / R` seconds, the clients evenly out of phase), whether or not the
+//! server keeps up, and each latency runs from the message's *scheduled* send time to its PUBACK,
+//! so time spent waiting for a free in-flight slot or in a queue is counted, not hidden
+//! (coordinated omission). The report then also has `"rate"`; `puback_p999_ms` is always there.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,9 +29,9 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoi
 use tokio::task::JoinSet;
 
 const USAGE: &str = "usage: loadgen [--addr HOST:PORT] [--clients N] [--messages N_PER_CLIENT] \
-[--payload BYTES] [--inflight N] [--topic-prefix P] [--timeout SECS]
+[--payload BYTES] [--inflight N] [--topic-prefix P] [--timeout SECS] [--rate MSG_PER_S]
 defaults: --addr 127.0.0.1:1883 --clients 8 --messages 2000 --payload 64 --inflight 100 \
---topic-prefix bench --timeout 120";
+--topic-prefix bench --timeout 120, closed loop (no --rate)";
 
 /// Validated command line.
 struct Args {
@@ -45,6 +51,8 @@ struct Args {
     topic_prefix: String,
     /// Bound on the whole run, connects included.
     timeout: Duration,
+    /// Open loop: messages per second over all clients; `None`: closed loop (as fast as acks allow).
+    rate: Option<f64>,
 }
 
 /// PUBACKs received so far by all clients, for the timeout message.
@@ -92,6 +100,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         inflight: 100,
         topic_prefix: "bench".into(),
         timeout: Duration::from_secs(120),
+        rate: None,
     };
     while let Some(flag) = raw.next() {
         if flag == "--help" || flag == "-h" {
@@ -107,6 +116,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
             "--inflight" => args.inflight = value.parse().map_err(|e| bad(&e))?,
             "--topic-prefix" => args.topic_prefix = value,
             "--timeout" => args.timeout = Duration::from_secs(value.parse().map_err(|e| bad(&e))?),
+            "--rate" => args.rate = Some(value.parse::<f64>().map_err(|e| bad(&e))?).filter(|r| *r > 0.0),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -135,7 +145,7 @@ async fn run(args: Arc<Args>) -> Result<String, String> {
     let start = Instant::now();
     let mut running = JoinSet::new();
     for (index, client, eventloop) in connected {
-        running.spawn(run_client(args.clone(), index, client, eventloop));
+        running.spawn(run_client(args.clone(), index, client, eventloop, start));
     }
     let mut latencies_ms = Vec::with_capacity(args.clients * args.messages);
     while let Some(joined) = running.join_next().await {
@@ -168,9 +178,22 @@ async fn connect(args: Arc<Args>, index: usize) -> Result<(usize, AsyncClient, E
 }
 
 /// Publishes this client's messages and returns each one's PUBACK latency in milliseconds.
-async fn run_client(args: Arc<Args>, index: usize, client: AsyncClient, mut eventloop: EventLoop) -> Result<Vec<f64>, String> {
+async fn run_client(
+    args: Arc<Args>,
+    index: usize,
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    start: Instant,
+) -> Result<Vec<f64>, String> {
     let topic = format!("{}/{index}", args.topic_prefix);
-    let publisher = tokio::spawn(publish_all(client.clone(), topic, args.messages, args.payload));
+    // Open loop: this client's send times, in order; the event loop takes them as the publishes
+    // go out (rumqttc sends them in the order they were queued).
+    let schedule = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let plan = args.rate.map(|rate| {
+        let every = Duration::from_secs_f64(args.clients as f64 / rate);
+        (start + Duration::from_secs_f64(index as f64 / rate), every)
+    });
+    let publisher = tokio::spawn(publish_all(client.clone(), topic, args.messages, args.payload, plan, schedule.clone()));
     // Send time per packet id; rumqttc hands out ids 1..=inflight.
     let mut sent: Vec<Option<Instant>> = vec![None; usize::from(args.inflight) + 1];
     let mut latencies = Vec::with_capacity(args.messages);
@@ -178,7 +201,10 @@ async fn run_client(args: Arc<Args>, index: usize, client: AsyncClient, mut even
         let event =
             eventloop.poll().await.map_err(|e| format!("client {index}: connection lost after {} PUBACKs: {e}", latencies.len()))?;
         match event {
-            Event::Outgoing(Outgoing::Publish(pkid)) => *slot(&mut sent, pkid, index)? = Some(Instant::now()),
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let scheduled = plan.and_then(|_| schedule.lock().unwrap_or_else(|e| e.into_inner()).pop_front());
+                *slot(&mut sent, pkid, index)? = Some(scheduled.unwrap_or_else(Instant::now));
+            }
             Event::Incoming(Packet::PubAck(ack)) => {
                 let at = slot(&mut sent, ack.pkid, index)?.take();
                 let at = at.ok_or_else(|| format!("client {index}: PUBACK for unused id {}", ack.pkid))?;
@@ -197,9 +223,23 @@ fn slot(sent: &mut [Option<Instant>], pkid: u16, index: usize) -> Result<&mut Op
     sent.get_mut(usize::from(pkid)).ok_or_else(|| format!("client {index}: packet id {pkid} beyond --inflight"))
 }
 
-/// Queues `count` QoS1 publishes; the event loop's inflight window applies back-pressure.
-async fn publish_all(client: AsyncClient, topic: String, count: usize, size: usize) -> Result<(), String> {
+/// Queues `count` QoS1 publishes; the event loop's inflight window applies back-pressure. With a
+/// `plan` (first send time, interval) each publish waits for its scheduled time, which goes into
+/// `schedule` for the latency; a publish that is late goes at once.
+async fn publish_all(
+    client: AsyncClient,
+    topic: String,
+    count: usize,
+    size: usize,
+    plan: Option<(Instant, Duration)>,
+    schedule: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>>,
+) -> Result<(), String> {
     for seq in 0..count {
+        if let Some((first, every)) = plan {
+            let at = first + every * seq as u32;
+            tokio::time::sleep_until(at.into()).await;
+            schedule.lock().unwrap_or_else(|e| e.into_inner()).push_back(at);
+        }
         client.publish(topic.clone(), QoS::AtLeastOnce, false, payload(seq, size)).await.map_err(|e| format!("publish to {topic}: {e}"))?;
     }
     Ok(())
@@ -231,13 +271,15 @@ fn report(args: &Args, elapsed_s: f64, mut latencies_ms: Vec<f64>) -> String {
     latencies_ms.sort_by(f64::total_cmp);
     let total = latencies_ms.len();
     let cpu = cpu_seconds().map_or_else(|| "null".to_string(), |s| format!("{s:.3}"));
+    let rate = args.rate.map_or_else(String::new, |r| format!(",\"rate\":{r:.1}"));
     format!(
         "{{\"clients\":{},\"messages\":{total},\"elapsed_s\":{elapsed_s:.3},\"msg_per_s\":{:.1},\
-         \"puback_p50_ms\":{:.3},\"puback_p99_ms\":{:.3},\"client_cpu_s\":{cpu}}}",
+         \"puback_p50_ms\":{:.3},\"puback_p99_ms\":{:.3},\"puback_p999_ms\":{:.3},\"client_cpu_s\":{cpu}{rate}}}",
         args.clients,
         total as f64 / elapsed_s,
         percentile(&latencies_ms, 50.0),
         percentile(&latencies_ms, 99.0),
+        percentile(&latencies_ms, 99.9),
     )
 }
 
