@@ -242,20 +242,23 @@ median() {
         END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-declare -A MPS P50 P99 CPU TOTAL
+declare -A MPS P50 P99 P999 CPU TOTAL
 
-# measure SERVER CLIENTS MESSAGES: RUNS runs, medians into the arrays
+# measure SERVER CLIENTS MESSAGES [RATE]: RUNS runs (open loop at RATE msg/s when given), medians
+# into the arrays under SERVER,CLIENTS (SERVER,open with a RATE)
 measure() {
-    local key="$1,$2" lines=() i
+    local key="$1,${4:+open}" lines=() i
+    [[ -n "${4:-}" ]] || key="$1,$2"
     for i in $(seq "$RUNS"); do
-        log "$1, $2 clients x $3 messages, run $i/$RUNS"
-        run_once "$1" "$2" "$3"
+        log "$1, $2 clients x $3 messages${4:+, open loop at $4 msg/s}, run $i/$RUNS"
+        run_once "$1" "$2" "$3" "${4:-}"
         log "  $RESULT"
         lines+=("$RESULT")
     done
     MPS[$key]=$(median msg_per_s "${lines[@]}")
     P50[$key]=$(median puback_p50_ms "${lines[@]}")
     P99[$key]=$(median puback_p99_ms "${lines[@]}")
+    P999[$key]=$(median puback_p999_ms "${lines[@]}")
     CPU[$key]=$(median server_cpu_s "${lines[@]}")
     TOTAL[$key]=$(field "${lines[0]}" messages)
 }
@@ -306,24 +309,8 @@ echo "| gateway (group commit) / mosquitto | $(ratio "${MPS[gc,8]}" "${MPS[mosqu
 if [[ $OPEN_LOOP -eq 1 ]]; then
     rate=${RATE:-$(awk -v m="${MPS[gc,8]}" 'BEGIN { printf "%d", m / 2 }')}
     per_client=$(( (rate * OPEN_SECS + 7) / 8 ))
-    declare -A P999
-    # measure_open SERVER: RUNS open-loop runs at $rate, medians into the arrays under SERVER,open
-    measure_open() {
-        local key="$1,open" lines=() i
-        for i in $(seq "$RUNS"); do
-            log "$1, open loop at $rate msg/s, 8 clients x $per_client messages, run $i/$RUNS"
-            run_once "$1" 8 "$per_client" "$rate"
-            log "  $RESULT"
-            lines+=("$RESULT")
-        done
-        MPS[$key]=$(median msg_per_s "${lines[@]}")
-        P50[$key]=$(median puback_p50_ms "${lines[@]}")
-        P99[$key]=$(median puback_p99_ms "${lines[@]}")
-        P999[$key]=$(median puback_p999_ms "${lines[@]}")
-        TOTAL[$key]=$(field "${lines[0]}" messages)
-    }
-    measure_open gc
-    measure_open mosquitto
+    measure gc 8 "$per_client" "$rate"
+    measure mosquitto 8 "$per_client" "$rate"
     echo
     echo "Latency at a given load: open loop at $rate msg/s (half of the gateway's 8-client maximum above unless --rate was given), 8 clients, $OPEN_SECS s per run, median of $RUNS runs; latency from each message's scheduled send time to its PUBACK."
     echo

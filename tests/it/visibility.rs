@@ -111,6 +111,19 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10), "dashboard has its panels");
 }
 
+/// A real Prometheus on `config`, its TSDB under `dir`, its API on `addr`.
+fn prometheus(config: &std::path::Path, dir: &std::path::Path, addr: std::net::SocketAddr) -> std::process::Child {
+    std::process::Command::new(util::require("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--log.level=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus")
+}
+
 /// GET a Prometheus API path; the JSON body.
 async fn prom_api(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
     let url = format!("http://{addr}{path}");
@@ -133,15 +146,7 @@ async fn a_real_prometheus_scrapes_the_gateway_and_loads_the_alert_rules() {
         gw.http_addr
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let mut prom = std::process::Command::new(util::require("prometheus"))
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .arg("--log.level=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    let mut prom = prometheus(&dir.path().join("prometheus.yml"), dir.path(), prom_addr);
     harness::install_crypto();
     let query = "/api/v1/query?query=sum(gateway_ingress_messages_total)";
     let scraped = async || {
@@ -203,15 +208,7 @@ async fn a_real_prometheus_scrapes_over_https_with_the_token_as_in_the_example()
     let checked = promtool(&["check", "config", file.to_str().unwrap()]);
     assert!(checked.contains("SUCCESS"), "{checked}");
     let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", util::free_port()).parse().unwrap();
-    let mut prom = std::process::Command::new(util::require("prometheus"))
-        .arg(format!("--config.file={}", file.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .arg("--log.level=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    let mut prom = prometheus(&file, dir.path(), prom_addr);
     harness::install_crypto();
     let query = "/api/v1/query?query=up%7Bjob%3D%22edge-gateway%22%7D";
     let up = async || prom_api(prom_addr, query).await["data"]["result"][0]["value"][1].as_str().map(str::to_string);
