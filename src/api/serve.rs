@@ -45,6 +45,6 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<HttpTls>>
 }
 
 /// Resolves when `stop` turns true (or its sender is gone).
-pub async fn stopped(mut stop: watch::Receiver<bool>) {
+async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }

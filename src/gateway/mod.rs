@@ -275,14 +275,6 @@ fn start_telemetry(config: &Config, metrics: &Metrics) -> Result<Providers, Gate
     Ok((tracer, logger))
 }
 
-/// Step 4b: the local API's HTTPS set, if configured; its files join the rotation.
-fn load_http_tls(config: &Config, reloadables: &mut Vec<Arc<dyn Reloadable>>) -> Result<Option<Arc<HttpTls>>, GatewayError> {
-    let Some((cert, key)) = &config.http.tls else { return Ok(None) };
-    let tls = HttpTls::load(cert.clone(), key.clone())?;
-    reloadables.push(tls.clone());
-    Ok(Some(tls))
-}
-
 /// Step 3: every sink's I/O half; an HTTPS sink's TLS files join the rotation.
 fn build_sinks(config: &Config, gateway_id: &str, reloadables: &mut Vec<Arc<dyn Reloadable>>) -> Result<Vec<SinkSpec>, GatewayError> {
     let mut specs = Vec::new();
@@ -310,6 +302,14 @@ fn load_trust(config: &Config, metrics: &Metrics, reloadables: &mut Vec<Arc<dyn 
     let authority = Authority::load(&config.auth, metrics.clone())?;
     reloadables.extend(authority.reloadables());
     Ok(Trust { device_tls, authority })
+}
+
+/// Step 4b: the local API's HTTPS set, if configured; its files join the rotation.
+fn load_http_tls(config: &Config, reloadables: &mut Vec<Arc<dyn Reloadable>>) -> Result<Option<Arc<HttpTls>>, GatewayError> {
+    let Some((cert, key)) = &config.http.tls else { return Ok(None) };
+    let tls = HttpTls::load(cert.clone(), key.clone())?;
+    reloadables.push(tls.clone());
+    Ok(Some(tls))
 }
 
 /// Step 5: what the supervision tree's actors are built from.
