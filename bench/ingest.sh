@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/ingest.sh: MQTT QoS1 ingest benchmark. edge-gateway with and without group commit
-# against mosquitto 2 (persistence off), 8 and 64 clients, median of N runs, markdown on stdout.
+# bench/ingest.sh: MQTT QoS1 ingest benchmark. edge-gateway (redb and/or SQLite store) with and
+# without group commit against mosquitto 2 (persistence off), 8 and 64 clients, median of N
+# runs, markdown on stdout.
 # See docs/BENCHMARKS.md for what it measures and how to read it.
 set -euo pipefail
 
@@ -8,12 +9,13 @@ usage() {
     cat <<'EOF'
 usage: bench/ingest.sh [options]
 
-Runs examples/loadgen (pinned to cpu1) against, in turn, edge-gateway with group commit,
-edge-gateway without group commit, and mosquitto 2 with `persistence false` (each pinned to
-cpu0), with 8 and 64 clients, each row RUNS times with a fresh server (and a fresh data dir),
+Runs examples/loadgen (pinned to cpu1) against, in turn, edge-gateway with group commit on each
+--backend, edge-gateway without group commit (on the first backend), and mosquitto 2 with
+`persistence false` (each pinned to cpu0), with 8 and 64 clients, each row RUNS times with a fresh server (and a fresh data dir),
 and prints the medians as a markdown table on stdout. Progress goes to stderr.
 
 options:
+  --backend B         redb, sqlite or both: the store engine(s) to measure (default redb)
   --runs N            runs per row; the median is reported (default 3)
   --messages-8 N      messages per client with 8 clients (default 2000)
   --messages-64 N     messages per client with 64 clients (default 500)
@@ -27,7 +29,7 @@ options:
                       commit, in the same run, and print this build / baseline
   --open-loop         also measure latency at a given load: loadgen --rate (open loop, latency
                       from each message's scheduled send time), 8 clients, against the gateway
-                      (group commit) and mosquitto, PUBACK p50/p99/p999
+                      (group commit, each backend) and mosquitto, PUBACK p50/p99/p999
   --rate MSG_PER_S    the open-loop rate (implies --open-loop); default: half of the gateway's
                       median 8-client group-commit msg/s measured in this run
   --open-secs SECS    length of one open-loop run (default 10)
@@ -51,6 +53,7 @@ BASELINE=""
 OPEN_LOOP=0
 RATE=""
 OPEN_SECS=10
+BACKENDS=(redb)
 
 die() { echo "bench/ingest.sh: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -61,7 +64,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
         --open-loop) OPEN_LOOP=1; shift; continue ;;
-        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--open-secs)
+        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--open-secs|--backend)
             [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
         *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -76,6 +79,12 @@ while [[ $# -gt 0 ]]; do
         --baseline) BASELINE=$(realpath "$2") ;;
         --rate) positive "$1" "$2"; RATE=$2; OPEN_LOOP=1 ;;
         --open-secs) positive "$1" "$2"; OPEN_SECS=$2 ;;
+        --backend)
+            case "$2" in
+                redb|sqlite) BACKENDS=("$2") ;;
+                both) BACKENDS=(redb sqlite) ;;
+                *) echo "bench/ingest.sh: --backend is redb, sqlite or both, got '$2'" >&2; exit 2 ;;
+            esac ;;
     esac
     shift 2
 done
@@ -154,9 +163,9 @@ wait_ready() {
 
 tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
-# start_gateway DIR HOST GROUP_COMMIT [BINARY]
+# start_gateway DIR HOST GROUP_COMMIT BACKEND [BINARY]
 start_gateway() {
-    local dir=$1 host=$2 bin=${4:-$GATEWAY}
+    local dir=$1 host=$2 bin=${5:-$GATEWAY}
     cat >"$dir/gateway.toml" <<EOF
 [gateway]
 data_dir = "$dir/data"
@@ -171,6 +180,7 @@ acl_file = "$dir/acl.toml"
 listen = "$host:18831"
 [storage]
 group_commit = $3
+backend = "$4"
 [[sinks]]
 name = "null"
 kind = "discard"
@@ -217,9 +227,9 @@ run_once() {
     dir=$WORK/run-$RUN
     mkdir -p "$dir"
     case "$server" in
-        gc) start_gateway "$dir" "$host" true; port=18830 ;;
-        nogc) start_gateway "$dir" "$host" false; port=18830 ;;
-        base) start_gateway "$dir" "$host" true "$BASELINE"; port=18830 ;;
+        redb|sqlite) start_gateway "$dir" "$host" true "$server"; port=18830 ;;
+        nogc) start_gateway "$dir" "$host" false "${BACKENDS[0]}"; port=18830 ;;
+        base) start_gateway "$dir" "$host" true redb "$BASELINE"; port=18830 ;;
         mosquitto) start_mosquitto "$dir" "$host"; port=18840 ;;
     esac
     before=$(server_cpu_ticks)
@@ -265,10 +275,13 @@ measure() {
 
 # --- the matrix and the report ------------------------------------------------------------------
 
-SERVERS=(gc nogc mosquitto)
-[[ -z "$BASELINE" ]] || SERVERS=(gc base nogc mosquitto)
-declare -A LABEL=([gc]="edge-gateway, group commit" [nogc]="edge-gateway, no group commit" \
-    [mosquitto]="mosquitto 2, persistence false" [base]="baseline $(basename "${BASELINE:-none}"), group commit")
+GC=${BACKENDS[0]}  # the gateway row the other ratios refer to
+SERVERS=("${BACKENDS[@]}")
+[[ -z "$BASELINE" ]] || SERVERS+=(base)
+SERVERS+=(nogc mosquitto)
+declare -A LABEL=([redb]="edge-gateway, redb, group commit" [sqlite]="edge-gateway, SQLite, group commit" \
+    [nogc]="edge-gateway, $GC, no group commit" \
+    [mosquitto]="mosquitto 2, persistence false" [base]="baseline $(basename "${BASELINE:-none}"), redb, group commit")
 declare -A MESSAGES=([8]=$MESSAGES_8 [64]=$MESSAGES_64)
 
 for server in "${SERVERS[@]}"; do
@@ -300,28 +313,33 @@ done
 echo
 echo "| ratio of median msg/s | 8 clients | 64 clients |"
 echo "|---|---:|---:|"
-echo "| group commit / no group commit | $(ratio "${MPS[gc,8]}" "${MPS[nogc,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[nogc,64]}") |"
-[[ -z "$BASELINE" ]] || echo "| this build / baseline (group commit) | $(ratio "${MPS[gc,8]}" "${MPS[base,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[base,64]}") |"
-echo "| gateway (group commit) / mosquitto | $(ratio "${MPS[gc,8]}" "${MPS[mosquitto,8]}") | $(ratio "${MPS[gc,64]}" "${MPS[mosquitto,64]}") |"
+echo "| $GC: group commit / no group commit | $(ratio "${MPS[$GC,8]}" "${MPS[nogc,8]}") | $(ratio "${MPS[$GC,64]}" "${MPS[nogc,64]}") |"
+[[ -z "$BASELINE" ]] || echo "| this build / baseline (redb, group commit) | $(ratio "${MPS[redb,8]}" "${MPS[base,8]}") | $(ratio "${MPS[redb,64]}" "${MPS[base,64]}") |"
+[[ ${#BACKENDS[@]} -lt 2 ]] || echo "| SQLite / redb (group commit) | $(ratio "${MPS[sqlite,8]}" "${MPS[redb,8]}") | $(ratio "${MPS[sqlite,64]}" "${MPS[redb,64]}") |"
+for b in "${BACKENDS[@]}"; do
+    echo "| gateway ($b, group commit) / mosquitto | $(ratio "${MPS[$b,8]}" "${MPS[mosquitto,8]}") | $(ratio "${MPS[$b,64]}" "${MPS[mosquitto,64]}") |"
+done
 
 # --- latency at a given load (open loop) ---------------------------------------------------------
 
 if [[ $OPEN_LOOP -eq 1 ]]; then
-    rate=${RATE:-$(awk -v m="${MPS[gc,8]}" 'BEGIN { printf "%d", m / 2 }')}
+    rate=${RATE:-$(awk -v m="${MPS[$GC,8]}" 'BEGIN { printf "%d", m / 2 }')}
     per_client=$(( (rate * OPEN_SECS + 7) / 8 ))
-    measure gc 8 "$per_client" "$rate"
+    for b in "${BACKENDS[@]}"; do measure "$b" 8 "$per_client" "$rate"; done
     measure mosquitto 8 "$per_client" "$rate"
     echo
-    echo "Latency at a given load: open loop at $rate msg/s (half of the gateway's 8-client maximum above unless --rate was given), 8 clients, $OPEN_SECS s per run, median of $RUNS runs; latency from each message's scheduled send time to its PUBACK."
+    echo "Latency at a given load: open loop at $rate msg/s (half of the gateway's ($GC) 8-client maximum above unless --rate was given), 8 clients, $OPEN_SECS s per run, median of $RUNS runs; latency from each message's scheduled send time to its PUBACK."
     echo
     echo "| server | rate msg/s | messages | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | PUBACK p999 ms |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for server in gc mosquitto; do
+    for server in "${BACKENDS[@]}" mosquitto; do
         k="$server,open"
         echo "| ${LABEL[$server]} | $rate | ${TOTAL[$k]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} | ${P999[$k]} |"
     done
     echo
     echo "| gateway / mosquitto | p50 | p99 | p999 |"
     echo "|---|---:|---:|---:|"
-    echo "| latency ratio | $(ratio "${P50[gc,open]}" "${P50[mosquitto,open]}") | $(ratio "${P99[gc,open]}" "${P99[mosquitto,open]}") | $(ratio "${P999[gc,open]}" "${P999[mosquitto,open]}") |"
+    for b in "${BACKENDS[@]}"; do
+        echo "| latency ratio, $b | $(ratio "${P50[$b,open]}" "${P50[mosquitto,open]}") | $(ratio "${P99[$b,open]}" "${P99[mosquitto,open]}") | $(ratio "${P999[$b,open]}" "${P999[mosquitto,open]}") |"
+    done
 fi

@@ -4,9 +4,10 @@
 //! Ingress reports sessions opening and closing and, in batches, messages seen (at most one
 //! report per connection per second). The actor keeps one [`DeviceStatus`] per identity, answers
 //! the local API, sets the `gateway_devices{state}` gauges, and every `persist_every` writes the
-//! records that changed to its own redb file (`devices.redb`, table `devices`: key = identity,
-//! value = the JSON of [`DeviceStatus`]): at most one small transaction per round, in a file of
-//! its own, so it never contends with the message store's writer. A device is *silent* when it
+//! records that changed to its own store file (`devices.redb` or `devices.sqlite`, as
+//! `storage.backend`; table `devices`: key = identity, value = the JSON of [`DeviceStatus`]):
+//! at most one small transaction per round, in a file of its own, so it never contends with the
+//! message store's writer. A device is *silent* when it
 //! is connected but has sent nothing for `silent_after`. Session counts come from ingress's own
 //! table of open sessions ([`LiveSessions`]): after a gateway restart every device is offline;
 //! after a restart of this actor alone, the devices still connected stay online. At most
@@ -17,15 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{DeviceLabels, DeviceState, Metrics};
-use crate::storage::{SharedDb, now_ms};
+use crate::storage::backend::Backend;
+use crate::storage::{SharedDb, StoreError, now_ms};
 
-const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
-
-/// Most device records kept (memory and `devices.redb`).
+/// Most device records kept (in memory and in the file).
 pub const MAX_DEVICES: usize = 100_000;
 
 /// One device as the gateway has seen it.
@@ -107,7 +106,7 @@ pub struct DevicesPolicy {
 
 /// Start-up arguments.
 pub struct DevicesArgs {
-    /// `devices.redb`, opened once outside the actor (a restart must not reopen it); reopened
+    /// The device file, opened once outside the actor (a restart must not reopen it); reopened
     /// after a failed write (redb fails everything after one until then).
     pub db: SharedDb,
     /// Gauges.
@@ -158,8 +157,8 @@ impl Actor for DevicesActor {
             if db.get().is_none() {
                 db.reopen()?; // closed by a failed reopening: try once more
             }
-            let handle = db.get().ok_or("devices.redb is closed")?;
-            load(&handle)
+            let handle = db.get().ok_or_else(|| format!("{} is closed", db.path().display()))?;
+            load(&*handle)
         })?;
         // Sessions come from ingress: none after a gateway restart; after a restart of this
         // actor alone, the ones still open.
@@ -196,21 +195,14 @@ impl Actor for DevicesActor {
     }
 }
 
-fn load(db: &Database) -> Result<BTreeMap<String, DeviceStatus>, ActorProcessingErr> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(DEVICES) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e.into()),
-    };
+fn load(db: &dyn Backend) -> Result<BTreeMap<String, DeviceStatus>, ActorProcessingErr> {
     let mut out = BTreeMap::new();
-    for row in table.iter()? {
-        let (k, v) = row?;
+    db.devices(&mut |identity, json| {
         // A record that does not decode (a newer format) is skipped, not fatal.
-        if let Ok(d) = serde_json::from_slice::<DeviceStatus>(v.value()) {
-            out.insert(k.value().to_string(), d);
+        if let Ok(d) = serde_json::from_slice::<DeviceStatus>(json) {
+            out.insert(identity.to_string(), d);
         }
-    }
+    })?;
     Ok(out)
 }
 
@@ -297,17 +289,9 @@ impl DevicesState {
             self.devices.values().filter(|d| d.sessions == 0).map(|d| (d.last_seen_ms, d.identity.clone())).collect();
         offline.sort();
         let gone: Vec<String> = offline.into_iter().take(excess).map(|(_, id)| id).collect();
-        let remove = || -> Result<(), redb::Error> {
+        let remove = || -> Result<(), StoreError> {
             let Some(db) = self.args.db.get() else { return Ok(()) };
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(DEVICES)?;
-                for id in &gone {
-                    table.remove(id.as_str())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
+            db.write(&mut |t| gone.iter().try_for_each(|id| t.remove_device(id)))
         };
         if let Err(e) = tokio::task::block_in_place(remove) {
             tracing::warn!(error = %e, "Cannot remove evicted device records.");
@@ -350,20 +334,14 @@ impl DevicesState {
             return;
         }
         let Some(db) = self.args.db.get() else { return };
-        let result = (|| -> Result<(), redb::Error> {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(DEVICES)?;
-                for id in &self.dirty {
-                    if let Some(d) = self.devices.get(id) {
-                        let bytes = serde_json::to_vec(d).unwrap_or_default();
-                        table.insert(id.as_str(), bytes.as_slice())?;
-                    }
+        let result = db.write(&mut |t| {
+            for id in &self.dirty {
+                if let Some(d) = self.devices.get(id) {
+                    t.put_device(id, &serde_json::to_vec(d).unwrap_or_default())?;
                 }
             }
-            txn.commit()?;
             Ok(())
-        })();
+        });
         match result {
             Ok(()) => self.dirty.clear(),
             Err(e) => {

@@ -75,6 +75,7 @@ def base_parser(prog, description, duration=20.0, rate=300.0, devices=4):
     g.add_argument("--rate", type=float, default=rate, help=f"total messages per second over all devices (default {rate:g})")
     g.add_argument("--devices", type=int, default=devices, help=f"number of device connections (default {devices})")
     g.add_argument("--mqtt5", action="store_true", help="devices speak MQTT 5 instead of 3.1.1")
+    g.add_argument("--backend", choices=["redb", "sqlite"], default="redb", help="storage.backend of the gateway (default redb)")
     g.add_argument("--gateway-bin", default=DEFAULT_BIN, help="the edge-gateway binary (default: <repo>/target/release/edge-gateway)")
     g.add_argument("--work-dir", help="where config, data and logs go (default: a fresh temp dir, kept)")
     g.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for the cloud to get everything after the load (default 60)")

@@ -90,8 +90,9 @@ def histogram_quantile(metrics, name, q):
 class Gateway:
     """One gateway (data dir, config, ports) that can be started many times."""
 
-    def __init__(self, binary, work_dir, cloud_url, data_dir=None, extra=None, log=print, supervision=None):
+    def __init__(self, binary, work_dir, cloud_url, data_dir=None, extra=None, log=print, supervision=None, backend="redb"):
         self.binary = binary
+        self.backend = backend  # storage.backend: the store is data_dir/gateway.<backend>
         self.supervision = supervision  # optional --supervision FILE for `run`
         self.work_dir = work_dir
         self.data_dir = data_dir or os.path.join(work_dir, "data")
@@ -103,6 +104,7 @@ class Gateway:
         self.token_file = os.path.join(work_dir, "admin.token")
         self.proc = None
         self.starts = 0
+        self.store_path = os.path.join(self.data_dir, f"gateway.{backend}")
         os.makedirs(self.data_dir, exist_ok=True)
         self._write_files()
 
@@ -118,7 +120,7 @@ class Gateway:
         text = (f'[gateway]\ndata_dir = "{self.data_dir}"\n{e.get("gateway", "")}\n'
                 f'[mqtt]\nlisten = "127.0.0.1:{self.mqtt_port}"\nconnect_timeout_secs = 5\n{e.get("mqtt", "")}\n'
                 f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
-                f'[storage]\n{e.get("storage", "")}\n'
+                f'[storage]\nbackend = "{self.backend}"\n{e.get("storage", "")}\n'
                 f'[auth]\nplain = "anonymous"\nacl_file = "{acl}"\n'
                 f'[[sinks]]\nname = "cloud"\nkind = "http"\nurl = "{self.cloud_url}"\ntimeout_ms = 2000\n'
                 f'backoff_initial_ms = 20\nbackoff_max_ms = 500\n{e.get("sink", "")}\n')

@@ -10,10 +10,12 @@ use edge_gateway_actors::storage::Store;
 /// `store`'s subcommands.
 #[derive(clap::Subcommand)]
 pub enum StoreCommand {
-    /// Re-import every readable message of a quarantined (or any other) store file into this
-    /// gateway's store, keeping their idempotency keys; the gateway must be stopped.
+    /// Re-import every readable message of a quarantined (or any other) store file, of either
+    /// engine, into this gateway's store, keeping their idempotency keys; the gateway must be
+    /// stopped. Also the way to move a backlog from one `storage.backend` to the other.
     Salvage {
-        /// The quarantined file (data_dir/gateway.redb.quarantine-<ms>).
+        /// The quarantined file (data_dir/gateway.redb.quarantine-<ms>, or .sqlite.quarantine-<ms>
+        /// with its -wal next to it).
         file: PathBuf,
         /// The gateway's config (for data_dir and sinks). Without it the embedded default is used,
         /// and only for a FILE in that config's data dir.
@@ -35,12 +37,12 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<String> {
     }
     let found = Store::salvage(&file).with_context(|| format!("{}: cannot be read", file.display()))?;
     let sinks = config.sinks.iter().map(|s| s.name.clone()).collect();
-    let store =
-        Store::open(&target, sinks).with_context(|| format!("{} (is the gateway still running? stop it first)", target.display()))?;
+    let store = Store::open(config.backend, &target, sinks)
+        .with_context(|| format!("{} (is the gateway still running? stop it first)", target.display()))?;
     let imported = store.import(&found.values)?;
     let how = match &found.open_error {
-        None => format!("read through redb, {} unreadable rows skipped", found.skipped),
-        Some(e) => format!("redb cannot open it ({e}): found by a raw scan of its bytes"),
+        None => format!("read through {}, {} unreadable rows skipped", found.kind, found.skipped),
+        Some(e) => format!("{} cannot open it ({e}): found by a raw scan of its bytes", found.kind),
     };
     Ok(format!(
         "imported {imported} messages from {} into {} ({how}); they keep their idempotency keys, so the cloud drops any it already has",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edge_gateway_actors::devices::DevicesPolicy;
 use edge_gateway_actors::rotation::RotationPolicy;
-use edge_gateway_actors::storage::{Overflow, StoragePolicy};
+use edge_gateway_actors::storage::{BackendKind, Overflow, StoragePolicy};
 use serde::Deserialize;
 
 mod admin;
@@ -31,14 +31,15 @@ pub use trust::{AuthConfig, ClientAuth, IdentityField, MinVersion, PlainAuth, Se
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
 
 /// Environment variables that override config values, for documentation and `--help`.
-pub const ENV_OVERRIDES: &str = "EDGE_GATEWAY_MQTT_LISTEN, EDGE_GATEWAY_HTTP_LISTEN, EDGE_GATEWAY_DATA_DIR, EDGE_GATEWAY_SINK_<NAME>_URL";
+pub const ENV_OVERRIDES: &str =
+    "EDGE_GATEWAY_MQTT_LISTEN, EDGE_GATEWAY_HTTP_LISTEN, EDGE_GATEWAY_DATA_DIR, EDGE_GATEWAY_STORAGE_BACKEND, EDGE_GATEWAY_SINK_<NAME>_URL";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Prefix of idempotency keys; `None` = the id stored in the data dir (random on first start).
     pub gateway_id: Option<String>,
-    /// Where `gateway.redb` lives.
+    /// Where the store (`gateway.redb` or `gateway.sqlite`) lives.
     pub data_dir: PathBuf,
     /// A supervision.toml to use instead of the embedded one.
     pub supervision_file: Option<PathBuf>,
@@ -52,6 +53,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Quota, TTL and batching of the store.
     pub storage: StoragePolicy,
+    /// The engine that holds the store and the device file (`storage.backend`).
+    pub backend: BackendKind,
     /// Where stored messages go; each gets a forwarder.
     pub sinks: Vec<SinkConfig>,
     /// The device-facing TLS listener, if enabled.
@@ -172,6 +175,7 @@ impl Default for RawMqtt {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawStorage {
+    backend: String,
     quota_messages: u64,
     quota_bytes: u64,
     overflow: String,
@@ -183,6 +187,7 @@ struct RawStorage {
 impl Default for RawStorage {
     fn default() -> Self {
         Self {
+            backend: "redb".into(),
             quota_messages: 1_000_000,
             quota_bytes: 1 << 30,
             overflow: "reject".into(),
@@ -214,14 +219,19 @@ impl Config {
         Ok(config)
     }
 
-    /// The device status file inside the data dir.
+    /// The device status file inside the data dir (`devices.redb` or `devices.sqlite`).
     pub fn devices_path(&self) -> PathBuf {
-        self.data_dir.join("devices.redb")
+        self.data_dir.join(format!("devices.{}", self.backend.extension()))
     }
 
-    /// The redb file inside the data dir.
+    /// The store file inside the data dir (`gateway.redb` or `gateway.sqlite`).
     pub fn store_path(&self) -> PathBuf {
-        self.data_dir.join("gateway.redb")
+        self.store_path_of(self.backend)
+    }
+
+    /// Where engine `kind` keeps the store in this data dir.
+    pub fn store_path_of(&self, kind: BackendKind) -> PathBuf {
+        self.data_dir.join(format!("gateway.{}", kind.extension()))
     }
 }
 
@@ -233,6 +243,7 @@ fn apply_env(raw: &mut RawConfig, env: impl IntoIterator<Item = (String, String)
             "EDGE_GATEWAY_MQTT_LISTEN" => raw.mqtt.listen = value,
             "EDGE_GATEWAY_HTTP_LISTEN" => raw.http.listen = value,
             "EDGE_GATEWAY_DATA_DIR" => raw.gateway.data_dir = value,
+            "EDGE_GATEWAY_STORAGE_BACKEND" => raw.storage.backend = value,
             _ => {
                 let sink = key.strip_prefix("EDGE_GATEWAY_SINK_").and_then(|k| k.strip_suffix("_URL"));
                 let mut applied = false;
@@ -297,6 +308,7 @@ impl RawConfig {
         }
         let http = self.http.validate(e);
         let storage = self.storage.validate(e);
+        let backend = self.storage.backend(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
         }
@@ -329,6 +341,7 @@ impl RawConfig {
                 mqtt,
                 http,
                 storage,
+                backend,
                 sinks,
                 tls,
                 rotation,
@@ -344,6 +357,16 @@ impl RawConfig {
 }
 
 impl RawStorage {
+    fn backend(&self, e: &mut Vec<String>) -> BackendKind {
+        match BackendKind::ALL.into_iter().find(|k| k.as_str() == self.backend) {
+            Some(kind) => kind,
+            None => {
+                e.push(format!("storage.backend: \"{}\" is not one of \"redb\", \"sqlite\"", self.backend));
+                BackendKind::Redb
+            }
+        }
+    }
+
     fn validate(&self, e: &mut Vec<String>) -> StoragePolicy {
         if self.quota_messages == 0 {
             e.push("storage.quota_messages: must be > 0".into());

@@ -20,7 +20,7 @@ use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::rotation::{Reloadable, RotationMsg};
 use edge_gateway_actors::slot::ActorSlot;
-use edge_gateway_actors::storage::{StorageMsg, Store};
+use edge_gateway_actors::storage::{BackendKind, StorageMsg, Store};
 use edge_gateway_actors::supervisor::tree::{self, SinkSpec, TreeInputs};
 use edge_gateway_actors::supervisor::{SupervisionConfig, Supervisor, SupervisorMsg};
 use ractor::{Actor, ActorRef};
@@ -264,7 +264,10 @@ impl Gateway {
 fn open_store(config: &Config, metrics: &Metrics, health: &Health) -> Result<Store, GatewayError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| GatewayError::DataDir { path: config.data_dir.clone(), source })?;
     let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
-    let store = store_open::open_store(&config.store_path(), sink_names, metrics, health)?;
+    for other in BackendKind::ALL.into_iter().filter(|k| *k != config.backend) {
+        store_open::refuse_other_backend(config.backend, &config.store_path_of(other), other)?;
+    }
+    let store = store_open::open_store(config.backend, &config.store_path(), sink_names, metrics, health)?;
     Ok(store)
 }
 
@@ -337,7 +340,7 @@ fn tree_inputs(
         rotation_policy: config.rotation.clone(),
         rotation: Default::default(),
         liveness: Default::default(),
-        devices_db: store_open::open_devices_db(&config.devices_path())?,
+        devices_db: store_open::open_devices_db(config.backend, &config.devices_path())?,
         devices_policy: config.devices.clone(),
         devices: Default::default(),
         live_sessions: Default::default(),

@@ -1,11 +1,14 @@
-//! Opening the gateway's two redb files at start: the message store (a damaged one is
-//! quarantined, never deleted) and the device status file (an unreadable one is moved aside).
+//! Opening the gateway's two store files at start, with the configured engine: the message
+//! store (a damaged one is quarantined, never deleted) and the device status file (an
+//! unreadable one is moved aside). A store of the other engine left in the data dir stops the
+//! start: its messages would otherwise be stranded.
 
 use std::path::{Path, PathBuf};
 
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
-use edge_gateway_actors::storage::{SharedDb, Store, StoreError};
+use edge_gateway_actors::storage::backend::suffixed;
+use edge_gateway_actors::storage::{BackendKind, SharedDb, Store, StoreError};
 
 /// Why a store file could not be opened at start.
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +19,23 @@ pub enum OpenError {
     Store {
         /// The store file.
         path: PathBuf,
-        /// redb's error.
+        /// The engine's error.
         source: StoreError,
+    },
+    /// The data dir holds a store of the other engine (`storage.backend` was changed).
+    #[error(
+        "{} holds a {found} store, but storage.backend = \"{configured}\": its undelivered messages would be stranded. \
+         Set storage.backend = \"{found}\" again, or stop the gateway, move the file aside and import it with \
+         `edge-gateway store salvage <file> --config <config>` after switching",
+        other.display()
+    )]
+    OtherBackend {
+        /// The other engine's store file.
+        other: PathBuf,
+        /// Its engine.
+        found: BackendKind,
+        /// The configured engine.
+        configured: BackendKind,
     },
     /// A damaged store cannot be moved aside.
     #[error("the store at {} is damaged ({damage}) and cannot be moved aside: {source}", path.display())]
@@ -50,10 +68,10 @@ pub enum OpenError {
     /// The device status file cannot be created.
     #[error("cannot create the device status file {}: {source}", path.display())]
     Devices {
-        /// `devices.redb`.
+        /// `devices.redb` or `devices.sqlite`.
         path: PathBuf,
-        /// redb's error.
-        source: redb::DatabaseError,
+        /// The engine's error.
+        source: StoreError,
     },
     /// The open store failed a first read or write (gateway id, backlog).
     #[error(transparent)]
@@ -65,29 +83,71 @@ pub enum OpenError {
 ///
 /// A status file that cannot be opened (damaged, or from a newer version) is moved aside and a
 /// fresh one started: device status must never keep messages from flowing.
-pub(super) fn open_devices_db(path: &Path) -> Result<SharedDb, OpenError> {
-    match redb::Database::create(path) {
-        Ok(db) => Ok(SharedDb::new(db, path)),
+pub(super) fn open_devices_db(kind: BackendKind, path: &Path) -> Result<SharedDb, OpenError> {
+    match SharedDb::open(kind, path) {
+        Ok(db) => Ok(db),
         Err(e) => {
-            let aside = path.with_extension(format!("redb.unreadable-{}", edge_gateway_actors::storage::now_ms()));
-            tracing::error!(file = %path.display(), moved_to = %aside.display(), error = %e, "Device status file unreadable; moved aside, starting a fresh one.");
-            std::fs::rename(path, &aside).map_err(|source| OpenError::Io {
+            let aside = format!("unreadable-{}", edge_gateway_actors::storage::now_ms());
+            tracing::error!(file = %path.display(), moved_to = %sibling(path, &aside).display(), error = %e, "Device status file unreadable; moved aside, starting a fresh one.");
+            move_aside(kind, path, &aside).map_err(|source| OpenError::Io {
                 what: "cannot move aside",
                 path: path.to_path_buf(),
                 source,
             })?;
-            let db = redb::Database::create(path).map_err(|source| OpenError::Devices { path: path.to_path_buf(), source })?;
-            Ok(SharedDb::new(db, path))
+            SharedDb::open(kind, path).map_err(|source| OpenError::Devices { path: path.to_path_buf(), source })
         }
     }
+}
+
+/// `gateway.redb` + `quarantine-1` = `gateway.redb.quarantine-1`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    suffixed(path, &format!(".{suffix}"))
+}
+
+/// Rename a store's files (SQLite: with its log and index) to `<file>.<suffix>`, keeping the
+/// log next to its database (`gateway.sqlite.quarantine-1-wal`). The log goes first: a log
+/// must never be left behind next to the fresh database that replaces this one (SQLite would
+/// replay it into it).
+fn move_aside(kind: BackendKind, path: &Path, suffix: &str) -> std::io::Result<()> {
+    let aside = sibling(path, suffix);
+    for file in kind.files(path).into_iter().skip(1) {
+        let companion = file.to_string_lossy().strip_prefix(&*path.to_string_lossy()).map(str::to_string).unwrap_or_default();
+        match std::fs::rename(&file, suffixed(&aside, &companion)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::rename(path, aside)
+}
+
+/// Refuse to start next to a store of the other engine that still holds messages (the operator
+/// switched `storage.backend` before it was drained). An empty one is only mentioned.
+pub(super) fn refuse_other_backend(configured: BackendKind, other_store: &Path, other: BackendKind) -> Result<(), OpenError> {
+    if !other_store.exists() {
+        return Ok(());
+    }
+    let refuse = || OpenError::OtherBackend { other: other_store.to_path_buf(), found: other, configured };
+    let store = Store::open(other, other_store, Vec::new()).map_err(|_| refuse())?;
+    let stats = store.stats().map_err(|_| refuse())?;
+    if stats.messages > 0 || !store.dead_letters(1).map_err(|_| refuse())?.is_empty() {
+        return Err(refuse());
+    }
+    tracing::warn!(file = %other_store.display(), backend = %other, "An empty store of the other engine is in the data dir; it is not used.");
+    Ok(())
 }
 
 /// Open the store. A damaged file is never deleted and never blocks the gateway: it is moved
 /// aside (quarantined), a fresh store starts, an ERROR is logged, a metric counts it and
 /// readiness reports degraded until an operator acknowledges (after `store salvage`). Other
 /// failures (the file locked by another process, a newer format, disk errors) stop the start.
-pub(super) fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, health: &Health) -> Result<Store, OpenError> {
-    let err = match Store::open(path, sinks.clone()) {
+pub(super) fn open_store(
+    kind: BackendKind,
+    path: &Path,
+    sinks: Vec<String>,
+    metrics: &Metrics,
+    health: &Health,
+) -> Result<Store, OpenError> {
+    let err = match Store::open(kind, path, sinks.clone()) {
         Ok(store) => {
             note_quarantine(path, health);
             return Ok(store);
@@ -97,7 +157,8 @@ pub(super) fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, hea
     if !err.is_corruption() {
         return Err(OpenError::Store { path: path.to_path_buf(), source: err });
     }
-    let aside = path.with_extension(format!("redb.quarantine-{}", edge_gateway_actors::storage::now_ms()));
+    let suffix = format!("quarantine-{}", edge_gateway_actors::storage::now_ms());
+    let aside = sibling(path, &suffix);
     // The quarantine is recorded before the file moves: a start that fails in between must not
     // leave a fresh store behind with nothing saying where the old one went.
     let marker = quarantine_marker(path);
@@ -112,7 +173,11 @@ pub(super) fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, hea
         path: marker.clone(),
         source,
     })?;
-    std::fs::rename(path, &aside).map_err(|source| OpenError::Quarantine { path: path.to_path_buf(), damage: err.to_string(), source })?;
+    move_aside(kind, path, &suffix).map_err(|source| OpenError::Quarantine {
+        path: path.to_path_buf(),
+        damage: err.to_string(),
+        source,
+    })?;
     tracing::error!(
         store = %path.display(),
         moved_to = %aside.display(),
@@ -120,14 +185,15 @@ pub(super) fn open_store(path: &Path, sinks: Vec<String>, metrics: &Metrics, hea
         "Store damaged: moved aside (nothing deleted) and a fresh store started. Salvage with `edge-gateway store salvage`."
     );
     metrics.store_quarantines.inc();
-    let store = Store::open(path, sinks).map_err(|source| OpenError::Fresh { path: path.to_path_buf(), source })?;
+    let store = Store::open(kind, path, sinks).map_err(|source| OpenError::Fresh { path: path.to_path_buf(), source })?;
     note_quarantine(path, health);
     Ok(store)
 }
 
-/// The file that lists quarantined stores not yet acknowledged (`gateway.redb.quarantined`).
+/// The file that lists quarantined stores not yet acknowledged (`gateway.redb.quarantined`,
+/// `gateway.sqlite.quarantined`).
 pub fn quarantine_marker(store: &Path) -> PathBuf {
-    store.with_extension("redb.quarantined")
+    sibling(store, "quarantined")
 }
 
 /// Readiness stays degraded while the marker lists quarantined stores (or cannot be read).

@@ -79,10 +79,19 @@ async fn chaos_kill_actors_short() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_kill_process_short() {
+    kill_process_short("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_process_short_sqlite() {
+    kill_process_short("sqlite").await;
+}
+
+async fn kill_process_short(backend: &str) {
     // Restart time is a pass bar of the full run (docs/RELIABILITY.md); here, on a debug build
     // sharing 2 cores with other tests, only that every restart comes back at all.
-    let v =
-        run("kill-process", &["--duration", "14", "--kills", "4", "--recover-bar-ms", "15000", "--rate", "150", "--devices", "3"]).await;
+    let args = ["--duration", "14", "--kills", "4", "--recover-bar-ms", "15000", "--rate", "150", "--devices", "3", "--backend", backend];
+    let v = run("kill-process", &args).await;
     assert!(int(&v, "acked") > 300, "{v:#}");
     assert!(int(&v, "kills") >= 2, "{v:#}");
     assert_eq!(int(&v, "not_ready"), 0, "{v:#}");
@@ -106,7 +115,16 @@ async fn chaos_disk_faults_short() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_corrupt_store_short() {
-    let v = run("corrupt-store", &["--damage", "header", "--duration", "3", "--rate", "150", "--devices", "3"]).await;
+    corrupt_store_short("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_corrupt_store_short_sqlite() {
+    corrupt_store_short("sqlite").await;
+}
+
+async fn corrupt_store_short(backend: &str) {
+    let v = run("corrupt-store", &["--damage", "header", "--duration", "3", "--rate", "150", "--devices", "3", "--backend", backend]).await;
     // The header is gone, every record is still in the file: salvage finds them all (and the
     // ones committed whose PUBACK the SIGKILL cut off).
     assert!(int(&v, "acked") > 200, "{v:#}");

@@ -98,22 +98,38 @@ impl Device {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsync_eio_and_write_enospc_are_refused_not_acknowledged_and_the_store_recovers() {
+async fn fsync_eio_and_write_enospc_are_refused_not_acknowledged_and_the_redb_store_recovers() {
+    disk_faults_are_refused_and_recovered("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_eio_and_write_enospc_are_refused_not_acknowledged_and_the_sqlite_store_recovers() {
+    disk_faults_are_refused_and_recovered("sqlite").await;
+}
+
+async fn disk_faults_are_refused_and_recovered(backend: &'static str) {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
     let data = dir.path().join("data");
-    let mut config = harness::config_text(&data, &ingest.url(), &mqtt.to_string(), &http.to_string(), &Extra::default());
+    let storage = if backend == "sqlite" { "backend = \"sqlite\"" } else { "backend = \"redb\"" };
+    let mut config =
+        harness::config_text(&data, &ingest.url(), &mqtt.to_string(), &http.to_string(), &Extra { storage, ..Extra::default() });
     config.push_str("[devices]\npersist_every_secs = 1\n");
     let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
-    let (store, devices) = (data.join("gateway.redb"), data.join("devices.redb"));
+    // SQLite commits (and fsyncs) its write-ahead log: the faults hit both of its files.
+    let files = |name: &str| -> Vec<std::path::PathBuf> {
+        let file = data.join(format!("{name}.{backend}"));
+        if backend == "sqlite" { vec![file.clone(), data.join(format!("{name}.{backend}-wal"))] } else { vec![file] }
+    };
+    let (store, devices) = (files("gateway"), files("devices"));
     let mut dev = Device::new(mqtt).await;
     assert!(dev.publish().await, "healthy store acknowledges");
 
     // The second fault also hits the device status file, for longer than its save interval.
     let faults: [(&str, &str, &[&str], Vec<std::path::PathBuf>); 2] = [
-        ("fsync EIO", "fdatasync,fsync", &["fdatasync:error=EIO", "fsync:error=EIO"], vec![store.clone()]),
-        ("write ENOSPC", "pwrite64,write", &["pwrite64:error=ENOSPC", "write:error=ENOSPC"], vec![store.clone(), devices.clone()]),
+        ("fsync EIO", "fdatasync,fsync", &["fdatasync:error=EIO", "fsync:error=EIO"], store.clone()),
+        ("write ENOSPC", "pwrite64,write", &["pwrite64:error=ENOSPC", "write:error=ENOSPC"], [store.clone(), devices.clone()].concat()),
     ];
     for (name, syscalls, inject, paths) in faults {
         let fault = Fault::inject(gw.child.id(), &paths, syscalls, inject);
@@ -128,7 +144,7 @@ async fn fsync_eio_and_write_enospc_are_refused_not_acknowledged_and_the_store_r
         assert_eq!(status, 503, "{name}: ready while the store fails: {body}");
         assert!(body.contains("storage"), "{body}");
         assert!(gw.child.try_wait().unwrap().is_none(), "{name}: the gateway exited");
-        if paths.len() > 1 {
+        if paths.len() > store.len() {
             drop(Raw::connect(mqtt, "fault-dev", true).await); // a change for the status file
             let log = dir.path().join("gateway.log");
             poll_until("a failed device status save", Duration::from_secs(10), || {

@@ -12,7 +12,13 @@ use crate::ingest::IngestServer;
 use crate::util::{self, poll_until};
 
 fn config(data: &std::path::Path, ingest: &IngestServer) -> (String, Config) {
-    let text = harness::config_text(data, &ingest.url(), "127.0.0.1:0", "127.0.0.1:0", &Extra::default());
+    config_on(data, ingest, "redb")
+}
+
+/// A test config with `storage.backend = backend`.
+fn config_on(data: &std::path::Path, ingest: &IngestServer, backend: &str) -> (String, Config) {
+    let storage: &'static str = if backend == "sqlite" { "backend = \"sqlite\"" } else { "backend = \"redb\"" };
+    let text = harness::config_text(data, &ingest.url(), "127.0.0.1:0", "127.0.0.1:0", &Extra { storage, ..Extra::default() });
     let config = Config::parse(&text, Vec::new()).unwrap();
     (text, config)
 }
@@ -38,20 +44,29 @@ async fn publish(gw: &edge_gateway::Gateway, payload: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_is_quarantined_and_the_gateway_runs_degraded_until_acknowledged() {
+    damaged_store_is_quarantined("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_sqlite_store_is_quarantined_and_the_gateway_runs_degraded_until_acknowledged() {
+    damaged_store_is_quarantined("sqlite").await;
+}
+
+async fn damaged_store_is_quarantined(backend: &str) {
     let dir = util::temp_dir();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("gateway.redb"), vec![0xAB; 65_536]).unwrap(); // not a store at all
+    std::fs::write(data.join(format!("gateway.{backend}")), vec![0xAB; 65_536]).unwrap(); // not a store at all
     let ingest = IngestServer::start().await;
-    let (_, config) = config(&data, &ingest);
+    let (_, config) = config_on(&data, &ingest, backend);
     let gw = edge_gateway::Gateway::start(config, SupervisionConfig::default_config()).await.expect("starts on a fresh store");
     let moved: Vec<_> = std::fs::read_dir(&data)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("gateway.redb.quarantine-"))
+        .filter(|n| n.starts_with(&format!("gateway.{backend}.quarantine-")))
         .collect();
-    assert_eq!(moved.len(), 1, "the damaged file is kept aside");
+    assert_eq!(moved.len(), 1, "the damaged file is kept aside: {moved:?}");
     assert_eq!(std::fs::read(data.join(&moved[0])).unwrap(), vec![0xAB; 65_536], "and not touched");
     let (status, body) = harness::http_get(gw.http_addr, "/readyz").await;
     assert_eq!(status, 503, "degraded until acknowledged");
@@ -106,6 +121,46 @@ async fn store_salvage_brings_back_the_messages_of_a_set_aside_store_with_their_
     assert_eq!(keys, (0..5).map(|i| format!("{old_id}:{run}:{i}")).collect::<Vec<_>>(), "original idempotency keys, in order");
     let payloads: Vec<String> = ingest.accepted().iter().map(|m| String::from_utf8_lossy(&m.payload_bytes()).into_owned()).collect();
     assert_eq!(payloads, ["m0", "m1", "m2", "m3", "m4"]);
+    gw.stop().await;
+}
+
+/// An operator switches `storage.backend` while the old engine's store still holds messages:
+/// the start is refused with the way out, and salvage moves the backlog into the new engine
+/// with every key kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_backend_with_a_backlog_is_refused_and_salvage_moves_the_backlog() {
+    let dir = util::temp_dir();
+    let data = dir.path().join("data");
+    let ingest = IngestServer::start().await;
+    ingest.stop();
+    let (_, on_redb) = config_on(&data, &ingest, "redb");
+    let gw = edge_gateway::Gateway::start(on_redb, SupervisionConfig::default_config()).await.unwrap();
+    let old_id = gw.gateway_id.clone();
+    for i in 0..3 {
+        publish(&gw, &format!("m{i}")).await;
+    }
+    gw.stop().await;
+
+    let (text, on_sqlite) = config_on(&data, &ingest, "sqlite");
+    let refused = edge_gateway::Gateway::start(on_sqlite.clone(), SupervisionConfig::default_config()).await.err().expect("refused");
+    let error = format!("{refused:#}");
+    assert!(error.contains("gateway.redb") && error.contains("storage.backend") && error.contains("salvage"), "{error}");
+
+    let cfg_file = dir.path().join("gateway.toml");
+    std::fs::write(&cfg_file, &text).unwrap();
+    let aside = dir.path().join("old-gateway.redb");
+    std::fs::rename(data.join("gateway.redb"), &aside).unwrap();
+    let out = salvage(&aside, &cfg_file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("imported 3 messages") && stdout.contains("read through redb"), "{stdout}");
+
+    ingest.restart().await;
+    let gw = edge_gateway::Gateway::start(on_sqlite, SupervisionConfig::default_config()).await.unwrap();
+    poll_until("the moved backlog forwarded", Duration::from_secs(15), || ingest.accepted().len() == 3).await;
+    let payloads: Vec<String> = ingest.accepted().iter().map(|m| String::from_utf8_lossy(&m.payload_bytes()).into_owned()).collect();
+    assert_eq!(payloads, ["m0", "m1", "m2"]);
+    assert!(ingest.accepted().iter().all(|m| m.key.starts_with(&format!("{old_id}:"))), "keys kept");
+    assert!(data.join("gateway.sqlite").exists() && !data.join("gateway.redb").exists());
     gw.stop().await;
 }
 

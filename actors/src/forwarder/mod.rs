@@ -303,12 +303,12 @@ impl ForwarderState {
         Ok(())
     }
 
-    /// The store could not be read: tell the storage actor when redb failed (it latches read
+    /// The store could not be read: tell the storage actor when the engine failed (redb latches read
     /// errors too; the storage actor reopens the file) and try again after backoff, without
     /// exiting. A record that does not decode is not a disk fault: it only holds this sink back
     /// (logged and counted as `kind="store"` until an operator removes it).
     fn store_failed(&mut self, myself: &ActorRef<ForwarderMsg>, e: crate::storage::StoreError) {
-        if matches!(e, crate::storage::StoreError::Redb(_) | crate::storage::StoreError::Io(_)) {
+        if matches!(e, crate::storage::StoreError::Damaged(_) | crate::storage::StoreError::Io(_)) {
             if let Some(storage) = self.args.storage.get() {
                 let _ = storage.send_message(StorageMsg::ReadFailed(e.to_string()));
             }

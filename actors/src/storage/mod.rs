@@ -1,14 +1,21 @@
-//! The durable store: one redb file, written only by the storage actor.
+//! The durable store: one file, written only by the storage actor, held by one of two engines
+//! behind one interface ([`backend`]): redb (`<data_dir>/gateway.redb`, the default) or SQLite
+//! (`<data_dir>/gateway.sqlite` with its `-wal` log, `storage.backend = "sqlite"`).
 //!
-//! # On-disk format (`<data_dir>/gateway.redb`)
+//! # On-disk format (the same tables in both engines)
 //!
 //! | table          | key                | value                                          |
 //! |----------------|--------------------|------------------------------------------------|
 //! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 2; version 1 still read) |
 //! | `cursors`      | `&str` sink name   | `u64`: next seq the sink has not acknowledged  |
 //! | `dead_letters` | `(&str sink, u64 seq)` | `u16` reason length, reason, encoded record |
-//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`    |
+//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes` (SQLite also `message_count`) |
 //! | `meta_str`     | `&str`             | `&str`: `gateway_id`, `format` (= "1")         |
+//! | `devices`      | `&str` identity    | JSON device status (used in the device file only) |
+//!
+//! The engine-specific layout (redb table definitions, SQLite schema) is in
+//! `backend/redb.rs` and `backend/sqlite.rs`. The policy above the tables (quota, TTL, cursors,
+//! keys, what a commit holds) is written once, in `commit.rs`, against [`backend::Tables`].
 //!
 //! Records are written in version 2: version 1 (`u8` version, `u64 received_at_ms`, `u8 qos`,
 //! key, device, topic, content type, user properties, payload) followed by the message's trace
@@ -29,18 +36,20 @@
 //! 2. Sequence numbers strictly increase and are never reused: `meta.next_seq` is greater than
 //!    every key ever written, and is written in the same transaction as the record.
 //! 3. A PUBACK (the reply to an append) is sent only after the transaction holding the record
-//!    committed with `Durability::Immediate` (fsync). A failed commit replies with an error.
+//!    committed with an fsync (redb `Durability::Immediate`; SQLite WAL with
+//!    `synchronous = FULL`). A failed commit replies with an error.
 //! 4. A cursor only moves forward. Everything below `min(cursor of every configured sink)` is
 //!    deleted in the same transaction that moves the cursor.
 //! 5. `meta.backlog_bytes` equals the sum of the encoded value lengths in `messages`.
 //! 6. Only the storage actor opens write transactions; forwarders read with read transactions.
-//!    The `Database` is opened once, outside the actor, so a restarted actor reuses it.
+//!    The store is opened once, outside the actor, so a restarted actor reuses it.
 //! 7. The actor's in-memory counters are caches: every write transaction reloads `next_seq`,
 //!    `backlog_bytes` and the record count from the file, and moves a cursor only past its
 //!    durable value, so an earlier incarnation that committed late (killed during an fsync)
 //!    can never make this one reuse a sequence number or move a cursor back.
 
 mod actor;
+pub mod backend;
 mod commit;
 mod policy;
 mod recovery;
@@ -49,6 +58,7 @@ mod shared;
 mod store;
 
 pub use actor::{AppendError, Appended, StorageActor, StorageArgs, StorageMsg, now_ms};
+pub use backend::BackendKind;
 pub use policy::{Overflow, StoragePolicy};
 pub use salvage::{Salvaged, scan_records};
 pub use shared::{ReopenError, SharedDb};

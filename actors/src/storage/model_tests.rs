@@ -1,5 +1,5 @@
 //! A model-based test of the store: a proptest state machine drives the real storage actor on a
-//! real redb file (appends, acks per sink, dead letters, quota with both policies, TTL expiry on
+//! real store file of each engine (one test per engine) (appends, acks per sink, dead letters, quota with both policies, TTL expiry on
 //! an injected clock, crashes between and during operations, reopening) and, after every step,
 //! checks it against a small in-memory model: what is stored, what each sink reads next, what
 //! was acknowledged, the dead letters and the counters.
@@ -27,11 +27,27 @@ const SINKS: [&str; 2] = ["s1", "s2"];
 /// Stands in for the random run id in keys: the model only needs its length.
 const RUN: &str = "0123456789abcdef";
 
-/// The injected clock: virtual unix milliseconds, moved by `Step::Advance`.
-static NOW_MS: AtomicU64 = AtomicU64::new(1_800_000_000_000);
+/// The injected clocks, one per engine (the two tests run at the same time): virtual unix
+/// milliseconds, moved by `Step::Advance`.
+static NOW_MS: [AtomicU64; 2] = [const { AtomicU64::new(1_800_000_000_000) }; 2];
 
-fn virtual_now() -> u64 {
-    NOW_MS.load(Ordering::SeqCst)
+fn slot(kind: BackendKind) -> usize {
+    match kind {
+        BackendKind::Redb => 0,
+        BackendKind::Sqlite => 1,
+    }
+}
+
+fn virtual_now(kind: BackendKind) -> u64 {
+    NOW_MS[slot(kind)].load(Ordering::SeqCst)
+}
+
+/// The storage actor's clock for `kind` (a plain `fn`, as `StorageArgs::clock` takes).
+fn clock(kind: BackendKind) -> fn() -> u64 {
+    match kind {
+        BackendKind::Redb => || NOW_MS[0].load(Ordering::SeqCst),
+        BackendKind::Sqlite => || NOW_MS[1].load(Ordering::SeqCst),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -142,9 +158,9 @@ impl Model {
         self.ack(sink, seq + 1);
     }
 
-    fn expire(&mut self, ttl_secs: Option<u64>) {
+    fn expire(&mut self, ttl_secs: Option<u64>, now: u64) {
         let Some(ttl) = ttl_secs else { return };
-        let cutoff = virtual_now().saturating_sub(ttl * 1000);
+        let cutoff = now.saturating_sub(ttl * 1000);
         while let Some((&seq, &(_, at, _))) = self.stored.iter().next() {
             if at >= cutoff {
                 break;
@@ -163,10 +179,10 @@ struct Harness {
 }
 
 impl Harness {
-    async fn start(limits: Limits) -> Harness {
+    async fn start(kind: BackendKind, limits: Limits) -> Harness {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
-        let store = Store::open(&dir.path().join("m.redb"), SINKS.map(String::from).to_vec()).unwrap();
+        let store = Store::open(kind, &dir.path().join(format!("m.{kind}")), SINKS.map(String::from).to_vec()).unwrap();
         let actor = spawn(&store, &limits).await;
         Harness { _dir: dir, store, actor, limits }
     }
@@ -197,14 +213,14 @@ async fn spawn(store: &Store, l: &Limits) -> ActorRef<StorageMsg> {
         metrics: Metrics::new(),
         health: Health::default(),
         committed: Arc::new(watch::channel(0).0),
-        clock: virtual_now,
+        clock: clock(store.kind()),
     };
     StorageActor::spawn(None, StorageActor, args).await.unwrap().0
 }
 
-fn record(len: usize, n: u64) -> NewRecord {
+fn record(len: usize, n: u64, now: u64) -> NewRecord {
     let payload: Vec<u8> = format!("{n:08}").into_bytes().into_iter().cycle().take(len.max(8)).collect();
-    NewRecord { device: "d".into(), topic: "t".into(), qos: 1, payload, received_at_ms: virtual_now(), ..Default::default() }
+    NewRecord { device: "d".into(), topic: "t".into(), qos: 1, payload, received_at_ms: now, ..Default::default() }
 }
 
 async fn call<T: Send + 'static>(actor: &ActorRef<StorageMsg>, msg: impl FnOnce(ractor::RpcReplyPort<T>) -> StorageMsg) -> T {
@@ -234,6 +250,7 @@ fn encoded_size(r: &crate::record::Record) -> u64 {
 fn observe(store: &Store) -> Model {
     let records = store.read_batch(0, usize::MAX, usize::MAX).unwrap();
     let stats = store.stats().unwrap();
+    assert_eq!(stats.messages, records.len() as u64, "the record count agrees with the records");
     let mut stored = BTreeMap::new();
     for r in &records {
         let size = encoded_size(r);
@@ -243,15 +260,15 @@ fn observe(store: &Store) -> Model {
     Model { stored, cursors: SINKS.map(|s| store.cursor(s).unwrap()), next_seq: stats.next_seq, bytes: stats.bytes, dead }
 }
 
-async fn run_case(limits: Limits, steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let mut h = Harness::start(limits.clone()).await;
+async fn run_case(kind: BackendKind, limits: Limits, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut h = Harness::start(kind, limits.clone()).await;
     let mut model = Model::new();
     let mut n = 0u64;
     for (i, step) in steps.iter().enumerate() {
         match step {
             Step::Append(len) => {
                 n += 1;
-                let rec = record(*len, n);
+                let rec = record(*len, n, virtual_now(kind));
                 let want = model.append(&rec, &limits);
                 let got = call(&h.actor, |reply| StorageMsg::Append(rec, reply)).await.map(|a| a.seq);
                 prop_assert_eq!(got, want, "step {}: append", i);
@@ -272,8 +289,8 @@ async fn run_case(limits: Limits, steps: Vec<Step>) -> Result<(), TestCaseError>
                 call(&h.actor, |reply| StorageMsg::DeadLetter { sink, seq, reason, reply }).await.unwrap();
             }
             Step::Advance(secs) => {
-                NOW_MS.fetch_add(secs * 1000, Ordering::SeqCst);
-                model.expire(limits.ttl_secs);
+                NOW_MS[slot(kind)].fetch_add(secs * 1000, Ordering::SeqCst);
+                model.expire(limits.ttl_secs, virtual_now(kind));
                 h.actor.cast(StorageMsg::Tick).unwrap();
                 // A no-op ack behind the tick: its reply comes after the sweep's commit.
                 let (sink, next) = (SINKS[0].to_string(), model.cursors[0]);
@@ -282,7 +299,7 @@ async fn run_case(limits: Limits, steps: Vec<Step>) -> Result<(), TestCaseError>
             Step::Crash => h.crash().await,
             Step::CrashDuringAppend(len) => {
                 n += 1;
-                let rec = record(*len, n);
+                let rec = record(*len, n, virtual_now(kind));
                 let mut with = model.clone();
                 let appended = with.append(&rec, &limits).is_ok();
                 let (tx, _rx) = ractor::concurrency::oneshot();
@@ -315,15 +332,24 @@ async fn run_case(limits: Limits, steps: Vec<Step>) -> Result<(), TestCaseError>
     Ok(())
 }
 
-#[test]
-fn the_store_agrees_with_its_model_after_every_step() {
+fn agrees_with_its_model(kind: BackendKind) {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut runner = TestRunner::new(config);
     let strategy = (limits(), prop::collection::vec(step(), 1..40));
-    let result = runner.run(&strategy, |(limits, steps)| rt.block_on(run_case(limits, steps)));
+    let result = runner.run(&strategy, |(limits, steps)| rt.block_on(run_case(kind, limits, steps)));
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("{kind}: {e}");
     }
+}
+
+#[test]
+fn the_redb_store_agrees_with_its_model_after_every_step() {
+    agrees_with_its_model(BackendKind::Redb);
+}
+
+#[test]
+fn the_sqlite_store_agrees_with_its_model_after_every_step() {
+    agrees_with_its_model(BackendKind::Sqlite);
 }

@@ -1,12 +1,11 @@
 //! `store salvage`: every record that can still be read from a damaged (quarantined) store
-//! file, through redb when it opens, else by scanning its raw bytes; and their import into a
-//! store, keeping their keys.
+//! file of either engine, through the engine when it opens, else by scanning its raw bytes; and
+//! their import into a store (of either engine), keeping their keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable};
-
-use super::store::{BACKLOG_BYTES, MESSAGES, META, NEXT_SEQ, Store, StoreError};
+use super::backend::{BackendKind, Meta, suffixed};
+use super::store::{Store, StoreError};
 use crate::record::Record;
 
 /// What `store salvage` could read from a quarantined file.
@@ -14,12 +13,14 @@ use crate::record::Record;
 pub struct Salvaged {
     /// Encoded records (each still carries its original idempotency key), in seq order.
     pub values: Vec<Vec<u8>>,
-    /// Rows that could not be read or decoded (redb read only).
+    /// Rows that could not be read or decoded (engine read only).
     pub skipped: usize,
-    /// How they were found: `"redb"` (the file still opens) or `"raw scan"` (it does not: the
-    /// records were found in its bytes).
+    /// The engine that wrote the file.
+    pub kind: BackendKind,
+    /// How they were found: `"engine"` (the file still opens) or `"raw scan"` (it does not:
+    /// the records were found in its bytes).
     pub method: &'static str,
-    /// Why redb could not open the file, when it was scanned instead.
+    /// Why the engine could not open the file, when it was scanned instead.
     pub open_error: Option<String>,
 }
 
@@ -27,42 +28,59 @@ pub struct Salvaged {
 const PLAUSIBLE_RECEIVED_MS: std::ops::RangeInclusive<u64> = 1_500_000_000_000..=4_102_444_800_000;
 
 impl Store {
-    /// Read every record that can still be read from a (quarantined) store file: through redb
-    /// when it opens, else by scanning its bytes for encoded records (see [`scan_records`]).
-    /// The file itself is not modified: redb repairs on open, so it opens a copy
-    /// (`<file>.salvage-copy`, removed afterwards; needs that much free space).
+    /// Read every record that can still be read from a (quarantined) store file of either
+    /// engine (told apart by [`BackendKind::detect`]): through the engine when it opens, else
+    /// by scanning its bytes (and a SQLite file's log) for encoded records (see
+    /// [`scan_records`]). The file itself is not modified: both engines repair on open, so a
+    /// copy is opened (`<file>.salvage-copy`, and its `-wal`; removed afterwards; needs that
+    /// much free space).
     pub fn salvage(path: &Path) -> Result<Salvaged, StoreError> {
+        let kind = BackendKind::detect(path);
         let copy = path.with_extension("salvage-copy");
-        std::fs::copy(path, &copy).map_err(|e| StoreError::Io(format!("cannot copy {} to {}: {e}", path.display(), copy.display())))?;
-        let result = Self::salvage_in_place(&copy);
-        let _ = std::fs::remove_file(&copy);
+        let pairs: Vec<(PathBuf, PathBuf)> = vec![(path.to_path_buf(), copy.clone()), (suffixed(path, "-wal"), suffixed(&copy, "-wal"))];
+        for (from, to) in &pairs {
+            if from == path || from.exists() {
+                std::fs::copy(from, to).map_err(|e| StoreError::Io(format!("cannot copy {} to {}: {e}", from.display(), to.display())))?;
+            }
+        }
+        let result = Self::salvage_in_place(kind, &copy);
+        for file in BackendKind::Sqlite.files(&copy) {
+            let _ = std::fs::remove_file(file);
+        }
         result
     }
 
-    fn salvage_in_place(path: &Path) -> Result<Salvaged, StoreError> {
-        match Database::open(path) {
-            Ok(db) => {
-                let txn = db.begin_read()?;
-                let table = txn.open_table(MESSAGES)?;
-                let mut out = Salvaged { method: "redb", ..Salvaged::default() };
-                for row in table.iter()? {
-                    match row {
-                        Ok((seq, v)) if Record::decode(seq.value(), v.value()).is_ok() => out.values.push(v.value().to_vec()),
-                        _ => out.skipped += 1,
+    fn salvage_in_place(kind: BackendKind, path: &Path) -> Result<Salvaged, StoreError> {
+        let opened = kind.open(path);
+        let mut out = Salvaged { kind, method: "engine", ..Salvaged::default() };
+        match opened {
+            Ok(backend) => {
+                let read = backend.scan(0, &mut |seq, value| {
+                    match Record::decode(seq, value) {
+                        Ok(_) => out.values.push(value.to_vec()),
+                        Err(_) => out.skipped += 1,
                     }
+                    Ok(true)
+                });
+                if let Err(e) = read {
+                    tracing::warn!(error = %e, read = out.values.len(), "Salvage: the engine stopped reading partway; keeping what it read.");
+                    out.skipped += 1;
                 }
                 Ok(out)
             }
-            Err(e) => {
-                // Only a damaged file is scanned: one that is locked, of another version or
-                // unreadable is an error to fix, not a reason to resurrect stale page copies.
-                let open_error = e.to_string();
-                let err = StoreError::Open { path: path.display().to_string(), source: e };
-                if !err.is_corruption() {
-                    return Err(err);
+            // Only a damaged file is scanned: one that is locked, of another version or
+            // unreadable is an error to fix, not a reason to resurrect stale page copies.
+            Err(err) if !err.is_corruption() => Err(err),
+            Err(err) => {
+                let mut bytes = Vec::new();
+                for file in kind.files(path) {
+                    match std::fs::read(&file) {
+                        Ok(b) => bytes.extend_from_slice(&b),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != path => {}
+                        Err(e) => return Err(StoreError::Io(format!("cannot read {}: {e}", file.display()))),
+                    }
                 }
-                let bytes = std::fs::read(path).map_err(|io| StoreError::Io(format!("cannot read {}: {io}", path.display())))?;
-                Ok(Salvaged { values: scan_records(&bytes), skipped: 0, method: "raw scan", open_error: Some(open_error) })
+                Ok(Salvaged { values: scan_records(&bytes), method: "raw scan", open_error: Some(err.to_string()), ..out })
             }
         }
     }
@@ -71,34 +89,30 @@ impl Store {
     /// their idempotency keys (so the cloud drops the ones it already has). Only while no
     /// gateway runs on this store: it writes outside the storage actor.
     pub fn import(&self, values: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_write()?;
-        {
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut meta = txn.open_table(META)?;
-            let mut next = meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(0);
-            let mut bytes = meta.get(BACKLOG_BYTES)?.map(|v| v.value()).unwrap_or(0);
+        self.backend()?.write(&mut |t| {
+            let mut next = t.meta(Meta::NextSeq)?.unwrap_or(0);
+            let mut bytes = t.meta(Meta::BacklogBytes)?.unwrap_or(0);
             for v in values {
-                messages.insert(next, v.as_slice())?;
+                t.insert_message(next, v)?;
                 next += 1;
                 bytes += v.len() as u64;
             }
-            meta.insert(NEXT_SEQ, next)?;
-            meta.insert(BACKLOG_BYTES, bytes)?;
-        }
-        txn.commit()?;
+            t.set_meta(Meta::NextSeq, next)?;
+            t.set_meta(Meta::BacklogBytes, bytes)
+        })?;
         Ok(values.len() as u64)
     }
 }
 
-/// Records found in the raw bytes of a store file that redb can no longer open, in key order,
-/// one per idempotency key.
+/// Records found in the raw bytes of a store file that its engine can no longer open, in key
+/// order, one per idempotency key.
 ///
 /// A record is recognised by its header (version 1 or 2, a receive time between 2017 and
 /// 2100, QoS 0 or 1, a key ending in `:<seq>`) and must then decode completely. redb writes
 /// copy-on-write, so a scan also finds older copies of pages, including records that were
 /// already delivered and deleted: they come back with their original keys, so the cloud drops
-/// them as duplicates. The record format has no checksum of its own: a payload damaged inside
+/// them as duplicates (SQLite's log and free pages hold such copies too). A SQLite record larger
+/// than about a page is split over overflow pages and is not found by the scan. The record format has no checksum of its own: a payload damaged inside
 /// an otherwise intact record is not detected.
 pub fn scan_records(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut found: std::collections::BTreeMap<(String, u64), Vec<u8>> = std::collections::BTreeMap::new();

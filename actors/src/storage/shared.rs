@@ -1,7 +1,9 @@
-//! A redb database shared by cheap clones that can be closed and opened again.
+//! A store file shared by cheap clones that can be closed and opened again.
 //!
 //! redb latches a failed write or fsync: every later operation on that `Database` fails with
-//! `PreviousIo` until the file is closed and opened again. Whoever writes (the storage actor,
+//! `PreviousIo` until the file is closed and opened again. SQLite does not latch, but after a
+//! failed fsync its page cache and the kernel's may both hold pages the disk never got, so it
+//! is reopened the same way. Whoever writes (the storage actor,
 //! the device health actor) calls [`SharedDb::reopen`] after such a failure; readers take the
 //! current handle for one transaction at a time with [`SharedDb::get`].
 
@@ -9,15 +11,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::Database;
+use super::backend::{Backend, BackendKind};
+use super::store::StoreError;
 
 /// How long a reopening waits for readers still inside a transaction.
 const READERS_WAIT: Duration = Duration::from_secs(2);
 
-/// The open database (`None` only between a close and a successful open) and its file.
+/// The open store (`None` only between a close and a successful open), its engine and file.
 #[derive(Clone)]
 pub struct SharedDb {
-    slot: Arc<RwLock<Option<Arc<Database>>>>,
+    /// The open engine; readers clone the `Arc` for one transaction.
+    slot: Arc<RwLock<Option<Arc<dyn Backend>>>>,
+    /// Which engine to reopen the file with.
+    kind: BackendKind,
+    /// The file.
     path: Arc<PathBuf>,
 }
 
@@ -30,17 +37,18 @@ pub enum ReopenError {
     Busy(String),
     /// The file could not be opened again.
     #[error("cannot reopen {path}: {source}")]
-    Open { path: String, source: redb::DatabaseError },
+    Open { path: String, source: StoreError },
 }
 
 impl SharedDb {
-    /// Share `db`, opened from `path`.
-    pub fn new(db: Database, path: &Path) -> Self {
-        Self { slot: Arc::new(RwLock::new(Some(Arc::new(db)))), path: Arc::new(path.to_path_buf()) }
+    /// Open (or create) the file at `path` with engine `kind`.
+    pub fn open(kind: BackendKind, path: &Path) -> Result<Self, StoreError> {
+        let backend = kind.open(path)?;
+        Ok(Self { slot: Arc::new(RwLock::new(Some(backend))), kind, path: Arc::new(path.to_path_buf()) })
     }
 
     /// The current handle, for one transaction; `None` while closed after a failed reopening.
-    pub fn get(&self) -> Option<Arc<Database>> {
+    pub fn get(&self) -> Option<Arc<dyn Backend>> {
         self.slot.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -49,7 +57,12 @@ impl SharedDb {
         &self.path
     }
 
-    /// Close the database and open the file again (redb's recovery runs). Waits, bounded, for
+    /// The engine.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// Close the store and open the file again (the engine's recovery runs). Waits, bounded, for
     /// readers to finish their transaction; if one holds on past that, the old handle stays and
     /// the call fails with [`ReopenError::Busy`] (try again later).
     ///
@@ -62,35 +75,32 @@ impl SharedDb {
     pub fn reopen(&self) -> Result<(), ReopenError> {
         {
             let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(mut old) = slot.take() {
+            if let Some(old) = slot.take() {
+                // Nobody can take a new clone while the slot is empty and locked: once the count
+                // is down to this one, dropping it closes the file.
                 let deadline = Instant::now() + READERS_WAIT;
-                loop {
-                    match Arc::try_unwrap(old) {
-                        Ok(db) => {
-                            drop(db);
-                            break;
-                        }
-                        Err(shared) if Instant::now() < deadline => {
-                            old = shared;
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        Err(shared) => {
-                            *slot = Some(shared);
-                            return Err(ReopenError::Busy(self.path.display().to_string()));
-                        }
+                while Arc::strong_count(&old) > 1 {
+                    if Instant::now() >= deadline {
+                        *slot = Some(old);
+                        return Err(ReopenError::Busy(self.path.display().to_string()));
                     }
+                    std::thread::sleep(Duration::from_millis(2));
                 }
+                drop(old);
             }
         }
-        drop_cached_pages(&self.path);
-        let db = Database::create(&*self.path).map_err(|source| ReopenError::Open { path: self.path.display().to_string(), source })?;
-        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+        for file in self.kind.files(&self.path) {
+            drop_cached_pages(&file);
+        }
+        let backend = self.kind.open(&self.path).map_err(|source| ReopenError::Open { path: self.path.display().to_string(), source })?;
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(backend);
         Ok(())
     }
 }
 
 /// Ask the kernel to drop `path`'s clean cached pages (dirty ones are written back first).
-/// Best effort: an error only means recovery may read stale cached pages.
+/// Best effort: an error only means recovery may read stale cached pages; a missing file (no
+/// SQLite log yet) has none.
 fn drop_cached_pages(path: &Path) {
     use std::os::fd::AsRawFd;
     if let Ok(file) = std::fs::File::open(path) {

@@ -1,41 +1,36 @@
-//! Synchronous access to the redb file: opening it, reading batches, cursors and stats.
+//! Synchronous access to the store: opening it, reading batches, cursors and stats, through
+//! whichever engine holds it ([`super::backend`]).
 //!
-//! Everything here is a short read transaction or (for [`Store::open`]) the one-time creation
-//! of the tables; the write path lives in the storage actor.
+//! Everything here is a short read transaction or (for [`Store::open`]) the one-time check of
+//! the format; the write path lives in the storage actor.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
 
+use super::backend::{Backend, BackendKind, Label};
 use super::shared::SharedDb;
 use crate::record::{DecodeError, Record};
 
-pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
-pub(crate) const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-pub(crate) const META_STR: TableDefinition<&str, &str> = TableDefinition::new("meta_str");
-
-pub(crate) const NEXT_SEQ: &str = "next_seq";
-pub(crate) const BACKLOG_BYTES: &str = "backlog_bytes";
-const GATEWAY_ID: &str = "gateway_id";
-const FORMAT: &str = "format";
 const FORMAT_VERSION: &str = "1";
 
 /// Errors from the store, each naming what failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// The database file could not be created or opened.
-    #[error("cannot open store {path}: {source}")]
-    Open { path: String, source: redb::DatabaseError },
+    /// The file could not be created or opened; `damaged` when its content is the reason
+    /// (then it is quarantined), not a lock, a permission or the disk.
+    #[error("cannot open store {path}: {reason}")]
+    Open { path: String, reason: String, damaged: bool },
     /// The file was written by an incompatible version.
     #[error("store {path} has format {found}, this build reads format {FORMAT_VERSION}")]
     Format { path: String, found: String },
-    /// A redb operation failed.
+    /// The engine found damaged content (redb: anything but an I/O error; SQLite: corrupt).
     #[error("store: {0}")]
-    Redb(String),
+    Damaged(String),
+    /// Any other engine error (SQLite: a constraint, misuse).
+    #[error("store: {0}")]
+    Engine(String),
     /// The disk failed a read, write or fsync (redb then fails everything until reopened).
     #[error("store: I/O: {0}")]
     Io(String),
@@ -50,43 +45,10 @@ pub enum StoreError {
     Injected,
 }
 
-/// An I/O error of the disk (or one redb latched from before), as opposed to bad content.
-fn is_io(e: &redb::StorageError) -> bool {
-    matches!(e, redb::StorageError::Io(_) | redb::StorageError::PreviousIo)
-}
-
-fn classify(io: bool, message: String) -> StoreError {
-    if io { StoreError::Io(message) } else { StoreError::Redb(message) }
-}
-
-impl From<redb::StorageError> for StoreError {
-    fn from(e: redb::StorageError) -> Self {
-        classify(is_io(&e), e.to_string())
-    }
-}
-
-macro_rules! redb_from {
-    ($($t:ident),*) => {$(
-        impl From<redb::$t> for StoreError {
-            fn from(e: redb::$t) -> Self {
-                let io = matches!(&e, redb::$t::Storage(s) if is_io(s));
-                classify(io, e.to_string())
-            }
-        }
-    )*};
-}
-redb_from!(TransactionError, TableError, CommitError);
-
-impl From<redb::SetDurabilityError> for StoreError {
-    fn from(e: redb::SetDurabilityError) -> Self {
-        StoreError::Redb(e.to_string())
-    }
-}
-
 /// A handle to the open database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// The open database, shared by every clone (redb refuses a second open of the same file);
+    /// The open store, shared by every clone (a second open of the same file is refused);
     /// reopened after a failed write or fsync ([`Store::reopen`]).
     db: SharedDb,
     /// Sinks that hold records back from deletion (the configured ones).
@@ -118,45 +80,40 @@ pub struct DeadLetter {
 }
 
 impl Store {
-    /// Open (or create) the store at `path` and make sure every table exists.
-    pub fn open(path: &Path, sinks: Vec<String>) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        let store = Self { db: SharedDb::new(db, path), sinks: Arc::new(sinks) };
-        store.init_tables(path)?;
+    /// Open (or create) the store at `path` with engine `kind`, every table in it.
+    pub fn open(kind: BackendKind, path: &Path, sinks: Vec<String>) -> Result<Self, StoreError> {
+        let store = Self { db: SharedDb::open(kind, path)?, sinks: Arc::new(sinks) };
+        store.check_format(path)?;
         Ok(store)
     }
 
-    /// Close the database and open the file again: the way back after a failed write or fsync
+    /// Close the store and open the file again: the way back after a failed write or fsync
     /// (see [`SharedDb`]). On failure the store stays closed and the caller retries later.
     pub fn reopen(&self) -> Result<(), StoreError> {
-        self.db.reopen().map_err(|e| StoreError::Redb(e.to_string()))
+        self.db.reopen().map_err(|e| StoreError::Io(e.to_string()))
     }
 
-    fn init_tables(&self, path: &Path) -> Result<(), StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(MESSAGES)?;
-            txn.open_table(CURSORS)?;
-            txn.open_table(DEAD_LETTERS)?;
-            txn.open_table(META)?;
-            let mut meta = txn.open_table(META_STR)?;
-            let found = meta.get(FORMAT)?.map(|v| v.value().to_string());
-            match found {
-                None => {
-                    meta.insert(FORMAT, FORMAT_VERSION)?;
-                }
+    fn check_format(&self, path: &Path) -> Result<(), StoreError> {
+        let mut result = Ok(());
+        self.backend()?.write(&mut |t| {
+            match t.label(Label::Format)? {
+                None => t.set_label(Label::Format, FORMAT_VERSION)?,
                 Some(f) if f == FORMAT_VERSION => {}
-                Some(found) => return Err(StoreError::Format { path: path.display().to_string(), found }),
+                Some(found) => result = Err(StoreError::Format { path: path.display().to_string(), found }),
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })?;
+        result
     }
 
-    /// The underlying database, held for one transaction at a time.
-    pub(crate) fn db(&self) -> Result<Arc<Database>, StoreError> {
+    /// The open engine, held for one transaction at a time.
+    pub(crate) fn backend(&self) -> Result<Arc<dyn Backend>, StoreError> {
         self.db.get().ok_or_else(|| StoreError::Closed { path: self.db.path().display().to_string() })
+    }
+
+    /// Which engine holds the store.
+    pub fn kind(&self) -> BackendKind {
+        self.db.kind()
     }
 
     /// The sinks whose cursors hold records back.
@@ -166,85 +123,63 @@ impl Store {
 
     /// The gateway id: the stored one, else `configured`, else a new random one; stored once.
     pub fn gateway_id(&self, configured: Option<&str>) -> Result<String, StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_write()?;
-        let id = {
-            let mut meta = txn.open_table(META_STR)?;
-            let stored = meta.get(GATEWAY_ID)?.map(|v| v.value().to_string());
-            match (stored, configured) {
+        let mut id = String::new();
+        self.backend()?.write(&mut |t| {
+            id = match (t.label(Label::GatewayId)?, configured) {
+                // The configured id wins for new records; old records keep their stored keys.
                 (Some(stored), Some(conf)) if stored != conf => {
-                    // The configured id wins for new records; old records keep their stored keys.
-                    meta.insert(GATEWAY_ID, conf)?;
+                    t.set_label(Label::GatewayId, conf)?;
                     conf.to_string()
                 }
                 (Some(stored), _) => stored,
                 (None, conf) => {
                     let id = conf.map(str::to_string).unwrap_or_else(random_id);
-                    meta.insert(GATEWAY_ID, id.as_str())?;
+                    t.set_label(Label::GatewayId, &id)?;
                     id
                 }
-            }
-        };
-        txn.commit()?;
+            };
+            Ok(())
+        })?;
         Ok(id)
     }
 
     /// Up to `max_messages` records (and about `max_bytes`) with seq >= `from`, in seq order.
     /// Always returns at least one record when one exists, however large.
     pub fn read_batch(&self, from: u64, max_messages: usize, max_bytes: usize) -> Result<Vec<Record>, StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for entry in table.range(from..)? {
-            let (k, v) = entry?;
-            let value = v.value();
+        self.backend()?.scan(from, &mut |seq, value| {
             if !out.is_empty() && (out.len() >= max_messages || bytes + value.len() > max_bytes) {
-                break;
+                return Ok(false);
             }
             bytes += value.len();
-            let seq = k.value();
             out.push(Record::decode(seq, value).map_err(|source| StoreError::Decode { seq, source })?);
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
     /// The next seq `sink` has not acknowledged (0 for a sink never seen).
     pub fn cursor(&self, sink: &str) -> Result<u64, StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let table = txn.open_table(CURSORS)?;
-        Ok(table.get(sink)?.map(|v| v.value()).unwrap_or(0))
+        Ok(self.backend()?.cursor(sink)?.unwrap_or(0))
     }
 
     /// Record counts and sizes.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let messages = txn.open_table(MESSAGES)?;
-        let meta = txn.open_table(META)?;
-        let oldest_received_ms = messages.first()?.and_then(|(_, v)| received_at(v.value()));
-        Ok(StoreStats {
-            messages: messages.len()?,
-            bytes: meta.get(BACKLOG_BYTES)?.map(|v| v.value()).unwrap_or(0),
-            next_seq: meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(0),
-            oldest_received_ms,
-        })
+        self.backend()?.stats()
     }
 
     /// Up to `limit` dead letters, by sink then seq.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let table = txn.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
-        for entry in table.iter()?.take(limit) {
-            let (k, v) = entry?;
-            let (sink, seq) = k.value();
-            let (reason, record) = decode_dead_letter(seq, v.value())?;
+        self.backend()?.dead_letters(&mut |sink, seq, value| {
+            if out.len() >= limit {
+                return Ok(false);
+            }
+            let (reason, record) = decode_dead_letter(seq, value)?;
             out.push(DeadLetter { sink: sink.to_string(), reason, record });
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 }
@@ -282,13 +217,6 @@ impl StoreError {
     /// fresh store started. Not for a lock held by another process, a newer format, or an I/O
     /// error of the disk (permissions, full, gone): those need an operator, not a new file.
     pub fn is_corruption(&self) -> bool {
-        match self {
-            StoreError::Open { source: redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)), .. } => true,
-            StoreError::Open { source: redb::DatabaseError::Storage(redb::StorageError::Io(e)), .. } => {
-                matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
-            }
-            StoreError::Redb(_) | StoreError::Decode { .. } => true,
-            _ => false,
-        }
+        matches!(self, StoreError::Open { damaged: true, .. } | StoreError::Damaged(_) | StoreError::Decode { .. })
     }
 }

@@ -1,4 +1,6 @@
-//! The storage actor against a real redb file: group commit, quota policies, cursors, TTL.
+//! The storage actor against a real store file of each engine: group commit, quota policies,
+//! cursors, TTL, dead letters, a failed commit; opening, locking, damage and salvage.
+//! Every test runs once per engine (`redb::*`, `sqlite::*`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +31,9 @@ fn policy() -> StoragePolicy {
     }
 }
 
-async fn start(policy: StoragePolicy) -> Fixture {
+async fn start(kind: BackendKind, policy: StoragePolicy) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("t.redb"), vec!["s1".into(), "s2".into()]).unwrap();
+    let store = Store::open(kind, &dir.path().join(format!("t.{kind}")), vec!["s1".into(), "s2".into()]).unwrap();
     let (actor, metrics) = spawn(&store, policy).await;
     Fixture { _dir: dir, store, actor, metrics }
 }
@@ -70,9 +72,8 @@ async fn ack(actor: &ActorRef<StorageMsg>, sink: &str, next: u64) {
     actor.call(|reply| StorageMsg::Ack { sink, next, reply }, None).await.unwrap().unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_share_transactions_and_get_distinct_sequence_numbers() {
-    let f = start(policy()).await;
+async fn concurrent_appends_share_transactions_and_get_distinct_sequence_numbers(kind: BackendKind) {
+    let f = start(kind, policy()).await;
     let mut calls = Vec::new();
     for i in 0..500 {
         let a = f.actor.clone();
@@ -92,18 +93,16 @@ async fn concurrent_appends_share_transactions_and_get_distinct_sequence_numbers
     assert!(batch.iter().all(|r| r.key == format!("gw:{run}:{}", r.seq)), "one run for one actor");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_group_commit_every_append_is_its_own_transaction() {
-    let f = start(StoragePolicy { group_commit: false, ..policy() }).await;
+async fn without_group_commit_every_append_is_its_own_transaction(kind: BackendKind) {
+    let f = start(kind, StoragePolicy { group_commit: false, ..policy() }).await;
     for i in 0..20 {
         append(&f.actor, rec(i)).await.unwrap();
     }
     assert_eq!(f.metrics.commits.get(), 20);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reject_policy_refuses_appends_beyond_the_quota() {
-    let f = start(StoragePolicy { quota_messages: 3, ..policy() }).await;
+async fn the_reject_policy_refuses_appends_beyond_the_quota(kind: BackendKind) {
+    let f = start(kind, StoragePolicy { quota_messages: 3, ..policy() }).await;
     for i in 0..3 {
         append(&f.actor, rec(i)).await.unwrap();
     }
@@ -115,9 +114,8 @@ async fn the_reject_policy_refuses_appends_beyond_the_quota() {
     append(&f.actor, rec(4)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drop_oldest_policy_makes_room_and_counts_the_drops() {
-    let f = start(StoragePolicy { quota_messages: 3, overflow: Overflow::DropOldest, ..policy() }).await;
+async fn the_drop_oldest_policy_makes_room_and_counts_the_drops(kind: BackendKind) {
+    let f = start(kind, StoragePolicy { quota_messages: 3, overflow: Overflow::DropOldest, ..policy() }).await;
     for i in 0..5 {
         append(&f.actor, rec(i)).await.unwrap();
     }
@@ -126,9 +124,8 @@ async fn the_drop_oldest_policy_makes_room_and_counts_the_drops() {
     assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).get(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_is_deleted_only_when_every_sink_has_it() {
-    let f = start(policy()).await;
+async fn a_record_is_deleted_only_when_every_sink_has_it(kind: BackendKind) {
+    let f = start(kind, policy()).await;
     for i in 0..4 {
         append(&f.actor, rec(i)).await.unwrap();
     }
@@ -147,9 +144,8 @@ async fn a_record_is_deleted_only_when_every_sink_has_it() {
     assert_eq!(f.store.cursor("s2").unwrap(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_actor_continues_the_sequence_and_its_counters() {
-    let f = start(policy()).await;
+async fn a_restarted_actor_continues_the_sequence_and_its_counters(kind: BackendKind) {
+    let f = start(kind, policy()).await;
     for i in 0..3 {
         append(&f.actor, rec(i)).await.unwrap();
     }
@@ -159,9 +155,8 @@ async fn a_restarted_actor_continues_the_sequence_and_its_counters() {
     assert_eq!(f.store.stats().unwrap().messages, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_records_are_dropped_and_counted() {
-    let f = start(StoragePolicy { ttl: Some(Duration::from_secs(60)), ..policy() }).await;
+async fn expired_records_are_dropped_and_counted(kind: BackendKind) {
+    let f = start(kind, StoragePolicy { ttl: Some(Duration::from_secs(60)), ..policy() }).await;
     let old = NewRecord { received_at_ms: now_ms() - 120_000, ..rec(0) };
     append(&f.actor, old).await.unwrap();
     append(&f.actor, rec(1)).await.unwrap();
@@ -178,9 +173,8 @@ async fn expired_records_are_dropped_and_counted() {
     assert_eq!(left[0].payload, b"m1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_is_kept_and_passed() {
-    let f = start(policy()).await;
+async fn a_dead_letter_is_kept_and_passed(kind: BackendKind) {
+    let f = start(kind, policy()).await;
     append(&f.actor, rec(0)).await.unwrap();
     append(&f.actor, rec(1)).await.unwrap();
     let reply = f.actor.call(|reply| StorageMsg::DeadLetter { sink: "s1".into(), seq: 0, reason: "HTTP 400".into(), reply }, None).await;
@@ -191,9 +185,8 @@ async fn a_dead_letter_is_kept_and_passed() {
     assert_eq!((dead[0].sink.as_str(), dead[0].reason.as_str(), dead[0].record.seq), ("s1", "HTTP 400", 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_commit_acknowledges_nothing_and_the_next_one_recovers() {
-    let f = start(policy()).await;
+async fn a_failed_commit_acknowledges_nothing_and_the_next_one_recovers(kind: BackendKind) {
+    let f = start(kind, policy()).await;
     append(&f.actor, rec(0)).await.unwrap();
     f.actor.cast(StorageMsg::InjectFaults(1)).unwrap();
     let failed = append(&f.actor, rec(1)).await;
@@ -204,9 +197,8 @@ async fn a_failed_commit_acknowledges_nothing_and_the_next_one_recovers() {
     assert_eq!(next.seq, 1, "the failed transaction used no sequence number");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota() {
-    let f = start(StoragePolicy { quota_bytes: 200, overflow: Overflow::DropOldest, ..policy() }).await;
+async fn drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota(kind: BackendKind) {
+    let f = start(kind, StoragePolicy { quota_bytes: 200, overflow: Overflow::DropOldest, ..policy() }).await;
     for i in 0..3 {
         append(&f.actor, rec(i)).await.unwrap();
     }
@@ -214,6 +206,59 @@ async fn drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota(
     assert_eq!(append(&f.actor, huge).await, Err(AppendError::QuotaExceeded));
     assert_eq!(f.store.stats().unwrap().messages, 3, "nothing dropped for a record that can never fit");
     assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).get(), 0);
+}
+
+async fn a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage(kind: BackendKind) {
+    let f = start(kind, policy()).await;
+    let path = f._dir.path().join(format!("t.{kind}"));
+    let err = Store::open(kind, &path, vec![]).err().expect("a second open must fail");
+    assert!(!err.is_corruption(), "{kind}: a lock is not damage: {err}");
+}
+
+async fn a_file_that_is_not_a_store_is_reported_as_damage(kind: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("bad.{kind}"));
+    std::fs::write(&path, vec![0xAB; 65_536]).unwrap();
+    let err = Store::open(kind, &path, vec![]).err().expect("garbage must not open");
+    assert!(err.is_corruption(), "{kind}: {err}");
+}
+
+async fn a_reopened_store_holds_every_commit(kind: BackendKind) {
+    let f = start(kind, policy()).await;
+    for i in 0..5 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    ack(&f.actor, "s1", 2).await;
+    let before = f.store.stats().unwrap();
+    f.store.reopen().unwrap();
+    assert_eq!(f.store.stats().unwrap(), before);
+    assert_eq!(f.store.cursor("s1").unwrap(), 2);
+    assert_eq!(append(&f.actor, rec(5)).await.unwrap().seq, 5);
+}
+
+/// Salvage reads a file of either engine (told apart by its bytes) and imports into the
+/// other, keeping every key: the way to move a backlog from one engine to the other.
+async fn salvage_reads_either_engine_and_imports_into_the_other_keeping_keys(kind: BackendKind) {
+    let f = start(kind, policy()).await;
+    for i in 0..3 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    let keys: Vec<String> = f.store.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.key).collect();
+    let quarantined = f._dir.path().join(format!("gateway.{kind}.quarantine-1"));
+    for file in kind.files(&f._dir.path().join(format!("t.{kind}"))) {
+        if file.exists() {
+            let name = file.file_name().unwrap().to_string_lossy().replace(&format!("t.{kind}"), &format!("gateway.{kind}.quarantine-1"));
+            std::fs::copy(&file, f._dir.path().join(name)).unwrap();
+        }
+    }
+    let found = Store::salvage(&quarantined).unwrap();
+    assert_eq!((found.kind, found.method, found.values.len()), (kind, "engine", 3));
+    let other = if kind == BackendKind::Redb { BackendKind::Sqlite } else { BackendKind::Redb };
+    let target = Store::open(other, &f._dir.path().join(format!("other.{other}")), vec![]).unwrap();
+    assert_eq!(target.import(&found.values).unwrap(), 3);
+    let imported: Vec<String> = target.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.key).collect();
+    assert_eq!(imported, keys);
+    assert_eq!(target.stats().unwrap().messages, 3);
 }
 
 #[test]
@@ -239,3 +284,42 @@ fn a_raw_scan_finds_every_record_in_damaged_bytes_once_in_key_order() {
     assert_eq!(keys, ["gw-x:1", "gw-x:2", "gw-x:3"]);
     assert_eq!(Record::decode(0, &found[0]).unwrap().payload, b"payload 1");
 }
+
+/// `mod $module { #[tokio::test] async fn $name() { super::$name(BackendKind::$kind) } }`
+macro_rules! per_backend {
+    ($module:ident, $kind:ident, $($name:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::BackendKind::$kind).await
+                }
+            )*
+        }
+    };
+}
+
+/// Every test above, once per engine.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        per_backend!(redb, Redb, $($name),*);
+        per_backend!(sqlite, Sqlite, $($name),*);
+    };
+}
+
+on_both_backends!(
+    concurrent_appends_share_transactions_and_get_distinct_sequence_numbers,
+    without_group_commit_every_append_is_its_own_transaction,
+    the_reject_policy_refuses_appends_beyond_the_quota,
+    the_drop_oldest_policy_makes_room_and_counts_the_drops,
+    a_record_is_deleted_only_when_every_sink_has_it,
+    a_restarted_actor_continues_the_sequence_and_its_counters,
+    expired_records_are_dropped_and_counted,
+    a_dead_letter_is_kept_and_passed,
+    a_failed_commit_acknowledges_nothing_and_the_next_one_recovers,
+    drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota,
+    a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage,
+    a_file_that_is_not_a_store_is_reported_as_damage,
+    a_reopened_store_holds_every_commit,
+    salvage_reads_either_engine_and_imports_into_the_other_keeping_keys
+);

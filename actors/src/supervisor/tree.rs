@@ -5,7 +5,7 @@
 //!       ├─ forwarders   Supervisor ── forwarder:<sink> ForwarderActor, one per sink
 //!       ├─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
 //!       ├─ rotation     RotationActor (reloads TLS, ACL and password files; watches expiry)
-//!       └─ devices      DevicesActor (online/offline/silent status, devices.redb)
+//!       └─ devices      DevicesActor (online/offline/silent status, devices.redb/.sqlite)
 //! ```
 
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub struct TreeInputs {
     pub rotation: ActorSlot<RotationMsg>,
     /// Forwarder progress, read by the watchdog.
     pub liveness: Liveness,
-    /// `devices.redb`, opened once.
+    /// The device status file (`devices.redb` or `devices.sqlite`), opened once.
     pub devices_db: SharedDb,
     /// Silent detection and persistence of device status.
     pub devices_policy: DevicesPolicy,
