@@ -20,6 +20,7 @@
 //! so time spent waiting for a free in-flight slot or in a queue is counted, not hidden
 //! (coordinated omission). The report then also has `"rate"`; `puback_p999_ms` is always there.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,12 +148,43 @@ async fn run(args: Arc<Args>) -> Result<String, String> {
     for (index, client, eventloop) in connected {
         running.spawn(run_client(args.clone(), index, client, eventloop, start));
     }
+    let progress = progress((args.clients * args.messages) as u64);
     let mut latencies_ms = Vec::with_capacity(args.clients * args.messages);
     while let Some(joined) = running.join_next().await {
         latencies_ms.extend(joined.map_err(|e| format!("client task: {e}"))??);
     }
+    progress.abort();
     let elapsed = start.elapsed().as_secs_f64();
     Ok(report(&args, elapsed, latencies_ms))
+}
+
+/// A progress bar of the PUBACKs (on stderr, refreshed 10 times a second) when stdout is a
+/// terminal; a task that does nothing otherwise.
+fn progress(total: u64) -> tokio::task::JoinHandle<()> {
+    if !std::io::stdout().is_terminal() {
+        return tokio::spawn(async {});
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} PUBACKs, {per_sec}, eta {eta}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    tokio::spawn(async move {
+        let _clear = ClearOnDrop(bar.clone());
+        loop {
+            bar.set_position(ACKED.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Removes the bar when the progress task ends (aborted when the run is over).
+struct ClearOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// Opens one MQTT 3.1.1 clean session and waits for its CONNACK.

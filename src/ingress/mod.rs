@@ -5,7 +5,7 @@
 //!                                                                  │
 //!   session.rs: CONNECT → identity (trust::auth) → session actor   │
 //!   publish.rs: topic, certificate, ACL, trace, append ◀───────────┘
-//!               → StorageMsg::Append → commit → PUBACK
+//!   batcher.rs: this thread's appends → StorageMsg::AppendBatch → commit → PUBACKs
 //! ```
 //!
 //! - [`listen`]: binds the listeners and runs ntex-mqtt on its own thread.
@@ -14,12 +14,14 @@
 //! - [`session`]: CONNECT: authenticate, start the session actor, arm the closer.
 //! - [`conn`]: per-connection state; its end ends the session actor.
 //! - [`publish`]: the one publish path both protocol versions share.
+//! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
 //! - [`v3`], [`v5`]: thin adapters from ntex-mqtt's packets to that path and back.
 //! - [`protocol`]: subscriptions, pings and why a connection stopped.
 //!
 //! Per PUBLISH: validate, append to the store, and answer only after the commit: v3 gets its
 //! PUBACK (or the connection is closed), v5 gets a PUBACK reason code.
 
+pub mod batcher;
 pub mod conn;
 pub mod gate;
 pub mod listen;

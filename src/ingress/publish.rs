@@ -5,11 +5,11 @@
 use edge_gateway_actors::metrics::IngressReason;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::record::{NewRecord, TraceCtx};
-use edge_gateway_actors::storage::{AppendError, Appended, StorageMsg, now_ms};
-use ractor::rpc::CallResult;
+use edge_gateway_actors::storage::{AppendError, now_ms};
 
+use super::batcher;
 use super::conn::{ConnInner, QOS0_DETACHED_MAX};
-use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
+use super::{IngressError, Protocol, clip};
 use crate::telemetry::traces::{end_receive, receive_span};
 use crate::throttle::Throttle;
 
@@ -78,7 +78,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     let result = if msg.qos == 0 {
         store_qos0(c, rec, size).await
     } else {
-        let result = c.ingress.append(rec).await.map(|_| ());
+        let result = batcher::append(&c.ingress.storage, rec).await.map(|_| ());
         match &result {
             Ok(()) => c.tally.accepted(msg.qos, size),
             Err(e) => rejected(m, &c.client_id, refusal_reason(e), &e.to_string(), trace.as_ref()),
@@ -89,49 +89,12 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     Ok(result.map_or_else(Outcome::Refused, |()| Outcome::Stored))
 }
 
-impl Ingress {
-    /// Hand one message to the storage actor now; the future resolves after its commit.
-    pub(super) fn enqueue(
-        &self,
-        rec: NewRecord,
-    ) -> Result<impl std::future::Future<Output = Result<Appended, AppendError>> + 'static, AppendError> {
-        let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
-        let (tx, rx) = ractor::concurrency::oneshot();
-        storage
-            .send_message(StorageMsg::Append(rec, tx.into()))
-            .map_err(|e| AppendError::CommitFailed(format!("storage actor unreachable: {e}")))?;
-        Ok(async move {
-            match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(AppendError::CommitFailed("storage dropped the request".into())),
-                Err(()) => Err(AppendError::CommitFailed("storage did not answer: timed out".into())),
-            }
-        })
-    }
-
-    /// Append one message; `Ok` only after it is committed.
-    pub(super) async fn append(&self, rec: NewRecord) -> Result<Appended, AppendError> {
-        let storage = self.storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
-        let call = storage.call(|reply| StorageMsg::Append(rec, reply), None);
-        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
-            Ok(Ok(CallResult::Success(result))) => result,
-            other => Err(AppendError::CommitFailed(format!("storage did not answer: {}", describe(&other)))),
-        }
-    }
-}
-
 /// A QoS 0 publish needs no answer, and ntex drops the handler of one that arrives together
-/// with the client's DISCONNECT: so the append is sent to the storage actor now (keeping the
+/// with the client's DISCONNECT: so the append joins this thread's batch now (keeping the
 /// connection's order) and, while few are pending, its outcome is counted by a task of its own;
 /// past [`QOS0_DETACHED_MAX`] pending, the handler waits for it (backpressure).
 pub(super) async fn store_qos0(c: &ConnInner, rec: NewRecord, size: u64) -> Result<(), AppendError> {
-    let pending = match c.ingress.enqueue(rec) {
-        Ok(p) => p,
-        Err(e) => {
-            rejected(&c.ingress.metrics, &c.client_id, IngressReason::StoreError, &e.to_string(), None);
-            return Err(e);
-        }
-    };
+    let pending = batcher::append(&c.ingress.storage, rec);
     let tally = c.tally.clone();
     tally.qos0_pending.set(tally.qos0_pending.get() + 1);
     let (metrics, client_id) = (c.ingress.metrics.clone(), c.client_id.clone());

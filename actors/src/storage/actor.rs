@@ -66,6 +66,10 @@ pub enum AppendError {
 pub enum StorageMsg {
     /// Store one message; the reply comes after the commit that holds it.
     Append(NewRecord, RpcReplyPort<Result<Appended, AppendError>>),
+    /// Store several messages in this order (the appends one I/O thread collected in one turn
+    /// of its event loop); one reply, after the commit that holds them all, with one result per
+    /// message: one wake-up of that thread instead of one per message.
+    AppendBatch(Vec<NewRecord>, RpcReplyPort<Vec<Result<Appended, AppendError>>>),
     /// `sink` has every record below `next`.
     Ack { sink: String, next: u64, reply: RpcReplyPort<Result<(), AppendError>> },
     /// `sink` refused record `seq` for good: move it to `dead_letters` and pass it.
@@ -84,7 +88,8 @@ pub enum StorageMsg {
 }
 
 pub(super) enum Op {
-    Append(NewRecord, Instant, RpcReplyPort<Result<Appended, AppendError>>),
+    /// Messages to store, when the actor received them, and where the results go.
+    Append(Vec<NewRecord>, Instant, AppendReply),
     Ack(String, u64, RpcReplyPort<Result<(), AppendError>>),
     DeadLetter(String, u64, String, RpcReplyPort<Result<(), AppendError>>),
     Expire,
@@ -203,7 +208,8 @@ impl Actor for StorageActor {
                 state.injected_faults = n;
                 return Ok(());
             }
-            StorageMsg::Append(rec, reply) => Op::Append(rec, Instant::now(), reply),
+            StorageMsg::Append(rec, reply) => Op::Append(vec![rec], Instant::now(), AppendReply::One(reply)),
+            StorageMsg::AppendBatch(recs, reply) => Op::Append(recs, Instant::now(), AppendReply::Batch(reply)),
             StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
             StorageMsg::DeadLetter { sink, seq, reason, reply } => Op::DeadLetter(sink, seq, reason, reply),
         };
@@ -254,7 +260,7 @@ impl StorageState {
                 self.args.metrics.commit_failures.inc();
                 self.args.health.set_storage_writable(false);
                 let first_traced = ops.iter().find_map(|op| match op {
-                    Op::Append(rec, ..) => rec.trace,
+                    Op::Append(recs, ..) => recs.iter().find_map(|r| r.trace),
                     _ => None,
                 });
                 let (trace_id, span_id) = crate::spans::log_ids(first_traced.as_ref());
@@ -284,12 +290,14 @@ impl StorageState {
         let mut appended = out.appended.into_iter();
         for op in ops {
             match op {
-                Op::Append(_, received, reply) => {
-                    let result = appended.next().unwrap_or(Err(AppendError::CommitFailed("lost reply".into())));
-                    if result.is_ok() {
-                        m.puback_latency.observe(received.elapsed().as_secs_f64());
+                Op::Append(recs, received, reply) => {
+                    let results: Vec<_> =
+                        recs.iter().map(|_| appended.next().unwrap_or(Err(AppendError::CommitFailed("lost reply".into())))).collect();
+                    let latency = received.elapsed().as_secs_f64();
+                    for _ in results.iter().filter(|r| r.is_ok()) {
+                        m.puback_latency.observe(latency);
                     }
-                    let _ = reply.send(result);
+                    reply.send(results);
                 }
                 Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
                     let _ = reply.send(Ok(()));
@@ -331,13 +339,34 @@ impl StorageState {
     }
 }
 
+/// Where the results of an `Op::Append` go.
+pub(super) enum AppendReply {
+    /// One message, one result.
+    One(RpcReplyPort<Result<Appended, AppendError>>),
+    /// A batch: one result per message, in order.
+    Batch(RpcReplyPort<Vec<Result<Appended, AppendError>>>),
+}
+
+impl AppendReply {
+    /// Send the results (one per message of the op); a caller that gave up is ignored.
+    fn send(self, results: Vec<Result<Appended, AppendError>>) {
+        match self {
+            AppendReply::One(port) => {
+                let first = results.into_iter().next().unwrap_or(Err(AppendError::CommitFailed("lost reply".into())));
+                let _ = port.send(first);
+            }
+            AppendReply::Batch(port) => {
+                let _ = port.send(results);
+            }
+        }
+    }
+}
+
 fn reply_all_failed(ops: Vec<Op>, error: &str) {
     for op in ops {
         let err = AppendError::CommitFailed(error.to_string());
         match op {
-            Op::Append(_, _, reply) => {
-                let _ = reply.send(Err(err));
-            }
+            Op::Append(recs, _, reply) => reply.send(vec![Err(err); recs.len()]),
             Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
                 let _ = reply.send(Err(err));
             }

@@ -108,8 +108,7 @@ impl StorageState {
 
     fn write_appends(&self, t: &mut dyn Tables, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
         let policy = &self.args.policy;
-        for op in ops {
-            let Op::Append(rec, _, _) = op else { continue };
+        for rec in ops.iter().flat_map(|op| if let Op::Append(recs, ..) = op { recs.as_slice() } else { &[] }) {
             let key = format!("{}:{}", self.key_prefix, out.next_seq);
             let value = rec.encode(&key);
             let size = value.len() as u64;
@@ -167,7 +166,7 @@ impl StorageState {
 pub(super) fn commit_spans(ops: &[Op], outcome: &Outcome, started: Instant) {
     use opentelemetry::KeyValue;
     let start = std::time::SystemTime::now() - started.elapsed();
-    let appends = ops.iter().filter_map(|op| if let Op::Append(rec, _, _) = op { Some(rec) } else { None });
+    let appends = ops.iter().flat_map(|op| if let Op::Append(recs, ..) = op { recs.as_slice() } else { &[] });
     let mut linked = Vec::new();
     for (rec, result) in appends.zip(&outcome.appended) {
         let (Some(trace), Ok(appended)) = (rec.trace, result) else { continue };

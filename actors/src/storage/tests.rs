@@ -261,6 +261,24 @@ async fn salvage_reads_either_engine_and_imports_into_the_other_keeping_keys(kin
     assert_eq!(target.stats().unwrap().messages, 3);
 }
 
+async fn a_batch_is_stored_in_order_and_answered_once_after_its_commit(kind: BackendKind) {
+    let f = start(kind, policy()).await;
+    append(&f.actor, rec(0)).await.unwrap();
+    let batch: Vec<NewRecord> = (1..6).map(rec).collect();
+    let results = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    let seqs: Vec<u64> = results.into_iter().map(|r| r.unwrap().seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    let payloads: Vec<Vec<u8>> = f.store.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, (0..6).map(|i| format!("m{i}").into_bytes()).collect::<Vec<_>>());
+    // A failed commit answers every message of the batch with the failure, stores none.
+    f.actor.cast(StorageMsg::InjectFaults(1)).unwrap();
+    let batch: Vec<NewRecord> = (6..9).map(rec).collect();
+    let failed = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    assert_eq!(failed.len(), 3);
+    assert!(failed.iter().all(|r| matches!(r, Err(AppendError::CommitFailed(_)))), "{failed:?}");
+    assert_eq!(f.store.stats().unwrap().messages, 6);
+}
+
 #[test]
 fn a_raw_scan_finds_every_record_in_damaged_bytes_once_in_key_order() {
     use crate::record::{NewRecord, Record};
@@ -321,5 +339,6 @@ on_both_backends!(
     a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage,
     a_file_that_is_not_a_store_is_reported_as_damage,
     a_reopened_store_holds_every_commit,
-    salvage_reads_either_engine_and_imports_into_the_other_keeping_keys
+    salvage_reads_either_engine_and_imports_into_the_other_keeping_keys,
+    a_batch_is_stored_in_order_and_answered_once_after_its_commit
 );
