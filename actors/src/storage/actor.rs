@@ -235,6 +235,27 @@ impl StorageState {
             return;
         }
         let ops = std::mem::take(&mut self.pending);
+        if self.args.policy.group_commit {
+            self.commit(ops);
+        } else {
+            ops.into_iter().for_each(|op| self.commit_unbatched(op));
+        }
+    }
+
+    /// `group_commit = false` (the benchmark's baseline): one transaction per message, also for
+    /// the messages of a batch, which get their one reply when the last one is committed.
+    fn commit_unbatched(&mut self, op: Op) {
+        let Op::Append(recs, received, reply) = op else { return self.commit(vec![op]) };
+        let collected = Arc::new(std::sync::Mutex::new(Vec::with_capacity(recs.len())));
+        for rec in recs {
+            self.commit(vec![Op::Append(vec![rec], received, AppendReply::Collect(collected.clone()))]);
+        }
+        let results = std::mem::take(&mut *collected.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        reply.send(results);
+    }
+
+    /// One write transaction holding `ops`; every reply after it committed (or failed).
+    fn commit(&mut self, ops: Vec<Op>) {
         if let Some(error) = self.broken.clone() {
             if !self.reopen() {
                 // Not a word of this reaches the disk, so nothing is acknowledged.
@@ -345,6 +366,8 @@ pub(super) enum AppendReply {
     One(RpcReplyPort<Result<Appended, AppendError>>),
     /// A batch: one result per message, in order.
     Batch(RpcReplyPort<Vec<Result<Appended, AppendError>>>),
+    /// Part of a batch committed one message at a time: the results are gathered here.
+    Collect(Arc<std::sync::Mutex<Vec<Result<Appended, AppendError>>>>),
 }
 
 impl AppendReply {
@@ -358,6 +381,7 @@ impl AppendReply {
             AppendReply::Batch(port) => {
                 let _ = port.send(results);
             }
+            AppendReply::Collect(into) => into.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(results),
         }
     }
 }

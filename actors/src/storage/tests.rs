@@ -99,6 +99,11 @@ async fn without_group_commit_every_append_is_its_own_transaction(kind: BackendK
         append(&f.actor, rec(i)).await.unwrap();
     }
     assert_eq!(f.metrics.commits.get(), 20);
+    // Also the messages of a batch: one transaction each, one reply.
+    let batch: Vec<NewRecord> = (20..25).map(rec).collect();
+    let results = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    assert_eq!(results.into_iter().map(|r| r.unwrap().seq).collect::<Vec<_>>(), [20, 21, 22, 23, 24]);
+    assert_eq!(f.metrics.commits.get(), 25);
 }
 
 async fn the_reject_policy_refuses_appends_beyond_the_quota(kind: BackendKind) {

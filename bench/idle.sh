@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/idle.sh: memory and accept rate for idle MQTT connections, edge-gateway against
+# mosquitto 2 in the same run. See docs/BENCHMARKS.md ("Idle connections").
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/idle.sh [options]
+
+For edge-gateway and then mosquitto 2 (each pinned to cpu0, fresh data dir): start it, read its
+idle RSS, open CONNECTIONS idle MQTT 3.1.1 connections one after another from examples/idle
+(pinned to cpu1; CONNECT, CONNACK, then nothing), read its RSS again, close them. RUNS times
+each; prints medians as a markdown table on stdout (progress on stderr): idle RSS, RSS per
+connection, connections accepted per second.
+
+options:
+  --connections N   idle connections to open (default 10000)
+  --runs N          runs per server (default 3)
+  --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
+  --skip-build      use the binaries already built in target/release
+  -h, --help        this text
+
+Needs ulimit -n above CONNECTIONS (raised here when allowed). Loopback only: 127.0.0.4:18860
+(gateway MQTT), :18861 (gateway HTTP), :18862 (mosquitto).
+EOF
+}
+
+SCRIPT=bench/idle.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+CONNECTIONS=10000
+RUNS=3
+DATA_ROOT="${TMPDIR:-/tmp}"
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --skip-build) BUILD=0; shift; continue ;;
+        --connections|--runs|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    case "$1" in
+        --connections) positive "$1" "$2"; CONNECTIONS=$2 ;;
+        --runs) positive "$1" "$2"; RUNS=$2 ;;
+        --data-root) DATA_ROOT=$2 ;;
+    esac
+    shift 2
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+GATEWAY=$TARGET_DIR/release/edge-gateway
+IDLE=$TARGET_DIR/release/examples/idle
+HOST=127.0.0.4
+MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
+[[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
+[[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, client on cpu1)"
+ulimit -n $((CONNECTIONS * 2 + 1024)) 2>/dev/null || [[ $(ulimit -n) -gt $((CONNECTIONS + 100)) ]] \
+    || die "ulimit -n is $(ulimit -n): raise it above $CONNECTIONS"
+if [[ $BUILD -eq 1 ]]; then
+    log "building (release)"
+    cargo build --release --locked --bin edge-gateway --example idle >&2
+fi
+[[ -x "$GATEWAY" && -x "$IDLE" ]] || die "missing $GATEWAY or $IDLE (build first)"
+bench_workdir edge-gateway-idle
+
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }
+tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
+
+# start SERVER DIR: the server, ready; sets PORT.
+start() {
+    local dir=$2
+    if [[ $1 == gateway ]]; then
+        printf '[[allow]]\nidentities = ["*"]\npublish = ["bench/#"]\n' >"$dir/acl.toml"
+        cat >"$dir/gateway.toml" <<EOF
+[gateway]
+data_dir = "$dir/data"
+[mqtt]
+listen = "$HOST:18860"
+max_connections = 0
+max_new_connections_per_source = 0
+[auth]
+plain = "anonymous"
+acl_file = "$dir/acl.toml"
+[http]
+listen = "$HOST:18861"
+[[sinks]]
+name = "null"
+kind = "discard"
+EOF
+        taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        PORT=18860
+        wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18861/readyz"
+    else
+        printf 'listener 18862 %s\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest stderr\nlog_type error\n' "$HOST" >"$dir/mosquitto.conf"
+        taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        PORT=18862
+        wait_ready mosquitto "$dir/server.log" tcp_open "$HOST" 18862
+    fi
+}
+
+declare -A IDLE_KB PER_CONN_KB RATE
+for server in gateway mosquitto; do
+    idle=() per=() rate=()
+    for run in $(seq "$RUNS"); do
+        dir=$WORK/$server-$run
+        mkdir -p "$dir"
+        start "$server" "$dir"
+        sleep 1
+        before=$(rss_kb)
+        fifo=$dir/hold
+        mkfifo "$fifo"
+        taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
+        client=$!
+        exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
+        for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
+        [[ -s "$dir/idle.json" ]] || die "$server: the client did not open its connections (see $dir)"
+        sleep 2
+        after=$(rss_kb)
+        echo >&7; exec 7>&-
+        wait "$client" || die "$server: the idle client failed"
+        line=$(cat "$dir/idle.json")
+        idle+=("$before")
+        per+=("$(awk -v a="$after" -v b="$before" -v n="$CONNECTIONS" 'BEGIN { printf "%.2f", (a - b) / n }')")
+        rate+=("$(field "$line" per_s)")
+        log "$server run $run: idle RSS $before kB, with $CONNECTIONS connections $after kB, ${rate[-1]} connections/s"
+        stop_server
+    done
+    IDLE_KB[$server]=$(printf '%s\n' "${idle[@]}" | median)
+    PER_CONN_KB[$server]=$(printf '%s\n' "${per[@]}" | median)
+    RATE[$server]=$(printf '%s\n' "${rate[@]}" | median)
+done
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
+echo "### Idle connections, $(date -u +%Y-%m-%d)"
+echo
+echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+    "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; median of $RUNS runs."
+echo
+echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s |"
+echo "|---|---:|---:|---:|"
+for server in gateway mosquitto; do
+    echo "| $server | $(awk -v k="${IDLE_KB[$server]}" 'BEGIN { printf "%.1f", k / 1024 }') | ${PER_CONN_KB[$server]} | ${RATE[$server]} |"
+done
+echo
+echo "gateway / mosquitto: RSS per connection $(awk -v a="${PER_CONN_KB[gateway]}" -v b="${PER_CONN_KB[mosquitto]}" 'BEGIN { printf "%.1f", a / b }')x," \
+    "accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x."
