@@ -60,11 +60,18 @@ pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Fu
 /// Send the batch once every publish this turn decoded has joined it, then hand each result to
 /// its publish.
 async fn send(storage: ActorSlot<StorageMsg>) {
+    // Dropped before it took the batch (its runtime shutting down): the next append must be
+    // able to schedule a send again.
+    let unschedule = Unschedule;
     tokio::task::yield_now().await;
     let waiting = BATCH.with(|b| {
         b.scheduled.set(false);
         std::mem::take(&mut *b.waiting.borrow_mut())
     });
+    std::mem::forget(unschedule);
+    if waiting.is_empty() {
+        return;
+    }
     let (records, senders): (Vec<NewRecord>, Vec<_>) = waiting.into_iter().unzip();
     let results = match call(&storage, records).await {
         Ok(results) if results.len() == senders.len() => results,
@@ -75,6 +82,15 @@ async fn send(storage: ActorSlot<StorageMsg>) {
     };
     for (tx, result) in senders.into_iter().zip(results) {
         let _ = tx.send(result); // a publish whose connection ended no longer waits
+    }
+}
+
+/// Clears "a send is scheduled" when a send task is dropped before it took the batch.
+struct Unschedule;
+
+impl Drop for Unschedule {
+    fn drop(&mut self) {
+        let _ = BATCH.try_with(|b| b.scheduled.set(false));
     }
 }
 
