@@ -252,7 +252,6 @@ impl DevicesState {
         d.protocol = protocol.to_string();
         d.connected_at_ms = now;
         d.last_seen_ms = now;
-        self.publish_gauges();
     }
 
     fn on_disconnected(&mut self, identity: &str) {
@@ -260,7 +259,6 @@ impl DevicesState {
         let d = self.entry(identity);
         d.sessions = sessions;
         d.disconnected_at_ms = now_ms();
-        self.publish_gauges();
     }
 
     fn on_seen(&mut self, identity: &str, count: u64) {
@@ -304,9 +302,14 @@ impl DevicesState {
     }
 
     fn state_of(&self, d: &DeviceStatus) -> DeviceState {
+        self.state_at(d, now_ms())
+    }
+
+    /// The state of `d` at unix time `now` (ms).
+    fn state_at(&self, d: &DeviceStatus, now: u64) -> DeviceState {
         if d.sessions == 0 {
             DeviceState::Offline
-        } else if now_ms().saturating_sub(d.last_seen_ms) > self.args.silent_after.as_millis() as u64 {
+        } else if now.saturating_sub(d.last_seen_ms) > self.args.silent_after.as_millis() as u64 {
             DeviceState::Silent
         } else {
             DeviceState::Online
@@ -317,10 +320,14 @@ impl DevicesState {
         DeviceStatus { state: self.state_of(d).to_string(), ..d.clone() }
     }
 
+    /// Count every device by state: once a second (at each tick) and at start, never per
+    /// connect or disconnect (that visited every device per CONNECT: accepting 10,000
+    /// connections took quadratic time).
     fn publish_gauges(&self) {
+        let now = now_ms();
         let mut counts: BTreeMap<DeviceState, i64> = DeviceState::ALL.iter().map(|s| (*s, 0)).collect();
         for d in self.devices.values() {
-            *counts.entry(self.state_of(d)).or_default() += 1;
+            *counts.entry(self.state_at(d, now)).or_default() += 1;
         }
         for (state, n) in counts {
             self.args.metrics.devices.get_or_create(&DeviceLabels { state }).set(n);
