@@ -48,22 +48,14 @@ while [[ $# -gt 0 ]]; do
     shift 2
 done
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-GATEWAY=$TARGET_DIR/release/edge-gateway
-IDLE=$TARGET_DIR/release/examples/idle
+release_binaries idle  # cd to the repository, build unless --skip-build
+IDLE=$EXAMPLE_BIN
 HOST=127.0.0.4
 MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
 [[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, client on cpu1)"
 ulimit -n $((CONNECTIONS * 2 + 1024)) 2>/dev/null || [[ $(ulimit -n) -gt $((CONNECTIONS + 100)) ]] \
     || die "ulimit -n is $(ulimit -n): raise it above $CONNECTIONS"
-if [[ $BUILD -eq 1 ]]; then
-    log "building (release)"
-    cargo build --release --locked --bin edge-gateway --example idle >&2
-fi
-[[ -x "$GATEWAY" && -x "$IDLE" ]] || die "missing $GATEWAY or $IDLE (build first)"
 bench_workdir edge-gateway-idle
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh and bench/coldstart.sh
-# (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT before using them.
+# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh,
+# bench/backlog.sh and bench/idle.sh (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT
+# before using them.
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -42,4 +43,29 @@ bench_workdir() {
     trap 'stop_server; rm -rf "$WORK"' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+}
+
+# release_binaries EXAMPLE: cd to the repository; set ROOT, GATEWAY and EXAMPLE_BIN (the
+# release edge-gateway and examples/EXAMPLE, honouring CARGO_TARGET_DIR), building both first
+# unless BUILD=0.
+release_binaries() {
+    ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    cd "$ROOT"
+    local target=${CARGO_TARGET_DIR:-$ROOT/target}
+    GATEWAY=$target/release/edge-gateway
+    EXAMPLE_BIN=$target/release/examples/$1
+    if [[ ${BUILD:-1} -eq 1 ]]; then
+        log "building (release)"
+        cargo build --release --locked --bin edge-gateway --example "$1" >&2
+    fi
+    [[ -x "$GATEWAY" && -x "$EXAMPLE_BIN" ]] || die "missing $GATEWAY or $EXAMPLE_BIN (build first)"
+}
+
+# backends VALUE: BACKENDS from a --backend value (redb, sqlite or both).
+backends() {
+    case "$1" in
+        redb|sqlite) BACKENDS=("$1") ;;
+        both) BACKENDS=(redb sqlite) ;;
+        *) echo "$SCRIPT: --backend is redb, sqlite or both, got '$1'" >&2; exit 2 ;;
+    esac
 }

@@ -221,7 +221,7 @@ impl Config {
 
     /// The device status file inside the data dir (`devices.redb` or `devices.sqlite`).
     pub fn devices_path(&self) -> PathBuf {
-        self.data_dir.join(format!("devices.{}", self.backend.extension()))
+        self.data_dir.join(format!("devices.{}", self.backend))
     }
 
     /// The store file inside the data dir (`gateway.redb` or `gateway.sqlite`).
@@ -231,7 +231,7 @@ impl Config {
 
     /// Where engine `kind` keeps the store in this data dir.
     pub fn store_path_of(&self, kind: BackendKind) -> PathBuf {
-        self.data_dir.join(format!("gateway.{}", kind.extension()))
+        self.data_dir.join(format!("gateway.{}", kind))
     }
 }
 

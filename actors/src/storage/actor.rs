@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::commit::{Outcome, commit_spans};
 use super::policy::StoragePolicy;
 use super::recovery::run_prefix;
+use super::reply::{AppendReply, reply_all_failed};
 use super::store::{Store, StoreError};
 use crate::health::Health;
 use crate::metrics::{DropLabels, DropReason, Metrics, SinkLabels};
@@ -357,45 +358,6 @@ impl StorageState {
         m.backlog_bytes.set(self.bytes as i64);
         let age = self.oldest_received_ms.map(|t| now_ms().saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0);
         m.backlog_oldest_age.set(age);
-    }
-}
-
-/// Where the results of an `Op::Append` go.
-pub(super) enum AppendReply {
-    /// One message, one result.
-    One(RpcReplyPort<Result<Appended, AppendError>>),
-    /// A batch: one result per message, in order.
-    Batch(RpcReplyPort<Vec<Result<Appended, AppendError>>>),
-    /// Part of a batch committed one message at a time: the results are gathered here.
-    Collect(Arc<std::sync::Mutex<Vec<Result<Appended, AppendError>>>>),
-}
-
-impl AppendReply {
-    /// Send the results (one per message of the op); a caller that gave up is ignored.
-    fn send(self, results: Vec<Result<Appended, AppendError>>) {
-        match self {
-            AppendReply::One(port) => {
-                let first = results.into_iter().next().unwrap_or(Err(AppendError::CommitFailed("lost reply".into())));
-                let _ = port.send(first);
-            }
-            AppendReply::Batch(port) => {
-                let _ = port.send(results);
-            }
-            AppendReply::Collect(into) => into.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(results),
-        }
-    }
-}
-
-fn reply_all_failed(ops: Vec<Op>, error: &str) {
-    for op in ops {
-        let err = AppendError::CommitFailed(error.to_string());
-        match op {
-            Op::Append(recs, _, reply) => reply.send(vec![Err(err); recs.len()]),
-            Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
-                let _ = reply.send(Err(err));
-            }
-            Op::Expire => {}
-        }
     }
 }
 

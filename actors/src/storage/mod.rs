@@ -53,6 +53,7 @@ pub mod backend;
 mod commit;
 mod policy;
 mod recovery;
+mod reply;
 mod salvage;
 mod shared;
 mod store;

@@ -13,15 +13,12 @@ mod sqlite_files;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 pub use self::redb::RedbBackend;
 pub use self::sqlite::SqliteBackend;
 use super::store::StoreError;
 
 /// Which engine holds the store (`storage.backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BackendKind {
     /// redb: a copy-on-write B-tree file, one fsync'ed commit per transaction.
     #[default]
@@ -34,17 +31,12 @@ impl BackendKind {
     /// Both, in the order tests and benchmarks run them.
     pub const ALL: [BackendKind; 2] = [BackendKind::Redb, BackendKind::Sqlite];
 
-    /// The config value.
+    /// The config value, also the extension of its files (`gateway.redb`, `gateway.sqlite`).
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Redb => "redb",
             BackendKind::Sqlite => "sqlite",
         }
-    }
-
-    /// The file extension of its store files: `gateway.redb`, `gateway.sqlite`.
-    pub fn extension(self) -> &'static str {
-        self.as_str()
     }
 
     /// Open (or create) a store file of this kind, with every table.
