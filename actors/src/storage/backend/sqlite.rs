@@ -121,7 +121,7 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
         let e = std::io::Error::last_os_error();
         return Err(StoreError::Open {
             path: path.display().to_string(),
-            reason: format!("locked by another process ({e})"),
+            reason: format!("locked: another gateway or `store salvage` has it open ({e})"),
             damaged: false,
         });
     }
@@ -129,17 +129,13 @@ fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
 }
 
 fn open_error(path: &str, e: rusqlite::Error) -> StoreError {
-    let damaged = matches!(code(&e), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase));
+    let damaged = matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase));
     StoreError::Open { path: path.to_string(), reason: e.to_string(), damaged }
-}
-
-fn code(e: &rusqlite::Error) -> Option<ErrorCode> {
-    e.sqlite_error_code()
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        match code(&e) {
+        match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Damaged(e.to_string()),
             Some(
                 ErrorCode::SystemIoFailure
