@@ -110,14 +110,25 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// replay it into it).
 fn move_aside(kind: BackendKind, path: &Path, suffix: &str) -> std::io::Result<()> {
     let aside = sibling(path, suffix);
-    for file in kind.files(path).into_iter().skip(1) {
+    let mut moved = Vec::new();
+    let companions = kind.files(path).into_iter().skip(1).map(|file| {
         let companion = file.to_string_lossy().strip_prefix(&*path.to_string_lossy()).map(str::to_string).unwrap_or_default();
-        match std::fs::rename(&file, suffixed(&aside, &companion)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        (file, suffixed(&aside, &companion))
+    });
+    for (from, to) in companions.chain(std::iter::once((path.to_path_buf(), aside.clone()))) {
+        match std::fs::rename(&from, &to) {
+            Ok(()) => moved.push((from, to)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && from != path => {}
+            Err(e) => {
+                // All or nothing: a database left without its log would run on stale pages.
+                for (from, to) in moved.into_iter().rev() {
+                    let _ = std::fs::rename(to, from);
+                }
+                return Err(e);
+            }
         }
     }
-    std::fs::rename(path, aside)
+    Ok(())
 }
 
 /// Refuse to start next to a store of the other engine that still holds messages (the operator

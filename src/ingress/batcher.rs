@@ -45,7 +45,9 @@ pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Fu
     BATCH.with(|b| {
         b.waiting.borrow_mut().push((rec, tx));
         if !b.scheduled.replace(true) {
-            ntex_rt::spawn(send(storage.clone()));
+            // The guard is an argument, so it lives in the task from its creation: a task dropped
+            // before its first poll (its runtime stopping) clears the flag too.
+            ntex_rt::spawn(send(storage.clone(), Unschedule));
         }
     });
     async move {
@@ -58,11 +60,9 @@ pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Fu
 }
 
 /// Send the batch once every publish this turn decoded has joined it, then hand each result to
-/// its publish.
-async fn send(storage: ActorSlot<StorageMsg>) {
-    // Dropped before it took the batch (its runtime shutting down): the next append must be
-    // able to schedule a send again.
-    let unschedule = Unschedule;
+/// its publish. `unschedule` clears "a send is scheduled" if this task is dropped before it took the batch
+/// (its runtime shutting down), so the next append can schedule a send again.
+async fn send(storage: ActorSlot<StorageMsg>, unschedule: Unschedule) {
     tokio::task::yield_now().await;
     let waiting = BATCH.with(|b| {
         b.scheduled.set(false);

@@ -96,11 +96,24 @@ pub(super) enum Op {
     Expire,
 }
 
+impl Op {
+    /// What the operation counts for against `storage.max_batch`: its messages, or 1.
+    fn weight(&self) -> usize {
+        match self {
+            Op::Append(recs, ..) => recs.len(),
+            _ => 1,
+        }
+    }
+}
+
 /// The actor's state: what the store holds, mirrored in memory.
 pub struct StorageState {
     pub(super) args: StorageArgs,
     /// Operations waiting for the next transaction.
     pub(super) pending: Vec<Op>,
+    /// Messages and other operations in `pending` (a batch counts each message): what
+    /// `max_batch` bounds.
+    pub(super) pending_weight: usize,
     /// `{gateway id}:{run}`: the start of every key written until the store is next opened;
     /// `run` is 64 random bits drawn at each actor start and reopening (see [`run_prefix`]).
     pub(super) key_prefix: String,
@@ -152,6 +165,7 @@ impl Actor for StorageActor {
         let state = StorageState {
             key_prefix,
             pending: Vec::new(),
+            pending_weight: 0,
             next_seq: stats.next_seq,
             messages: stats.messages,
             bytes: stats.bytes,
@@ -224,8 +238,9 @@ impl StorageState {
             // Lands behind everything already queued: all of it joins one transaction.
             myself.send_message(StorageMsg::Flush)?;
         }
+        self.pending_weight += op.weight();
         self.pending.push(op);
-        if !self.args.policy.group_commit || self.pending.len() >= self.args.policy.max_batch {
+        if !self.args.policy.group_commit || self.pending_weight >= self.args.policy.max_batch {
             tokio::task::block_in_place(|| self.flush());
         }
         Ok(())
@@ -236,6 +251,7 @@ impl StorageState {
             return;
         }
         let ops = std::mem::take(&mut self.pending);
+        self.pending_weight = 0;
         if self.args.policy.group_commit {
             self.commit(ops);
         } else {
@@ -272,7 +288,7 @@ impl StorageState {
                     commit_spans(&ops, &outcome, started);
                 }
                 self.args.metrics.commit_duration.observe(started.elapsed().as_secs_f64());
-                self.args.metrics.commit_batch_size.observe(ops.len() as f64);
+                self.args.metrics.commit_batch_size.observe(ops.iter().map(Op::weight).sum::<usize>() as f64);
                 self.args.metrics.commits.inc();
                 self.args.health.set_storage_writable(true);
                 self.next_reopen = None;

@@ -37,6 +37,11 @@ impl Store {
     pub fn salvage(path: &Path) -> Result<Salvaged, StoreError> {
         let kind = BackendKind::detect(path);
         let copy = path.with_extension("salvage-copy");
+        // Left over from a salvage that was killed: a stale log next to the copy would be
+        // replayed into it.
+        for file in BackendKind::Sqlite.scratch_files(&copy) {
+            let _ = std::fs::remove_file(file);
+        }
         let pairs: Vec<(PathBuf, PathBuf)> = vec![(path.to_path_buf(), copy.clone()), (suffixed(path, "-wal"), suffixed(&copy, "-wal"))];
         for (from, to) in &pairs {
             if from == path || from.exists() {
@@ -44,7 +49,7 @@ impl Store {
             }
         }
         let result = Self::salvage_in_place(kind, &copy);
-        for file in BackendKind::Sqlite.files(&copy) {
+        for file in BackendKind::Sqlite.scratch_files(&copy) {
             let _ = std::fs::remove_file(file);
         }
         result

@@ -48,13 +48,23 @@ impl BackendKind {
     }
 
     /// The files that make up a store at `path`: the file itself and, for SQLite, its
-    /// write-ahead log and shared-memory index. Moved together (quarantine), dropped from the
-    /// page cache together (reopening).
+    /// write-ahead log, shared-memory index and the log's second name while a store opens.
+    /// Moved together (quarantine), dropped from the page cache together (reopening). Not the
+    /// SQLite lock file (`<db>.lock`): it stays with the path, for whichever store opens there.
     pub fn files(self, path: &Path) -> Vec<PathBuf> {
         match self {
             BackendKind::Redb => vec![path.to_path_buf()],
-            BackendKind::Sqlite => vec![path.to_path_buf(), suffixed(path, "-wal"), suffixed(path, "-shm")],
+            BackendKind::Sqlite => ["", "-wal", "-shm", sqlite_files::WAL_GUARD].iter().map(|s| suffixed(path, s)).collect(),
         }
+    }
+
+    /// Every file opening a store at `path` may leave (for removing a scratch copy).
+    pub fn scratch_files(self, path: &Path) -> Vec<PathBuf> {
+        let mut files = self.files(path);
+        if self == BackendKind::Sqlite {
+            files.push(suffixed(path, sqlite_files::LOCK));
+        }
+        files
     }
 
     /// The engine that wrote a (possibly damaged) file: by its magic bytes, else by its name

@@ -13,8 +13,8 @@
 //! `count(*)` walks the whole table in SQLite, so the record count is a counter in `meta`
 //! (`message_count`) kept by every change this module makes. One connection writes (behind a
 //! mutex); readers take a connection from a small pool, so forwarders read while the writer
-//! commits. A file lock (`flock`, independent of SQLite's own locks) refuses a second gateway
-//! on the same file, as redb does. Opening checks both files' headers by hand and runs
+//! commits. A file lock (`flock` on `<db>.lock`, independent of SQLite's own locks) refuses a
+//! second gateway on the same file, as redb does. Opening checks both files' headers by hand and runs
 //! `PRAGMA quick_check`: a damaged file is reported as damage (and quarantined, with its log
 //! kept: see [`super::sqlite_files`]) instead of failing later, mid-stream.
 
@@ -73,9 +73,9 @@ impl SqliteBackend {
             return Err(StoreError::Open { path: shown, reason: format!("quick_check: {check}"), damaged: true });
         }
         writer.execute_batch(SCHEMA).map_err(|e| open_error(&shown, e))?;
-        guard.release();
         let backend = Self { writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), path: path.to_path_buf(), _lock: lock };
         backend.write(&mut |t| t.message_count().map(drop))?; // the counter exists from here on
+        guard.release();
         Ok(backend)
     }
 
@@ -106,12 +106,14 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
-/// Take an exclusive `flock` on the file (created if missing): a second gateway on the same
-/// store is refused instead of writing next to this one.
+/// Take an exclusive `flock` on `<db>.lock` (created if missing): a second gateway on the same
+/// store is refused instead of writing next to this one. Not on the database itself: closing
+/// any descriptor of it would drop this process's POSIX locks, SQLite's own among them.
 fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
     use std::os::fd::AsRawFd;
+    let lock_file = super::suffixed(path, super::sqlite_files::LOCK);
     let file =
-        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| StoreError::Open {
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_file).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             reason: e.to_string(),
             damaged: false,

@@ -8,8 +8,9 @@
 //!   database every ~1,000 pages) are gone before the store can be quarantined and salvaged.
 //!
 //! So the headers of both files are checked by hand first (a bad one is reported as damage),
-//! and while SQLite opens the file the log is kept under a second name (a hard link, no copy):
-//! if the open fails, the log is put back for quarantine and salvage.
+//! and while SQLite opens the file the log is kept under a second name (a hard link, or a copy
+//! where the file system has none): if the open fails, the log is put back for quarantine and
+//! salvage.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,13 @@ use crate::storage::store::StoreError;
 
 /// The first 16 bytes of every SQLite database file.
 pub(super) const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Appended to the log's name for its second name while a store opens.
+pub(super) const WAL_GUARD: &str = "-wal.open-guard";
+/// Appended to the database's name for the file that holds the store's `flock` (not the
+/// database itself: closing any descriptor of the database would drop SQLite's own POSIX
+/// locks of this process).
+pub(super) const LOCK: &str = ".lock";
 
 /// The two magic numbers of a write-ahead log header (big- and little-endian checksums).
 const WAL_MAGIC: [u32; 2] = [0x377f_0682, 0x377f_0683];
@@ -35,10 +43,17 @@ pub(super) fn check_headers(db: &Path) -> Result<(), StoreError> {
         return Err(damaged("the database file is shorter than its header".into()));
     }
     let wal = suffixed(db, "-wal");
-    let head = read_head(&wal, 32);
-    if head.len() < 32 {
-        return Ok(()); // no log, or an empty one: nothing committed in it
+    // A log too short to hold one whole frame holds no commit (SQLite writes and syncs its
+    // header before the first frame: a power cut can leave a torn header alone).
+    let page_size = match db_head.len() {
+        16 => page_size(db),
+        _ => 512,
+    };
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if wal_len < 32 + 24 + page_size {
+        return Ok(());
     }
+    let head = read_head(&wal, 32);
     let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     if !WAL_MAGIC.contains(&word(0)) || word(4) != WAL_VERSION {
         return Err(damaged(format!("the header of {} is not a SQLite log's", wal.display())));
@@ -48,6 +63,16 @@ pub(super) fn check_headers(db: &Path) -> Result<(), StoreError> {
         return Err(damaged(format!("the header checksum of {} does not match", wal.display())));
     }
     Ok(())
+}
+
+/// The database's page size from its header (bytes 16-17, big-endian, 1 meaning 65,536); the
+/// smallest there is (512) when unreadable.
+fn page_size(db: &Path) -> u64 {
+    match read_head(db, 18).get(16..18) {
+        Some([0, 1]) => 65_536,
+        Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) >= 512 => u64::from(u16::from_be_bytes([hi, lo])),
+        _ => 512,
+    }
 }
 
 /// Up to `n` bytes from the start of `path` (none if it is missing or unreadable).
@@ -89,7 +114,7 @@ impl WalGuard {
     /// open is resolved first: put back if the log is gone, else dropped.
     pub(super) fn keep(db: &Path) -> Result<Self, StoreError> {
         let wal = suffixed(db, "-wal");
-        let kept = suffixed(&wal, ".open-guard");
+        let kept = suffixed(db, WAL_GUARD);
         let io = |e: std::io::Error| StoreError::Open { path: db.display().to_string(), reason: e.to_string(), damaged: false };
         if kept.exists() {
             if wal.exists() { std::fs::remove_file(&kept) } else { std::fs::rename(&kept, &wal) }.map_err(io)?;
@@ -97,7 +122,8 @@ impl WalGuard {
         if !wal.exists() {
             return Ok(Self { wal, kept: None });
         }
-        std::fs::hard_link(&wal, &kept).map_err(io)?;
+        // A file system without hard links (vfat) gets a copy instead.
+        std::fs::hard_link(&wal, &kept).or_else(|_| std::fs::copy(&wal, &kept).map(drop)).map_err(io)?;
         Ok(Self { wal, kept: Some(kept) })
     }
 
@@ -144,5 +170,21 @@ mod tests {
         std::fs::write(&wal, &bytes).unwrap();
         assert!(check_headers(&db).unwrap_err().is_corruption());
         drop(conn);
+    }
+
+    #[test]
+    fn a_torn_log_header_without_a_frame_is_not_damage() {
+        // What a power cut can leave: SQLite synced the header of a new log, or began to, and
+        // wrote no frame; nothing in it was committed.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.sqlite");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)).unwrap();
+        conn.execute_batch("CREATE TABLE t (x);").unwrap();
+        drop(conn);
+        std::fs::write(suffixed(&db, "-wal"), [0u8; 32]).unwrap();
+        check_headers(&db).expect("a header alone holds no commit");
+        std::fs::write(suffixed(&db, "-wal"), vec![0u8; 32 + 24 + 4096]).unwrap();
+        assert!(check_headers(&db).unwrap_err().is_corruption(), "a frame's worth behind a bad header is damage");
     }
 }
