@@ -2,10 +2,10 @@
 //!
 //! This crate holds the actors and the supervisor that runs them; it never sees ntex or HTTP
 //! types. The root crate does the I/O wiring: it turns MQTT publishes into
-//! [`storage::StorageMsg::Append`] calls and implements [`forwarder::Sink`] for HTTP and files.
+//! [`storage::StorageMsg::AppendBatch`] calls and implements [`forwarder::Sink`] for HTTP and files.
 //!
 //! - [`supervisor`]: OTP-style supervisor (strategies, restart types, intensity, backoff).
-//! - [`storage`]: the redb store and the group-committing storage actor.
+//! - [`storage`]: the store (redb or SQLite) and the group-committing storage actor.
 //! - [`forwarder`]: one actor per sink, reading the store in sequence order.
 //! - [`session`]: one actor per MQTT connection, under a dynamic supervisor.
 //! - [`rotation`]: reloads certificates, CRLs, ACLs and password files; watches expiry.

@@ -65,9 +65,7 @@ pub enum AppendError {
 
 /// Messages to the storage actor.
 pub enum StorageMsg {
-    /// Store one message; the reply comes after the commit that holds it.
-    Append(NewRecord, RpcReplyPort<Result<Appended, AppendError>>),
-    /// Store several messages in this order (the appends one I/O thread collected in one turn
+    /// Store messages in this order (the appends one I/O thread collected in one turn
     /// of its event loop); one reply, after the commit that holds them all, with one result per
     /// message: one wake-up of that thread instead of one per message.
     AppendBatch(Vec<NewRecord>, RpcReplyPort<Vec<Result<Appended, AppendError>>>),
@@ -223,7 +221,6 @@ impl Actor for StorageActor {
                 state.injected_faults = n;
                 return Ok(());
             }
-            StorageMsg::Append(rec, reply) => Op::Append(vec![rec], Instant::now(), AppendReply::One(reply)),
             StorageMsg::AppendBatch(recs, reply) => Op::Append(recs, Instant::now(), AppendReply::Batch(reply)),
             StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
             StorageMsg::DeadLetter { sink, seq, reason, reply } => Op::DeadLetter(sink, seq, reason, reply),

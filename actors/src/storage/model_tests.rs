@@ -270,7 +270,7 @@ async fn run_case(kind: BackendKind, limits: Limits, steps: Vec<Step>) -> Result
                 n += 1;
                 let rec = record(*len, n, virtual_now(kind));
                 let want = model.append(&rec, &limits);
-                let got = call(&h.actor, |reply| StorageMsg::Append(rec, reply)).await.map(|a| a.seq);
+                let got = call(&h.actor, |reply| StorageMsg::AppendBatch(vec![rec], reply)).await.remove(0).map(|a| a.seq);
                 prop_assert_eq!(got, want, "step {}: append", i);
             }
             Step::Ack(sink, back) => {
@@ -303,7 +303,7 @@ async fn run_case(kind: BackendKind, limits: Limits, steps: Vec<Step>) -> Result
                 let mut with = model.clone();
                 let appended = with.append(&rec, &limits).is_ok();
                 let (tx, _rx) = ractor::concurrency::oneshot();
-                h.actor.cast(StorageMsg::Append(rec, tx.into())).unwrap();
+                h.actor.cast(StorageMsg::AppendBatch(vec![rec], tx.into())).unwrap();
                 h.crash().await;
                 let seen = observe(&h.store);
                 // Either the whole transaction committed before the kill or none of it did.

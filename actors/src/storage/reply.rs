@@ -1,5 +1,5 @@
-//! Where the results of the storage actor's operations go: one reply per message, one per
-//! batch, or gathered for a batch committed one message at a time.
+//! Where the results of the storage actor's appends go: one reply per batch, or gathered for a
+//! batch committed one message at a time.
 
 use std::sync::Arc;
 
@@ -10,8 +10,6 @@ use super::{AppendError, Appended};
 
 /// Where the results of an `Op::Append` go.
 pub(super) enum AppendReply {
-    /// One message, one result.
-    One(RpcReplyPort<Result<Appended, AppendError>>),
     /// A batch: one result per message, in order.
     Batch(RpcReplyPort<Vec<Result<Appended, AppendError>>>),
     /// Part of a batch committed one message at a time: the results are gathered here.
@@ -22,10 +20,6 @@ impl AppendReply {
     /// Send the results (one per message of the op); a caller that gave up is ignored.
     pub(super) fn send(self, results: Vec<Result<Appended, AppendError>>) {
         match self {
-            AppendReply::One(port) => {
-                let first = results.into_iter().next().unwrap_or(Err(AppendError::CommitFailed("lost reply".into())));
-                let _ = port.send(first);
-            }
             AppendReply::Batch(port) => {
                 let _ = port.send(results);
             }

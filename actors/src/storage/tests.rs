@@ -64,7 +64,8 @@ fn rec(i: usize) -> NewRecord {
 }
 
 async fn append(actor: &ActorRef<StorageMsg>, r: NewRecord) -> Result<Appended, AppendError> {
-    actor.call(|reply| StorageMsg::Append(r, reply), None).await.unwrap().unwrap()
+    let results = actor.call(|reply| StorageMsg::AppendBatch(vec![r], reply), None).await.unwrap().unwrap();
+    results.into_iter().next().expect("one result per message")
 }
 
 async fn ack(actor: &ActorRef<StorageMsg>, sink: &str, next: u64) {
