@@ -33,6 +33,10 @@ options:
   --rate MSG_PER_S    the open-loop rate (implies --open-loop); default: half of the gateway's
                       median 8-client group-commit msg/s measured in this run
   --open-secs SECS    length of one open-loop run (default 10)
+  --schemas           payload checks: every row publishes a ~200-byte JSON telemetry reading
+                      (loadgen --json) and one more row runs the gateway (first backend, group
+                      commit) with examples/schemas bound to the benchmark's topics; prints
+                      checked / unchecked
   -h, --help          this text
 
 Needs: cargo, taskset, curl, 2 CPUs, mosquitto (installed with apt-get when missing and root).
@@ -53,6 +57,7 @@ BASELINE=""
 OPEN_LOOP=0
 RATE=""
 OPEN_SECS=10
+SCHEMAS=0
 BACKENDS=(redb)
 
 die() { echo "bench/ingest.sh: $*" >&2; exit 1; }
@@ -64,6 +69,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
         --open-loop) OPEN_LOOP=1; shift; continue ;;
+        --schemas) SCHEMAS=1; shift; continue ;;
         --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--open-secs|--backend)
             [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
         *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -163,9 +169,9 @@ wait_ready() {
 
 tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
-# start_gateway DIR HOST GROUP_COMMIT BACKEND [BINARY]
+# start_gateway DIR HOST GROUP_COMMIT BACKEND [BINARY] [SCHEMAS_DIR]
 start_gateway() {
-    local dir=$1 host=$2 bin=${5:-$GATEWAY}
+    local dir=$1 host=$2 bin=${5:-$GATEWAY} schemas=${6:-}
     cat >"$dir/gateway.toml" <<EOF
 [gateway]
 data_dir = "$dir/data"
@@ -181,6 +187,8 @@ listen = "$host:18831"
 [storage]
 group_commit = $3
 backend = "$4"
+[schemas]
+dir = "$schemas"
 [[sinks]]
 name = "null"
 kind = "discard"
@@ -210,6 +218,23 @@ EOF
     wait_ready tcp_open "$host" 18840
 }
 
+# bench_registry DIR: examples/schemas with one more binding, the benchmark's topics to the
+# latest telemetry version (every payload is checked; a failure would be forwarded, tagged).
+bench_registry() {
+    cp -r "$ROOT/examples/schemas" "$1"
+    printf '\n[[binding]]\ntopics = ["bench/#"]\nsubject = "telemetry"\non_invalid = "tag"\n' >>"$1/bindings.toml"
+}
+
+# checked_every_payload HOST N: the gateway counted N valid schema checks and no invalid one
+# (else the row would measure something else than checking valid telemetry).
+checked_every_payload() {
+    local scrape valid invalid
+    scrape=$(curl -sf "http://$1:18831/metrics") || server_died "no metrics from the schemas row"
+    valid=$(awk '/^gateway_schema_validations_total/ && /result="valid"/ { s += $NF } END { print s + 0 }' <<<"$scrape")
+    invalid=$(awk '/^gateway_schema_validations_total/ && /result="invalid"/ { s += $NF } END { print s + 0 }' <<<"$scrape")
+    [[ "$valid" == "$2" && "$invalid" == 0 ]] || server_died "schemas row: $valid valid and $invalid invalid checks, expected $2 valid"
+}
+
 # CPU seconds (user + system) the server has used so far.
 server_cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'; }
 
@@ -230,13 +255,16 @@ run_once() {
         redb|sqlite) start_gateway "$dir" "$host" true "$server"; port=18830 ;;
         nogc) start_gateway "$dir" "$host" false "${BACKENDS[0]}"; port=18830 ;;
         base) start_gateway "$dir" "$host" true redb "$BASELINE"; port=18830 ;;
+        schemas) bench_registry "$dir/schemas"; start_gateway "$dir" "$host" true "${BACKENDS[0]}" "$GATEWAY" "$dir/schemas"; port=18830 ;;
         mosquitto) start_mosquitto "$dir" "$host"; port=18840 ;;
     esac
     before=$(server_cpu_ticks)
     line=$(taskset -c 1 "$LOADGEN" --addr "$host:$port" --clients "$clients" --messages "$messages" \
-        --payload "$PAYLOAD" --inflight "$INFLIGHT" --topic-prefix bench --timeout "$TIMEOUT" ${4:+--rate "$4"}) \
+        --payload "$PAYLOAD" --inflight "$INFLIGHT" --topic-prefix bench --timeout "$TIMEOUT" ${4:+--rate "$4"} \
+        $([[ $SCHEMAS -eq 0 ]] || echo --json)) \
         || server_died "loadgen failed against $server ($clients clients)"
     after=$(server_cpu_ticks)
+    [[ $server != schemas ]] || checked_every_payload "$host" "$((clients * messages))"
     stop_server
     rm -rf "$dir"
     RESULT="${line%\}},\"server_cpu_s\":$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')}"
@@ -278,9 +306,10 @@ measure() {
 GC=${BACKENDS[0]}  # the gateway row the other ratios refer to
 SERVERS=("${BACKENDS[@]}")
 [[ -z "$BASELINE" ]] || SERVERS+=(base)
+[[ $SCHEMAS -eq 0 ]] || SERVERS+=(schemas)
 SERVERS+=(nogc mosquitto)
 declare -A LABEL=([redb]="edge-gateway, redb, group commit" [sqlite]="edge-gateway, SQLite, group commit" \
-    [nogc]="edge-gateway, $GC, no group commit" \
+    [nogc]="edge-gateway, $GC, no group commit" [schemas]="edge-gateway, $GC, group commit, schema checks" \
     [mosquitto]="mosquitto 2, persistence false" [base]="baseline $(basename "${BASELINE:-none}"), redb, group commit")
 declare -A MESSAGES=([8]=$MESSAGES_8 [64]=$MESSAGES_64)
 
@@ -299,7 +328,7 @@ echo "### Ingest benchmark, $(date -u +%Y-%m-%d)"
 echo
 echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
     "$($MOSQUITTO -h 2>/dev/null | head -1 || true);" \
-    "payload $PAYLOAD B, inflight $INFLIGHT per client, median of $RUNS runs; data dir on $(stat -f -c %T "$WORK")."
+    "payload $([[ $SCHEMAS -eq 0 ]] && echo "$PAYLOAD B" || echo "a JSON telemetry reading (~200 B)"), inflight $INFLIGHT per client, median of $RUNS runs; data dir on $(stat -f -c %T "$WORK")."
 echo
 echo "| server | clients | messages | msg/s | PUBACK p50 ms | PUBACK p99 ms | server CPU s | server CPU µs/msg |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -315,6 +344,7 @@ echo "| ratio of median msg/s | 8 clients | 64 clients |"
 echo "|---|---:|---:|"
 echo "| $GC: group commit / no group commit | $(ratio "${MPS[$GC,8]}" "${MPS[nogc,8]}") | $(ratio "${MPS[$GC,64]}" "${MPS[nogc,64]}") |"
 [[ -z "$BASELINE" ]] || echo "| this build / baseline (redb, group commit) | $(ratio "${MPS[redb,8]}" "${MPS[base,8]}") | $(ratio "${MPS[redb,64]}" "${MPS[base,64]}") |"
+[[ $SCHEMAS -eq 0 ]] || echo "| schema checks on / off ($GC, group commit) | $(ratio "${MPS[schemas,8]}" "${MPS[$GC,8]}") | $(ratio "${MPS[schemas,64]}" "${MPS[$GC,64]}") |"
 [[ ${#BACKENDS[@]} -lt 2 ]] || echo "| SQLite / redb (group commit) | $(ratio "${MPS[sqlite,8]}" "${MPS[redb,8]}") | $(ratio "${MPS[sqlite,64]}" "${MPS[redb,64]}") |"
 for b in "${BACKENDS[@]}"; do
     echo "| gateway ($b, group commit) / mosquitto | $(ratio "${MPS[$b,8]}" "${MPS[mosquitto,8]}") | $(ratio "${MPS[$b,64]}" "${MPS[mosquitto,64]}") |"

@@ -30,9 +30,10 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoi
 use tokio::task::JoinSet;
 
 const USAGE: &str = "usage: loadgen [--addr HOST:PORT] [--clients N] [--messages N_PER_CLIENT] \
-[--payload BYTES] [--inflight N] [--topic-prefix P] [--timeout SECS] [--rate MSG_PER_S]
+[--payload BYTES] [--inflight N] [--topic-prefix P] [--timeout SECS] [--rate MSG_PER_S] [--json]
 defaults: --addr 127.0.0.1:1883 --clients 8 --messages 2000 --payload 64 --inflight 100 \
---topic-prefix bench --timeout 120, closed loop (no --rate)";
+--topic-prefix bench --timeout 120, closed loop (no --rate)
+--json: each payload is a ~200-byte JSON telemetry reading (valid under examples/schemas) instead of --payload bytes";
 
 /// Validated command line.
 struct Args {
@@ -54,6 +55,8 @@ struct Args {
     timeout: Duration,
     /// Open loop: messages per second over all clients; `None`: closed loop (as fast as acks allow).
     rate: Option<f64>,
+    /// Payloads are JSON telemetry readings (for the schema-check benchmark).
+    json: bool,
 }
 
 /// PUBACKs received so far by all clients, for the timeout message.
@@ -102,10 +105,15 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         topic_prefix: "bench".into(),
         timeout: Duration::from_secs(120),
         rate: None,
+        json: false,
     };
     while let Some(flag) = raw.next() {
         if flag == "--help" || flag == "-h" {
             return Ok(None);
+        }
+        if flag == "--json" {
+            args.json = true;
+            continue;
         }
         let value = raw.next().ok_or_else(|| format!("{flag}: missing value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
@@ -225,7 +233,8 @@ async fn run_client(
         let every = Duration::from_secs_f64(args.clients as f64 / rate);
         (start + Duration::from_secs_f64(index as f64 / rate), every)
     });
-    let publisher = tokio::spawn(publish_all(client.clone(), topic, args.messages, args.payload, plan, schedule.clone()));
+    let size = if args.json { None } else { Some(args.payload) };
+    let publisher = tokio::spawn(publish_all(client.clone(), topic, args.messages, size, plan, schedule.clone()));
     // Send time per packet id; rumqttc hands out ids 1..=inflight.
     let mut sent: Vec<Option<Instant>> = vec![None; usize::from(args.inflight) + 1];
     let mut latencies = Vec::with_capacity(args.messages);
@@ -262,7 +271,7 @@ async fn publish_all(
     client: AsyncClient,
     topic: String,
     count: usize,
-    size: usize,
+    size: Option<usize>,
     plan: Option<(Instant, Duration)>,
     schedule: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>>,
 ) -> Result<(), String> {
@@ -272,7 +281,11 @@ async fn publish_all(
             tokio::time::sleep_until(at.into()).await;
             schedule.lock().unwrap_or_else(|e| e.into_inner()).push_back(at);
         }
-        client.publish(topic.clone(), QoS::AtLeastOnce, false, payload(seq, size)).await.map_err(|e| format!("publish to {topic}: {e}"))?;
+        let body = match size {
+            Some(size) => payload(seq, size),
+            None => reading(seq),
+        };
+        client.publish(topic.clone(), QoS::AtLeastOnce, false, body).await.map_err(|e| format!("publish to {topic}: {e}"))?;
     }
     Ok(())
 }
@@ -282,6 +295,25 @@ fn payload(seq: usize, size: usize) -> Vec<u8> {
     let mut bytes = format!("{seq:08} ").into_bytes();
     bytes.resize(size, b'x');
     bytes
+}
+
+/// A JSON telemetry reading of about 200 bytes, valid under examples/schemas/telemetry/2.json,
+/// its values varying with `seq`.
+fn reading(seq: usize) -> Vec<u8> {
+    format!(
+        concat!(
+            r#"{{"device":"meter-{:04}","ts":{},"temp":{:.2},"hum":{:.1},"pressure":{:.2},"#,
+            r#""battery":3.71,"rssi":-{},"seq":{},"fw":"2.4.1","site":"plant-a/line-3","status":"ok"}}"#
+        ),
+        seq % 10_000,
+        1_764_600_000_000u64 + seq as u64,
+        18.0 + (seq % 700) as f64 / 100.0,
+        40.0 + (seq % 200) as f64 / 10.0,
+        1000.0 + (seq % 3000) as f64 / 100.0,
+        50 + seq % 40,
+        seq
+    )
+    .into_bytes()
 }
 
 /// Sends DISCONNECT so the broker sees a clean close; bounded, errors ignored.

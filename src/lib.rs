@@ -11,6 +11,7 @@
 //! - [`ingress`]: the MQTT listeners, the connection gate, strict packet checks and the publish
 //!   path (one core, thin v3 / v5 adapters) up to the storage actor.
 //! - [`trust`]: device TLS, identity, authentication, ACLs, password files, the dev PKI.
+//! - [`schema`]: the schema registry: payload checks before the PUBACK, compatibility checks.
 //! - [`egress`]: the sinks the forwarders deliver to (HTTP, file) and the cloud TLS client.
 //! - [`api`]: the local HTTP API (metrics, health, devices) and the chaos admin API.
 //! - [`telemetry`]: OpenTelemetry traces and logs behind bounded export queues, the panic hook.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod egress;
 pub mod gateway;
 pub mod ingress;
+pub mod schema;
 pub mod telemetry;
 pub mod throttle;
 pub mod trust;

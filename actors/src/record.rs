@@ -1,7 +1,7 @@
 //! One stored message and its on-disk encoding.
 //!
-//! Encoding (version 2; version 1 is the same without the trailing trace context and is still
-//! read), all integers little-endian:
+//! Encoding (version 3; version 2 is the same without the trailing schema section, version 1
+//! also without the trace context; both are still read), all integers little-endian:
 //!
 //! ```text
 //! u8  version (2)
@@ -16,13 +16,16 @@
 //! u8  has_trace, then if 1: 16 bytes trace id, 8 bytes span id, u8 trace flags (the W3C
 //!     context of the message's receive span, so that a message forwarded later, also after a
 //!     restart, joins its trace)
+//! u8  has_schema, then if 1: str subject, u32 version, u8 valid, u16 error count, str errors
+//!     (the schema the payload was checked against, see `docs/SCHEMAS.md`)
 //! ```
 //!
 //! The sequence number is the table key and is not repeated in the value.
 
 use thiserror::Error;
 
-const VERSION: u8 = 2;
+/// The record format this build writes (it reads every earlier one too).
+pub(crate) const VERSION: u8 = 3;
 
 /// A W3C trace context (the `traceparent` fields) stored with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +43,21 @@ impl TraceCtx {
     pub fn sampled(&self) -> bool {
         self.flags & 1 == 1
     }
+}
+
+/// The schema a payload was checked against, and what the check found: stored with the record
+/// and given to every sink.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SchemaTag {
+    /// The registry subject (`telemetry`).
+    pub subject: String,
+    /// The subject's version the payload was checked against (or that the device named, when
+    /// it names one the registry does not have).
+    pub version: u32,
+    /// Whether the payload validated.
+    pub valid: bool,
+    /// Why not: one line per failure, each led by the failing JSON pointer (`/temp: ...`).
+    pub errors: Vec<String>,
 }
 
 /// A message as the store keeps it.
@@ -67,6 +85,8 @@ pub struct Record {
     pub received_at_ms: u64,
     /// Trace context of its receive span, if traced.
     pub trace: Option<TraceCtx>,
+    /// The schema check of its payload, when a schema binding covers its topic.
+    pub schema: Option<SchemaTag>,
 }
 
 /// A message from a device, before the store gave it a sequence number.
@@ -88,6 +108,11 @@ pub struct NewRecord {
     pub received_at_ms: u64,
     /// Trace context of its receive span, if traced.
     pub trace: Option<TraceCtx>,
+    /// The schema check of its payload, when a schema binding covers its topic.
+    pub schema: Option<SchemaTag>,
+    /// Failed its schema and is kept apart: stored in the rejected table, never forwarded.
+    /// Not part of the encoding (the table says it).
+    pub kept_apart: bool,
 }
 
 /// A stored value that cannot be decoded.
@@ -138,6 +163,20 @@ impl NewRecord {
             }
             None => out.push(0),
         }
+        match &self.schema {
+            Some(tag) => {
+                out.push(1);
+                put_str(&mut out, &tag.subject);
+                out.extend_from_slice(&tag.version.to_le_bytes());
+                out.push(u8::from(tag.valid));
+                let n = tag.errors.len().min(u16::MAX as usize);
+                out.extend_from_slice(&(n as u16).to_le_bytes());
+                for e in tag.errors.iter().take(n) {
+                    put_str(&mut out, e);
+                }
+            }
+            None => out.push(0),
+        }
         out
     }
 }
@@ -153,7 +192,7 @@ impl Record {
     pub fn decode_prefix(seq: u64, bytes: &[u8]) -> Result<(Self, usize), DecodeError> {
         let mut r = Reader(bytes);
         let version = r.u8()?;
-        if version != 1 && version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(DecodeError::UnknownVersion(version));
         }
         let received_at_ms = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| DecodeError::Truncated)?);
@@ -176,8 +215,19 @@ impl Record {
         } else {
             None
         };
+        let schema = if version >= 3 && r.u8()? == 1 {
+            let subject = r.str()?;
+            let version = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| DecodeError::Truncated)?);
+            let valid = r.u8()? == 1;
+            let n = r.u16()?;
+            let errors = (0..n).map(|_| r.str()).collect::<Result<_, _>>()?;
+            Some(SchemaTag { subject, version, valid, errors })
+        } else {
+            None
+        };
         let used = bytes.len() - r.0.len();
-        Ok((Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace }, used))
+        let record = Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace, schema };
+        Ok((record, used))
     }
 }
 
@@ -225,6 +275,8 @@ mod tests {
             user_properties: vec![("traceparent".into(), "00-ab-cd-01".into())],
             received_at_ms: 1_700_000_000_123,
             trace: Some(TraceCtx { trace_id: [7; 16], span_id: [9; 8], flags: 1 }),
+            schema: Some(SchemaTag { subject: "telemetry".into(), version: 3, valid: false, errors: vec!["/t: not a number".into()] }),
+            kept_apart: false,
         }
     }
 
@@ -241,14 +293,25 @@ mod tests {
         assert_eq!(rec.user_properties, new.user_properties);
         assert_eq!(rec.received_at_ms, new.received_at_ms);
         assert_eq!(rec.trace, new.trace);
+        assert_eq!(rec.schema, new.schema);
+    }
+
+    #[test]
+    fn a_version_2_record_from_an_older_gateway_still_decodes() {
+        let new = NewRecord { schema: None, ..sample() };
+        let mut bytes = new.encode("gw:8");
+        bytes[0] = 2;
+        bytes.pop(); // version 2 has no schema section
+        let rec = Record::decode(8, &bytes).unwrap();
+        assert_eq!((rec.payload, rec.trace, rec.schema), (new.payload, new.trace, None));
     }
 
     #[test]
     fn a_version_1_record_from_an_older_gateway_still_decodes() {
-        let new = NewRecord { trace: None, ..sample() };
+        let new = NewRecord { trace: None, schema: None, ..sample() };
         let mut bytes = new.encode("gw:7");
         bytes[0] = 1;
-        bytes.pop(); // version 1 has no trace section
+        bytes.truncate(bytes.len() - 2); // version 1 has no trace section, nor a schema one
         let rec = Record::decode(7, &bytes).unwrap();
         assert_eq!((rec.payload, rec.trace), (new.payload, None));
     }
@@ -276,11 +339,13 @@ mod tests {
         fn record() -> impl Strategy<Value = NewRecord> {
             let text = "\\PC{0,40}";
             let trace = prop::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>()));
+            let schema = prop::option::of((text, any::<u32>(), any::<bool>(), prop::collection::vec(text, 0..3)))
+                .prop_map(|s| s.map(|(subject, version, valid, errors)| SchemaTag { subject, version, valid, errors }));
             (
                 (text, text, 0u8..=1, prop::collection::vec(any::<u8>(), 0..512)),
-                (prop::option::of(text), prop::collection::vec((text, text), 0..4), any::<u64>(), trace),
+                (prop::option::of(text), prop::collection::vec((text, text), 0..4), any::<u64>(), trace, schema),
             )
-                .prop_map(|((device, topic, qos, payload), (content_type, user_properties, received_at_ms, trace))| {
+                .prop_map(|((device, topic, qos, payload), (content_type, user_properties, received_at_ms, trace, schema))| {
                     NewRecord {
                         device,
                         topic,
@@ -290,6 +355,8 @@ mod tests {
                         user_properties,
                         received_at_ms,
                         trace: trace.map(|(trace_id, span_id, flags)| TraceCtx { trace_id, span_id, flags }),
+                        schema,
+                        kept_apart: false,
                     }
                 })
         }
@@ -310,6 +377,8 @@ mod tests {
                         user_properties: decoded.user_properties,
                         received_at_ms: decoded.received_at_ms,
                         trace: decoded.trace,
+                        schema: decoded.schema,
+                        kept_apart: false,
                     },
                     rec
                 );

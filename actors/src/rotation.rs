@@ -71,6 +71,11 @@ pub trait Reloadable: Send + Sync + 'static {
     fn name(&self) -> String;
     /// The files of the set.
     fn paths(&self) -> Vec<PathBuf>;
+    /// Folders whose whole content belongs to the set (watched recursively: a file added,
+    /// changed or removed anywhere below marks the set changed).
+    fn folders(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Load and validate the whole set; swap it in only if valid. `Err` names the problem.
     fn reload(&self) -> Result<(), ReloadError>;
     /// Expiry of every certificate of the set in use now.
@@ -166,7 +171,8 @@ impl Actor for RotationActor {
 
     async fn pre_start(&self, myself: ActorRef<RotationMsg>, args: RotationArgs) -> Result<RotationState, ActorProcessingErr> {
         let watcher = watch(&myself, &args.targets);
-        let fingerprints = args.targets.iter().flat_map(|t| t.paths()).map(|p| (p.clone(), fingerprint(&p))).collect();
+        let watched = args.targets.iter().flat_map(|t| t.paths().into_iter().chain(t.folders()));
+        let fingerprints = watched.map(|p| (p.clone(), fingerprint(&p))).collect();
         for target in &args.targets {
             for &result in ReloadResult::ALL {
                 let _ = args.metrics.reloads.get_or_create(&ReloadLabels { target: target.name(), result });
@@ -222,8 +228,9 @@ fn watch(myself: &ActorRef<RotationMsg>, targets: &[Arc<dyn Reloadable>]) -> Opt
         }
     };
     let dirs: HashSet<PathBuf> = targets.iter().flat_map(|t| t.paths()).filter_map(|p| parent_dir(&p)).collect();
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+    let folders = targets.iter().flat_map(|t| t.folders()).map(|f| (f, RecursiveMode::Recursive));
+    for (dir, mode) in dirs.into_iter().map(|d| (d, RecursiveMode::NonRecursive)).chain(folders) {
+        if let Err(e) = watcher.watch(&dir, mode) {
             tracing::warn!(dir = %dir.display(), error = %e, "Cannot watch a directory; polling it only.");
         }
     }
@@ -235,9 +242,28 @@ fn parent_dir(path: &Path) -> Option<PathBuf> {
     Some(if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() })
 }
 
+/// A file's (mtime, length); for a folder, the latest mtime and the summed lengths and entry
+/// count of everything below it (a few files: walked at each poll).
 fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    if !meta.is_dir() {
+        return Some((meta.modified().ok()?, meta.len()));
+    }
+    let mut latest = meta.modified().ok()?;
+    let mut sum = 0u64;
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
+        if let Some((mtime, len)) = fingerprint(&entry.path()) {
+            latest = latest.max(mtime);
+            sum = sum.wrapping_add(len).wrapping_add(1 << 32);
+        }
+    }
+    Some((latest, sum))
+}
+
+/// Whether `path` lies below `folder`.
+fn below(folder: &Path, path: &Path) -> bool {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    abs(path).starts_with(abs(folder))
 }
 
 /// Same file, whichever way the path was spelled (events carry absolute paths).
@@ -248,7 +274,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 impl RotationState {
     fn on_changed(&mut self, myself: &ActorRef<RotationMsg>, path: &Path) {
         for (i, target) in self.args.targets.iter().enumerate() {
-            if target.paths().iter().any(|p| same_file(p, path)) {
+            if target.paths().iter().any(|p| same_file(p, path)) || target.folders().iter().any(|f| below(f, path)) {
                 self.dirty.insert(i);
             }
         }

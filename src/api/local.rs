@@ -1,5 +1,6 @@
 //! The local HTTP endpoint (axum): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`,
-//! `/api/devices`, `/api/devices/{identity}`, `/api/health`, `POST /api/store/acknowledge`.
+//! `/api/rejected`, `/api/schemas`, `/api/devices`, `/api/devices/{identity}`, `/api/health`,
+//! `POST /api/store/acknowledge`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub struct LocalApi {
     pub quarantine_marker: std::path::PathBuf,
     /// Quota, overflow and TTL, shown in `/api/health` (two of them delete acknowledged messages).
     pub storage_policy: edge_gateway_actors::storage::StoragePolicy,
+    /// The schema registry in use.
+    pub schemas: Arc<crate::schema::Schemas>,
 }
 
 /// Every route. Probes (`/healthz`, `/readyz`) are always open; `POST /api/store/acknowledge`
@@ -51,6 +54,8 @@ pub fn router(api: LocalApi, token: Token, auth: HttpAuth) -> Router {
     let mut reads = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/rejected", get(rejected))
+        .route("/api/schemas", get(|State(api): Api| async move { Json(api.schemas.describe()) }))
         .route("/api/devices", get(devices_list))
         .route("/api/devices/{identity}", get(device))
         .route("/api/health", get(gateway_health));
@@ -123,6 +128,30 @@ async fn dead_letters(State(api): Api, Query(q): Query<Limit>) -> Response {
             Json(body).into_response()
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read dead letters: {e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `?from=S&limit=N` on `/api/rejected`.
+#[derive(serde::Deserialize)]
+struct Page {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Messages kept apart (failed their schema, never forwarded), oldest first:
+/// `{"messages": [{"id": S, "message": {..as a sink would get it, with "schema"..}}], "next": S}`
+/// (`next`: the `from` of the following page, when there may be one).
+async fn rejected(State(api): Api, Query(q): Query<Page>) -> Response {
+    let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 10_000));
+    match tokio::task::spawn_blocking(move || api.store.rejected(from, limit)).await {
+        Ok(Ok(records)) => {
+            let next = (records.len() == limit).then(|| records.last().map(|r| r.seq + 1)).flatten();
+            let messages: Vec<serde_json::Value> =
+                records.iter().map(|r| serde_json::json!({"id": r.seq, "message": WireMessage::new(r)})).collect();
+            Json(serde_json::json!({"messages": messages, "next": next})).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the rejected messages: {e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

@@ -6,6 +6,7 @@ mod logs;
 mod passwd;
 mod run;
 mod salvage;
+mod schema;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ enum Command {
     Store(salvage::StoreCommand),
     /// Validate a config file (and its supervision file); print every problem.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Schema registry tools: compatibility checks for CI, the messages kept apart.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
 }
 
 impl Cli {
@@ -50,6 +54,7 @@ impl Cli {
             Command::Passwd(args) => report("passwd", passwd::run(args).map(|()| None)),
             Command::Store(cmd) => report("store salvage", salvage::run(cmd).map(Some)),
             Command::CheckConfig(args) => check_config::run(args),
+            Command::Schema(cmd) => schema::run(cmd),
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct Config {
     pub devices: DevicesPolicy,
     /// OpenTelemetry traces.
     pub tracing: TracingConfig,
+    /// The schema registry folder (`schemas.dir`); `None`: payloads are not checked.
+    pub schemas_dir: Option<PathBuf>,
     /// The chaos admin API; only from CLI flags (`run --admin-listen`), never from the file.
     pub admin: Option<AdminConfig>,
 }
@@ -113,6 +115,20 @@ struct RawConfig {
     auth: trust::RawAuth,
     devices: RawDevices,
     tracing: traces::RawTracing,
+    schemas: RawSchemas,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSchemas {
+    dir: String,
+    rejected_max: u64,
+}
+
+impl Default for RawSchemas {
+    fn default() -> Self {
+        Self { dir: String::new(), rejected_max: 10_000 }
+    }
 }
 
 #[derive(Deserialize)]
@@ -307,7 +323,11 @@ impl RawConfig {
             e.push("mqtt.workers: must be between 1 and 64".into());
         }
         let http = self.http.validate(e);
-        let storage = self.storage.validate(e);
+        let mut storage = self.storage.validate(e);
+        if !(1..=10_000_000).contains(&self.schemas.rejected_max) {
+            e.push("schemas.rejected_max: must be between 1 and 10000000".into());
+        }
+        storage.rejected_max = self.schemas.rejected_max;
         let backend = self.storage.backend(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
@@ -348,6 +368,7 @@ impl RawConfig {
                 auth,
                 devices,
                 tracing,
+                schemas_dir: (!self.schemas.dir.is_empty()).then(|| PathBuf::from(&self.schemas.dir)),
                 admin: None,
             })
         } else {
@@ -392,6 +413,7 @@ impl RawStorage {
             ttl: (self.ttl_secs > 0).then(|| Duration::from_secs(self.ttl_secs)),
             max_batch: self.max_batch,
             group_commit: self.group_commit,
+            rejected_max: 10_000,
         }
     }
 }

@@ -93,6 +93,20 @@ pub struct WireMessage<'a> {
     user_properties: &'a [(String, String)],
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<String>,
+    /// The schema the payload was checked against: `{"subject", "version", "valid", "errors"}`
+    /// (`valid: false` only under a binding with `on_invalid = "tag"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<WireSchema<'a>>,
+}
+
+/// The schema check of a message, as sinks receive it.
+#[derive(Serialize)]
+pub struct WireSchema<'a> {
+    subject: &'a str,
+    version: u32,
+    valid: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    errors: &'a [String],
 }
 
 impl<'a> WireMessage<'a> {
@@ -111,6 +125,7 @@ impl<'a> WireMessage<'a> {
             content_type: r.content_type.as_deref(),
             user_properties: &r.user_properties,
             traceparent: r.trace.as_ref().map(crate::telemetry::traceparent::format_traceparent),
+            schema: r.schema.as_ref().map(|s| WireSchema { subject: &s.subject, version: s.version, valid: s.valid, errors: &s.errors }),
         }
     }
 }

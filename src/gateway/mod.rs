@@ -34,6 +34,7 @@ use crate::config::{Config, PlainAuth};
 use crate::egress::{self, EgressError};
 use crate::ingress::Ingress;
 use crate::ingress::listen::{self, ListenError};
+use crate::schema::{RegistryError, Schemas};
 use crate::telemetry::TelemetryError;
 use crate::trust::auth::{AuthError, Authority};
 use crate::trust::tls::TlsError;
@@ -113,6 +114,9 @@ pub enum GatewayError {
     /// The ACL or password file does not load.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The schema registry (`schemas.dir`) does not load.
+    #[error("schemas.dir: {0}")]
+    Schemas(#[from] RegistryError),
     /// The supervision tree did not start.
     #[error("cannot start the supervision tree: {0}")]
     Tree(#[from] ractor::SpawnErr),
@@ -155,6 +159,7 @@ pub fn preflight(config: &Config) -> Vec<String> {
         problems.extend(t.files.load().err().map(|e| e.to_string()));
     }
     problems.extend(Authority::load(&config.auth, Metrics::new()).err().map(|e| e.to_string()));
+    problems.extend(Schemas::load(config.schemas_dir.as_deref(), Metrics::new()).err().map(|e| format!("schemas.dir: {e}")));
     for s in &config.sinks {
         if let crate::config::SinkKind::Http { tls: Some(files), .. } = &s.kind {
             problems.extend(crate::egress::cloud_tls::CloudTls::load(&s.name, files).err().map(|e| e.to_string()));
@@ -175,6 +180,8 @@ struct Trust {
     device_tls: Option<Arc<DeviceTls>>,
     /// Identities, passwords, ACLs.
     authority: Authority,
+    /// The schema registry (binds nothing without `schemas.dir`).
+    schemas: Arc<Schemas>,
 }
 
 /// The OpenTelemetry providers, kept for the life of the gateway.
@@ -197,7 +204,7 @@ impl Gateway {
         let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;
         let (http_stop, _) = watch::channel(false);
-        let http_addr = services::start_api(&config, &inputs, http_tls, &http_stop).await?;
+        let http_addr = services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), &http_stop).await?;
         let admin_addr = match &config.admin {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
@@ -295,7 +302,7 @@ fn build_sinks(config: &Config, gateway_id: &str, reloadables: &mut Vec<Arc<dyn 
     Ok(specs)
 }
 
-/// Step 4: device TLS, identities and ACLs; their files join the rotation.
+/// Step 4: device TLS, identities, ACLs and the schema registry; their files join the rotation.
 fn load_trust(config: &Config, metrics: &Metrics, reloadables: &mut Vec<Arc<dyn Reloadable>>) -> Result<Trust, GatewayError> {
     let device_tls = match &config.tls {
         Some(t) => Some(DeviceTls::load(&t.files)?),
@@ -304,7 +311,11 @@ fn load_trust(config: &Config, metrics: &Metrics, reloadables: &mut Vec<Arc<dyn 
     reloadables.extend(device_tls.clone().map(|t| t as Arc<dyn Reloadable>));
     let authority = Authority::load(&config.auth, metrics.clone())?;
     reloadables.extend(authority.reloadables());
-    Ok(Trust { device_tls, authority })
+    let schemas = Schemas::load(config.schemas_dir.as_deref(), metrics.clone())?;
+    if schemas.enabled() {
+        reloadables.push(schemas.clone());
+    }
+    Ok(Trust { device_tls, authority, schemas })
 }
 
 /// Step 4b: the local API's HTTPS set, if configured; its files join the rotation.
@@ -365,6 +376,7 @@ fn start_listeners(
         device_tls: trust.device_tls.clone(),
         devices: inputs.devices.clone(),
         live_sessions: inputs.live_sessions.clone(),
+        schemas: trust.schemas.enabled().then(|| trust.schemas.clone()),
     };
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

@@ -25,6 +25,7 @@ pub(super) async fn start_api(
     config: &Config,
     inputs: &TreeInputs,
     tls: Option<Arc<HttpTls>>,
+    schemas: Arc<crate::schema::Schemas>,
     stop: &watch::Sender<bool>,
 ) -> Result<SocketAddr, GatewayError> {
     let token = bearer::load_or_create(config.http.token_file.as_deref(), &config.data_dir)?;
@@ -52,6 +53,7 @@ pub(super) async fn start_api(
         started: std::time::Instant::now(),
         quarantine_marker: quarantine_marker(&config.store_path()),
         storage_policy: config.storage.clone(),
+        schemas,
     };
     let app = crate::api::local::router(api, token, config.http.auth);
     tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));

@@ -113,7 +113,7 @@ impl ConnInner {
         Err(IngressError::Untrusted { identity: self.identity.clone(), reason })
     }
 
-    fn who(&self) -> Who<'_> {
+    pub(super) fn who(&self) -> Who<'_> {
         Who { identity: &self.identity, client_id: &self.client_id }
     }
 

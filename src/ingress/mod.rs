@@ -4,7 +4,7 @@
 //! socket ─ gate.rs ─ (trust::tls::acceptor) ─ ntex-mqtt ─ strict.rs ─ v3.rs / v5.rs
 //!                                                                  │
 //!   session.rs: CONNECT → identity (trust::auth) → session actor   │
-//!   publish.rs: topic, certificate, ACL, trace, append ◀───────────┘
+//!   publish.rs: topic, certificate, ACL, trace, schema, append ◀───┘
 //!   batcher.rs: this thread's appends → StorageMsg::AppendBatch → commit → PUBACKs
 //! ```
 //!
@@ -71,6 +71,8 @@ pub struct Ingress {
     pub devices: ActorSlot<DevicesMsg>,
     /// Open sessions per identity (what a restarted device health actor starts from).
     pub live_sessions: LiveSessions,
+    /// Payload checks, when a schema registry is configured.
+    pub schemas: Option<std::sync::Arc<crate::schema::Schemas>>,
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).

@@ -1,15 +1,16 @@
 //! The one publish path both protocol versions share: topic check, certificate re-check, ACL,
-//! receive span, append to the store and (QoS 1) the wait for its commit. The v3 and v5
+//! receive span, schema check, append to the store and (QoS 1) the wait for its commit. The v3 and v5
 //! adapters only turn the [`Outcome`] into what their protocol can say.
 
-use edge_gateway_actors::metrics::IngressReason;
-use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::metrics::{IngressReason, Metrics, SchemaAction};
 use edge_gateway_actors::record::{NewRecord, TraceCtx};
 use edge_gateway_actors::storage::{AppendError, now_ms};
 
 use super::batcher;
 use super::conn::{ConnInner, QOS0_DETACHED_MAX};
 use super::{IngressError, Protocol, clip};
+use crate::schema::Checked;
+use crate::schema::tag::Carrier;
 use crate::telemetry::traces::{end_receive, receive_span};
 use crate::throttle::Throttle;
 
@@ -38,6 +39,9 @@ pub(super) enum Outcome {
     Untrusted(IngressError),
     /// The ACL refused the topic (given back for the v3 error).
     NotAuthorized(String),
+    /// The payload failed its schema under a binding that refuses (MQTT 5 QoS 1 only): the
+    /// first error, for the PUBACK's reason string. Not stored.
+    FormatInvalid(String),
     /// The store refused or failed it (quota, failed commit, storage down).
     Refused(AppendError),
 }
@@ -64,6 +68,14 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         return Ok(Outcome::NotAuthorized(msg.topic));
     }
     let payload = payload.await.map_err(|e| IngressError::Payload(format!("{e:?}")))?;
+    let (schema, kept_apart) = match check_schema(c, &msg, protocol, &payload) {
+        SchemaStep::Unchecked => (None, false),
+        SchemaStep::Store(tag, kept_apart) => (Some(tag), kept_apart),
+        SchemaStep::Refuse(first_error) => {
+            end_receive(span, Some("payload format invalid"));
+            return Ok(Outcome::FormatInvalid(first_error));
+        }
+    };
     let rec = NewRecord {
         device: c.identity.clone(),
         topic: msg.topic,
@@ -73,6 +85,8 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         user_properties: msg.user_properties,
         received_at_ms: now_ms(),
         trace,
+        schema,
+        kept_apart,
     };
     let size = rec.payload.len() as u64;
     let result = if msg.qos == 0 {
@@ -87,6 +101,30 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     };
     end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
     Ok(result.map_or_else(Outcome::Refused, |()| Outcome::Stored))
+}
+
+/// What the schema check decided.
+enum SchemaStep {
+    /// No registry, or no binding for the topic.
+    Unchecked,
+    /// Store with this tag; `true`: in the rejected table.
+    Store(edge_gateway_actors::record::SchemaTag, bool),
+    /// Refuse (MQTT 5 QoS 1), with the first error.
+    Refuse(String),
+}
+
+/// The payload against the schema registry, before anything is stored.
+fn check_schema(c: &ConnInner, msg: &Inbound, protocol: Protocol, payload: &[u8]) -> SchemaStep {
+    let Some(schemas) = &c.ingress.schemas else { return SchemaStep::Unchecked };
+    let carrier = Carrier { topic: &msg.topic, content_type: msg.content_type.as_deref(), user_properties: &msg.user_properties };
+    let can_refuse = protocol == Protocol::V5 && msg.qos == 1;
+    match schemas.check(&c.who(), &carrier, payload, can_refuse) {
+        None => SchemaStep::Unchecked,
+        Some(Checked { verdict, action: Some(SchemaAction::Refused) }) => {
+            SchemaStep::Refuse(format!("schema {}/{}: {}", verdict.tag.subject, verdict.tag.version, verdict.first_error()))
+        }
+        Some(Checked { verdict, action }) => SchemaStep::Store(verdict.tag, action == Some(SchemaAction::KeptApart)),
+    }
 }
 
 /// A QoS 0 publish needs no answer, and ntex drops the handler of one that arrives together

@@ -32,7 +32,8 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
 }
 
 /// PUBLISH: the PUBACK's reason code says what became of it (QoS 0 gets none: a refusal is
-/// only counted and logged). A revoked certificate closes the connection.
+/// only counted and logged; a payload failing its schema is 0x99 with the first failing path
+/// as the reason string). A revoked certificate closes the connection.
 pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<v5::PublishAck, IngressError> {
     use v5::codec::PublishAckReason as R;
     let props = &p.packet().properties;
@@ -54,6 +55,7 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
             return Err(e);
         }
         Outcome::NotAuthorized(_) => p.ack().reason_code(R::NotAuthorized),
+        Outcome::FormatInvalid(first_error) => p.ack().reason_code(R::PayloadFormatInvalid).reason(first_error.into()),
         Outcome::Refused(_) if !qos1 => p.ack(),
         Outcome::Refused(edge_gateway_actors::storage::AppendError::QuotaExceeded) => p.ack().reason_code(R::QuotaExceeded),
         Outcome::Refused(_) => p.ack().reason_code(R::UnspecifiedError),

@@ -15,10 +15,7 @@ use crate::util;
 /// Longest a shortened scenario may run before it is killed and the test fails.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
 
-fn python() -> String {
-    // scripts/test.sh points this at a venv with paho-mqtt.
-    std::env::var("EDGE_GATEWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use crate::util::python;
 
 /// Runs `chaos/<script> ARGS` against this build's binary; returns the verdict JSON.
 async fn run(script: &str, args: &[&str]) -> Value {

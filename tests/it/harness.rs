@@ -27,6 +27,8 @@ pub struct Extra {
     pub tls: String,
     /// Lines under `[http]`.
     pub http: String,
+    /// Lines under `[schemas]`.
+    pub schemas: String,
 }
 
 /// The ACL of the lab setup: anyone may publish anywhere (tests of the pipeline, not of trust).
@@ -60,6 +62,8 @@ listen = "{http}"
 {auth}
 [tls]
 {tls}
+[schemas]
+{schemas}
 [[sinks]]
 name = "cloud"
 kind = "http"
@@ -75,6 +79,7 @@ backoff_max_ms = 300
         sink = extra.sink,
         tls = extra.tls,
         http_extra = extra.http,
+        schemas = extra.schemas,
         timeout = if extra.sink.contains("timeout_ms") { "" } else { "timeout_ms = 2000" },
     )
 }

@@ -52,6 +52,8 @@ pub struct Msg {
     pub received_at_ms: u64,
     pub content_type: Option<String>,
     pub user_properties: Vec<(String, String)>,
+    /// The schema check, when a binding covered the topic.
+    pub schema: Option<serde_json::Value>,
 }
 
 impl Msg {

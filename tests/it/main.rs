@@ -20,6 +20,7 @@ mod pipeline;
 mod process;
 mod raw;
 mod recovery;
+mod schemas;
 mod supervision;
 mod tracing;
 mod trust;

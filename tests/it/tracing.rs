@@ -24,10 +24,7 @@ impl Drop for Receiver {
     }
 }
 
-fn python() -> String {
-    // scripts/test.sh points this at a venv with opentelemetry-proto and grpcio.
-    std::env::var("EDGE_GATEWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use crate::util::python;
 
 fn start_receiver() -> Receiver {
     let port = util::free_port();

@@ -103,6 +103,12 @@ pub async fn publish_one(addr: std::net::SocketAddr, payload: &str) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// The Python with the test peers' packages (paho-mqtt, the OTLP receiver's): scripts/test.sh
+/// points `EDGE_GATEWAY_TEST_PYTHON` at its venv.
+pub fn python() -> String {
+    std::env::var("EDGE_GATEWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// Runs a mosquitto client (`mosquitto_pub`, `mosquitto_sub`) and returns its output.
 pub async fn mosquitto(client: &str, args: &[&str]) -> Output {
     let program = require(client);

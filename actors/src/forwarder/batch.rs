@@ -71,6 +71,7 @@ mod tests {
             user_properties: Vec::new(),
             received_at_ms: 0,
             trace,
+            schema: None,
         }
     }
 

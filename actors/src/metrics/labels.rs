@@ -243,6 +243,44 @@ label_values! {
         Quota => "quota",
         /// Older than `storage.ttl`.
         Ttl => "ttl",
+        /// The oldest kept-apart message, over `schemas.rejected_max`.
+        RejectedOverflow => "rejected_overflow",
+    }
+}
+
+label_values! {
+    /// How a payload's schema check ended (`gateway_schema_validations_total`).
+    pub enum ValidationResult {
+        /// The payload validated.
+        Valid => "valid",
+        /// It did not (see `gateway_schema_failures_total` for why, and the action taken).
+        Invalid => "invalid",
+    }
+}
+
+label_values! {
+    /// Why a payload failed its schema (`gateway_schema_failures_total`).
+    pub enum SchemaFailure {
+        /// Not JSON (or not UTF-8).
+        NotJson => "not_json",
+        /// JSON that the schema refuses.
+        Schema => "schema",
+        /// The device named a version the subject does not have.
+        UnknownVersion => "unknown_version",
+        /// The device named another subject than the binding's, or a tag that does not parse.
+        BadTag => "bad_tag",
+    }
+}
+
+label_values! {
+    /// What the gateway did with a payload that failed its schema (`gateway_schema_failures_total`).
+    pub enum SchemaAction {
+        /// Refused with MQTT 5 PUBACK 0x99; not stored.
+        Refused => "refused",
+        /// Stored in the rejected table, never forwarded.
+        KeptApart => "kept_apart",
+        /// Stored and forwarded with `valid = false` and the errors.
+        Tagged => "tagged",
     }
 }
 

@@ -65,8 +65,14 @@ pub struct Metrics {
     /// Failed deliveries, by sink and kind (connect, timeout, io, http_5xx, http_429, http_auth,
     /// http_not_found, http_other, rejected, store).
     pub forward_errors: Family<DeliveryLabels, Counter>,
-    /// Messages dropped by the store, by reason (quota, ttl).
+    /// Messages dropped by the store, by reason (quota, ttl, rejected_overflow).
     pub dropped_messages: Family<DropLabels, Counter>,
+    /// Schema checks of payloads, by subject, version and result.
+    pub schema_validations: Family<ValidationLabels, Counter>,
+    /// Payloads that failed their schema, by subject, reason and the action taken.
+    pub schema_failures: Family<SchemaFailureLabels, Counter>,
+    /// Messages in the rejected table (kept apart: failed their schema, never forwarded).
+    pub rejected_messages: Gauge,
     /// Messages moved to the dead-letter table, by sink.
     pub dead_letters: Family<SinkLabels, Counter>,
     /// Child restarts, by supervisor and child.
@@ -156,6 +162,9 @@ impl Metrics {
             forwarded_batches: Family::default(),
             forward_errors: Family::default(),
             dropped_messages: Family::default(),
+            schema_validations: Family::default(),
+            schema_failures: Family::default(),
+            rejected_messages: Gauge::default(),
             dead_letters: Family::default(),
             actor_restarts: Family::default(),
             supervisor_escalations: Family::default(),
@@ -229,6 +238,13 @@ impl Metrics {
         r.register("forward_errors", "Failed deliveries by sink and kind", self.forward_errors.clone());
         r.register("dropped_messages", "Messages dropped by the store, by reason", self.dropped_messages.clone());
         r.register("dead_letters", "Messages moved to the dead-letter table, by sink", self.dead_letters.clone());
+        r.register("schema_validations", "Schema checks of payloads, by subject, version and result", self.schema_validations.clone());
+        r.register("schema_failures", "Payloads that failed their schema, by subject, reason and action", self.schema_failures.clone());
+        r.register(
+            "schema_rejected_messages",
+            "Messages kept apart in the rejected table (failed their schema, never forwarded)",
+            self.rejected_messages.clone(),
+        );
         r.register("actor_restarts", "Child restarts by supervisor and child", self.actor_restarts.clone());
         r.register("supervisor_escalations", "Supervisors that exceeded their restart intensity", self.supervisor_escalations.clone());
         r.register_with_unit(

@@ -184,3 +184,25 @@ mod tests {
         assert!(texts.iter().all(|t| t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
     }
 }
+
+/// `{subject, version, result}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ValidationLabels {
+    /// The registry subject (from the schema files: bounded by the operator).
+    pub subject: String,
+    /// The subject's version, as a number.
+    pub version: String,
+    /// Valid or not.
+    pub result: ValidationResult,
+}
+
+/// `{subject, reason, action}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SchemaFailureLabels {
+    /// The registry subject.
+    pub subject: String,
+    /// Why the payload failed.
+    pub reason: SchemaFailure,
+    /// What was done with it.
+    pub action: SchemaAction,
+}

@@ -125,6 +125,8 @@ pub struct StorageState {
     pub(super) cursors: HashMap<String, u64>,
     /// Receive time of the oldest record.
     pub(super) oldest_received_ms: Option<u64>,
+    /// Records kept apart in `rejected`.
+    pub(super) rejected: u64,
     /// Write transactions still to fail on purpose.
     pub(super) injected_faults: u32,
     /// The last real write failure, while the store waits to be reopened: redb fails every
@@ -169,6 +171,7 @@ impl Actor for StorageActor {
             bytes: stats.bytes,
             cursors,
             oldest_received_ms: stats.oldest_received_ms,
+            rejected: stats.rejected,
             injected_faults: 0,
             broken: None,
             next_reopen: None,
@@ -312,6 +315,7 @@ impl StorageState {
         let m = &self.args.metrics;
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).inc_by(out.dropped_quota);
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).inc_by(out.dropped_ttl);
+        m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::RejectedOverflow }).inc_by(out.dropped_rejected);
         self.unlogged_drops.0 += out.dropped_quota;
         self.unlogged_drops.1 += out.dropped_ttl;
         for sink in &out.dead_letters {
@@ -322,6 +326,9 @@ impl StorageState {
         self.bytes = out.bytes;
         self.cursors = out.cursors;
         self.oldest_received_ms = out.oldest_received_ms;
+        self.rejected = out.rejected;
+        // Gauges first: whoever gets a reply sees them as of this commit.
+        self.publish_gauges();
         let mut appended = out.appended.into_iter();
         for op in ops {
             match op {
@@ -341,7 +348,6 @@ impl StorageState {
             }
         }
         self.args.committed.send_replace(self.next_seq);
-        self.publish_gauges();
     }
 
     /// Acknowledged messages deleted by policy are data loss the operator chose: say so, with
@@ -369,6 +375,7 @@ impl StorageState {
         let m = &self.args.metrics;
         m.backlog_messages.set(self.messages as i64);
         m.backlog_bytes.set(self.bytes as i64);
+        m.rejected_messages.set(self.rejected as i64);
         let age = self.oldest_received_ms.map(|t| now_ms().saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0);
         m.backlog_oldest_age.set(age);
     }

@@ -10,6 +10,7 @@ use super::actor::{Op, StorageState};
 use super::backend::{Meta, Tables};
 use super::store::{StoreError, encode_dead_letter};
 use super::{AppendError, Appended, Overflow};
+use crate::record::NewRecord;
 
 /// What one transaction changed, applied to the state only after it committed.
 pub(super) struct Outcome {
@@ -18,9 +19,11 @@ pub(super) struct Outcome {
     pub(super) bytes: u64,
     pub(super) cursors: HashMap<String, u64>,
     pub(super) oldest_received_ms: Option<u64>,
+    pub(super) rejected: u64,
     pub(super) appended: Vec<Result<Appended, AppendError>>,
     pub(super) dropped_quota: u64,
     pub(super) dropped_ttl: u64,
+    pub(super) dropped_rejected: u64,
     pub(super) dead_letters: Vec<String>,
 }
 
@@ -60,9 +63,11 @@ impl StorageState {
             bytes: self.bytes,
             cursors: self.cursors.clone(),
             oldest_received_ms: self.oldest_received_ms,
+            rejected: self.rejected,
             appended: Vec::new(),
             dropped_quota: 0,
             dropped_ttl: 0,
+            dropped_rejected: 0,
             dead_letters: Vec::new(),
         }
     }
@@ -109,6 +114,11 @@ impl StorageState {
     fn write_appends(&self, t: &mut dyn Tables, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
         let policy = &self.args.policy;
         for rec in ops.iter().flat_map(|op| if let Op::Append(recs, ..) = op { recs.as_slice() } else { &[] }) {
+            if rec.kept_apart {
+                let seq = self.keep_apart(t, rec, out)?;
+                out.appended.push(Ok(Appended { seq, key: String::new() }));
+                continue;
+            }
             let key = format!("{}:{}", self.key_prefix, out.next_seq);
             let value = rec.encode(&key);
             let size = value.len() as u64;
@@ -133,6 +143,25 @@ impl StorageState {
             out.bytes += size;
         }
         Ok(())
+    }
+
+    /// A record that failed its schema goes to `rejected` under its own counter (it takes no
+    /// seq and no key from `messages`: it is never forwarded), without an idempotency key; past
+    /// `rejected_max` the oldest kept-apart record goes. Its seq in `rejected`.
+    fn keep_apart(&self, t: &mut dyn Tables, rec: &NewRecord, out: &mut Outcome) -> Result<u64, StoreError> {
+        let seq = t.meta(Meta::RejectedNextSeq)?.unwrap_or(0);
+        t.insert_rejected(seq, &rec.encode(""))?;
+        t.set_meta(Meta::RejectedNextSeq, seq + 1)?;
+        let mut count = t.rejected_count()?;
+        while count > self.args.policy.rejected_max {
+            if !t.pop_oldest_rejected()? {
+                break;
+            }
+            count -= 1;
+            out.dropped_rejected += 1;
+        }
+        out.rejected = count;
+        Ok(seq)
     }
 
     fn expire(&self, t: &mut dyn Tables, out: &mut Outcome) -> Result<u64, StoreError> {

@@ -6,10 +6,11 @@
 //!
 //! | table          | key                | value                                          |
 //! |----------------|--------------------|------------------------------------------------|
-//! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 2; version 1 still read) |
+//! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 3; versions 1 and 2 still read) |
 //! | `cursors`      | `&str` sink name   | `u64`: next seq the sink has not acknowledged  |
 //! | `dead_letters` | `(&str sink, u64 seq)` | `u16` reason length, reason, encoded record |
-//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes` (SQLite also `message_count`) |
+//! | `rejected`     | `u64` seq (own counter) | encoded record that failed its schema and is kept apart: never forwarded, no key, at most `rejected_max` (oldest dropped, counted) |
+//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`, `rejected_next_seq` (SQLite also `message_count`) |
 //! | `meta_str`     | `&str`             | `&str`: `gateway_id`, `format` (= "1")         |
 //! | `devices`      | `&str` identity    | JSON device status (used in the device file only) |
 //!
@@ -17,15 +18,17 @@
 //! `backend/redb.rs` and `backend/sqlite.rs`. The policy above the tables (quota, TTL, cursors,
 //! keys, what a commit holds) is written once, in `commit.rs`, against [`backend::Tables`].
 //!
-//! Records are written in version 2: version 1 (`u8` version, `u64 received_at_ms`, `u8 qos`,
+//! Records are written in version 3: version 2 followed by the schema check of the payload
+//! (`u8 has_schema`, then subject, version, valid, errors; see `docs/SCHEMAS.md`). Version 2 is
+//! version 1 (`u8` version, `u64 received_at_ms`, `u8 qos`,
 //! key, device, topic, content type, user properties, payload) followed by the message's trace
 //! context: `u8 has_trace`, then if 1 a 16-byte trace id, an 8-byte span id and a `u8` of trace
 //! flags (the W3C context of its receive span, or the device's; see `docs/TRACING.md`). A record
 //! without a context ends in a single 0 byte, one with a context in 26 bytes. Both count in
 //! `backlog_bytes` and against the byte quota. Version 1 records (no trace section) are still
-//! decoded, so `messages` and `dead_letters` may hold both versions. The version is per record,
-//! so the store's `format` stays "1". A build from before version 2 refuses version 2 records
-//! (`unknown record version 2`): do not roll a gateway back to such a build while its store
+//! decoded, so `messages` and `dead_letters` may hold every version. The version is per record,
+//! so the store's `format` stays "1". A build from before version 3 refuses version 3 records
+//! (`unknown record version 3`): do not roll a gateway back to such a build while its store
 //! holds undelivered or dead-lettered records written by a newer one. The byte layout is in
 //! [`crate::record`].
 //!

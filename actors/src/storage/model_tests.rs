@@ -205,6 +205,7 @@ async fn spawn(store: &Store, l: &Limits) -> ActorRef<StorageMsg> {
         ttl: l.ttl_secs.map(Duration::from_secs),
         max_batch: 64,
         group_commit: true,
+        rejected_max: 100,
     };
     let args = StorageArgs {
         store: store.clone(),
@@ -242,6 +243,8 @@ fn encoded_size(r: &crate::record::Record) -> u64 {
         user_properties: r.user_properties.clone(),
         received_at_ms: r.received_at_ms,
         trace: r.trace,
+        schema: r.schema.clone(),
+        kept_apart: false,
     };
     new.encode(&r.key).len() as u64
 }

@@ -36,4 +36,7 @@ pub struct StoragePolicy {
     pub max_batch: usize,
     /// `false` commits every append on its own (for the benchmark's comparison only).
     pub group_commit: bool,
+    /// Most records kept apart in `rejected` (failed their schema); past it the oldest goes
+    /// (counted as `reason="rejected_overflow"`).
+    pub rejected_max: u64,
 }

@@ -112,11 +112,12 @@ impl Store {
 /// Records found in the raw bytes of a store file that its engine can no longer open, in key
 /// order, one per idempotency key.
 ///
-/// A record is recognised by its header (version 1 or 2, a receive time between 2017 and
+/// A record is recognised by its header (a known format version, a receive time between 2017 and
 /// 2100, QoS 0 or 1, a key ending in `:<seq>`) and must then decode completely. redb writes
 /// copy-on-write, so a scan also finds older copies of pages, including records that were
 /// already delivered and deleted: they come back with their original keys, so the cloud drops
-/// them as duplicates (SQLite's log and free pages hold such copies too). A SQLite record larger
+/// them as duplicates (SQLite's log and free pages hold such copies too). Records kept apart
+/// for failing their schema carry no key and are not salvaged (they were never to be forwarded). A SQLite record larger
 /// than about a page is split over overflow pages and is not found by the scan. The record format has no checksum of its own: a payload damaged inside
 /// an otherwise intact record is not detected.
 pub fn scan_records(bytes: &[u8]) -> Vec<Vec<u8>> {
@@ -137,7 +138,7 @@ pub fn scan_records(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 /// The key's gateway id and seq when `b` starts like an encoded record.
 fn plausible_header(b: &[u8]) -> Option<(String, u64)> {
-    if b[0] != 1 && b[0] != 2 {
+    if !(1..=crate::record::VERSION).contains(&b[0]) {
         return None;
     }
     let received = u64::from_le_bytes(b[1..9].try_into().ok()?);

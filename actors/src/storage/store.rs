@@ -66,6 +66,8 @@ pub struct StoreStats {
     pub next_seq: u64,
     /// Receive time of the oldest record, if any.
     pub oldest_received_ms: Option<u64>,
+    /// Kept-apart records in `rejected`.
+    pub rejected: u64,
 }
 
 /// A message a sink refused for good, kept for an operator to inspect.
@@ -167,6 +169,19 @@ impl Store {
     /// Record counts and sizes.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         self.backend()?.stats()
+    }
+
+    /// Up to `limit` kept-apart records (failed their schema) with seq >= `from`, in seq order.
+    pub fn rejected(&self, from: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        self.backend()?.rejected(from, &mut |seq, value| {
+            if out.len() >= limit {
+                return Ok(false);
+            }
+            out.push(Record::decode(seq, value).map_err(|source| StoreError::Decode { seq, source })?);
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
     /// Up to `limit` dead letters, by sink then seq.

@@ -28,6 +28,7 @@ fn policy() -> StoragePolicy {
         ttl: None,
         max_batch: 4096,
         group_commit: true,
+        rejected_max: 100,
     }
 }
 
@@ -214,6 +215,34 @@ async fn drop_oldest_never_drops_the_backlog_for_a_record_larger_than_the_quota(
     assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).get(), 0);
 }
 
+async fn kept_apart_records_skip_the_backlog_and_are_bounded(kind: BackendKind) {
+    use crate::record::SchemaTag;
+    let f = start(kind, StoragePolicy { rejected_max: 3, ..policy() }).await;
+    let apart = |i: usize| NewRecord {
+        schema: Some(SchemaTag { subject: "t".into(), version: 2, valid: false, errors: vec![format!("/x: bad {i}")] }),
+        kept_apart: true,
+        ..rec(i)
+    };
+    append(&f.actor, rec(0)).await.unwrap();
+    let mut batch: Vec<NewRecord> = (1..=5).map(apart).collect();
+    batch.push(rec(6));
+    let results = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let last = results.last().unwrap().as_ref().unwrap();
+    assert_eq!(last.seq, 1, "kept-apart records take no sequence number from the backlog");
+    let stats = f.store.stats().unwrap();
+    assert_eq!((stats.messages, stats.rejected), (2, 3), "only the newest 3 of 5 kept apart");
+    let kept = f.store.rejected(0, 10).unwrap();
+    let errors: Vec<&str> = kept.iter().map(|r| r.schema.as_ref().unwrap().errors[0].as_str()).collect();
+    assert_eq!(errors, ["/x: bad 3", "/x: bad 4", "/x: bad 5"]);
+    assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(f.store.rejected(4, 10).unwrap().len(), 1, "paged from a seq");
+    let forwarded = f.store.read_batch(0, 100, 1 << 20).unwrap();
+    assert_eq!(forwarded.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), [b"m0".to_vec(), b"m6".to_vec()]);
+    assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::RejectedOverflow }).get(), 2);
+    assert_eq!(f.metrics.rejected_messages.get(), 3);
+}
+
 async fn a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage(kind: BackendKind) {
     let f = start(kind, policy()).await;
     let path = f._dir.path().join(format!("t.{kind}"));
@@ -346,5 +375,6 @@ on_both_backends!(
     a_file_that_is_not_a_store_is_reported_as_damage,
     a_reopened_store_holds_every_commit,
     salvage_reads_either_engine_and_imports_into_the_other_keeping_keys,
-    a_batch_is_stored_in_order_and_answered_once_after_its_commit
+    a_batch_is_stored_in_order_and_answered_once_after_its_commit,
+    kept_apart_records_skip_the_backlog_and_are_bounded
 );

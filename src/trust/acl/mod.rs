@@ -33,7 +33,7 @@
 //! - A pattern whose first level is `+` or `#` never matches a `$` topic (MQTT 4.7.2).
 //! - Topic names with wildcards and invalid filters are refused (`no_rule`).
 
-mod pattern;
+pub(crate) mod pattern;
 #[cfg(test)]
 mod tests;
 

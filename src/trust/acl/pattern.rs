@@ -13,7 +13,7 @@ use super::Who;
 
 /// A validated pattern, one [`Level`] per `/`-separated level.
 #[derive(Debug, Clone)]
-pub(super) struct Pattern {
+pub(crate) struct Pattern {
     /// The levels, in order; `#` can only be the last.
     levels: Vec<Level>,
     /// Whether some level uses `%u`, so the identity must be safe to substitute.
@@ -83,7 +83,7 @@ pub enum PatternError {
 
 impl Pattern {
     /// Validate and compile `text`; the error says what is wrong, without the key.
-    pub(super) fn parse(text: &str) -> Result<Self, PatternError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, PatternError> {
         check_filter(text).map_err(PatternError::Filter)?;
         let levels = text.split('/').map(compile_level).collect::<Result<Vec<_>, _>>()?;
         let uses = |p: Piece| levels.iter().any(|l| matches!(l, Level::Template(pieces) if pieces.contains(&p)));
@@ -98,7 +98,7 @@ impl Pattern {
 
     /// Whether every topic `filter` (a valid filter or topic name) can match is matched by this
     /// pattern. Never true when a placeholder the pattern uses is unsafe for `who`.
-    pub(super) fn covers(&self, who: &Who, filter: &str) -> bool {
+    pub(crate) fn covers(&self, who: &Who, filter: &str) -> bool {
         if !self.usable_by(who) {
             return false;
         }

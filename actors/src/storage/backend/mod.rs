@@ -2,7 +2,7 @@
 //!
 //! Everything above this module (the storage actor's write transaction, the forwarders' batch
 //! reads, salvage, the device table) is written once against [`Backend`] and [`Tables`]; an
-//! engine only maps six tables onto its own storage and opens, commits and reads them. Both
+//! engine only maps seven tables onto its own storage and opens, commits and reads them. Both
 //! commit with an fsync (redb `Durability::Immediate`; SQLite WAL with `synchronous = FULL`),
 //! store the same encoded records under the same sequence numbers, and keep the same
 //! counters, so the policy (quota, TTL, cursors, keys) cannot differ between them.
@@ -103,6 +103,8 @@ pub enum Meta {
     NextSeq,
     /// The sum of the encoded sizes of the records in `messages`.
     BacklogBytes,
+    /// The seq the next kept-apart record gets in `rejected`.
+    RejectedNextSeq,
 }
 
 impl Meta {
@@ -111,6 +113,7 @@ impl Meta {
         match self {
             Meta::NextSeq => "next_seq",
             Meta::BacklogBytes => "backlog_bytes",
+            Meta::RejectedNextSeq => "rejected_next_seq",
         }
     }
 }
@@ -161,6 +164,10 @@ pub trait Backend: Send + Sync {
 
     /// Visit every device record (identity, JSON).
     fn devices(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
+
+    /// Visit the kept-apart records with seq >= `from` in seq order, until `visit` returns
+    /// `false`.
+    fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError>;
 }
 
 /// The tables inside one write transaction.
@@ -193,6 +200,13 @@ pub trait Tables {
     fn set_cursor(&mut self, sink: &str, next: u64) -> Result<(), StoreError>;
     /// Keep a refused record (`value` = reason and record, see `encode_dead_letter`).
     fn insert_dead_letter(&mut self, sink: &str, seq: u64, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Records in `rejected`.
+    fn rejected_count(&mut self) -> Result<u64, StoreError>;
+    /// Keep a record that failed its schema apart (`rejected`, never forwarded).
+    fn insert_rejected(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError>;
+    /// Delete the kept-apart record with the lowest seq; whether there was one.
+    fn pop_oldest_rejected(&mut self) -> Result<bool, StoreError>;
 
     /// Store the JSON of one device.
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError>;

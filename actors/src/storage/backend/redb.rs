@@ -1,11 +1,12 @@
-//! The redb engine: six tables in one copy-on-write file, every commit `Durability::Immediate`.
+//! The redb engine: seven tables in one copy-on-write file, every commit `Durability::Immediate`.
 //!
 //! | table          | key                    | value                       |
 //! |----------------|------------------------|-----------------------------|
 //! | `messages`     | `u64` seq              | encoded record              |
 //! | `cursors`      | `&str` sink            | `u64` next unacknowledged   |
 //! | `dead_letters` | `(&str sink, u64 seq)` | reason and encoded record   |
-//! | `meta`         | `&str`                 | `u64` (`next_seq`, `backlog_bytes`) |
+//! | `rejected`     | `u64` seq (own counter)| encoded record that failed its schema |
+//! | `meta`         | `&str`                 | `u64` (`next_seq`, `backlog_bytes`, `rejected_next_seq`) |
 //! | `meta_str`     | `&str`                 | `&str` (`gateway_id`, `format`) |
 //! | `devices`      | `&str` identity        | JSON of the device status   |
 
@@ -23,6 +24,7 @@ pub(super) const MAGIC: &[u8] = b"redb\x1A\x0A\xA9\x0D\x0A";
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+const REJECTED: TableDefinition<u64, &[u8]> = TableDefinition::new("rejected");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_STR: TableDefinition<&str, &str> = TableDefinition::new("meta_str");
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
@@ -43,6 +45,7 @@ impl RedbBackend {
             t.messages_table()?;
             t.cursors_table()?;
             t.dead_table()?;
+            t.rejected_table()?;
             t.meta_table()?;
             t.meta_str_table()?;
             t.devices_table()?;
@@ -131,6 +134,7 @@ impl Backend for RedbBackend {
             bytes: meta.get(Meta::BacklogBytes.key())?.map(|v| v.value()).unwrap_or(0),
             next_seq: meta.get(Meta::NextSeq.key())?.map(|v| v.value()).unwrap_or(0),
             oldest_received_ms: messages.first()?.and_then(|(_, v)| received_at(v.value())),
+            rejected: txn.open_table(REJECTED)?.len()?,
         })
     }
 
@@ -159,6 +163,17 @@ impl Backend for RedbBackend {
         }
         Ok(())
     }
+
+    fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        for entry in txn.open_table(REJECTED)?.range(from..)? {
+            let (k, v) = entry?;
+            if !visit(k.value(), v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The tables of one write transaction, each opened on first use.
@@ -167,6 +182,7 @@ pub(super) struct RedbTables<'t> {
     messages: Option<Table<'t, u64, &'static [u8]>>,
     cursors: Option<Table<'t, &'static str, u64>>,
     dead: Option<Table<'t, (&'static str, u64), &'static [u8]>>,
+    rejected: Option<Table<'t, u64, &'static [u8]>>,
     meta: Option<Table<'t, &'static str, u64>>,
     meta_str: Option<Table<'t, &'static str, &'static str>>,
     devices: Option<Table<'t, &'static str, &'static [u8]>>,
@@ -187,13 +203,14 @@ macro_rules! lazy_table {
 
 impl<'t> RedbTables<'t> {
     fn new(txn: &'t WriteTransaction) -> Self {
-        Self { txn, messages: None, cursors: None, dead: None, meta: None, meta_str: None, devices: None }
+        Self { txn, messages: None, cursors: None, dead: None, rejected: None, meta: None, meta_str: None, devices: None }
     }
 
     lazy_table! {
         messages_table, messages: MESSAGES => u64, &'static [u8];
         cursors_table, cursors: CURSORS => &'static str, u64;
         dead_table, dead: DEAD_LETTERS => (&'static str, u64), &'static [u8];
+        rejected_table, rejected: REJECTED => u64, &'static [u8];
         meta_table, meta: META => &'static str, u64;
         meta_str_table, meta_str: META_STR => &'static str, &'static str;
         devices_table, devices: DEVICES => &'static str, &'static [u8];
@@ -261,6 +278,19 @@ impl Tables for RedbTables<'_> {
     fn insert_dead_letter(&mut self, sink: &str, seq: u64, value: &[u8]) -> Result<(), StoreError> {
         self.dead_table()?.insert((sink, seq), value)?;
         Ok(())
+    }
+
+    fn rejected_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.rejected_table()?.len()?)
+    }
+
+    fn insert_rejected(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError> {
+        self.rejected_table()?.insert(seq, value)?;
+        Ok(())
+    }
+
+    fn pop_oldest_rejected(&mut self) -> Result<bool, StoreError> {
+        Ok(self.rejected_table()?.pop_first()?.is_some())
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {

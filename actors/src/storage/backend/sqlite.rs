@@ -1,10 +1,11 @@
-//! The SQLite engine: the same six tables in one database in WAL mode with
+//! The SQLite engine: the same seven tables in one database in WAL mode with
 //! `synchronous = FULL` (every commit fsyncs the write-ahead log before it returns).
 //!
 //! ```sql
 //! messages     (seq INTEGER PRIMARY KEY, value BLOB)           -- encoded record
 //! cursors      (sink TEXT PRIMARY KEY, next INTEGER)
 //! dead_letters (sink TEXT, seq INTEGER, value BLOB, PRIMARY KEY (sink, seq))
+//! rejected     (seq INTEGER PRIMARY KEY, value BLOB)           -- record that failed its schema
 //! meta         (key TEXT PRIMARY KEY, value INTEGER)           -- next_seq, backlog_bytes, message_count
 //! meta_str     (key TEXT PRIMARY KEY, value TEXT)              -- gateway_id, format
 //! devices      (identity TEXT PRIMARY KEY, value BLOB)         -- JSON of the device status
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, value BLOB NOT NUL
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (sink TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (sink, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejected (seq INTEGER PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta_str (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (identity TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -188,6 +190,7 @@ impl Backend for SqliteBackend {
                 bytes: t.meta(Meta::BacklogBytes)?.unwrap_or(0),
                 next_seq: t.meta(Meta::NextSeq)?.unwrap_or(0),
                 oldest_received_ms: t.oldest_received_ms()?,
+                rejected: t.rejected_count()?,
             })
         })
     }
@@ -217,6 +220,20 @@ impl Backend for SqliteBackend {
             while let Some(row) = rows.next()? {
                 let identity = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
                 visit(identity, row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let mut stmt = txn.prepare_cached("SELECT seq, value FROM rejected WHERE seq >= ?1 ORDER BY seq")?;
+            let mut rows = stmt.query([from])?;
+            while let Some(row) = rows.next()? {
+                let value = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                if !visit(row.get(0)?, value)? {
+                    break;
+                }
             }
             Ok(())
         })
@@ -339,6 +356,21 @@ impl Tables for SqliteTables<'_> {
             .prepare_cached("INSERT OR REPLACE INTO dead_letters (sink, seq, value) VALUES (?1, ?2, ?3)")?
             .execute(params![sink, seq, value])?;
         Ok(())
+    }
+
+    fn rejected_count(&mut self) -> Result<u64, StoreError> {
+        // The table is bounded (`schemas.rejected_max`): counting it is cheap.
+        Ok(self.txn.prepare_cached("SELECT count(*) FROM rejected")?.query_row([], |r| r.get(0))?)
+    }
+
+    fn insert_rejected(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError> {
+        self.txn.prepare_cached("INSERT INTO rejected (seq, value) VALUES (?1, ?2)")?.execute(params![seq, value])?;
+        Ok(())
+    }
+
+    fn pop_oldest_rejected(&mut self) -> Result<bool, StoreError> {
+        let deleted = self.txn.prepare_cached("DELETE FROM rejected WHERE seq = (SELECT min(seq) FROM rejected)")?.execute([])?;
+        Ok(deleted > 0)
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {
