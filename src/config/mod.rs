@@ -123,11 +123,12 @@ struct RawConfig {
 struct RawSchemas {
     dir: String,
     rejected_max: u64,
+    rejected_max_bytes: u64,
 }
 
 impl Default for RawSchemas {
     fn default() -> Self {
-        Self { dir: String::new(), rejected_max: 10_000 }
+        Self { dir: String::new(), rejected_max: 10_000, rejected_max_bytes: 64 << 20 }
     }
 }
 
@@ -327,7 +328,11 @@ impl RawConfig {
         if !(1..=10_000_000).contains(&self.schemas.rejected_max) {
             e.push("schemas.rejected_max: must be between 1 and 10000000".into());
         }
+        if self.schemas.rejected_max_bytes < u64::from(self.mqtt.max_packet_size) {
+            e.push(format!("schemas.rejected_max_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
+        }
         storage.rejected_max = self.schemas.rejected_max;
+        storage.rejected_max_bytes = self.schemas.rejected_max_bytes;
         let backend = self.storage.backend(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
@@ -414,6 +419,7 @@ impl RawStorage {
             max_batch: self.max_batch,
             group_commit: self.group_commit,
             rejected_max: 10_000,
+            rejected_max_bytes: 64 << 20,
         }
     }
 }

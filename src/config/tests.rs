@@ -157,3 +157,20 @@ fn edge_gateway_variables_the_gateway_does_not_read_are_reported() {
     assert_eq!(c.ignored_env, ["EDGE_GATEWAY_MQTT_LISTN", "EDGE_GATEWAY_SINK_CLOUD_US_URL"]);
     assert!(matches!(&c.sinks[0].kind, SinkKind::Http { url, .. } if url == "http://c"));
 }
+
+const SINK: &str = "[[sinks]]\nname = \"local\"\nkind = \"discard\"\n";
+
+#[test]
+fn the_schema_registry_and_its_rejected_table_bounds_are_checked() {
+    let c = parse(&format!(
+        "{SINK}[auth]\nplain = \"anonymous\"\n[schemas]\ndir = \"/etc/schemas\"\nrejected_max = 5\nrejected_max_bytes = 2000000\n"
+    ))
+    .unwrap();
+    assert_eq!(c.schemas_dir.as_deref(), Some(std::path::Path::new("/etc/schemas")));
+    assert_eq!((c.storage.rejected_max, c.storage.rejected_max_bytes), (5, 2_000_000));
+    assert_eq!(parse(DEFAULT_CONFIG_TOML).unwrap().schemas_dir, None, "no registry by default: nothing is checked");
+    let errors =
+        parse(&format!("{SINK}[auth]\nplain = \"anonymous\"\n[schemas]\nrejected_max = 0\nrejected_max_bytes = 1000\n")).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.starts_with("schemas.rejected_max: ")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("schemas.rejected_max_bytes: must be at least mqtt.max_packet_size")), "{errors:?}");
+}

@@ -147,19 +147,23 @@ impl StorageState {
 
     /// A record that failed its schema goes to `rejected` under its own counter (it takes no
     /// seq and no key from `messages`: it is never forwarded), without an idempotency key; past
-    /// `rejected_max` the oldest kept-apart record goes. Its seq in `rejected`.
+    /// `rejected_max` records or `rejected_max_bytes` the oldest kept-apart records go. Its seq
+    /// in `rejected`.
     fn keep_apart(&self, t: &mut dyn Tables, rec: &NewRecord, out: &mut Outcome) -> Result<u64, StoreError> {
+        let value = rec.encode("");
         let seq = t.meta(Meta::RejectedNextSeq)?.unwrap_or(0);
-        t.insert_rejected(seq, &rec.encode(""))?;
+        t.insert_rejected(seq, &value)?;
         t.set_meta(Meta::RejectedNextSeq, seq + 1)?;
+        let policy = &self.args.policy;
         let mut count = t.rejected_count()?;
-        while count > self.args.policy.rejected_max {
-            if !t.pop_oldest_rejected()? {
-                break;
-            }
+        let mut bytes = t.meta(Meta::RejectedBytes)?.unwrap_or(0) + value.len() as u64;
+        while count > policy.rejected_max || bytes > policy.rejected_max_bytes {
+            let Some(freed) = t.pop_oldest_rejected()? else { break };
             count -= 1;
+            bytes = bytes.saturating_sub(freed);
             out.dropped_rejected += 1;
         }
+        t.set_meta(Meta::RejectedBytes, bytes)?;
         out.rejected = count;
         Ok(seq)
     }

@@ -9,8 +9,8 @@
 //! | `messages`     | `u64` seq          | encoded [`Record`](crate::record) (version 3; versions 1 and 2 still read) |
 //! | `cursors`      | `&str` sink name   | `u64`: next seq the sink has not acknowledged  |
 //! | `dead_letters` | `(&str sink, u64 seq)` | `u16` reason length, reason, encoded record |
-//! | `rejected`     | `u64` seq (own counter) | encoded record that failed its schema and is kept apart: never forwarded, no key, at most `rejected_max` (oldest dropped, counted) |
-//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`, `rejected_next_seq` (SQLite also `message_count`) |
+//! | `rejected`     | `u64` seq (own counter) | encoded record that failed its schema and is kept apart: never forwarded, no key, at most `rejected_max` records and `rejected_max_bytes` (oldest dropped, counted) |
+//! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`, `rejected_next_seq`, `rejected_bytes` (SQLite also `message_count`) |
 //! | `meta_str`     | `&str`             | `&str`: `gateway_id`, `format` (= "1")         |
 //! | `devices`      | `&str` identity    | JSON device status (used in the device file only) |
 //!

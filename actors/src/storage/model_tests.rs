@@ -206,6 +206,7 @@ async fn spawn(store: &Store, l: &Limits) -> ActorRef<StorageMsg> {
         max_batch: 64,
         group_commit: true,
         rejected_max: 100,
+        rejected_max_bytes: 1 << 20,
     };
     let args = StorageArgs {
         store: store.clone(),

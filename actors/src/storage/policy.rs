@@ -39,4 +39,6 @@ pub struct StoragePolicy {
     /// Most records kept apart in `rejected` (failed their schema); past it the oldest goes
     /// (counted as `reason="rejected_overflow"`).
     pub rejected_max: u64,
+    /// Most encoded bytes kept apart in `rejected`; past it the oldest go (the same way).
+    pub rejected_max_bytes: u64,
 }

@@ -29,6 +29,7 @@ fn policy() -> StoragePolicy {
         max_batch: 4096,
         group_commit: true,
         rejected_max: 100,
+        rejected_max_bytes: 1 << 20,
     }
 }
 
@@ -243,6 +244,24 @@ async fn kept_apart_records_skip_the_backlog_and_are_bounded(kind: BackendKind) 
     assert_eq!(f.metrics.rejected_messages.get(), 3);
 }
 
+async fn kept_apart_records_are_bounded_in_bytes_too(kind: BackendKind) {
+    let bounded = || StoragePolicy { rejected_max_bytes: 2_000, ..policy() };
+    let f = start(kind, bounded()).await;
+    let apart = |i: usize| NewRecord { payload: vec![b'x'; 600], kept_apart: true, ..rec(i) };
+    for i in 0..5 {
+        append(&f.actor, apart(i)).await.unwrap();
+    }
+    let seqs = |store: &Store| store.rejected(0, 10).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&f.store), [2, 3, 4], "three ~630-byte records fit in 2,000 bytes");
+    assert_eq!(f.metrics.dropped_messages.get_or_create(&DropLabels { reason: DropReason::RejectedOverflow }).get(), 2);
+    // The byte count is in the file, not only in the actor: a restarted actor goes on from it.
+    f.actor.kill_and_wait(None).await.unwrap();
+    let (actor, metrics) = spawn(&f.store, bounded()).await;
+    append(&actor, apart(5)).await.unwrap();
+    assert_eq!(seqs(&f.store), [3, 4, 5]);
+    assert_eq!(metrics.rejected_messages.get(), 3);
+}
+
 async fn a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage(kind: BackendKind) {
     let f = start(kind, policy()).await;
     let path = f._dir.path().join(format!("t.{kind}"));
@@ -376,5 +395,6 @@ on_both_backends!(
     a_reopened_store_holds_every_commit,
     salvage_reads_either_engine_and_imports_into_the_other_keeping_keys,
     a_batch_is_stored_in_order_and_answered_once_after_its_commit,
-    kept_apart_records_skip_the_backlog_and_are_bounded
+    kept_apart_records_skip_the_backlog_and_are_bounded,
+    kept_apart_records_are_bounded_in_bytes_too
 );

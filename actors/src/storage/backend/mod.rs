@@ -105,6 +105,8 @@ pub enum Meta {
     BacklogBytes,
     /// The seq the next kept-apart record gets in `rejected`.
     RejectedNextSeq,
+    /// The sum of the encoded sizes of the records in `rejected`.
+    RejectedBytes,
 }
 
 impl Meta {
@@ -114,6 +116,7 @@ impl Meta {
             Meta::NextSeq => "next_seq",
             Meta::BacklogBytes => "backlog_bytes",
             Meta::RejectedNextSeq => "rejected_next_seq",
+            Meta::RejectedBytes => "rejected_bytes",
         }
     }
 }
@@ -205,8 +208,8 @@ pub trait Tables {
     fn rejected_count(&mut self) -> Result<u64, StoreError>;
     /// Keep a record that failed its schema apart (`rejected`, never forwarded).
     fn insert_rejected(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError>;
-    /// Delete the kept-apart record with the lowest seq; whether there was one.
-    fn pop_oldest_rejected(&mut self) -> Result<bool, StoreError>;
+    /// Delete the kept-apart record with the lowest seq; its encoded size.
+    fn pop_oldest_rejected(&mut self) -> Result<Option<u64>, StoreError>;
 
     /// Store the JSON of one device.
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError>;

@@ -6,7 +6,7 @@
 //! | `cursors`      | `&str` sink            | `u64` next unacknowledged   |
 //! | `dead_letters` | `(&str sink, u64 seq)` | reason and encoded record   |
 //! | `rejected`     | `u64` seq (own counter)| encoded record that failed its schema |
-//! | `meta`         | `&str`                 | `u64` (`next_seq`, `backlog_bytes`, `rejected_next_seq`) |
+//! | `meta`         | `&str`                 | `u64` (`next_seq`, `backlog_bytes`, `rejected_next_seq`, `rejected_bytes`) |
 //! | `meta_str`     | `&str`                 | `&str` (`gateway_id`, `format`) |
 //! | `devices`      | `&str` identity        | JSON of the device status   |
 
@@ -289,8 +289,8 @@ impl Tables for RedbTables<'_> {
         Ok(())
     }
 
-    fn pop_oldest_rejected(&mut self) -> Result<bool, StoreError> {
-        Ok(self.rejected_table()?.pop_first()?.is_some())
+    fn pop_oldest_rejected(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(self.rejected_table()?.pop_first()?.map(|(_, v)| v.value().len() as u64))
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {

@@ -368,9 +368,10 @@ impl Tables for SqliteTables<'_> {
         Ok(())
     }
 
-    fn pop_oldest_rejected(&mut self) -> Result<bool, StoreError> {
-        let deleted = self.txn.prepare_cached("DELETE FROM rejected WHERE seq = (SELECT min(seq) FROM rejected)")?.execute([])?;
-        Ok(deleted > 0)
+    fn pop_oldest_rejected(&mut self) -> Result<Option<u64>, StoreError> {
+        let mut stmt =
+            self.txn.prepare_cached("DELETE FROM rejected WHERE seq = (SELECT min(seq) FROM rejected) RETURNING length(value)")?;
+        Ok(stmt.query_row([], |r| r.get(0)).optional()?)
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {
