@@ -118,6 +118,10 @@ fn at_cloud(ingest: &IngestServer, device: &str) -> Vec<crate::ingest::Msg> {
 async fn every_action_on_both_protocol_versions_and_the_record_carries_subject_and_version() {
     let dir = util::temp_dir();
     let registry = example_registry(dir.path());
+    // One more binding: the version named in the MQTT 5 content type.
+    let mut bindings = std::fs::read_to_string(registry.join("bindings.toml")).unwrap();
+    bindings.push_str("\n[[binding]]\ntopics = [\"typed/+\"]\nsubject = \"telemetry\"\ntag = \"content_type\"\non_invalid = \"refuse\"\n");
+    std::fs::write(registry.join("bindings.toml"), bindings).unwrap();
     let ingest = IngestServer::start().await;
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(&registry)).await;
 
@@ -228,7 +232,21 @@ async fn every_action_on_both_protocol_versions_and_the_record_carries_subject_a
     let (_, schemas) = http_get(gw.http_addr, "/api/schemas").await;
     let schemas: Value = serde_json::from_str(&schemas).unwrap();
     assert_eq!(schemas["subjects"]["telemetry"]["versions"], json!([1, 2]));
-    assert_eq!(schemas["bindings"].as_array().unwrap().len(), 4);
+    assert_eq!(schemas["bindings"].as_array().unwrap().len(), 5);
+
+    // The version named in the content type: version 1 refuses `pressure`, version 2 takes it.
+    let ct = |v: &str| format!("application/json; schema=telemetry/{v}");
+    let (v1, v2) = (ct("1"), ct("2"));
+    let typed1 =
+        mosquitto_pub(&gw, "mqttv5", "1", "typed1", "typed/typed1", &reading_v2("typed1"), &["-D", "publish", "content-type", &v1]).await;
+    assert!(typed1.1.contains("RC:153") || typed1.1.to_lowercase().contains("payload format invalid"), "{}", typed1.1);
+    let typed2 =
+        mosquitto_pub(&gw, "mqttv5", "1", "typed2", "typed/typed2", &reading_v2("typed2"), &["-D", "publish", "content-type", &v2]).await;
+    assert_eq!(typed2.0, 0, "{}", typed2.1);
+    poll_until("the typed message at the cloud", DRAIN, || !at_cloud(&ingest, "typed2").is_empty()).await;
+    let typed = &at_cloud(&ingest, "typed2")[0];
+    assert_eq!((typed.schema.as_ref().unwrap()["version"].as_u64(), typed.content_type.as_deref()), (Some(2), Some(v2.as_str())));
+    assert!(at_cloud(&ingest, "typed1").is_empty());
     gw.stop().await;
 }
 
