@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use edge_gateway::schema::compat::{self, Mode};
 use edge_gateway::schema::registry::Registry;
 use serde_json::Value;
@@ -67,7 +68,7 @@ fn check(mode: &str, old: &Path, new: &Path) -> ExitCode {
     };
     let (old_schema, new_schema) = match (read_schema(old), read_schema(new)) {
         (Ok(o), Ok(n)) => (o, n),
-        (Err(e), _) | (_, Err(e)) => return bad_input(&e),
+        (Err(e), _) | (_, Err(e)) => return bad_input(&format!("{e:#}")),
     };
     if mode == Mode::None {
         println!("compatible (NONE: nothing is checked)");
@@ -99,10 +100,10 @@ fn check(mode: &str, old: &Path, new: &Path) -> ExitCode {
 }
 
 /// A file that is JSON and a JSON Schema the validator accepts.
-fn read_schema(path: &Path) -> Result<Value, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    jsonschema::draft202012::new(&value).map_err(|e| format!("{}: not a valid JSON Schema: {e}", path.display()))?;
+fn read_schema(path: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+    let value: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
+    jsonschema::draft202012::new(&value).map_err(|e| anyhow::anyhow!("{}: not a valid JSON Schema: {e}", path.display()))?;
     Ok(value)
 }
 
@@ -134,7 +135,7 @@ fn rejected(url: &str, token_file: Option<&Path>, from: u64, limit: usize, json:
     let body = match fetch(&endpoint, token) {
         Ok(body) => body,
         Err(e) => {
-            eprintln!("edge-gateway schema rejected: {endpoint}: {e}");
+            eprintln!("edge-gateway schema rejected: {endpoint}: {e:#}");
             return ExitCode::FAILURE;
         }
     };
@@ -166,17 +167,18 @@ fn rejected(url: &str, token_file: Option<&Path>, from: u64, limit: usize, json:
 }
 
 /// GET `endpoint`; the body of a 2xx answer.
-fn fetch(endpoint: &str, token: Option<String>) -> Result<String, String> {
+fn fetch(endpoint: &str, token: Option<String>) -> anyhow::Result<String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut request = reqwest::Client::new().get(endpoint).timeout(std::time::Duration::from_secs(10));
         if let Some(t) = token {
             request = request.bearer_auth(t);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| e.to_string())?;
-        if status.is_success() { Ok(body) } else { Err(format!("HTTP {status}: {}", body.trim())) }
+        let body = response.text().await?;
+        anyhow::ensure!(status.is_success(), "HTTP {status}: {}", body.trim());
+        Ok(body)
     })
 }

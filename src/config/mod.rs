@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use edge_gateway_actors::devices::DevicesPolicy;
 use edge_gateway_actors::rotation::RotationPolicy;
-use edge_gateway_actors::storage::{BackendKind, Overflow, StoragePolicy};
+use edge_gateway_actors::storage::{BackendKind, StoragePolicy};
 use serde::Deserialize;
 
 mod admin;
 mod http;
 mod sinks;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod traces;
@@ -23,6 +24,7 @@ mod trust;
 pub use admin::AdminConfig;
 pub use http::{HttpAuth, HttpConfig};
 pub use sinks::{ClientTlsFiles, SinkConfig, SinkKind};
+use storage::{RawSchemas, RawStorage};
 pub use traces::TracingConfig;
 
 pub use trust::{AuthConfig, ClientAuth, IdentityField, MinVersion, PlainAuth, ServerTlsFiles, TlsListenerConfig};
@@ -120,20 +122,6 @@ struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct RawSchemas {
-    dir: String,
-    rejected_max: u64,
-    rejected_max_bytes: u64,
-}
-
-impl Default for RawSchemas {
-    fn default() -> Self {
-        Self { dir: String::new(), rejected_max: 10_000, rejected_max_bytes: 64 << 20 }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
 struct RawDevices {
     silent_after_secs: u64,
     persist_every_secs: u64,
@@ -185,32 +173,6 @@ impl Default for RawMqtt {
             partial_packet_timeout_secs: 10,
             max_inflight: 64,
             workers: 1,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawStorage {
-    backend: String,
-    quota_messages: u64,
-    quota_bytes: u64,
-    overflow: String,
-    ttl_secs: u64,
-    max_batch: usize,
-    group_commit: bool,
-}
-
-impl Default for RawStorage {
-    fn default() -> Self {
-        Self {
-            backend: "redb".into(),
-            quota_messages: 1_000_000,
-            quota_bytes: 1 << 30,
-            overflow: "reject".into(),
-            ttl_secs: 0,
-            max_batch: 4096,
-            group_commit: true,
         }
     }
 }
@@ -325,14 +287,7 @@ impl RawConfig {
         }
         let http = self.http.validate(e);
         let mut storage = self.storage.validate(e);
-        if !(1..=10_000_000).contains(&self.schemas.rejected_max) {
-            e.push("schemas.rejected_max: must be between 1 and 10000000".into());
-        }
-        if self.schemas.rejected_max_bytes < u64::from(self.mqtt.max_packet_size) {
-            e.push(format!("schemas.rejected_max_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
-        }
-        storage.rejected_max = self.schemas.rejected_max;
-        storage.rejected_max_bytes = self.schemas.rejected_max_bytes;
+        let schemas_dir = self.schemas.validate(self.mqtt.max_packet_size, &mut storage, e);
         let backend = self.storage.backend(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
@@ -373,53 +328,11 @@ impl RawConfig {
                 auth,
                 devices,
                 tracing,
-                schemas_dir: (!self.schemas.dir.is_empty()).then(|| PathBuf::from(&self.schemas.dir)),
+                schemas_dir,
                 admin: None,
             })
         } else {
             Err(ConfigError(errors))
-        }
-    }
-}
-
-impl RawStorage {
-    fn backend(&self, e: &mut Vec<String>) -> BackendKind {
-        match BackendKind::ALL.into_iter().find(|k| k.as_str() == self.backend) {
-            Some(kind) => kind,
-            None => {
-                e.push(format!("storage.backend: \"{}\" is not one of \"redb\", \"sqlite\"", self.backend));
-                BackendKind::Redb
-            }
-        }
-    }
-
-    fn validate(&self, e: &mut Vec<String>) -> StoragePolicy {
-        if self.quota_messages == 0 {
-            e.push("storage.quota_messages: must be > 0".into());
-        }
-        if self.quota_bytes < 1024 {
-            e.push("storage.quota_bytes: must be >= 1024".into());
-        }
-        if self.max_batch == 0 || self.max_batch > 65_536 {
-            e.push("storage.max_batch: must be between 1 and 65536".into());
-        }
-        let overflow = match self.overflow.as_str() {
-            "reject" => Overflow::Reject,
-            "drop_oldest" => Overflow::DropOldest,
-            other => {
-                e.push(format!("storage.overflow: \"{other}\" is not one of \"reject\", \"drop_oldest\""));
-                Overflow::Reject
-            }
-        };
-        StoragePolicy {
-            quota_messages: self.quota_messages,
-            quota_bytes: self.quota_bytes,
-            overflow,
-            ttl: (self.ttl_secs > 0).then(|| Duration::from_secs(self.ttl_secs)),
-            max_batch: self.max_batch,
-            group_commit: self.group_commit,
-            rejected_max: 10_000,
-            rejected_max_bytes: 64 << 20,
         }
     }
 }

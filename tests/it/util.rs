@@ -147,8 +147,19 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (bound to port 0, read, released).
+/// A port that was free a moment ago on 127.0.0.1, for a test that must restart a process on
+/// the same address. Taken below Linux's ephemeral range (32768-60999), so that no other test's
+/// port-0 bind can take it between its release and its reuse; each call of this process gets
+/// another one.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() % 12_000;
+    for _ in 0..12_000 {
+        let port = 20_000 + ((base + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999 on 127.0.0.1");
 }
