@@ -12,6 +12,7 @@
 //!   path (one core, thin v3 / v5 adapters) up to the storage actor.
 //! - [`trust`]: device TLS, identity, authentication, ACLs, password files, the dev PKI.
 //! - [`schema`]: the schema registry: payload checks before the PUBACK, compatibility checks.
+//! - [`routing`]: local subscriptions and retained messages: accepted publishes to subscribers.
 //! - [`egress`]: the sinks the forwarders deliver to (HTTP, file) and the cloud TLS client.
 //! - [`api`]: the local HTTP API (metrics, health, devices) and the chaos admin API.
 //! - [`telemetry`]: OpenTelemetry traces and logs behind bounded export queues, the panic hook.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod egress;
 pub mod gateway;
 pub mod ingress;
+pub mod routing;
 pub mod schema;
 pub mod telemetry;
 pub mod throttle;

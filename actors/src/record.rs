@@ -113,6 +113,9 @@ pub struct NewRecord {
     /// Failed its schema and is kept apart: stored in the rejected table, never forwarded.
     /// Not part of the encoding (the table says it).
     pub kept_apart: bool,
+    /// Published with the retain flag: also replaces (an empty payload: clears) the topic's
+    /// retained message, in the same transaction. Not part of the encoding.
+    pub retain: bool,
 }
 
 /// A stored value that cannot be decoded.
@@ -277,6 +280,7 @@ mod tests {
             trace: Some(TraceCtx { trace_id: [7; 16], span_id: [9; 8], flags: 1 }),
             schema: Some(SchemaTag { subject: "telemetry".into(), version: 3, valid: false, errors: vec!["/t: not a number".into()] }),
             kept_apart: false,
+            retain: false,
         }
     }
 
@@ -357,6 +361,7 @@ mod tests {
                         trace: trace.map(|(trace_id, span_id, flags)| TraceCtx { trace_id, span_id, flags }),
                         schema,
                         kept_apart: false,
+                        retain: false,
                     }
                 })
         }
@@ -379,6 +384,7 @@ mod tests {
                         trace: decoded.trace,
                         schema: decoded.schema,
                         kept_apart: false,
+                        retain: false,
                     },
                     rec
                 );

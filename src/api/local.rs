@@ -1,6 +1,6 @@
 //! The local HTTP endpoint (axum): `/metrics`, `/healthz`, `/readyz`, `/api/dead-letters`,
 //! `/api/rejected`, `/api/schemas`, `/api/devices`, `/api/devices/{identity}`, `/api/health`,
-//! `POST /api/store/acknowledge`.
+//! `POST /api/store/acknowledge`, `POST /api/publish` (the downlink, `downlink.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,12 @@ pub struct LocalApi {
     pub storage_policy: edge_gateway_actors::storage::StoragePolicy,
     /// The schema registry in use.
     pub schemas: Arc<crate::schema::Schemas>,
+    /// Local subscriptions and retained messages (the downlink publishes through it).
+    pub router: Arc<crate::routing::Router>,
+    /// The storage actor (the downlink's messages are stored like a device's).
+    pub storage: edge_gateway_actors::slot::ActorSlot<edge_gateway_actors::storage::StorageMsg>,
+    /// The identity `POST /api/publish` publishes as.
+    pub api_identity: String,
 }
 
 /// Every route. Probes (`/healthz`, `/readyz`) are always open; `POST /api/store/acknowledge`
@@ -62,11 +68,14 @@ pub fn router(api: LocalApi, token: Token, auth: HttpAuth) -> Router {
     if auth == HttpAuth::All {
         reads = reads.route_layer(guard());
     }
-    let writes = Router::new().route("/api/store/acknowledge", post(acknowledge)).route_layer(guard());
+    let writes = Router::new()
+        .route("/api/store/acknowledge", post(acknowledge))
+        .route("/api/publish", post(super::downlink::publish))
+        .route_layer(guard());
     probes.merge(reads).merge(writes).fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") }).with_state(Arc::new(api))
 }
 
-type Api = State<Arc<LocalApi>>;
+pub(super) type Api = State<Arc<LocalApi>>;
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format
 /// (what `promtool check metrics` and curl users read).

@@ -3,6 +3,7 @@
 //! - [`local`]: `/metrics`, `/healthz`, `/readyz` and the JSON API (health, devices, dead letters).
 //! - [`admin`]: the chaos admin API, off by default.
 //! - [`bearer`]: the token both check, and where the local API's token comes from.
+//! - [`downlink`]: `POST /api/publish`, a message from the cloud to local subscribers.
 //! - [`serve`]: the server loop both run on (plain, or HTTPS for the local API).
 //! - [`https`]: the local API's certificate and key, reloaded when the files change.
 //! - [`openmetrics`]: the classic text format for scrapers that do not ask for OpenMetrics.
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 pub mod admin;
 pub mod bearer;
+pub mod downlink;
 pub mod https;
 pub mod local;
 pub mod openmetrics;

@@ -13,6 +13,7 @@ use edge_gateway_actors::storage::{BackendKind, StoragePolicy};
 use serde::Deserialize;
 
 mod admin;
+mod broker;
 mod http;
 mod sinks;
 mod storage;
@@ -22,6 +23,7 @@ mod traces;
 mod trust;
 
 pub use admin::AdminConfig;
+pub use broker::BrokerConfig;
 pub use http::{HttpAuth, HttpConfig};
 pub use sinks::{ClientTlsFiles, SinkConfig, SinkKind};
 use storage::{RawSchemas, RawStorage};
@@ -71,6 +73,8 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// The schema registry folder (`schemas.dir`); `None`: payloads are not checked.
     pub schemas_dir: Option<PathBuf>,
+    /// Local routing: subscriber queues, the downlink's identity (retained bounds are in `storage`).
+    pub broker: BrokerConfig,
     /// The chaos admin API; only from CLI flags (`run --admin-listen`), never from the file.
     pub admin: Option<AdminConfig>,
 }
@@ -118,6 +122,7 @@ struct RawConfig {
     devices: RawDevices,
     tracing: traces::RawTracing,
     schemas: RawSchemas,
+    broker: broker::RawBroker,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +293,7 @@ impl RawConfig {
         let http = self.http.validate(e);
         let mut storage = self.storage.validate(e);
         let schemas_dir = self.schemas.validate(self.mqtt.max_packet_size, &mut storage, e);
+        let broker = self.broker.validate(self.mqtt.max_packet_size, &mut storage, e);
         let backend = self.storage.backend(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
@@ -329,6 +335,7 @@ impl RawConfig {
                 devices,
                 tracing,
                 schemas_dir,
+                broker,
                 admin: None,
             })
         } else {

@@ -85,6 +85,8 @@ impl RawStorage {
             group_commit: self.group_commit,
             rejected_max: 10_000,
             rejected_max_bytes: 64 << 20,
+            retained_max: 10_000,
+            retained_max_bytes: 64 << 20,
         }
     }
 }

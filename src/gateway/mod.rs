@@ -37,6 +37,7 @@ use crate::config::{Config, PlainAuth};
 use crate::egress::{self, EgressError};
 use crate::ingress::Ingress;
 use crate::ingress::listen::{self, ListenError};
+use crate::routing::Router;
 use crate::schema::{RegistryError, Schemas};
 use crate::telemetry::TelemetryError;
 use crate::trust::auth::{AuthError, Authority};
@@ -168,15 +169,17 @@ impl Gateway {
         let sinks = build_sinks(&config, &gateway_id, &mut reloadables)?;
         let trust = load_trust(&config, &metrics, &mut reloadables)?;
         let http_tls = load_http_tls(&config, &mut reloadables)?;
+        let retained = store.retained().map_err(OpenError::from)?;
+        let router = Router::new(retained, trust.authority.clone(), metrics.clone(), config.broker.max_queued);
         let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;
         let (http_stop, _) = watch::channel(false);
-        let http_addr = services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), &http_stop).await?;
+        let http_addr = services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), &http_stop).await?;
         let admin_addr = match &config.admin {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
         };
-        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust)?;
+        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust, router)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         warn_lossy_storage_policy(&config.storage);
         for key in &config.ignored_env {
@@ -331,6 +334,7 @@ fn start_listeners(
     inputs: &TreeInputs,
     supervision: &SupervisionConfig,
     trust: Trust,
+    router: Arc<Router>,
 ) -> Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr, Option<SocketAddr>), GatewayError> {
     let anonymous = config.mqtt.plain && config.auth.plain == PlainAuth::Anonymous;
     let ingress = Ingress {
@@ -344,6 +348,7 @@ fn start_listeners(
         devices: inputs.devices.clone(),
         live_sessions: inputs.live_sessions.clone(),
         schemas: trust.schemas.enabled().then(|| trust.schemas.clone()),
+        router,
     };
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

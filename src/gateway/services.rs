@@ -26,6 +26,7 @@ pub(super) async fn start_api(
     inputs: &TreeInputs,
     tls: Option<Arc<HttpTls>>,
     schemas: Arc<crate::schema::Schemas>,
+    router: Arc<crate::routing::Router>,
     stop: &watch::Sender<bool>,
 ) -> Result<SocketAddr, GatewayError> {
     let token = bearer::load_or_create(config.http.token_file.as_deref(), &config.data_dir)?;
@@ -54,6 +55,9 @@ pub(super) async fn start_api(
         quarantine_marker: quarantine_marker(&config.store_path()),
         storage_policy: config.storage.clone(),
         schemas,
+        router,
+        storage: inputs.storage.clone(),
+        api_identity: config.broker.api_identity.clone(),
     };
     let app = crate::api::local::router(api, token, config.http.auth);
     tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));

@@ -3,7 +3,7 @@
 //! offline.
 
 use edge_gateway_actors::metrics::AuthLabels;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use edge_gateway_actors::devices::DevicesMsg;
@@ -14,7 +14,11 @@ use edge_gateway_actors::storage::now_ms;
 use prometheus_client::metrics::counter::Counter;
 use ractor::ActorRef;
 
+use tokio::sync::mpsc;
+
+use super::deliver::Outbound;
 use super::{Ingress, IngressError, clip};
+use crate::routing::Delivery;
 use crate::throttle::Throttle;
 use crate::trust::acl::{Decision, Who};
 use crate::trust::tls::server::PeerCertInfo;
@@ -39,6 +43,12 @@ pub struct ConnInner {
     pub(super) ingress: Ingress,
     /// What accepted messages are counted into (shared with detached QoS 0 appends).
     pub(super) tally: Rc<Tally>,
+    /// This connection among all (its subscriptions end with it, not with a newer one's).
+    pub(super) conn_id: u64,
+    /// Where messages routed to this client are written.
+    pub(super) outbound: Outbound,
+    /// Its delivery queue, from its first SUBSCRIBE on.
+    pub(super) queue: RefCell<Option<mpsc::Sender<Delivery>>>,
 }
 
 /// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
@@ -97,6 +107,7 @@ impl Drop for ConnInner {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
         }
         self.ended.set(true);
+        self.ingress.router.disconnect(&self.client_id, self.conn_id);
         self.session.stop(None);
         self.ingress.metrics.connections.dec();
         tracing::debug!(client_id = %self.client_id, "Connection closed.");
@@ -111,6 +122,18 @@ impl ConnInner {
         self.ingress.metrics.auth_failures.get_or_create(&AuthLabels { reason }).inc();
         tracing::warn!(identity = %self.identity, client_id = %self.client_id, %reason, "Certificate no longer valid; closing the session.");
         Err(IngressError::Untrusted { identity: self.identity.clone(), reason })
+    }
+
+    /// This client's delivery queue; the first call starts the task that writes it.
+    pub(super) fn queue(&self) -> mpsc::Sender<Delivery> {
+        let mut queue = self.queue.borrow_mut();
+        if let Some(tx) = &*queue {
+            return tx.clone();
+        }
+        let (tx, rx) = self.ingress.router.queue();
+        self.outbound.clone().start(rx);
+        *queue = Some(tx.clone());
+        tx
     }
 
     pub(super) fn who(&self) -> Who<'_> {

@@ -15,6 +15,7 @@
 //! - [`conn`]: per-connection state; its end ends the session actor.
 //! - [`publish`]: the one publish path both protocol versions share.
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
+//! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection.
 //! - [`v3`], [`v5`]: thin adapters from ntex-mqtt's packets to that path and back.
 //! - [`protocol`]: subscriptions, pings and why a connection stopped.
 //!
@@ -23,6 +24,7 @@
 
 pub mod batcher;
 pub mod conn;
+pub mod deliver;
 pub mod gate;
 pub mod listen;
 pub mod protocol;
@@ -73,6 +75,8 @@ pub struct Ingress {
     pub live_sessions: LiveSessions,
     /// Payload checks, when a schema registry is configured.
     pub schemas: Option<std::sync::Arc<crate::schema::Schemas>>,
+    /// Local subscriptions and retained messages.
+    pub router: std::sync::Arc<crate::routing::Router>,
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).

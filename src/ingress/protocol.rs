@@ -1,9 +1,10 @@
 //! What both protocol versions share besides PUBLISH: why a connection's dispatcher stopped
-//! (counted by a bounded reason), and the QoS a subscription is granted.
+//! (counted by a bounded reason), and SUBSCRIBE / UNSUBSCRIBE.
 //!
 //! Subscriptions are checked against the ACL per filter: a refused one gets a SUBACK failure
-//! without closing the connection. The gateway does not yet deliver anything to subscribers
-//! (no downlink): a granted subscription receives nothing.
+//! without closing the connection. A granted one joins the routing table (`crate::routing`):
+//! every accepted publish on a matching topic is delivered to it, checked against the ACL again
+//! at each delivery.
 
 use edge_gateway_actors::metrics::{IngressLabels, IngressReason};
 use ntex_mqtt::error::MqttProtocolError;
@@ -12,6 +13,58 @@ use ntex_mqtt::{Control, Reason};
 
 use super::IngressError;
 use super::conn::ConnInner;
+use crate::routing::RetainHandling;
+use crate::routing::table::Subscription;
+
+/// A SUBSCRIBE's options for one filter (MQTT 3.1.1: the defaults).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SubOptions {
+    /// MQTT 5 no-local.
+    pub no_local: bool,
+    /// MQTT 5 retain-as-published.
+    pub retain_as_published: bool,
+    /// MQTT 5 subscription identifier.
+    pub id: Option<u32>,
+    /// MQTT 5 retain handling.
+    pub handling: RetainHandling,
+}
+
+impl Default for SubOptions {
+    fn default() -> Self {
+        Self { no_local: false, retain_as_published: false, id: None, handling: RetainHandling::Send }
+    }
+}
+
+/// Why a filter was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SubRefusal {
+    /// The ACL does not allow it.
+    NotAuthorized,
+    /// Not a valid filter (or a shared one with no-local, MQTT 5 3.8.3-4).
+    InvalidFilter,
+}
+
+/// One filter of a SUBSCRIBE: checked, granted, routed to; the QoS granted.
+pub(super) fn subscribe(c: &ConnInner, filter: &str, requested: ntex_mqtt::QoS, opts: SubOptions) -> Result<ntex_mqtt::QoS, SubRefusal> {
+    let qos = granted(requested);
+    let sub = Subscription::new(filter, u8::from(qos), opts.no_local, opts.retain_as_published, opts.id)
+        .map_err(|_| SubRefusal::InvalidFilter)?;
+    if sub.share.is_some() && opts.no_local {
+        return Err(SubRefusal::InvalidFilter);
+    }
+    // A shared subscription is authorized for the filter it shares.
+    let acl_filter = if sub.share.is_some() { filter.splitn(3, '/').nth(2).unwrap_or(filter) } else { filter };
+    if !c.may_subscribe(acl_filter) {
+        return Err(SubRefusal::NotAuthorized);
+    }
+    c.ingress.router.subscribe(&c.who(), c.conn_id, &c.queue(), sub, opts.handling);
+    Ok(qos)
+}
+
+/// One filter of an UNSUBSCRIBE; whether there was such a subscription.
+pub(super) fn unsubscribe(c: &ConnInner, filter: &str) -> bool {
+    c.ingress.router.unsubscribe(&c.client_id, c.conn_id, filter)
+}
 
 /// Count and log why a connection's dispatcher stops (protocol errors, handler errors).
 pub(super) fn count_stop(c: &ConnInner, ctl: &Control<IngressError>) {

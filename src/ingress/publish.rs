@@ -9,6 +9,7 @@ use edge_gateway_actors::storage::{AppendError, now_ms};
 use super::batcher;
 use super::conn::{ConnInner, QOS0_DETACHED_MAX};
 use super::{IngressError, Protocol, clip};
+use crate::routing::Message;
 use crate::schema::Checked;
 use crate::schema::tag::Carrier;
 use crate::telemetry::traces::{end_receive, receive_span};
@@ -26,6 +27,12 @@ pub(super) struct Inbound {
     pub content_type: Option<String>,
     /// MQTT 5 user properties.
     pub user_properties: Vec<(String, String)>,
+    /// The retain flag.
+    pub retain: bool,
+    /// MQTT 5 response topic (passed to subscribers).
+    pub response_topic: Option<ntex_bytes::ByteString>,
+    /// MQTT 5 correlation data (passed to subscribers).
+    pub correlation_data: Option<ntex_bytes::Bytes>,
 }
 
 /// What became of a publish.
@@ -76,6 +83,18 @@ pub(super) async fn publish<E: std::fmt::Debug>(
             return Ok(Outcome::FormatInvalid(first_error));
         }
     };
+    // What local subscribers get (and the retained copy), built only when someone may want it.
+    let router = &c.ingress.router;
+    let routed = (!kept_apart && (msg.retain || router.has_subscribers())).then(|| Message {
+        topic: msg.topic.as_str().into(),
+        payload: payload.clone(),
+        qos: msg.qos,
+        retain: msg.retain,
+        content_type: msg.content_type.as_deref().map(Into::into),
+        user_properties: msg.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
+        response_topic: msg.response_topic,
+        correlation_data: msg.correlation_data,
+    });
     let rec = NewRecord {
         device: c.identity.clone(),
         topic: msg.topic,
@@ -87,6 +106,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         trace,
         schema,
         kept_apart,
+        retain: msg.retain,
     };
     let size = rec.payload.len() as u64;
     let result = if msg.qos == 0 {
@@ -100,6 +120,10 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         result
     };
     end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
+    // QoS 1: after its commit; QoS 0: once handed to the store.
+    if let (Ok(()), Some(message)) = (&result, routed) {
+        router.route(&c.client_id, message);
+    }
     Ok(result.map_or_else(Outcome::Refused, |()| Outcome::Stored))
 }
 
@@ -162,7 +186,11 @@ fn valid_topic(topic: &str) -> bool {
 
 /// The `gateway_ingress_rejected_total` reason for a refused append.
 fn refusal_reason(e: &AppendError) -> IngressReason {
-    if *e == AppendError::QuotaExceeded { IngressReason::Quota } else { IngressReason::StoreError }
+    match e {
+        AppendError::QuotaExceeded => IngressReason::Quota,
+        AppendError::RetainedFull => IngressReason::RetainedFull,
+        AppendError::CommitFailed(_) => IngressReason::StoreError,
+    }
 }
 
 /// A refused publish: counted, and logged (with the message's trace and span ids when it is

@@ -15,6 +15,7 @@ use ractor::{Actor, rpc::CallResult};
 use tokio::sync::oneshot;
 
 use super::conn::{Conn, ConnInner, Tally, peer_cert};
+use super::deliver::Outbound;
 use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
 use crate::throttle::Throttle;
 use crate::trust::auth::{Credentials, Refusal};
@@ -41,6 +42,7 @@ impl Ingress {
         username: Option<&str>,
         password: Option<&[u8]>,
         protocol: Protocol,
+        outbound: Outbound,
         close: impl FnOnce() + 'static,
     ) -> Admission {
         let client_id = if client_id.is_empty() && !self.tls && self.authority.anonymous_plain() {
@@ -52,7 +54,7 @@ impl Ingress {
             Ok(ids) => ids,
             Err(r) => return Admission::Refused(r),
         };
-        match self.open_session(&client_id, identity, peer_cert(io), protocol, close).await {
+        match self.open_session(&client_id, identity, peer_cert(io), protocol, outbound, close).await {
             Ok(conn) => {
                 tracing::debug!(%client_id, protocol = protocol.as_str(), "Connection accepted.");
                 Admission::Accepted { conn, client_id }
@@ -71,6 +73,7 @@ impl Ingress {
         identity: String,
         cert: Option<PeerCertInfo>,
         protocol: Protocol,
+        outbound: Outbound,
         close: impl FnOnce() + 'static,
     ) -> Result<Conn, IngressError> {
         let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions supervisor is down".into()))?;
@@ -128,8 +131,18 @@ impl Ingress {
             identity: identity.clone(),
             devices: self.devices.clone(),
         });
-        let inner =
-            ConnInner { client_id: client_id.to_string(), identity, cert, session: cell.into(), ended, ingress: self.clone(), tally };
+        let inner = ConnInner {
+            client_id: client_id.to_string(),
+            identity,
+            cert,
+            session: cell.into(),
+            ended,
+            ingress: self.clone(),
+            tally,
+            conn_id: self.router.connection_id(),
+            outbound,
+            queue: std::cell::RefCell::new(None),
+        };
         Ok(Conn(Rc::new(inner)))
     }
 

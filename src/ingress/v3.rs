@@ -5,7 +5,8 @@ use edge_gateway_actors::metrics::IngressReason;
 use ntex_mqtt::{Control, v3};
 
 use super::conn::Conn;
-use super::protocol::count_stop;
+use super::deliver::Outbound;
+use super::protocol::{self, SubOptions, count_stop};
 use super::publish::{self, Inbound, Outcome};
 use super::session::Admission;
 use super::{Ingress, IngressError, Protocol};
@@ -22,8 +23,9 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
         return Ok(c.identifier_rejected());
     }
     let sink = c.sink();
+    let outbound = Outbound::V3(sink.clone());
     let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V3, move || sink.close()).await;
+    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V3, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, .. } => c.ack(conn, false),
         Admission::Refused(Refusal::ClientIdMismatch) => c.identifier_rejected(),
@@ -42,6 +44,9 @@ pub(crate) async fn publish(conn: &v3::Session<Conn>, p: v3::Publish) -> Result<
         device_trace: None,
         content_type: None,
         user_properties: Vec::new(),
+        retain: p.packet().retain,
+        response_topic: None,
+        correlation_data: None,
     };
     match publish::publish(&conn.0, msg, Protocol::V3, p.read_all()).await? {
         Outcome::Stored => Ok(()),
@@ -66,15 +71,19 @@ pub(crate) async fn protocol(conn: &v3::Session<Conn>, msg: v3::ProtocolMessage)
     Ok(match msg {
         v3::ProtocolMessage::Subscribe(mut s) => {
             for mut topic in s.iter_mut() {
-                if conn.0.may_subscribe(topic.topic()) {
-                    topic.confirm(super::protocol::granted(topic.qos()));
-                } else {
-                    topic.fail();
+                match protocol::subscribe(&conn.0, topic.topic(), topic.qos(), SubOptions::default()) {
+                    Ok(qos) => topic.confirm(qos),
+                    Err(_) => topic.fail(),
                 }
             }
             s.ack()
         }
-        v3::ProtocolMessage::Unsubscribe(u) => u.ack(),
+        v3::ProtocolMessage::Unsubscribe(u) => {
+            for filter in u.iter() {
+                protocol::unsubscribe(&conn.0, filter);
+            }
+            u.ack()
+        }
         v3::ProtocolMessage::Ping(p) => p.ack(),
         v3::ProtocolMessage::Disconnect(d) => d.ack(),
         v3::ProtocolMessage::PublishRelease(r) => r.ack(),

@@ -3,10 +3,12 @@
 use ntex_mqtt::{Control, v5};
 
 use super::conn::Conn;
-use super::protocol::count_stop;
+use super::deliver::Outbound;
+use super::protocol::{self, SubOptions, SubRefusal, count_stop};
 use super::publish::{self, Inbound, Outcome};
 use super::session::Admission;
 use super::{Ingress, IngressError, Protocol};
+use crate::routing::RetainHandling;
 use crate::telemetry::traceparent::parse_traceparent;
 use crate::trust::auth::Refusal;
 
@@ -17,8 +19,9 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     let pkt = c.packet();
     let assigned = pkt.client_id.is_empty();
     let sink = c.sink();
+    let outbound = Outbound::V5(sink.clone());
     let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V5, move || sink.close()).await;
+    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V5, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, client_id } => {
             let ack = c.ack(conn);
@@ -44,6 +47,9 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
         device_trace,
         content_type: props.content_type.as_ref().map(|s| s.to_string()),
         user_properties: props.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        retain: p.packet().retain,
+        response_topic: props.response_topic.clone(),
+        correlation_data: props.correlation_data.clone(),
     };
     let qos1 = msg.qos > 0;
     Ok(match publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await? {
@@ -58,6 +64,9 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
         Outcome::FormatInvalid(first_error) => p.ack().reason_code(R::PayloadFormatInvalid).reason(first_error.into()),
         Outcome::Refused(_) if !qos1 => p.ack(),
         Outcome::Refused(edge_gateway_actors::storage::AppendError::QuotaExceeded) => p.ack().reason_code(R::QuotaExceeded),
+        Outcome::Refused(edge_gateway_actors::storage::AppendError::RetainedFull) => {
+            p.ack().reason_code(R::QuotaExceeded).reason("retained messages full (broker.retained_max)".into())
+        }
         Outcome::Refused(_) => p.ack().reason_code(R::UnspecifiedError),
     })
 }
@@ -72,16 +81,34 @@ pub(crate) async fn control(conn: &v5::Session<Conn>, ctl: Control<IngressError>
 pub(crate) async fn protocol(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage) -> Result<v5::ProtocolMessageAck, IngressError> {
     Ok(match msg {
         v5::ProtocolMessage::Subscribe(mut s) => {
+            use v5::codec::{RetainHandling as H, SubscribeAckReason as R};
+            let id = s.packet().id.map(|id| id.get());
             for mut topic in s.iter_mut() {
-                if conn.0.may_subscribe(topic.topic()) {
-                    topic.confirm(super::protocol::granted(topic.options().qos));
-                } else {
-                    topic.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                let o = *topic.options();
+                let handling = match o.retain_handling {
+                    H::AtSubscribe => RetainHandling::Send,
+                    H::AtSubscribeNew => RetainHandling::SendIfNew,
+                    H::NoAtSubscribe => RetainHandling::DontSend,
+                };
+                let opts = SubOptions { no_local: o.no_local, retain_as_published: o.retain_as_published, id, handling };
+                match protocol::subscribe(&conn.0, topic.topic(), o.qos, opts) {
+                    Ok(qos) => topic.confirm(qos),
+                    Err(SubRefusal::NotAuthorized) => topic.fail(R::NotAuthorized),
+                    Err(SubRefusal::InvalidFilter) => topic.fail(R::TopicFilterInvalid),
                 }
             }
             s.ack()
         }
-        v5::ProtocolMessage::Unsubscribe(u) => u.ack(),
+        v5::ProtocolMessage::Unsubscribe(mut u) => {
+            for mut topic in u.iter_mut() {
+                if protocol::unsubscribe(&conn.0, topic.topic()) {
+                    topic.success();
+                } else {
+                    topic.fail(v5::codec::UnsubscribeAckReason::NoSubscriptionExisted);
+                }
+            }
+            u.ack()
+        }
         v5::ProtocolMessage::Ping(p) => p.ack(),
         v5::ProtocolMessage::Disconnect(d) => d.ack(),
         v5::ProtocolMessage::PublishRelease(r) => r.ack(),

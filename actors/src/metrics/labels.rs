@@ -65,6 +65,8 @@ label_values! {
         Quota => "quota",
         /// The store could not take the message.
         StoreError => "store_error",
+        /// A retained publish to a new topic beyond `broker.retained_max` (or the bytes).
+        RetainedFull => "retained_full",
         /// A topic name that is empty or has wildcards.
         InvalidTopic => "invalid_topic",
         /// A v3 client with an empty client id and clean session off.
@@ -92,6 +94,7 @@ impl IngressReason {
         IngressReason::InvalidTopic,
         IngressReason::Quota,
         IngressReason::StoreError,
+        IngressReason::RetainedFull,
         IngressReason::EmptyClientId,
         IngressReason::Oversize,
         IngressReason::QosUnsupported,
@@ -245,6 +248,16 @@ label_values! {
         Ttl => "ttl",
         /// The oldest kept-apart message, over `schemas.rejected_max`.
         RejectedOverflow => "rejected_overflow",
+    }
+}
+
+label_values! {
+    /// Why a message was not delivered to a local subscriber (`gateway_deliveries_dropped_total`).
+    pub enum DeliveryDrop {
+        /// The subscriber's queue (`broker.max_queued`) was full: it reads slower than others publish.
+        QueueFull => "queue_full",
+        /// The ACL, as it is now, no longer lets the subscriber receive the topic.
+        NotAuthorized => "not_authorized",
     }
 }
 

@@ -73,6 +73,14 @@ pub struct Metrics {
     pub schema_failures: Family<SchemaFailureLabels, Counter>,
     /// Messages in the rejected table (kept apart: failed their schema, never forwarded).
     pub rejected_messages: Gauge,
+    /// Messages handed to local subscribers, by the QoS they were sent with.
+    pub deliveries: Family<QosLabels, Counter>,
+    /// Messages not delivered to a local subscriber, by reason.
+    pub deliveries_dropped: Family<DeliveryDropLabels, Counter>,
+    /// Subscriptions of connected clients.
+    pub subscriptions: Gauge,
+    /// Retained messages (topics with one).
+    pub retained_messages: Gauge,
     /// Messages moved to the dead-letter table, by sink.
     pub dead_letters: Family<SinkLabels, Counter>,
     /// Child restarts, by supervisor and child.
@@ -165,6 +173,10 @@ impl Metrics {
             schema_validations: Family::default(),
             schema_failures: Family::default(),
             rejected_messages: Gauge::default(),
+            deliveries: Family::default(),
+            deliveries_dropped: Family::default(),
+            subscriptions: Gauge::default(),
+            retained_messages: Gauge::default(),
             dead_letters: Family::default(),
             actor_restarts: Family::default(),
             supervisor_escalations: Family::default(),
@@ -238,6 +250,10 @@ impl Metrics {
         r.register("forward_errors", "Failed deliveries by sink and kind", self.forward_errors.clone());
         r.register("dropped_messages", "Messages dropped by the store, by reason", self.dropped_messages.clone());
         r.register("dead_letters", "Messages moved to the dead-letter table, by sink", self.dead_letters.clone());
+        r.register("deliveries", "Messages handed to local subscribers, by QoS", self.deliveries.clone());
+        r.register("deliveries_dropped", "Messages not delivered to a local subscriber, by reason", self.deliveries_dropped.clone());
+        r.register("subscriptions", "Subscriptions of connected clients", self.subscriptions.clone());
+        r.register("retained_messages", "Topics with a retained message", self.retained_messages.clone());
         r.register("schema_validations", "Schema checks of payloads, by subject, version and result", self.schema_validations.clone());
         r.register("schema_failures", "Payloads that failed their schema, by subject, reason and action", self.schema_failures.clone());
         r.register(

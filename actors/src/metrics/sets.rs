@@ -185,6 +185,20 @@ mod tests {
     }
 }
 
+/// `{qos}` of a local delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QosLabels {
+    /// 0 or 1.
+    pub qos: u8,
+}
+
+/// `{reason}` a local delivery was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeliveryDropLabels {
+    /// Why.
+    pub reason: DeliveryDrop,
+}
+
 /// `{subject, version, result}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ValidationLabels {

@@ -46,6 +46,12 @@ impl Metrics {
         for &reason in DropReason::ALL {
             let _ = self.dropped_messages.get_or_create(&DropLabels { reason });
         }
+        for qos in [0u8, 1] {
+            let _ = self.deliveries.get_or_create(&QosLabels { qos });
+        }
+        for &reason in DeliveryDrop::ALL {
+            let _ = self.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason });
+        }
         for &action in AdminAction::ALL {
             let _ = self.admin_actions.get_or_create(&AdminLabels { action });
         }

@@ -58,6 +58,9 @@ pub enum AppendError {
     /// The quota is full and the policy is `reject`.
     #[error("storage quota exceeded")]
     QuotaExceeded,
+    /// A new retained topic would exceed `broker.retained_max` or `broker.retained_max_bytes`.
+    #[error("retained messages full")]
+    RetainedFull,
     /// The write transaction failed; nothing in it was stored.
     #[error("commit failed: {0}")]
     CommitFailed(String),

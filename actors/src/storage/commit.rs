@@ -119,6 +119,10 @@ impl StorageState {
                 out.appended.push(Ok(Appended { seq, key: String::new() }));
                 continue;
             }
+            if rec.retain && !self.set_retained(t, rec)? {
+                out.appended.push(Err(AppendError::RetainedFull));
+                continue;
+            }
             let key = format!("{}:{}", self.key_prefix, out.next_seq);
             let value = rec.encode(&key);
             let size = value.len() as u64;
@@ -166,6 +170,30 @@ impl StorageState {
         t.set_meta(Meta::RejectedBytes, bytes)?;
         out.rejected = count;
         Ok(seq)
+    }
+
+    /// Replace (an empty payload: clear) `rec.topic`'s retained message; `false` when a new
+    /// retained message does not fit `retained_max` / `retained_max_bytes` (then the record is
+    /// refused as a whole, so the device knows).
+    fn set_retained(&self, t: &mut dyn Tables, rec: &NewRecord) -> Result<bool, StoreError> {
+        let old = t.retained_size(&rec.topic)?;
+        let bytes = t.meta(Meta::RetainedBytes)?.unwrap_or(0).saturating_sub(old.unwrap_or(0));
+        if rec.payload.is_empty() {
+            if old.is_some() {
+                t.remove_retained(&rec.topic)?;
+                t.set_meta(Meta::RetainedBytes, bytes)?;
+            }
+            return Ok(true);
+        }
+        let value = rec.encode("");
+        let policy = &self.args.policy;
+        let count = t.retained_count()? + u64::from(old.is_none());
+        if count > policy.retained_max || bytes + value.len() as u64 > policy.retained_max_bytes {
+            return Ok(false);
+        }
+        t.put_retained(&rec.topic, &value)?;
+        t.set_meta(Meta::RetainedBytes, bytes + value.len() as u64)?;
+        Ok(true)
     }
 
     fn expire(&self, t: &mut dyn Tables, out: &mut Outcome) -> Result<u64, StoreError> {

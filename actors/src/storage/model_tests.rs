@@ -207,6 +207,8 @@ async fn spawn(store: &Store, l: &Limits) -> ActorRef<StorageMsg> {
         group_commit: true,
         rejected_max: 100,
         rejected_max_bytes: 1 << 20,
+        retained_max: 100,
+        retained_max_bytes: 1 << 20,
     };
     let args = StorageArgs {
         store: store.clone(),
@@ -246,6 +248,7 @@ fn encoded_size(r: &crate::record::Record) -> u64 {
         trace: r.trace,
         schema: r.schema.clone(),
         kept_apart: false,
+        retain: false,
     };
     new.encode(&r.key).len() as u64
 }

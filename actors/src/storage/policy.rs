@@ -41,4 +41,8 @@ pub struct StoragePolicy {
     pub rejected_max: u64,
     /// Most encoded bytes kept apart in `rejected`; past it the oldest go (the same way).
     pub rejected_max_bytes: u64,
+    /// Most retained topics; a retained publish to a new topic beyond it is refused.
+    pub retained_max: u64,
+    /// Most encoded bytes of retained messages; a retained publish beyond it is refused.
+    pub retained_max_bytes: u64,
 }

@@ -184,6 +184,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Every retained message, by topic (read at start by the router).
+    pub fn retained(&self) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.backend()?.retained(&mut |topic, value| match Record::decode(0, value) {
+            Ok(record) => out.push(record),
+            Err(e) => failed = Some(format!("retained message of {topic:?}: {e}")),
+        })?;
+        match failed {
+            Some(e) => Err(StoreError::Damaged(e)),
+            None => Ok(out),
+        }
+    }
+
     /// Up to `limit` dead letters, by sink then seq.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();

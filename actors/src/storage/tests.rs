@@ -30,6 +30,8 @@ fn policy() -> StoragePolicy {
         group_commit: true,
         rejected_max: 100,
         rejected_max_bytes: 1 << 20,
+        retained_max: 100,
+        retained_max_bytes: 1 << 20,
     }
 }
 

@@ -90,6 +90,21 @@ impl Pattern {
         Ok(Self { uses_identity: uses(Piece::Identity), uses_client_id: uses(Piece::ClientId), levels })
     }
 
+    /// A subscription filter as a client sent it: `%` is an ordinary character here, so the
+    /// filter matches exactly the topics MQTT says it does (for routing, not for ACL rules).
+    pub(crate) fn subscription(text: &str) -> Result<Self, PatternError> {
+        check_filter(text).map_err(PatternError::Filter)?;
+        let levels = text
+            .split('/')
+            .map(|l| match l {
+                "+" => Level::Plus,
+                "#" => Level::Hash,
+                _ => Level::Literal(l.into()),
+            })
+            .collect();
+        Ok(Self { levels, uses_identity: false, uses_client_id: false })
+    }
+
     /// `devices/%u/#`: the namespace every identity gets by default.
     pub(super) fn default_namespace() -> Self {
         let levels = vec![Level::Literal("devices".into()), Level::Template(vec![Piece::Identity]), Level::Hash];

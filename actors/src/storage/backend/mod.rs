@@ -107,6 +107,8 @@ pub enum Meta {
     RejectedNextSeq,
     /// The sum of the encoded sizes of the records in `rejected`.
     RejectedBytes,
+    /// The sum of the encoded sizes of the records in `retained`.
+    RetainedBytes,
 }
 
 impl Meta {
@@ -117,6 +119,7 @@ impl Meta {
             Meta::BacklogBytes => "backlog_bytes",
             Meta::RejectedNextSeq => "rejected_next_seq",
             Meta::RejectedBytes => "rejected_bytes",
+            Meta::RetainedBytes => "retained_bytes",
         }
     }
 }
@@ -171,6 +174,9 @@ pub trait Backend: Send + Sync {
     /// Visit the kept-apart records with seq >= `from` in seq order, until `visit` returns
     /// `false`.
     fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError>;
+
+    /// Visit every retained message (topic, encoded record).
+    fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
 }
 
 /// The tables inside one write transaction.
@@ -210,6 +216,15 @@ pub trait Tables {
     fn insert_rejected(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError>;
     /// Delete the kept-apart record with the lowest seq; its encoded size.
     fn pop_oldest_rejected(&mut self) -> Result<Option<u64>, StoreError>;
+
+    /// Topics in `retained`.
+    fn retained_count(&mut self) -> Result<u64, StoreError>;
+    /// The encoded size of `topic`'s retained message, if it has one.
+    fn retained_size(&mut self, topic: &str) -> Result<Option<u64>, StoreError>;
+    /// Set `topic`'s retained message.
+    fn put_retained(&mut self, topic: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Clear `topic`'s retained message.
+    fn remove_retained(&mut self, topic: &str) -> Result<(), StoreError>;
 
     /// Store the JSON of one device.
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError>;

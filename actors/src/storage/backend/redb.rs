@@ -6,6 +6,7 @@
 //! | `cursors`      | `&str` sink            | `u64` next unacknowledged   |
 //! | `dead_letters` | `(&str sink, u64 seq)` | reason and encoded record   |
 //! | `rejected`     | `u64` seq (own counter)| encoded record that failed its schema |
+//! | `retained`     | `&str` topic           | encoded record: the topic's retained message |
 //! | `meta`         | `&str`                 | `u64` (`next_seq`, `backlog_bytes`, `rejected_next_seq`, `rejected_bytes`) |
 //! | `meta_str`     | `&str`                 | `&str` (`gateway_id`, `format`) |
 //! | `devices`      | `&str` identity        | JSON of the device status   |
@@ -25,6 +26,7 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 const DEAD_LETTERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 const REJECTED: TableDefinition<u64, &[u8]> = TableDefinition::new("rejected");
+const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_STR: TableDefinition<&str, &str> = TableDefinition::new("meta_str");
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
@@ -46,6 +48,7 @@ impl RedbBackend {
             t.cursors_table()?;
             t.dead_table()?;
             t.rejected_table()?;
+            t.retained_table()?;
             t.meta_table()?;
             t.meta_str_table()?;
             t.devices_table()?;
@@ -164,6 +167,15 @@ impl Backend for RedbBackend {
         Ok(())
     }
 
+    fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        for entry in txn.open_table(RETAINED)?.iter()? {
+            let (k, v) = entry?;
+            visit(k.value(), v.value());
+        }
+        Ok(())
+    }
+
     fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         for entry in txn.open_table(REJECTED)?.range(from..)? {
@@ -183,6 +195,7 @@ pub(super) struct RedbTables<'t> {
     cursors: Option<Table<'t, &'static str, u64>>,
     dead: Option<Table<'t, (&'static str, u64), &'static [u8]>>,
     rejected: Option<Table<'t, u64, &'static [u8]>>,
+    retained: Option<Table<'t, &'static str, &'static [u8]>>,
     meta: Option<Table<'t, &'static str, u64>>,
     meta_str: Option<Table<'t, &'static str, &'static str>>,
     devices: Option<Table<'t, &'static str, &'static [u8]>>,
@@ -203,7 +216,7 @@ macro_rules! lazy_table {
 
 impl<'t> RedbTables<'t> {
     fn new(txn: &'t WriteTransaction) -> Self {
-        Self { txn, messages: None, cursors: None, dead: None, rejected: None, meta: None, meta_str: None, devices: None }
+        Self { txn, messages: None, cursors: None, dead: None, rejected: None, retained: None, meta: None, meta_str: None, devices: None }
     }
 
     lazy_table! {
@@ -211,6 +224,7 @@ impl<'t> RedbTables<'t> {
         cursors_table, cursors: CURSORS => &'static str, u64;
         dead_table, dead: DEAD_LETTERS => (&'static str, u64), &'static [u8];
         rejected_table, rejected: REJECTED => u64, &'static [u8];
+        retained_table, retained: RETAINED => &'static str, &'static [u8];
         meta_table, meta: META => &'static str, u64;
         meta_str_table, meta_str: META_STR => &'static str, &'static str;
         devices_table, devices: DEVICES => &'static str, &'static [u8];
@@ -291,6 +305,24 @@ impl Tables for RedbTables<'_> {
 
     fn pop_oldest_rejected(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(self.rejected_table()?.pop_first()?.map(|(_, v)| v.value().len() as u64))
+    }
+
+    fn retained_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.retained_table()?.len()?)
+    }
+
+    fn retained_size(&mut self, topic: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.retained_table()?.get(topic)?.map(|v| v.value().len() as u64))
+    }
+
+    fn put_retained(&mut self, topic: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.retained_table()?.insert(topic, value)?;
+        Ok(())
+    }
+
+    fn remove_retained(&mut self, topic: &str) -> Result<(), StoreError> {
+        self.retained_table()?.remove(topic)?;
+        Ok(())
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {

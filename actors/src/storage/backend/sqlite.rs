@@ -6,6 +6,7 @@
 //! cursors      (sink TEXT PRIMARY KEY, next INTEGER)
 //! dead_letters (sink TEXT, seq INTEGER, value BLOB, PRIMARY KEY (sink, seq))
 //! rejected     (seq INTEGER PRIMARY KEY, value BLOB)           -- record that failed its schema
+//! retained     (topic TEXT PRIMARY KEY, value BLOB)            -- the topic's retained message
 //! meta         (key TEXT PRIMARY KEY, value INTEGER)           -- next_seq, backlog_bytes, message_count
 //! meta_str     (key TEXT PRIMARY KEY, value TEXT)              -- gateway_id, format
 //! devices      (identity TEXT PRIMARY KEY, value BLOB)         -- JSON of the device status
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, next INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS dead_letters (sink TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (sink, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rejected (seq INTEGER PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta_str (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (identity TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -225,6 +227,18 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let mut stmt = txn.prepare_cached("SELECT topic, value FROM retained")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let topic = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                visit(topic, row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
+            }
+            Ok(())
+        })
+    }
+
     fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
         self.read(|txn| {
             let mut stmt = txn.prepare_cached("SELECT seq, value FROM rejected WHERE seq >= ?1 ORDER BY seq")?;
@@ -372,6 +386,26 @@ impl Tables for SqliteTables<'_> {
         let mut stmt =
             self.txn.prepare_cached("DELETE FROM rejected WHERE seq = (SELECT min(seq) FROM rejected) RETURNING length(value)")?;
         Ok(stmt.query_row([], |r| r.get(0)).optional()?)
+    }
+
+    fn retained_count(&mut self) -> Result<u64, StoreError> {
+        // Bounded by `broker.retained_max`: counting it is cheap.
+        Ok(self.txn.prepare_cached("SELECT count(*) FROM retained")?.query_row([], |r| r.get(0))?)
+    }
+
+    fn retained_size(&mut self, topic: &str) -> Result<Option<u64>, StoreError> {
+        let mut stmt = self.txn.prepare_cached("SELECT length(value) FROM retained WHERE topic = ?1")?;
+        Ok(stmt.query_row([topic], |r| r.get(0)).optional()?)
+    }
+
+    fn put_retained(&mut self, topic: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.txn.prepare_cached("INSERT OR REPLACE INTO retained (topic, value) VALUES (?1, ?2)")?.execute(params![topic, value])?;
+        Ok(())
+    }
+
+    fn remove_retained(&mut self, topic: &str) -> Result<(), StoreError> {
+        self.txn.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([topic])?;
+        Ok(())
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {

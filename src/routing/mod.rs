@@ -1,0 +1,283 @@
+//! Local routing: every accepted publish also goes to the matching subscriptions of connected
+//! clients, and retained messages wait for the subscriptions to come.
+//!
+//! ```text
+//! publish.rs (after the commit for QoS 1) ──route──▶ Router ──try_send──▶ subscriber's queue
+//!                                                     │ ACL re-checked      │ (one per client, bounded)
+//!                                                     │ per delivery        ▼
+//! POST /api/publish (downlink) ──────────route──────▶ │          ingress/deliver.rs: a task on
+//!                                                      │          the client's I/O thread writes
+//! SUBSCRIBE ──subscribe──▶ table.rs + the retained ───┘          PUBLISH packets (QoS 1: within
+//!                          messages the filter matches            the client's receive maximum)
+//! ```
+//!
+//! The table and the retained messages are shared state behind locks held for a scan, never
+//! across an await. Retained messages are durable in the store (`retained` table, written in
+//! the transaction that stores the publish); this module keeps the copy that is read at each
+//! SUBSCRIBE, loaded from the store at start.
+
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use edge_gateway_actors::metrics::{DeliveryDrop, DeliveryDropLabels, Metrics, QosLabels};
+use edge_gateway_actors::record::Record;
+use ntex_bytes::{ByteString, Bytes};
+use tokio::sync::mpsc;
+
+use self::table::{Subscription, Table};
+use crate::trust::acl::Who;
+use crate::trust::auth::Authority;
+
+/// One message on its way to subscribers, shared by all its deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    /// Topic name.
+    pub topic: ByteString,
+    /// Payload.
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: u8,
+    /// Published with the retain flag.
+    pub retain: bool,
+    /// MQTT 5 content type.
+    pub content_type: Option<ByteString>,
+    /// MQTT 5 user properties.
+    pub user_properties: Vec<(ByteString, ByteString)>,
+    /// MQTT 5 response topic.
+    pub response_topic: Option<ByteString>,
+    /// MQTT 5 correlation data.
+    pub correlation_data: Option<Bytes>,
+}
+
+/// One message for one subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub message: Arc<Message>,
+    /// The QoS to send it with.
+    pub qos: u8,
+    /// The retain flag to send.
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+}
+
+/// What a SUBSCRIBE asks about retained messages (MQTT 5 retain handling; 3.1.1: always send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainHandling {
+    /// Send the matching retained messages.
+    Send,
+    /// Send them only if the subscription is new.
+    SendIfNew,
+    /// Do not send them.
+    DontSend,
+}
+
+/// The routing table and the retained messages of the gateway; shared by every connection.
+pub struct Router {
+    table: RwLock<Table>,
+    retained: RwLock<BTreeMap<String, Arc<Message>>>,
+    authority: Authority,
+    metrics: Metrics,
+    max_queued: usize,
+    next_conn: AtomicU64,
+    /// Clients with subscriptions (read on every publish, without the lock).
+    subscribers: AtomicUsize,
+}
+
+impl Router {
+    /// A router with the retained messages the store holds.
+    pub fn new(retained: Vec<Record>, authority: Authority, metrics: Metrics, max_queued: usize) -> Arc<Router> {
+        let retained: BTreeMap<String, Arc<Message>> = retained.into_iter().map(|r| (r.topic.clone(), Arc::new(message_of(r)))).collect();
+        metrics.retained_messages.set(retained.len() as i64);
+        Arc::new(Router {
+            table: RwLock::new(Table::default()),
+            retained: RwLock::new(retained),
+            authority,
+            metrics,
+            max_queued,
+            next_conn: AtomicU64::new(1),
+            subscribers: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether any client has a subscription (else a publish that is not retained needs no
+    /// routing at all).
+    pub fn has_subscribers(&self) -> bool {
+        self.subscribers.load(Ordering::Relaxed) > 0
+    }
+
+    /// A number for a new connection (whose subscriptions a later connection replaces).
+    pub fn connection_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A queue for one client's deliveries.
+    pub fn queue(&self) -> (mpsc::Sender<Delivery>, mpsc::Receiver<Delivery>) {
+        mpsc::channel(self.max_queued)
+    }
+
+    /// Add (or replace: same filter) a subscription of `client_id` held by connection `conn`;
+    /// the retained messages to send for it are queued after it.
+    pub fn subscribe(&self, who: &Who, conn: u64, queue: &mpsc::Sender<Delivery>, sub: Subscription, handling: RetainHandling) {
+        let (filter_is_new, share) = {
+            let mut table = self.write_table();
+            let entry = table.clients.entry(who.client_id.to_string()).or_insert_with(|| table::Subscriber {
+                conn,
+                identity: who.identity.to_string(),
+                queue: queue.clone(),
+                subs: Vec::new(),
+            });
+            if entry.conn != conn {
+                // A newer connection with this client id: the old one's subscriptions end with it.
+                *entry = table::Subscriber { conn, identity: who.identity.to_string(), queue: queue.clone(), subs: Vec::new() };
+            }
+            let share = sub.share.is_some();
+            let existed = entry.subs.iter().position(|s| s.filter == sub.filter);
+            match existed {
+                Some(i) => entry.subs[i] = sub.clone(),
+                None => entry.subs.push(sub.clone()),
+            }
+            self.counted(&table);
+            (existed.is_none(), share)
+        };
+        let send = match handling {
+            RetainHandling::Send => true,
+            RetainHandling::SendIfNew => filter_is_new,
+            RetainHandling::DontSend => false,
+        };
+        // Retained messages are not sent for shared subscriptions (MQTT 5 4.8.2).
+        if !send || share {
+            return;
+        }
+        let matching: Vec<Arc<Message>> = self.read_retained().iter().filter(|(t, _)| sub.matches(t)).map(|(_, m)| m.clone()).collect();
+        for message in matching {
+            let qos = message.qos.min(sub.qos);
+            let delivery = Delivery { message, qos, retain: true, subscription_ids: sub.id.into_iter().collect() };
+            self.offer(who, queue, delivery);
+        }
+    }
+
+    /// Remove `client_id`'s subscription to `filter`; whether it had one.
+    pub fn unsubscribe(&self, client_id: &str, conn: u64, filter: &str) -> bool {
+        let mut table = self.write_table();
+        let Some(entry) = table.clients.get_mut(client_id).filter(|e| e.conn == conn) else { return false };
+        let before = entry.subs.len();
+        entry.subs.retain(|s| s.filter != filter);
+        let removed = entry.subs.len() < before;
+        if entry.subs.is_empty() {
+            table.clients.remove(client_id);
+        }
+        self.counted(&table);
+        removed
+    }
+
+    /// Connection `conn` of `client_id` ended: its subscriptions end with it (sessions are
+    /// clean: persistent sessions are not kept yet).
+    pub fn disconnect(&self, client_id: &str, conn: u64) {
+        let mut table = self.write_table();
+        if table.clients.get(client_id).is_some_and(|e| e.conn == conn) {
+            table.clients.remove(client_id);
+            self.counted(&table);
+        }
+    }
+
+    /// Hand an accepted message (published by client `from`) to every matching subscriber;
+    /// a retained one also replaces (empty payload: clears) the topic's retained message.
+    pub fn route(&self, from: &str, message: Message) {
+        let message = Arc::new(message);
+        if message.retain {
+            let mut retained = self.write_retained();
+            if message.payload.is_empty() {
+                retained.remove(message.topic.as_str());
+            } else {
+                retained.insert(message.topic.to_string(), message.clone());
+            }
+            self.metrics.retained_messages.set(retained.len() as i64);
+        }
+        let table = self.read_table();
+        if table.clients.is_empty() {
+            return;
+        }
+        for target in table.targets(&message.topic, from) {
+            let who = Who { identity: &target.subscriber.identity, client_id: target.client_id };
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(target.qos),
+                retain: message.retain && target.retain_as_published,
+                subscription_ids: target.ids,
+            };
+            self.offer(&who, &target.subscriber.queue, delivery);
+        }
+    }
+
+    /// Queue one delivery, if the ACL (as it is now) still lets the client receive the topic.
+    fn offer(&self, who: &Who, queue: &mpsc::Sender<Delivery>, delivery: Delivery) {
+        if !self.authority.may_subscribe(who, &delivery.message.topic).is_allowed() {
+            self.dropped(DeliveryDrop::NotAuthorized);
+            return;
+        }
+        let qos = delivery.qos;
+        match queue.try_send(delivery) {
+            Ok(()) => {
+                self.metrics.deliveries.get_or_create(&QosLabels { qos }).inc();
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.dropped(DeliveryDrop::QueueFull),
+            // The connection is closing; its entry goes with it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// After a change of the table: the gauge, and the count every publish reads.
+    fn counted(&self, table: &Table) {
+        self.metrics.subscriptions.set(table.count() as i64);
+        self.subscribers.store(table.clients.len(), Ordering::Relaxed);
+    }
+
+    fn dropped(&self, reason: DeliveryDrop) {
+        self.metrics.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason }).inc();
+    }
+
+    /// Whether `identity` may publish to `topic` (the downlink's check; refusals are counted).
+    pub fn may_publish(&self, identity: &str, topic: &str) -> bool {
+        self.authority.may_publish(&Who { identity, client_id: identity }, topic).is_allowed()
+    }
+
+    /// A client's subscriptions (filter, granted QoS), for the device view.
+    pub fn subscriptions_of(&self, client_id: &str) -> Vec<(String, u8)> {
+        self.read_table().clients.get(client_id).map(|e| e.subs.iter().map(|s| (s.filter.clone(), s.qos)).collect()).unwrap_or_default()
+    }
+
+    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_table(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_retained(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Message>>> {
+        self.retained.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_retained(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Message>>> {
+        self.retained.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A stored record as a message to deliver (retained messages read back at start).
+fn message_of(r: Record) -> Message {
+    Message {
+        topic: r.topic.into(),
+        payload: Bytes::from(r.payload),
+        qos: r.qos,
+        retain: true,
+        content_type: r.content_type.map(Into::into),
+        user_properties: r.user_properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        response_topic: None,
+        correlation_data: None,
+    }
+}

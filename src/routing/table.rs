@@ -1,0 +1,128 @@
+//! The subscriptions of connected clients, and which of them a topic reaches.
+//!
+//! One entry per client id (the connection that holds it, its identity, its queue and its
+//! filters). A topic reaches a client once, at the highest QoS of its matching filters, with
+//! every matching subscription identifier (MQTT 5 3.3.4-3/-5; mosquitto does the same by
+//! default). Shared subscriptions (`$share/<group>/<filter>`) reach one member per group and
+//! filter, in turn. The table is scanned linearly: a site has tens or hundreds of subscribing
+//! clients, not millions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::Delivery;
+use crate::trust::acl::Who;
+use crate::trust::acl::pattern::{Pattern, PatternError};
+
+/// One subscription, as granted.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The filter as the client sent it (with `$share/<group>/` for a shared one).
+    pub filter: String,
+    /// The filter to match topics with (without the `$share/<group>/` prefix).
+    pattern: Pattern,
+    /// `Some(group)` for `$share/<group>/<filter>`.
+    pub share: Option<String>,
+    /// Granted QoS (0 or 1).
+    pub qos: u8,
+    /// MQTT 5: do not send the client's own publishes back.
+    pub no_local: bool,
+    /// MQTT 5: keep the retain flag of live messages.
+    pub retain_as_published: bool,
+    /// MQTT 5 subscription identifier.
+    pub id: Option<u32>,
+}
+
+impl Subscription {
+    /// Parse `filter` (a shared one too); the error says what is wrong with it.
+    pub fn new(filter: &str, qos: u8, no_local: bool, retain_as_published: bool, id: Option<u32>) -> Result<Self, PatternError> {
+        let (share, inner) = match filter.strip_prefix("$share/").and_then(|rest| rest.split_once('/')) {
+            Some((group, inner)) if !group.is_empty() && !group.contains(['+', '#']) => (Some(group.to_string()), inner),
+            Some(_) => return Err(PatternError::Filter("a shared subscription is $share/<group>/<filter>")),
+            None if filter.starts_with("$share/") => return Err(PatternError::Filter("a shared subscription is $share/<group>/<filter>")),
+            None => (None, filter),
+        };
+        Ok(Self { filter: filter.to_string(), pattern: Pattern::subscription(inner)?, share, qos, no_local, retain_as_published, id })
+    }
+
+    /// Whether `topic` matches the filter (`$` topics only by a filter that names them).
+    pub fn matches(&self, topic: &str) -> bool {
+        self.pattern.covers(&NOBODY, topic)
+    }
+}
+
+/// Subscription filters have no placeholders: whom they are matched for does not matter.
+const NOBODY: Who = Who { identity: "", client_id: "" };
+
+/// A client with subscriptions.
+pub(super) struct Subscriber {
+    /// Which connection holds them (a newer connection with the same client id replaces it).
+    pub(super) conn: u64,
+    /// Its identity, for the ACL check at delivery.
+    pub(super) identity: String,
+    /// Where its deliveries go (written by a task on its connection's thread).
+    pub(super) queue: mpsc::Sender<Delivery>,
+    /// Its subscriptions, one per filter.
+    pub(super) subs: Vec<Subscription>,
+}
+
+/// Every client's subscriptions.
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) clients: HashMap<String, Subscriber>,
+    /// Turns of shared groups.
+    pub(super) turn: AtomicUsize,
+}
+
+/// Who gets one message: client id, its entry, and the QoS and subscription ids.
+pub(super) struct Target<'a> {
+    pub(super) client_id: &'a str,
+    pub(super) subscriber: &'a Subscriber,
+    pub(super) qos: u8,
+    pub(super) retain_as_published: bool,
+    pub(super) ids: Vec<u32>,
+}
+
+impl Table {
+    /// The clients `topic` (published by `from`) reaches.
+    pub(super) fn targets<'a>(&'a self, topic: &str, from: &str) -> Vec<Target<'a>> {
+        let mut out: Vec<Target<'a>> = Vec::new();
+        let mut shared: HashMap<(&str, &str), Vec<(&'a str, &'a Subscriber, &'a Subscription)>> = HashMap::new();
+        for (client_id, subscriber) in &self.clients {
+            let mut target: Option<Target<'a>> = None;
+            for sub in subscriber.subs.iter().filter(|s| s.matches(topic)) {
+                if let Some(group) = &sub.share {
+                    shared.entry((group.as_str(), sub.filter.as_str())).or_default().push((client_id, subscriber, sub));
+                    continue;
+                }
+                if sub.no_local && client_id == from {
+                    continue;
+                }
+                let t = target.get_or_insert_with(|| Target { client_id, subscriber, qos: 0, retain_as_published: false, ids: Vec::new() });
+                t.qos = t.qos.max(sub.qos);
+                t.retain_as_published |= sub.retain_as_published;
+                t.ids.extend(sub.id);
+            }
+            out.extend(target);
+        }
+        for (_, mut members) in shared {
+            members.sort_by_key(|(client_id, ..)| *client_id);
+            let (client_id, subscriber, sub) = members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
+            out.push(Target {
+                client_id,
+                subscriber,
+                qos: sub.qos,
+                retain_as_published: sub.retain_as_published,
+                ids: sub.id.into_iter().collect(),
+            });
+        }
+        out
+    }
+
+    /// Subscriptions in the table.
+    pub(super) fn count(&self) -> usize {
+        self.clients.values().map(|s| s.subs.len()).sum()
+    }
+}
