@@ -235,8 +235,13 @@ impl Record {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Fields come from MQTT (topic, client id, properties): all are <= 65535 bytes by protocol.
-    let bytes = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    // Fields come from MQTT (topic, client id, properties): all are <= 65535 bytes by protocol;
+    // anything longer is cut on a character boundary, so what is stored always decodes.
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let bytes = &s.as_bytes()[..end];
     out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
     out.extend_from_slice(bytes);
 }
@@ -318,6 +323,15 @@ mod tests {
         bytes.truncate(bytes.len() - 2); // version 1 has no trace section, nor a schema one
         let rec = Record::decode(7, &bytes).unwrap();
         assert_eq!((rec.payload, rec.trace), (new.payload, None));
+    }
+
+    #[test]
+    fn an_over_long_string_is_cut_on_a_character_boundary_and_still_decodes() {
+        let error = "é".repeat(40_000); // 80,000 bytes
+        let new = NewRecord { schema: Some(SchemaTag { errors: vec![error], ..Default::default() }), ..sample() };
+        let rec = Record::decode(1, &new.encode("gw:1")).expect("decodes");
+        let kept = &rec.schema.unwrap().errors[0];
+        assert!(kept.len() <= 65_535 && kept.chars().all(|c| c == 'é'), "{} bytes", kept.len());
     }
 
     #[test]

@@ -152,7 +152,8 @@ struct Page {
 /// `{"messages": [{"id": S, "message": {..as a sink would get it, with "schema"..}}], "next": S}`
 /// (`next`: the `from` of the following page, when there may be one).
 async fn rejected(State(api): Api, Query(q): Query<Page>) -> Response {
-    let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 10_000));
+    // Each record may be as large as a packet: at most 1,000 per page.
+    let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 1_000));
     match tokio::task::spawn_blocking(move || api.store.rejected(from, limit)).await {
         Ok(Ok(records)) => {
             let next = (records.len() == limit).then(|| records.last().map(|r| r.seq + 1)).flatten();

@@ -97,7 +97,7 @@ impl RawSchemas {
         if !(1..=10_000_000).contains(&self.rejected_max) {
             e.push("schemas.rejected_max: must be between 1 and 10000000".into());
         }
-        if self.rejected_max_bytes < u64::from(max_packet_size) {
+        if !self.dir.is_empty() && self.rejected_max_bytes < u64::from(max_packet_size) {
             e.push(format!("schemas.rejected_max_bytes: must be at least mqtt.max_packet_size ({max_packet_size})"));
         }
         storage.rejected_max = self.rejected_max;

@@ -170,7 +170,9 @@ fn the_schema_registry_and_its_rejected_table_bounds_are_checked() {
     assert_eq!((c.storage.rejected_max, c.storage.rejected_max_bytes), (5, 2_000_000));
     assert_eq!(parse(DEFAULT_CONFIG_TOML).unwrap().schemas_dir, None, "no registry by default: nothing is checked");
     let errors =
-        parse(&format!("{SINK}[auth]\nplain = \"anonymous\"\n[schemas]\nrejected_max = 0\nrejected_max_bytes = 1000\n")).unwrap_err().0;
+        parse(&format!("{SINK}[auth]\nplain = \"anonymous\"\n[schemas]\ndir = \"s\"\nrejected_max = 0\nrejected_max_bytes = 1000\n"))
+            .unwrap_err()
+            .0;
     assert!(errors.iter().any(|e| e.starts_with("schemas.rejected_max: ")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("schemas.rejected_max_bytes: must be at least mqtt.max_packet_size")), "{errors:?}");
 }

@@ -67,7 +67,7 @@ impl Registry {
             action: binding.action,
         };
         if let Some((failure, message)) = tag_problem {
-            return Some(verdict(Some(failure), vec![format!("/: {message}")]));
+            return Some(verdict(Some(failure), vec![clip(&format!("/: {message}"))]));
         }
         let Some(json) = json else {
             let why = match std::str::from_utf8(payload) {

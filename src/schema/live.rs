@@ -144,6 +144,10 @@ impl Reloadable for Schemas {
     fn reload(&self) -> Result<(), ReloadError> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let registry = Registry::load(dir)?;
+        let problems = self.current.get().registry.changes_in_use(&registry);
+        if !problems.is_empty() {
+            return Err(RegistryError { dir: dir.clone(), problems }.into());
+        }
         tracing::info!(dir = %dir.display(), subjects = registry.subjects.len(), bindings = registry.bindings.len(), "Schema registry loaded.");
         self.current.set(Loaded::new(registry, &self.metrics));
         Ok(())

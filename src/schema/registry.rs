@@ -70,6 +70,27 @@ impl Registry {
         if problems.is_empty() { Ok(registry) } else { Err(RegistryError { dir: dir.to_path_buf(), problems }) }
     }
 
+    /// What `next` would change in versions this registry has in use: a version changed in
+    /// place or removed would break the consumers that read data written under it, and is not
+    /// checked by the compatibility modes (they only look at new versions). One line each.
+    pub fn changes_in_use(&self, next: &Registry) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, subject) in &self.subjects {
+            for (v, version) in &subject.versions {
+                match next.subjects.get(name).and_then(|s| s.versions.get(v)) {
+                    None => problems.push(format!(
+                        "{name}/{v}.json: removed while in use (a running gateway only takes new versions; restart it to remove one)"
+                    )),
+                    Some(n) if n.schema != version.schema => {
+                        problems.push(format!("{name}/{v}.json: changed while in use (add the change as a new version instead)"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        problems
+    }
+
     /// Bindings and subjects, for `GET /api/schemas`.
     pub fn describe(&self) -> Value {
         let subjects: serde_json::Map<String, Value> = self
@@ -90,7 +111,7 @@ impl Registry {
                     binding::VersionPolicy::Pinned(v) => Value::from(v),
                 };
                 let topics: Vec<&str> = b.topics.iter().map(|(t, _)| t.as_str()).collect();
-                let tag = b.tag.as_ref().map(|t| format!("{t:?}"));
+                let tag = b.tag.as_ref().and_then(|t| serde_json::to_value(t).ok());
                 serde_json::json!({ "topics": topics, "subject": b.subject, "version": version, "tag": tag, "on_invalid": b.action.as_str() })
             })
             .collect();
@@ -242,6 +263,7 @@ fn ignored(name: &str) -> bool {
     name.starts_with('.') || name.ends_with(".md")
 }
 
-fn valid_subject_name(name: &str) -> bool {
+/// A subject name: a folder name of letters, digits, `_`, `-` and `.`, at most 128 bytes.
+pub(super) fn valid_subject_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }

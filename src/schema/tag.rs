@@ -11,11 +11,11 @@
 //! A value is `<subject>/<version>`, `<version>` or `v<version>`. MQTT 3.1.1 has neither user
 //! properties nor a content type: a 3.1.1 device names its version in the topic or the payload.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Where a binding reads the version a device names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TagSource {
     /// The MQTT 5 user property of this name.
@@ -95,7 +95,7 @@ fn parse(text: &str) -> Named {
     let digits = version.strip_prefix('v').unwrap_or(version);
     let parsed = digits.parse::<u32>().ok().filter(|v| *v > 0 && digits.bytes().all(|b| b.is_ascii_digit()));
     match (subject, parsed) {
-        (Some(s), Some(version)) if !s.is_empty() && !s.contains('/') => Named::Version { subject: Some(s.to_string()), version },
+        (Some(s), Some(version)) if super::registry::valid_subject_name(s) => Named::Version { subject: Some(s.to_string()), version },
         (None, Some(version)) => Named::Version { subject: None, version },
         _ => Named::Unreadable(clip(text)),
     }
@@ -147,8 +147,14 @@ mod tests {
 
     #[test]
     fn what_is_not_a_version_is_unreadable() {
-        for bad in ["", "v", "0", "-1", "3.0", "x/", "/3", "a/b/3", "99999999999", "v+3", "telemetry/v"] {
+        for bad in ["", "v", "0", "-1", "3.0", "x/", "/3", "a/b/3", "99999999999", "v+3", "telemetry/v", "tele metry/3"] {
             assert!(matches!(parse(bad), Named::Unreadable(_)), "{bad:?}");
+        }
+        // A device chooses the subject it names: a long or multi-byte one is never echoed whole.
+        let long = format!("{}/3", "é".repeat(40_000));
+        match parse(&long) {
+            Named::Unreadable(text) => assert!(text.len() < 200, "clipped: {} bytes", text.len()),
+            other => panic!("{other:?}"),
         }
         let payload = json!({"schema": [1], "neg": -2, "zero": 0});
         let msg = carrier("t", None, &[]);

@@ -117,6 +117,22 @@ fn many_errors_are_capped_and_long_ones_clipped() {
 }
 
 #[test]
+fn a_version_in_use_may_not_change_or_go_away_but_new_ones_may_come() {
+    let (dir, in_use) = good();
+    write(dir.path(), &[("telemetry/3.json", V2)]);
+    let grown = Registry::load(dir.path()).unwrap();
+    assert!(in_use.changes_in_use(&grown).is_empty(), "a new version is what a reload is for");
+    write(dir.path(), &[("telemetry/1.json", V2)]);
+    std::fs::remove_file(dir.path().join("telemetry/2.json")).unwrap();
+    write(dir.path(), &[("telemetry/subject.toml", "compatibility = \"NONE\"\n")]);
+    let edited = Registry::load(dir.path()).unwrap();
+    let problems = in_use.changes_in_use(&edited);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("telemetry/1.json: changed while in use"), "{problems:?}");
+    assert!(problems[1].starts_with("telemetry/2.json: removed while in use"), "{problems:?}");
+}
+
+#[test]
 fn a_bad_registry_names_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     write(

@@ -156,18 +156,21 @@ impl StorageState {
     fn keep_apart(&self, t: &mut dyn Tables, rec: &NewRecord, out: &mut Outcome) -> Result<u64, StoreError> {
         let value = rec.encode("");
         let seq = t.meta(Meta::RejectedNextSeq)?.unwrap_or(0);
+        let mut count = counter(t, Meta::RejectedCount, |t| t.rejected_count())? + 1;
         t.insert_rejected(seq, &value)?;
         t.set_meta(Meta::RejectedNextSeq, seq + 1)?;
         let policy = &self.args.policy;
-        let mut count = t.rejected_count()?;
         let mut bytes = t.meta(Meta::RejectedBytes)?.unwrap_or(0) + value.len() as u64;
-        while count > policy.rejected_max || bytes > policy.rejected_max_bytes {
+        // Never the record just kept: it was acknowledged (a single record over the byte bound
+        // stays until the next one pushes it out).
+        while count > 1 && (count > policy.rejected_max || bytes > policy.rejected_max_bytes) {
             let Some(freed) = t.pop_oldest_rejected()? else { break };
             count -= 1;
             bytes = bytes.saturating_sub(freed);
             out.dropped_rejected += 1;
         }
         t.set_meta(Meta::RejectedBytes, bytes)?;
+        t.set_meta(Meta::RejectedCount, count)?;
         out.rejected = count;
         Ok(seq)
     }
@@ -178,21 +181,23 @@ impl StorageState {
     fn set_retained(&self, t: &mut dyn Tables, rec: &NewRecord) -> Result<bool, StoreError> {
         let old = t.retained_size(&rec.topic)?;
         let bytes = t.meta(Meta::RetainedBytes)?.unwrap_or(0).saturating_sub(old.unwrap_or(0));
+        let others = counter(t, Meta::RetainedCount, |t| t.retained_count())?.saturating_sub(u64::from(old.is_some()));
         if rec.payload.is_empty() {
             if old.is_some() {
                 t.remove_retained(&rec.topic)?;
                 t.set_meta(Meta::RetainedBytes, bytes)?;
+                t.set_meta(Meta::RetainedCount, others)?;
             }
             return Ok(true);
         }
         let value = rec.encode("");
         let policy = &self.args.policy;
-        let count = t.retained_count()? + u64::from(old.is_none());
-        if count > policy.retained_max || bytes + value.len() as u64 > policy.retained_max_bytes {
+        if others + 1 > policy.retained_max || bytes + value.len() as u64 > policy.retained_max_bytes {
             return Ok(false);
         }
         t.put_retained(&rec.topic, &value)?;
         t.set_meta(Meta::RetainedBytes, bytes + value.len() as u64)?;
+        t.set_meta(Meta::RetainedCount, others + 1)?;
         Ok(true)
     }
 
@@ -219,6 +224,14 @@ impl StorageState {
         out.bytes = out.bytes.saturating_sub(freed);
         out.messages = t.message_count()?;
         Ok(())
+    }
+}
+
+/// A counter kept in `meta`, counted from its table once when a store from before it has none.
+fn counter(t: &mut dyn Tables, key: Meta, count: impl FnOnce(&mut dyn Tables) -> Result<u64, StoreError>) -> Result<u64, StoreError> {
+    match t.meta(key)? {
+        Some(n) => Ok(n),
+        None => count(t),
     }
 }
 

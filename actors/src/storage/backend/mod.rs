@@ -109,6 +109,10 @@ pub enum Meta {
     RejectedBytes,
     /// The sum of the encoded sizes of the records in `retained`.
     RetainedBytes,
+    /// Records in `rejected` (SQLite's `count(*)` reads the whole table).
+    RejectedCount,
+    /// Topics in `retained`.
+    RetainedCount,
 }
 
 impl Meta {
@@ -120,6 +124,8 @@ impl Meta {
             Meta::RejectedNextSeq => "rejected_next_seq",
             Meta::RejectedBytes => "rejected_bytes",
             Meta::RetainedBytes => "retained_bytes",
+            Meta::RejectedCount => "rejected_count",
+            Meta::RetainedCount => "retained_count",
         }
     }
 }
