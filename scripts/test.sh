@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of edge-gateway on a fresh Debian machine with only the Rust toolchain:
-# installs the peers the tests drive (mosquitto clients, mosquitto_passwd, promtool, faketime,
+# installs the peers the tests drive (mosquitto clients, the mosquitto broker the routing tests
+# compare with, mosquitto_passwd, promtool, faketime, curl,
 # openssl, strace, a Python venv with an OTLP receiver's packages and paho-mqtt for the chaos
 # scripts) when missing, then runs the whole workspace's tests with the committed Cargo.lock.
 # mosquitto_passwd comes with the broker's package: it is installed without starting its
@@ -10,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
-command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto)
+{ command -v mosquitto_passwd && { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; }; } >/dev/null 2>&1 || need+=(mosquitto)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
@@ -36,7 +38,7 @@ if [ ${#need[@]} -gt 0 ]; then
     [ -z "$no_start" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # Fail, never skip, when a peer is still missing.
-for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace; do
+for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace curl stdbuf; do
     command -v "$bin" >/dev/null 2>&1 || { echo "test.sh: $bin is required and could not be installed" >&2; exit 1; }
 done
 

@@ -300,7 +300,8 @@ impl RawConfig {
         }
         let sinks = sinks::validate_sinks(self.sinks.unwrap_or_default(), e);
         let (tls, rotation) = self.tls.validate(e);
-        let auth = self.auth.validate(mqtt.plain, tls.as_ref(), e);
+        let mut auth = self.auth.validate(mqtt.plain, tls.as_ref(), e);
+        auth.downlink_identity = broker.api_identity.clone();
         if self.devices.silent_after_secs == 0 {
             e.push("devices.silent_after_secs: must be > 0".into());
         }

@@ -35,8 +35,11 @@ pub struct AuthConfig {
     pub plain: PlainAuth,
     /// Salted password hashes (mosquitto_passwd format).
     pub password_file: Option<PathBuf>,
-    /// Topic ACLs; without it every identity owns `devices/<identity>/#` and nothing else.
+    /// Topic ACLs; without it every identity owns `devices/<identity>/#` and nothing else, and
+    /// the downlink identity may publish commands to `devices/+/cmd/#`.
     pub acl_file: Option<PathBuf>,
+    /// The identity `POST /api/publish` publishes as (`broker.api_identity`).
+    pub downlink_identity: String,
     /// Which certificate field is the identity.
     pub identity: IdentityField,
     /// The MQTT client id must equal the identity.
@@ -209,6 +212,7 @@ impl RawAuth {
             plain,
             password_file: self.password_file.as_ref().filter(|p| !p.is_empty()).map(PathBuf::from),
             acl_file: self.acl_file.as_ref().filter(|p| !p.is_empty()).map(PathBuf::from),
+            downlink_identity: String::new(),
             identity,
             client_id_must_match: self.client_id_must_match,
         }

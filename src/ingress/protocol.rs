@@ -13,8 +13,8 @@ use ntex_mqtt::{Control, Reason};
 
 use super::IngressError;
 use super::conn::ConnInner;
-use crate::routing::RetainHandling;
 use crate::routing::table::Subscription;
+use crate::routing::{Client, RetainHandling};
 
 /// A SUBSCRIBE's options for one filter (MQTT 3.1.1: the defaults).
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +57,9 @@ pub(super) fn subscribe(c: &ConnInner, filter: &str, requested: ntex_mqtt::QoS, 
     if !c.may_subscribe(acl_filter) {
         return Err(SubRefusal::NotAuthorized);
     }
-    c.ingress.router.subscribe(&c.who(), c.conn_id, &c.queue(), sub, opts.handling);
+    let queue = c.queue();
+    let client = Client { conn: c.conn_id, queue: &queue, mqtt5: matches!(c.outbound, super::deliver::Outbound::V5(_)) };
+    c.ingress.router.subscribe(&c.who(), client, sub, opts.handling);
     Ok(qos)
 }
 

@@ -76,6 +76,17 @@ pub enum RetainHandling {
     DontSend,
 }
 
+/// The connection a subscription comes from.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    /// Its number ([`Router::connection_id`]).
+    pub conn: u64,
+    /// Its delivery queue.
+    pub queue: &'a mpsc::Sender<Delivery>,
+    /// MQTT 5 (one copy per matching subscription) or 3.1.1 (one per client).
+    pub mqtt5: bool,
+}
+
 /// The routing table and the retained messages of the gateway; shared by every connection.
 pub struct Router {
     table: RwLock<Table>,
@@ -122,18 +133,21 @@ impl Router {
 
     /// Add (or replace: same filter) a subscription of `client_id` held by connection `conn`;
     /// the retained messages to send for it are queued after it.
-    pub fn subscribe(&self, who: &Who, conn: u64, queue: &mpsc::Sender<Delivery>, sub: Subscription, handling: RetainHandling) {
+    pub fn subscribe(&self, who: &Who, client: Client<'_>, sub: Subscription, handling: RetainHandling) {
+        let queue = client.queue;
         let (filter_is_new, share) = {
             let mut table = self.write_table();
-            let entry = table.clients.entry(who.client_id.to_string()).or_insert_with(|| table::Subscriber {
-                conn,
+            let fresh = || table::Subscriber {
+                conn: client.conn,
                 identity: who.identity.to_string(),
                 queue: queue.clone(),
                 subs: Vec::new(),
-            });
-            if entry.conn != conn {
+                copy_per_subscription: client.mqtt5,
+            };
+            let entry = table.clients.entry(who.client_id.to_string()).or_insert_with(fresh);
+            if entry.conn != client.conn {
                 // A newer connection with this client id: the old one's subscriptions end with it.
-                *entry = table::Subscriber { conn, identity: who.identity.to_string(), queue: queue.clone(), subs: Vec::new() };
+                *entry = fresh();
             }
             let share = sub.share.is_some();
             let existed = entry.subs.iter().position(|s| s.filter == sub.filter);

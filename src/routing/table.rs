@@ -1,9 +1,10 @@
 //! The subscriptions of connected clients, and which of them a topic reaches.
 //!
 //! One entry per client id (the connection that holds it, its identity, its queue and its
-//! filters). A topic reaches a client once, at the highest QoS of its matching filters, with
-//! every matching subscription identifier (MQTT 5 3.3.4-3/-5; mosquitto does the same by
-//! default). Shared subscriptions (`$share/<group>/<filter>`) reach one member per group and
+//! filters). With overlapping filters, an MQTT 3.1.1 client gets a topic once, at the highest
+//! QoS of its matching filters; an MQTT 5 client gets one copy per matching subscription, each
+//! with its own QoS and subscription identifier (MQTT 5 3.3.4 allows both; this is what
+//! mosquitto 2 does, and `tests/it/broker.rs` runs the same case against it). Shared subscriptions (`$share/<group>/<filter>`) reach one member per group and
 //! filter, in turn. The table is scanned linearly: a site has tens or hundreds of subscribing
 //! clients, not millions.
 
@@ -66,6 +67,8 @@ pub(super) struct Subscriber {
     pub(super) queue: mpsc::Sender<Delivery>,
     /// Its subscriptions, one per filter.
     pub(super) subs: Vec<Subscription>,
+    /// MQTT 5: one copy per matching subscription (3.1.1: one per client).
+    pub(super) copy_per_subscription: bool,
 }
 
 /// Every client's subscriptions.
@@ -100,6 +103,11 @@ impl Table {
                 if sub.no_local && client_id == from {
                     continue;
                 }
+                if subscriber.copy_per_subscription {
+                    let ids = sub.id.into_iter().collect();
+                    out.push(Target { client_id, subscriber, qos: sub.qos, retain_as_published: sub.retain_as_published, ids });
+                    continue;
+                }
                 let t = target.get_or_insert_with(|| Target { client_id, subscriber, qos: 0, retain_as_published: false, ids: Vec::new() });
                 t.qos = t.qos.max(sub.qos);
                 t.retain_as_published |= sub.retain_as_published;
@@ -124,5 +132,29 @@ impl Table {
     /// Subscriptions in the table.
     pub(super) fn count(&self) -> usize {
         self.clients.values().map(|s| s.subs.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_as_mqtt_says_with_percent_as_a_plain_character() {
+        let sub = |f: &str| Subscription::new(f, 1, false, false, None).unwrap();
+        assert!(sub("a/+/c").matches("a/b/c") && !sub("a/+/c").matches("a/b/d/c"));
+        assert!(sub("a/#").matches("a") && sub("a/#").matches("a/b/c"));
+        assert!(!sub("#").matches("$SYS/x") && !sub("+/x").matches("$app/x") && sub("$app/#").matches("$app/x"));
+        assert!(sub("rate/%u").matches("rate/%u") && !sub("rate/%u").matches("rate/dev-1"), "no ACL placeholders here");
+    }
+
+    #[test]
+    fn shared_subscriptions_parse_and_bad_filters_are_refused() {
+        let s = Subscription::new("$share/g1/site/#", 1, false, false, None).unwrap();
+        assert_eq!(s.share.as_deref(), Some("g1"));
+        assert!(s.matches("site/a") && !s.matches("$share/g1/site/a"));
+        for bad in ["$share/g1", "$share//a", "$share/g+/a", "a/#/b", "a+/b", ""] {
+            assert!(Subscription::new(bad, 0, false, false, None).is_err(), "{bad:?}");
+        }
     }
 }

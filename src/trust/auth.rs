@@ -107,7 +107,7 @@ pub struct Authority {
 impl Authority {
     /// Load the ACL and password files named in `config`.
     pub fn load(config: &AuthConfig, metrics: Metrics) -> Result<Authority, AuthError> {
-        let acl = Arc::new(AclFile::load(config.acl_file.clone())?);
+        let acl = Arc::new(AclFile::load(config.acl_file.clone(), &config.downlink_identity)?);
         let passwords = match &config.password_file {
             Some(path) => Some(Arc::new(PasswordStore::load(path.clone())?)),
             None => None,
@@ -214,10 +214,10 @@ pub struct AclFile {
 }
 
 impl AclFile {
-    fn load(path: Option<PathBuf>) -> Result<AclFile, AuthError> {
+    fn load(path: Option<PathBuf>, downlink: &str) -> Result<AclFile, AuthError> {
         let acl = match &path {
             Some(p) => Acl::load(p).map_err(|source| AuthError::Acl { path: p.clone(), source })?,
-            None => Acl::default_namespace_only(),
+            None => Acl::built_in(downlink),
         };
         Ok(AclFile { path, current: Swap::new(acl) })
     }

@@ -29,6 +29,8 @@ pub struct Extra {
     pub http: String,
     /// Lines under `[schemas]`.
     pub schemas: String,
+    /// Lines under `[broker]`.
+    pub broker: String,
 }
 
 /// The ACL of the lab setup: anyone may publish anywhere (tests of the pipeline, not of trust).
@@ -64,6 +66,8 @@ listen = "{http}"
 {tls}
 [schemas]
 {schemas}
+[broker]
+{broker}
 [[sinks]]
 name = "cloud"
 kind = "http"
@@ -80,6 +84,7 @@ backoff_max_ms = 300
         tls = extra.tls,
         http_extra = extra.http,
         schemas = extra.schemas,
+        broker = extra.broker,
         timeout = if extra.sink.contains("timeout_ms") { "" } else { "timeout_ms = 2000" },
     )
 }

@@ -6,6 +6,7 @@
 
 mod access;
 mod admin;
+mod broker;
 mod chaos;
 mod cloud_tls;
 mod cve;

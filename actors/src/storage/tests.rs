@@ -264,6 +264,22 @@ async fn kept_apart_records_are_bounded_in_bytes_too(kind: BackendKind) {
     assert_eq!(metrics.rejected_messages.get(), 3);
 }
 
+async fn retained_messages_are_replaced_cleared_bounded_and_kept_across_a_reopen(kind: BackendKind) {
+    let f = start(kind, StoragePolicy { retained_max: 2, ..policy() }).await;
+    let retained = |topic: &str, payload: &str| NewRecord { topic: topic.into(), payload: payload.into(), retain: true, ..rec(0) };
+    append(&f.actor, retained("a", "1")).await.unwrap();
+    append(&f.actor, retained("b", "2")).await.unwrap();
+    assert_eq!(append(&f.actor, retained("c", "3")).await, Err(AppendError::RetainedFull), "a third topic is over the bound");
+    append(&f.actor, retained("b", "2b")).await.unwrap();
+    append(&f.actor, retained("a", "")).await.unwrap();
+    append(&f.actor, retained("c", "3")).await.expect("room again after the clear");
+    f.store.reopen().unwrap();
+    let mut kept: Vec<(String, Vec<u8>)> = f.store.retained().unwrap().into_iter().map(|r| (r.topic, r.payload)).collect();
+    kept.sort();
+    assert_eq!(kept, [("b".to_string(), b"2b".to_vec()), ("c".to_string(), b"3".to_vec())]);
+    assert_eq!(f.store.stats().unwrap().messages, 5, "retained publishes are stored for the sinks too, the refused one not");
+}
+
 async fn a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage(kind: BackendKind) {
     let f = start(kind, policy()).await;
     let path = f._dir.path().join(format!("t.{kind}"));
@@ -398,5 +414,6 @@ on_both_backends!(
     salvage_reads_either_engine_and_imports_into_the_other_keeping_keys,
     a_batch_is_stored_in_order_and_answered_once_after_its_commit,
     kept_apart_records_skip_the_backlog_and_are_bounded,
-    kept_apart_records_are_bounded_in_bytes_too
+    kept_apart_records_are_bounded_in_bytes_too,
+    retained_messages_are_replaced_cleared_bounded_and_kept_across_a_reopen
 );

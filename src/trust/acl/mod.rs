@@ -165,6 +165,17 @@ impl Acl {
         Acl { deny: Vec::new(), allow: vec![Rule::default_namespace()] }
     }
 
+    /// The ACL without a file: the default namespace, and `downlink` (the identity of
+    /// `POST /api/publish`) may publish commands to every device's `devices/+/cmd/#`.
+    pub fn built_in(downlink: &str) -> Acl {
+        let mut acl = Self::default_namespace_only();
+        if let Ok(cmd) = Pattern::parse("devices/+/cmd/#") {
+            let members = Members::Only(HashSet::from([downlink.to_string()]));
+            acl.allow.push(Rule { members, publish: vec![cmd], subscribe: Vec::new() });
+        }
+        acl
+    }
+
     /// May `who` publish to the topic name `topic`?
     pub fn check_publish(&self, who: &Who, topic: &str) -> Decision {
         if !pattern::is_topic_name(topic) {

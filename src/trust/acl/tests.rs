@@ -383,3 +383,14 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn without_a_file_the_downlink_identity_may_command_every_device_and_nothing_else() {
+    let acl = Acl::built_in("api");
+    let api = Who { identity: "api", client_id: "api" };
+    let dev = Who { identity: "pump-7", client_id: "pump-7" };
+    assert!(acl.check_publish(&api, "devices/pump-7/cmd/open").is_allowed());
+    assert!(!acl.check_publish(&api, "devices/pump-7/telemetry").is_allowed());
+    assert!(!acl.check_publish(&dev, "devices/other/cmd/open").is_allowed(), "devices still only in their own namespace");
+    assert!(acl.check_subscribe(&dev, "devices/pump-7/cmd/#").is_allowed(), "a device subscribes to its own commands");
+}

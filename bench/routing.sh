@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bench/routing.sh: local routing (publish to subscribers), edge-gateway against mosquitto 2 in
+# the same run: fan-in, fan-out and publisher/subscriber pairs. See docs/BENCHMARKS.md
+# ("Local routing").
+set -euo pipefail
+
+usage() {
+    cat <<'EOF2'
+usage: bench/routing.sh [options]
+
+For edge-gateway (redb store, group commit, a discarding sink) and mosquitto 2 (persistence
+false), each pinned to cpu0 with a fresh data dir per run: examples/fanout (pinned to cpu1) in
+three modes, QoS 1 publishes and subscriptions: fan-in (CLIENTS publishers, 1 subscriber),
+fan-out (1 publisher, CLIENTS subscribers), pairs (CLIENTS publisher/subscriber pairs). RUNS
+runs each; medians as a markdown table on stdout (progress on stderr): deliveries per second
+and publish-to-delivery latency p50 / p99.
+
+options:
+  --clients N       publishers (fan-in), subscribers (fan-out) or pairs (default 8)
+  --messages N      messages per publisher (default 5000; fan-out: 20000)
+  --runs N          runs per row (default 3)
+  --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
+  --skip-build      use the binaries already built in target/release
+  -h, --help        this text
+
+Loopback only: 127.0.0.5:18870 (gateway MQTT), :18871 (gateway HTTP), :18872 (mosquitto).
+EOF2
+}
+
+SCRIPT=bench/routing.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+CLIENTS=8
+MESSAGES=5000
+FANOUT_MESSAGES=20000
+RUNS=3
+DATA_ROOT="${TMPDIR:-/tmp}"
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --skip-build) BUILD=0; shift; continue ;;
+        --clients|--messages|--runs|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    case "$1" in
+        --clients) positive "$1" "$2"; CLIENTS=$2 ;;
+        --messages) positive "$1" "$2"; MESSAGES=$2; FANOUT_MESSAGES=$2 ;;
+        --runs) positive "$1" "$2"; RUNS=$2 ;;
+        --data-root) DATA_ROOT=$2 ;;
+    esac
+    shift 2
+done
+
+release_binaries fanout  # cd to the repository, build unless --skip-build
+FANOUT=$EXAMPLE_BIN
+HOST=127.0.0.5
+MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
+[[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
+[[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, clients on cpu1)"
+bench_workdir edge-gateway-routing
+
+tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
+
+# start SERVER DIR: the server, ready; sets PORT.
+start() {
+    local dir=$2
+    if [[ $1 == gateway ]]; then
+        printf '[[allow]]\nidentities = ["*"]\npublish = ["bench/#"]\nsubscribe = ["bench/#"]\n' >"$dir/acl.toml"
+        cat >"$dir/gateway.toml" <<EOF2
+[gateway]
+data_dir = "$dir/data"
+[mqtt]
+listen = "$HOST:18870"
+max_new_connections_per_source = 0
+max_inflight = 100
+[auth]
+plain = "anonymous"
+acl_file = "$dir/acl.toml"
+[http]
+listen = "$HOST:18871"
+[broker]
+max_queued = 100000
+[[sinks]]
+name = "null"
+kind = "discard"
+EOF2
+        taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        PORT=18870
+        wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18871/readyz"
+    else
+        printf 'listener 18872 %s\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n' "$HOST" >"$dir/mosquitto.conf"
+        taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        PORT=18872
+        wait_ready mosquitto "$dir/server.log" tcp_open "$HOST" 18872
+    fi
+}
+
+jfield() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
+
+declare -A MPS P50 P99
+MODES=(fan-in fan-out pairs)
+for mode in "${MODES[@]}"; do
+    messages=$MESSAGES
+    [[ $mode != fan-out ]] || messages=$FANOUT_MESSAGES
+    [[ $mode != fan-out ]] || messages=$((messages / CLIENTS))
+    for server in gateway mosquitto; do
+        mps=() p50=() p99=()
+        for run in $(seq "$RUNS"); do
+            dir=$WORK/$mode-$server-$run
+            mkdir -p "$dir"
+            start "$server" "$dir"
+            line=$(taskset -c 1 "$FANOUT" --mode "$mode" --addr "$HOST:$PORT" --clients "$CLIENTS" --messages "$messages" --timeout 120) \
+                || { tail -n 20 "$dir/server.log" >&2; die "$mode against $server failed"; }
+            stop_server
+            log "$mode, $server, run $run: $line"
+            mps+=("$(jfield "$line" msg_per_s)") p50+=("$(jfield "$line" latency_p50_ms)") p99+=("$(jfield "$line" latency_p99_ms)")
+            rm -rf "$dir"
+        done
+        MPS[$mode,$server]=$(printf '%s\n' "${mps[@]}" | median)
+        P50[$mode,$server]=$(printf '%s\n' "${p50[@]}" | median)
+        P99[$mode,$server]=$(printf '%s\n' "${p99[@]}" | median)
+    done
+done
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
+echo "### Local routing, $(date -u +%Y-%m-%d)"
+echo
+echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+    "$($MOSQUITTO -h 2>/dev/null | head -1 || true); QoS 1, $CLIENTS clients, 64-byte payloads; median of $RUNS runs."
+echo
+echo "| mode | server | deliveries/s | latency p50 ms | latency p99 ms | gateway / mosquitto (deliveries/s) |"
+echo "|---|---|---:|---:|---:|---:|"
+for mode in "${MODES[@]}"; do
+    for server in gateway mosquitto; do
+        ratio=""
+        [[ $server != gateway ]] || ratio=$(awk -v a="${MPS[$mode,gateway]}" -v b="${MPS[$mode,mosquitto]}" 'BEGIN { printf "%.2f", a / b }')
+        echo "| $mode | $server | ${MPS[$mode,$server]} | ${P50[$mode,$server]} | ${P99[$mode,$server]} | $ratio |"
+    done
+done

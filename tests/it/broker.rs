@@ -1,0 +1,389 @@
+//! The gateway as a local broker, with real clients (mosquitto_sub / mosquitto_pub on both
+//! protocol versions, paho-mqtt for MQTT 5 options): routing with wildcards, `$` topics and
+//! overlapping filters (the same case run against a real mosquitto, which must give the same
+//! output), retained messages across a SIGKILL, the ACL at SUBSCRIBE and at delivery, MQTT 5
+//! subscription options, shared subscriptions and the downlink.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{self, Extra, Process, http_get, sample};
+use crate::ingest::IngestServer;
+use crate::util::{self, eventually, free_port, poll_until, python, within};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An ACL letting every identity publish and subscribe anywhere.
+const OPEN_ACL: &str = "[[allow]]\nidentities = [\"*\"]\npublish = [\"#\", \"$app/#\"]\nsubscribe = [\"#\", \"$app/#\"]\n";
+
+fn extra(dir: &Path, acl: &str, broker: &str) -> Extra {
+    let path = dir.join("acl.toml");
+    std::fs::write(&path, acl).unwrap();
+    Extra {
+        auth: format!("plain = \"anonymous\"\nacl_file = \"{}\"", path.display()),
+        tls: "check_interval_secs = 1\nreload_debounce_ms = 100".into(),
+        broker: broker.into(),
+        ..Default::default()
+    }
+}
+
+/// A running `mosquitto_sub -d`: its output lines, collected by a thread.
+struct Sub {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sub {
+    /// Subscribe at `port` with `args` (filters, -C, -V, ...); returns once the SUBACK came.
+    async fn start(port: u16, args: &[&str]) -> Sub {
+        // Line-buffered (coreutils' stdbuf): mosquitto_sub buffers a pipe, and the SUBACK line
+        // must arrive before anything is published.
+        let mut child = Command::new(util::require("stdbuf"))
+            .arg("-oL")
+            .arg(util::require("mosquitto_sub"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "-W", "20"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (out, sink) = (child.stdout.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let sub = Sub { child, lines };
+        poll_until("mosquitto_sub got its SUBACK", WAIT, || sub.all().iter().any(|l| l.starts_with("Subscribed"))).await;
+        sub
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The messages (not mosquitto_sub's debug lines).
+    fn messages(&self) -> Vec<String> {
+        self.all().into_iter().filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed")).collect()
+    }
+
+    /// The QoS each filter was granted (128: refused).
+    fn granted(&self) -> String {
+        self.all()
+            .into_iter()
+            .find_map(|l| l.split_once("): ").filter(|_| l.starts_with("Subscribed")).map(|(_, g)| g.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// Wait for mosquitto_sub to exit (after its -C count), bounded.
+    async fn done(mut self) -> Vec<String> {
+        let exited = within(WAIT, async || self.child.try_wait().ok().flatten()).await;
+        assert!(exited.is_some(), "mosquitto_sub did not get its messages: {:?}", self.all());
+        // The reader thread may still hold the last line for a moment.
+        let n = self.messages().len();
+        let _ = within(Duration::from_millis(500), async || (self.messages().len() > n).then_some(())).await;
+        self.messages()
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn publish(port: u16, args: &[&str]) -> String {
+    let port = port.to_string();
+    let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-d"];
+    all.extend(args);
+    let out = util::mosquitto_pub(&all).await;
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The routing case, run as is against any broker at `port`: what one subscriber with three
+/// overlapping filters receives of four publishes.
+async fn routing_case(port: u16, version: &str, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let filters = ["-t", "sensors/#", "-t", "sensors/+/temp", "-t", "#"];
+    let sub = Sub::start(port, &[&["-V", version, "-i", "s1", "-q", "1", "-v", "-C", &count][..], &filters].concat()).await;
+    publish(port, &["-V", version, "-i", "p1", "-q", "1", "-t", "sensors/a/temp", "-m", "t1"]).await;
+    publish(port, &["-V", version, "-i", "p1", "-q", "1", "-t", "$app/x", "-m", "not for #"]).await;
+    publish(port, &["-V", version, "-i", "p1", "-q", "0", "-t", "other/x", "-m", "o1"]).await;
+    publish(port, &["-V", version, "-i", "p1", "-q", "1", "-t", "end", "-m", "e"]).await;
+    sub.done().await
+}
+
+/// A mosquitto 2 broker for comparison (anonymous, in memory), killed when dropped.
+struct Mosquitto(Child, u16);
+
+impl Mosquitto {
+    async fn start(dir: &Path) -> Mosquitto {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+        let child = Command::new(util::require("mosquitto"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        poll_until("mosquitto listening", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
+        Mosquitto(child, port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_matches_mosquitto_for_wildcards_dollar_topics_and_overlapping_filters() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let mosquitto = Mosquitto::start(dir.path()).await;
+    // Overlapping filters: 3.1.1 gets one copy; MQTT 5 one per matching subscription.
+    let t1 = "sensors/a/temp t1";
+    let v3: &[&str] = &[t1, "other/x o1", "end e"];
+    let v5: &[&str] = &[t1, t1, t1, "other/x o1", "end e"];
+    for (version, expected) in [("mqttv311", v3), ("mqttv5", v5)] {
+        let ours = routing_case(gw.mqtt_addr.port(), version, expected.len()).await;
+        let theirs = routing_case(mosquitto.1, version, expected.len()).await;
+        assert_eq!(theirs, expected, "mosquitto, {version}");
+        assert_eq!(ours, theirs, "the gateway routes as mosquitto does, {version}");
+    }
+    // Everything published was stored for the sinks too.
+    poll_until("8 messages at the cloud", WAIT, || ingest.unique_keys() >= 8).await;
+
+    // A filter the ACL refuses is refused in the SUBACK (v5 0x87, v3 0x80), the others granted.
+    let port = gw.mqtt_addr.port();
+    std::fs::write(dir.path().join("acl.toml"), format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"*\"]\nsubscribe = [\"secret/#\"]\n"))
+        .unwrap();
+    let reloaded = "gateway_reloads_total{target=\"acl\",result=\"ok\"}";
+    eventually("the ACL reloaded", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded) >= 1.0).await;
+    let sub = Sub::start(port, &["-V", "mqttv5", "-i", "s2", "-v", "-t", "secret/#", "-t", "open/#"]).await;
+    assert_eq!(sub.granted(), "135, 0", "secret/# refused, open/# granted");
+    let sub = Sub::start(port, &["-V", "mqttv311", "-i", "s3", "-v", "-t", "secret/#", "-t", "open/#"]).await;
+    assert_eq!(sub.granted(), "128, 0", "secret/# refused, open/# granted");
+    drop(sub);
+    let (_, m) = http_get(gw.http_addr, "/metrics").await;
+    assert!(sample(&m, "gateway_deliveries_total{qos=\"1\"}") >= 4.0, "{m}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_survive_a_sigkill_reach_new_subscribers_and_an_empty_one_clears() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let extra = extra(dir.path(), OPEN_ACL, "retained_max = 2");
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    let port = mqtt.port();
+    publish(port, &["-i", "p1", "-q", "1", "-r", "-t", "status/a", "-m", "r1"]).await;
+    publish(port, &["-i", "p1", "-q", "1", "-r", "-t", "status/b", "-m", "r2", "-V", "mqttv5"]).await;
+    // A third retained topic is over broker.retained_max: refused (v5 0x97), not stored.
+    let full = publish(port, &["-i", "p1", "-q", "1", "-r", "-t", "status/c", "-m", "r3", "-V", "mqttv5"]).await;
+    assert!(full.contains("RC:151") || full.to_lowercase().contains("quota"), "{full}");
+    // Replacing one that exists is fine.
+    publish(port, &["-i", "p1", "-q", "1", "-r", "-t", "status/b", "-m", "r2b"]).await;
+    gw.kill9();
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+
+    let got = Sub::start(port, &["-i", "s1", "-t", "status/#", "-C", "2", "-F", "%r %t %p"]).await.done().await;
+    let mut got = got;
+    got.sort();
+    assert_eq!(got, ["1 status/a r1", "1 status/b r2b"], "retained, after a SIGKILL, with the retain flag");
+    // An empty retained publish clears: a new subscriber gets status/b only.
+    publish(port, &["-i", "p1", "-q", "1", "-r", "-n", "-t", "status/a"]).await;
+    let got = Sub::start(port, &["-i", "s3", "-t", "status/#", "-C", "1", "-v"]).await.done().await;
+    assert_eq!(got, ["status/b r2b"]);
+    let (_, m) = http_get(http, "/metrics").await;
+    assert_eq!(sample(&m, "gateway_retained_messages"), 1.0, "{m}");
+    assert_eq!(sample(&m, "gateway_ingress_rejected_total{reason=\"retained_full\"}"), 0.0, "counted by the first process, not this one");
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+/// MQTT 5 options with paho: no-local, retain-as-published with a subscription identifier, a
+/// shared group of two, retain handling 2 (d) and 0 (e); prints what each client received as
+/// JSON.
+const PAHO_OPTIONS: &str = r#"
+import json, sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+port = int(sys.argv[1])
+got = {"a": [], "b": [], "c": [], "d": [], "e": []}
+def client(name):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    def on_message(cl, userdata, m):
+        ids = getattr(m.properties, "SubscriptionIdentifier", []) if m.properties is not None else []
+        got[name].append([m.topic, m.payload.decode(), int(m.retain), ids])
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+a, b, c = client("a"), client("b"), client("c")
+props = Properties(PacketTypes.SUBSCRIBE)
+props.SubscriptionIdentifier = 7
+r = [a.subscribe([("opt/nl", SubscribeOptions(qos=1, noLocal=True))]),
+     a.subscribe([("opt/rap", SubscribeOptions(qos=1, retainAsPublished=True))], properties=props),
+     b.subscribe([("opt/rap", SubscribeOptions(qos=1))]),
+     b.subscribe([("$share/g/shared/#", SubscribeOptions(qos=1))]),
+     c.subscribe([("$share/g/shared/#", SubscribeOptions(qos=1))])]
+time.sleep(0.5)
+a.publish("opt/nl", "own", qos=1).wait_for_publish(5)
+c.publish("opt/nl", "other", qos=1).wait_for_publish(5)
+c.publish("opt/rap", "kept", qos=1, retain=True).wait_for_publish(5)
+for i in range(4):
+    a.publish("shared/t", "s%d" % i, qos=1).wait_for_publish(5)
+deadline = time.time() + 10
+while time.time() < deadline and (len(got["a"]) < 2 or len(got["b"]) + len(got["c"]) < 5):
+    time.sleep(0.05)
+d, e = client("d"), client("e")
+d.subscribe([("opt/rap", SubscribeOptions(qos=1, retainHandling=2))])
+e.subscribe([("opt/rap", SubscribeOptions(qos=1, retainHandling=0))])
+deadline = time.time() + 10
+while time.time() < deadline and len(got["e"]) < 1:
+    time.sleep(0.05)
+time.sleep(0.3)
+for x in (a, b, c, d, e):
+    x.disconnect(); x.loop_stop()
+print(json.dumps(got))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_no_local_retain_as_published_subscription_ids_and_shared_groups() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let out = Command::new(python()).args(["-c", PAHO_OPTIONS, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    // a: not its own message (no-local), the other's; the retained one keeps its flag with id 7.
+    assert_eq!(got["a"], serde_json::json!([["opt/nl", "other", 0, []], ["opt/rap", "kept", 1, [7]]]), "{got}");
+    // b (no retain-as-published): the live retained message comes with the flag cleared.
+    let b: Vec<&Value> = got["b"].as_array().unwrap().iter().filter(|m| m[0] == "opt/rap").collect();
+    assert_eq!(b, [&serde_json::json!(["opt/rap", "kept", 0, []])], "{got}");
+    // The shared group: every message once, spread over b and c.
+    let mut shared: Vec<String> = ["b", "c"]
+        .iter()
+        .flat_map(|k| {
+            got[*k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m[0] == "shared/t")
+                .map(|m| m[1].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    shared.sort();
+    assert_eq!(shared, ["s0", "s1", "s2", "s3"], "{got}");
+    let in_b = got["b"].as_array().unwrap().iter().filter(|m| m[0] == "shared/t").count();
+    assert!((1..=3).contains(&in_b), "both members get some: {got}");
+    // Retain handling: 0 sends the retained message at subscribe (flag set), 2 does not.
+    assert_eq!(got["e"], serde_json::json!([["opt/rap", "kept", 1, []]]), "{got}");
+    assert_eq!(got["d"], serde_json::json!([]), "{got}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_is_checked_again_at_delivery_so_a_reload_applies_to_existing_subscriptions() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let port = gw.mqtt_addr.port();
+    let sub = Sub::start(port, &["-i", "watcher", "-q", "1", "-v", "-t", "plant/#"]).await;
+    publish(port, &["-i", "p1", "-q", "1", "-t", "plant/a", "-m", "before"]).await;
+    poll_until("the first message delivered", WAIT, || sub.messages() == ["plant/a before"]).await;
+    // The watcher loses plant/# in the ACL; its subscription stays, deliveries stop.
+    let acl = format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"watcher\"]\nsubscribe = [\"plant/#\"]\n");
+    std::fs::write(dir.path().join("acl.toml"), acl).unwrap();
+    let reloaded = "gateway_reloads_total{target=\"acl\",result=\"ok\"}";
+    eventually("the ACL reloaded", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded) >= 1.0).await;
+    publish(port, &["-i", "p1", "-q", "1", "-t", "plant/a", "-m", "after"]).await;
+    let dropped = "gateway_deliveries_dropped_total{reason=\"not_authorized\"}";
+    eventually("the delivery refused", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, dropped) >= 1.0).await;
+    assert_eq!(sub.messages(), ["plant/a before"], "nothing after the reload");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_downlink_needs_the_token_and_the_acl_and_reaches_subscribers_and_the_sinks() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let acl =
+        "[[allow]]\nidentities = [\"*\"]\nsubscribe = [\"site/#\"]\n\n[[allow]]\nidentities = [\"cloud\"]\npublish = [\"site/cmd/#\"]\n";
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), acl, "api_identity = \"cloud\"")).await;
+    let sub = Sub::start(gw.mqtt_addr.port(), &["-V", "mqttv5", "-i", "valve-7", "-q", "1", "-v", "-t", "site/cmd/#", "-C", "1"]).await;
+    let token = std::fs::read_to_string(dir.path().join("data/http.token")).unwrap();
+    let post = async |auth: Option<&str>, body: Value| {
+        harness::install_crypto();
+        let mut req = reqwest::Client::new().post(format!("http://{}/api/publish", gw.http_addr)).json(&body);
+        if let Some(t) = auth {
+            req = req.bearer_auth(t.trim());
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    let open = serde_json::json!({"topic": "site/cmd/valve-7", "payload": "open", "qos": 1});
+    assert_eq!(post(None, open.clone()).await.0, 401, "the token is always needed");
+    let (status, body) = post(Some(&token), serde_json::json!({"topic": "site/other", "payload": "x"})).await;
+    assert_eq!(status, 403, "outside the ACL of `cloud`: {body}");
+    assert_eq!(post(Some(&token), serde_json::json!({"topic": "site/#", "payload": "x"})).await.0, 400, "a wildcard");
+    let (status, body) = post(Some(&token), open).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sub.done().await, ["site/cmd/valve-7 open"]);
+    poll_until("the downlink message at the cloud too", WAIT, || ingest.accepted().iter().any(|m| m.device == "cloud")).await;
+    gw.stop().await;
+}
+
+/// README, "Local broker": the gateway on its embedded default, a display subscribed to its own
+/// namespace, a command through the downlink; the same commands as the README.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_subscribe_and_downlink_example_works_on_the_embedded_default() {
+    let dir = util::temp_dir();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut gateway = Command::new(harness::binary())
+        .arg("run")
+        .current_dir(dir.path())
+        .env("EDGE_GATEWAY_MQTT_LISTEN", format!("127.0.0.1:{mqtt}"))
+        .env("EDGE_GATEWAY_HTTP_LISTEN", format!("127.0.0.1:{http}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("edge-gateway run");
+    let http = SocketAddr::from(([127, 0, 0, 1], http));
+    poll_until("the HTTP API listening", WAIT, || std::net::TcpStream::connect(http).is_ok()).await;
+    eventually("ready", WAIT, async || http_get(http, "/readyz").await.0 == 200).await;
+    let sub = Sub::start(mqtt, &["-i", "display-1", "-t", "devices/display-1/#", "-v", "-C", "1"]).await;
+    let token = std::fs::read_to_string(dir.path().join("data/http.token")).unwrap();
+    let curl = Command::new(util::require("curl"))
+        .args(["-s", "-X", "POST", "-H", &format!("Authorization: Bearer {}", token.trim()), "-H", "content-type: application/json"])
+        .args(["-d", r#"{"topic":"devices/display-1/cmd/brightness","payload":"40","qos":1}"#])
+        .arg(format!("http://{http}/api/publish"))
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&curl.stdout).contains("\"key\""), "{curl:?}");
+    assert_eq!(sub.done().await, ["devices/display-1/cmd/brightness 40"]);
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
