@@ -179,7 +179,18 @@ async fn devices_list(State(api): Api) -> Response {
 async fn device(State(api): Api, Path(identity): Path<String>) -> Response {
     let Some(actor) = api.devices.get() else { return restarting() };
     match actor.call(|reply| DevicesMsg::Get(identity, reply), Some(ACTOR_TIMEOUT)).await {
-        Ok(CallResult::Success(Some(d))) => Json(d).into_response(),
+        Ok(CallResult::Success(Some(d))) => {
+            // What its connection is subscribed to now (nothing when it is offline: sessions are clean).
+            let subscriptions: Vec<serde_json::Value> = api
+                .router
+                .subscriptions_of(&d.client_id)
+                .into_iter()
+                .map(|(filter, qos)| serde_json::json!({"filter": filter, "qos": qos}))
+                .collect();
+            let mut body = serde_json::to_value(&d).unwrap_or_default();
+            body["subscriptions"] = subscriptions.into();
+            Json(body).into_response()
+        }
         Ok(CallResult::Success(None)) => (StatusCode::NOT_FOUND, "no such device\n").into_response(),
         _ => no_answer(),
     }

@@ -124,7 +124,10 @@ async fn routing_case(port: u16, version: &str, count: usize) -> Vec<String> {
 }
 
 /// A mosquitto 2 broker for comparison (anonymous, in memory), killed when dropped.
-struct Mosquitto(Child, u16);
+struct Mosquitto {
+    _process: Killed,
+    port: u16,
+}
 
 impl Mosquitto {
     async fn start(dir: &Path) -> Mosquitto {
@@ -140,14 +143,7 @@ impl Mosquitto {
             .expect("mosquitto");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         poll_until("mosquitto listening", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
-        Mosquitto(child, port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Mosquitto { _process: Killed(child), port }
     }
 }
 
@@ -163,7 +159,7 @@ async fn routing_matches_mosquitto_for_wildcards_dollar_topics_and_overlapping_f
     let v5: &[&str] = &[t1, t1, t1, "other/x o1", "end e"];
     for (version, expected) in [("mqttv311", v3), ("mqttv5", v5)] {
         let ours = routing_case(gw.mqtt_addr.port(), version, expected.len()).await;
-        let theirs = routing_case(mosquitto.1, version, expected.len()).await;
+        let theirs = routing_case(mosquitto.port, version, expected.len()).await;
         assert_eq!(theirs, expected, "mosquitto, {version}");
         assert_eq!(ours, theirs, "the gateway routes as mosquitto does, {version}");
     }
@@ -313,6 +309,10 @@ async fn the_acl_is_checked_again_at_delivery_so_a_reload_applies_to_existing_su
     let sub = Sub::start(port, &["-i", "watcher", "-q", "1", "-v", "-t", "plant/#"]).await;
     publish(port, &["-i", "p1", "-q", "1", "-t", "plant/a", "-m", "before"]).await;
     poll_until("the first message delivered", WAIT, || sub.messages() == ["plant/a before"]).await;
+    // The device view lists what its connection is subscribed to.
+    let (_, device) = http_get(gw.http_addr, "/api/devices/watcher").await;
+    let device: Value = serde_json::from_str(&device).unwrap();
+    assert_eq!(device["subscriptions"], serde_json::json!([{"filter": "plant/#", "qos": 1}]), "{device}");
     // The watcher loses plant/# in the ACL; its subscription stays, deliveries stop.
     let acl = format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"watcher\"]\nsubscribe = [\"plant/#\"]\n");
     std::fs::write(dir.path().join("acl.toml"), acl).unwrap();
@@ -361,7 +361,7 @@ async fn the_downlink_needs_the_token_and_the_acl_and_reaches_subscribers_and_th
 async fn the_readme_subscribe_and_downlink_example_works_on_the_embedded_default() {
     let dir = util::temp_dir();
     let (mqtt, http) = (free_port(), free_port());
-    let mut gateway = Command::new(harness::binary())
+    let gateway = Command::new(harness::binary())
         .arg("run")
         .current_dir(dir.path())
         .env("EDGE_GATEWAY_MQTT_LISTEN", format!("127.0.0.1:{mqtt}"))
@@ -371,6 +371,7 @@ async fn the_readme_subscribe_and_downlink_example_works_on_the_embedded_default
         .stderr(Stdio::null())
         .spawn()
         .expect("edge-gateway run");
+    let _gateway = Killed(gateway);
     let http = SocketAddr::from(([127, 0, 0, 1], http));
     poll_until("the HTTP API listening", WAIT, || std::net::TcpStream::connect(http).is_ok()).await;
     eventually("ready", WAIT, async || http_get(http, "/readyz").await.0 == 200).await;
@@ -384,6 +385,14 @@ async fn the_readme_subscribe_and_downlink_example_works_on_the_embedded_default
         .expect("curl");
     assert!(String::from_utf8_lossy(&curl.stdout).contains("\"key\""), "{curl:?}");
     assert_eq!(sub.done().await, ["devices/display-1/cmd/brightness 40"]);
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
