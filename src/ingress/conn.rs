@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::deliver::Outbound;
 use super::{Ingress, IngressError, clip};
-use crate::routing::Delivery;
+use crate::routing::{Delivery, Message};
 use crate::throttle::Throttle;
 use crate::trust::acl::{Decision, Who};
 use crate::trust::tls::server::PeerCertInfo;
@@ -49,6 +49,8 @@ pub struct ConnInner {
     pub(super) outbound: Outbound,
     /// Its delivery queue, from its first SUBSCRIBE on.
     pub(super) queue: RefCell<Option<mpsc::Sender<Delivery>>>,
+    /// Its will, until a DISCONNECT takes it back: published when the connection ends.
+    pub(super) will: RefCell<Option<Message>>,
 }
 
 /// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
@@ -108,6 +110,9 @@ impl Drop for ConnInner {
         }
         self.ended.set(true);
         self.ingress.router.disconnect(&self.client_id, self.conn_id);
+        if let Some(will) = self.will.take() {
+            super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will);
+        }
         self.session.stop(None);
         self.ingress.metrics.connections.dec();
         tracing::debug!(client_id = %self.client_id, "Connection closed.");

@@ -127,6 +127,34 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     Ok(result.map_or_else(Outcome::Refused, |()| Outcome::Stored))
 }
 
+/// The will of a connection that ended without DISCONNECT (its topic was checked against the
+/// ACL at CONNECT): stored like a publish of the device, then routed. Runs after the connection
+/// is gone, on its I/O thread.
+pub(super) fn publish_will(ingress: &super::Ingress, identity: &str, client_id: &str, will: Message) {
+    let rec = NewRecord {
+        device: identity.to_string(),
+        topic: will.topic.to_string(),
+        qos: will.qos,
+        payload: will.payload.to_vec(),
+        content_type: will.content_type.as_ref().map(|c| c.to_string()),
+        user_properties: will.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        received_at_ms: now_ms(),
+        retain: will.retain,
+        ..Default::default()
+    };
+    let appended = batcher::append(&ingress.storage, rec);
+    let (router, client_id, metrics) = (ingress.router.clone(), client_id.to_string(), ingress.metrics.clone());
+    ntex_rt::spawn(async move {
+        match appended.await {
+            Ok(_) => {
+                tracing::info!(%client_id, topic = %will.topic, "Connection ended without DISCONNECT; its will is published.");
+                router.route(&client_id, will);
+            }
+            Err(e) => rejected(&metrics, &client_id, refusal_reason(&e), &format!("will: {e}"), None),
+        }
+    });
+}
+
 /// What the schema check decided.
 enum SchemaStep {
     /// No registry, or no binding for the topic.

@@ -4,7 +4,7 @@
 //! with the same client id), and a closer is armed so that the end of the session actor closes
 //! the connection.
 
-use edge_gateway_actors::metrics::{AuthFailure, IngressLabels, IngressReason, ProtocolQos};
+use edge_gateway_actors::metrics::{AuthFailure, AuthLabels, IngressLabels, IngressReason, ProtocolQos};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::deliver::Outbound;
 use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
+use crate::routing::Message;
 use crate::throttle::Throttle;
+use crate::trust::acl::Who;
 use crate::trust::auth::{Credentials, Refusal};
 use crate::trust::tls::server::PeerCertInfo;
 
@@ -32,29 +34,48 @@ pub(super) enum Admission {
     Unavailable,
 }
 
+/// What a CONNECT asks for, as both protocol versions carry it.
+pub(super) struct Hello<'a> {
+    /// The client id it sent (maybe empty).
+    pub client_id: &'a str,
+    /// Its username, if any.
+    pub username: Option<&'a str>,
+    /// Its password, if any.
+    pub password: Option<&'a [u8]>,
+    /// Its will: published if the connection ends without a DISCONNECT.
+    pub will: Option<Message>,
+}
+
 impl Ingress {
     /// The one CONNECT path of both protocol versions: a client id for an anonymous lab device
-    /// that sent none, authentication, then the session actor. `close` closes the connection.
+    /// that sent none, authentication, the will's topic against the ACL, then the session
+    /// actor. `close` closes the connection.
     pub(super) async fn admit(
         &self,
         io: &ntex_io::IoRef,
-        client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
+        hello: Hello<'_>,
         protocol: Protocol,
         outbound: Outbound,
         close: impl FnOnce() + 'static,
     ) -> Admission {
-        let client_id = if client_id.is_empty() && !self.tls && self.authority.anonymous_plain() {
+        let client_id = if hello.client_id.is_empty() && !self.tls && self.authority.anonymous_plain() {
             generated_client_id()
         } else {
-            client_id.to_string()
+            hello.client_id.to_string()
         };
-        let (client_id, identity) = match self.authenticate(io, &client_id, username, password).await {
+        let (client_id, identity) = match self.authenticate(io, &client_id, hello.username, hello.password).await {
             Ok(ids) => ids,
             Err(r) => return Admission::Refused(r),
         };
-        match self.open_session(&client_id, identity, peer_cert(io), protocol, outbound, close).await {
+        if let Some(will) = &hello.will {
+            let who = Who { identity: &identity, client_id: &client_id };
+            if !self.authority.may_publish(&who, &will.topic).is_allowed() {
+                self.metrics.auth_failures.get_or_create(&AuthLabels { reason: AuthFailure::WillNotAuthorized }).inc();
+                tracing::warn!(%identity, %client_id, topic = ?clip(&will.topic), "Connection refused: its will topic is outside the ACL.");
+                return Admission::Refused(Refusal::WillNotAuthorized);
+            }
+        }
+        match self.open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will), close).await {
             Ok(conn) => {
                 tracing::debug!(%client_id, protocol = protocol.as_str(), "Connection accepted.");
                 Admission::Accepted { conn, client_id }
@@ -73,7 +94,7 @@ impl Ingress {
         identity: String,
         cert: Option<PeerCertInfo>,
         protocol: Protocol,
-        outbound: Outbound,
+        (outbound, will): (Outbound, Option<Message>),
         close: impl FnOnce() + 'static,
     ) -> Result<Conn, IngressError> {
         let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions supervisor is down".into()))?;
@@ -142,6 +163,7 @@ impl Ingress {
             conn_id: self.router.connection_id(),
             outbound,
             queue: std::cell::RefCell::new(None),
+            will: std::cell::RefCell::new(will),
         };
         Ok(Conn(Rc::new(inner)))
     }

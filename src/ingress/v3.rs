@@ -8,8 +8,9 @@ use super::conn::Conn;
 use super::deliver::Outbound;
 use super::protocol::{self, SubOptions, count_stop};
 use super::publish::{self, Inbound, Outcome};
-use super::session::Admission;
+use super::session::{Admission, Hello};
 use super::{Ingress, IngressError, Protocol};
+use crate::routing::Message;
 use crate::trust::auth::Refusal;
 
 /// CONNECT: the shared admission, answered with a CONNACK. 3.1.1 refuses an empty client id
@@ -24,8 +25,15 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
     }
     let sink = c.sink();
     let outbound = Outbound::V3(sink.clone());
-    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V3, outbound, move || sink.close()).await;
+    let will = pkt.last_will.as_ref().map(|w| Message {
+        topic: w.topic.clone(),
+        payload: w.message.clone(),
+        qos: u8::from(w.qos).min(1),
+        retain: w.retain,
+        ..Default::default()
+    });
+    let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will };
+    let admission = ingress.admit(c.io(), hello, Protocol::V3, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, .. } => c.ack(conn, false),
         Admission::Refused(Refusal::ClientIdMismatch) => c.identifier_rejected(),
@@ -85,7 +93,11 @@ pub(crate) async fn protocol(conn: &v3::Session<Conn>, msg: v3::ProtocolMessage)
             u.ack()
         }
         v3::ProtocolMessage::Ping(p) => p.ack(),
-        v3::ProtocolMessage::Disconnect(d) => d.ack(),
+        v3::ProtocolMessage::Disconnect(d) => {
+            // A clean end: the will is not published.
+            conn.0.will.take();
+            d.ack()
+        }
         v3::ProtocolMessage::PublishRelease(r) => r.ack(),
     })
 }

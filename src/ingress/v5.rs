@@ -6,8 +6,9 @@ use super::conn::Conn;
 use super::deliver::Outbound;
 use super::protocol::{self, SubOptions, SubRefusal, count_stop};
 use super::publish::{self, Inbound, Outcome};
-use super::session::Admission;
+use super::session::{Admission, Hello};
 use super::{Ingress, IngressError, Protocol};
+use crate::routing::Message;
 use crate::routing::RetainHandling;
 use crate::telemetry::traceparent::parse_traceparent;
 use crate::trust::auth::Refusal;
@@ -20,8 +21,20 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     let assigned = pkt.client_id.is_empty();
     let sink = c.sink();
     let outbound = Outbound::V5(sink.clone());
-    let (username, password) = (pkt.username.as_deref(), pkt.password.as_deref());
-    let admission = ingress.admit(c.io(), &pkt.client_id, username, password, Protocol::V5, outbound, move || sink.close()).await;
+    // The will delay is bounded by the session's end (MQTT 5 3.1.3-9); sessions end with their
+    // connection, so the will goes at once.
+    let will = pkt.last_will.as_ref().map(|w| Message {
+        topic: w.topic.clone(),
+        payload: w.message.clone(),
+        qos: u8::from(w.qos).min(1),
+        retain: w.retain,
+        content_type: w.content_type.clone(),
+        user_properties: w.user_properties.clone(),
+        response_topic: w.response_topic.clone(),
+        correlation_data: w.correlation_data.clone(),
+    });
+    let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will };
+    let admission = ingress.admit(c.io(), hello, Protocol::V5, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, client_id } => {
             let ack = c.ack(conn);
@@ -110,7 +123,13 @@ pub(crate) async fn protocol(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage)
             u.ack()
         }
         v5::ProtocolMessage::Ping(p) => p.ack(),
-        v5::ProtocolMessage::Disconnect(d) => d.ack(),
+        v5::ProtocolMessage::Disconnect(d) => {
+            // A clean end takes the will back, unless the client asks for it (reason 0x04).
+            if d.packet().reason_code != v5::codec::DisconnectReasonCode::DisconnectWithWillMessage {
+                conn.0.will.take();
+            }
+            d.ack()
+        }
         v5::ProtocolMessage::PublishRelease(r) => r.ack(),
         auth @ v5::ProtocolMessage::Auth(_) => {
             auth.disconnect_with(v5::codec::Disconnect::new(v5::codec::DisconnectReasonCode::BadAuthenticationMethod))

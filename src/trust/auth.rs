@@ -34,6 +34,8 @@ pub enum Refusal {
     NoIdentity,
     /// The identity cannot name a topic level (empty, `/`, `+`, `#`, NUL, too long).
     BadIdentity,
+    /// The will topic is not one the identity may publish to.
+    WillNotAuthorized,
 }
 
 impl From<Refusal> for AuthFailure {
@@ -44,6 +46,7 @@ impl From<Refusal> for AuthFailure {
             Refusal::ClientIdMismatch => AuthFailure::ClientIdMismatch,
             Refusal::NoIdentity => AuthFailure::NoIdentity,
             Refusal::BadIdentity => AuthFailure::BadIdentity,
+            Refusal::WillNotAuthorized => AuthFailure::WillNotAuthorized,
         }
     }
 }

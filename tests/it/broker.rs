@@ -396,3 +396,58 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_is_published_when_a_connection_ends_without_disconnect_and_only_then() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let acl = format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"*\"]\npublish = [\"forbidden/#\"]\n");
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), &acl, "")).await;
+    let port = gw.mqtt_addr.port();
+    let watcher = Sub::start(port, &["-i", "watcher", "-q", "1", "-v", "-t", "wills/#", "-C", "3"]).await;
+    // Killed (no DISCONNECT), MQTT 3.1.1 then 5: each will is published.
+    for (client, version) in [("d3", "mqttv311"), ("d5", "mqttv5")] {
+        let will = ["--will-topic", &format!("wills/{client}"), "--will-payload", &format!("gone {client}"), "--will-qos", "1"];
+        let dying = Sub::start(port, &[&["-V", version, "-i", client, "-t", "nothing/here"][..], &will].concat()).await;
+        drop(dying); // SIGKILL
+        let n = watcher.messages().len();
+        poll_until("the will delivered", WAIT, || watcher.messages().len() > n).await;
+    }
+    // A clean DISCONNECT (mosquitto_sub -C 1 after its message): no will.
+    let clean = Sub::start(port, &["-i", "c1", "-t", "clean/x", "-C", "1", "--will-topic", "wills/clean", "--will-payload", "never"]).await;
+    publish(port, &["-i", "p1", "-q", "1", "-t", "clean/x", "-m", "bye"]).await;
+    assert_eq!(clean.done().await, ["bye"]);
+    publish(port, &["-i", "p1", "-q", "1", "-t", "wills/end", "-m", "end"]).await;
+    assert_eq!(watcher.done().await, ["wills/d3 gone d3", "wills/d5 gone d5", "wills/end end"]);
+    // The wills were stored for the sinks too, under the devices' identities.
+    poll_until("the wills at the cloud", WAIT, || ingest.accepted().iter().filter(|m| m.topic.starts_with("wills/d")).count() == 2).await;
+    // A will topic outside the ACL refuses the connection (v5 CONNACK 0x87).
+    let port_s = port.to_string();
+    let refused = util::mosquitto(
+        "mosquitto_sub",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port_s,
+            "-V",
+            "mqttv5",
+            "-i",
+            "rogue",
+            "-t",
+            "x",
+            "-W",
+            "5",
+            "--will-topic",
+            "forbidden/x",
+            "--will-payload",
+            "x",
+        ],
+    )
+    .await;
+    let text = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    assert!(!refused.status.success() && text.to_lowercase().contains("not authorized"), "{text}");
+    let (_, m) = http_get(gw.http_addr, "/metrics").await;
+    assert_eq!(sample(&m, "gateway_auth_failures_total{reason=\"will_not_authorized\"}"), 1.0, "{m}");
+    gw.stop().await;
+}

@@ -171,6 +171,8 @@ label_values! {
         NoIdentity => "no_identity",
         /// The identity cannot name a topic level (empty, `/`, `+`, `#`, NUL, too long).
         BadIdentity => "bad_identity",
+        /// The CONNECT's will topic is not one the identity may publish to.
+        WillNotAuthorized => "will_not_authorized",
         /// The certificate expired while its session was open.
         CertExpiredInSession => "cert_expired_in_session",
         /// The certificate was revoked while its session was open.
