@@ -73,7 +73,7 @@ pub struct Record {
     pub device: String,
     /// MQTT topic name as published.
     pub topic: String,
-    /// QoS the device published with (0 or 1).
+    /// QoS the device published with (0, 1 or 2).
     pub qos: u8,
     /// Raw payload bytes.
     pub payload: Vec<u8>,
@@ -96,7 +96,7 @@ pub struct NewRecord {
     pub device: String,
     /// MQTT topic name.
     pub topic: String,
-    /// QoS 0 or 1.
+    /// QoS 0, 1 or 2.
     pub qos: u8,
     /// Raw payload bytes.
     pub payload: Vec<u8>,

@@ -58,7 +58,7 @@ pub struct ConnInner {
 pub struct Tally {
     /// `gateway_ingress_messages_total{protocol=<this connection's>, qos="0"|"1"}`, looked up
     /// once per connection instead of once per message.
-    pub(super) accepted_by_qos: [Counter; 2],
+    pub(super) accepted_by_qos: [Counter; 3],
     /// Payload bytes of accepted publishes.
     pub(super) bytes: Counter,
     /// Messages accepted since the last report to the device health actor, and when that was.
@@ -79,7 +79,7 @@ pub(super) const QOS0_DETACHED_MAX: usize = 64;
 
 impl Tally {
     pub(super) fn accepted(&self, qos: u8, size: u64) {
-        self.accepted_by_qos[usize::from(qos.min(1))].inc();
+        self.accepted_by_qos[usize::from(qos.min(2))].inc();
         self.bytes.inc_by(size);
         let (n, since) = self.unreported.get();
         self.unreported.set((n + 1, since));

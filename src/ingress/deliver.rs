@@ -3,7 +3,8 @@
 //! that only publishes costs nothing here; it ends when the connection's queue closes.
 //!
 //! QoS 1 goes out without waiting for each PUBACK, within the client's receive maximum
-//! (ntex-mqtt's readiness); the packet ids and PUBACKs are ntex-mqtt's.
+//! (ntex-mqtt's readiness); QoS 2 as a task per message (PUBLISH, PUBREC, PUBREL, PUBCOMP),
+//! started in order. The packet ids and acknowledgements are ntex-mqtt's.
 
 use std::num::NonZeroU32;
 
@@ -47,10 +48,18 @@ impl Outbound {
                 if d.retain {
                     publish = publish.retain();
                 }
-                if d.qos == 0 {
-                    return publish.send_at_most_once(m.payload.clone()).is_ok();
+                match d.qos {
+                    0 => publish.send_at_most_once(m.payload.clone()).is_ok(),
+                    1 => sink.ready().await && publish.send_at_least_once_no_block(m.payload.clone()).is_ok(),
+                    _ => {
+                        let payload = m.payload.clone();
+                        exactly_once(sink.ready().await, async move {
+                            if let Ok(received) = publish.send_exactly_once(payload).await {
+                                let _ = received.release().await;
+                            }
+                        })
+                    }
                 }
-                sink.ready().await && publish.send_at_least_once_no_block(m.payload.clone()).is_ok()
             }
             Outbound::V5(sink) => {
                 let publish = sink.publish(m.topic.clone()).retain(d.retain).properties(|p| {
@@ -60,11 +69,27 @@ impl Outbound {
                     p.correlation_data = m.correlation_data.clone();
                     p.subscription_ids = d.subscription_ids.iter().filter_map(|id| NonZeroU32::new(*id)).collect();
                 });
-                if d.qos == 0 {
-                    return publish.send_at_most_once(m.payload.clone()).is_ok();
+                match d.qos {
+                    0 => publish.send_at_most_once(m.payload.clone()).is_ok(),
+                    1 => sink.ready().await && publish.send_at_least_once_no_block(m.payload.clone()).is_ok(),
+                    _ => {
+                        let payload = m.payload.clone();
+                        exactly_once(sink.ready().await, async move {
+                            if let Ok(received) = publish.send_exactly_once(payload).await {
+                                let _ = received.release().await;
+                            }
+                        })
+                    }
                 }
-                sink.ready().await && publish.send_at_least_once_no_block(m.payload.clone()).is_ok()
             }
         }
     }
+}
+
+/// Start one QoS 2 exchange on this thread if the connection is still `open`.
+fn exactly_once(open: bool, exchange: impl Future<Output = ()> + 'static) -> bool {
+    if open {
+        ntex_rt::spawn(exchange);
+    }
+    open
 }

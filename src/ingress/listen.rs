@@ -88,7 +88,7 @@ pub fn start_mqtt(
     device_tls: Option<Arc<DeviceTls>>,
 ) -> Result<ntex_server::Server<ntex_server::net::Connection>, ListenError> {
     let mqtt_cfg = ntex_mqtt::MqttServiceConfig::new()
-        .set_max_qos(ntex_mqtt::QoS::AtLeastOnce)
+        .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
         .set_max_size(config.mqtt.max_packet_size)
         .set_max_receive(config.mqtt.max_inflight)
         .set_max_receive_size(0)

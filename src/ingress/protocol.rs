@@ -111,9 +111,9 @@ fn classify_violation(reason: DisconnectReasonCode, message: &str) -> IngressRea
     }
 }
 
-/// QoS 2 subscriptions are granted at QoS 1 (the gateway's maximum).
+/// Every QoS is granted as requested (QoS 2 too: exactly once, both ways).
 pub(super) fn granted(requested: ntex_mqtt::QoS) -> ntex_mqtt::QoS {
-    if requested == ntex_mqtt::QoS::AtMostOnce { requested } else { ntex_mqtt::QoS::AtLeastOnce }
+    requested
 }
 
 #[cfg(test)]

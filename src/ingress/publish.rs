@@ -19,7 +19,7 @@ use crate::throttle::Throttle;
 pub(super) struct Inbound {
     /// The topic name.
     pub topic: String,
-    /// 0 or 1 (QoS 2 never reaches a handler).
+    /// 0, 1 or 2.
     pub qos: u8,
     /// A sampled `traceparent` the device sent (MQTT 5 user property), if any.
     pub device_trace: Option<TraceCtx>,

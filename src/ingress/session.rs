@@ -135,7 +135,7 @@ impl Ingress {
         });
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
-        let accepted_by_qos = [0u8, 1].map(|q| self.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos: q }).clone());
+        let accepted_by_qos = [0u8, 1, 2].map(|q| self.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos: q }).clone());
         self.live_sessions.opened(&identity);
         if let Some(devices) = self.devices.get() {
             let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol: protocol.as_str() };

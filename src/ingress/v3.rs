@@ -28,7 +28,7 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
     let will = pkt.last_will.as_ref().map(|w| Message {
         topic: w.topic.clone(),
         payload: w.message.clone(),
-        qos: u8::from(w.qos).min(1),
+        qos: u8::from(w.qos),
         retain: w.retain,
         ..Default::default()
     });

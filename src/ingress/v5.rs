@@ -26,7 +26,7 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     let will = pkt.last_will.as_ref().map(|w| Message {
         topic: w.topic.clone(),
         payload: w.message.clone(),
-        qos: u8::from(w.qos).min(1),
+        qos: u8::from(w.qos),
         retain: w.retain,
         content_type: w.content_type.clone(),
         user_properties: w.user_properties.clone(),

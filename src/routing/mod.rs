@@ -234,7 +234,7 @@ impl Router {
             self.dropped(DeliveryDrop::NotAuthorized);
             return;
         }
-        let qos = delivery.qos;
+        let qos = delivery.qos.min(2);
         match queue.try_send(delivery) {
             Ok(()) => {
                 self.metrics.deliveries.get_or_create(&QosLabels { qos }).inc();

@@ -26,7 +26,7 @@ pub struct Subscription {
     pattern: Pattern,
     /// `Some(group)` for `$share/<group>/<filter>`.
     pub share: Option<String>,
-    /// Granted QoS (0 or 1).
+    /// Granted QoS (0, 1 or 2).
     pub qos: u8,
     /// MQTT 5: do not send the client's own publishes back.
     pub no_local: bool,

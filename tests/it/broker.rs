@@ -451,3 +451,26 @@ async fn a_will_is_published_when_a_connection_ends_without_disconnect_and_only_
     assert_eq!(sample(&m, "gateway_auth_failures_total{reason=\"will_not_authorized\"}"), 1.0, "{m}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_2_both_ways_on_both_protocol_versions_stores_and_delivers_once() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let port = gw.mqtt_addr.port();
+    let sub3 = Sub::start(port, &["-V", "mqttv311", "-i", "s3", "-q", "2", "-t", "q2/#", "-C", "4", "-F", "%q %t %p"]).await;
+    let sub5 = Sub::start(port, &["-V", "mqttv5", "-i", "s5", "-q", "1", "-t", "q2/#", "-C", "4", "-F", "%q %t %p"]).await;
+    for (i, version) in ["mqttv311", "mqttv5", "mqttv311", "mqttv5"].iter().enumerate() {
+        let out = publish(port, &["-V", version, "-i", "p2", "-q", "2", "-t", &format!("q2/{i}"), "-m", &format!("m{i}")]).await;
+        assert!(out.contains("received PUBREC") && out.contains("received PUBCOMP"), "the whole QoS 2 exchange: {out}");
+    }
+    let expected = |q: u8| (0..4).map(|i| format!("{q} q2/{i} m{i}")).collect::<Vec<_>>();
+    assert_eq!(sub3.done().await, expected(2), "a QoS 2 subscription gets QoS 2");
+    assert_eq!(sub5.done().await, expected(1), "a QoS 1 subscription gets QoS 1");
+    poll_until("4 messages at the cloud", WAIT, || ingest.unique_keys() >= 4).await;
+    assert_eq!(ingest.unique_keys(), 4, "stored once each");
+    let (_, m) = http_get(gw.http_addr, "/metrics").await;
+    assert_eq!(sample(&m, "gateway_ingress_messages_total{protocol=\"v5\",qos=\"2\"}"), 2.0, "{m}");
+    assert_eq!(sample(&m, "gateway_deliveries_total{qos=\"2\"}"), 4.0, "{m}");
+    gw.stop().await;
+}

@@ -188,7 +188,7 @@ mod tests {
 /// `{qos}` of a local delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct QosLabels {
-    /// 0 or 1.
+    /// 0, 1 or 2.
     pub qos: u8,
 }
 

@@ -13,7 +13,7 @@ impl Metrics {
     /// Create every series whose labels are known now, at 0.
     pub fn zero_known_series(&self, sinks: &[String]) {
         for &protocol in Protocol::ALL {
-            for qos in [0u8, 1] {
+            for qos in [0u8, 1, 2] {
                 let _ = self.ingress_messages.get_or_create(&ProtocolQos { protocol, qos });
             }
         }
@@ -46,7 +46,7 @@ impl Metrics {
         for &reason in DropReason::ALL {
             let _ = self.dropped_messages.get_or_create(&DropLabels { reason });
         }
-        for qos in [0u8, 1] {
+        for qos in [0u8, 1, 2] {
             let _ = self.deliveries.get_or_create(&QosLabels { qos });
         }
         for &reason in DeliveryDrop::ALL {
