@@ -22,6 +22,25 @@ pub enum Outbound {
     V5(v5::MqttSink),
 }
 
+/// Send a v3 or v5 `publish` builder on `sink` at `qos` (their methods share names, not a
+/// trait); `false` when the connection is gone.
+macro_rules! send_at {
+    ($sink:expr, $publish:expr, $qos:expr, $payload:expr) => {
+        match $qos {
+            0 => $publish.send_at_most_once($payload).is_ok(),
+            1 => $sink.ready().await && $publish.send_at_least_once_no_block($payload).is_ok(),
+            _ => {
+                let (publish, payload) = ($publish, $payload);
+                exactly_once($sink.ready().await, async move {
+                    if let Ok(received) = publish.send_exactly_once(payload).await {
+                        let _ = received.release().await;
+                    }
+                })
+            }
+        }
+    };
+}
+
 impl Outbound {
     /// Write the deliveries of `queue` until it closes or the connection does.
     pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>) {
@@ -48,18 +67,7 @@ impl Outbound {
                 if d.retain {
                     publish = publish.retain();
                 }
-                match d.qos {
-                    0 => publish.send_at_most_once(m.payload.clone()).is_ok(),
-                    1 => sink.ready().await && publish.send_at_least_once_no_block(m.payload.clone()).is_ok(),
-                    _ => {
-                        let payload = m.payload.clone();
-                        exactly_once(sink.ready().await, async move {
-                            if let Ok(received) = publish.send_exactly_once(payload).await {
-                                let _ = received.release().await;
-                            }
-                        })
-                    }
-                }
+                send_at!(sink, publish, d.qos, m.payload.clone())
             }
             Outbound::V5(sink) => {
                 let publish = sink.publish(m.topic.clone()).retain(d.retain).properties(|p| {
@@ -69,18 +77,7 @@ impl Outbound {
                     p.correlation_data = m.correlation_data.clone();
                     p.subscription_ids = d.subscription_ids.iter().filter_map(|id| NonZeroU32::new(*id)).collect();
                 });
-                match d.qos {
-                    0 => publish.send_at_most_once(m.payload.clone()).is_ok(),
-                    1 => sink.ready().await && publish.send_at_least_once_no_block(m.payload.clone()).is_ok(),
-                    _ => {
-                        let payload = m.payload.clone();
-                        exactly_once(sink.ready().await, async move {
-                            if let Ok(received) = publish.send_exactly_once(payload).await {
-                                let _ = received.release().await;
-                            }
-                        })
-                    }
-                }
+                send_at!(sink, publish, d.qos, m.payload.clone())
             }
         }
     }

@@ -10,6 +10,7 @@
 mod redb;
 mod sqlite;
 mod sqlite_files;
+mod sqlite_tables;
 
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! `count(*)` walks the whole table in SQLite, so the record count is a counter in `meta`
-//! (`message_count`) kept by every change this module makes. One connection writes (behind a
+//! (`message_count`) kept by every change `sqlite_tables.rs` makes. One connection writes (behind a
 //! mutex); readers take a connection from a small pool, so forwarders read while the writer
 //! commits. A file lock (`flock` on `<db>.lock`, independent of SQLite's own locks) refuses a
 //! second gateway on the same file, as redb does. Opening checks both files' headers by hand and runs
@@ -23,15 +23,13 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::sqlite_files::{WalGuard, check_headers};
-use super::{Backend, Label, Meta, Tables, Visit};
+use super::sqlite_tables::SqliteTables;
+use super::{Backend, Meta, Tables, Visit};
 use crate::storage::StoreStats;
-use crate::storage::store::{StoreError, received_at};
-
-/// The `meta` key of the record count.
-const MESSAGE_COUNT: &str = "message_count";
+use crate::storage::store::StoreError;
 
 /// Readers kept open between reads.
 const IDLE_READERS: usize = 4;
@@ -171,17 +169,7 @@ impl Backend for SqliteBackend {
     }
 
     fn scan(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
-        self.read(|txn| {
-            let mut stmt = txn.prepare_cached("SELECT seq, value FROM messages WHERE seq >= ?1 ORDER BY seq")?;
-            let mut rows = stmt.query([from])?;
-            while let Some(row) = rows.next()? {
-                let value = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-                if !visit(row.get(0)?, value)? {
-                    break;
-                }
-            }
-            Ok(())
-        })
+        self.by_seq("SELECT seq, value FROM messages WHERE seq >= ?1 ORDER BY seq", from, visit)
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -216,32 +204,23 @@ impl Backend for SqliteBackend {
     }
 
     fn devices(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
-        self.read(|txn| {
-            let mut stmt = txn.prepare_cached("SELECT identity, value FROM devices")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let identity = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-                visit(identity, row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
-            }
-            Ok(())
-        })
+        self.by_name("SELECT identity, value FROM devices", visit)
     }
 
     fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
-        self.read(|txn| {
-            let mut stmt = txn.prepare_cached("SELECT topic, value FROM retained")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let topic = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-                visit(topic, row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
-            }
-            Ok(())
-        })
+        self.by_name("SELECT topic, value FROM retained", visit)
     }
 
     fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
+        self.by_seq("SELECT seq, value FROM rejected WHERE seq >= ?1 ORDER BY seq", from, visit)
+    }
+}
+
+impl SqliteBackend {
+    /// Visit the (seq, value) rows `sql` selects from `from` on, until `visit` returns `false`.
+    fn by_seq(&self, sql: &str, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
         self.read(|txn| {
-            let mut stmt = txn.prepare_cached("SELECT seq, value FROM rejected WHERE seq >= ?1 ORDER BY seq")?;
+            let mut stmt = txn.prepare_cached(sql)?;
             let mut rows = stmt.query([from])?;
             while let Some(row) = rows.next()? {
                 let value = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
@@ -252,169 +231,17 @@ impl Backend for SqliteBackend {
             Ok(())
         })
     }
-}
 
-/// The tables inside one transaction, with the record count read once and written back by
-/// [`SqliteTables::finish`].
-struct SqliteTables<'a> {
-    txn: &'a rusqlite::Transaction<'a>,
-    /// The record count as of this transaction's changes so far (loaded on first use).
-    count: Option<u64>,
-}
-
-impl SqliteTables<'_> {
-    fn add_count(&mut self, delta: i64) -> Result<(), StoreError> {
-        let n = self.message_count()?;
-        self.count = Some(n.saturating_add_signed(delta));
-        Ok(())
-    }
-
-    /// Write the record count back.
-    fn finish(&mut self) -> Result<(), StoreError> {
-        if let Some(n) = self.count {
-            self.txn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?.execute(params![MESSAGE_COUNT, n])?;
-        }
-        Ok(())
-    }
-
-    fn get_meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let mut stmt = self.txn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?;
-        Ok(stmt.query_row([key], |r| r.get(0)).optional()?)
-    }
-}
-
-impl Tables for SqliteTables<'_> {
-    fn meta(&mut self, key: Meta) -> Result<Option<u64>, StoreError> {
-        self.get_meta(key.key())
-    }
-
-    fn set_meta(&mut self, key: Meta, value: u64) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?.execute(params![key.key(), value])?;
-        Ok(())
-    }
-
-    fn label(&mut self, key: Label) -> Result<Option<String>, StoreError> {
-        let mut stmt = self.txn.prepare_cached("SELECT value FROM meta_str WHERE key = ?1")?;
-        Ok(stmt.query_row([key.key()], |r| r.get(0)).optional()?)
-    }
-
-    fn set_label(&mut self, key: Label, value: &str) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT OR REPLACE INTO meta_str (key, value) VALUES (?1, ?2)")?.execute(params![key.key(), value])?;
-        Ok(())
-    }
-
-    fn message_count(&mut self) -> Result<u64, StoreError> {
-        if let Some(n) = self.count {
-            return Ok(n);
-        }
-        let n = match self.get_meta(MESSAGE_COUNT)? {
-            Some(n) => n,
-            // A new file (or one from before the counter): counted once.
-            None => self.txn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?,
-        };
-        self.count = Some(n);
-        Ok(n)
-    }
-
-    fn oldest_received_ms(&mut self) -> Result<Option<u64>, StoreError> {
-        let mut stmt = self.txn.prepare_cached("SELECT substr(value, 1, 9) FROM messages ORDER BY seq LIMIT 1")?;
-        let head: Option<Vec<u8>> = stmt.query_row([], |r| r.get(0)).optional()?;
-        Ok(head.and_then(|h| received_at(&h)))
-    }
-
-    fn message(&mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut stmt = self.txn.prepare_cached("SELECT value FROM messages WHERE seq = ?1")?;
-        Ok(stmt.query_row([seq], |r| r.get(0)).optional()?)
-    }
-
-    fn insert_message(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT INTO messages (seq, value) VALUES (?1, ?2)")?.execute(params![seq, value])?;
-        self.add_count(1)
-    }
-
-    fn pop_oldest(&mut self) -> Result<Option<u64>, StoreError> {
-        let mut stmt =
-            self.txn.prepare_cached("DELETE FROM messages WHERE seq = (SELECT min(seq) FROM messages) RETURNING length(value)")?;
-        let freed: Option<u64> = stmt.query_row([], |r| r.get(0)).optional()?;
-        drop(stmt);
-        if freed.is_some() {
-            self.add_count(-1)?;
-        }
-        Ok(freed)
-    }
-
-    fn delete_below(&mut self, seq: u64) -> Result<u64, StoreError> {
-        let (n, freed): (u64, u64) = self
-            .txn
-            .prepare_cached("SELECT count(*), coalesce(sum(length(value)), 0) FROM messages WHERE seq < ?1")?
-            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if n > 0 {
-            self.txn.prepare_cached("DELETE FROM messages WHERE seq < ?1")?.execute([seq])?;
-            self.add_count(-(n as i64))?;
-        }
-        Ok(freed)
-    }
-
-    fn cursor(&mut self, sink: &str) -> Result<Option<u64>, StoreError> {
-        let mut stmt = self.txn.prepare_cached("SELECT next FROM cursors WHERE sink = ?1")?;
-        Ok(stmt.query_row([sink], |r| r.get(0)).optional()?)
-    }
-
-    fn set_cursor(&mut self, sink: &str, next: u64) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT OR REPLACE INTO cursors (sink, next) VALUES (?1, ?2)")?.execute(params![sink, next])?;
-        Ok(())
-    }
-
-    fn insert_dead_letter(&mut self, sink: &str, seq: u64, value: &[u8]) -> Result<(), StoreError> {
-        self.txn
-            .prepare_cached("INSERT OR REPLACE INTO dead_letters (sink, seq, value) VALUES (?1, ?2, ?3)")?
-            .execute(params![sink, seq, value])?;
-        Ok(())
-    }
-
-    fn rejected_count(&mut self) -> Result<u64, StoreError> {
-        // The table is bounded (`schemas.rejected_max`): counting it is cheap.
-        Ok(self.txn.prepare_cached("SELECT count(*) FROM rejected")?.query_row([], |r| r.get(0))?)
-    }
-
-    fn insert_rejected(&mut self, seq: u64, value: &[u8]) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT INTO rejected (seq, value) VALUES (?1, ?2)")?.execute(params![seq, value])?;
-        Ok(())
-    }
-
-    fn pop_oldest_rejected(&mut self) -> Result<Option<u64>, StoreError> {
-        let mut stmt =
-            self.txn.prepare_cached("DELETE FROM rejected WHERE seq = (SELECT min(seq) FROM rejected) RETURNING length(value)")?;
-        Ok(stmt.query_row([], |r| r.get(0)).optional()?)
-    }
-
-    fn retained_count(&mut self) -> Result<u64, StoreError> {
-        // Bounded by `broker.retained_max`: counting it is cheap.
-        Ok(self.txn.prepare_cached("SELECT count(*) FROM retained")?.query_row([], |r| r.get(0))?)
-    }
-
-    fn retained_size(&mut self, topic: &str) -> Result<Option<u64>, StoreError> {
-        let mut stmt = self.txn.prepare_cached("SELECT length(value) FROM retained WHERE topic = ?1")?;
-        Ok(stmt.query_row([topic], |r| r.get(0)).optional()?)
-    }
-
-    fn put_retained(&mut self, topic: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT OR REPLACE INTO retained (topic, value) VALUES (?1, ?2)")?.execute(params![topic, value])?;
-        Ok(())
-    }
-
-    fn remove_retained(&mut self, topic: &str) -> Result<(), StoreError> {
-        self.txn.prepare_cached("DELETE FROM retained WHERE topic = ?1")?.execute([topic])?;
-        Ok(())
-    }
-
-    fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.txn.prepare_cached("INSERT OR REPLACE INTO devices (identity, value) VALUES (?1, ?2)")?.execute(params![identity, json])?;
-        Ok(())
-    }
-
-    fn remove_device(&mut self, identity: &str) -> Result<(), StoreError> {
-        self.txn.prepare_cached("DELETE FROM devices WHERE identity = ?1")?.execute([identity])?;
-        Ok(())
+    /// Visit every (text key, value) row `sql` selects.
+    fn by_name(&self, sql: &str, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let mut stmt = txn.prepare_cached(sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                visit(key, row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?);
+            }
+            Ok(())
+        })
     }
 }
