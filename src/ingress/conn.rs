@@ -136,7 +136,7 @@ impl ConnInner {
             return tx.clone();
         }
         let (tx, rx) = self.ingress.router.queue();
-        self.outbound.clone().start(rx);
+        self.outbound.clone().start(rx, self.ingress.router.expired_counter());
         *queue = Some(tx.clone());
         tx
     }

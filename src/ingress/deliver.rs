@@ -9,6 +9,7 @@
 use std::num::NonZeroU32;
 
 use ntex_mqtt::{v3, v5};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 use crate::routing::Delivery;
@@ -43,7 +44,7 @@ macro_rules! send_at {
 
 impl Outbound {
     /// Write the deliveries of `queue` until it closes or the connection does.
-    pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>) {
+    pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, expired: Counter) {
         // Non-blocking QoS 1 sends need an acknowledgement callback; ntex-mqtt matches the ids.
         match &self {
             Outbound::V3(s) => s.publish_ack_cb(|_, _| {}),
@@ -51,6 +52,10 @@ impl Outbound {
         }
         ntex_rt::spawn(async move {
             while let Some(d) = queue.recv().await {
+                if d.message.expired() {
+                    expired.inc();
+                    continue;
+                }
                 if !self.send(d).await {
                     break;
                 }
@@ -76,6 +81,11 @@ impl Outbound {
                     p.response_topic = m.response_topic.clone();
                     p.correlation_data = m.correlation_data.clone();
                     p.subscription_ids = d.subscription_ids.iter().filter_map(|id| NonZeroU32::new(*id)).collect();
+                    // What is left of the expiry interval, rounded up (MQTT 5 3.3.2.3.3).
+                    p.message_expiry_interval = m.expires_at.and_then(|at| {
+                        let left = at.saturating_duration_since(std::time::Instant::now());
+                        NonZeroU32::new(left.as_secs().saturating_add(u64::from(left.subsec_nanos() > 0)).min(u64::from(u32::MAX)) as u32)
+                    });
                 });
                 send_at!(sink, publish, d.qos, m.payload.clone())
             }

@@ -33,6 +33,8 @@ pub(super) struct Inbound {
     pub response_topic: Option<ntex_bytes::ByteString>,
     /// MQTT 5 correlation data (passed to subscribers).
     pub correlation_data: Option<ntex_bytes::Bytes>,
+    /// MQTT 5 message expiry interval, in seconds.
+    pub expiry_secs: Option<u32>,
 }
 
 /// What became of a publish.
@@ -94,6 +96,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         user_properties: msg.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
         response_topic: msg.response_topic,
         correlation_data: msg.correlation_data,
+        expires_at: msg.expiry_secs.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
     });
     let rec = NewRecord {
         device: c.identity.clone(),

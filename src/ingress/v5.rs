@@ -32,6 +32,8 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
         user_properties: w.user_properties.clone(),
         response_topic: w.response_topic.clone(),
         correlation_data: w.correlation_data.clone(),
+        // A will's expiry would start when it is published, not now: not applied (README).
+        expires_at: None,
     });
     let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will };
     let admission = ingress.admit(c.io(), hello, Protocol::V5, outbound, move || sink.close()).await;
@@ -63,6 +65,7 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
         retain: p.packet().retain,
         response_topic: props.response_topic.clone(),
         correlation_data: props.correlation_data.clone(),
+        expiry_secs: props.message_expiry_interval.map(|s| s.get()),
     };
     let qos1 = msg.qos > 0;
     Ok(match publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await? {

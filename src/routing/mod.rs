@@ -21,6 +21,7 @@ pub mod table;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use edge_gateway_actors::metrics::{DeliveryDrop, DeliveryDropLabels, Metrics, QosLabels};
 use edge_gateway_actors::record::Record;
@@ -50,6 +51,15 @@ pub struct Message {
     pub response_topic: Option<ByteString>,
     /// MQTT 5 correlation data.
     pub correlation_data: Option<Bytes>,
+    /// MQTT 5 message expiry: not delivered after this (a subscriber gets what is left of it).
+    pub expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Whether its expiry interval has passed.
+    pub fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= Instant::now())
+    }
 }
 
 /// One message for one subscriber.
@@ -131,6 +141,11 @@ impl Router {
         mpsc::channel(self.max_queued)
     }
 
+    /// What counts deliveries that expired while queued (the writer drops them).
+    pub fn expired_counter(&self) -> prometheus_client::metrics::counter::Counter {
+        self.metrics.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason: DeliveryDrop::Expired }).clone()
+    }
+
     /// Add (or replace: same filter) a subscription of `client_id` held by connection `conn`;
     /// the retained messages to send for it are queued after it.
     pub fn subscribe(&self, who: &Who, client: Client<'_>, sub: Subscription, handling: RetainHandling) {
@@ -167,7 +182,8 @@ impl Router {
         if !send || share {
             return;
         }
-        let matching: Vec<Arc<Message>> = self.read_retained().iter().filter(|(t, _)| sub.matches(t)).map(|(_, m)| m.clone()).collect();
+        let matching: Vec<Arc<Message>> =
+            self.read_retained().iter().filter(|(t, m)| sub.matches(t) && !m.expired()).map(|(_, m)| m.clone()).collect();
         for message in matching {
             let qos = message.qos.min(sub.qos);
             let delivery = Delivery { message, qos, retain: true, subscription_ids: sub.id.into_iter().collect() };
@@ -230,6 +246,10 @@ impl Router {
 
     /// Queue one delivery, if the ACL (as it is now) still lets the client receive the topic.
     fn offer(&self, who: &Who, queue: &mpsc::Sender<Delivery>, delivery: Delivery) {
+        if delivery.message.expired() {
+            self.dropped(DeliveryDrop::Expired);
+            return;
+        }
         if !self.authority.may_subscribe(who, &delivery.message.topic).is_allowed() {
             self.dropped(DeliveryDrop::NotAuthorized);
             return;
@@ -293,5 +313,6 @@ fn message_of(r: Record) -> Message {
         user_properties: r.user_properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
         response_topic: None,
         correlation_data: None,
+        expires_at: None,
     }
 }

@@ -474,3 +474,71 @@ async fn qos_2_both_ways_on_both_protocol_versions_stores_and_delivers_once() {
     assert_eq!(sample(&m, "gateway_deliveries_total{qos=\"2\"}"), 4.0, "{m}");
     gw.stop().await;
 }
+
+/// MQTT 5 topic aliases from a publisher and message expiry, with paho; prints what the
+/// subscribers got as JSON.
+const PAHO_ALIAS_EXPIRY: &str = r#"
+import json, sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+port = int(sys.argv[1])
+got = {"a": [], "c": []}
+def client(name):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    def on_message(cl, userdata, m):
+        exp = getattr(m.properties, "MessageExpiryInterval", None) if m.properties is not None else None
+        got.setdefault(name, []).append([m.topic, m.payload.decode(), int(m.retain), exp])
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+a, b = client("a"), client("b")
+a.subscribe([("alias/#", 1), ("exp/#", 1)])
+time.sleep(0.5)
+alias = Properties(PacketTypes.PUBLISH); alias.TopicAlias = 1
+b.publish("alias/x", "first", qos=1, properties=alias).wait_for_publish(5)
+b.publish("", "second", qos=1, properties=alias).wait_for_publish(5)
+soon = Properties(PacketTypes.PUBLISH); soon.MessageExpiryInterval = 1
+b.publish("exp/short", "gone soon", qos=1, retain=True, properties=soon).wait_for_publish(5)
+later = Properties(PacketTypes.PUBLISH); later.MessageExpiryInterval = 60
+b.publish("exp/long", "stays", qos=1, retain=True, properties=later).wait_for_publish(5)
+deadline = time.time() + 10
+while time.time() < deadline and len(got["a"]) < 4:
+    time.sleep(0.05)
+time.sleep(2.2)
+c = client("c")
+c.subscribe([("exp/#", 1)])
+deadline = time.time() + 10
+while time.time() < deadline and len(got["c"]) < 1:
+    time.sleep(0.05)
+time.sleep(0.5)
+for x in (a, b, c):
+    x.disconnect(); x.loop_stop()
+print(json.dumps(got))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_topic_aliases_from_a_publisher_and_message_expiry() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let out =
+        Command::new(python()).args(["-c", PAHO_ALIAS_EXPIRY, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    let a = got["a"].as_array().unwrap();
+    assert_eq!(a[0], serde_json::json!(["alias/x", "first", 0, null]), "{got}");
+    assert_eq!(a[1], serde_json::json!(["alias/x", "second", 0, null]), "the alias resolved to its topic: {got}");
+    // Live deliveries carry what is left of the expiry interval.
+    assert_eq!(a[2][0], "exp/short");
+    assert!(a[3][0] == "exp/long" && (59..=60).contains(&a[3][3].as_u64().unwrap()), "{got}");
+    // A subscriber that comes 2 s later gets the retained message that has not expired only.
+    let c = got["c"].as_array().unwrap();
+    assert_eq!(c.len(), 1, "{got}");
+    assert!(c[0][0] == "exp/long" && c[0][1] == "stays" && c[0][2] == 1 && c[0][3].as_u64().unwrap() <= 58, "{got}");
+    // Every publish was stored for the sinks under its real topic.
+    poll_until("4 at the cloud", WAIT, || ingest.unique_keys() >= 4).await;
+    assert!(ingest.accepted().iter().filter(|m| m.topic == "alias/x").count() == 2);
+    gw.stop().await;
+}

@@ -260,6 +260,8 @@ label_values! {
         QueueFull => "queue_full",
         /// The ACL, as it is now, no longer lets the subscriber receive the topic.
         NotAuthorized => "not_authorized",
+        /// Its MQTT 5 message expiry interval passed before it could be sent.
+        Expired => "expired",
     }
 }
 
