@@ -39,8 +39,17 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     let admission = ingress.admit(c.io(), hello, Protocol::V5, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, client_id } => {
-            let ack = c.ack(conn);
-            if assigned { ack.with(|a| a.assigned_client_id = Some(client_id.into())) } else { ack }
+            // Sessions end with their connection (persistent sessions are not kept yet): a
+            // client that asked for a session expiry is told 0 (MQTT 5 3.2.2.3.2).
+            let keeps_session = pkt.session_expiry_interval_secs > 0;
+            c.ack(conn).with(|a| {
+                if assigned {
+                    a.assigned_client_id = Some(client_id.into());
+                }
+                if keeps_session {
+                    a.session_expiry_interval_secs = Some(0);
+                }
+            })
         }
         Admission::Refused(Refusal::ClientIdMismatch) => c.failed(R::ClientIdentifierNotValid),
         Admission::Refused(Refusal::BadPassword | Refusal::NoCredentials) => c.failed(R::BadUserNameOrPassword),

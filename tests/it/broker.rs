@@ -542,3 +542,40 @@ async fn mqtt5_topic_aliases_from_a_publisher_and_message_expiry() {
     assert!(ingest.accepted().iter().filter(|m| m.topic == "alias/x").count() == 2);
     gw.stop().await;
 }
+
+/// An MQTT 5 client asking for a session that outlives its connection is told the truth:
+/// session expiry 0, no session present (persistent sessions are not kept yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_for_a_lasting_session_is_told_it_ends_with_the_connection() {
+    const SCRIPT: &str = r#"
+import json, sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+seen = {}
+def on_connect(c, userdata, flags, reason_code, properties):
+    seen["present"] = bool(flags.session_present)
+    seen["expiry"] = getattr(properties, "SessionExpiryInterval", None)
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="lasting", protocol=mqtt.MQTTv5)
+c.on_connect = on_connect
+props = Properties(PacketTypes.CONNECT); props.SessionExpiryInterval = 3600
+for attempt in range(2):
+    c.connect("127.0.0.1", int(sys.argv[1]), clean_start=(attempt == 0), properties=props)
+    c.loop_start()
+    deadline = time.time() + 5
+    while "present" not in seen and time.time() < deadline:
+        time.sleep(0.02)
+    c.disconnect(); c.loop_stop()
+    if attempt == 1:
+        print(json.dumps(seen))
+    seen.clear()
+"#;
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let out = Command::new(python()).args(["-c", SCRIPT, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(seen, serde_json::json!({"present": false, "expiry": 0}), "the second connect, clean start 0");
+    gw.stop().await;
+}
