@@ -56,6 +56,10 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
         (None, None) => Vec::new(),
         (Some(_), Some(_)) => return bad("payload and payload_base64: one or the other"),
     };
+    // Every subscriber must be able to take it: no larger than an MQTT packet may be here.
+    if payload.len() + p.topic.len() + 16 > api.max_packet_size {
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("larger than mqtt.max_packet_size ({})\n", api.max_packet_size)).into_response();
+    }
     let identity = api.api_identity.clone();
     if !api.router.may_publish(&identity, &p.topic) {
         return (StatusCode::FORBIDDEN, format!("{identity} may not publish to {:?} (ACL)\n", p.topic)).into_response();
@@ -74,7 +78,8 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
     let Some(storage) = api.storage.get() else { return unavailable("the storage actor is restarting") };
     let appended = match storage.call(|reply| StorageMsg::AppendBatch(vec![rec], reply), Some(COMMIT_TIMEOUT)).await {
         Ok(CallResult::Success(mut results)) => results.pop().unwrap_or(Err(AppendError::CommitFailed("no result".into()))),
-        Ok(_) | Err(_) => return unavailable("the storage actor did not answer"),
+        // It may still commit: a retry may store it twice (under another key).
+        Ok(_) | Err(_) => return unavailable("the storage actor did not answer in time; the message may have been stored"),
     };
     match appended {
         Ok(a) => {

@@ -49,6 +49,8 @@ pub struct LocalApi {
     pub storage: edge_gateway_actors::slot::ActorSlot<edge_gateway_actors::storage::StorageMsg>,
     /// The identity `POST /api/publish` publishes as.
     pub api_identity: String,
+    /// `mqtt.max_packet_size`: the largest message the downlink takes.
+    pub max_packet_size: usize,
 }
 
 /// Every route. Probes (`/healthz`, `/readyz`) are always open; `POST /api/store/acknowledge`

@@ -58,6 +58,7 @@ pub(super) async fn start_api(
         router,
         storage: inputs.storage.clone(),
         api_identity: config.broker.api_identity.clone(),
+        max_packet_size: config.mqtt.max_packet_size as usize,
     };
     let app = crate::api::local::router(api, token, config.http.auth);
     tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));

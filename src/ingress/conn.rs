@@ -110,7 +110,11 @@ impl Drop for ConnInner {
         }
         self.ended.set(true);
         self.ingress.router.disconnect(&self.client_id, self.conn_id);
-        if let Some(will) = self.will.take() {
+        // The will, if the device may still publish it (certificate and ACL as they are now).
+        if let Some(will) = self.will.take()
+            && self.still_trusted().is_ok()
+            && self.ingress.authority.may_publish(&self.who(), &will.topic).is_allowed()
+        {
             super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will);
         }
         self.session.stop(None);

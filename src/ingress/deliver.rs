@@ -3,8 +3,8 @@
 //! that only publishes costs nothing here; it ends when the connection's queue closes.
 //!
 //! QoS 1 goes out without waiting for each PUBACK, within the client's receive maximum
-//! (ntex-mqtt's readiness); QoS 2 as a task per message (PUBLISH, PUBREC, PUBREL, PUBCOMP),
-//! started in order. The packet ids and acknowledgements are ntex-mqtt's.
+//! (ntex-mqtt's readiness); QoS 2 one exchange at a time (PUBLISH, PUBREC, PUBREL, PUBCOMP).
+//! The packet ids and acknowledgements are ntex-mqtt's.
 
 use std::num::NonZeroU32;
 
@@ -26,20 +26,24 @@ pub enum Outbound {
 /// Send a v3 or v5 `publish` builder on `sink` at `qos` (their methods share names, not a
 /// trait); `false` when the connection is gone.
 macro_rules! send_at {
-    ($sink:expr, $publish:expr, $qos:expr, $payload:expr) => {
-        match $qos {
-            0 => $publish.send_at_most_once($payload).is_ok(),
-            1 => $sink.ready().await && $publish.send_at_least_once_no_block($payload).is_ok(),
-            _ => {
-                let (publish, payload) = ($publish, $payload);
-                exactly_once($sink.ready().await, async move {
-                    if let Ok(received) = publish.send_exactly_once(payload).await {
-                        let _ = received.release().await;
-                    }
-                })
+    ($sink:expr, $publish:expr, $qos:expr, $payload:expr) => {{
+        // Wait for the client's receive maximum and the write buffer (`is_ready` again after
+        // each wake-up: ntex-mqtt's non-blocking send asserts it).
+        while !$sink.is_ready() {
+            if !$sink.ready().await {
+                return;
             }
         }
-    };
+        let _ = match $qos {
+            0 => $publish.send_at_most_once($payload),
+            1 => $publish.send_at_least_once_no_block($payload),
+            // One QoS 2 exchange at a time: ntex-mqtt keeps one pending release per connection.
+            _ => match $publish.send_exactly_once($payload).await {
+                Ok(received) => received.release().await,
+                Err(e) => Err(e),
+            },
+        };
+    }};
 }
 
 impl Outbound {
@@ -56,15 +60,25 @@ impl Outbound {
                     expired.inc();
                     continue;
                 }
-                if !self.send(d).await {
+                // A message this client cannot take (over its maximum packet size) is skipped;
+                // only a closed connection ends the writer.
+                self.send(d).await;
+                if !self.is_open() {
                     break;
                 }
             }
         });
     }
 
-    /// Write one delivery; `false` when the connection is gone.
-    async fn send(&self, d: Delivery) -> bool {
+    fn is_open(&self) -> bool {
+        match self {
+            Outbound::V3(s) => s.is_open(),
+            Outbound::V5(s) => s.is_open(),
+        }
+    }
+
+    /// Write one delivery (what fails, fails for this message only, or the connection is gone).
+    async fn send(&self, d: Delivery) {
         let m = &d.message;
         match self {
             Outbound::V3(sink) => {
@@ -91,12 +105,4 @@ impl Outbound {
             }
         }
     }
-}
-
-/// Start one QoS 2 exchange on this thread if the connection is still `open`.
-fn exactly_once(open: bool, exchange: impl Future<Output = ()> + 'static) -> bool {
-    if open {
-        ntex_rt::spawn(exchange);
-    }
-    open
 }

@@ -112,7 +112,9 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         retain: msg.retain,
     };
     let size = rec.payload.len() as u64;
-    let result = if msg.qos == 0 {
+    // A retained QoS 0 publish waits for its commit too: the retained copy that subscribers get
+    // must be the one the store kept (it may refuse it: retained_max).
+    let result = if msg.qos == 0 && !msg.retain {
         store_qos0(c, rec, size).await
     } else {
         let result = batcher::append(&c.ingress.storage, rec).await.map(|_| ());
@@ -123,7 +125,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         result
     };
     end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
-    // QoS 1: after its commit; QoS 0: once handed to the store.
+    // QoS 1 and 2 (and retained QoS 0): after its commit; QoS 0: once handed to the store.
     if let (Ok(()), Some(message)) = (&result, routed) {
         router.route(&c.client_id, message);
     }

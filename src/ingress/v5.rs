@@ -76,8 +76,12 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
         correlation_data: props.correlation_data.clone(),
         expiry_secs: props.message_expiry_interval.map(|s| s.get()),
     };
-    let qos1 = msg.qos > 0;
-    Ok(match publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await? {
+    let (qos1, qos2) = (msg.qos > 0, msg.qos == 2);
+    let outcome = publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await?;
+    if qos2 && !matches!(outcome, Outcome::Stored) {
+        return Err(refuse_exactly_once(conn, outcome));
+    }
+    Ok(match outcome {
         Outcome::Stored => p.ack(),
         Outcome::InvalidTopic(_) => p.ack().reason_code(R::TopicNameInvalid),
         Outcome::Untrusted(e) => {
@@ -94,6 +98,25 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
         }
         Outcome::Refused(_) => p.ack().reason_code(R::UnspecifiedError),
     })
+}
+
+/// A refused QoS 2 publish closes the connection with the reason: an error PUBREC would keep
+/// its packet id taken in ntex-mqtt (the client sends no PUBREL after one), and enough of them
+/// would wedge the connection. The error closes it.
+fn refuse_exactly_once(conn: &v5::Session<Conn>, outcome: Outcome) -> IngressError {
+    use edge_gateway_actors::storage::AppendError;
+    use v5::codec::DisconnectReasonCode as D;
+    let (code, error) = match outcome {
+        Outcome::InvalidTopic(topic) => (D::TopicNameInvalid, IngressError::InvalidTopic(topic)),
+        Outcome::NotAuthorized(topic) => (D::NotAuthorized, IngressError::NotAuthorized(topic)),
+        Outcome::FormatInvalid(why) => (D::PayloadFormatInvalid, IngressError::Payload(why)),
+        Outcome::Untrusted(e) => (D::NotAuthorized, e),
+        Outcome::Refused(e @ (AppendError::QuotaExceeded | AppendError::RetainedFull)) => (D::QuotaExceeded, e.into()),
+        Outcome::Refused(e) => (D::UnspecifiedError, e.into()),
+        Outcome::Stored => (D::NormalDisconnection, IngressError::Unit),
+    };
+    conn.sink().close_with_reason(v5::codec::Disconnect::new(code));
+    error
 }
 
 /// Control messages: count why a connection stops.

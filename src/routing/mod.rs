@@ -160,9 +160,12 @@ impl Router {
                 copy_per_subscription: client.mqtt5,
             };
             let entry = table.clients.entry(who.client_id.to_string()).or_insert_with(fresh);
-            if entry.conn != client.conn {
+            if entry.conn < client.conn {
                 // A newer connection with this client id: the old one's subscriptions end with it.
                 *entry = fresh();
+            } else if entry.conn > client.conn {
+                // A SUBSCRIBE the connection that was taken over had still buffered: ignored.
+                return;
             }
             let share = sub.share.is_some();
             let existed = entry.subs.iter().position(|s| s.filter == sub.filter);

@@ -9,7 +9,6 @@
 //! clients, not millions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -75,8 +74,8 @@ pub(super) struct Subscriber {
 #[derive(Default)]
 pub(super) struct Table {
     pub(super) clients: HashMap<String, Subscriber>,
-    /// Turns of shared groups.
-    pub(super) turn: AtomicUsize,
+    /// The next member's turn, per shared group and filter.
+    pub(super) turns: std::sync::Mutex<HashMap<(String, String), usize>>,
 }
 
 /// Who gets one message: client id, its entry, and the QoS and subscription ids.
@@ -115,9 +114,15 @@ impl Table {
             }
             out.extend(target);
         }
-        for (_, mut members) in shared {
+        for ((group, filter), mut members) in shared {
             members.sort_by_key(|(client_id, ..)| *client_id);
-            let (client_id, subscriber, sub) = members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
+            let turn = {
+                let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+                let next = turns.entry((group.to_string(), filter.to_string())).or_insert(0);
+                *next = next.wrapping_add(1);
+                *next - 1
+            };
+            let (client_id, subscriber, sub) = members[turn % members.len()];
             out.push(Target {
                 client_id,
                 subscriber,

@@ -148,7 +148,8 @@ impl Authority {
     }
 
     fn check_identity(&self, c: &Credentials, id: String) -> Result<String, Refusal> {
-        if !usable_identity(&id) {
+        // The downlink's identity is the HTTP API's: no MQTT client may take it.
+        if !usable_identity(&id) || id == self.config.downlink_identity {
             Err(Refusal::BadIdentity)
         } else if self.config.client_id_must_match && !c.client_id.is_empty() && c.client_id != id {
             Err(Refusal::ClientIdMismatch)

@@ -168,10 +168,11 @@ async fn routing_matches_mosquitto_for_wildcards_dollar_topics_and_overlapping_f
 
     // A filter the ACL refuses is refused in the SUBACK (v5 0x87, v3 0x80), the others granted.
     let port = gw.mqtt_addr.port();
+    let reloaded = "gateway_reloads_total{target=\"acl\",result=\"ok\"}";
+    let before = sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded);
     std::fs::write(dir.path().join("acl.toml"), format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"*\"]\nsubscribe = [\"secret/#\"]\n"))
         .unwrap();
-    let reloaded = "gateway_reloads_total{target=\"acl\",result=\"ok\"}";
-    eventually("the ACL reloaded", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded) >= 1.0).await;
+    eventually("the ACL reloaded", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded) > before).await;
     let sub = Sub::start(port, &["-V", "mqttv5", "-i", "s2", "-v", "-t", "secret/#", "-t", "open/#"]).await;
     assert_eq!(sub.granted(), "135, 0", "secret/# refused, open/# granted");
     let sub = Sub::start(port, &["-V", "mqttv311", "-i", "s3", "-v", "-t", "secret/#", "-t", "open/#"]).await;
@@ -235,7 +236,10 @@ def client(name):
     c.connect("127.0.0.1", port)
     c.loop_start()
     return c
+subacks = []
 a, b, c = client("a"), client("b"), client("c")
+for x in (a, b, c):
+    x.on_subscribe = lambda cl, userdata, mid, codes, props: subacks.append(mid)
 props = Properties(PacketTypes.SUBSCRIBE)
 props.SubscriptionIdentifier = 7
 r = [a.subscribe([("opt/nl", SubscribeOptions(qos=1, noLocal=True))]),
@@ -243,7 +247,9 @@ r = [a.subscribe([("opt/nl", SubscribeOptions(qos=1, noLocal=True))]),
      b.subscribe([("opt/rap", SubscribeOptions(qos=1))]),
      b.subscribe([("$share/g/shared/#", SubscribeOptions(qos=1))]),
      c.subscribe([("$share/g/shared/#", SubscribeOptions(qos=1))])]
-time.sleep(0.5)
+deadline = time.time() + 10
+while len(subacks) < 5 and time.time() < deadline:
+    time.sleep(0.02)
 a.publish("opt/nl", "own", qos=1).wait_for_publish(5)
 c.publish("opt/nl", "other", qos=1).wait_for_publish(5)
 c.publish("opt/rap", "kept", qos=1, retain=True).wait_for_publish(5)
@@ -253,10 +259,11 @@ deadline = time.time() + 10
 while time.time() < deadline and (len(got["a"]) < 2 or len(got["b"]) + len(got["c"]) < 5):
     time.sleep(0.05)
 d, e = client("d"), client("e")
+d.on_subscribe = lambda cl, userdata, mid, codes, props: subacks.append(mid)
 d.subscribe([("opt/rap", SubscribeOptions(qos=1, retainHandling=2))])
 e.subscribe([("opt/rap", SubscribeOptions(qos=1, retainHandling=0))])
 deadline = time.time() + 10
-while time.time() < deadline and len(got["e"]) < 1:
+while time.time() < deadline and (len(got["e"]) < 1 or len(subacks) < 6):
     time.sleep(0.05)
 time.sleep(0.3)
 for x in (a, b, c, d, e):
@@ -315,9 +322,10 @@ async fn the_acl_is_checked_again_at_delivery_so_a_reload_applies_to_existing_su
     assert_eq!(device["subscriptions"], serde_json::json!([{"filter": "plant/#", "qos": 1}]), "{device}");
     // The watcher loses plant/# in the ACL; its subscription stays, deliveries stop.
     let acl = format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"watcher\"]\nsubscribe = [\"plant/#\"]\n");
-    std::fs::write(dir.path().join("acl.toml"), acl).unwrap();
     let reloaded = "gateway_reloads_total{target=\"acl\",result=\"ok\"}";
-    eventually("the ACL reloaded", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded) >= 1.0).await;
+    let before = sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded);
+    std::fs::write(dir.path().join("acl.toml"), acl).unwrap();
+    eventually("the ACL reloaded", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, reloaded) > before).await;
     publish(port, &["-i", "p1", "-q", "1", "-t", "plant/a", "-m", "after"]).await;
     let dropped = "gateway_deliveries_dropped_total{reason=\"not_authorized\"}";
     eventually("the delivery refused", WAIT, async || sample(&http_get(gw.http_addr, "/metrics").await.1, dropped) >= 1.0).await;
@@ -405,18 +413,21 @@ async fn a_will_is_published_when_a_connection_ends_without_disconnect_and_only_
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), &acl, "")).await;
     let port = gw.mqtt_addr.port();
     let watcher = Sub::start(port, &["-i", "watcher", "-q", "1", "-v", "-t", "wills/#", "-C", "3"]).await;
-    // Killed (no DISCONNECT), MQTT 3.1.1 then 5: each will is published.
+    // Killed (no DISCONNECT), MQTT 3.1.1 then 5: each will is published. Between them a clean
+    // DISCONNECT (mosquitto_sub -C 1 after its message), whose will must not come.
     for (client, version) in [("d3", "mqttv311"), ("d5", "mqttv5")] {
         let will = ["--will-topic", &format!("wills/{client}"), "--will-payload", &format!("gone {client}"), "--will-qos", "1"];
         let dying = Sub::start(port, &[&["-V", version, "-i", client, "-t", "nothing/here"][..], &will].concat()).await;
         drop(dying); // SIGKILL
         let n = watcher.messages().len();
         poll_until("the will delivered", WAIT, || watcher.messages().len() > n).await;
+        if client == "d3" {
+            let clean =
+                Sub::start(port, &["-i", "c1", "-t", "clean/x", "-C", "1", "--will-topic", "wills/clean", "--will-payload", "never"]).await;
+            publish(port, &["-i", "p1", "-q", "1", "-t", "clean/x", "-m", "bye"]).await;
+            assert_eq!(clean.done().await, ["bye"]);
+        }
     }
-    // A clean DISCONNECT (mosquitto_sub -C 1 after its message): no will.
-    let clean = Sub::start(port, &["-i", "c1", "-t", "clean/x", "-C", "1", "--will-topic", "wills/clean", "--will-payload", "never"]).await;
-    publish(port, &["-i", "p1", "-q", "1", "-t", "clean/x", "-m", "bye"]).await;
-    assert_eq!(clean.done().await, ["bye"]);
     publish(port, &["-i", "p1", "-q", "1", "-t", "wills/end", "-m", "end"]).await;
     assert_eq!(watcher.done().await, ["wills/d3 gone d3", "wills/d5 gone d5", "wills/end end"]);
     // The wills were stored for the sinks too, under the devices' identities.
@@ -494,8 +505,12 @@ def client(name):
     c.loop_start()
     return c
 a, b = client("a"), client("b")
+subscribed = []
+a.on_subscribe = lambda cl, userdata, mid, codes, props: subscribed.append(mid)
 a.subscribe([("alias/#", 1), ("exp/#", 1)])
-time.sleep(0.5)
+deadline = time.time() + 10
+while not subscribed and time.time() < deadline:
+    time.sleep(0.02)
 alias = Properties(PacketTypes.PUBLISH); alias.TopicAlias = 1
 b.publish("alias/x", "first", qos=1, properties=alias).wait_for_publish(5)
 b.publish("", "second", qos=1, properties=alias).wait_for_publish(5)
@@ -577,5 +592,89 @@ for attempt in range(2):
     let text = String::from_utf8_lossy(&out.stdout);
     let seen: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(seen, serde_json::json!({"present": false, "expiry": 0}), "the second connect, clean start 0");
+    gw.stop().await;
+}
+
+/// A burst of QoS 2 publishes to a QoS 2 subscriber (exchanges that would overlap), and a
+/// refused MQTT 5 QoS 2 publish, which closes the connection with its reason instead of an
+/// error PUBREC that would keep its packet id taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_qos_2_arrives_once_each_and_a_refused_one_closes_with_its_reason() {
+    const BURST: &str = r#"
+import sys, time
+import paho.mqtt.client as mqtt
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="burst", protocol=mqtt.MQTTv5)
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.loop_start()
+infos = [c.publish("burst/t", "m%02d" % i, qos=2) for i in range(30)]
+for info in infos:
+    info.wait_for_publish(10)
+c.disconnect(); c.loop_stop()
+print("published", sum(1 for i in infos if i.is_published()))
+"#;
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let acl = format!("{OPEN_ACL}\n[[deny]]\nidentities = [\"*\"]\npublish = [\"forbidden/#\"]\n");
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), &acl, "")).await;
+    let port = gw.mqtt_addr.port();
+    let sub = Sub::start(port, &["-V", "mqttv5", "-i", "s2", "-q", "2", "-t", "burst/#", "-C", "30", "-F", "%q %p"]).await;
+    let out = Command::new(python()).args(["-c", BURST, &port.to_string()]).output().expect("python with paho-mqtt");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("published 30"), "{out:?}");
+    let expected: Vec<String> = (0..30).map(|i| format!("2 m{i:02}")).collect();
+    assert_eq!(sub.done().await, expected, "every one once, in order, at QoS 2");
+    // Refused (ACL), MQTT 5 QoS 2: DISCONNECT 0x87; the next connection publishes fine.
+    let refused = util::mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-V",
+        "mqttv5",
+        "-q",
+        "2",
+        "-i",
+        "q2r",
+        "-t",
+        "forbidden/x",
+        "-m",
+        "x",
+        "-d",
+    ])
+    .await;
+    let text = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    assert!(!text.contains("received PUBREC"), "no error PUBREC: {text}");
+    assert!(text.contains("DISCONNECT") || text.to_lowercase().contains("not authorized"), "{text}");
+    publish(port, &["-V", "mqttv5", "-q", "2", "-i", "q2r", "-t", "burst/after", "-m", "ok"]).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_mqtt_client_may_take_the_downlink_identity() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let port = gw.mqtt_addr.port().to_string();
+    // On the lab listener the client id is the identity: `api` is the downlink's.
+    let out = util::mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-i",
+        "api",
+        "-t",
+        "devices/x/cmd/open",
+        "-m",
+        "x",
+    ])
+    .await;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.to_lowercase().contains("not authorized"), "{text}");
+    let (_, m) = http_get(gw.http_addr, "/metrics").await;
+    assert_eq!(sample(&m, "gateway_auth_failures_total{reason=\"bad_identity\"}"), 1.0, "{m}");
     gw.stop().await;
 }

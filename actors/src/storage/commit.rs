@@ -119,7 +119,7 @@ impl StorageState {
                 out.appended.push(Ok(Appended { seq, key: String::new() }));
                 continue;
             }
-            if rec.retain && !self.set_retained(t, rec)? {
+            if rec.retain && !self.retained_fits(t, rec)? {
                 out.appended.push(Err(AppendError::RetainedFull));
                 continue;
             }
@@ -139,6 +139,10 @@ impl StorageState {
             if !fits(out) {
                 out.appended.push(Err(AppendError::QuotaExceeded));
                 continue;
+            }
+            // Only a record that is stored changes the retained message.
+            if rec.retain {
+                self.set_retained(t, rec)?;
             }
             t.insert_message(out.next_seq, &value)?;
             out.appended.push(Ok(Appended { seq: out.next_seq, key }));
@@ -175,30 +179,42 @@ impl StorageState {
         Ok(seq)
     }
 
-    /// Replace (an empty payload: clear) `rec.topic`'s retained message; `false` when a new
-    /// retained message does not fit `retained_max` / `retained_max_bytes` (then the record is
-    /// refused as a whole, so the device knows).
-    fn set_retained(&self, t: &mut dyn Tables, rec: &NewRecord) -> Result<bool, StoreError> {
-        let old = t.retained_size(&rec.topic)?;
+    /// The retained bytes and topic count without `rec.topic`'s current retained message, and
+    /// whether it has one.
+    fn retained_others(&self, t: &mut dyn Tables, topic: &str) -> Result<(u64, u64, bool), StoreError> {
+        let old = t.retained_size(topic)?;
         let bytes = t.meta(Meta::RetainedBytes)?.unwrap_or(0).saturating_sub(old.unwrap_or(0));
-        let others = counter(t, Meta::RetainedCount, |t| t.retained_count())?.saturating_sub(u64::from(old.is_some()));
+        let count = counter(t, Meta::RetainedCount, |t| t.retained_count())?.saturating_sub(u64::from(old.is_some()));
+        Ok((bytes, count, old.is_some()))
+    }
+
+    /// Whether `rec` (a retained publish) fits `retained_max` / `retained_max_bytes`; if not,
+    /// the record is refused as a whole, so the device knows. Clearing always fits.
+    fn retained_fits(&self, t: &mut dyn Tables, rec: &NewRecord) -> Result<bool, StoreError> {
         if rec.payload.is_empty() {
-            if old.is_some() {
-                t.remove_retained(&rec.topic)?;
-                t.set_meta(Meta::RetainedBytes, bytes)?;
-                t.set_meta(Meta::RetainedCount, others)?;
-            }
             return Ok(true);
         }
-        let value = rec.encode("");
+        let (bytes, count, _) = self.retained_others(t, &rec.topic)?;
         let policy = &self.args.policy;
-        if others + 1 > policy.retained_max || bytes + value.len() as u64 > policy.retained_max_bytes {
-            return Ok(false);
+        Ok(count < policy.retained_max && bytes + rec.encode("").len() as u64 <= policy.retained_max_bytes)
+    }
+
+    /// Replace (an empty payload: clear) `rec.topic`'s retained message.
+    fn set_retained(&self, t: &mut dyn Tables, rec: &NewRecord) -> Result<(), StoreError> {
+        let (bytes, count, had) = self.retained_others(t, &rec.topic)?;
+        if rec.payload.is_empty() {
+            if had {
+                t.remove_retained(&rec.topic)?;
+                t.set_meta(Meta::RetainedBytes, bytes)?;
+                t.set_meta(Meta::RetainedCount, count)?;
+            }
+            return Ok(());
         }
+        let value = rec.encode("");
         t.put_retained(&rec.topic, &value)?;
         t.set_meta(Meta::RetainedBytes, bytes + value.len() as u64)?;
-        t.set_meta(Meta::RetainedCount, others + 1)?;
-        Ok(true)
+        t.set_meta(Meta::RetainedCount, count + 1)?;
+        Ok(())
     }
 
     fn expire(&self, t: &mut dyn Tables, out: &mut Outcome) -> Result<u64, StoreError> {
