@@ -39,6 +39,11 @@ pub struct ConnInner {
     pub(super) session: ActorRef<SessionMsg>,
     /// Set when the connection ends by itself, so the closer does not count it as forced.
     pub(super) ended: Rc<Cell<bool>>,
+    /// Set when the gateway closes the connection because its session ended (taken over by a
+    /// newer connection with the same client id, or the sessions supervisor went down): its
+    /// will is not published (MQTT 3.1.1 3.1.2-8 lists no such case; MQTT 5 3.1.2.5: a new
+    /// connection for the client id came before the will was due).
+    pub(super) superseded: Rc<Cell<bool>>,
     /// Handlers' access to the actors.
     pub(super) ingress: Ingress,
     /// What accepted messages are counted into (shared with detached QoS 0 appends).
@@ -110,8 +115,10 @@ impl Drop for ConnInner {
         }
         self.ended.set(true);
         self.ingress.router.disconnect(&self.client_id, self.conn_id);
-        // The will, if the device may still publish it (certificate and ACL as they are now).
+        // The will, if the device may still publish it (certificate and ACL as they are now) and
+        // its connection was not taken over.
         if let Some(will) = self.will.take()
+            && !self.superseded.get()
             && self.still_trusted().is_ok()
             && self.ingress.authority.may_publish(&self.who(), &will.topic).is_allowed()
         {

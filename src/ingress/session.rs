@@ -123,11 +123,12 @@ impl Ingress {
             Ok(Ok(CallResult::Success(Err(e)))) => return Err(IngressError::NoSession(e.to_string())),
             other => return Err(IngressError::NoSession(format!("sessions supervisor did not answer: {}", describe(&other)))),
         };
-        let ended = Rc::new(Cell::new(false));
-        let (ended2, metrics, cid) = (ended.clone(), self.metrics.clone(), client_id.to_string());
+        let (ended, superseded) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+        let (ended2, superseded2, metrics, cid) = (ended.clone(), superseded.clone(), self.metrics.clone(), client_id.to_string());
         ntex_rt::spawn(async move {
             let _ = closed.await;
             if !ended2.get() {
+                superseded2.set(true);
                 tracing::info!(client_id = %cid, "Session actor ended; closing its connection.");
                 metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
                 close();
@@ -158,6 +159,7 @@ impl Ingress {
             cert,
             session: cell.into(),
             ended,
+            superseded,
             ingress: self.clone(),
             tally,
             conn_id: self.router.connection_id(),

@@ -678,3 +678,40 @@ async fn no_mqtt_client_may_take_the_downlink_identity() {
     assert_eq!(sample(&m, "gateway_auth_failures_total{reason=\"bad_identity\"}"), 1.0, "{m}");
     gw.stop().await;
 }
+
+/// A connection taken over by a newer one with the same client id has its will dropped, not
+/// published: the new connection's retained "online" must not be overwritten by the old
+/// connection's "offline" (MQTT 5 3.1.2.5; 3.1.1 lists no will for a takeover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_over_connection_does_not_publish_its_will() {
+    const OLD: &str = r#"
+import sys, time
+import paho.mqtt.client as mqtt
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tk", protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+c.will_set("status/tk", "offline", qos=1, retain=True)
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.loop_start()
+print("connected", flush=True)
+time.sleep(20)
+"#;
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let port = gw.mqtt_addr.port();
+    let watcher = Sub::start(port, &["-i", "watcher", "-q", "1", "-v", "-t", "status/#"]).await;
+    let mut old =
+        Command::new(python()).args(["-c", OLD, &port.to_string()]).stdout(Stdio::piped()).spawn().expect("python with paho-mqtt");
+    let mut line = String::new();
+    std::io::BufReader::new(old.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "connected");
+    let _old = Killed(old);
+    // The same client id again: takes the session over and says it is online.
+    publish(port, &["-i", "tk", "-q", "1", "-r", "-t", "status/tk", "-m", "online"]).await;
+    poll_until("online seen", WAIT, || watcher.messages().contains(&"status/tk online".to_string())).await;
+    publish(port, &["-i", "p1", "-q", "1", "-t", "status/end", "-m", "end"]).await;
+    poll_until("the end marker", WAIT, || watcher.messages().contains(&"status/end end".to_string())).await;
+    assert_eq!(watcher.messages(), ["status/tk online", "status/end end"], "no will from the taken-over connection");
+    let got = Sub::start(port, &["-i", "late", "-t", "status/tk", "-C", "1", "-v"]).await.done().await;
+    assert_eq!(got, ["status/tk online"], "the retained state is the new connection's");
+    gw.stop().await;
+}
