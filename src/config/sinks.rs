@@ -43,6 +43,8 @@ pub enum SinkKind {
     Http { url: String, timeout: Duration, tls: Option<ClientTlsFiles> },
     /// Append JSON lines to a local file.
     File { path: PathBuf },
+    /// Publish to an upstream MQTT 5 broker (`mqtt://host:port`), topics under `topic_prefix`.
+    Mqtt { host: String, port: u16, topic_prefix: String, timeout: Duration },
     /// Accept and forget (benchmarks only).
     Discard,
 }
@@ -58,6 +60,7 @@ pub(super) struct RawSink {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     tls_ca: Option<String>,
+    topic_prefix: Option<String>,
     #[serde(default = "d_batch_messages")]
     batch_max_messages: usize,
     #[serde(default = "d_batch_bytes")]
@@ -107,7 +110,7 @@ pub(super) fn validate_sinks(raw: Vec<RawSink>, e: &mut Vec<String>) -> Vec<Sink
             e.push(format!("{key}.batch_max_bytes: must be >= 1024"));
         }
         let request_ms = match &kind {
-            SinkKind::Http { timeout, .. } => timeout.as_millis() as u64,
+            SinkKind::Http { timeout, .. } | SinkKind::Mqtt { timeout, .. } => timeout.as_millis() as u64,
             _ => 0,
         };
         if s.stuck_after_secs > 0 && s.stuck_after_secs.saturating_mul(1000) <= request_ms.saturating_add(s.backoff_max_ms) {
@@ -166,6 +169,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
     match s.kind.as_str() {
         "http" => {
             unused("path", s.path.is_some(), e);
+            unused("topic_prefix", s.topic_prefix.is_some(), e);
             let url = s.url.clone().unwrap_or_default();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 e.push(format!("{key}.url: \"{url}\" must be an http:// or https:// URL"));
@@ -179,6 +183,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
         }
         "file" => {
             unused("tls_ca", s.tls_ca.is_some(), e);
+            unused("topic_prefix", s.topic_prefix.is_some(), e);
             unused("url", s.url.is_some(), e);
             unused("timeout_ms", s.timeout_ms.is_some(), e);
             match &s.path {
@@ -189,13 +194,36 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
                 }
             }
         }
+        "mqtt" => {
+            unused("path", s.path.is_some(), e);
+            unused("tls_ca", s.tls_ca.is_some() || s.tls_cert.is_some() || s.tls_key.is_some(), e);
+            let url = s.url.clone().unwrap_or_default();
+            let (host, port) = match url.strip_prefix("mqtt://").and_then(|a| a.rsplit_once(':')) {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    (host.to_string(), port.parse().unwrap_or(1883))
+                }
+                _ => {
+                    e.push(format!("{key}.url: \"{url}\" must be mqtt://HOST:PORT"));
+                    (String::new(), 0)
+                }
+            };
+            let timeout_ms = s.timeout_ms.unwrap_or(10_000);
+            if timeout_ms == 0 {
+                e.push(format!("{key}.timeout_ms: must be > 0"));
+            }
+            let topic_prefix = s.topic_prefix.clone().unwrap_or_default();
+            if topic_prefix.contains(['+', '#', '\0']) {
+                e.push(format!("{key}.topic_prefix: \"{topic_prefix}\" must not hold wildcards"));
+            }
+            SinkKind::Mqtt { host, port, topic_prefix, timeout: Duration::from_millis(timeout_ms) }
+        }
         "discard" => {
             unused("url", s.url.is_some(), e);
             unused("path", s.path.is_some(), e);
             SinkKind::Discard
         }
         other => {
-            e.push(format!("{key}.kind: \"{other}\" is not one of \"http\", \"file\", \"discard\""));
+            e.push(format!("{key}.kind: \"{other}\" is not one of \"http\", \"mqtt\", \"file\", \"discard\""));
             SinkKind::Discard
         }
     }

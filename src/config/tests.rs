@@ -176,3 +176,17 @@ fn the_schema_registry_and_its_rejected_table_bounds_are_checked() {
     assert!(errors.iter().any(|e| e.starts_with("schemas.rejected_max: ")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("schemas.rejected_max_bytes: must be at least mqtt.max_packet_size")), "{errors:?}");
 }
+
+#[test]
+fn an_mqtt_sink_needs_an_mqtt_url_and_a_prefix_without_wildcards() {
+    let sink = |lines: &str| format!("[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"up\"\n{lines}\n");
+    let c = parse(&sink("kind = \"mqtt\"\nurl = \"mqtt://broker.example:1883\"\ntopic_prefix = \"site-a/\"")).unwrap();
+    assert!(
+        matches!(&c.sinks[0].kind, SinkKind::Mqtt { host, port: 1883, topic_prefix, .. } if host == "broker.example" && topic_prefix == "site-a/")
+    );
+    let errors = parse(&sink("kind = \"mqtt\"\nurl = \"http://x:1\"\ntopic_prefix = \"a/#\"")).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.starts_with("sinks[0].url: \"http://x:1\" must be mqtt://HOST:PORT")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("sinks[0].topic_prefix:")), "{errors:?}");
+    let errors = parse(&sink("kind = \"http\"\nurl = \"http://x:1\"\ntopic_prefix = \"a/\"")).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.starts_with("sinks[0].topic_prefix: not used by kind \"http\"")), "{errors:?}");
+}

@@ -14,6 +14,7 @@
 pub mod cloud_tls;
 mod file;
 mod http;
+mod mqtt;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 pub use file::FileSink;
 pub use http::HttpSink;
+pub use mqtt::MqttSink;
 
 use crate::config::{SinkConfig, SinkKind};
 use crate::trust::tls::TlsError;
@@ -72,6 +74,10 @@ pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, EgressError> {
             (Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout, client_config)?), cloud)
         }
         SinkKind::File { path } => (Arc::new(FileSink::open(path)?), None),
+        SinkKind::Mqtt { host, port, topic_prefix, timeout } => {
+            let client_id = format!("{gateway_id}-{}", cfg.name);
+            (Arc::new(MqttSink::new(host, *port, &client_id, topic_prefix, *timeout)), None)
+        }
         SinkKind::Discard => (Arc::new(DiscardSink), None),
     })
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::harness::{self, Extra, Process, http_get, sample};
 use crate::ingest::IngestServer;
-use crate::util::{self, eventually, free_port, poll_until, python, within};
+use crate::util::{self, Killed, Mosquitto, eventually, free_port, poll_until, python, within};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -34,14 +34,14 @@ fn extra(dir: &Path, acl: &str, broker: &str) -> Extra {
 }
 
 /// A running `mosquitto_sub -d`: its output lines, collected by a thread.
-struct Sub {
+pub(crate) struct Sub {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sub {
     /// Subscribe at `port` with `args` (filters, -C, -V, ...); returns once the SUBACK came.
-    async fn start(port: u16, args: &[&str]) -> Sub {
+    pub(crate) async fn start(port: u16, args: &[&str]) -> Sub {
         // Line-buffered (coreutils' stdbuf): mosquitto_sub buffers a pipe, and the SUBACK line
         // must arrive before anything is published.
         let mut child = Command::new(util::require("stdbuf"))
@@ -66,12 +66,12 @@ impl Sub {
         sub
     }
 
-    fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
     /// The messages (not mosquitto_sub's debug lines).
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         self.all().into_iter().filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed")).collect()
     }
 
@@ -121,30 +121,6 @@ async fn routing_case(port: u16, version: &str, count: usize) -> Vec<String> {
     publish(port, &["-V", version, "-i", "p1", "-q", "0", "-t", "other/x", "-m", "o1"]).await;
     publish(port, &["-V", version, "-i", "p1", "-q", "1", "-t", "end", "-m", "e"]).await;
     sub.done().await
-}
-
-/// A mosquitto 2 broker for comparison (anonymous, in memory), killed when dropped.
-struct Mosquitto {
-    _process: Killed,
-    port: u16,
-}
-
-impl Mosquitto {
-    async fn start(dir: &Path) -> Mosquitto {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
-        let child = Command::new(util::require("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        poll_until("mosquitto listening", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
-        Mosquitto { _process: Killed(child), port }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,16 +369,6 @@ async fn the_readme_subscribe_and_downlink_example_works_on_the_embedded_default
         .expect("curl");
     assert!(String::from_utf8_lossy(&curl.stdout).contains("\"key\""), "{curl:?}");
     assert_eq!(sub.done().await, ["devices/display-1/cmd/brightness 40"]);
-}
-
-/// A child process killed when the test ends, also when it fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

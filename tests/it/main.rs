@@ -6,6 +6,7 @@
 
 mod access;
 mod admin;
+mod bridge;
 mod broker;
 mod chaos;
 mod cloud_tls;

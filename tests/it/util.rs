@@ -3,8 +3,8 @@
 #![allow(dead_code)] // each test uses a different part of the helpers
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,4 +162,47 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port in 20000-31999 on 127.0.0.1");
+}
+
+/// A child process killed when the test ends, also when it fails.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A mosquitto 2 broker for comparison (anonymous, in memory), killed when dropped.
+pub struct Mosquitto {
+    _process: Killed,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Mosquitto {
+    /// Start one with its config in `dir`, in memory unless `persistent` (then `dir/mosquitto.db`).
+    pub async fn start(dir: &Path) -> Mosquitto {
+        Self::start_at(dir, free_port(), false).await
+    }
+
+    /// The same, on `port`, keeping its state in `dir` across restarts when `persistent`.
+    pub async fn start_at(dir: &Path, port: u16, persistent: bool) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        let persistence =
+            if persistent { format!("persistence true\npersistence_location {}/\n", dir.display()) } else { "persistence false\n".into() };
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}")).unwrap();
+        let child =
+            Command::new(require("mosquitto")).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        poll_until("mosquitto listening", Duration::from_secs(15), || std::net::TcpStream::connect(addr).is_ok()).await;
+        Mosquitto { _process: Killed(child), port }
+    }
+
+    /// SIGTERM (mosquitto saves its state), and wait for it to exit.
+    pub fn terminate(mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self._process.0.id().to_string()]).status();
+        let _ = self._process.0.wait();
+    }
 }
