@@ -31,7 +31,7 @@ async fn the_bridge_delivers_every_message_with_its_key_also_across_an_upstream_
     let upstream_dir = dir.path().join("upstream");
     std::fs::create_dir_all(&upstream_dir).unwrap();
     let port = free_port();
-    let upstream = Mosquitto::start_at(&upstream_dir, port, false).await;
+    let upstream = Mosquitto::start_at(&upstream_dir, port).await;
     let cloud = ["-V", "mqttv5", "-i", "cloud", "-q", "1", "-t", "site-a/#", "-F", "%t %p %P"];
     let watcher = Sub::start(port, &cloud).await;
     let ingest = IngestServer::start().await;
@@ -70,7 +70,7 @@ async fn the_bridge_delivers_every_message_with_its_key_also_across_an_upstream_
     drop(watcher);
     publish(10, 20).await;
     gw.stop().await;
-    let _upstream = Mosquitto::start_at(&upstream_dir, port, false).await;
+    let _upstream = Mosquitto::start_at(&upstream_dir, port).await;
     let watcher = Sub::start(port, &cloud).await;
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &Extra { sink, ..Default::default() }).await;
     let seen =

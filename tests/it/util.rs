@@ -182,17 +182,15 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
-    /// Start one with its config in `dir`, in memory unless `persistent` (then `dir/mosquitto.db`).
+    /// Start one with its config in `dir`, on a free port.
     pub async fn start(dir: &Path) -> Mosquitto {
-        Self::start_at(dir, free_port(), false).await
+        Self::start_at(dir, free_port()).await
     }
 
-    /// The same, on `port`, keeping its state in `dir` across restarts when `persistent`.
-    pub async fn start_at(dir: &Path, port: u16, persistent: bool) -> Mosquitto {
+    /// The same, on `port` (to start one again where the last one was).
+    pub async fn start_at(dir: &Path, port: u16) -> Mosquitto {
         let conf = dir.join("mosquitto.conf");
-        let persistence =
-            if persistent { format!("persistence true\npersistence_location {}/\n", dir.display()) } else { "persistence false\n".into() };
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}")).unwrap();
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
         let child =
             Command::new(require("mosquitto")).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -200,7 +198,7 @@ impl Mosquitto {
         Mosquitto { _process: Killed(child), port }
     }
 
-    /// SIGTERM (mosquitto saves its state), and wait for it to exit.
+    /// SIGTERM, and wait for it to exit.
     pub fn terminate(mut self) {
         let _ = std::process::Command::new("kill").args(["-TERM", &self._process.0.id().to_string()]).status();
         let _ = self._process.0.wait();
