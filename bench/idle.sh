@@ -51,15 +51,13 @@ done
 release_binaries idle  # cd to the repository, build unless --skip-build
 IDLE=$EXAMPLE_BIN
 HOST=127.0.0.4
-MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
-[[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
+mosquitto_bin
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, client on cpu1)"
 ulimit -n $((CONNECTIONS * 2 + 1024)) 2>/dev/null || [[ $(ulimit -n) -gt $((CONNECTIONS + 100)) ]] \
     || die "ulimit -n is $(ulimit -n): raise it above $CONNECTIONS"
 bench_workdir edge-gateway-idle
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }
-tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
 # start SERVER DIR: the server, ready; sets PORT.
 start() {
@@ -87,11 +85,8 @@ EOF
         PORT=18860
         wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18861/readyz"
     else
-        printf 'listener 18862 %s\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest stderr\nlog_type error\n' "$HOST" >"$dir/mosquitto.conf"
-        taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
-        SERVER_PID=$!
         PORT=18862
-        wait_ready mosquitto "$dir/server.log" tcp_open "$HOST" 18862
+        start_mosquitto "$dir" "$HOST" "$PORT" "max_connections -1"
     fi
 }
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh,
+# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh, bench/routing.sh,
 # bench/backlog.sh and bench/idle.sh (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT
 # before using them.
 
@@ -59,6 +59,26 @@ release_binaries() {
         cargo build --release --locked --bin edge-gateway --example "$1" >&2
     fi
     [[ -x "$GATEWAY" && -x "$EXAMPLE_BIN" ]] || die "missing $GATEWAY or $EXAMPLE_BIN (build first)"
+}
+
+# mosquitto_bin: MOSQUITTO = the mosquitto broker (on PATH or in /usr/sbin), or die.
+mosquitto_bin() {
+    MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
+    [[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
+}
+
+tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
+
+# start_mosquitto DIR HOST PORT [CONF_LINE...]: mosquitto 2 (anonymous, in memory, plus the
+# given config lines) pinned to cpu0, logging to DIR/server.log; returns once it listens.
+start_mosquitto() {
+    local dir=$1 host=$2 port=$3
+    shift 3
+    printf 'listener %s %s\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n' "$port" "$host" >"$dir/mosquitto.conf"
+    [[ $# -eq 0 ]] || printf '%s\n' "$@" >>"$dir/mosquitto.conf"
+    taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready mosquitto "$dir/server.log" tcp_open "$host" "$port"
 }
 
 # backends VALUE: BACKENDS from a --backend value (redb, sqlite or both).

@@ -57,12 +57,10 @@ done
 release_binaries fanout  # cd to the repository, build unless --skip-build
 FANOUT=$EXAMPLE_BIN
 HOST=127.0.0.5
-MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
-[[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
+mosquitto_bin
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, clients on cpu1)"
 bench_workdir edge-gateway-routing
 
-tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
 # start SERVER DIR: the server, ready; sets PORT.
 start() {
@@ -92,11 +90,8 @@ EOF2
         PORT=18870
         wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18871/readyz"
     else
-        printf 'listener 18872 %s\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n' "$HOST" >"$dir/mosquitto.conf"
-        taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
-        SERVER_PID=$!
         PORT=18872
-        wait_ready mosquitto "$dir/server.log" tcp_open "$HOST" 18872
+        start_mosquitto "$dir" "$HOST" "$PORT" "max_queued_messages 1000000" "set_tcp_nodelay true"
     fi
 }
 

@@ -21,7 +21,7 @@ async fn pub_plain(gw: &edge_gateway::Gateway, extra: &[&str]) -> (i32, String) 
     let mut args = vec!["-h", "127.0.0.1", "-p", &port, "-q", "1", "-m", "x"];
     args.extend(extra);
     let out = util::mosquitto("mosquitto_pub", &args).await;
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (out.status.code().unwrap_or(-1), util::text(&out))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,7 +93,7 @@ async fn the_admin_api_kills_actors_and_injects_faults_for_the_token_holder_only
         "x",
     ])
     .await;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = util::text(&out);
     assert!(text.contains("failed"), "the injected fault refused the publish: {text}");
     assert_eq!(sample(&gw, "gateway_storage_commit_failures_total").await, 1.0);
     assert_eq!(sample(&gw, "gateway_admin_actions_total{action=\"kill\"}").await, 1.0);

@@ -422,7 +422,7 @@ async fn a_will_is_published_when_a_connection_ends_without_disconnect_and_only_
         ],
     )
     .await;
-    let text = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    let text = util::text(&refused);
     assert!(!refused.status.success() && text.to_lowercase().contains("not authorized"), "{text}");
     let (_, m) = http_get(gw.http_addr, "/metrics").await;
     assert_eq!(sample(&m, "gateway_auth_failures_total{reason=\"will_not_authorized\"}"), 1.0, "{m}");
@@ -607,7 +607,7 @@ print("published", sum(1 for i in infos if i.is_published()))
         "-d",
     ])
     .await;
-    let text = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    let text = util::text(&refused);
     assert!(!text.contains("received PUBREC"), "no error PUBREC: {text}");
     assert!(text.contains("DISCONNECT") || text.to_lowercase().contains("not authorized"), "{text}");
     publish(port, &["-V", "mqttv5", "-q", "2", "-i", "q2r", "-t", "burst/after", "-m", "ok"]).await;
@@ -638,7 +638,7 @@ async fn no_mqtt_client_may_take_the_downlink_identity() {
         "x",
     ])
     .await;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = util::text(&out);
     assert!(!out.status.success() && text.to_lowercase().contains("not authorized"), "{text}");
     let (_, m) = http_get(gw.http_addr, "/metrics").await;
     assert_eq!(sample(&m, "gateway_auth_failures_total{reason=\"bad_identity\"}"), 1.0, "{m}");

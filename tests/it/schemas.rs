@@ -63,7 +63,7 @@ async fn mosquitto_pub(
     let mut args = vec!["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos, "-i", client, "-t", topic, "-m", payload, "-d"];
     args.extend(extra);
     let out = util::mosquitto("mosquitto_pub", &args).await;
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (out.status.code().unwrap_or(-1), util::text(&out))
 }
 
 /// One MQTT 5 QoS 1 publish with paho-mqtt; the PUBACK's reason code and reason string.
@@ -325,7 +325,7 @@ async fn the_check_cli_exits_0_compatible_1_incompatible_2_bad_input_and_a_bad_r
     let not_schema = write("notschema.json", "{\"type\": 5}");
     let run = |args: &[&std::ffi::OsStr]| {
         let out = Command::new(harness::binary()).arg("schema").arg("check").args(args).output().unwrap();
-        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (out.status.code(), util::text(&out))
     };
     let os = |p: &Path| p.as_os_str().to_owned();
     let (v1, v2) = (examples.join("1.json"), examples.join("2.json"));

@@ -92,7 +92,7 @@ async fn mosq(client: &str, gw: &Gateway, dir: &Path, cert: Option<&str>, ca: &P
     }
     all.extend(args);
     let out: Output = util::mosquitto(client, &all).await;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = util::text(&out);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -263,7 +263,7 @@ pub async fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, Strin
     })
     .await
     .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = util::text(&out);
     let done = !text.contains("Cipher is (NONE)") && text.contains("Cipher is ");
     (done, text)
 }

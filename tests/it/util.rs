@@ -109,6 +109,11 @@ pub fn python() -> String {
     std::env::var("EDGE_GATEWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// A finished program's stdout and stderr, as text (for assertions on what it printed).
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
 /// Runs a mosquitto client (`mosquitto_pub`, `mosquitto_sub`) and returns its output.
 pub async fn mosquitto(client: &str, args: &[&str]) -> Output {
     let program = require(client);

@@ -91,7 +91,7 @@ fn monitoring(path: &str) -> std::path::PathBuf {
 
 fn promtool(args: &[&str]) -> String {
     let out = std::process::Command::new(util::require("promtool")).args(args).output().expect("run promtool");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = util::text(&out);
     assert!(out.status.success(), "promtool {args:?}: {text}");
     text
 }
