@@ -66,6 +66,7 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
     }
     let message =
         Message { topic: p.topic.as_str().into(), payload: payload.clone().into(), qos: p.qos, retain: p.retain, ..Default::default() };
+    let mut plan = api.router.plan(&identity, message);
     let rec = NewRecord {
         device: identity.clone(),
         topic: p.topic,
@@ -73,6 +74,7 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
         payload,
         received_at_ms: now_ms(),
         retain: p.retain,
+        copies: plan.take_copies(),
         ..Default::default()
     };
     let Some(storage) = api.storage.get() else { return unavailable("the storage actor is restarting") };
@@ -83,7 +85,7 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
     };
     match appended {
         Ok(a) => {
-            api.router.route(&identity, message);
+            api.router.deliver(plan);
             Json(serde_json::json!({"key": a.key, "seq": a.seq})).into_response()
         }
         Err(e @ (AppendError::QuotaExceeded | AppendError::RetainedFull)) => {

@@ -1,5 +1,5 @@
-//! `[broker]`: local routing between clients (subscriptions, retained messages) and the
-//! downlink endpoint's identity.
+//! `[broker]`: local routing between clients (subscriptions, retained messages, persistent
+//! sessions) and the downlink endpoint's identity.
 
 use edge_gateway_actors::storage::StoragePolicy;
 use serde::Deserialize;
@@ -11,6 +11,9 @@ pub struct BrokerConfig {
     pub max_queued: usize,
     /// The identity `POST /api/publish` publishes as (checked against the ACL like a device).
     pub api_identity: String,
+    /// The longest an offline persistent session is kept, in seconds (0: as long as the client
+    /// asked; an MQTT 3.1.1 session with clean session 0 never expires by itself).
+    pub session_expiry_max_secs: u32,
 }
 
 #[derive(Deserialize)]
@@ -20,11 +23,20 @@ pub(super) struct RawBroker {
     retained_max_bytes: u64,
     max_queued: usize,
     api_identity: String,
+    session_max_queued: u64,
+    session_expiry_max_secs: u32,
 }
 
 impl Default for RawBroker {
     fn default() -> Self {
-        Self { retained_max: 10_000, retained_max_bytes: 64 << 20, max_queued: 1000, api_identity: "api".into() }
+        Self {
+            retained_max: 10_000,
+            retained_max_bytes: 64 << 20,
+            max_queued: 1000,
+            api_identity: "api".into(),
+            session_max_queued: 1000,
+            session_expiry_max_secs: 0,
+        }
     }
 }
 
@@ -40,12 +52,16 @@ impl RawBroker {
         if !(1..=1_000_000).contains(&self.max_queued) {
             e.push("broker.max_queued: must be between 1 and 1000000".into());
         }
+        if !(1..=10_000_000).contains(&self.session_max_queued) {
+            e.push("broker.session_max_queued: must be between 1 and 10000000".into());
+        }
         let id = &self.api_identity;
         if id.is_empty() || id.len() > 256 || id.starts_with('$') || id.contains(['/', '+', '#', '\0']) {
             e.push(format!("broker.api_identity: \"{id}\" must be one topic level (no '/', '+', '#', NUL, no leading '$')"));
         }
         storage.retained_max = self.retained_max;
         storage.retained_max_bytes = self.retained_max_bytes;
-        BrokerConfig { max_queued: self.max_queued, api_identity: id.clone() }
+        storage.session_max_queued = self.session_max_queued;
+        BrokerConfig { max_queued: self.max_queued, api_identity: id.clone(), session_expiry_max_secs: self.session_expiry_max_secs }
     }
 }

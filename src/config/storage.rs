@@ -87,6 +87,7 @@ impl RawStorage {
             rejected_max_bytes: 64 << 20,
             retained_max: 10_000,
             retained_max_bytes: 64 << 20,
+            session_max_queued: 1000,
         }
     }
 }

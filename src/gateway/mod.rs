@@ -38,6 +38,7 @@ use crate::egress::{self, EgressError};
 use crate::ingress::Ingress;
 use crate::ingress::listen::{self, ListenError};
 use crate::routing::Router;
+use crate::routing::sessions::{Limits, Stored};
 use crate::schema::{RegistryError, Schemas};
 use crate::telemetry::TelemetryError;
 use crate::trust::auth::{AuthError, Authority};
@@ -169,11 +170,17 @@ impl Gateway {
         let sinks = build_sinks(&config, &gateway_id, &mut reloadables)?;
         let trust = load_trust(&config, &metrics, &mut reloadables)?;
         let http_tls = load_http_tls(&config, &mut reloadables)?;
-        let retained = store.retained().map_err(OpenError::from)?;
-        let router = Router::new(retained, trust.authority.clone(), metrics.clone(), config.broker.max_queued);
+        let stored = Stored {
+            retained: store.retained().map_err(OpenError::from)?,
+            sessions: store.sessions().map_err(OpenError::from)?,
+            heads: store.queued_heads().map_err(OpenError::from)?,
+        };
+        let limits = Limits { max_queued: config.broker.max_queued, session_expiry_max_secs: config.broker.session_expiry_max_secs };
+        let router = Router::new(stored, trust.authority.clone(), metrics.clone(), limits);
         let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;
         let (http_stop, _) = watch::channel(false);
+        tokio::spawn(crate::routing::sessions::expire_sessions_every(router.clone(), inputs.storage.clone(), http_stop.subscribe()));
         let http_addr = services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), &http_stop).await?;
         let admin_addr = match &config.admin {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
@@ -349,6 +356,7 @@ fn start_listeners(
         live_sessions: inputs.live_sessions.clone(),
         schemas: trust.schemas.enabled().then(|| trust.schemas.clone()),
         router,
+        store: inputs.store.downgrade(),
     };
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

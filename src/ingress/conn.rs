@@ -16,12 +16,14 @@ use ractor::ActorRef;
 
 use tokio::sync::mpsc;
 
-use super::deliver::Outbound;
+use super::deliver::{Outbound, Replayer};
 use super::{Ingress, IngressError, clip};
+use crate::routing::sessions::Replay;
 use crate::routing::{Delivery, Message};
 use crate::throttle::Throttle;
 use crate::trust::acl::{Decision, Who};
 use crate::trust::tls::server::PeerCertInfo;
+use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
 
 /// Per-connection state held by ntex; dropping it ends the session actor.
 #[derive(Clone)]
@@ -52,10 +54,16 @@ pub struct ConnInner {
     pub(super) conn_id: u64,
     /// Where messages routed to this client are written.
     pub(super) outbound: Outbound,
-    /// Its delivery queue, from its first SUBSCRIBE on.
+    /// Its delivery queue, from its first SUBSCRIBE on (from CONNECT for a persistent session).
     pub(super) queue: RefCell<Option<mpsc::Sender<Delivery>>>,
+    /// A persistent session's writer, made at CONNECT and started with the CONNACK (so no
+    /// queued message goes out before it).
+    pub(super) pending_writer: RefCell<Option<(mpsc::Receiver<Delivery>, Option<Replay>)>>,
     /// Its will, until a DISCONNECT takes it back: published when the connection ends.
     pub(super) will: RefCell<Option<Message>>,
+    /// MQTT 5 will delay interval: the will waits this long (at most until its persistent
+    /// session ends), and is not published if a new connection takes the session meanwhile.
+    pub(super) will_delay_secs: u32,
 }
 
 /// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
@@ -114,7 +122,12 @@ impl Drop for ConnInner {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
         }
         self.ended.set(true);
-        self.ingress.router.disconnect(&self.client_id, self.conn_id);
+        if let Some(change) = self.ingress.router.disconnect(&self.client_id, self.conn_id)
+            && let Some(storage) = self.ingress.storage.get()
+        {
+            // A session that ended with its connection (MQTT 5 session expiry 0 after a resume).
+            let _ = storage.send_message(StorageMsg::Session(SessionOp { client_id: self.client_id.clone(), change, reply: None }));
+        }
         // The will, if the device may still publish it (certificate and ACL as they are now) and
         // its connection was not taken over.
         if let Some(will) = self.will.take()
@@ -122,7 +135,21 @@ impl Drop for ConnInner {
             && self.still_trusted().is_ok()
             && self.ingress.authority.may_publish(&self.who(), &will.topic).is_allowed()
         {
-            super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will);
+            let delay = self.ingress.router.will_delay(&self.client_id, self.conn_id, self.will_delay_secs);
+            if delay == 0 {
+                super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will);
+            } else {
+                let (ingress, identity, client_id, conn) =
+                    (self.ingress.clone(), self.identity.clone(), self.client_id.clone(), self.conn_id);
+                ntex_rt::spawn(async move {
+                    ntex_util::time::sleep(std::time::Duration::from_secs(u64::from(delay))).await;
+                    if ingress.router.taken_since(&client_id, conn) {
+                        tracing::debug!(%client_id, "A new connection took the session within the will delay; its will is not published.");
+                    } else {
+                        super::publish::publish_will(&ingress, &identity, &client_id, will);
+                    }
+                });
+            }
         }
         self.session.stop(None);
         self.ingress.metrics.connections.dec();
@@ -147,9 +174,43 @@ impl ConnInner {
             return tx.clone();
         }
         let (tx, rx) = self.ingress.router.queue();
-        self.outbound.clone().start(rx, self.ingress.router.expired_counter());
+        self.outbound.clone().start(rx, self.ingress.router.expired_counter(), None);
         *queue = Some(tx.clone());
         tx
+    }
+
+    /// Start the writer made at CONNECT (a persistent session's: it sends what is queued for
+    /// the session first); called as the CONNACK is returned.
+    pub(super) fn start_writer(&self) {
+        let Some((rx, replay)) = self.pending_writer.borrow_mut().take() else { return };
+        let replay = replay.map(|replay| Replayer {
+            client_id: self.client_id.clone(),
+            identity: self.identity.clone(),
+            replay,
+            ingress: self.ingress.clone(),
+        });
+        self.outbound.clone().start(rx, self.ingress.router.expired_counter(), replay);
+    }
+
+    /// Commit a change of this client's persistent session; an error when the store did not.
+    pub(super) async fn commit_session(&self, change: SessionChange) -> Result<(), IngressError> {
+        let storage = self.ingress.storage.get().ok_or_else(|| IngressError::NoSession("the storage actor is restarting".into()))?;
+        let client_id = self.client_id.clone();
+        let call = storage.call(|reply| StorageMsg::Session(SessionOp { client_id, change, reply: Some(reply) }), None);
+        match ntex_util::time::timeout(super::ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(ractor::rpc::CallResult::Success(Ok(())))) => Ok(()),
+            Ok(Ok(ractor::rpc::CallResult::Success(Err(e)))) => Err(e.into()),
+            other => Err(IngressError::NoSession(format!("the storage actor did not answer: {}", super::describe(&other)))),
+        }
+    }
+
+    /// After a SUBSCRIBE or UNSUBSCRIBE: a persistent session's subscriptions into the store,
+    /// before the client is answered.
+    pub(super) async fn persist_subscriptions(&self) -> Result<(), IngressError> {
+        match self.ingress.router.session_row(&self.client_id, self.conn_id) {
+            Some(row) => self.commit_session(SessionChange::Put(row)).await,
+            None => Ok(()),
+        }
     }
 
     pub(super) fn who(&self) -> Who<'_> {

@@ -77,6 +77,9 @@ pub struct Ingress {
     pub schemas: Option<std::sync::Arc<crate::schema::Schemas>>,
     /// Local subscriptions and retained messages.
     pub router: std::sync::Arc<crate::routing::Router>,
+    /// The store, read by the writers of persistent sessions (a handle that does not keep it
+    /// open after the gateway stopped).
+    pub store: edge_gateway_actors::storage::WeakStore,
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).

@@ -87,17 +87,19 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     };
     // What local subscribers get (and the retained copy), built only when someone may want it.
     let router = &c.ingress.router;
-    let routed = (!kept_apart && (msg.retain || router.has_subscribers())).then(|| Message {
-        topic: msg.topic.as_str().into(),
-        payload: payload.clone(),
-        qos: msg.qos,
-        retain: msg.retain,
-        content_type: msg.content_type.as_deref().map(Into::into),
-        user_properties: msg.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
-        response_topic: msg.response_topic,
-        correlation_data: msg.correlation_data,
-        expires_at: msg.expiry_secs.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
-    });
+    let mut plan = (!kept_apart && (msg.retain || router.has_subscribers()))
+        .then(|| Message {
+            topic: msg.topic.as_str().into(),
+            payload: payload.clone(),
+            qos: msg.qos,
+            retain: msg.retain,
+            content_type: msg.content_type.as_deref().map(Into::into),
+            user_properties: msg.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect(),
+            response_topic: msg.response_topic,
+            correlation_data: msg.correlation_data,
+            expires_at: msg.expiry_secs.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
+        })
+        .map(|message| router.plan(&c.client_id, message));
     let rec = NewRecord {
         device: c.identity.clone(),
         topic: msg.topic,
@@ -110,6 +112,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         schema,
         kept_apart,
         retain: msg.retain,
+        copies: plan.as_mut().map(|p| p.take_copies()).unwrap_or_default(),
     };
     let size = rec.payload.len() as u64;
     // A retained QoS 0 publish waits for its commit too: the retained copy that subscribers get
@@ -126,8 +129,8 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     };
     end_receive(span, result.as_ref().err().map(|e| e.to_string()).as_deref());
     // QoS 1 and 2 (and retained QoS 0): after its commit; QoS 0: once handed to the store.
-    if let (Ok(()), Some(message)) = (&result, routed) {
-        router.route(&c.client_id, message);
+    if let (Ok(()), Some(plan)) = (&result, plan) {
+        router.deliver(plan);
     }
     Ok(result.map_or_else(Outcome::Refused, |()| Outcome::Stored))
 }
@@ -136,7 +139,8 @@ pub(super) async fn publish<E: std::fmt::Debug>(
 /// ACL at CONNECT): stored like a publish of the device, then routed. Runs after the connection
 /// is gone, on its I/O thread.
 pub(super) fn publish_will(ingress: &super::Ingress, identity: &str, client_id: &str, will: Message) {
-    let rec = NewRecord {
+    let topic = will.topic.clone();
+    let mut rec = NewRecord {
         device: identity.to_string(),
         topic: will.topic.to_string(),
         qos: will.qos,
@@ -147,13 +151,15 @@ pub(super) fn publish_will(ingress: &super::Ingress, identity: &str, client_id: 
         retain: will.retain,
         ..Default::default()
     };
+    let mut plan = ingress.router.plan(client_id, will);
+    rec.copies = plan.take_copies();
     let appended = batcher::append(&ingress.storage, rec);
     let (router, client_id, metrics) = (ingress.router.clone(), client_id.to_string(), ingress.metrics.clone());
     ntex_rt::spawn(async move {
         match appended.await {
             Ok(_) => {
-                tracing::info!(%client_id, topic = %will.topic, "Connection ended without DISCONNECT; its will is published.");
-                router.route(&client_id, will);
+                tracing::info!(%client_id, %topic, "Connection ended without DISCONNECT; its will is published.");
+                router.deliver(plan);
             }
             Err(e) => rejected(&metrics, &client_id, refusal_reason(&e), &format!("will: {e}"), None),
         }

@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::deliver::Outbound;
 use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
-use crate::routing::Message;
+use crate::routing::sessions::SessionRequest;
+use crate::routing::{Client, Message};
 use crate::throttle::Throttle;
 use crate::trust::acl::Who;
 use crate::trust::auth::{Credentials, Refusal};
@@ -25,9 +26,10 @@ use crate::trust::tls::server::PeerCertInfo;
 
 /// How a CONNECT ended; the v3 and v5 adapters turn it into their CONNACK.
 pub(super) enum Admission {
-    /// Authenticated and its session started: the connection, and the client id it has (the
-    /// one it sent, the identity when it sent none, or a generated one on the lab listener).
-    Accepted { conn: Conn, client_id: String },
+    /// Authenticated and its session started: the connection, the client id it has (the
+    /// one it sent, the identity when it sent none, or a generated one on the lab listener),
+    /// and whether it resumed a stored session (CONNACK session present).
+    Accepted { conn: Conn, client_id: String, present: bool },
     /// Refused (counted and logged already).
     Refused(Refusal),
     /// Authenticated, but no session could be started (the sessions supervisor is down).
@@ -44,6 +46,10 @@ pub(super) struct Hello<'a> {
     pub password: Option<&'a [u8]>,
     /// Its will: published if the connection ends without a DISCONNECT.
     pub will: Option<Message>,
+    /// MQTT 5 will delay interval, in seconds (0: at once).
+    pub will_delay_secs: u32,
+    /// Clean start and session expiry.
+    pub session: SessionRequest,
 }
 
 impl Ingress {
@@ -75,16 +81,41 @@ impl Ingress {
                 return Admission::Refused(Refusal::WillNotAuthorized);
             }
         }
-        match self.open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will), close).await {
-            Ok(conn) => {
-                tracing::debug!(%client_id, protocol = protocol.as_str(), "Connection accepted.");
-                Admission::Accepted { conn, client_id }
+        let opened = match self
+            .open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will, hello.will_delay_secs), close)
+            .await
+        {
+            Ok(conn) => self.resume(&conn, hello.session).await.map(|present| (conn, present)),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok((conn, present)) => {
+                tracing::debug!(%client_id, protocol = protocol.as_str(), present, "Connection accepted.");
+                Admission::Accepted { conn, client_id, present }
             }
             Err(e) => {
                 tracing::error!(%client_id, error = %e, "Cannot start a session; refusing the connection.");
                 Admission::Unavailable
             }
         }
+    }
+
+    /// Resume, create or discard the connection's persistent session, committed before the
+    /// CONNACK; whether a stored session was resumed. The connection's writer is made ready
+    /// (started by [`ConnInner::start_writer`] with the CONNACK).
+    async fn resume(&self, conn: &Conn, req: SessionRequest) -> Result<bool, IngressError> {
+        let c = &conn.0;
+        let (tx, rx) = self.router.queue();
+        let client = Client { conn: c.conn_id, queue: &tx, mqtt5: matches!(c.outbound, Outbound::V5(_)) };
+        let opened = self.router.open(&c.who(), client, req);
+        for change in opened.changes {
+            c.commit_session(change).await?;
+        }
+        if opened.replay.is_some() || !req.clean {
+            *c.queue.borrow_mut() = Some(tx);
+            *c.pending_writer.borrow_mut() = Some((rx, opened.replay));
+        }
+        Ok(opened.present)
     }
 
     /// Start the session actor and arm the closer; `close` closes the connection.
@@ -94,7 +125,7 @@ impl Ingress {
         identity: String,
         cert: Option<PeerCertInfo>,
         protocol: Protocol,
-        (outbound, will): (Outbound, Option<Message>),
+        (outbound, will, will_delay_secs): (Outbound, Option<Message>, u32),
         close: impl FnOnce() + 'static,
     ) -> Result<Conn, IngressError> {
         let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions supervisor is down".into()))?;
@@ -165,7 +196,9 @@ impl Ingress {
             conn_id: self.router.connection_id(),
             outbound,
             queue: std::cell::RefCell::new(None),
+            pending_writer: std::cell::RefCell::new(None),
             will: std::cell::RefCell::new(will),
+            will_delay_secs,
         };
         Ok(Conn(Rc::new(inner)))
     }

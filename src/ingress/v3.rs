@@ -11,6 +11,7 @@ use super::publish::{self, Inbound, Outcome};
 use super::session::{Admission, Hello};
 use super::{Ingress, IngressError, Protocol};
 use crate::routing::Message;
+use crate::routing::sessions::SessionRequest;
 use crate::trust::auth::Refusal;
 
 /// CONNECT: the shared admission, answered with a CONNACK. 3.1.1 refuses an empty client id
@@ -32,10 +33,22 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
         retain: w.retain,
         ..Default::default()
     });
-    let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will };
+    // Clean session 0: kept until the client starts a clean one (or broker.session_expiry_max_secs).
+    let session = SessionRequest { clean: pkt.clean_session, expiry_secs: if pkt.clean_session { 0 } else { u32::MAX } };
+    let hello = Hello {
+        client_id: &pkt.client_id,
+        username: pkt.username.as_deref(),
+        password: pkt.password.as_deref(),
+        will,
+        will_delay_secs: 0,
+        session,
+    };
     let admission = ingress.admit(c.io(), hello, Protocol::V3, outbound, move || sink.close()).await;
     Ok(match admission {
-        Admission::Accepted { conn, .. } => c.ack(conn, false),
+        Admission::Accepted { conn, present, .. } => {
+            conn.0.start_writer();
+            c.ack(conn, present)
+        }
         Admission::Refused(Refusal::ClientIdMismatch) => c.identifier_rejected(),
         Admission::Refused(Refusal::BadPassword | Refusal::NoCredentials) => c.failed(R::BadUserNameOrPassword),
         Admission::Refused(_) => c.failed(R::NotAuthorized),
@@ -85,12 +98,16 @@ pub(crate) async fn protocol(conn: &v3::Session<Conn>, msg: v3::ProtocolMessage)
                     Err(_) => topic.fail(),
                 }
             }
+            // A persistent session's subscriptions are stored before the SUBACK; if they cannot
+            // be, the connection closes (3.1.1 has no reason to give).
+            conn.0.persist_subscriptions().await?;
             s.ack()
         }
         v3::ProtocolMessage::Unsubscribe(u) => {
             for filter in u.iter() {
                 protocol::unsubscribe(&conn.0, filter);
             }
+            conn.0.persist_subscriptions().await?;
             u.ack()
         }
         v3::ProtocolMessage::Ping(p) => p.ack(),

@@ -10,6 +10,7 @@ use super::session::{Admission, Hello};
 use super::{Ingress, IngressError, Protocol};
 use crate::routing::Message;
 use crate::routing::RetainHandling;
+use crate::routing::sessions::SessionRequest;
 use crate::telemetry::traceparent::parse_traceparent;
 use crate::trust::auth::Refusal;
 
@@ -21,8 +22,6 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     let assigned = pkt.client_id.is_empty();
     let sink = c.sink();
     let outbound = Outbound::V5(sink.clone());
-    // The will delay is bounded by the session's end (MQTT 5 3.1.3-9); sessions end with their
-    // connection, so the will goes at once.
     let will = pkt.last_will.as_ref().map(|w| Message {
         topic: w.topic.clone(),
         payload: w.message.clone(),
@@ -35,19 +34,31 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
         // A will's expiry would start when it is published, not now: not applied (README).
         expires_at: None,
     });
-    let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will };
+    let asked_expiry = pkt.session_expiry_interval_secs;
+    let will_delay_secs = pkt.last_will.as_ref().and_then(|w| w.will_delay_interval_sec).unwrap_or(0);
+    let session = SessionRequest { clean: pkt.clean_start, expiry_secs: asked_expiry };
+    let hello = Hello {
+        client_id: &pkt.client_id,
+        username: pkt.username.as_deref(),
+        password: pkt.password.as_deref(),
+        will,
+        will_delay_secs,
+        session,
+    };
     let admission = ingress.admit(c.io(), hello, Protocol::V5, outbound, move || sink.close()).await;
     Ok(match admission {
-        Admission::Accepted { conn, client_id } => {
-            // Sessions end with their connection (persistent sessions are not kept yet): a
-            // client that asked for a session expiry is told 0 (MQTT 5 3.2.2.3.2).
-            let keeps_session = pkt.session_expiry_interval_secs > 0;
+        Admission::Accepted { conn, client_id, present } => {
+            // broker.session_expiry_max_secs may shorten the interval asked for: the client is
+            // told (MQTT 5 3.2.2.3.2).
+            let granted = conn.0.ingress.router.granted_expiry(asked_expiry);
+            conn.0.start_writer();
             c.ack(conn).with(|a| {
+                a.session_present = present;
                 if assigned {
                     a.assigned_client_id = Some(client_id.into());
                 }
-                if keeps_session {
-                    a.session_expiry_interval_secs = Some(0);
+                if granted != asked_expiry {
+                    a.session_expiry_interval_secs = Some(granted);
                 }
             })
         }
@@ -145,6 +156,13 @@ pub(crate) async fn protocol(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage)
                     Err(SubRefusal::InvalidFilter) => topic.fail(R::TopicFilterInvalid),
                 }
             }
+            // A persistent session's subscriptions are stored before the SUBACK.
+            if let Err(e) = conn.0.persist_subscriptions().await {
+                tracing::warn!(client_id = %conn.0.client_id, error = %e, "Cannot store the session's subscriptions; refusing them.");
+                for mut topic in s.iter_mut() {
+                    topic.fail(R::UnspecifiedError);
+                }
+            }
             s.ack()
         }
         v5::ProtocolMessage::Unsubscribe(mut u) => {
@@ -153,6 +171,12 @@ pub(crate) async fn protocol(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage)
                     topic.success();
                 } else {
                     topic.fail(v5::codec::UnsubscribeAckReason::NoSubscriptionExisted);
+                }
+            }
+            if let Err(e) = conn.0.persist_subscriptions().await {
+                tracing::warn!(client_id = %conn.0.client_id, error = %e, "Cannot store the session's subscriptions after an UNSUBSCRIBE.");
+                for mut topic in u.iter_mut() {
+                    topic.fail(v5::codec::UnsubscribeAckReason::UnspecifiedError);
                 }
             }
             u.ack()

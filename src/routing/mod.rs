@@ -1,21 +1,28 @@
-//! Local routing: every accepted publish also goes to the matching subscriptions of connected
-//! clients, and retained messages wait for the subscriptions to come.
+//! Local routing: every accepted publish also goes to the matching subscriptions of clients,
+//! retained messages wait for the subscriptions to come, and persistent sessions keep their
+//! subscriptions and QoS 1/2 deliveries while their client is away.
 //!
 //! ```text
-//! publish.rs (after the commit for QoS 1) ──route──▶ Router ──try_send──▶ subscriber's queue
-//!                                                     │ ACL re-checked      │ (one per client, bounded)
-//!                                                     │ per delivery        ▼
-//! POST /api/publish (downlink) ──────────route──────▶ │          ingress/deliver.rs: a task on
-//!                                                      │          the client's I/O thread writes
-//! SUBSCRIBE ──subscribe──▶ table.rs + the retained ───┘          PUBLISH packets (QoS 1: within
-//!                          messages the filter matches            the client's receive maximum)
+//! publish.rs ──plan──▶ Router: matching subscriptions, ACL checked ──▶ Plan
+//!   │                      persistent sessions: the delivery as a SessionCopy of the record ─┐
+//!   ▼                                                                                       │
+//! storage actor: one commit holds the message and its session_queue rows ◀──────────────────┘
+//!   │ (PUBACK to the publisher)
+//!   ▼
+//! Router::deliver(plan) ──try_send──▶ live queue of a connected subscriber (bounded)
+//!                        ──wake─────▶ a persistent session's writer reads its rows
+//!                                     (ingress/deliver.rs writes PUBLISH packets;
+//!                                     the client's PUBACK/PUBCOMP deletes the row)
+//! POST /api/publish (downlink) and wills take the same plan → commit → deliver path.
 //! ```
 //!
 //! The table and the retained messages are shared state behind locks held for a scan, never
 //! across an await. Retained messages are durable in the store (`retained` table, written in
 //! the transaction that stores the publish); this module keeps the copy that is read at each
-//! SUBSCRIBE, loaded from the store at start.
+//! SUBSCRIBE, loaded from the store at start, as are the persistent sessions (`sessions.rs`).
 
+pub mod persist;
+pub mod sessions;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -24,9 +31,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use edge_gateway_actors::metrics::{DeliveryDrop, DeliveryDropLabels, Metrics, QosLabels};
-use edge_gateway_actors::record::Record;
+use edge_gateway_actors::record::{Record, SessionCopy};
 use ntex_bytes::{ByteString, Bytes};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use self::table::{Subscription, Table};
 use crate::trust::acl::Who;
@@ -107,22 +114,47 @@ pub struct Router {
     next_conn: AtomicU64,
     /// Clients with subscriptions (read on every publish, without the lock).
     subscribers: AtomicUsize,
+    /// The longest an offline persistent session is kept (`broker.session_expiry_max_secs`).
+    expiry_cap: Option<u32>,
+}
+
+/// Where one accepted message goes, decided before its commit and carried out after it.
+#[derive(Default)]
+pub struct Plan {
+    message: Arc<Message>,
+    /// Connected subscribers' live queues.
+    live: Vec<(mpsc::Sender<Delivery>, Delivery)>,
+    /// Persistent sessions' deliveries, queued in the message's commit.
+    copies: Vec<SessionCopy>,
+    /// The writers of those sessions that are connected.
+    wake: Vec<Arc<Notify>>,
+}
+
+impl Plan {
+    /// The deliveries to queue for persistent sessions, for the record's `copies`.
+    pub fn take_copies(&mut self) -> Vec<SessionCopy> {
+        std::mem::take(&mut self.copies)
+    }
 }
 
 impl Router {
-    /// A router with the retained messages the store holds.
-    pub fn new(retained: Vec<Record>, authority: Authority, metrics: Metrics, max_queued: usize) -> Arc<Router> {
-        let retained: BTreeMap<String, Arc<Message>> = retained.into_iter().map(|r| (r.topic.clone(), Arc::new(message_of(r)))).collect();
+    /// A router with the retained messages and persistent sessions the store holds.
+    pub fn new(stored: sessions::Stored, authority: Authority, metrics: Metrics, limits: sessions::Limits) -> Arc<Router> {
+        let retained: BTreeMap<String, Arc<Message>> =
+            stored.retained.into_iter().map(|r| (r.topic.clone(), Arc::new(message_of(r)))).collect();
         metrics.retained_messages.set(retained.len() as i64);
-        Arc::new(Router {
-            table: RwLock::new(Table::default()),
+        let router = Router {
+            table: RwLock::new(sessions::table_of(stored.sessions, stored.heads)),
             retained: RwLock::new(retained),
             authority,
             metrics,
-            max_queued,
+            max_queued: limits.max_queued,
             next_conn: AtomicU64::new(1),
             subscribers: AtomicUsize::new(0),
-        })
+            expiry_cap: (limits.session_expiry_max_secs > 0).then_some(limits.session_expiry_max_secs),
+        };
+        router.counted(&router.read_table());
+        Arc::new(router)
     }
 
     /// Whether any client has a subscription (else a publish that is not retained needs no
@@ -155,13 +187,15 @@ impl Router {
             let fresh = || table::Subscriber {
                 conn: client.conn,
                 identity: who.identity.to_string(),
-                queue: queue.clone(),
+                queue: Some(queue.clone()),
                 subs: Vec::new(),
                 copy_per_subscription: client.mqtt5,
+                persistent: None,
             };
             let entry = table.clients.entry(who.client_id.to_string()).or_insert_with(fresh);
             if entry.conn < client.conn {
-                // A newer connection with this client id: the old one's subscriptions end with it.
+                // A newer connection with this client id (not one that resumed a session: that
+                // one holds the entry already): the old one's subscriptions end with it.
                 *entry = fresh();
             } else if entry.conn > client.conn {
                 // A SUBSCRIBE the connection that was taken over had still buffered: ignored.
@@ -188,9 +222,13 @@ impl Router {
         let matching: Vec<Arc<Message>> =
             self.read_retained().iter().filter(|(t, m)| sub.matches(t) && !m.expired()).map(|(_, m)| m.clone()).collect();
         for message in matching {
+            if !self.authority.may_subscribe(who, &message.topic).is_allowed() {
+                self.dropped(DeliveryDrop::NotAuthorized);
+                continue;
+            }
             let qos = message.qos.min(sub.qos);
             let delivery = Delivery { message, qos, retain: true, subscription_ids: sub.id.into_iter().collect() };
-            self.offer(who, queue, delivery);
+            self.offer(queue, delivery);
         }
     }
 
@@ -208,20 +246,47 @@ impl Router {
         removed
     }
 
-    /// Connection `conn` of `client_id` ended: its subscriptions end with it (sessions are
-    /// clean: persistent sessions are not kept yet).
-    pub fn disconnect(&self, client_id: &str, conn: u64) {
-        let mut table = self.write_table();
-        if table.clients.get(client_id).is_some_and(|e| e.conn == conn) {
-            table.clients.remove(client_id);
-            self.counted(&table);
+    /// Where `message` (published by client `from`) goes: every matching subscription whose
+    /// client the ACL (as it is now) lets receive it. Decided before the message's commit, so a
+    /// persistent session's delivery is queued in that commit; carried out by [`Router::deliver`]
+    /// after it.
+    pub fn plan(&self, from: &str, message: Message) -> Plan {
+        let mut plan = Plan { message: Arc::new(message), ..Plan::default() };
+        if !self.has_subscribers() || plan.message.expired() {
+            return plan;
         }
+        let table = self.read_table();
+        for target in table.targets(&plan.message.topic, from) {
+            let who = Who { identity: &target.subscriber.identity, client_id: target.client_id };
+            if !self.authority.may_subscribe(&who, &plan.message.topic).is_allowed() {
+                self.dropped(DeliveryDrop::NotAuthorized);
+                continue;
+            }
+            let delivery = Delivery {
+                message: plan.message.clone(),
+                qos: plan.message.qos.min(target.qos),
+                retain: plan.message.retain && target.retain_as_published,
+                subscription_ids: target.ids,
+            };
+            match (&target.subscriber.persistent, &target.subscriber.queue) {
+                // QoS 1 and 2 to a persistent session: queued in the store, sent from there.
+                (Some(p), _) if delivery.qos > 0 => {
+                    plan.copies.push(SessionCopy { client_id: target.client_id.to_string(), value: persist::encode_delivery(&delivery) });
+                    plan.wake.extend(p.wake.clone());
+                }
+                (_, Some(queue)) => plan.live.push((queue.clone(), delivery)),
+                // QoS 0 to a session whose client is away: not kept (as mosquitto by default).
+                (_, None) => {}
+            }
+        }
+        plan
     }
 
-    /// Hand an accepted message (published by client `from`) to every matching subscriber;
-    /// a retained one also replaces (empty payload: clears) the topic's retained message.
-    pub fn route(&self, from: &str, message: Message) {
-        let message = Arc::new(message);
+    /// Carry out `plan` once its message was stored: a retained message replaces (an empty
+    /// payload: clears) the topic's retained message; live deliveries are queued and the
+    /// writers of persistent sessions woken.
+    pub fn deliver(&self, plan: Plan) {
+        let message = plan.message;
         if message.retain {
             let mut retained = self.write_retained();
             if message.payload.is_empty() {
@@ -231,30 +296,18 @@ impl Router {
             }
             self.metrics.retained_messages.set(retained.len() as i64);
         }
-        let table = self.read_table();
-        if table.clients.is_empty() {
-            return;
+        for (queue, delivery) in plan.live {
+            self.offer(&queue, delivery);
         }
-        for target in table.targets(&message.topic, from) {
-            let who = Who { identity: &target.subscriber.identity, client_id: target.client_id };
-            let delivery = Delivery {
-                message: message.clone(),
-                qos: message.qos.min(target.qos),
-                retain: message.retain && target.retain_as_published,
-                subscription_ids: target.ids,
-            };
-            self.offer(&who, &target.subscriber.queue, delivery);
+        for wake in plan.wake {
+            wake.notify_one();
         }
     }
 
-    /// Queue one delivery, if the ACL (as it is now) still lets the client receive the topic.
-    fn offer(&self, who: &Who, queue: &mpsc::Sender<Delivery>, delivery: Delivery) {
+    /// Queue one live delivery (its ACL check was done).
+    fn offer(&self, queue: &mpsc::Sender<Delivery>, delivery: Delivery) {
         if delivery.message.expired() {
             self.dropped(DeliveryDrop::Expired);
-            return;
-        }
-        if !self.authority.may_subscribe(who, &delivery.message.topic).is_allowed() {
-            self.dropped(DeliveryDrop::NotAuthorized);
             return;
         }
         let qos = delivery.qos.min(2);
@@ -271,10 +324,10 @@ impl Router {
     /// After a change of the table: the gauge, and the count every publish reads.
     fn counted(&self, table: &Table) {
         self.metrics.subscriptions.set(table.count() as i64);
-        self.subscribers.store(table.clients.len(), Ordering::Relaxed);
+        self.subscribers.store(table.subscribers(), Ordering::Relaxed);
     }
 
-    fn dropped(&self, reason: DeliveryDrop) {
+    pub(crate) fn dropped(&self, reason: DeliveryDrop) {
         self.metrics.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason }).inc();
     }
 

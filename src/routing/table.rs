@@ -56,18 +56,35 @@ impl Subscription {
 /// Subscription filters have no placeholders: whom they are matched for does not matter.
 const NOBODY: Who = Who { identity: "", client_id: "" };
 
-/// A client with subscriptions.
+/// A client with subscriptions, or a persistent session (online or not).
 pub(super) struct Subscriber {
-    /// Which connection holds them (a newer connection with the same client id replaces it).
+    /// Which connection holds them (a newer connection with the same client id replaces it;
+    /// 0: none since the gateway started).
     pub(super) conn: u64,
     /// Its identity, for the ACL check at delivery.
     pub(super) identity: String,
-    /// Where its deliveries go (written by a task on its connection's thread).
-    pub(super) queue: mpsc::Sender<Delivery>,
+    /// Where its live deliveries go (written by a task on its connection's thread); `None`
+    /// while a persistent session has no connection.
+    pub(super) queue: Option<mpsc::Sender<Delivery>>,
     /// Its subscriptions, one per filter.
     pub(super) subs: Vec<Subscription>,
     /// MQTT 5: one copy per matching subscription (3.1.1: one per client).
     pub(super) copy_per_subscription: bool,
+    /// Kept after its connection ends, with its QoS 1 and 2 deliveries queued in the store.
+    pub(super) persistent: Option<Persistent>,
+}
+
+/// What a persistent session has besides its subscriptions.
+pub(super) struct Persistent {
+    /// Seconds it is kept after its connection ends (`u32::MAX`: never expires; 0: it ends
+    /// with this connection, which resumed it).
+    pub(super) expiry_secs: u32,
+    /// When its connection ended (`None` while connected).
+    pub(super) offline_since: Option<std::time::Instant>,
+    /// Wakes its connection's writer when deliveries were queued.
+    pub(super) wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Queued deliveries numbered below this may have been sent before (DUP on resend).
+    pub(super) sent_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Every client's subscriptions.
@@ -137,6 +154,11 @@ impl Table {
     /// Subscriptions in the table.
     pub(super) fn count(&self) -> usize {
         self.clients.values().map(|s| s.subs.len()).sum()
+    }
+
+    /// Clients with at least one subscription.
+    pub(super) fn subscribers(&self) -> usize {
+        self.clients.values().filter(|s| !s.subs.is_empty()).count()
     }
 }
 

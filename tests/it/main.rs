@@ -23,6 +23,7 @@ mod process;
 mod raw;
 mod recovery;
 mod schemas;
+mod sessions;
 mod supervision;
 mod tracing;
 mod trust;

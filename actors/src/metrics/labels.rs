@@ -262,6 +262,9 @@ label_values! {
         NotAuthorized => "not_authorized",
         /// Its MQTT 5 message expiry interval passed before it could be sent.
         Expired => "expired",
+        /// A persistent session's queue (`broker.session_max_queued`) was full: the client has
+        /// been away (or slow) for that many messages.
+        SessionFull => "session_full",
     }
 }
 

@@ -77,10 +77,15 @@ pub struct Metrics {
     pub deliveries: Family<QosLabels, Counter>,
     /// Messages not delivered to a local subscriber, by reason.
     pub deliveries_dropped: Family<DeliveryDropLabels, Counter>,
-    /// Subscriptions of connected clients.
+    /// Subscriptions (of connected clients and of persistent sessions).
     pub subscriptions: Gauge,
     /// Retained messages (topics with one).
     pub retained_messages: Gauge,
+    /// Persistent sessions in the store (online and offline).
+    pub sessions_persistent: Gauge,
+    /// Deliveries queued in the store for persistent sessions (sent and not yet acknowledged,
+    /// or waiting for their client).
+    pub session_queued: Gauge,
     /// Messages moved to the dead-letter table, by sink.
     pub dead_letters: Family<SinkLabels, Counter>,
     /// Child restarts, by supervisor and child.
@@ -177,6 +182,8 @@ impl Metrics {
             deliveries_dropped: Family::default(),
             subscriptions: Gauge::default(),
             retained_messages: Gauge::default(),
+            sessions_persistent: Gauge::default(),
+            session_queued: Gauge::default(),
             dead_letters: Family::default(),
             actor_restarts: Family::default(),
             supervisor_escalations: Family::default(),
@@ -252,8 +259,10 @@ impl Metrics {
         r.register("dead_letters", "Messages moved to the dead-letter table, by sink", self.dead_letters.clone());
         r.register("deliveries", "Messages handed to local subscribers, by QoS", self.deliveries.clone());
         r.register("deliveries_dropped", "Messages not delivered to a local subscriber, by reason", self.deliveries_dropped.clone());
-        r.register("subscriptions", "Subscriptions of connected clients", self.subscriptions.clone());
+        r.register("subscriptions", "Subscriptions of connected clients and persistent sessions", self.subscriptions.clone());
         r.register("retained_messages", "Topics with a retained message", self.retained_messages.clone());
+        r.register("sessions_persistent", "Persistent sessions in the store", self.sessions_persistent.clone());
+        r.register("session_queued_messages", "Deliveries queued in the store for persistent sessions", self.session_queued.clone());
         r.register("schema_validations", "Schema checks of payloads, by subject, version and result", self.schema_validations.clone());
         r.register("schema_failures", "Payloads that failed their schema, by subject, reason and action", self.schema_failures.clone());
         r.register(

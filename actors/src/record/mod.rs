@@ -116,6 +116,18 @@ pub struct NewRecord {
     /// Published with the retain flag: also replaces (an empty payload: clears) the topic's
     /// retained message, in the same transaction. Not part of the encoding.
     pub retain: bool,
+    /// Deliveries to persistent sessions, queued in the same transaction (`session_queue`).
+    /// Not part of the encoding.
+    pub copies: Vec<SessionCopy>,
+}
+
+/// One delivery of a message to a persistent session, queued durably with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionCopy {
+    /// The session's client id.
+    pub client_id: String,
+    /// The delivery, encoded by the broker (the store does not read it).
+    pub value: Vec<u8>,
 }
 
 /// A stored value that cannot be decoded.

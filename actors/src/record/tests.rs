@@ -15,6 +15,7 @@ fn sample() -> NewRecord {
         schema: Some(SchemaTag { subject: "telemetry".into(), version: 3, valid: false, errors: vec!["/t: not a number".into()] }),
         kept_apart: false,
         retain: false,
+        copies: Vec::new(),
     }
 }
 
@@ -105,6 +106,7 @@ mod properties {
                     schema,
                     kept_apart: false,
                     retain: false,
+                    copies: Vec::new(),
                 }
             })
     }
@@ -128,6 +130,7 @@ mod properties {
                     schema: decoded.schema,
                     kept_apart: false,
                     retain: false,
+                    copies: Vec::new(),
                 },
                 rec
             );

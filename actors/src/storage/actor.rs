@@ -17,9 +17,10 @@ use super::commit::{Outcome, commit_spans};
 use super::policy::StoragePolicy;
 use super::recovery::run_prefix;
 use super::reply::{AppendReply, reply_all_failed};
+use super::sessions::SessionOp;
 use super::store::{Store, StoreError};
 use crate::health::Health;
-use crate::metrics::{DropLabels, DropReason, Metrics, SinkLabels};
+use crate::metrics::{DeliveryDrop, DeliveryDropLabels, DropLabels, DropReason, Metrics, SinkLabels};
 use crate::record::NewRecord;
 
 /// The storage actor (stateless handler; state lives in [`StorageState`]).
@@ -87,6 +88,8 @@ pub enum StorageMsg {
     /// store is treated as broken (not writable, reopened with backoff) like after a failed
     /// commit.
     ReadFailed(String),
+    /// Change a persistent session (see `sessions.rs`).
+    Session(SessionOp),
 }
 
 pub(super) enum Op {
@@ -95,6 +98,7 @@ pub(super) enum Op {
     Ack(String, u64, RpcReplyPort<Result<(), AppendError>>),
     DeadLetter(String, u64, String, RpcReplyPort<Result<(), AppendError>>),
     Expire,
+    Session(SessionOp),
 }
 
 impl Op {
@@ -130,6 +134,8 @@ pub struct StorageState {
     pub(super) oldest_received_ms: Option<u64>,
     /// Records kept apart in `rejected`.
     pub(super) rejected: u64,
+    /// Persistent sessions, and the deliveries each has queued.
+    pub(super) sessions: HashMap<String, u64>,
     /// Write transactions still to fail on purpose.
     pub(super) injected_faults: u32,
     /// The last real write failure, while the store waits to be reopened: redb fails every
@@ -162,6 +168,7 @@ impl Actor for StorageActor {
         for sink in args.store.sinks() {
             cursors.insert(sink.clone(), args.store.cursor(sink)?);
         }
+        let sessions = super::sessions::load(&args.store)?;
         let key_prefix = run_prefix(&args.gateway_id);
         tracing::info!(next_seq = stats.next_seq, backlog = stats.messages, bytes = stats.bytes, %key_prefix, "Storage actor started.");
         args.health.set_storage_writable(true);
@@ -175,6 +182,7 @@ impl Actor for StorageActor {
             cursors,
             oldest_received_ms: stats.oldest_received_ms,
             rejected: stats.rejected,
+            sessions,
             injected_faults: 0,
             broken: None,
             next_reopen: None,
@@ -230,6 +238,7 @@ impl Actor for StorageActor {
             StorageMsg::AppendBatch(recs, reply) => Op::Append(recs, Instant::now(), AppendReply::Batch(reply)),
             StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
             StorageMsg::DeadLetter { sink, seq, reason, reply } => Op::DeadLetter(sink, seq, reason, reply),
+            StorageMsg::Session(op) => Op::Session(op),
         };
         state.enqueue(&myself, op)
     }
@@ -319,6 +328,8 @@ impl StorageState {
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Quota }).inc_by(out.dropped_quota);
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::Ttl }).inc_by(out.dropped_ttl);
         m.dropped_messages.get_or_create(&DropLabels { reason: DropReason::RejectedOverflow }).inc_by(out.dropped_rejected);
+        let full = DeliveryDropLabels { reason: DeliveryDrop::SessionFull };
+        m.deliveries_dropped.get_or_create(&full).inc_by(out.dropped_session_full);
         self.unlogged_drops.0 += out.dropped_quota;
         self.unlogged_drops.1 += out.dropped_ttl;
         for sink in &out.dead_letters {
@@ -330,6 +341,7 @@ impl StorageState {
         self.cursors = out.cursors;
         self.oldest_received_ms = out.oldest_received_ms;
         self.rejected = out.rejected;
+        super::sessions::apply(&mut self.sessions, out.sessions);
         // Gauges first: whoever gets a reply sees them as of this commit.
         self.publish_gauges();
         let mut appended = out.appended.into_iter();
@@ -347,40 +359,13 @@ impl StorageState {
                 Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
                     let _ = reply.send(Ok(()));
                 }
-                Op::Expire => {}
+                Op::Session(SessionOp { reply: Some(reply), .. }) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Op::Session(_) | Op::Expire => {}
             }
         }
         self.args.committed.send_replace(self.next_seq);
-    }
-
-    /// Acknowledged messages deleted by policy are data loss the operator chose: say so, with
-    /// the counts, at most once per tick.
-    fn log_drops(&mut self) {
-        let (quota, ttl) = std::mem::take(&mut self.unlogged_drops);
-        if quota > 0 {
-            tracing::warn!(
-                dropped = quota,
-                backlog = self.messages,
-                "Deleted the oldest stored messages at the quota (storage.overflow = \"drop_oldest\"); they had been acknowledged to their devices."
-            );
-        }
-        if ttl > 0 {
-            let ttl_secs = self.args.policy.ttl.map(|t| t.as_secs()).unwrap_or_default();
-            tracing::warn!(
-                dropped = ttl,
-                ttl_secs,
-                "Deleted stored messages older than storage.ttl_secs; they had been acknowledged to their devices."
-            );
-        }
-    }
-
-    fn publish_gauges(&self) {
-        let m = &self.args.metrics;
-        m.backlog_messages.set(self.messages as i64);
-        m.backlog_bytes.set(self.bytes as i64);
-        m.rejected_messages.set(self.rejected as i64);
-        let age = self.oldest_received_ms.map(|t| now_ms().saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0);
-        m.backlog_oldest_age.set(age);
     }
 }
 

@@ -25,6 +25,9 @@ pub(super) struct Outcome {
     pub(super) dropped_ttl: u64,
     pub(super) dropped_rejected: u64,
     pub(super) dead_letters: Vec<String>,
+    /// Sessions this transaction changed: deliveries queued, or `None` when removed.
+    pub(super) sessions: HashMap<String, Option<u64>>,
+    pub(super) dropped_session_full: u64,
 }
 
 impl StorageState {
@@ -37,6 +40,7 @@ impl StorageState {
             self.reload_meta(t, &mut o)?;
             // Cursor moves (and the deletions they allow) first, so appends see the room they free.
             self.write_cursor_ops(t, ops, &mut o)?;
+            self.write_session_ops(t, ops, &mut o)?;
             self.retain(t, &mut o)?;
             self.write_appends(t, ops, &mut o)?;
             t.set_meta(Meta::NextSeq, o.next_seq)?;
@@ -69,6 +73,8 @@ impl StorageState {
             dropped_ttl: 0,
             dropped_rejected: 0,
             dead_letters: Vec::new(),
+            sessions: HashMap::new(),
+            dropped_session_full: 0,
         }
     }
 
@@ -88,7 +94,7 @@ impl StorageState {
     fn write_cursor_ops(&self, t: &mut dyn Tables, ops: &[Op], out: &mut Outcome) -> Result<(), StoreError> {
         for op in ops {
             let (sink, next) = match op {
-                Op::Append(..) => continue,
+                Op::Append(..) | Op::Session(_) => continue,
                 Op::Expire => {
                     out.dropped_ttl += self.expire(t, out)?;
                     continue;
@@ -145,6 +151,7 @@ impl StorageState {
                 self.set_retained(t, rec)?;
             }
             t.insert_message(out.next_seq, &value)?;
+            self.write_copies(t, rec, out)?;
             out.appended.push(Ok(Appended { seq: out.next_seq, key }));
             out.next_seq += 1;
             out.messages += 1;

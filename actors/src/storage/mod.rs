@@ -13,6 +13,9 @@
 //! | `meta`         | `&str`             | `u64` counters: `next_seq`, `backlog_bytes`, `rejected_next_seq`, `rejected_bytes` (SQLite also `message_count`) |
 //! | `meta_str`     | `&str`             | `&str`: `gateway_id`, `format` (= "1")         |
 //! | `devices`      | `&str` identity    | JSON device status (used in the device file only) |
+//! | `retained`     | `&str` topic       | encoded record: the topic's retained message   |
+//! | `sessions`     | `&str` client id   | a persistent session (subscriptions, expiry; the broker's encoding) |
+//! | `session_queue`| `(&str client, u64 n)` | a delivery queued for that session, `n` from `meta.queued_next_seq` (see `sessions.rs`) |
 //!
 //! The engine-specific layout (redb table definitions, SQLite schema) is in
 //! `backend/redb.rs` and `backend/sqlite.rs`. The policy above the tables (quota, TTL, cursors,
@@ -57,7 +60,9 @@ mod commit;
 mod policy;
 mod recovery;
 mod reply;
+mod report;
 mod salvage;
+mod sessions;
 mod shared;
 mod store;
 
@@ -65,8 +70,9 @@ pub use actor::{AppendError, Appended, StorageActor, StorageArgs, StorageMsg, no
 pub use backend::BackendKind;
 pub use policy::{Overflow, StoragePolicy};
 pub use salvage::{Salvaged, scan_records};
+pub use sessions::{SessionChange, SessionOp, StoredSession};
 pub use shared::{ReopenError, SharedDb};
-pub use store::{DeadLetter, Store, StoreError, StoreStats};
+pub use store::{DeadLetter, Store, StoreError, StoreStats, WeakStore};
 
 #[cfg(test)]
 mod tests;

@@ -209,6 +209,7 @@ async fn spawn(store: &Store, l: &Limits) -> ActorRef<StorageMsg> {
         rejected_max_bytes: 1 << 20,
         retained_max: 100,
         retained_max_bytes: 1 << 20,
+        session_max_queued: 1000,
     };
     let args = StorageArgs {
         store: store.clone(),
@@ -249,6 +250,7 @@ fn encoded_size(r: &crate::record::Record) -> u64 {
         schema: r.schema.clone(),
         kept_apart: false,
         retain: false,
+        copies: Vec::new(),
     };
     new.encode(&r.key).len() as u64
 }

@@ -45,4 +45,7 @@ pub struct StoragePolicy {
     pub retained_max: u64,
     /// Most encoded bytes of retained messages; a retained publish beyond it is refused.
     pub retained_max_bytes: u64,
+    /// Most deliveries queued for one persistent session; past it new ones are not queued
+    /// (counted as `gateway_deliveries_dropped_total{reason="session_full"}`).
+    pub session_max_queued: u64,
 }

@@ -37,7 +37,10 @@ pub(super) fn reply_all_failed(ops: Vec<Op>, error: &str) {
             Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
                 let _ = reply.send(Err(err));
             }
-            Op::Expire => {}
+            Op::Session(super::sessions::SessionOp { reply: Some(reply), .. }) => {
+                let _ = reply.send(Err(err));
+            }
+            Op::Session(_) | Op::Expire => {}
         }
     }
 }

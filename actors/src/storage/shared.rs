@@ -28,6 +28,21 @@ pub struct SharedDb {
     path: Arc<PathBuf>,
 }
 
+/// A [`SharedDb`] that does not keep the file open.
+#[derive(Clone)]
+pub struct WeakDb {
+    slot: std::sync::Weak<RwLock<Option<Arc<dyn Backend>>>>,
+    kind: BackendKind,
+    path: Arc<PathBuf>,
+}
+
+impl WeakDb {
+    /// The store, while anything else still holds it open.
+    pub fn upgrade(&self) -> Option<SharedDb> {
+        Some(SharedDb { slot: self.slot.upgrade()?, kind: self.kind, path: self.path.clone() })
+    }
+}
+
 /// Why a reopening failed; the database stays closed (or, for `Busy`, open) and the caller
 /// tries again later.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +60,11 @@ impl SharedDb {
     pub fn open(kind: BackendKind, path: &Path) -> Result<Self, StoreError> {
         let backend = kind.open(path)?;
         Ok(Self { slot: Arc::new(RwLock::new(Some(backend))), kind, path: Arc::new(path.to_path_buf()) })
+    }
+
+    /// A handle that does not keep the file open.
+    pub fn downgrade(&self) -> WeakDb {
+        WeakDb { slot: Arc::downgrade(&self.slot), kind: self.kind, path: self.path.clone() }
     }
 
     /// The current handle, for one transaction; `None` while closed after a failed reopening.

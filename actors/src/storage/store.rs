@@ -81,7 +81,27 @@ pub struct DeadLetter {
     pub record: Record,
 }
 
+/// A [`Store`] handle that does not keep the file open: for readers that may outlive the
+/// gateway's stop (the writers of MQTT connections).
+#[derive(Clone)]
+pub struct WeakStore {
+    db: super::shared::WeakDb,
+    sinks: Arc<Vec<String>>,
+}
+
+impl WeakStore {
+    /// The store, while the gateway holds it open.
+    pub fn upgrade(&self) -> Option<Store> {
+        Some(Store { db: self.db.upgrade()?, sinks: self.sinks.clone() })
+    }
+}
+
 impl Store {
+    /// A handle that does not keep the file open.
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore { db: self.db.downgrade(), sinks: self.sinks.clone() }
+    }
+
     /// Open (or create) the store at `path` with engine `kind`, every table in it.
     pub fn open(kind: BackendKind, path: &Path, sinks: Vec<String>) -> Result<Self, StoreError> {
         let store = Self { db: SharedDb::open(kind, path)?, sinks: Arc::new(sinks) };

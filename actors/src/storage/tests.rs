@@ -32,6 +32,7 @@ fn policy() -> StoragePolicy {
         rejected_max_bytes: 1 << 20,
         retained_max: 100,
         retained_max_bytes: 1 << 20,
+        session_max_queued: 1000,
     }
 }
 
@@ -280,6 +281,44 @@ async fn retained_messages_are_replaced_cleared_bounded_and_kept_across_a_reopen
     assert_eq!(f.store.stats().unwrap().messages, 5, "retained publishes are stored for the sinks too, the refused one not");
 }
 
+async fn session(actor: &ActorRef<StorageMsg>, client: &str, change: SessionChange) {
+    let client_id = client.to_string();
+    actor.call(|reply| StorageMsg::Session(SessionOp { client_id, change, reply: Some(reply) }), None).await.unwrap().unwrap().unwrap();
+}
+
+async fn session_queues_are_written_with_their_record_bounded_acknowledged_and_removed(kind: BackendKind) {
+    use crate::metrics::{DeliveryDrop, DeliveryDropLabels};
+    use crate::record::SessionCopy;
+    let f = start(kind, StoragePolicy { session_max_queued: 2, ..policy() }).await;
+    let copy = |client: &str, v: &str| SessionCopy { client_id: client.into(), value: v.into() };
+    let with = |copies: Vec<SessionCopy>| NewRecord { copies, ..rec(0) };
+    let queued = |store: &Store| -> Vec<(u64, String)> {
+        store.queued("a", 0, 100).unwrap().into_iter().map(|(q, v)| (q, String::from_utf8(v).unwrap())).collect()
+    };
+    let full = |m: &Metrics| m.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason: DeliveryDrop::SessionFull }).get();
+    session(&f.actor, "a", SessionChange::Put(b"row-a".to_vec())).await;
+    // A copy for a session that does not exist is not queued (removed meanwhile).
+    append(&f.actor, with(vec![copy("a", "1"), copy("ghost", "x")])).await.unwrap();
+    append(&f.actor, with(vec![copy("a", "2")])).await.unwrap();
+    append(&f.actor, with(vec![copy("a", "3")])).await.expect("the message is stored; only the copy is refused");
+    assert_eq!(queued(&f.store), [(0, "1".to_string()), (1, "2".to_string())]);
+    assert_eq!(full(&f.metrics), 1);
+    assert_eq!(f.metrics.session_queued.get(), 2);
+    session(&f.actor, "a", SessionChange::Acked(vec![0, 99])).await;
+    append(&f.actor, with(vec![copy("a", "4")])).await.unwrap();
+    assert_eq!(queued(&f.store), [(1, "2".to_string()), (2, "4".to_string())], "room again after an ack; numbers never reused");
+    // A restarted actor counts the queue from the file: still full.
+    f.actor.kill_and_wait(None).await.unwrap();
+    let (actor, metrics) = spawn(&f.store, StoragePolicy { session_max_queued: 2, ..policy() }).await;
+    append(&actor, with(vec![copy("a", "5")])).await.unwrap();
+    assert_eq!(full(&metrics), 1);
+    assert_eq!(f.store.sessions().unwrap(), [("a".to_string(), b"row-a".to_vec())]);
+    assert_eq!(f.store.queued_heads().unwrap().get("a"), Some(&(2, 3)));
+    session(&actor, "a", SessionChange::Remove).await;
+    assert!(f.store.sessions().unwrap().is_empty() && queued(&f.store).is_empty());
+    assert_eq!(metrics.sessions_persistent.get(), 0);
+}
+
 async fn a_second_open_of_the_same_file_is_refused_as_locked_not_as_damage(kind: BackendKind) {
     let f = start(kind, policy()).await;
     let path = f._dir.path().join(format!("t.{kind}"));
@@ -415,5 +454,6 @@ on_both_backends!(
     a_batch_is_stored_in_order_and_answered_once_after_its_commit,
     kept_apart_records_skip_the_backlog_and_are_bounded,
     kept_apart_records_are_bounded_in_bytes_too,
-    retained_messages_are_replaced_cleared_bounded_and_kept_across_a_reopen
+    retained_messages_are_replaced_cleared_bounded_and_kept_across_a_reopen,
+    session_queues_are_written_with_their_record_bounded_acknowledged_and_removed
 );

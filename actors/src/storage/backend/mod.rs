@@ -2,12 +2,13 @@
 //!
 //! Everything above this module (the storage actor's write transaction, the forwarders' batch
 //! reads, salvage, the device table) is written once against [`Backend`] and [`Tables`]; an
-//! engine only maps seven tables onto its own storage and opens, commits and reads them. Both
+//! engine only maps nine tables onto its own storage and opens, commits and reads them. Both
 //! commit with an fsync (redb `Durability::Immediate`; SQLite WAL with `synchronous = FULL`),
 //! store the same encoded records under the same sequence numbers, and keep the same
 //! counters, so the policy (quota, TTL, cursors, keys) cannot differ between them.
 
 mod redb;
+mod redb_errors;
 mod sqlite;
 mod sqlite_files;
 mod sqlite_tables;
@@ -114,6 +115,8 @@ pub enum Meta {
     RejectedCount,
     /// Topics in `retained`.
     RetainedCount,
+    /// The number the next row of `session_queue` gets (one counter for every session).
+    QueuedNextSeq,
 }
 
 impl Meta {
@@ -127,6 +130,7 @@ impl Meta {
             Meta::RetainedBytes => "retained_bytes",
             Meta::RejectedCount => "rejected_count",
             Meta::RetainedCount => "retained_count",
+            Meta::QueuedNextSeq => "queued_next_seq",
         }
     }
 }
@@ -184,6 +188,16 @@ pub trait Backend: Send + Sync {
 
     /// Visit every retained message (topic, encoded record).
     fn retained(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
+
+    /// Visit every persistent session (client id, encoded session).
+    fn sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;
+
+    /// Visit the deliveries queued for `client` with a number >= `from`, in order, until
+    /// `visit` returns `false`.
+    fn queued(&self, client: &str, from: u64, visit: Visit<'_>) -> Result<(), StoreError>;
+
+    /// Visit the key (client id, number) of every queued delivery.
+    fn queued_keys(&self, visit: &mut dyn FnMut(&str, u64)) -> Result<(), StoreError>;
 }
 
 /// The tables inside one write transaction.
@@ -232,6 +246,15 @@ pub trait Tables {
     fn put_retained(&mut self, topic: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Clear `topic`'s retained message.
     fn remove_retained(&mut self, topic: &str) -> Result<(), StoreError>;
+
+    /// Store (or replace) a persistent session.
+    fn put_session(&mut self, client: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Forget a persistent session and its queued deliveries; how many deliveries went.
+    fn remove_session(&mut self, client: &str) -> Result<u64, StoreError>;
+    /// Queue delivery `qseq` for `client`.
+    fn insert_queued(&mut self, client: &str, qseq: u64, value: &[u8]) -> Result<(), StoreError>;
+    /// Delete delivery `qseq` of `client`; whether it was there.
+    fn remove_queued(&mut self, client: &str, qseq: u64) -> Result<bool, StoreError>;
 
     /// Store the JSON of one device.
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError>;

@@ -1,4 +1,4 @@
-//! The redb engine: seven tables in one copy-on-write file, every commit `Durability::Immediate`.
+//! The redb engine: nine tables in one copy-on-write file, every commit `Durability::Immediate`.
 //!
 //! | table          | key                    | value                       |
 //! |----------------|------------------------|-----------------------------|
@@ -10,11 +10,14 @@
 //! | `meta`         | `&str`                 | `u64` (`next_seq`, `backlog_bytes`, `rejected_next_seq`, `rejected_bytes`) |
 //! | `meta_str`     | `&str`                 | `&str` (`gateway_id`, `format`) |
 //! | `devices`      | `&str` identity        | JSON of the device status   |
+//! | `sessions`     | `&str` client id       | a persistent session (the broker's encoding) |
+//! | `session_queue`| `(&str client, u64 n)` | a delivery queued for that session |
 
 use std::path::Path;
 
 use ::redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
+use super::redb_errors::open_error;
 use super::{Backend, Label, Meta, Tables, Visit};
 use crate::storage::StoreStats;
 use crate::storage::store::{StoreError, received_at};
@@ -30,6 +33,8 @@ const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_STR: TableDefinition<&str, &str> = TableDefinition::new("meta_str");
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const SESSION_QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("session_queue");
 
 /// An open redb store file (redb locks it against a second open, also from this process).
 pub struct RedbBackend {
@@ -52,55 +57,11 @@ impl RedbBackend {
             t.meta_table()?;
             t.meta_str_table()?;
             t.devices_table()?;
+            t.sessions_table()?;
+            t.queue_table()?;
         }
         txn.commit()?;
         Ok(Self { db })
-    }
-}
-
-/// How a failure to open the file is reported: damage (quarantine) or an operator's problem.
-fn open_error(path: &Path, e: ::redb::DatabaseError) -> StoreError {
-    use ::redb::{DatabaseError, StorageError};
-    let damaged = match &e {
-        DatabaseError::Storage(StorageError::Corrupted(_)) => true,
-        DatabaseError::Storage(StorageError::Io(io)) => {
-            matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
-        }
-        _ => false,
-    };
-    StoreError::Open { path: path.display().to_string(), reason: e.to_string(), damaged }
-}
-
-/// An I/O error of the disk (or one redb latched from before), as opposed to bad content.
-fn is_io(e: &::redb::StorageError) -> bool {
-    matches!(e, ::redb::StorageError::Io(_) | ::redb::StorageError::PreviousIo)
-}
-
-fn classify(io: bool, message: String) -> StoreError {
-    if io { StoreError::Io(message) } else { StoreError::Damaged(message) }
-}
-
-impl From<::redb::StorageError> for StoreError {
-    fn from(e: ::redb::StorageError) -> Self {
-        classify(is_io(&e), e.to_string())
-    }
-}
-
-macro_rules! redb_from {
-    ($($t:ident),*) => {$(
-        impl From<::redb::$t> for StoreError {
-            fn from(e: ::redb::$t) -> Self {
-                let io = matches!(&e, ::redb::$t::Storage(s) if is_io(s));
-                classify(io, e.to_string())
-            }
-        }
-    )*};
-}
-redb_from!(TransactionError, TableError, CommitError);
-
-impl From<::redb::SetDurabilityError> for StoreError {
-    fn from(e: ::redb::SetDurabilityError) -> Self {
-        StoreError::Engine(e.to_string())
     }
 }
 
@@ -186,6 +147,36 @@ impl Backend for RedbBackend {
         }
         Ok(())
     }
+
+    fn sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        for entry in txn.open_table(SESSIONS)?.iter()? {
+            let (k, v) = entry?;
+            visit(k.value(), v.value());
+        }
+        Ok(())
+    }
+
+    fn queued(&self, client: &str, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        for entry in txn.open_table(SESSION_QUEUE)?.range((client, from)..=(client, u64::MAX))? {
+            let (k, v) = entry?;
+            if !visit(k.value().1, v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn queued_keys(&self, visit: &mut dyn FnMut(&str, u64)) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        for entry in txn.open_table(SESSION_QUEUE)?.iter()? {
+            let (k, _) = entry?;
+            let (client, qseq) = k.value();
+            visit(client, qseq);
+        }
+        Ok(())
+    }
 }
 
 /// The tables of one write transaction, each opened on first use.
@@ -199,6 +190,8 @@ pub(super) struct RedbTables<'t> {
     meta: Option<Table<'t, &'static str, u64>>,
     meta_str: Option<Table<'t, &'static str, &'static str>>,
     devices: Option<Table<'t, &'static str, &'static [u8]>>,
+    sessions: Option<Table<'t, &'static str, &'static [u8]>>,
+    queue: Option<Table<'t, (&'static str, u64), &'static [u8]>>,
 }
 
 /// `fn name(&mut self) -> &mut Table`: open the table on first use, then reuse it.
@@ -216,7 +209,19 @@ macro_rules! lazy_table {
 
 impl<'t> RedbTables<'t> {
     fn new(txn: &'t WriteTransaction) -> Self {
-        Self { txn, messages: None, cursors: None, dead: None, rejected: None, retained: None, meta: None, meta_str: None, devices: None }
+        Self {
+            txn,
+            messages: None,
+            cursors: None,
+            dead: None,
+            rejected: None,
+            retained: None,
+            meta: None,
+            meta_str: None,
+            devices: None,
+            sessions: None,
+            queue: None,
+        }
     }
 
     lazy_table! {
@@ -228,6 +233,8 @@ impl<'t> RedbTables<'t> {
         meta_table, meta: META => &'static str, u64;
         meta_str_table, meta_str: META_STR => &'static str, &'static str;
         devices_table, devices: DEVICES => &'static str, &'static [u8];
+        sessions_table, sessions: SESSIONS => &'static str, &'static [u8];
+        queue_table, queue: SESSION_QUEUE => (&'static str, u64), &'static [u8];
     }
 }
 
@@ -323,6 +330,30 @@ impl Tables for RedbTables<'_> {
     fn remove_retained(&mut self, topic: &str) -> Result<(), StoreError> {
         self.retained_table()?.remove(topic)?;
         Ok(())
+    }
+
+    fn put_session(&mut self, client: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.sessions_table()?.insert(client, value)?;
+        Ok(())
+    }
+
+    fn remove_session(&mut self, client: &str) -> Result<u64, StoreError> {
+        self.sessions_table()?.remove(client)?;
+        let mut removed = 0u64;
+        self.queue_table()?.retain_in((client, 0)..=(client, u64::MAX), |_, _| {
+            removed += 1;
+            false
+        })?;
+        Ok(removed)
+    }
+
+    fn insert_queued(&mut self, client: &str, qseq: u64, value: &[u8]) -> Result<(), StoreError> {
+        self.queue_table()?.insert((client, qseq), value)?;
+        Ok(())
+    }
+
+    fn remove_queued(&mut self, client: &str, qseq: u64) -> Result<bool, StoreError> {
+        Ok(self.queue_table()?.remove((client, qseq))?.is_some())
     }
 
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {

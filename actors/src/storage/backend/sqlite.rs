@@ -1,4 +1,4 @@
-//! The SQLite engine: the same seven tables in one database in WAL mode with
+//! The SQLite engine: the same nine tables in one database in WAL mode with
 //! `synchronous = FULL` (every commit fsyncs the write-ahead log before it returns).
 //!
 //! ```sql
@@ -10,6 +10,8 @@
 //! meta         (key TEXT PRIMARY KEY, value INTEGER)           -- next_seq, backlog_bytes, message_count
 //! meta_str     (key TEXT PRIMARY KEY, value TEXT)              -- gateway_id, format
 //! devices      (identity TEXT PRIMARY KEY, value BLOB)         -- JSON of the device status
+//! sessions     (client TEXT PRIMARY KEY, value BLOB)           -- a persistent session
+//! session_queue (client TEXT, qseq INTEGER, value BLOB, PRIMARY KEY (client, qseq)) -- its queue
 //! ```
 //!
 //! `count(*)` walks the whole table in SQLite, so the record count is a counter in `meta`
@@ -44,6 +46,9 @@ CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, value BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta_str (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (identity TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (client TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_queue (client TEXT NOT NULL, qseq INTEGER NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (client, qseq)) WITHOUT ROWID;
 ";
 
 /// An open SQLite store.
@@ -213,6 +218,35 @@ impl Backend for SqliteBackend {
 
     fn rejected(&self, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
         self.by_seq("SELECT seq, value FROM rejected WHERE seq >= ?1 ORDER BY seq", from, visit)
+    }
+
+    fn sessions(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        self.by_name("SELECT client, value FROM sessions", visit)
+    }
+
+    fn queued(&self, client: &str, from: u64, visit: Visit<'_>) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let mut stmt = txn.prepare_cached("SELECT qseq, value FROM session_queue WHERE client = ?1 AND qseq >= ?2 ORDER BY qseq")?;
+            let mut rows = stmt.query(rusqlite::params![client, from])?;
+            while let Some(row) = rows.next()? {
+                let value = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                if !visit(row.get(0)?, value)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn queued_keys(&self, visit: &mut dyn FnMut(&str, u64)) -> Result<(), StoreError> {
+        self.read(|txn| {
+            let mut stmt = txn.prepare_cached("SELECT client, qseq FROM session_queue ORDER BY client, qseq")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                visit(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?, row.get(1)?);
+            }
+            Ok(())
+        })
     }
 }
 

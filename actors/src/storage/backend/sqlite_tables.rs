@@ -163,6 +163,27 @@ impl Tables for SqliteTables<'_> {
         Ok(())
     }
 
+    fn put_session(&mut self, client: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.txn.prepare_cached("INSERT OR REPLACE INTO sessions (client, value) VALUES (?1, ?2)")?.execute(params![client, value])?;
+        Ok(())
+    }
+
+    fn remove_session(&mut self, client: &str) -> Result<u64, StoreError> {
+        self.txn.prepare_cached("DELETE FROM sessions WHERE client = ?1")?.execute([client])?;
+        Ok(self.txn.prepare_cached("DELETE FROM session_queue WHERE client = ?1")?.execute([client])? as u64)
+    }
+
+    fn insert_queued(&mut self, client: &str, qseq: u64, value: &[u8]) -> Result<(), StoreError> {
+        self.txn
+            .prepare_cached("INSERT INTO session_queue (client, qseq, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![client, qseq, value])?;
+        Ok(())
+    }
+
+    fn remove_queued(&mut self, client: &str, qseq: u64) -> Result<bool, StoreError> {
+        Ok(self.txn.prepare_cached("DELETE FROM session_queue WHERE client = ?1 AND qseq = ?2")?.execute(params![client, qseq])? > 0)
+    }
+
     fn put_device(&mut self, identity: &str, json: &[u8]) -> Result<(), StoreError> {
         self.txn.prepare_cached("INSERT OR REPLACE INTO devices (identity, value) VALUES (?1, ?2)")?.execute(params![identity, json])?;
         Ok(())

@@ -1,0 +1,254 @@
+//! How the broker writes persistent sessions into the store: the session row (JSON: identity,
+//! protocol, expiry, subscriptions) and one queued delivery (binary: the message as its
+//! subscriber gets it). The store keeps both as opaque values (`sessions`, `session_queue`).
+//!
+//! A queued delivery, version 1 (integers big-endian):
+//!
+//! ```text
+//! u8 version (1) | u8 qos to send | u8 retain flag to send | u8 qos published with
+//! u64 expiry, unix ms (0: none) | u32 len, topic | u32 len, payload
+//! u8 has, u32 len, content type | u16 count, (u32 len, key, u32 len, value)*
+//! u8 has, u32 len, response topic | u8 has, u32 len, correlation data
+//! u8 count, u32 subscription identifier*
+//! ```
+
+use std::time::{Duration, Instant};
+
+use edge_gateway_actors::storage::now_ms;
+use ntex_bytes::{ByteString, Bytes};
+use serde::{Deserialize, Serialize};
+
+use super::table::Subscription;
+use super::{Delivery, Message};
+
+/// A stored session or delivery that cannot be read back.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PersistError {
+    /// The value ends before a field does.
+    #[error("truncated")]
+    Truncated,
+    /// A version this build does not know.
+    #[error("unknown version {0}")]
+    Version(u8),
+    /// A string that is not UTF-8.
+    #[error("invalid UTF-8")]
+    Utf8,
+    /// A session row that is not the JSON this build writes.
+    #[error("session: {0}")]
+    Session(String),
+}
+
+const DELIVERY_VERSION: u8 = 1;
+
+/// One delivery, as queued for a persistent session.
+pub fn encode_delivery(d: &Delivery) -> Vec<u8> {
+    let m = &d.message;
+    let mut out = Vec::with_capacity(m.payload.len() + m.topic.len() + 32);
+    out.extend_from_slice(&[DELIVERY_VERSION, d.qos, u8::from(d.retain), m.qos]);
+    let expires = m.expires_at.map(|at| now_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64);
+    out.extend_from_slice(&expires.unwrap_or(0).to_be_bytes());
+    put(&mut out, m.topic.as_bytes());
+    put(&mut out, &m.payload);
+    put_opt(&mut out, m.content_type.as_ref().map(|s| s.as_str().as_bytes()));
+    out.extend_from_slice(&(m.user_properties.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    for (k, v) in m.user_properties.iter().take(usize::from(u16::MAX)) {
+        put(&mut out, k.as_bytes());
+        put(&mut out, v.as_bytes());
+    }
+    put_opt(&mut out, m.response_topic.as_ref().map(|s| s.as_str().as_bytes()));
+    put_opt(&mut out, m.correlation_data.as_deref());
+    let ids = &d.subscription_ids[..d.subscription_ids.len().min(255)];
+    out.push(ids.len() as u8);
+    for id in ids {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out
+}
+
+/// A queued delivery read back (its expiry, kept as wall-clock time, back to an instant).
+pub fn decode_delivery(bytes: &[u8]) -> Result<Delivery, PersistError> {
+    let mut r = Reader(bytes);
+    let [version, qos, retain, published] = r.take::<4>()?;
+    if version != DELIVERY_VERSION {
+        return Err(PersistError::Version(version));
+    }
+    let expires_ms = u64::from_be_bytes(r.take::<8>()?);
+    let topic = r.string()?;
+    let payload = Bytes::copy_from_slice(r.field()?);
+    let content_type = r.opt()?.map(utf8).transpose()?;
+    let count = u16::from_be_bytes(r.take::<2>()?);
+    let mut user_properties = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        user_properties.push((r.string()?, r.string()?));
+    }
+    let response_topic = r.opt()?.map(utf8).transpose()?;
+    let correlation_data = r.opt()?.map(Bytes::copy_from_slice);
+    let [ids] = r.take::<1>()?;
+    let subscription_ids = (0..ids).map(|_| r.take::<4>().map(u32::from_be_bytes)).collect::<Result<_, _>>()?;
+    let expires_at = (expires_ms > 0).then(|| Instant::now() + Duration::from_millis(expires_ms.saturating_sub(now_ms())));
+    let message = Message {
+        topic,
+        payload,
+        qos: published,
+        retain: retain == 1,
+        content_type,
+        user_properties,
+        response_topic,
+        correlation_data,
+        expires_at,
+    };
+    Ok(Delivery { message: std::sync::Arc::new(message), qos, retain: retain == 1, subscription_ids })
+}
+
+fn put(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+fn put_opt(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        Some(f) => {
+            out.push(1);
+            put(out, f);
+        }
+        None => out.push(0),
+    }
+}
+
+fn utf8(field: &[u8]) -> Result<ByteString, PersistError> {
+    std::str::from_utf8(field).map(ByteString::from).map_err(|_| PersistError::Utf8)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], PersistError> {
+        let (head, rest) = self.0.split_first_chunk::<N>().ok_or(PersistError::Truncated)?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn field(&mut self) -> Result<&'a [u8], PersistError> {
+        let len = u32::from_be_bytes(self.take::<4>()?) as usize;
+        let (field, rest) = self.0.split_at_checked(len).ok_or(PersistError::Truncated)?;
+        self.0 = rest;
+        Ok(field)
+    }
+
+    fn string(&mut self) -> Result<ByteString, PersistError> {
+        utf8(self.field()?)
+    }
+
+    fn opt(&mut self) -> Result<Option<&'a [u8]>, PersistError> {
+        let [has] = self.take::<1>()?;
+        if has == 1 { self.field().map(Some) } else { Ok(None) }
+    }
+}
+
+/// A persistent session as stored (the `sessions` row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSession {
+    /// Who owns it (a reconnect under another identity does not resume it).
+    pub identity: String,
+    /// MQTT 5 (one copy per matching subscription) or 3.1.1.
+    pub mqtt5: bool,
+    /// Seconds it is kept after its connection ends (`u32::MAX`: never expires).
+    pub expiry_secs: u32,
+    /// Its subscriptions.
+    pub subscriptions: Vec<StoredSubscription>,
+}
+
+/// One subscription of a stored session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSubscription {
+    /// The filter as subscribed (`$share/<group>/...` included).
+    pub filter: String,
+    /// Granted QoS.
+    pub qos: u8,
+    /// MQTT 5 no-local.
+    #[serde(default)]
+    pub no_local: bool,
+    /// MQTT 5 retain-as-published.
+    #[serde(default)]
+    pub retain_as_published: bool,
+    /// MQTT 5 subscription identifier.
+    #[serde(default)]
+    pub id: Option<u32>,
+}
+
+impl StoredSession {
+    /// The JSON row.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A row read back, its subscriptions parsed again.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, Vec<Subscription>), PersistError> {
+        let session: StoredSession = serde_json::from_slice(bytes).map_err(|e| PersistError::Session(e.to_string()))?;
+        let subs = session
+            .subscriptions
+            .iter()
+            .map(|s| {
+                Subscription::new(&s.filter, s.qos.min(2), s.no_local, s.retain_as_published, s.id)
+                    .map_err(|e| PersistError::Session(format!("filter {:?}: {e}", s.filter)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((session, subs))
+    }
+}
+
+impl From<&Subscription> for StoredSubscription {
+    fn from(s: &Subscription) -> Self {
+        Self { filter: s.filter.clone(), qos: s.qos, no_local: s.no_local, retain_as_published: s.retain_as_published, id: s.id }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_reads_back_as_written_and_a_cut_one_is_refused() {
+        let message = Message {
+            topic: "site/a".into(),
+            payload: Bytes::from_static(b"\x00\xffpayload"),
+            qos: 2,
+            retain: true,
+            content_type: Some("application/json".into()),
+            user_properties: vec![("k".into(), "v".into())],
+            response_topic: Some("reply/x".into()),
+            correlation_data: Some(Bytes::from_static(b"corr")),
+            expires_at: Some(Instant::now() + Duration::from_secs(60)),
+        };
+        let d = Delivery { message: std::sync::Arc::new(message), qos: 1, retain: false, subscription_ids: vec![7, 9] };
+        let bytes = encode_delivery(&d);
+        let back = decode_delivery(&bytes).unwrap();
+        let (m, n) = (&d.message, &back.message);
+        assert_eq!((back.qos, back.retain, &back.subscription_ids), (1, false, &vec![7, 9]));
+        assert_eq!((&n.topic, &n.payload, n.qos, &n.content_type), (&m.topic, &m.payload, 2, &m.content_type));
+        assert_eq!(
+            (&n.user_properties, &n.response_topic, &n.correlation_data),
+            (&m.user_properties, &m.response_topic, &m.correlation_data)
+        );
+        let left = n.expires_at.unwrap().saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(58) && left <= Duration::from_secs(60), "{left:?}");
+        for cut in 0..bytes.len() {
+            assert!(decode_delivery(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut future = bytes.clone();
+        future[0] = 9;
+        assert_eq!(decode_delivery(&future).unwrap_err(), PersistError::Version(9));
+    }
+
+    #[test]
+    fn a_session_reads_back_and_a_bad_filter_is_named() {
+        let sub = Subscription::new("$share/g/site/+", 1, false, true, Some(3)).unwrap();
+        let s = StoredSession { identity: "dev".into(), mqtt5: true, expiry_secs: 60, subscriptions: vec![(&sub).into()] };
+        let (back, subs) = StoredSession::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!((subs[0].share.as_deref(), subs[0].id, subs[0].retain_as_published), (Some("g"), Some(3), true));
+        let bad = br#"{"identity":"d","mqtt5":false,"expiry_secs":1,"subscriptions":[{"filter":"a/#/b","qos":1}]}"#;
+        assert!(matches!(StoredSession::decode(bad), Err(PersistError::Session(e)) if e.contains("a/#/b")));
+        assert!(StoredSession::decode(b"{").is_err());
+    }
+}

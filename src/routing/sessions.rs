@@ -1,0 +1,289 @@
+//! Persistent sessions: MQTT 3.1.1 `clean session = 0` and an MQTT 5 session expiry interval.
+//!
+//! A persistent session is an entry of the routing table that outlives its connection: its
+//! subscriptions stay, and every QoS 1 or 2 message they match is queued in the store in the
+//! commit that stores the message (see the module above), whether the client is connected or
+//! not. The connection that resumes it (same client id, same identity, clean start 0) gets
+//! `session present` and a writer that sends the queued deliveries in order, with DUP set on
+//! those that may have been sent before; the client's PUBACK or PUBCOMP deletes each. The
+//! session row (identity, protocol, expiry, subscriptions) is written before the CONNACK,
+//! SUBACK or UNSUBACK that depends on it. An offline session past its expiry interval (or
+//! `broker.session_expiry_max_secs`) is removed by [`Router::expire_sessions`], which the
+//! gateway runs every few seconds. Sessions are loaded from the store at start; their expiry
+//! counts from then.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use edge_gateway_actors::record::Record;
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg, StoredSession as StoredRow};
+use tokio::sync::{Notify, watch};
+
+use super::persist::{StoredSession, StoredSubscription};
+use super::table::{Persistent, Subscriber, Table};
+use super::{Client, Router};
+use crate::trust::acl::Who;
+
+/// What the router starts from: the store's retained messages and persistent sessions.
+#[derive(Default)]
+pub struct Stored {
+    /// Retained messages.
+    pub retained: Vec<Record>,
+    /// Session rows.
+    pub sessions: Vec<StoredRow>,
+    /// Per session with queued deliveries: how many, and the number after the last one.
+    pub heads: HashMap<String, (u64, u64)>,
+}
+
+/// The broker's bounds the router applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Live deliveries waiting for one connected subscriber.
+    pub max_queued: usize,
+    /// The longest an offline persistent session is kept (0: as asked).
+    pub session_expiry_max_secs: u32,
+}
+
+/// What a CONNECT asks about its session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRequest {
+    /// Clean session (3.1.1) or clean start (5): discard a stored session.
+    pub clean: bool,
+    /// Seconds to keep the session after the connection ends: 0 ends it with the connection,
+    /// `u32::MAX` never (3.1.1 with clean session 0).
+    pub expiry_secs: u32,
+}
+
+/// The session a connection got.
+pub struct Opened {
+    /// A stored session was resumed (CONNACK session present).
+    pub present: bool,
+    /// What to commit before the CONNACK (a discarded session, a new or changed one).
+    pub changes: Vec<SessionChange>,
+    /// For a persistent session: what its connection's writer needs.
+    pub replay: Option<Replay>,
+}
+
+/// A persistent session's side of its connection's writer.
+pub struct Replay {
+    /// Woken when deliveries were queued for it.
+    pub wake: Arc<Notify>,
+    /// Deliveries numbered below this may have been sent before (DUP on resend); raised by the
+    /// writer as it sends.
+    pub sent_below: Arc<AtomicU64>,
+}
+
+impl Router {
+    /// Connection `client.conn` of `who` starts: resume, create or discard its persistent
+    /// session (`client.queue`: the connection's live queue, made at CONNECT for this).
+    pub fn open(&self, who: &Who, client: Client<'_>, req: SessionRequest) -> Opened {
+        let mut table = self.write_table();
+        let old = table.clients.remove(who.client_id);
+        let stored = old.as_ref().is_some_and(|e| e.persistent.is_some());
+        let same_owner = old.as_ref().is_some_and(|e| e.identity == who.identity);
+        let mut changes = Vec::new();
+        let resume = stored && same_owner && !req.clean;
+        if stored && !resume {
+            changes.push(SessionChange::Remove);
+        }
+        let expiry = self.capped(req.expiry_secs);
+        let entry = match old {
+            Some(mut e) if resume => {
+                if let Some(p) = e.persistent.as_mut() {
+                    if expiry > 0 && (p.expiry_secs != expiry || e.copy_per_subscription != client.mqtt5) {
+                        changes.push(SessionChange::Put(row_of(&e.identity, client.mqtt5, expiry, &e.subs)));
+                    }
+                    // 0: the session ends with this connection (removed at its end).
+                    p.expiry_secs = expiry;
+                    p.offline_since = None;
+                    p.wake = Some(Arc::new(Notify::new()));
+                }
+                e.conn = client.conn;
+                e.queue = Some(client.queue.clone());
+                e.copy_per_subscription = client.mqtt5;
+                Some(e)
+            }
+            _ if expiry > 0 => {
+                changes.push(SessionChange::Put(row_of(who.identity, client.mqtt5, expiry, &[])));
+                Some(Subscriber {
+                    conn: client.conn,
+                    identity: who.identity.to_string(),
+                    queue: Some(client.queue.clone()),
+                    subs: Vec::new(),
+                    copy_per_subscription: client.mqtt5,
+                    persistent: Some(Persistent {
+                        expiry_secs: expiry,
+                        offline_since: None,
+                        wake: Some(Arc::new(Notify::new())),
+                        sent_below: Arc::default(),
+                    }),
+                })
+            }
+            // A clean session: its subscriptions come with its SUBSCRIBEs.
+            _ => None,
+        };
+        let replay = entry
+            .as_ref()
+            .and_then(|e| e.persistent.as_ref())
+            .map(|p| Replay { wake: p.wake.clone().unwrap_or_default(), sent_below: p.sent_below.clone() });
+        if let Some(e) = entry {
+            table.clients.insert(who.client_id.to_string(), e);
+        }
+        self.counted(&table);
+        Opened { present: resume, changes, replay }
+    }
+
+    /// Connection `conn` of `client_id` ended: a clean session's subscriptions end with it, a
+    /// persistent one waits for its client (or its expiry). What to commit: a session that
+    /// ends with its connection is removed.
+    pub fn disconnect(&self, client_id: &str, conn: u64) -> Option<SessionChange> {
+        let mut table = self.write_table();
+        let entry = table.clients.get_mut(client_id).filter(|e| e.conn == conn)?;
+        let change = match &mut entry.persistent {
+            Some(p) if p.expiry_secs > 0 => {
+                p.offline_since = Some(Instant::now());
+                p.wake = None;
+                entry.queue = None;
+                None
+            }
+            Some(_) => {
+                table.clients.remove(client_id);
+                Some(SessionChange::Remove)
+            }
+            None => {
+                table.clients.remove(client_id);
+                None
+            }
+        };
+        self.counted(&table);
+        change
+    }
+
+    /// Remove the offline sessions whose expiry interval has passed; their client ids.
+    pub fn expire_sessions(&self) -> Vec<String> {
+        let mut table = self.write_table();
+        let expired: Vec<String> = table
+            .clients
+            .iter()
+            .filter(|(_, e)| {
+                e.persistent.as_ref().is_some_and(|p| {
+                    p.expiry_secs != u32::MAX
+                        && p.offline_since.is_some_and(|since| since.elapsed() >= Duration::from_secs(u64::from(p.expiry_secs)))
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            table.clients.remove(id);
+        }
+        if !expired.is_empty() {
+            self.counted(&table);
+        }
+        expired
+    }
+
+    /// The session row to store after a change of `client_id`'s subscriptions, when it holds a
+    /// persistent session through connection `conn`.
+    pub fn session_row(&self, client_id: &str, conn: u64) -> Option<Vec<u8>> {
+        let table = self.read_table();
+        let e = table.clients.get(client_id).filter(|e| e.conn == conn)?;
+        let p = e.persistent.as_ref().filter(|p| p.expiry_secs > 0)?;
+        Some(row_of(&e.identity, e.copy_per_subscription, p.expiry_secs, &e.subs))
+    }
+
+    /// For the device view: whether `client_id` has a persistent session, its expiry interval
+    /// and whether it is connected.
+    pub fn session_of(&self, client_id: &str) -> Option<(u32, bool)> {
+        let table = self.read_table();
+        let e = table.clients.get(client_id)?;
+        e.persistent.as_ref().map(|p| (p.expiry_secs, p.offline_since.is_none()))
+    }
+
+    /// How long the will of connection `conn` (which just ended) waits: its delay, at most the
+    /// rest of its persistent session (a clean session has ended: at once).
+    pub fn will_delay(&self, client_id: &str, conn: u64, delay_secs: u32) -> u32 {
+        let table = self.read_table();
+        let expiry =
+            table.clients.get(client_id).filter(|e| e.conn == conn).and_then(|e| e.persistent.as_ref()).map_or(0, |p| p.expiry_secs);
+        delay_secs.min(expiry)
+    }
+
+    /// Whether a connection other than `conn` holds `client_id`'s session now (it came back
+    /// within the will delay).
+    pub fn taken_since(&self, client_id: &str, conn: u64) -> bool {
+        self.read_table().clients.get(client_id).is_some_and(|e| e.conn != conn)
+    }
+
+    /// The session expiry interval a client asking for `expiry_secs` gets.
+    pub fn granted_expiry(&self, expiry_secs: u32) -> u32 {
+        self.capped(expiry_secs)
+    }
+
+    fn capped(&self, expiry_secs: u32) -> u32 {
+        match self.expiry_cap {
+            Some(cap) if expiry_secs > 0 => expiry_secs.min(cap),
+            _ => expiry_secs,
+        }
+    }
+}
+
+/// Every few seconds until `stop`: remove the offline sessions past their expiry, from the
+/// routing table and (with their queued deliveries) from the store.
+pub async fn expire_sessions_every(router: Arc<Router>, storage: ActorSlot<StorageMsg>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for client_id in router.expire_sessions() {
+            tracing::info!(%client_id, "Persistent session expired; its subscriptions and queued messages are removed.");
+            if let Some(storage) = storage.get() {
+                let _ = storage.send_message(StorageMsg::Session(SessionOp { client_id, change: SessionChange::Remove, reply: None }));
+            }
+        }
+    }
+}
+
+fn row_of(identity: &str, mqtt5: bool, expiry_secs: u32, subs: &[super::table::Subscription]) -> Vec<u8> {
+    StoredSession { identity: identity.to_string(), mqtt5, expiry_secs, subscriptions: subs.iter().map(StoredSubscription::from).collect() }
+        .encode()
+}
+
+/// The routing table at start: every stored session, offline since now; queued deliveries
+/// numbered below their session's last one count as possibly sent (DUP).
+pub(super) fn table_of(rows: Vec<StoredRow>, heads: HashMap<String, (u64, u64)>) -> Table {
+    let mut table = Table::default();
+    for (client_id, row) in rows {
+        let (session, subs) = match StoredSession::decode(&row) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%client_id, error = %e, "A stored session cannot be read; it is not resumed (its client starts a new one).");
+                continue;
+            }
+        };
+        let sent_below = heads.get(&client_id).map_or(0, |h| h.1);
+        let entry = Subscriber {
+            conn: 0,
+            identity: session.identity,
+            queue: None,
+            subs,
+            copy_per_subscription: session.mqtt5,
+            persistent: Some(Persistent {
+                expiry_secs: session.expiry_secs,
+                offline_since: Some(Instant::now()),
+                wake: None,
+                sent_below: Arc::new(AtomicU64::new(sent_below)),
+            }),
+        };
+        table.clients.insert(client_id, entry);
+    }
+    if !table.clients.is_empty() {
+        tracing::info!(sessions = table.clients.len(), "Persistent sessions loaded from the store.");
+    }
+    table
+}
