@@ -45,6 +45,9 @@ pub enum SinkKind {
     File { path: PathBuf },
     /// Publish to an upstream MQTT 5 broker (`mqtt://host:port`), topics under `topic_prefix`.
     Mqtt { host: String, port: u16, topic_prefix: String, timeout: Duration },
+    /// Publish to NATS JetStream (`nats://` or `tls://`), subjects under `subject_prefix`, into
+    /// `stream` (created if missing) or whichever stream holds the subjects.
+    Nats { url: String, subject_prefix: String, stream: Option<String>, timeout: Duration, tls: Option<ClientTlsFiles> },
     /// Accept and forget (benchmarks only).
     Discard,
 }
@@ -61,6 +64,8 @@ pub(super) struct RawSink {
     tls_key: Option<String>,
     tls_ca: Option<String>,
     topic_prefix: Option<String>,
+    subject_prefix: Option<String>,
+    stream: Option<String>,
     #[serde(default = "d_batch_messages")]
     batch_max_messages: usize,
     #[serde(default = "d_batch_bytes")]
@@ -110,7 +115,7 @@ pub(super) fn validate_sinks(raw: Vec<RawSink>, e: &mut Vec<String>) -> Vec<Sink
             e.push(format!("{key}.batch_max_bytes: must be >= 1024"));
         }
         let request_ms = match &kind {
-            SinkKind::Http { timeout, .. } | SinkKind::Mqtt { timeout, .. } => timeout.as_millis() as u64,
+            SinkKind::Http { timeout, .. } | SinkKind::Mqtt { timeout, .. } | SinkKind::Nats { timeout, .. } => timeout.as_millis() as u64,
             _ => 0,
         };
         if s.stuck_after_secs > 0 && s.stuck_after_secs.saturating_mul(1000) <= request_ms.saturating_add(s.backoff_max_ms) {
@@ -141,7 +146,8 @@ fn client_tls(key: &str, s: &RawSink, https: bool, e: &mut Vec<String>) -> Optio
     let (cert, key_file, ca) = (path(&s.tls_cert), path(&s.tls_key), path(&s.tls_ca));
     if !https {
         if cert.is_some() || key_file.is_some() || ca.is_some() {
-            e.push(format!("{key}.tls_ca: TLS settings need an https:// url"));
+            let scheme = if s.kind == "nats" { "tls://" } else { "https://" };
+            e.push(format!("{key}.tls_ca: TLS settings need a {scheme} url"));
         }
         return None;
     }
@@ -217,14 +223,54 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             }
             SinkKind::Mqtt { host, port, topic_prefix, timeout: Duration::from_millis(timeout_ms) }
         }
+        "nats" => nats_kind(key, s, e),
         "discard" => {
             unused("url", s.url.is_some(), e);
             unused("path", s.path.is_some(), e);
             SinkKind::Discard
         }
         other => {
-            e.push(format!("{key}.kind: \"{other}\" is not one of \"http\", \"mqtt\", \"file\", \"discard\""));
+            e.push(format!("{key}.kind: \"{other}\" is not one of \"http\", \"mqtt\", \"nats\", \"file\", \"discard\""));
             SinkKind::Discard
         }
+    }
+}
+
+/// `kind = "nats"`: a JetStream server at `nats://HOST:PORT` (`tls://` for TLS; credentials as
+/// `nats://USER:PASSWORD@HOST:PORT`), subjects under `subject_prefix` (dot-separated tokens,
+/// no wildcards), optionally a `stream` the sink creates if it is missing.
+fn nats_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
+    for (field, present) in [("path", s.path.is_some()), ("topic_prefix", s.topic_prefix.is_some())] {
+        if present {
+            e.push(format!("{key}.{field}: not used by kind \"nats\""));
+        }
+    }
+    let url = s.url.clone().unwrap_or_default();
+    let tls_url = url.starts_with("tls://");
+    let host = url.strip_prefix("nats://").or_else(|| url.strip_prefix("tls://")).map(|rest| rest.rsplit('@').next().unwrap_or(rest));
+    if !host.and_then(|h| h.rsplit_once(':')).is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)) {
+        e.push(format!("{key}.url: \"{}\" must be nats://HOST:PORT or tls://HOST:PORT", redact(&url)));
+    }
+    let timeout_ms = s.timeout_ms.unwrap_or(10_000);
+    if timeout_ms == 0 {
+        e.push(format!("{key}.timeout_ms: must be > 0"));
+    }
+    let subject_prefix = s.subject_prefix.clone().unwrap_or_default();
+    if !subject_prefix.is_empty() && subject_prefix.split('.').any(|t| t.is_empty() || t.contains(['*', '>', ' ', '\t', '\r', '\n'])) {
+        e.push(format!("{key}.subject_prefix: \"{subject_prefix}\" must be dot-separated NATS tokens, without wildcards or spaces"));
+    }
+    let stream = s.stream.clone().filter(|n| !n.is_empty());
+    if stream.as_ref().is_some_and(|n| n.contains(['.', '*', '>', ' ', '/', '\\'])) {
+        e.push(format!("{key}.stream: a JetStream stream name has no '.', '*', '>', '/', '\\' or spaces"));
+    }
+    let tls = client_tls(key, s, tls_url, e);
+    SinkKind::Nats { url, subject_prefix, stream, timeout: Duration::from_millis(timeout_ms), tls }
+}
+
+/// A URL with its password hidden, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| rest.rsplit_once('@').map(|(_, host)| (scheme, host))) {
+        Some((scheme, host)) => format!("{scheme}://***@{host}"),
+        None => url.to_string(),
     }
 }

@@ -15,6 +15,7 @@ pub mod cloud_tls;
 mod file;
 mod http;
 mod mqtt;
+mod nats;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 pub use file::FileSink;
 pub use http::HttpSink;
 pub use mqtt::MqttSink;
+pub use nats::NatsSink;
 
 use crate::config::{SinkConfig, SinkKind};
 use crate::trust::tls::TlsError;
@@ -77,6 +79,18 @@ pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, EgressError> {
         SinkKind::Mqtt { host, port, topic_prefix, timeout } => {
             let client_id = format!("{gateway_id}-{}", cfg.name);
             (Arc::new(MqttSink::new(host, *port, &client_id, topic_prefix, *timeout)), None)
+        }
+        SinkKind::Nats { url, subject_prefix, stream, timeout, tls } => {
+            let cloud = match tls {
+                Some(files) => Some(CloudTls::load(&cfg.name, files)?),
+                None => None,
+            };
+            let client_config = match &cloud {
+                Some(c) => Some(c.client_config()?),
+                None => None,
+            };
+            let name = format!("{gateway_id}-{}", cfg.name);
+            (Arc::new(NatsSink::new(url, &name, subject_prefix, stream.clone(), *timeout, client_config)), cloud)
         }
         SinkKind::Discard => (Arc::new(DiscardSink), None),
     })

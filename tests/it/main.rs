@@ -18,6 +18,7 @@ mod fuzz;
 mod harness;
 mod ingest;
 mod malformed;
+mod nats;
 mod pipeline;
 mod process;
 mod raw;
