@@ -14,6 +14,9 @@ pub struct BrokerConfig {
     /// The longest an offline persistent session is kept, in seconds (0: as long as the client
     /// asked; an MQTT 3.1.1 session with clean session 0 never expires by itself).
     pub session_expiry_max_secs: u32,
+    /// Most persistent sessions (online and offline); a CONNECT that would start another is
+    /// refused.
+    pub max_sessions: usize,
 }
 
 #[derive(Deserialize)]
@@ -25,6 +28,7 @@ pub(super) struct RawBroker {
     api_identity: String,
     session_max_queued: u64,
     session_expiry_max_secs: u32,
+    max_sessions: usize,
 }
 
 impl Default for RawBroker {
@@ -36,6 +40,7 @@ impl Default for RawBroker {
             api_identity: "api".into(),
             session_max_queued: 1000,
             session_expiry_max_secs: 0,
+            max_sessions: 10_000,
         }
     }
 }
@@ -52,6 +57,9 @@ impl RawBroker {
         if !(1..=1_000_000).contains(&self.max_queued) {
             e.push("broker.max_queued: must be between 1 and 1000000".into());
         }
+        if !(1..=1_000_000).contains(&self.max_sessions) {
+            e.push("broker.max_sessions: must be between 1 and 1000000".into());
+        }
         if !(1..=10_000_000).contains(&self.session_max_queued) {
             e.push("broker.session_max_queued: must be between 1 and 10000000".into());
         }
@@ -62,6 +70,11 @@ impl RawBroker {
         storage.retained_max = self.retained_max;
         storage.retained_max_bytes = self.retained_max_bytes;
         storage.session_max_queued = self.session_max_queued;
-        BrokerConfig { max_queued: self.max_queued, api_identity: id.clone(), session_expiry_max_secs: self.session_expiry_max_secs }
+        BrokerConfig {
+            max_queued: self.max_queued,
+            api_identity: id.clone(),
+            session_expiry_max_secs: self.session_expiry_max_secs,
+            max_sessions: self.max_sessions,
+        }
     }
 }

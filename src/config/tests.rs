@@ -195,9 +195,15 @@ fn an_mqtt_sink_needs_an_mqtt_url_and_a_prefix_without_wildcards() {
 fn a_nats_sink_needs_a_nats_url_valid_subject_tokens_and_a_stream_name() {
     let sink = |lines: &str| format!("[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"js\"\nkind = \"nats\"\n{lines}\n");
     let c = parse(&sink("url = \"nats://edge:pw@nats.example:4222\"\nsubject_prefix = \"edge.site1\"\nstream = \"EDGE\"")).unwrap();
-    assert!(matches!(&c.sinks[0].kind, SinkKind::Nats { subject_prefix, stream: Some(s), tls: None, .. } if subject_prefix == "edge.site1" && s == "EDGE"));
-    let errors = parse(&sink("url = \"http://edge:pw@x:1\"\nsubject_prefix = \"a..b\"\nstream = \"a.b\"\ntopic_prefix = \"x/\"")).unwrap_err().0;
-    assert!(errors.iter().any(|e| e.starts_with("sinks[0].url: \"http://***@x:1\" must be nats://")), "the password is not shown: {errors:?}");
+    assert!(
+        matches!(&c.sinks[0].kind, SinkKind::Nats { subject_prefix, stream: Some(s), tls: None, .. } if subject_prefix == "edge.site1" && s == "EDGE")
+    );
+    let errors =
+        parse(&sink("url = \"http://edge:pw@x:1\"\nsubject_prefix = \"a..b\"\nstream = \"a.b\"\ntopic_prefix = \"x/\"")).unwrap_err().0;
+    assert!(
+        errors.iter().any(|e| e.starts_with("sinks[0].url: \"http://***@x:1\" must be nats://")),
+        "the password is not shown: {errors:?}"
+    );
     for key in ["subject_prefix", "stream", "topic_prefix"] {
         assert!(errors.iter().any(|e| e.starts_with(&format!("sinks[0].{key}:"))), "{key}: {errors:?}");
     }

@@ -38,7 +38,14 @@ pub struct NatsSink {
 
 impl NatsSink {
     /// A sink publishing to `url` as `client_name`; nothing is connected until the first batch.
-    pub fn new(url: &str, client_name: &str, subject_prefix: &str, stream: Option<String>, timeout: Duration, tls: Option<rustls::ClientConfig>) -> Self {
+    pub fn new(
+        url: &str,
+        client_name: &str,
+        subject_prefix: &str,
+        stream: Option<String>,
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Self {
         Self {
             url: url.to_string(),
             client_name: client_name.to_string(),
@@ -159,7 +166,9 @@ fn publish_error(e: async_nats::jetstream::context::PublishError) -> DeliveryErr
     match e.kind() {
         PublishErrorKind::MaxPayloadExceeded => DeliveryError::Rejected { detail: format!("JetStream refused a message: {e}") },
         PublishErrorKind::TimedOut => transient(DeliveryKind::Timeout, e),
-        PublishErrorKind::StreamNotFound => transient(DeliveryKind::Io, format!("{e} (create a stream for these subjects, or set the sink's stream)")),
+        PublishErrorKind::StreamNotFound => {
+            transient(DeliveryKind::Io, format!("{e} (create a stream for these subjects, or set the sink's stream)"))
+        }
         _ => transient(DeliveryKind::Io, e),
     }
 }

@@ -175,7 +175,11 @@ impl Gateway {
             sessions: store.sessions().map_err(OpenError::from)?,
             heads: store.queued_heads().map_err(OpenError::from)?,
         };
-        let limits = Limits { max_queued: config.broker.max_queued, session_expiry_max_secs: config.broker.session_expiry_max_secs };
+        let limits = Limits {
+            max_queued: config.broker.max_queued,
+            session_expiry_max_secs: config.broker.session_expiry_max_secs,
+            max_sessions: config.broker.max_sessions,
+        };
         let router = Router::new(stored, trust.authority.clone(), metrics.clone(), limits);
         let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;

@@ -122,12 +122,13 @@ impl Drop for ConnInner {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
         }
         self.ended.set(true);
-        if let Some(change) = self.ingress.router.disconnect(&self.client_id, self.conn_id)
-            && let Some(storage) = self.ingress.storage.get()
-        {
-            // A session that ended with its connection (MQTT 5 session expiry 0 after a resume).
-            let _ = storage.send_message(StorageMsg::Session(SessionOp { client_id: self.client_id.clone(), change, reply: None }));
-        }
+        self.ingress.router.disconnect(&self.client_id, self.conn_id, || {
+            // A session that ended with its connection (MQTT 5 session expiry 0).
+            if let Some(storage) = self.ingress.storage.get() {
+                let op = SessionOp { client_id: self.client_id.clone(), change: SessionChange::Remove, reply: None };
+                let _ = storage.send_message(StorageMsg::Session(op));
+            }
+        });
         // The will, if the device may still publish it (certificate and ACL as they are now) and
         // its connection was not taken over.
         if let Some(will) = self.will.take()

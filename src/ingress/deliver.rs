@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use edge_gateway_actors::metrics::{DeliveryDrop, QosLabels};
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
 use ntex_mqtt::{v3, v5};
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::Ingress;
 use crate::routing::Delivery;
@@ -62,6 +63,18 @@ pub(super) struct Replayer {
 struct Acks {
     in_flight: VecDeque<Option<u64>>,
     acked: Vec<u64>,
+}
+
+/// How one read of a session's queue ended.
+enum Step {
+    /// A full batch: read again.
+    More,
+    /// Everything queued was handed out.
+    Done,
+    /// The store could not be read: try again in a second.
+    Failed,
+    /// The connection (or the gateway) is gone.
+    Closed,
 }
 
 /// How one send ended.
@@ -109,18 +122,17 @@ impl Outbound {
     /// the queue closes or the connection does.
     pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, expired: Counter, replay: Option<Replayer>) {
         let acks = Rc::new(RefCell::new(Acks::default()));
-        let wake = replay.as_ref().map(|r| r.replay.wake.clone());
+        // Wakes the writer to hand acknowledgements to the store (not to read it).
+        let acked = Arc::new(Notify::new());
         let on_ack = {
-            let acks = acks.clone();
+            let (acks, acked) = (acks.clone(), acked.clone());
             // Runs inside ntex-mqtt with the sink borrowed: it only records and wakes.
             move |disconnected: bool| {
                 let mut a = acks.borrow_mut();
                 let qseq = a.in_flight.pop_front().flatten();
                 if let (Some(qseq), false) = (qseq, disconnected) {
                     a.acked.push(qseq);
-                    if let Some(wake) = &wake {
-                        wake.notify_one();
-                    }
+                    acked.notify_one();
                 }
             }
         };
@@ -131,45 +143,25 @@ impl Outbound {
         }
         ntex_rt::spawn(async move {
             let mut next = 0u64;
+            // Read the session's queue first, then whenever the router wakes the writer.
+            let mut read = replay.is_some();
+            let mut retry = false;
             loop {
-                let mut read_failed = false;
                 if let Some(r) = &replay {
                     r.flush(&acks);
-                    let Some(store) = r.ingress.store.upgrade() else { break };
-                    match store.queued(&r.client_id, next, READ_BATCH) {
-                        Ok(rows) => {
-                            let full = rows.len() == READ_BATCH;
-                            for (qseq, value) in rows {
-                                next = qseq + 1;
-                                let Some(d) = r.sendable(qseq, &value, &acks, &expired) else { continue };
-                                let dup = r.replay.sent_below.fetch_max(qseq + 1, Ordering::Relaxed) > qseq;
-                                let qos = d.qos;
-                                match self.send(d, dup, Some(qseq), &acks).await {
-                                    Sent::Exchanged => {
-                                        acks.borrow_mut().acked.push(qseq);
-                                        r.sent(qos);
-                                    }
-                                    Sent::Written => r.sent(qos),
-                                    Sent::Lost if !self.is_open() => return r.flush(&acks),
-                                    Sent::Lost => {}
-                                }
-                            }
-                            if full {
-                                continue;
-                            }
-                        }
-                        Err(e) => {
-                            read_failed = true;
-                            if READ_FAILURES.allow() {
-                                tracing::warn!(client_id = %r.client_id, error = %e, "Cannot read a session's queued messages; retrying in a second.");
-                            }
+                    if read {
+                        match self.replay_batch(r, &mut next, &acks, &expired).await {
+                            Step::More => continue,
+                            Step::Done => (read, retry) = (false, false),
+                            Step::Failed => (read, retry) = (false, true),
+                            Step::Closed => break,
                         }
                     }
                 }
                 let woken = async {
                     match &replay {
-                        Some(r) if !read_failed => r.replay.wake.notified().await,
-                        Some(_) => ntex_util::time::sleep(Duration::from_secs(1)).await,
+                        Some(_) if retry => ntex_util::time::sleep(Duration::from_secs(1)).await,
+                        Some(r) => r.replay.wake.notified().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -187,13 +179,51 @@ impl Outbound {
                             break;
                         }
                     }
-                    () = woken => {}
+                    () = woken => read = true,
+                    () = acked.notified() => {}
                 }
             }
             if let Some(r) = &replay {
                 r.flush(&acks);
             }
         });
+    }
+
+    /// Send the next queued deliveries of a persistent session (at most [`READ_BATCH`]).
+    async fn replay_batch(&self, r: &Replayer, next: &mut u64, acks: &RefCell<Acks>, expired: &Counter) -> Step {
+        let Some(store) = r.ingress.store.upgrade() else { return Step::Closed };
+        let rows = match store.queued(&r.client_id, *next, READ_BATCH) {
+            Ok(rows) => rows,
+            Err(e) => {
+                if READ_FAILURES.allow() {
+                    tracing::warn!(client_id = %r.client_id, error = %e, "Cannot read a session's queued messages; retrying in a second.");
+                }
+                return Step::Failed;
+            }
+        };
+        drop(store);
+        let full = rows.len() == READ_BATCH;
+        for (qseq, value) in rows {
+            *next = qseq + 1;
+            let Some(d) = r.sendable(qseq, &value, acks, expired) else { continue };
+            let dup = r.replay.sent_below.fetch_max(qseq + 1, Ordering::Relaxed) > qseq;
+            let qos = d.qos;
+            match self.send(d, dup, Some(qseq), acks).await {
+                Sent::Exchanged => {
+                    acks.borrow_mut().acked.push(qseq);
+                    r.sent(qos);
+                }
+                Sent::Written => r.sent(qos),
+                Sent::Lost if !self.is_open() => return Step::Closed,
+                // The client cannot take it (over its maximum packet size): dropped, or it would
+                // come back on every connection and hold a place in the queue for good.
+                Sent::Lost => {
+                    acks.borrow_mut().acked.push(qseq);
+                    r.ingress.router.dropped(DeliveryDrop::Unsendable);
+                }
+            }
+        }
+        if full { Step::More } else { Step::Done }
     }
 
     fn is_open(&self) -> bool {

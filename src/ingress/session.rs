@@ -107,7 +107,10 @@ impl Ingress {
         let c = &conn.0;
         let (tx, rx) = self.router.queue();
         let client = Client { conn: c.conn_id, queue: &tx, mqtt5: matches!(c.outbound, Outbound::V5(_)) };
-        let opened = self.router.open(&c.who(), client, req);
+        let Some(opened) = self.router.open(&c.who(), client, req) else {
+            self.metrics.reject(IngressReason::SessionsFull);
+            return Err(IngressError::NoSession("persistent sessions full (broker.max_sessions)".into()));
+        };
         for change in opened.changes {
             c.commit_session(change).await?;
         }

@@ -187,6 +187,13 @@ pub(crate) async fn protocol(conn: &v5::Session<Conn>, msg: v5::ProtocolMessage)
             if d.packet().reason_code != v5::codec::DisconnectReasonCode::DisconnectWithWillMessage {
                 conn.0.will.take();
             }
+            // A new session expiry interval (0: the session ends now).
+            if let Some(secs) = d.packet().session_expiry_interval_secs
+                && let Some(row) = conn.0.ingress.router.set_expiry(&conn.0.client_id, conn.0.conn_id, secs)
+                && let Err(e) = conn.0.commit_session(edge_gateway_actors::storage::SessionChange::Put(row)).await
+            {
+                tracing::warn!(client_id = %conn.0.client_id, error = %e, "Cannot store the session expiry interval a DISCONNECT set.");
+            }
             d.ack()
         }
         v5::ProtocolMessage::PublishRelease(r) => r.ack(),

@@ -33,7 +33,7 @@ use std::time::Instant;
 use edge_gateway_actors::metrics::{DeliveryDrop, DeliveryDropLabels, Metrics, QosLabels};
 use edge_gateway_actors::record::{Record, SessionCopy};
 use ntex_bytes::{ByteString, Bytes};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use self::table::{Subscription, Table};
 use crate::trust::acl::Who;
@@ -116,6 +116,8 @@ pub struct Router {
     subscribers: AtomicUsize,
     /// The longest an offline persistent session is kept (`broker.session_expiry_max_secs`).
     expiry_cap: Option<u32>,
+    /// Most persistent sessions (`broker.max_sessions`).
+    max_sessions: usize,
 }
 
 /// Where one accepted message goes, decided before its commit and carried out after it.
@@ -126,8 +128,9 @@ pub struct Plan {
     live: Vec<(mpsc::Sender<Delivery>, Delivery)>,
     /// Persistent sessions' deliveries, queued in the message's commit.
     copies: Vec<SessionCopy>,
-    /// The writers of those sessions that are connected.
-    wake: Vec<Arc<Notify>>,
+    /// Those sessions, whose writers are woken after the commit (looked up then: a client may
+    /// have connected meanwhile).
+    wake: Vec<String>,
 }
 
 impl Plan {
@@ -152,6 +155,7 @@ impl Router {
             next_conn: AtomicU64::new(1),
             subscribers: AtomicUsize::new(0),
             expiry_cap: (limits.session_expiry_max_secs > 0).then_some(limits.session_expiry_max_secs),
+            max_sessions: limits.max_sessions,
         };
         router.counted(&router.read_table());
         Arc::new(router)
@@ -239,7 +243,8 @@ impl Router {
         let before = entry.subs.len();
         entry.subs.retain(|s| s.filter != filter);
         let removed = entry.subs.len() < before;
-        if entry.subs.is_empty() {
+        // A persistent session stays without subscriptions (its row is rewritten).
+        if entry.subs.is_empty() && entry.persistent.is_none() {
             table.clients.remove(client_id);
         }
         self.counted(&table);
@@ -270,9 +275,9 @@ impl Router {
             };
             match (&target.subscriber.persistent, &target.subscriber.queue) {
                 // QoS 1 and 2 to a persistent session: queued in the store, sent from there.
-                (Some(p), _) if delivery.qos > 0 => {
+                (Some(_), _) if delivery.qos > 0 => {
                     plan.copies.push(SessionCopy { client_id: target.client_id.to_string(), value: persist::encode_delivery(&delivery) });
-                    plan.wake.extend(p.wake.clone());
+                    plan.wake.push(target.client_id.to_string());
                 }
                 (_, Some(queue)) => plan.live.push((queue.clone(), delivery)),
                 // QoS 0 to a session whose client is away: not kept (as mosquitto by default).
@@ -299,8 +304,13 @@ impl Router {
         for (queue, delivery) in plan.live {
             self.offer(&queue, delivery);
         }
-        for wake in plan.wake {
-            wake.notify_one();
+        if !plan.wake.is_empty() {
+            let table = self.read_table();
+            for client_id in &plan.wake {
+                if let Some(wake) = table.clients.get(client_id).and_then(|e| e.persistent.as_ref()).and_then(|p| p.wake.as_ref()) {
+                    wake.notify_one();
+                }
+            }
         }
     }
 

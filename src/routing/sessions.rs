@@ -45,6 +45,8 @@ pub struct Limits {
     pub max_queued: usize,
     /// The longest an offline persistent session is kept (0: as asked).
     pub session_expiry_max_secs: u32,
+    /// Most persistent sessions.
+    pub max_sessions: usize,
 }
 
 /// What a CONNECT asks about its session.
@@ -57,7 +59,8 @@ pub struct SessionRequest {
     pub expiry_secs: u32,
 }
 
-/// The session a connection got.
+/// The session a connection got, or `None` from [`Router::open`] when it would be a new
+/// persistent session beyond `broker.max_sessions`.
 pub struct Opened {
     /// A stored session was resumed (CONNACK session present).
     pub present: bool,
@@ -79,17 +82,21 @@ pub struct Replay {
 impl Router {
     /// Connection `client.conn` of `who` starts: resume, create or discard its persistent
     /// session (`client.queue`: the connection's live queue, made at CONNECT for this).
-    pub fn open(&self, who: &Who, client: Client<'_>, req: SessionRequest) -> Opened {
+    pub fn open(&self, who: &Who, client: Client<'_>, req: SessionRequest) -> Option<Opened> {
         let mut table = self.write_table();
-        let old = table.clients.remove(who.client_id);
-        let stored = old.as_ref().is_some_and(|e| e.persistent.is_some());
-        let same_owner = old.as_ref().is_some_and(|e| e.identity == who.identity);
-        let mut changes = Vec::new();
+        let stored = table.clients.get(who.client_id).is_some_and(|e| e.persistent.is_some());
+        let same_owner = table.clients.get(who.client_id).is_some_and(|e| e.identity == who.identity);
         let resume = stored && same_owner && !req.clean;
-        if stored && !resume {
+        let expiry = self.capped(req.expiry_secs);
+        if !resume && expiry > 0 && !stored && table.clients.values().filter(|e| e.persistent.is_some()).count() >= self.max_sessions {
+            return None;
+        }
+        let old = table.clients.remove(who.client_id);
+        let mut changes = Vec::new();
+        if !resume && (stored || expiry > 0) {
+            // Also clears rows the table does not know (a session row that could not be read).
             changes.push(SessionChange::Remove);
         }
-        let expiry = self.capped(req.expiry_secs);
         let entry = match old {
             Some(mut e) if resume => {
                 if let Some(p) = e.persistent.as_mut() {
@@ -133,37 +140,47 @@ impl Router {
             table.clients.insert(who.client_id.to_string(), e);
         }
         self.counted(&table);
-        Opened { present: resume, changes, replay }
+        Some(Opened { present: resume, changes, replay })
+    }
+
+    /// An MQTT 5 DISCONNECT of connection `conn` set a new session expiry interval: the session
+    /// row to store (`None`: nothing to store; 0 ends the session with the connection).
+    pub fn set_expiry(&self, client_id: &str, conn: u64, expiry_secs: u32) -> Option<Vec<u8>> {
+        let expiry = self.capped(expiry_secs);
+        let mut table = self.write_table();
+        let e = table.clients.get_mut(client_id).filter(|e| e.conn == conn)?;
+        let p = e.persistent.as_mut()?;
+        p.expiry_secs = expiry;
+        (expiry > 0).then(|| row_of(&e.identity, e.copy_per_subscription, expiry, &e.subs))
     }
 
     /// Connection `conn` of `client_id` ended: a clean session's subscriptions end with it, a
-    /// persistent one waits for its client (or its expiry). What to commit: a session that
-    /// ends with its connection is removed.
-    pub fn disconnect(&self, client_id: &str, conn: u64) -> Option<SessionChange> {
+    /// persistent one waits for its client (or its expiry). A session that ends with its
+    /// connection is removed: `remove` is called with the lock held, so the removal reaches the
+    /// storage actor before the change of any later connection with this client id.
+    pub fn disconnect(&self, client_id: &str, conn: u64, remove: impl FnOnce()) {
         let mut table = self.write_table();
-        let entry = table.clients.get_mut(client_id).filter(|e| e.conn == conn)?;
-        let change = match &mut entry.persistent {
+        let Some(entry) = table.clients.get_mut(client_id).filter(|e| e.conn == conn) else { return };
+        match &mut entry.persistent {
             Some(p) if p.expiry_secs > 0 => {
                 p.offline_since = Some(Instant::now());
                 p.wake = None;
                 entry.queue = None;
-                None
             }
             Some(_) => {
                 table.clients.remove(client_id);
-                Some(SessionChange::Remove)
+                remove();
             }
             None => {
                 table.clients.remove(client_id);
-                None
             }
-        };
+        }
         self.counted(&table);
-        change
     }
 
-    /// Remove the offline sessions whose expiry interval has passed; their client ids.
-    pub fn expire_sessions(&self) -> Vec<String> {
+    /// Remove the offline sessions whose expiry interval has passed, calling `remove` for each
+    /// with the lock held (as [`Router::disconnect`]); their client ids.
+    pub fn expire_sessions(&self, mut remove: impl FnMut(&str)) -> Vec<String> {
         let mut table = self.write_table();
         let expired: Vec<String> = table
             .clients
@@ -178,6 +195,7 @@ impl Router {
             .collect();
         for id in &expired {
             table.clients.remove(id);
+            remove(id);
         }
         if !expired.is_empty() {
             self.counted(&table);
@@ -240,11 +258,14 @@ pub async fn expire_sessions_every(router: Arc<Router>, storage: ActorSlot<Stora
             _ = every.tick() => {}
             _ = stop.changed() => return,
         }
-        for client_id in router.expire_sessions() {
-            tracing::info!(%client_id, "Persistent session expired; its subscriptions and queued messages are removed.");
+        let expired = router.expire_sessions(|client_id| {
             if let Some(storage) = storage.get() {
-                let _ = storage.send_message(StorageMsg::Session(SessionOp { client_id, change: SessionChange::Remove, reply: None }));
+                let op = SessionOp { client_id: client_id.to_string(), change: SessionChange::Remove, reply: None };
+                let _ = storage.send_message(StorageMsg::Session(op));
             }
+        });
+        for client_id in expired {
+            tracing::info!(%client_id, "Persistent session expired; its subscriptions and queued messages are removed.");
         }
     }
 }

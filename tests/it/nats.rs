@@ -65,10 +65,8 @@ fn nats_sink(url: &str, more: &str) -> String {
 async fn read_stream(client: async_nats::Client, expected: usize) -> Vec<(String, String, String, String)> {
     let js = jetstream::new(client);
     let stream = js.get_stream("EDGE").await.expect("stream EDGE");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config { durable_name: None, ..Default::default() })
-        .await
-        .expect("consumer");
+    let consumer =
+        stream.create_consumer(jetstream::consumer::pull::Config { durable_name: None, ..Default::default() }).await.expect("consumer");
     let mut out = Vec::new();
     let mut messages = consumer.fetch().max_messages(expected + 100).expires(Duration::from_secs(2)).messages().await.expect("fetch");
     while let Some(Ok(m)) = messages.next().await {
@@ -89,7 +87,8 @@ async fn stream_count(client: &async_nats::Client) -> u64 {
 async fn publish(port: u16, i: usize) -> bool {
     let port = port.to_string();
     let payload = i.to_string();
-    let out = util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-i", "dev-1", "-q", "1", "-t", "devices/dev-1/temp", "-m", &payload]).await;
+    let out =
+        util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-i", "dev-1", "-q", "1", "-t", "devices/dev-1/temp", "-m", &payload]).await;
     out.status.success()
 }
 
@@ -150,7 +149,8 @@ async fn the_nats_sink_speaks_mtls_with_the_gateways_client_certificate() {
     let dir = util::temp_dir();
     let pki = TestPki::new(dir.path());
     let p = |name: &str| pki.path(name).display().to_string();
-    let tls = ["--tls", "--tlscert", &p("server.pem"), "--tlskey", &p("server.key"), "--tlsverify", "--tlscacert", &p("ca.pem")].map(String::from);
+    let tls = ["--tls", "--tlscert", &p("server.pem"), "--tlskey", &p("server.key"), "--tlsverify", "--tlscacert", &p("ca.pem")]
+        .map(String::from);
     let nats = NatsServer::start(dir.path(), &tls).await;
     let ingest = IngestServer::start().await;
     let more = format!("tls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"", p("ca.pem"), p("dev-a.pem"), p("dev-a.key"));

@@ -32,8 +32,8 @@ c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                 **({} if v5 else {"clean_session": clean == "1"}))
 out = {"present": None, "got": [], "suback": None}
 def on_connect(cl, userdata, flags, rc, props):
-    out["present"] = int(flags.session_present)
-    if subscribe != "-":
+    out["present"] = -1 if rc.is_failure else int(flags.session_present)
+    if subscribe != "-" and not rc.is_failure:
         cl.subscribe(subscribe, qos=1)
 def on_subscribe(cl, userdata, mid, codes, props):
     out["suback"] = [int(getattr(x, "value", x)) for x in codes]
@@ -100,7 +100,7 @@ async fn a_clean_session_0_keeps_its_subscription_and_queue_across_a_sigkill_on_
         let dir = util::temp_dir();
         let (mut gw, config, _ingest) = start(dir.path(), backend, "").await;
         let port = gw.mqtt.port();
-        // Subscribe with clean session 0, then go away (killed: no DISCONNECT).
+        // Subscribe with clean session 0, then go away.
         let first = paho(port, "plc", "3", false, 0, "cmd/#", 0).await;
         assert_eq!(first.present, 0, "{backend}: a new session");
         for m in ["m1", "m2", "m3"] {
@@ -121,9 +121,12 @@ async fn a_clean_session_0_keeps_its_subscription_and_queue_across_a_sigkill_on_
         assert_eq!(back.got, ["cmd/set m1", "cmd/set m2", "cmd/set m3", "cmd/set m4"], "{backend}: in order, once");
         // Queued before the restart: it may have been sent before, so DUP (MQTT 3.3.1.1 "might be").
         assert_eq!(back.dups, [1, 1, 1, 0], "{backend}");
-        // Acknowledged: nothing left, and a clean session discards the session.
-        let (_, m) = http_get(gw.http, "/metrics").await;
-        assert_eq!(sample(&m, "gateway_session_queued_messages"), 0.0, "{backend}: {m}");
+        // Acknowledged: nothing left (the deletions join a later commit), and a clean session
+        // discards the session.
+        util::eventually("the acknowledged messages deleted", Duration::from_secs(10), async || {
+            sample(&http_get(gw.http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0
+        })
+        .await;
         let clean = paho(port, "plc", "3", true, 0, "-", 0).await;
         assert_eq!(clean.present, 0, "{backend}");
         publish(port, &["-i", "op", "-q", "1", "-t", "cmd/set", "-m", "m5"]).await;
@@ -138,13 +141,13 @@ async fn mqtt5_session_expiry_resumes_within_the_interval_and_forgets_after_it()
     let dir = util::temp_dir();
     let (mut gw, _config, _ingest) = start(dir.path(), "redb", "").await;
     let port = gw.mqtt.port();
-    let first = paho(port, "hmi", "5", true, 2, "line/#", 0).await;
+    let first = paho(port, "hmi", "5", true, 4, "line/#", 0).await;
     assert_eq!(first.present, 0);
     publish(port, &["-V", "mqttv5", "-i", "op", "-q", "1", "-t", "line/speed", "-m", "s1"]).await;
-    let back = paho(port, "hmi", "5", false, 2, "-", 1).await;
+    let back = paho(port, "hmi", "5", false, 4, "-", 1).await;
     assert_eq!((back.present, back.got), (1, vec!["line/speed s1".to_string()]));
-    // Offline past its 2 s (the sweep runs every 5 s): gone, with its subscription.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Offline past its 4 s (the sweep runs every 5 s): gone, with its subscription.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     publish(port, &["-V", "mqttv5", "-i", "op", "-q", "1", "-t", "line/speed", "-m", "s2"]).await;
     let later = paho(port, "hmi", "5", false, 0, "-", 0).await;
     assert_eq!((later.present, later.got.len()), (0, 0), "expired");
@@ -299,5 +302,77 @@ async fn a_will_waits_for_its_delay_and_is_dropped_when_the_client_comes_back() 
     assert!(v["w2"].is_null(), "w2 came back within the delay: no will ({v})");
     let w3 = v["w3"].as_f64().unwrap_or_else(|| panic!("w3's will never came: {v}"));
     assert!(w3 < 1.5, "w3's session ended with its connection, so its will goes at once: {v}");
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+/// MQTT 3.1.1, clean session 0: `a` unsubscribes its only filter and subscribes another (the
+/// session stays persistent); `b` connects twice at once (the second takes the session over).
+const UNSUBSCRIBE_AND_TAKEOVER: &str = r#"
+import json, sys, time
+import paho.mqtt.client as mqtt
+port = int(sys.argv[1])
+def client(name, present):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, clean_session=False)
+    c.on_connect = lambda cl, u, flags, rc, props: present.append(int(flags.session_present))
+    acks = []
+    c.on_subscribe = lambda *a: acks.append(1)
+    c.on_unsubscribe = lambda *a: acks.append(1)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c, acks
+def wait(acks, n):
+    deadline = time.time() + 5
+    while len(acks) < n and time.time() < deadline:
+        time.sleep(0.02)
+present = []
+a, acks = client("a", present)
+wait(present, 1)
+a.subscribe("first/#", qos=1); wait(acks, 1)
+a.unsubscribe("first/#"); wait(acks, 2)
+a.subscribe("second/#", qos=1); wait(acks, 3)
+a.disconnect(); a.loop_stop()
+b1, acks1 = client("b", present)
+wait(present, 2)
+b1.subscribe("third/#", qos=1); wait(acks1, 1)
+b2, _ = client("b", present)
+wait(present, 3)
+time.sleep(0.5)
+b1.loop_stop(); b2.disconnect(); b2.loop_stop()
+print(json.dumps({"present": present}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stays_persistent_after_its_last_unsubscribe_and_a_takeover_keeps_it() {
+    let dir = util::temp_dir();
+    let (mut gw, _config, _ingest) = start(dir.path(), "redb", "").await;
+    let port = gw.mqtt.port();
+    let out =
+        tokio::process::Command::new(python()).args(["-c", UNSUBSCRIBE_AND_TAKEOVER, &port.to_string()]).output().await.expect("python");
+    let text = util::text(&out);
+    let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap_or_else(|_| panic!("{text}"));
+    assert_eq!(v["present"], serde_json::json!([0, 0, 1]), "the second connection of b took its session over");
+    publish(port, &["-i", "op", "-q", "1", "-t", "first/x", "-m", "unsubscribed"]).await;
+    publish(port, &["-i", "op", "-q", "1", "-t", "second/x", "-m", "for a"]).await;
+    publish(port, &["-i", "op", "-q", "1", "-t", "third/x", "-m", "for b"]).await;
+    let a = paho(port, "a", "3", false, 0, "-", 1).await;
+    assert_eq!((a.present, a.got), (1, vec!["second/x for a".to_string()]));
+    let b = paho(port, "b", "3", false, 0, "-", 1).await;
+    assert_eq!((b.present, b.got), (1, vec!["third/x for b".to_string()]));
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_sessions_are_bounded_in_number_and_a_refused_one_is_counted() {
+    let dir = util::temp_dir();
+    let (mut gw, _config, _ingest) = start(dir.path(), "redb", "max_sessions = 1").await;
+    let port = gw.mqtt.port();
+    assert_eq!(paho(port, "one", "3", false, 0, "x/#", 0).await.present, 0);
+    // A second persistent session is refused (CONNACK: server unavailable); a clean one is not.
+    assert_eq!(paho(port, "two", "3", false, 0, "-", 0).await.present, -1, "no CONNACK accepted");
+    assert_eq!(paho(port, "three", "3", true, 0, "-", 0).await.present, 0);
+    // The first one resumes (it does not count twice).
+    assert_eq!(paho(port, "one", "3", false, 0, "-", 0).await.present, 1);
+    let (_, m) = http_get(gw.http, "/metrics").await;
+    assert_eq!(sample(&m, "gateway_ingress_rejected_total{reason=\"sessions_full\"}"), 1.0, "{m}");
     assert_eq!(gw.terminate(), Some(0));
 }

@@ -71,6 +71,8 @@ label_values! {
         InvalidTopic => "invalid_topic",
         /// A v3 client with an empty client id and clean session off.
         EmptyClientId => "empty_client_id",
+        /// A new persistent session beyond `broker.max_sessions` (the CONNECT is refused).
+        SessionsFull => "sessions_full",
         /// A packet over `mqtt.max_packet_size`.
         Oversize => "oversize",
         /// A packet that may not come now (a second CONNECT, a server-only packet).
@@ -96,6 +98,7 @@ impl IngressReason {
         IngressReason::StoreError,
         IngressReason::RetainedFull,
         IngressReason::EmptyClientId,
+        IngressReason::SessionsFull,
         IngressReason::Oversize,
         IngressReason::QosUnsupported,
         IngressReason::KeepaliveTimeout,
@@ -265,6 +268,8 @@ label_values! {
         /// A persistent session's queue (`broker.session_max_queued`) was full: the client has
         /// been away (or slow) for that many messages.
         SessionFull => "session_full",
+        /// The client cannot take a queued message (larger than its maximum packet size).
+        Unsendable => "unsendable",
     }
 }
 

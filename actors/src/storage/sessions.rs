@@ -51,8 +51,8 @@ impl StorageState {
             let client = s.client_id.as_str();
             match &s.change {
                 SessionChange::Put(value) => {
+                    let queued = self.queued_count(t, out, client)?.unwrap_or(0);
                     t.put_session(client, value)?;
-                    let queued = self.queued_count(out, client).unwrap_or(0);
                     out.sessions.insert(client.to_string(), Some(queued));
                 }
                 SessionChange::Remove => {
@@ -60,7 +60,7 @@ impl StorageState {
                     out.sessions.insert(client.to_string(), None);
                 }
                 SessionChange::Acked(qseqs) => {
-                    let Some(mut queued) = self.queued_count(out, client) else { continue };
+                    let Some(mut queued) = self.queued_count(t, out, client)? else { continue };
                     for qseq in qseqs {
                         if t.remove_queued(client, *qseq)? {
                             queued = queued.saturating_sub(1);
@@ -81,7 +81,7 @@ impl StorageState {
         let mut next = t.meta(Meta::QueuedNextSeq)?.unwrap_or(0);
         for copy in &rec.copies {
             // A session removed meanwhile (clean start, expiry) gets nothing.
-            let Some(queued) = self.queued_count(out, &copy.client_id) else { continue };
+            let Some(queued) = self.queued_count(t, out, &copy.client_id)? else { continue };
             if queued >= self.args.policy.session_max_queued {
                 out.dropped_session_full += 1;
                 continue;
@@ -94,12 +94,20 @@ impl StorageState {
     }
 
     /// Deliveries queued for `client` as of this transaction's changes so far; `None`: no such
-    /// session.
-    fn queued_count(&self, out: &Outcome, client: &str) -> Option<u64> {
-        match out.sessions.get(client) {
-            Some(changed) => *changed,
-            None => self.sessions.get(client).copied(),
+    /// session. The actor's map is a cache: a session it does not know is looked up in the file
+    /// (an earlier incarnation of the actor may have committed it late, invariant 7).
+    fn queued_count(&self, t: &mut dyn Tables, out: &mut Outcome, client: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(changed) = out.sessions.get(client) {
+            return Ok(*changed);
         }
+        if let Some(n) = self.sessions.get(client) {
+            return Ok(Some(*n));
+        }
+        let stored = t.session_queued(client)?;
+        if stored.is_some() {
+            out.sessions.insert(client.to_string(), stored);
+        }
+        Ok(stored)
     }
 }
 

@@ -249,6 +249,8 @@ pub trait Tables {
 
     /// Store (or replace) a persistent session.
     fn put_session(&mut self, client: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Deliveries queued for `client`, if it has a session row.
+    fn session_queued(&mut self, client: &str) -> Result<Option<u64>, StoreError>;
     /// Forget a persistent session and its queued deliveries; how many deliveries went.
     fn remove_session(&mut self, client: &str) -> Result<u64, StoreError>;
     /// Queue delivery `qseq` for `client`.

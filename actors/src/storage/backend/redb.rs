@@ -337,6 +337,13 @@ impl Tables for RedbTables<'_> {
         Ok(())
     }
 
+    fn session_queued(&mut self, client: &str) -> Result<Option<u64>, StoreError> {
+        if self.sessions_table()?.get(client)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.queue_table()?.range((client, 0)..=(client, u64::MAX))?.count() as u64))
+    }
+
     fn remove_session(&mut self, client: &str) -> Result<u64, StoreError> {
         self.sessions_table()?.remove(client)?;
         let mut removed = 0u64;

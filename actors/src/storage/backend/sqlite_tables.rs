@@ -168,6 +168,14 @@ impl Tables for SqliteTables<'_> {
         Ok(())
     }
 
+    fn session_queued(&mut self, client: &str) -> Result<Option<u64>, StoreError> {
+        let exists = self.txn.prepare_cached("SELECT 1 FROM sessions WHERE client = ?1")?.query_row([client], |_| Ok(())).optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.txn.prepare_cached("SELECT count(*) FROM session_queue WHERE client = ?1")?.query_row([client], |r| r.get(0))?))
+    }
+
     fn remove_session(&mut self, client: &str) -> Result<u64, StoreError> {
         self.txn.prepare_cached("DELETE FROM sessions WHERE client = ?1")?.execute([client])?;
         Ok(self.txn.prepare_cached("DELETE FROM session_queue WHERE client = ?1")?.execute([client])? as u64)
