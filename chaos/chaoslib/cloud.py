@@ -204,11 +204,18 @@ class Cloud:
                     "foreign": self.foreign, "requests": dict(self.requests)}
 
 
-def _serve(conn, run_id, seed):
-    """The child side of RemoteCloud: one Cloud, driven by (method, args) calls over `conn`."""
+def _serve(conn, run_id, seed, sink):
+    """The child side of RemoteCloud: one Cloud (or NatsCloud), driven by (method, args) calls
+    over `conn`."""
     import sys
 
-    cloud = Cloud(run_id, seed, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if sink == "nats":
+        from .nats import NatsCloud
+
+        cloud = NatsCloud(run_id, seed, log=log)
+    else:
+        cloud = Cloud(run_id, seed, log=log)
     cloud.start()
     conn.send(("ok", (cloud.port, cloud.url)))
     while True:
@@ -230,12 +237,13 @@ class RemoteCloud:
     Python's, not the gateway's. Same queries as Cloud; times are time.monotonic(), which is
     one clock for every process on Linux."""
 
-    def __init__(self, run_id, seed=1, log=print):
+    def __init__(self, run_id, seed=1, log=print, sink="http"):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, run_id, seed), daemon=True)
+        self._proc = ctx.Process(target=_serve, args=(child, run_id, seed, sink), daemon=True)
+        self.sink = sink
         self._lock = threading.Lock()
         self.log = log
         self.port = self.url = None

@@ -90,9 +90,10 @@ def histogram_quantile(metrics, name, q):
 class Gateway:
     """One gateway (data dir, config, ports) that can be started many times."""
 
-    def __init__(self, binary, work_dir, cloud_url, data_dir=None, extra=None, log=print, supervision=None, backend="redb"):
+    def __init__(self, binary, work_dir, cloud_url, data_dir=None, extra=None, log=print, supervision=None, backend="redb", sink="http"):
         self.binary = binary
         self.backend = backend  # storage.backend: the store is data_dir/gateway.<backend>
+        self.sink = sink  # the cloud's kind: http (the chaos ingestion server) or nats (JetStream)
         self.supervision = supervision  # optional --supervision FILE for `run`
         self.work_dir = work_dir
         self.data_dir = data_dir or os.path.join(work_dir, "data")
@@ -122,7 +123,8 @@ class Gateway:
                 f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
                 f'[storage]\nbackend = "{self.backend}"\n{e.get("storage", "")}\n'
                 f'[auth]\nplain = "anonymous"\nacl_file = "{acl}"\n'
-                f'[[sinks]]\nname = "cloud"\nkind = "http"\nurl = "{self.cloud_url}"\ntimeout_ms = 2000\n'
+                f'[[sinks]]\nname = "cloud"\nkind = "{self.sink}"\nurl = "{self.cloud_url}"\ntimeout_ms = 2000\n'
+                + ('subject_prefix = "chaos"\nstream = "CHAOS"\n' if self.sink == "nats" else '') +
                 f'backoff_initial_ms = 20\nbackoff_max_ms = 500\n{e.get("sink", "")}\n')
         with open(self.config, "w") as f:
             f.write(text)

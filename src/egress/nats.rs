@@ -58,7 +58,10 @@ impl NatsSink {
     }
 
     async fn connect(&self) -> Result<Context, DeliveryError> {
-        let mut options = async_nats::ConnectOptions::new().name(&self.client_name).connection_timeout(self.timeout);
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&self.client_name)
+            .connection_timeout(self.timeout)
+            .reconnect_delay_callback(reconnect_delay);
         if let Some(tls) = &self.tls {
             options = options.tls_client_config(tls.clone()).require_tls(true);
         } else if self.url.starts_with("tls://") {
@@ -136,6 +139,17 @@ pub fn subject(prefix: &str, topic: &str) -> String {
     if prefix.is_empty() { mapped } else { format!("{prefix}.{mapped}") }
 }
 
+/// The client's wait before its `attempts`th reconnection: 50 ms doubling up to 1 s, with
+/// jitter (half to all of it). The client's default grows to 4 s, which after an outage of the
+/// server delays the drain of the backlog by as much; the jitter spreads a fleet's reconnects.
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let cap = 50u64.saturating_mul(1 << (attempts - 2).min(5)).min(1000);
+    Duration::from_millis(rand::random_range(cap / 2..=cap))
+}
+
 /// Credentials given in the URL.
 #[derive(Debug, PartialEq, Eq)]
 enum Credentials {
@@ -203,6 +217,13 @@ mod tests {
         assert_eq!(subject("", "a//b/"), "a._.b._");
         assert_eq!(subject("p", "v1.2/x y/*/>"), "p.v1_2.x_y._._");
         assert_eq!(header_value("a\r\nb"), "a%0D%0Ab");
+    }
+
+    #[test]
+    fn reconnects_wait_at_most_a_second() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert!((25..=50).contains(&reconnect_delay(2).as_millis()));
+        assert!((500..=1000).contains(&reconnect_delay(40).as_millis()));
     }
 
     #[test]

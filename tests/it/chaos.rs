@@ -94,6 +94,24 @@ async fn kill_process_short(backend: &str) {
     assert_eq!(int(&v, "not_ready"), 0, "{v:#}");
 }
 
+/// The same with NATS JetStream as the cloud: every acknowledged message in the stream once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_process_short_nats() {
+    let args = ["--duration", "10", "--kills", "3", "--recover-bar-ms", "15000", "--rate", "150", "--devices", "3", "--sink", "nats"];
+    let v = run("kill-process", &args).await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+    assert_eq!(int(&v, "not_ready"), 0, "{v:#}");
+}
+
+/// nats-server killed for 3 s and started again on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_cloud_outage_short_nats() {
+    let v =
+        run("cloud-outage", &["--duration", "8", "--outage", "3", "--mode", "down", "--rate", "150", "--devices", "3", "--sink", "nats"])
+            .await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_cloud_outage_short() {
     let v = run("cloud-outage", &["--duration", "8", "--outage", "3", "--mode", "down", "--rate", "150", "--devices", "3"]).await;
