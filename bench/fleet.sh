@@ -99,7 +99,7 @@ topic_prefix = \"fleet/gw-$i/\""
     cat >"$dir/gateway.toml" <<EOF
 [gateway]
 data_dir = "$dir/data"
-gateway_id = "gw-$i"
+id = "gw-$i"
 [mqtt]
 listen = "$HOST:$(mqtt_port "$i")"
 max_inflight = 100
@@ -131,7 +131,7 @@ start_upstream() {
         [[ -n "$NATS" ]] || die "nats-server is missing: apt-get install nats-server"
         "$NATS" -a "$HOST" -p "$UPSTREAM_PORT" -js -sd "$dir/js" >"$dir/server.log" 2>&1 &
     else
-        printf 'listener %s %s\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n' "$UPSTREAM_PORT" "$HOST" >"$dir/mosquitto.conf"
+        printf 'listener %s %s\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n' "$UPSTREAM_PORT" "$HOST" >"$dir/mosquitto.conf"
         "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
     fi
     UPSTREAM_PID=$!

@@ -53,6 +53,10 @@ impl MqttSink {
     async fn connect(&self) -> Result<(AsyncClient, EventLoop), DeliveryError> {
         let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
         options.set_keep_alive(Duration::from_secs(30)).set_clean_start(true);
+        // A batch is many small publishes: each goes out at once (no Nagle delay).
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        options.set_network_options(network);
         let (client, mut events) = AsyncClient::new(options, 1000);
         loop {
             match events.poll().await.map_err(|e| transient(DeliveryKind::Connect, e))? {
