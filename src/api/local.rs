@@ -182,7 +182,7 @@ async fn device(State(api): Api, Path(identity): Path<String>) -> Response {
     let Some(actor) = api.devices.get() else { return restarting() };
     match actor.call(|reply| DevicesMsg::Get(identity, reply), Some(ACTOR_TIMEOUT)).await {
         Ok(CallResult::Success(Some(d))) => {
-            // What its connection is subscribed to now (nothing when it is offline: sessions are clean).
+            // Its subscriptions: its connection's, or its persistent session's (also offline).
             let subscriptions: Vec<serde_json::Value> = api
                 .router
                 .subscriptions_of(&d.client_id)
@@ -191,6 +191,12 @@ async fn device(State(api): Api, Path(identity): Path<String>) -> Response {
                 .collect();
             let mut body = serde_json::to_value(&d).unwrap_or_default();
             body["subscriptions"] = subscriptions.into();
+            if let Some((expiry_secs, connected)) = api.router.session_of(&d.client_id) {
+                let (store, client_id) = (api.store.clone(), d.client_id.clone());
+                let queued = tokio::task::spawn_blocking(move || store.queued_len(&client_id).ok()).await.ok().flatten();
+                let expiry = (expiry_secs != u32::MAX).then_some(expiry_secs);
+                body["session"] = serde_json::json!({"persistent": true, "connected": connected, "expiry_secs": expiry, "queued": queued});
+            }
             Json(body).into_response()
         }
         Ok(CallResult::Success(None)) => (StatusCode::NOT_FOUND, "no such device\n").into_response(),

@@ -110,6 +110,15 @@ async fn a_clean_session_0_keeps_its_subscription_and_queue_across_a_sigkill_on_
         publish(port, &["-i", "op", "-q", "0", "-t", "cmd/set", "-m", "q0"]).await;
         let (_, m) = http_get(gw.http, "/metrics").await;
         assert_eq!(sample(&m, "gateway_session_queued_messages"), 3.0, "{backend}: {m}");
+        // The device view shows the offline session and what waits for it.
+        let (status, device) = http_get(gw.http, "/api/devices/plc").await;
+        let device: Value = serde_json::from_str(&device).unwrap_or_else(|_| panic!("{status} {device}"));
+        assert_eq!(
+            device["session"],
+            serde_json::json!({"persistent": true, "connected": false, "expiry_secs": null, "queued": 3}),
+            "{device}"
+        );
+        assert_eq!(device["subscriptions"], serde_json::json!([{"filter": "cmd/#", "qos": 1}]), "{device}");
         gw.kill9();
         let mut gw =
             Process::start_with_env(&[("EDGE_GATEWAY_STORAGE_BACKEND", backend.to_string())], dir.path(), &config, gw.mqtt, gw.http).await;

@@ -157,6 +157,16 @@ impl Store {
         Ok(out)
     }
 
+    /// How many deliveries are queued for `client`.
+    pub fn queued_len(&self, client: &str) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        self.backend()?.queued(client, 0, &mut |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
     /// Per client with queued deliveries: how many, and the number after its last one.
     pub fn queued_heads(&self) -> Result<HashMap<String, (u64, u64)>, StoreError> {
         let mut out: HashMap<String, (u64, u64)> = HashMap::new();
