@@ -15,12 +15,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use edge_gateway_actors::record::NewRecord;
-use edge_gateway_actors::storage::{AppendError, StorageMsg, now_ms};
-use ractor::rpc::CallResult;
+use edge_gateway_actors::storage::AppendError;
 
 use super::local::Api;
 use crate::routing::Message;
+use crate::routing::inject::{self, InjectError};
 
 /// The request body.
 #[derive(serde::Deserialize)]
@@ -34,9 +33,6 @@ pub struct Publish {
     #[serde(default)]
     retain: bool,
 }
-
-/// How long the commit may take before the request is answered 503.
-const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Store, then route; `200 {"key": ..}` after the commit.
 pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
@@ -61,36 +57,14 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("larger than mqtt.max_packet_size ({})\n", api.max_packet_size)).into_response();
     }
     let identity = api.api_identity.clone();
-    if !api.router.may_publish(&identity, &p.topic) {
-        return (StatusCode::FORBIDDEN, format!("{identity} may not publish to {:?} (ACL)\n", p.topic)).into_response();
-    }
-    let message =
-        Message { topic: p.topic.as_str().into(), payload: payload.clone().into(), qos: p.qos, retain: p.retain, ..Default::default() };
-    let mut plan = api.router.plan(&identity, message);
-    let rec = NewRecord {
-        device: identity.clone(),
-        topic: p.topic,
-        qos: p.qos,
-        payload,
-        received_at_ms: now_ms(),
-        retain: p.retain,
-        copies: plan.take_copies(),
-        ..Default::default()
-    };
-    let Some(storage) = api.storage.get() else { return unavailable("the storage actor is restarting") };
-    let appended = match storage.call(|reply| StorageMsg::AppendBatch(vec![rec], reply), Some(COMMIT_TIMEOUT)).await {
-        Ok(CallResult::Success(mut results)) => results.pop().unwrap_or(Err(AppendError::CommitFailed("no result".into()))),
-        // It may still commit: a retry may store it twice (under another key).
-        Ok(_) | Err(_) => return unavailable("the storage actor did not answer in time; the message may have been stored"),
-    };
-    match appended {
-        Ok(a) => {
-            api.router.deliver(plan);
-            Json(serde_json::json!({"key": a.key, "seq": a.seq})).into_response()
-        }
-        Err(e @ (AppendError::QuotaExceeded | AppendError::RetainedFull)) => {
+    let message = Message { topic: p.topic.as_str().into(), payload: payload.into(), qos: p.qos, retain: p.retain, ..Default::default() };
+    match inject::publish(&api.router, &api.storage, &identity, message).await {
+        Ok(a) => Json(serde_json::json!({"key": a.key, "seq": a.seq})).into_response(),
+        Err(e @ InjectError::NotAuthorized { .. }) => (StatusCode::FORBIDDEN, format!("{e}\n")).into_response(),
+        Err(InjectError::Store(e @ (AppendError::QuotaExceeded | AppendError::RetainedFull))) => {
             (StatusCode::INSUFFICIENT_STORAGE, format!("{e}\n")).into_response()
         }
+        // It may still commit: a retry may store it twice (under another key).
         Err(e) => unavailable(&e.to_string()),
     }
 }

@@ -43,8 +43,10 @@ pub enum SinkKind {
     Http { url: String, timeout: Duration, tls: Option<ClientTlsFiles> },
     /// Append JSON lines to a local file.
     File { path: PathBuf },
-    /// Publish to an upstream MQTT 5 broker (`mqtt://host:port`), topics under `topic_prefix`.
-    Mqtt { host: String, port: u16, topic_prefix: String, timeout: Duration },
+    /// Publish to an upstream MQTT 5 broker (`mqtt://host:port`), topics under `topic_prefix`;
+    /// `downlink` filters are subscribed upstream and delivered locally as `downlink_identity`
+    /// (`None`: `broker.api_identity`).
+    Mqtt { host: String, port: u16, topic_prefix: String, timeout: Duration, downlink: Vec<String>, downlink_identity: Option<String> },
     /// Publish to NATS JetStream (`nats://` or `tls://`), subjects under `subject_prefix`, into
     /// `stream` (created if missing) or whichever stream holds the subjects.
     Nats { url: String, subject_prefix: String, stream: Option<String>, timeout: Duration, tls: Option<ClientTlsFiles> },
@@ -66,6 +68,8 @@ pub(super) struct RawSink {
     topic_prefix: Option<String>,
     subject_prefix: Option<String>,
     stream: Option<String>,
+    downlink: Option<Vec<String>>,
+    downlink_identity: Option<String>,
     #[serde(default = "d_batch_messages")]
     batch_max_messages: usize,
     #[serde(default = "d_batch_bytes")]
@@ -174,6 +178,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
     };
     match s.kind.as_str() {
         "http" => {
+            unused("downlink", s.downlink.is_some(), e);
             unused("path", s.path.is_some(), e);
             unused("topic_prefix", s.topic_prefix.is_some(), e);
             let url = s.url.clone().unwrap_or_default();
@@ -188,6 +193,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             SinkKind::Http { url, timeout: Duration::from_millis(timeout_ms), tls }
         }
         "file" => {
+            unused("downlink", s.downlink.is_some(), e);
             unused("tls_ca", s.tls_ca.is_some(), e);
             unused("topic_prefix", s.topic_prefix.is_some(), e);
             unused("url", s.url.is_some(), e);
@@ -221,7 +227,17 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             if topic_prefix.contains(['+', '#', '\0']) {
                 e.push(format!("{key}.topic_prefix: \"{topic_prefix}\" must not hold wildcards"));
             }
-            SinkKind::Mqtt { host, port, topic_prefix, timeout: Duration::from_millis(timeout_ms) }
+            let downlink = s.downlink.clone().unwrap_or_default();
+            for f in &downlink {
+                if crate::routing::table::Subscription::new(f, 1, false, false, None).is_err() || f.starts_with("$share/") {
+                    e.push(format!("{key}.downlink: \"{f}\" is not a topic filter"));
+                }
+            }
+            if s.downlink_identity.is_some() && downlink.is_empty() {
+                e.push(format!("{key}.downlink_identity: only with downlink filters"));
+            }
+            let downlink_identity = s.downlink_identity.clone();
+            SinkKind::Mqtt { host, port, topic_prefix, timeout: Duration::from_millis(timeout_ms), downlink, downlink_identity }
         }
         "nats" => nats_kind(key, s, e),
         "discard" => {
@@ -240,7 +256,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
 /// `nats://USER:PASSWORD@HOST:PORT`), subjects under `subject_prefix` (dot-separated tokens,
 /// no wildcards), optionally a `stream` the sink creates if it is missing.
 fn nats_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
-    for (field, present) in [("path", s.path.is_some()), ("topic_prefix", s.topic_prefix.is_some())] {
+    for (field, present) in [("path", s.path.is_some()), ("topic_prefix", s.topic_prefix.is_some()), ("downlink", s.downlink.is_some())] {
         if present {
             e.push(format!("{key}.{field}: not used by kind \"nats\""));
         }

@@ -210,3 +210,18 @@ fn a_nats_sink_needs_a_nats_url_valid_subject_tokens_and_a_stream_name() {
     let errors = parse(&sink("url = \"nats://h:1\"\ntls_ca = \"ca.pem\"")).unwrap_err().0;
     assert!(errors.iter().any(|e| e == "sinks[0].tls_ca: TLS settings need a tls:// url"), "{errors:?}");
 }
+
+#[test]
+fn a_bridge_downlink_takes_topic_filters_and_only_an_mqtt_sink_has_one() {
+    let sink = |lines: &str| format!("[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"up\"\n{lines}\n");
+    let c = parse(&sink("kind = \"mqtt\"\nurl = \"mqtt://b:1883\"\ndownlink = [\"site/+/cmd/#\"]")).unwrap();
+    assert!(
+        matches!(&c.sinks[0].kind, SinkKind::Mqtt { downlink, downlink_identity: None, .. } if downlink == &["site/+/cmd/#".to_string()])
+    );
+    let errors = parse(&sink("kind = \"mqtt\"\nurl = \"mqtt://b:1883\"\ndownlink = [\"a/#/b\", \"$share/g/x\"]")).unwrap_err().0;
+    assert_eq!(errors.iter().filter(|e| e.starts_with("sinks[0].downlink: ")).count(), 2, "{errors:?}");
+    let errors = parse(&sink("kind = \"http\"\nurl = \"http://x:1\"\ndownlink = [\"a\"]")).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.starts_with("sinks[0].downlink: not used by kind \"http\"")), "{errors:?}");
+    let errors = parse(&sink("kind = \"mqtt\"\nurl = \"mqtt://b:1883\"\ndownlink_identity = \"ops\"")).unwrap_err().0;
+    assert!(errors.iter().any(|e| e == "sinks[0].downlink_identity: only with downlink filters"), "{errors:?}");
+}

@@ -12,6 +12,7 @@
 //! message also has `traceparent` (W3C), so the cloud can continue the message's trace.
 
 pub mod cloud_tls;
+pub mod downlink;
 mod file;
 mod http;
 mod mqtt;
@@ -58,12 +59,21 @@ pub enum EgressError {
     },
 }
 
-/// A built sink and, for an HTTPS sink with its own TLS files, the material to keep rotated.
-pub type Built = (Arc<dyn Sink>, Option<Arc<CloudTls>>);
+/// A built sink; for a sink with its own TLS files, the material to keep rotated; for an MQTT
+/// bridge with a downlink, the bridge (attached to the local broker once it runs).
+pub struct Built {
+    /// The sink.
+    pub sink: Arc<dyn Sink>,
+    /// Its TLS material, rotated.
+    pub cloud_tls: Option<Arc<CloudTls>>,
+    /// An MQTT bridge that subscribes upstream.
+    pub bridge: Option<Arc<MqttSink>>,
+}
 
-/// Build the sink a config entry describes.
-pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, EgressError> {
-    Ok(match &cfg.kind {
+/// Build the sink a config entry describes (`api_identity`: a bridge's downlink identity when
+/// the sink names none).
+pub fn build(gateway_id: &str, cfg: &SinkConfig, api_identity: &str) -> Result<Built, EgressError> {
+    let (sink, cloud_tls): (Arc<dyn Sink>, _) = match &cfg.kind {
         SinkKind::Http { url, timeout, tls } => {
             let cloud = match tls {
                 Some(files) => Some(CloudTls::load(&cfg.name, files)?),
@@ -76,9 +86,12 @@ pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, EgressError> {
             (Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout, client_config)?), cloud)
         }
         SinkKind::File { path } => (Arc::new(FileSink::open(path)?), None),
-        SinkKind::Mqtt { host, port, topic_prefix, timeout } => {
+        SinkKind::Mqtt { host, port, topic_prefix, timeout, downlink, downlink_identity } => {
             let client_id = format!("{gateway_id}-{}", cfg.name);
-            (Arc::new(MqttSink::new(host, *port, &client_id, topic_prefix, *timeout)), None)
+            let identity = downlink_identity.clone().unwrap_or_else(|| api_identity.to_string());
+            let downlink = (!downlink.is_empty()).then(|| Arc::new(downlink::Downlink::new(downlink.clone(), identity)));
+            let bridge = Arc::new(MqttSink::new(host, *port, &client_id, topic_prefix, *timeout, downlink.clone()));
+            return Ok(Built { sink: bridge.clone(), cloud_tls: None, bridge: downlink.map(|_| bridge) });
         }
         SinkKind::Nats { url, subject_prefix, stream, timeout, tls } => {
             let cloud = match tls {
@@ -93,7 +106,8 @@ pub fn build(gateway_id: &str, cfg: &SinkConfig) -> Result<Built, EgressError> {
             (Arc::new(NatsSink::new(url, &name, subject_prefix, stream.clone(), *timeout, client_config)), cloud)
         }
         SinkKind::Discard => (Arc::new(DiscardSink), None),
-    })
+    };
+    Ok(Built { sink, cloud_tls, bridge: None })
 }
 
 /// One message as the cloud sees it.

@@ -167,7 +167,7 @@ impl Gateway {
         let gateway_id = store.gateway_id(config.gateway_id.as_deref()).map_err(OpenError::from)?;
         let providers = start_telemetry(&config, &metrics)?;
         let mut reloadables = Vec::new();
-        let sinks = build_sinks(&config, &gateway_id, &mut reloadables)?;
+        let (sinks, bridges) = build_sinks(&config, &gateway_id, &mut reloadables)?;
         let trust = load_trust(&config, &metrics, &mut reloadables)?;
         let http_tls = load_http_tls(&config, &mut reloadables)?;
         let stored = Stored {
@@ -183,6 +183,9 @@ impl Gateway {
         let router = Router::new(stored, trust.authority.clone(), metrics.clone(), limits);
         let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;
+        for bridge in &bridges {
+            bridge.attach(router.clone(), inputs.storage.clone());
+        }
         let (http_stop, _) = watch::channel(false);
         tokio::spawn(crate::routing::sessions::expire_sessions_every(router.clone(), inputs.storage.clone(), http_stop.subscribe()));
         let http_addr = services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), &http_stop).await?;
@@ -267,11 +270,17 @@ fn start_telemetry(config: &Config, metrics: &Metrics) -> Result<Providers, Gate
 }
 
 /// Step 3: every sink's I/O half; an HTTPS sink's TLS files join the rotation.
-fn build_sinks(config: &Config, gateway_id: &str, reloadables: &mut Vec<Arc<dyn Reloadable>>) -> Result<Vec<SinkSpec>, GatewayError> {
-    let mut specs = Vec::new();
+/// (MQTT bridges with a downlink come back too: they are attached to the router later.)
+fn build_sinks(
+    config: &Config,
+    gateway_id: &str,
+    reloadables: &mut Vec<Arc<dyn Reloadable>>,
+) -> Result<(Vec<SinkSpec>, Vec<Arc<egress::MqttSink>>), GatewayError> {
+    let (mut specs, mut bridges) = (Vec::new(), Vec::new());
     for s in &config.sinks {
-        let (sink, cloud_tls) = egress::build(gateway_id, s)?;
+        let egress::Built { sink, cloud_tls, bridge } = egress::build(gateway_id, s, &config.broker.api_identity)?;
         reloadables.extend(cloud_tls.map(|c| c as Arc<dyn Reloadable>));
+        bridges.extend(bridge);
         let policy = ForwarderPolicy {
             max_messages: s.batch_max_messages,
             max_bytes: s.batch_max_bytes,
@@ -280,7 +289,7 @@ fn build_sinks(config: &Config, gateway_id: &str, reloadables: &mut Vec<Arc<dyn 
         };
         specs.push(SinkSpec { name: s.name.clone(), policy, sink });
     }
-    Ok(specs)
+    Ok((specs, bridges))
 }
 
 /// Step 4: device TLS, identities, ACLs and the schema registry; their files join the rotation.

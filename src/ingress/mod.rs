@@ -134,7 +134,7 @@ impl TryFrom<IngressError> for ntex_mqtt::v5::PublishAck {
 
 /// At most 128 characters of device-chosen text in a log line (logged with `?`, so control
 /// characters are escaped and cannot forge lines).
-fn clip(s: &str) -> &str {
+pub(crate) fn clip(s: &str) -> &str {
     s.char_indices().nth(128).map_or(s, |(i, _)| &s[..i])
 }
 

@@ -21,6 +21,7 @@
 //! the transaction that stores the publish); this module keeps the copy that is read at each
 //! SUBSCRIBE, loaded from the store at start, as are the persistent sessions (`sessions.rs`).
 
+pub mod inject;
 pub mod persist;
 pub mod sessions;
 pub mod table;

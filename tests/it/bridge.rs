@@ -87,3 +87,65 @@ async fn the_bridge_delivers_every_message_with_its_key_also_across_an_upstream_
     assert_eq!(distinct.len(), 20, "one key per message");
     gw.stop().await;
 }
+
+/// The downlink: the bridge subscribes upstream (`downlink`), and what arrives goes to local
+/// subscribers under the topic without `topic_prefix`, ACL-checked as the downlink identity
+/// (`api`, which this ACL lets send `devices/+/cmd/#` only). Its upstream session is
+/// persistent: a command sent while the gateway is stopped arrives after it starts again (here
+/// into a local persistent session, so it waits for its client too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_downlink_delivers_upstream_commands_locally_within_the_acl_and_across_a_restart() {
+    let dir = util::temp_dir();
+    let upstream_dir = dir.path().join("upstream");
+    std::fs::create_dir_all(&upstream_dir).unwrap();
+    let upstream = Mosquitto::start(&upstream_dir).await;
+    let ingest = IngestServer::start().await;
+    let acl = "[[allow]]\nidentities = [\"*\"]\npublish = [\"devices/%u/#\"]\nsubscribe = [\"#\"]\n\n[[allow]]\nidentities = [\"api\"]\npublish = [\"devices/+/cmd/#\"]\n";
+    let mut extra = crate::broker::extra(dir.path(), acl, "");
+    extra.sink = format!(
+        "\n[[sinks]]\nname = \"upstream\"\nkind = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic_prefix = \"site-a/\"\ndownlink = [\"site-a/devices/+/cmd/#\", \"site-a/other/#\"]\ntimeout_ms = 2000\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n",
+        upstream.port
+    );
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
+    let local = gw.mqtt_addr.port();
+    let sub_args = ["-i", "dev-1", "-c", "-q", "1", "-t", "#", "-v"];
+    let sub = Sub::start(local, &sub_args).await;
+    let up = |topic: &'static str, payload: String| {
+        let port = upstream.port.to_string();
+        async move {
+            let out = util::mosquitto_pub(&["-h", "127.0.0.1", "-p", &port, "-i", "cloud", "-q", "1", "-t", topic, "-m", &payload]).await;
+            assert!(out.status.success(), "{out:?}");
+        }
+    };
+    // The bridge connects within a second of the start: probe until a command comes through.
+    let mut through = false;
+    for i in 0..20 {
+        up("site-a/devices/dev-1/cmd/probe", format!("p{i}")).await;
+        if util::within(Duration::from_millis(500), async || {
+            sub.messages().iter().any(|l| l.starts_with("devices/dev-1/cmd/probe ")).then_some(())
+        })
+        .await
+        .is_some()
+        {
+            through = true;
+            break;
+        }
+    }
+    assert!(through, "no downlink message arrived: {:?}", sub.all());
+    up("site-a/other/x", "refused".into()).await;
+    up("site-a/devices/dev-1/cmd/valve", "open".into()).await;
+    poll_until("the command, locally", WAIT, || sub.messages().iter().any(|l| l == "devices/dev-1/cmd/valve open")).await;
+    assert!(!sub.messages().iter().any(|l| l.contains("refused")), "outside the downlink identity's ACL: {:?}", sub.messages());
+    // Stored like a device's publish: the sinks see it too.
+    poll_until("the command at the cloud", WAIT, || ingest.accepted().iter().any(|m| m.topic == "devices/dev-1/cmd/valve")).await;
+    drop(sub);
+    gw.stop().await;
+    up("site-a/devices/dev-1/cmd/valve", "close".into()).await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
+    let sub = Sub::start(gw.mqtt_addr.port(), &sub_args).await;
+    poll_until("the command sent while the gateway was stopped", WAIT, || {
+        sub.messages().iter().any(|l| l == "devices/dev-1/cmd/valve close")
+    })
+    .await;
+    gw.stop().await;
+}

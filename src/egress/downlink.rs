@@ -1,0 +1,77 @@
+//! The MQTT bridge's downlink: messages the upstream broker sends for the bridge's `downlink`
+//! subscriptions are published locally (`crate::routing::inject`): the topic without the
+//! sink's `topic_prefix` (the uplink's mapping, reversed), checked against the ACL as the
+//! downlink identity, stored like a device's publish and delivered to local subscribers.
+
+use std::sync::{Arc, OnceLock};
+
+use edge_gateway_actors::slot::ActorSlot;
+use edge_gateway_actors::storage::StorageMsg;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Publish;
+
+use crate::routing::inject::{self, InjectError};
+use crate::routing::{Message, Router};
+use crate::throttle::Throttle;
+
+/// What a bridge subscribes to upstream, and where it delivers.
+pub struct Downlink {
+    /// Upstream topic filters, subscribed at QoS 1.
+    pub filters: Vec<String>,
+    /// The identity the messages are published as (ACL).
+    pub identity: String,
+    /// The local broker, once the gateway has started it.
+    target: OnceLock<(Arc<Router>, ActorSlot<StorageMsg>)>,
+}
+
+impl Downlink {
+    /// A downlink that delivers nothing until [`Downlink::attach`].
+    pub fn new(filters: Vec<String>, identity: String) -> Self {
+        Self { filters, identity, target: OnceLock::new() }
+    }
+
+    /// Deliver into this router through this storage actor from now on.
+    pub fn attach(&self, router: Arc<Router>, storage: ActorSlot<StorageMsg>) {
+        let _ = self.target.set((router, storage));
+    }
+
+    /// Publish one upstream message locally (refusals are logged, once a second at most).
+    pub(super) async fn deliver(&self, prefix: &str, p: &Publish) {
+        let Some((router, storage)) = self.target.get() else { return };
+        let upstream = String::from_utf8_lossy(&p.topic);
+        let topic = upstream.strip_prefix(prefix).unwrap_or(&upstream);
+        if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+            return warn(&upstream, "not a topic name after the prefix");
+        }
+        let props = p.properties.as_ref();
+        let message = Message {
+            topic: topic.into(),
+            payload: ntex_bytes::Bytes::copy_from_slice(&p.payload),
+            qos: if p.qos == QoS::AtMostOnce { 0 } else { 1 },
+            retain: p.retain,
+            content_type: props.and_then(|p| p.content_type.as_deref()).map(Into::into),
+            user_properties: props
+                .map(|p| p.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect())
+                .unwrap_or_default(),
+            response_topic: props.and_then(|p| p.response_topic.as_deref()).map(Into::into),
+            correlation_data: props.and_then(|p| p.correlation_data.as_ref()).map(|c| ntex_bytes::Bytes::copy_from_slice(c)),
+            expires_at: props
+                .and_then(|p| p.message_expiry_interval)
+                .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
+        };
+        match inject::publish(router, storage, &self.identity, message).await {
+            Ok(_) => {}
+            Err(e @ InjectError::NotAuthorized { .. }) => warn(&upstream, &e.to_string()),
+            Err(e) => warn(&upstream, &e.to_string()),
+        }
+    }
+}
+
+fn warn(topic: &str, why: &str) {
+    if REFUSALS.allow() {
+        tracing::warn!(topic = ?crate::ingress::clip(topic), why, "Downlink message from the upstream broker not delivered (more this second are not logged).");
+    }
+}
+
+/// Downlink refusals: one WARN line per second.
+static REFUSALS: Throttle = Throttle::new();
