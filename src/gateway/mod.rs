@@ -9,6 +9,7 @@
 
 mod preflight;
 mod services;
+mod sinks;
 mod store_open;
 
 pub use preflight::{load_supervision, preflight};
@@ -18,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_gateway_actors::forwarder::ForwarderPolicy;
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::rotation::{Reloadable, RotationMsg};
@@ -34,7 +34,7 @@ pub use store_open::{OpenError, quarantine_marker};
 
 use crate::api::https::HttpTls;
 use crate::config::{Config, PlainAuth};
-use crate::egress::{self, EgressError};
+use crate::egress::EgressError;
 use crate::ingress::Ingress;
 use crate::ingress::listen::{self, ListenError};
 use crate::routing::Router;
@@ -167,7 +167,7 @@ impl Gateway {
         let gateway_id = store.gateway_id(config.gateway_id.as_deref()).map_err(OpenError::from)?;
         let providers = start_telemetry(&config, &metrics)?;
         let mut reloadables = Vec::new();
-        let (sinks, bridges) = build_sinks(&config, &gateway_id, &mut reloadables)?;
+        let (sinks, bridges) = sinks::build_sinks(&config, &gateway_id, &mut reloadables)?;
         let trust = load_trust(&config, &metrics, &mut reloadables)?;
         let http_tls = load_http_tls(&config, &mut reloadables)?;
         let stored = Stored {
@@ -267,29 +267,6 @@ fn start_telemetry(config: &Config, metrics: &Metrics) -> Result<Providers, Gate
     let tracer = crate::telemetry::traces::init(&config.tracing, metrics)?;
     let logger = crate::telemetry::logs::init(&config.tracing, metrics)?;
     Ok((tracer, logger))
-}
-
-/// Step 3: every sink's I/O half; an HTTPS sink's TLS files join the rotation.
-/// (MQTT bridges with a downlink come back too: they are attached to the router later.)
-fn build_sinks(
-    config: &Config,
-    gateway_id: &str,
-    reloadables: &mut Vec<Arc<dyn Reloadable>>,
-) -> Result<(Vec<SinkSpec>, Vec<Arc<egress::MqttSink>>), GatewayError> {
-    let (mut specs, mut bridges) = (Vec::new(), Vec::new());
-    for s in &config.sinks {
-        let egress::Built { sink, cloud_tls, bridge } = egress::build(gateway_id, s, &config.broker.api_identity)?;
-        reloadables.extend(cloud_tls.map(|c| c as Arc<dyn Reloadable>));
-        bridges.extend(bridge);
-        let policy = ForwarderPolicy {
-            max_messages: s.batch_max_messages,
-            max_bytes: s.batch_max_bytes,
-            backoff: s.backoff,
-            stuck_after: s.stuck_after,
-        };
-        specs.push(SinkSpec { name: s.name.clone(), policy, sink });
-    }
-    Ok((specs, bridges))
 }
 
 /// Step 4: device TLS, identities, ACLs and the schema registry; their files join the rotation.
