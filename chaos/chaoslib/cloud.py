@@ -214,6 +214,10 @@ def _serve(conn, run_id, seed, sink):
         from .nats import NatsCloud
 
         cloud = NatsCloud(run_id, seed, log=log)
+    elif sink == "mqtt":
+        from .mqtt_cloud import MqttCloud
+
+        cloud = MqttCloud(run_id, seed, log=log)
     else:
         cloud = Cloud(run_id, seed, log=log)
     cloud.start()

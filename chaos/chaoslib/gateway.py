@@ -124,7 +124,7 @@ class Gateway:
                 f'[storage]\nbackend = "{self.backend}"\n{e.get("storage", "")}\n'
                 f'[auth]\nplain = "anonymous"\nacl_file = "{acl}"\n'
                 f'[[sinks]]\nname = "cloud"\nkind = "{self.sink}"\nurl = "{self.cloud_url}"\ntimeout_ms = 2000\n'
-                + ('subject_prefix = "chaos"\nstream = "CHAOS"\n' if self.sink == "nats" else '') +
+                + {"nats": 'subject_prefix = "chaos"\nstream = "CHAOS"\n', "mqtt": 'topic_prefix = "chaos/"\n'}.get(self.sink, '') +
                 f'backoff_initial_ms = 20\nbackoff_max_ms = 500\n{e.get("sink", "")}\n')
         with open(self.config, "w") as f:
             f.write(text)

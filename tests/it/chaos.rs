@@ -103,6 +103,15 @@ async fn chaos_kill_process_short_nats() {
     assert_eq!(int(&v, "not_ready"), 0, "{v:#}");
 }
 
+/// The same with the MQTT bridge into a mosquitto, read by a persistent MQTT 5 subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_process_short_mqtt() {
+    let args = ["--duration", "10", "--kills", "3", "--recover-bar-ms", "15000", "--rate", "150", "--devices", "3", "--sink", "mqtt"];
+    let v = run("kill-process", &args).await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+    assert_eq!(int(&v, "not_ready"), 0, "{v:#}");
+}
+
 /// nats-server killed for 3 s and started again on the same store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_cloud_outage_short_nats() {
