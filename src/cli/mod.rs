@@ -7,6 +7,7 @@ mod passwd;
 mod run;
 mod salvage;
 mod schema;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

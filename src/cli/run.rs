@@ -70,7 +70,20 @@ fn serve(config: Config, supervision: SupervisionConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match gateway.run_until(shutdown_signal()).await {
+        // systemd (Type=notify): ready now; the watchdog fed while ready; stopping on a signal.
+        let notifier = super::systemd::Notifier::from_env();
+        let stopping = super::systemd::Notifier::from_env();
+        if let Some(n) = notifier {
+            n.send("READY=1\nSTATUS=started");
+            tokio::spawn(n.watchdog(gateway.health.clone(), gateway.metrics.clone()));
+        }
+        let shutdown = async move {
+            shutdown_signal().await;
+            if let Some(n) = stopping {
+                n.send("STOPPING=1\nSTATUS=stopping: draining in-flight publishes");
+            }
+        };
+        match gateway.run_until(shutdown).await {
             Exit::Graceful => ExitCode::SUCCESS,
             Exit::RootFailed => ExitCode::FAILURE,
         }

@@ -11,6 +11,7 @@ mod broker;
 mod chaos;
 mod cloud_tls;
 mod cve;
+mod daemon;
 mod devices;
 mod endpoint;
 mod faults;
