@@ -4,6 +4,7 @@
 mod check_config;
 mod logs;
 mod passwd;
+mod reload;
 mod run;
 mod salvage;
 mod schema;

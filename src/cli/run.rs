@@ -38,10 +38,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(a) => a,
         Err(problems) => return super::bad_config(&problems),
     };
-    match super::load(args.config, args.supervision) {
+    match super::load(args.config.clone(), args.supervision) {
         Ok((mut config, supervision)) => {
             config.admin = admin;
-            serve(config, supervision)
+            serve(config, supervision, args.config)
         }
         Err(problems) => super::bad_config(&problems),
     }
@@ -54,7 +54,7 @@ fn admin_flags(listen: Option<SocketAddr>, token_file: Option<PathBuf>) -> Resul
     AdminConfig::new(listen, token).map(Some).map_err(|e| e.0)
 }
 
-fn serve(config: Config, supervision: SupervisionConfig) -> ExitCode {
+fn serve(config: Config, supervision: SupervisionConfig, path: Option<PathBuf>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -70,6 +70,7 @@ fn serve(config: Config, supervision: SupervisionConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        tokio::spawn(super::reload::on_sighup(path, gateway.rotation.clone()));
         // systemd (Type=notify): ready now; the watchdog fed while ready; stopping on a signal.
         let notifier = super::systemd::Notifier::from_env();
         let stopping = super::systemd::Notifier::from_env();

@@ -114,3 +114,31 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     let out = Command::new(util::require("systemd-analyze")).arg("verify").arg(&path).output().expect("systemd-analyze");
     assert!(out.status.success() && out.stderr.is_empty(), "{}", util::text(&out));
 }
+
+/// SIGHUP checks the whole file first (an invalid one changes nothing), reloads the files, and
+/// names each other changed setting as needing a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_refuses_an_invalid_file_and_names_the_settings_that_need_a_restart() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &Extra::default());
+    let mut gw = harness::Process::start(dir.path(), &config, mqtt, http).await;
+    let path = dir.path().join("gateway.toml");
+    let hup = |gw: &harness::Process| {
+        let _ = Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status();
+    };
+    let log = |gw: &harness::Process| std::fs::read_to_string(&gw.log).unwrap_or_default();
+    // Invalid: refused whole, the gateway goes on.
+    std::fs::write(&path, config.replace("connect_timeout_secs = 2", "connect_timeout_secs = \"soon\"")).unwrap();
+    hup(&gw);
+    poll_until("the refusal", Duration::from_secs(10), || log(&gw).contains("the configuration is not valid; nothing applied")).await;
+    assert!(log(&gw).contains("connect_timeout_secs"), "the problem is named: {}", log(&gw));
+    // Valid, with a setting that cannot change while running.
+    std::fs::write(&path, config.replace("connect_timeout_secs = 2", "connect_timeout_secs = 3")).unwrap();
+    hup(&gw);
+    poll_until("the restart warning", Duration::from_secs(10), || log(&gw).contains("need a restart")).await;
+    assert!(log(&gw).contains("mqtt.connect_timeout_secs"), "{}", log(&gw));
+    util::publish_one(mqtt, "still serving").await;
+    assert_eq!(gw.terminate(), Some(0));
+}
