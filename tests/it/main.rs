@@ -20,6 +20,7 @@ mod harness;
 mod ingest;
 mod malformed;
 mod nats;
+mod package;
 mod pipeline;
 mod process;
 mod raw;
