@@ -2,7 +2,8 @@
 # Run every test of edge-gateway on a fresh Debian machine with only the Rust toolchain:
 # installs the peers the tests drive (mosquitto clients, the mosquitto broker the routing tests
 # compare with, mosquitto_passwd, nats-server for the JetStream sink, systemd-analyze for the
-# unit file, lintian and dpkg-dev for the Debian package, promtool, faketime, curl,
+# unit file, lintian, dpkg-dev and minisign for the Debian package and signed releases,
+# promtool, faketime, curl,
 # openssl, strace, a Python venv with an OTLP receiver's packages and paho-mqtt for the chaos
 # scripts) when missing, then runs the whole workspace's tests with the committed Cargo.lock.
 # mosquitto_passwd comes with the broker's package: it is installed without starting its
@@ -16,6 +17,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v minisign >/dev/null 2>&1 || need+=(minisign)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 { command -v nats-server || [ -x /usr/sbin/nats-server ]; } >/dev/null 2>&1 || need+=(nats-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -43,7 +45,7 @@ if [ ${#need[@]} -gt 0 ]; then
     [ -z "$no_start" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # Fail, never skip, when a peer is still missing.
-for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace curl stdbuf systemd-analyze lintian dpkg-shlibdeps; do
+for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace curl stdbuf systemd-analyze lintian dpkg-shlibdeps minisign; do
     command -v "$bin" >/dev/null 2>&1 || { echo "test.sh: $bin is required and could not be installed" >&2; exit 1; }
 done
 { command -v nats-server || [ -x /usr/sbin/nats-server ]; } >/dev/null 2>&1 || { echo "test.sh: nats-server is required and could not be installed" >&2; exit 1; }

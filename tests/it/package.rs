@@ -2,7 +2,8 @@
 //! finds nothing but the tag an upload outside Debian always has; installed into a throwaway
 //! root (extracted, with the shared libraries the binary needs), the installed conffile passes
 //! `edge-gateway check-config` inside that root once its TLS files are deployed, and names them
-//! while they are missing.
+//! while they are missing. Release artefacts: `scripts/release.sh`, signed and verified with
+//! minisign.
 
 use std::path::Path;
 use std::process::Command;
@@ -86,4 +87,45 @@ fn the_deb_is_lintian_clean_and_its_conffile_passes_check_config_in_a_throwaway_
     run(Command::new(harness::binary()).args(["certs", "server", "--ca-dir"]).arg(&tls).arg("--out").arg(tls.join("server")));
     let ok = check();
     assert!(ok.status.success() && text(&ok).contains("configuration OK"), "{}", text(&ok));
+}
+
+/// Release artefacts: SHA256SUMS over the binary and the .deb, signed in minisign's format with
+/// a throwaway key; the standard `minisign` tool verifies the signature, `sha256sum -c` the
+/// files, and both catch a changed byte. Without a key nothing is released.
+#[test]
+fn release_artefacts_are_checksummed_and_signed_so_that_minisign_verifies_them() {
+    let dir = util::temp_dir();
+    let (public, secret) = (dir.path().join("edge-gateway.pub"), dir.path().join("edge-gateway.key"));
+    run(Command::new(util::require("minisign")).args(["-G", "-W", "-p"]).arg(&public).arg("-s").arg(&secret));
+    let release = || {
+        let mut c = Command::new("bash");
+        c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/release.sh"))
+            .arg("--binary")
+            .arg(harness::binary())
+            .arg("--out")
+            .arg(dir.path().join("out"));
+        c
+    };
+    let unsigned = release().env_remove("EDGE_GATEWAY_SIGNING_KEY_FILE").env_remove("EDGE_GATEWAY_SIGNING_KEY").output().unwrap();
+    assert!(!unsigned.status.success() && text(&unsigned).contains("no signing key"), "{}", text(&unsigned));
+    let out = run(release()
+        .env("EDGE_GATEWAY_SIGNING_KEY", std::fs::read_to_string(&secret).unwrap())
+        .env("EDGE_GATEWAY_SIGNING_PUBLIC_KEY_FILE", &public));
+    let out_dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let sums = std::fs::read_to_string(out_dir.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), 2, "{sums}");
+    assert!(sums.contains("-linux") && sums.contains(".deb"), "{sums}");
+    let verify = || Command::new("minisign").arg("-Vm").arg(out_dir.join("SHA256SUMS")).arg("-p").arg(&public).output().unwrap();
+    let checked = verify();
+    assert!(checked.status.success() && text(&checked).contains("Trusted comment: edge-gateway"), "{}", text(&checked));
+    run(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out_dir));
+    // A changed byte: the checksum catches it in a file, the signature in SHA256SUMS.
+    let deb = out_dir.join(sums.lines().find(|l| l.ends_with(".deb")).unwrap().split_whitespace().nth(1).unwrap());
+    let mut bytes = std::fs::read(&deb).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&deb, bytes).unwrap();
+    assert!(!Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out_dir).output().unwrap().status.success());
+    std::fs::write(out_dir.join("SHA256SUMS"), sums.replacen('0', "1", 1)).unwrap();
+    assert!(!verify().status.success(), "a changed SHA256SUMS fails the signature");
 }
