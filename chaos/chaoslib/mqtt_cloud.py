@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-from .cloud import Cloud
+from .engine import EngineCloud
 from .gateway import free_port
 
 PREFIX = "chaos/"
@@ -29,15 +29,14 @@ def mosquitto_bin():
     raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
 
 
-class MqttCloud:
+class MqttCloud(EngineCloud):
+    stop_signal = signal.SIGTERM  # mosquitto saves its sessions and queued messages
+
     def __init__(self, run_id, seed=1, log=print):
-        self.book = Cloud(run_id, seed, log)  # the recording (its HTTP server is never opened)
-        self.log = log
+        super().__init__(run_id, seed, log)
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.dir = tempfile.mkdtemp(prefix="chaos-mqtt-")
-        self.proc = None
-        self.mode = "up"
         self.client = None
 
     def start(self):
@@ -76,9 +75,7 @@ class MqttCloud:
 
         def on_message(cl, userdata, m):
             props = dict(getattr(m.properties, "UserProperty", []) or [])
-            with self.book.lock:
-                self.book._record({"key": props.get("idempotency-key"), "payload": m.payload.decode("utf-8", "replace")})
-                self.book.requests["ok"] += 1
+            self.record(props.get("idempotency-key"), m.payload.decode("utf-8", "replace"))
 
         c.on_connect, c.on_message = on_connect, on_message
         c.on_subscribe = lambda *a: subscribed.set()
@@ -91,48 +88,9 @@ class MqttCloud:
             raise RuntimeError("the cloud's subscriber did not subscribe")
         self.client = c
 
-    def set_mode(self, mode, fail_ratio=0.5):
-        if mode == "fail":
-            raise ValueError("--sink mqtt has no fail mode (down or hang)")
-        if self.mode == "hang" and self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-        if mode == "down" and self.proc is not None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves the sessions and queued messages
-            self.proc.wait(15)
-            self.proc = None
-        elif mode == "hang" and self.proc is not None:
-            self.proc.send_signal(signal.SIGSTOP)
-        elif mode == "up" and self.proc is None:
-            self._run_broker()
-        self.mode = mode
-        with self.book.lock:
-            self.book.mode = mode
-
-    # --- the queries of Cloud ----------------------------------------------------------------
-
-    def delivered_ids(self):
-        return self.book.delivered_ids()
-
-    def duplicate_ids(self):
-        return self.book.duplicate_ids()
-
-    def last_delivery(self):
-        return self.book.last_delivery()
-
-    def delivered_between(self, t0, t1):
-        return self.book.delivered_between(t0, t1)
-
-    def stats(self):
-        return self.book.stats()
-
     def stop(self):
         if self.client is not None:
             self.client.loop_stop()
             self.client = None
-        if self.proc is not None:
-            if self.mode == "hang":
-                self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
+        self._kill_broker()
         shutil.rmtree(self.dir, ignore_errors=True)

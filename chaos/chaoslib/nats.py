@@ -10,14 +10,13 @@ hang (nats-server stopped with SIGSTOP: connections open, nothing answers). Ther
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
 
-from .cloud import Cloud
+from .engine import EngineCloud
 from .gateway import free_port
 
 STREAM, SUBJECTS, PREFIX = "CHAOS", "chaos.>", "chaos"
@@ -30,25 +29,22 @@ def nats_server_bin():
     raise RuntimeError("nats-server is not installed (Debian package nats-server)")
 
 
-class NatsCloud:
+class NatsCloud(EngineCloud):
     def __init__(self, run_id, seed=1, log=print):
-        self.book = Cloud(run_id, seed, log)  # the recording (its HTTP server is never opened)
-        self.log = log
+        super().__init__(run_id, seed, log)
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.store = tempfile.mkdtemp(prefix="chaos-nats-")
-        self.proc = None
-        self.mode = "up"
         self._stop = threading.Event()
         self._thread = None
 
     def start(self):
-        self._run_server()
+        self._run_broker()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._consume()), daemon=True)
         self._thread.start()
         return self
 
-    def _run_server(self):
+    def _run_broker(self):
         args = [nats_server_bin(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
@@ -59,23 +55,6 @@ class NatsCloud:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("nats-server did not listen within 15 s")
-
-    def set_mode(self, mode, fail_ratio=0.5):
-        if mode == "fail":
-            raise ValueError("--sink nats has no fail mode (down or hang)")
-        if self.mode == "hang" and self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-        if mode == "down" and self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-        elif mode == "hang" and self.proc is not None:
-            self.proc.send_signal(signal.SIGSTOP)
-        elif mode == "up" and self.proc is None:
-            self._run_server()
-        self.mode = mode
-        with self.book.lock:
-            self.book.mode = mode
 
     async def _consume(self):
         import nats
@@ -99,11 +78,8 @@ class NatsCloud:
             except Exception:  # no stream yet, server down or stopped: try again
                 await asyncio.sleep(0.2)
                 continue
-            with self.book.lock:
-                for m in msgs:
-                    key = (m.headers or {}).get("Nats-Msg-Id")
-                    self.book._record({"key": key, "payload": m.data.decode("utf-8", "replace")})
-                self.book.requests["ok"] += 1
+            for m in msgs:
+                self.record((m.headers or {}).get("Nats-Msg-Id"), m.data.decode("utf-8", "replace"))
             for m in msgs:
                 try:
                     await m.ack()
@@ -111,31 +87,9 @@ class NatsCloud:
                     pass  # redelivered later: the book counts it as a duplicate request only
         await nc.close()
 
-    # --- the queries of Cloud ----------------------------------------------------------------
-
-    def delivered_ids(self):
-        return self.book.delivered_ids()
-
-    def duplicate_ids(self):
-        return self.book.duplicate_ids()
-
-    def last_delivery(self):
-        return self.book.last_delivery()
-
-    def delivered_between(self, t0, t1):
-        return self.book.delivered_between(t0, t1)
-
-    def stats(self):
-        return self.book.stats()
-
     def stop(self):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        if self.proc is not None:
-            if self.mode == "hang":
-                self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
+        self._kill_broker()
         shutil.rmtree(self.store, ignore_errors=True)
