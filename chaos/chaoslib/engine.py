@@ -3,6 +3,8 @@ server is never opened), the queries the scripts ask, and the broker process's m
 stopped by `stop_signal` and started again on the same port and store; hang: SIGSTOP)."""
 
 import signal
+import socket
+import time
 
 from .cloud import Cloud
 
@@ -18,6 +20,17 @@ class EngineCloud:
 
     def _run_broker(self):
         raise NotImplementedError
+
+    def _wait_listening(self, name):
+        """Return once the broker just started accepts connections on self.port (15 s at most)."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{name} did not listen within 15 s")
 
     def set_mode(self, mode, fail_ratio=0.5):
         if mode == "fail":

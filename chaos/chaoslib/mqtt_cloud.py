@@ -10,11 +10,9 @@ the same port and store: a broker restart); hang (mosquitto stopped with SIGSTOP
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 
 from .engine import EngineCloud
 from .gateway import free_port
@@ -50,14 +48,7 @@ class MqttCloud(EngineCloud):
     def _run_broker(self):
         conf = os.path.join(self.dir, "mosquitto.conf")
         self.proc = subprocess.Popen([mosquitto_bin(), "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not listen within 15 s")
+        self._wait_listening("mosquitto")
 
     def _subscribe(self):
         import paho.mqtt.client as mqtt

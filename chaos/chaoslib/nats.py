@@ -10,11 +10,9 @@ hang (nats-server stopped with SIGSTOP: connections open, nothing answers). Ther
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 
 from .engine import EngineCloud
 from .gateway import free_port
@@ -47,14 +45,7 @@ class NatsCloud(EngineCloud):
     def _run_broker(self):
         args = [nats_server_bin(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nats-server did not listen within 15 s")
+        self._wait_listening("nats-server")
 
     async def _consume(self):
         import nats
