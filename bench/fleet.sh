@@ -139,7 +139,7 @@ start_upstream() {
     die "$1 did not listen"
 }
 
-declare -A TOTAL_S RATE MEDIAN_S MAX_S FILL
+declare -A TOTAL_S RATE MEDIAN_S FILL
 for sink in "${SINKS[@]}"; do
     log "$sink: starting $GATEWAYS gateways (upstream not running yet)"
     for i in $(seq 0 $((GATEWAYS - 1))); do start_gateway "$i" "$sink"; done
@@ -169,7 +169,6 @@ for sink in "${SINKS[@]}"; do
     TOTAL_S[$sink]=$(awk -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')
     RATE[$sink]=$(awk -v n=$((GATEWAYS * (MESSAGES / 4 * 4))) -v s="${TOTAL_S[$sink]}" 'BEGIN { printf "%.0f", n / s }')
     MEDIAN_S[$sink]=$(for t in "${done_at[@]}"; do awk -v a="$t0" -v b="$t" 'BEGIN { printf "%.2f\n", b - a }'; done | median)
-    MAX_S[$sink]=${TOTAL_S[$sink]}
     log "$sink: drained in ${TOTAL_S[$sink]} s (${RATE[$sink]} msg/s over the fleet)"
     cleanup_fleet
     unset done_at

@@ -75,14 +75,7 @@ pub struct Built {
 pub fn build(gateway_id: &str, cfg: &SinkConfig, api_identity: &str) -> Result<Built, EgressError> {
     let (sink, cloud_tls): (Arc<dyn Sink>, _) = match &cfg.kind {
         SinkKind::Http { url, timeout, tls } => {
-            let cloud = match tls {
-                Some(files) => Some(CloudTls::load(&cfg.name, files)?),
-                None => None,
-            };
-            let client_config = match &cloud {
-                Some(c) => Some(c.client_config()?),
-                None => None,
-            };
+            let (cloud, client_config) = client_tls(&cfg.name, tls.as_ref())?;
             (Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout, client_config)?), cloud)
         }
         SinkKind::File { path } => (Arc::new(FileSink::open(path)?), None),
@@ -94,20 +87,24 @@ pub fn build(gateway_id: &str, cfg: &SinkConfig, api_identity: &str) -> Result<B
             return Ok(Built { sink: bridge.clone(), cloud_tls: None, bridge: downlink.map(|_| bridge) });
         }
         SinkKind::Nats { url, subject_prefix, stream, timeout, tls } => {
-            let cloud = match tls {
-                Some(files) => Some(CloudTls::load(&cfg.name, files)?),
-                None => None,
-            };
-            let client_config = match &cloud {
-                Some(c) => Some(c.client_config()?),
-                None => None,
-            };
+            let (cloud, client_config) = client_tls(&cfg.name, tls.as_ref())?;
             let name = format!("{gateway_id}-{}", cfg.name);
             (Arc::new(NatsSink::new(url, &name, subject_prefix, stream.clone(), *timeout, client_config)), cloud)
         }
         SinkKind::Discard => (Arc::new(DiscardSink), None),
     };
     Ok(Built { sink, cloud_tls, bridge: None })
+}
+
+/// A sink's own TLS files (rotated) and the client config that always uses the current ones.
+fn client_tls(
+    sink: &str,
+    files: Option<&crate::config::ClientTlsFiles>,
+) -> Result<(Option<Arc<CloudTls>>, Option<rustls::ClientConfig>), EgressError> {
+    let Some(files) = files else { return Ok((None, None)) };
+    let cloud = CloudTls::load(sink, files)?;
+    let config = cloud.client_config()?;
+    Ok((Some(cloud), Some(config)))
 }
 
 /// One message as the cloud sees it.
