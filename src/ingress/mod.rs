@@ -114,6 +114,9 @@ pub enum IngressError {
     /// A session actor could not be started (the connection is refused).
     #[error("cannot start a session: {0}")]
     NoSession(String),
+    /// A packet ntex-mqtt decoded although it is malformed (the connection is closed).
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
     /// ntex-mqtt's unit error.
     #[error("()")]
     Unit,

@@ -73,7 +73,10 @@ pub(super) fn count_stop(c: &ConnInner, ctl: &Control<IngressError>) {
     let Control::Stop(reason) = ctl else { return };
     let (label, detail) = match reason {
         Reason::PeerGone(_) => return,
-        Reason::Error(e) => (IngressReason::HandlerError, e.get_ref().to_string()),
+        Reason::Error(e) => match e.get_ref() {
+            IngressError::Malformed(_) => (IngressReason::ProtocolError, e.get_ref().to_string()),
+            _ => (IngressReason::HandlerError, e.get_ref().to_string()),
+        },
         Reason::Protocol(p) => (classify_protocol_error(p.get_ref()), p.get_ref().to_string()),
     };
     c.ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: label }).inc();

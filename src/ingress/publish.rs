@@ -35,7 +35,16 @@ pub(super) struct Inbound {
     pub correlation_data: Option<ntex_bytes::Bytes>,
     /// MQTT 5 message expiry interval, in seconds.
     pub expiry_secs: Option<u32>,
+    /// The payload length the packet declares (read before the payload).
+    pub payload_size: u32,
 }
+
+/// The largest remaining length an MQTT packet can declare (MQTT 3.1.1 2.2.3, 5.0 2.1.4): a
+/// larger payload size means the PUBLISH's header did not fit in its packet. ntex-mqtt 9.0.0
+/// computes the payload size with an unchecked subtraction (`v3/codec/codec.rs` line 120,
+/// `v5/codec/codec.rs` line 191), so such a packet declares a payload of nearly 4 GiB, which
+/// `read_all` would collect whatever `mqtt.max_packet_size` says. Found by `tests/it/fuzz.rs`.
+const MAX_REMAINING_LENGTH: u32 = 268_435_455;
 
 /// What became of a publish.
 #[derive(Debug)]
@@ -62,6 +71,9 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     protocol: Protocol,
     payload: impl Future<Output = Result<ntex_bytes::Bytes, E>>,
 ) -> Result<Outcome, IngressError> {
+    if msg.payload_size > MAX_REMAINING_LENGTH {
+        return Err(IngressError::Malformed("a PUBLISH header longer than its packet"));
+    }
     let m = &c.ingress.metrics;
     if !valid_topic(&msg.topic) {
         rejected(m, &c.client_id, IngressReason::InvalidTopic, &msg.topic, None);

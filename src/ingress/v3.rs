@@ -69,6 +69,7 @@ pub(crate) async fn publish(conn: &v3::Session<Conn>, p: v3::Publish) -> Result<
         response_topic: None,
         correlation_data: None,
         expiry_secs: None,
+        payload_size: p.packet().payload_size,
     };
     match publish::publish(&conn.0, msg, Protocol::V3, p.read_all()).await? {
         Outcome::Stored => Ok(()),

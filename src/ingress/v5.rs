@@ -86,6 +86,7 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
         response_topic: props.response_topic.clone(),
         correlation_data: props.correlation_data.clone(),
         expiry_secs: props.message_expiry_interval.map(|s| s.get()),
+        payload_size: p.packet().payload_size,
     };
     let (qos1, qos2) = (msg.qos > 0, msg.qos == 2);
     let outcome = publish::publish(&conn.0, msg, Protocol::V5, p.read_all()).await?;

@@ -204,6 +204,7 @@ async fn generated_and_mutated_mqtt_streams_never_break_the_gateway_or_lose_an_a
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().name().is_some_and(|n| n.starts_with("mqtt:worker")) {
             PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("MQTT worker panicked: {info}\n{}", std::backtrace::Backtrace::force_capture());
         }
         gateway_hook(info)
     }));

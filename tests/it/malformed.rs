@@ -81,6 +81,27 @@ async fn malformed_and_invalid_input_is_refused_and_counted_while_others_continu
         cases += 1;
     }
 
+    // A PUBLISH whose topic is longer than its packet: a 256-byte topic (allowed by the ACL) in
+    // a packet of 22 bytes. ntex-mqtt 9.0.0 wraps the payload size to nearly 4 GiB here and
+    // would collect everything after it as the payload, whatever `max_packet_size` says: the
+    // connection must close before it took 32 MiB.
+    for v5 in [true, false] {
+        let mut bad = vec![0x30, 22, 0x01, 0x00];
+        bad.extend_from_slice(b"devices/short-topic/");
+        bad.resize(4 + 256, b'a');
+        bad.push(0); // v5: no properties
+        let mut c = Raw::connect(addr, "short-topic", v5).await;
+        c.send(&bad).await;
+        let chunk = vec![b'p'; 64 * 1024];
+        let mut taken = 0;
+        while taken < 32 << 20 && c.try_send(&chunk, T).await {
+            taken += chunk.len();
+        }
+        assert!(taken < 32 << 20, "v5={v5}: the gateway took {taken} bytes of one 22-byte PUBLISH");
+        c.expect_closed(T).await;
+        cases += 1;
+    }
+
     // First packet not CONNECT; a client sending CONNACK.
     for first in [publish_packet("devices/a/b", b"x", 1, 1, false), vec![0x20, 0x02, 0x00, 0x00]] {
         let mut c = Raw::open(addr, false).await;
@@ -126,6 +147,7 @@ async fn malformed_and_invalid_input_is_refused_and_counted_while_others_continu
     assert!(rejected(&scrape, "invalid_topic") >= 3.0, "invalid_topic counted");
     assert!(rejected(&scrape, "oversize") >= 2.0, "oversize counted");
     assert!(rejected(&scrape, "unexpected_packet") >= 2.0, "second CONNECT counted");
+    assert!(rejected(&scrape, "protocol_error") >= 2.0, "short topics counted");
     println!("malformed-input cases checked: {cases}");
     gw.stop().await;
 }

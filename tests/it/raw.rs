@@ -106,6 +106,12 @@ impl Raw {
         let _ = self.stream.write_all(bytes).await;
     }
 
+    /// Write `bytes`; false when the connection refused them (closed or reset) or did not take
+    /// them within `timeout`.
+    pub async fn try_send(&mut self, bytes: &[u8], timeout: Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.stream.write_all(bytes)).await, Ok(Ok(())))
+    }
+
     /// Send a QoS1 PUBLISH.
     pub async fn publish(&mut self, topic: &str, payload: &[u8], pkid: u16) {
         let p = publish_packet(topic, payload, 1, pkid, self.v5);
