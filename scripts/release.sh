@@ -10,6 +10,9 @@
 # minisign's format (https://jedisct1.github.io/minisign/), so operators verify with the
 # standard tool:
 #     minisign -Vm SHA256SUMS -p edge-gateway.pub && sha256sum -c SHA256SUMS
+# The binary is signed too (edge-gateway-<version>-<arch>-linux.minisig beside it): binary and
+# signature are the bundle `edge-gateway update apply` takes. Its trusted comment is what
+# `edge-gateway update describe` prints (version and store formats), so they are signed as well.
 # The signing key is a minisign secret key without a password (`minisign -G -W`), from the file
 # EDGE_GATEWAY_SIGNING_KEY_FILE or the contents of EDGE_GATEWAY_SIGNING_KEY (written to a 0600
 # temporary file, removed after). It is never in the repository. Without a key nothing is
@@ -51,10 +54,13 @@ NAME="edge-gateway-$VERSION-$ARCH-linux"
 install -m 0755 "$BIN" "$OUT/$NAME"
 strip --strip-unneeded "$OUT/$NAME" 2>/dev/null || true
 DEB=$(scripts/package.sh --binary "$BIN" --out "$OUT")
-(cd "$OUT" && sha256sum "$NAME" "$(basename "$DEB")" >SHA256SUMS)
-rm -f "$OUT/SHA256SUMS.minisig"
-minisign -S -s "$KEY" -m "$OUT/SHA256SUMS" -t "edge-gateway $VERSION ($COMMIT)" >/dev/null
+DESCRIBE="$("$OUT/$NAME" update describe) ($COMMIT)"
+rm -f "$OUT/$NAME.minisig" "$OUT/SHA256SUMS.minisig"
+minisign -S -s "$KEY" -m "$OUT/$NAME" -t "$DESCRIBE" >/dev/null
+(cd "$OUT" && sha256sum "$NAME" "$NAME.minisig" "$(basename "$DEB")" >SHA256SUMS)
+minisign -S -s "$KEY" -m "$OUT/SHA256SUMS" -t "$DESCRIBE" >/dev/null
 if [[ -n "${EDGE_GATEWAY_SIGNING_PUBLIC_KEY_FILE:-}" ]]; then
     minisign -V -q -p "$EDGE_GATEWAY_SIGNING_PUBLIC_KEY_FILE" -m "$OUT/SHA256SUMS"
+    minisign -V -q -p "$EDGE_GATEWAY_SIGNING_PUBLIC_KEY_FILE" -m "$OUT/$NAME"
 fi
 echo "$OUT"

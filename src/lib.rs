@@ -35,5 +35,6 @@ pub mod schema;
 pub mod telemetry;
 pub mod throttle;
 pub mod trust;
+pub mod update;
 
 pub use gateway::{Exit, Gateway, load_supervision, preflight};

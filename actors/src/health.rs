@@ -1,12 +1,14 @@
-//! What `/readyz` reads: storage writability, bound listeners and the state of every child.
+//! What `/readyz` reads: storage writability, bound listeners, the state of every child, and
+//! a heartbeat of each MQTT I/O thread (a thread that stopped running its tasks is not ready).
 //!
 //! Supervisors write child states here as children start and exit; the storage actor records
 //! whether its last commit succeeded. Flags are atomics; the child table, the live cells and the
 //! quarantine note each sit behind a lock of their own, so a reader sees each of them whole.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use ractor::ActorCell;
 
@@ -28,6 +30,41 @@ struct Inner {
     cells: Mutex<BTreeMap<String, ActorCell>>,
     /// A damaged store was moved aside at start (where to); degraded until acknowledged.
     quarantined: Mutex<Option<String>>,
+    /// Each MQTT I/O thread's last heartbeat (ms on [`mono_ms`]'s clock), while it runs.
+    io_beats: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Chaos: the next heartbeat blocks its thread for this many ms (0: none).
+    io_stall_ms: AtomicU64,
+}
+
+/// An I/O thread whose heartbeat is older than this is wedged (it beats every second).
+pub const IO_BEAT_LATE: Duration = Duration::from_secs(5);
+
+/// Milliseconds on a monotonic clock that starts with the process.
+pub fn mono_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64
+}
+
+/// One I/O thread's heartbeat; removed from the readiness checks when dropped (the thread's
+/// runtime ended).
+pub struct IoBeat {
+    health: Health,
+    cell: Arc<AtomicU64>,
+}
+
+impl IoBeat {
+    /// The thread is running: record it now; returns a stall to perform (chaos), in ms.
+    pub fn beat(&self) -> u64 {
+        self.cell.store(mono_ms(), Ordering::Relaxed);
+        self.health.inner.io_stall_ms.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Drop for IoBeat {
+    fn drop(&mut self) {
+        let mut beats = self.health.inner.io_beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.retain(|c| !Arc::ptr_eq(c, &self.cell));
+    }
 }
 
 /// The last known state of one supervised child.
@@ -98,6 +135,18 @@ impl Health {
         self.inner.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Register an I/O thread's heartbeat (beating from now).
+    pub fn io_thread(&self) -> IoBeat {
+        let cell = Arc::new(AtomicU64::new(mono_ms()));
+        self.inner.io_beats.lock().unwrap_or_else(|e| e.into_inner()).push(cell.clone());
+        IoBeat { health: self.clone(), cell }
+    }
+
+    /// Chaos: block the next I/O thread that beats for `ms`.
+    pub fn stall_io(&self, ms: u64) {
+        self.inner.io_stall_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// `Ok` when ready, otherwise every reason why not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
@@ -115,6 +164,13 @@ impl Health {
         for (path, child) in self.children() {
             if child.permanent && !child.running {
                 problems.push(format!("{path} is not running"));
+            }
+        }
+        let now = mono_ms();
+        for beat in self.inner.io_beats.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let age = now.saturating_sub(beat.load(Ordering::Relaxed));
+            if age > IO_BEAT_LATE.as_millis() as u64 {
+                problems.push(format!("an MQTT I/O thread has not run its tasks for {:.1} s", age as f64 / 1000.0));
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }

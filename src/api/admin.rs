@@ -14,6 +14,8 @@
 //!                                       supervisor: the process exits 1), root/sessions/any (one session)
 //! POST /admin/actors/{path}/stop        the same, as a graceful stop
 //! POST /admin/storage/faults?n=N        the next N storage commits fail (1..=10000)
+//! POST /admin/io/stall?ms=N             block the next MQTT I/O thread to beat for N ms
+//!                                       (1..=120000): a wedged thread, for the watchdog
 //! ```
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/admin/tree", get(tree))
         .route("/admin/storage/faults", post(faults))
+        .route("/admin/io/stall", post(stall_io))
         .route("/admin/actors/{*action}", post(act))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not an admin endpoint\n") })
         .layer(middleware::from_fn_with_state(token, bearer::require))
@@ -87,6 +90,21 @@ async fn faults(State(admin): Adm, q: Result<Query<Faults>, axum::extract::rejec
     admin.count(AdminAction::StorageFaults);
     tracing::warn!(commits = n, "Admin: the next storage commits will fail.");
     format!("the next {n} commits fail\n").into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Stall {
+    ms: u64,
+}
+
+async fn stall_io(State(admin): Adm, q: Result<Query<Stall>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Some(ms) = q.ok().map(|Query(s)| s.ms).filter(|ms| (1..=120_000).contains(ms)) else {
+        return (StatusCode::BAD_REQUEST, "need ?ms=1..120000\n").into_response();
+    };
+    admin.health.stall_io(ms);
+    admin.count(AdminAction::StallIo);
+    tracing::warn!(ms, "Admin: the next MQTT I/O thread to beat blocks.");
+    format!("the next MQTT I/O thread to beat blocks for {ms} ms\n").into_response()
 }
 
 fn storage_down() -> Response {

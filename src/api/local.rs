@@ -51,6 +51,10 @@ pub struct LocalApi {
     pub api_identity: String,
     /// `mqtt.max_packet_size`: the largest message the downlink takes.
     pub max_packet_size: usize,
+    /// The data dir (its `update/state.json`: the last self-update).
+    pub data_dir: std::path::PathBuf,
+    /// Every metric (the update phase is read from its file at each scrape).
+    pub metrics: edge_gateway_actors::metrics::Metrics,
 }
 
 /// Every route. Probes (`/healthz`, `/readyz`) are always open; `POST /api/store/acknowledge`
@@ -82,6 +86,10 @@ pub(super) type Api = State<Arc<LocalApi>>;
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format
 /// (what `promtool check metrics` and curl users read).
 async fn metrics(State(api): Api, headers: HeaderMap) -> Response {
+    let phase = crate::update::state::read(&api.data_dir).ok().flatten().map(|s| s.phase.label());
+    for &p in edge_gateway_actors::metrics::UpdatePhase::ALL {
+        api.metrics.update_phase.get_or_create(&edge_gateway_actors::metrics::UpdateLabels { phase: p }).set(i64::from(phase == Some(p)));
+    }
     let mut buf = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut buf, &api.registry) {
         return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n")).into_response();
@@ -253,6 +261,10 @@ impl LocalApi {
             "supervision": children,
             "forwarders_idle_s": self.liveness.idle_secs(),
             "certificates": certificates,
+            "update": match crate::update::state::read(&self.data_dir) {
+                Ok(state) => serde_json::to_value(state).unwrap_or_default(),
+                Err(e) => serde_json::json!({"error": e}),
+            },
         })
     }
 }

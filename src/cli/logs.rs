@@ -1,5 +1,11 @@
 //! Log lines on stdout: JSON lines (for journald and log shippers) or plain text, filtered by
-//! `RUST_LOG`, plus the OTLP log bridge that joins once the config is read.
+//! `RUST_LOG` or else `gateway.log_filter` (replaced on SIGHUP), plus the OTLP log bridge that
+//! joins once the config is read.
+
+use std::sync::OnceLock;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::reload::Handle;
 
 /// The log line format (`run --log-format`).
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -10,13 +16,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Install the global subscriber.
+/// The installed filter, replaceable while `RUST_LOG` is not set.
+static FILTER: OnceLock<Handle<EnvFilter, tracing_subscriber::Registry>> = OnceLock::new();
+
+/// Install the global subscriber (filter: `RUST_LOG`, else the default until [`set_filter`]).
 pub fn init(format: LogFormat) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ntex_service=warn,ntex_io=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(edge_gateway::config::DEFAULT_LOG_FILTER));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
     let lines = match format {
         LogFormat::Human => tracing_subscriber::fmt::layer().boxed(),
         LogFormat::Json => {
@@ -25,4 +35,17 @@ pub fn init(format: LogFormat) {
     };
     // OTLP log export (tracing.export_logs) joins once the config is read and the runtime runs.
     tracing_subscriber::registry().with(filter).with(lines).with(edge_gateway::telemetry::logs::OtlpLogLayer).init();
+}
+
+/// Use `gateway.log_filter` from now on, unless `RUST_LOG` is set (it wins). `Ok(false)`:
+/// left as it was because of `RUST_LOG`.
+pub fn set_filter(spec: &str) -> Result<bool, String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(false);
+    }
+    let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+    match FILTER.get() {
+        Some(h) => h.reload(filter).map(|()| true).map_err(|e| e.to_string()),
+        None => Ok(false),
+    }
 }

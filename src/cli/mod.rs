@@ -8,7 +8,9 @@ mod reload;
 mod run;
 mod salvage;
 mod schema;
+mod switch;
 mod systemd;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,9 @@ enum Command {
     /// Schema registry tools: compatibility checks for CI, the messages kept apart.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Signed self-update with rollback (docs/OPERATIONS.md).
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
 }
 
 impl Cli {
@@ -57,6 +62,7 @@ impl Cli {
             Command::Store(cmd) => report("store salvage", salvage::run(cmd).map(Some)),
             Command::CheckConfig(args) => check_config::run(args),
             Command::Schema(cmd) => schema::run(cmd),
+            Command::Update(cmd) => update::run(cmd),
         }
     }
 }

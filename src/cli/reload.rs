@@ -4,12 +4,16 @@
 //! wrong, every problem is logged and nothing is applied. Then every reloadable target (device
 //! TLS and CRLs, the HTTPS and JetStream sinks' TLS files, password and ACL files, the schema
 //! registry) is reloaded at once, as the rotation actor does when a file changes; each outcome
-//! is logged. Any other setting that differs from the file the gateway started with is named in
-//! a WARN as needing a restart, and is not applied.
+//! is logged. The sinks' batching, backoff and stall settings, an HTTP sink's URL and timeout
+//! (without TLS files) and a file sink's path are applied to the running forwarders
+//! (`gateway::sinks::LiveSinks`), and `gateway.log_filter` to the log lines. Any other setting
+//! that differs from the file the gateway started with is named in a WARN as needing a
+//! restart, and is not applied.
 
 use std::path::PathBuf;
 
 use edge_gateway::config::Config;
+use edge_gateway::gateway::sinks::LiveSinks;
 use edge_gateway::preflight;
 use edge_gateway_actors::rotation::RotationMsg;
 use edge_gateway_actors::slot::ActorSlot;
@@ -17,7 +21,7 @@ use ractor::rpc::CallResult;
 
 /// Until the process ends: each SIGHUP checks `path` (`None`: the embedded default, so only the
 /// files it names) and reloads.
-pub async fn on_sighup(path: Option<PathBuf>, rotation: ActorSlot<RotationMsg>) {
+pub async fn on_sighup(path: Option<PathBuf>, rotation: ActorSlot<RotationMsg>, sinks: LiveSinks) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -42,19 +46,43 @@ pub async fn on_sighup(path: Option<PathBuf>, rotation: ActorSlot<RotationMsg>) 
             Some(t) => Config::parse(t, std::env::vars()),
             None => Config::embedded_default(),
         };
-        let problems = match &config {
-            Ok(c) => preflight(c),
-            Err(e) => e.0.clone(),
+        let config = match config {
+            Ok(c) => match preflight(&c) {
+                problems if problems.is_empty() => c,
+                problems => {
+                    tracing::error!(?problems, "SIGHUP: the configuration is not valid; nothing applied, the gateway goes on as it was.");
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::error!(problems = ?e.0, "SIGHUP: the configuration is not valid; nothing applied, the gateway goes on as it was.");
+                continue;
+            }
         };
-        if !problems.is_empty() {
-            tracing::error!(?problems, "SIGHUP: the configuration is not valid; nothing applied, the gateway goes on as it was.");
-            continue;
-        }
+        let sink_plan = match sinks.reload(&config) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: a sink cannot be built; nothing applied, the gateway goes on as it was.");
+                continue;
+            }
+        };
         reload_files(&rotation).await;
-        let changed = match (&started_with, &text) {
+        for setting in &sink_plan.applied {
+            tracing::info!(%setting, "SIGHUP: applied.");
+        }
+        match super::logs::set_filter(&config.log_filter) {
+            Ok(true) => tracing::info!(filter = %config.log_filter, "SIGHUP: gateway.log_filter applied."),
+            Ok(false) => tracing::info!("SIGHUP: RUST_LOG is set; gateway.log_filter is not used."),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: gateway.log_filter not applied."),
+        }
+        let mut changed = match (&started_with, &text) {
             (Some(a), Some(b)) => changed_settings(a, b),
             _ => Vec::new(),
         };
+        // Applied above, named per sink by the plan, or read from the file by each
+        // `update apply` (the keys).
+        changed.retain(|k| k != "sinks" && k != "gateway.log_filter" && k != "update.public_keys");
+        changed.extend(sink_plan.need_restart);
         if changed.is_empty() {
             tracing::info!("SIGHUP: done; no other setting changed.");
         } else {

@@ -86,7 +86,7 @@ impl Notifier {
 }
 
 /// Half of `$WATCHDOG_USEC`, if it is set and `$WATCHDOG_PID` (when set) is this process.
-fn watchdog_period() -> Option<Duration> {
+pub(super) fn watchdog_period() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
         && pid.parse::<u32>().ok() != Some(std::process::id())

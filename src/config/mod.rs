@@ -21,6 +21,7 @@ mod storage;
 mod tests;
 mod traces;
 mod trust;
+mod update;
 
 pub use admin::AdminConfig;
 pub use broker::BrokerConfig;
@@ -28,6 +29,7 @@ pub use http::{HttpAuth, HttpConfig};
 pub use sinks::{ClientTlsFiles, SinkConfig, SinkKind};
 use storage::{RawSchemas, RawStorage};
 pub use traces::TracingConfig;
+pub use update::UpdateConfig;
 
 pub use trust::{AuthConfig, ClientAuth, IdentityField, MinVersion, PlainAuth, ServerTlsFiles, TlsListenerConfig};
 
@@ -47,6 +49,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A supervision.toml to use instead of the embedded one.
     pub supervision_file: Option<PathBuf>,
+    /// Which log lines are written (tracing's `EnvFilter` syntax); `RUST_LOG` overrides it.
+    /// Applied again on SIGHUP.
+    pub log_filter: String,
     /// `EDGE_GATEWAY_*` variables in the environment that are none of [`ENV_OVERRIDES`] (a typo,
     /// or a sink name that is not configured): ignored, and reported so a typo does not go
     /// unnoticed.
@@ -75,6 +80,8 @@ pub struct Config {
     pub schemas_dir: Option<PathBuf>,
     /// Local routing: subscriber queues, the downlink's identity (retained bounds are in `storage`).
     pub broker: BrokerConfig,
+    /// Self-update: signing keys, deadline and probation.
+    pub update: UpdateConfig,
     /// The chaos admin API; only from CLI flags (`run --admin-listen`), never from the file.
     pub admin: Option<AdminConfig>,
 }
@@ -123,6 +130,7 @@ struct RawConfig {
     tracing: traces::RawTracing,
     schemas: RawSchemas,
     broker: broker::RawBroker,
+    update: update::RawUpdate,
 }
 
 #[derive(Deserialize)]
@@ -144,13 +152,17 @@ struct RawGateway {
     id: Option<String>,
     data_dir: String,
     supervision_file: Option<String>,
+    log_filter: String,
 }
 
 impl Default for RawGateway {
     fn default() -> Self {
-        Self { id: None, data_dir: "./data".into(), supervision_file: None }
+        Self { id: None, data_dir: "./data".into(), supervision_file: None, log_filter: DEFAULT_LOG_FILTER.into() }
     }
 }
+
+/// Which log lines are written unless `gateway.log_filter` or `RUST_LOG` says otherwise.
+pub const DEFAULT_LOG_FILTER: &str = "info,ntex_service=warn,ntex_io=warn";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -290,10 +302,14 @@ impl RawConfig {
         if !(1..=64).contains(&self.mqtt.workers) {
             e.push("mqtt.workers: must be between 1 and 64".into());
         }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.gateway.log_filter) {
+            e.push(format!("gateway.log_filter: {err}"));
+        }
         let http = self.http.validate(e);
         let mut storage = self.storage.validate(e);
         let schemas_dir = self.schemas.validate(self.mqtt.max_packet_size, &mut storage, e);
         let broker = self.broker.validate(self.mqtt.max_packet_size, &mut storage, e);
+        let update = self.update.validate(e);
         let backend = self.storage.backend(e);
         if storage.quota_bytes < u64::from(self.mqtt.max_packet_size) {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
@@ -324,6 +340,7 @@ impl RawConfig {
                 gateway_id: self.gateway.id,
                 data_dir: PathBuf::from(self.gateway.data_dir),
                 supervision_file: self.gateway.supervision_file.map(PathBuf::from),
+                log_filter: self.gateway.log_filter,
                 ignored_env: Vec::new(),
                 mqtt,
                 http,
@@ -337,6 +354,7 @@ impl RawConfig {
                 tracing,
                 schemas_dir,
                 broker,
+                update,
                 admin: None,
             })
         } else {

@@ -9,7 +9,7 @@
 
 mod preflight;
 mod services;
-mod sinks;
+pub mod sinks;
 mod store_open;
 
 pub use preflight::{load_supervision, preflight};
@@ -71,6 +71,8 @@ pub struct Gateway {
     pub sessions: ActorSlot<SupervisorMsg>,
     /// The current cert-rotation actor.
     pub rotation: ActorSlot<RotationMsg>,
+    /// Every sink as configured now (SIGHUP replaces what it safely can).
+    pub sinks: sinks::LiveSinks,
     /// Resolves when the root supervisor has stopped (or given up).
     root_done: JoinHandle<()>,
     /// The ntex-mqtt server, stopped gracefully first.
@@ -167,7 +169,7 @@ impl Gateway {
         let gateway_id = store.gateway_id(config.gateway_id.as_deref()).map_err(OpenError::from)?;
         let providers = start_telemetry(&config, &metrics)?;
         let mut reloadables = Vec::new();
-        let (sinks, bridges) = sinks::build_sinks(&config, &gateway_id, &mut reloadables)?;
+        let (sinks, bridges, live_sinks) = sinks::build_sinks(&config, &gateway_id, &mut reloadables)?;
         let trust = load_trust(&config, &metrics, &mut reloadables)?;
         let http_tls = load_http_tls(&config, &mut reloadables)?;
         let stored = Stored {
@@ -212,6 +214,7 @@ impl Gateway {
             storage: inputs.storage,
             sessions: inputs.sessions,
             rotation: inputs.rotation,
+            sinks: live_sinks,
             root_done,
             mqtt_server,
             http_stop,
@@ -350,7 +353,7 @@ fn start_listeners(
     };
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));
-    let server = listen::start_mqtt(config, ingress, listeners, trust.device_tls)?;
+    let server = listen::start_mqtt(config, ingress, listeners, trust.device_tls, inputs.health.clone())?;
     inputs.health.set_listeners_bound(true);
     if anonymous {
         tracing::warn!(%mqtt_addr, "The plain listener accepts anonymous devices (auth.plain = \"anonymous\"): lab use only.");

@@ -59,6 +59,8 @@ pub(super) async fn start_api(
         storage: inputs.storage.clone(),
         api_identity: config.broker.api_identity.clone(),
         max_packet_size: config.mqtt.max_packet_size as usize,
+        data_dir: config.data_dir.clone(),
+        metrics: inputs.metrics.clone(),
     };
     let app = crate::api::local::router(api, token, config.http.auth);
     tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));

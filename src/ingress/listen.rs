@@ -86,6 +86,7 @@ pub fn start_mqtt(
     ingress: Ingress,
     listeners: Listeners,
     device_tls: Option<Arc<DeviceTls>>,
+    health: edge_gateway_actors::health::Health,
 ) -> Result<ntex_server::Server<ntex_server::net::Connection>, ListenError> {
     let mqtt_cfg = ntex_mqtt::MqttServiceConfig::new()
         .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
@@ -117,7 +118,7 @@ pub fn start_mqtt(
         .spawn(move || {
             let result = ntex_rt::System::new("mqtt", ntex_net::DefaultRuntime).block_on(async move {
                 let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).add(io_cfg).build();
-                let server = build_server(workers, cfg, listeners, ingress, gate, device_tls).map(|b| b.run());
+                let server = build_server(workers, cfg, listeners, ingress, gate, device_tls, health).map(|b| b.run());
                 match server {
                     Ok(server) => {
                         let _ = tx.send(Ok(server.clone()));
@@ -141,6 +142,7 @@ fn build_server(
     ingress: Ingress,
     gate: Gate,
     device_tls: Option<Arc<DeviceTls>>,
+    health: edge_gateway_actors::health::Health,
 ) -> std::io::Result<ntex_server::net::ServerBuilder> {
     use ntex_service::Service as _;
     let mut builder = ntex_server::net::build()
@@ -150,8 +152,9 @@ fn build_server(
         // publishes commit in milliseconds, idle devices just get disconnected.
         .shutdown_timeout(ntex_util::time::Millis(3_000));
     if let Some((listener, _)) = listeners.plain {
-        let (ingress, gate) = (ingress.clone(), gate.clone());
+        let (ingress, gate, health) = (ingress.clone(), gate.clone(), health.clone());
         builder = builder.listen("mqtt", listener, cfg.clone(), async move |_| {
+            super::heartbeat::start_on_this_thread(&health);
             gate.on(Listener::Plain).map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
         })?;
     }
@@ -159,6 +162,7 @@ fn build_server(
         let ingress = Ingress { tls: true, ..ingress };
         let metrics = ingress.metrics.clone();
         builder = builder.listen("mqtts", listener, cfg, async move |_| {
+            super::heartbeat::start_on_this_thread(&health);
             let handshake = RotatingTls { tls: tls.clone(), metrics: metrics.clone() };
             gate.on(Listener::Tls)
                 .and_then(handshake)

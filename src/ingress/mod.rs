@@ -26,6 +26,7 @@ pub mod batcher;
 pub mod conn;
 pub mod deliver;
 pub mod gate;
+mod heartbeat;
 pub mod listen;
 pub mod protocol;
 pub mod publish;

@@ -36,7 +36,9 @@ async fn systemd_hears_ready_then_watchdog_pings_that_stop_while_the_store_canno
     let ingest = IngestServer::start().await;
     let (mqtt, http, admin) =
         (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())), free_port());
-    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &Extra::default());
+    // One MQTT I/O thread, so that blocking it wedges the MQTT side.
+    let extra = Extra { mqtt: "workers = 1", ..Default::default() };
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
     std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
     std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
     let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
@@ -62,8 +64,31 @@ async fn systemd_hears_ready_then_watchdog_pings_that_stop_while_the_store_canno
     poll_until("three watchdog pings", Duration::from_secs(10), || lines("WATCHDOG=1") >= 3).await;
     assert!(heard.lock().unwrap().iter().any(|(_, l)| l.contains("STATUS=") && l.contains("connections")), "STATUS with the counts");
 
-    // Every commit fails from now on; one publish makes the store unwritable.
+    // The MQTT I/O thread blocks for 8 s (as a stuck handler would): not ready, no pings,
+    // then ready and fed again once it runs.
     let client = reqwest::Client::new();
+    let readyz = || async { reqwest::get(format!("http://{http}/readyz")).await.unwrap() };
+    let stalled = client.post(format!("http://127.0.0.1:{admin}/admin/io/stall?ms=8000")).bearer_auth(TOKEN).send().await.unwrap();
+    assert!(stalled.status().is_success(), "{stalled:?}");
+    crate::util::eventually("/readyz 503 naming the I/O thread", Duration::from_secs(10), async || {
+        let r = readyz().await;
+        r.status() == 503 && r.text().await.unwrap().contains("I/O thread")
+    })
+    .await;
+    let since = Instant::now() + Duration::from_millis(250);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !heard.lock().unwrap().iter().any(|(t, l)| *t > since && l.contains("WATCHDOG=1")),
+        "no watchdog ping while an I/O thread is wedged"
+    );
+    crate::util::eventually("ready again after the stall", Duration::from_secs(15), async || readyz().await.status() == 200).await;
+    let resumed = Instant::now();
+    poll_until("pings again", Duration::from_secs(5), || {
+        heard.lock().unwrap().iter().any(|(t, l)| *t > resumed && l.contains("WATCHDOG=1"))
+    })
+    .await;
+
+    // Every commit fails from now on; one publish makes the store unwritable.
     let injected = client.post(format!("http://127.0.0.1:{admin}/admin/storage/faults?n=10000")).bearer_auth(TOKEN).send().await.unwrap();
     assert!(injected.status().is_success(), "{injected:?}");
     let _ = util::mosquitto_pub(&[
@@ -115,7 +140,8 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     assert!(out.status.success() && out.stderr.is_empty(), "{}", util::text(&out));
 }
 
-/// SIGHUP checks the whole file first (an invalid one changes nothing), reloads the files, and
+/// SIGHUP checks the whole file first (an invalid one changes nothing), reloads the files,
+/// applies the sink's new URL and batch size and a new log filter to the running gateway, and
 /// names each other changed setting as needing a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_refuses_an_invalid_file_and_names_the_settings_that_need_a_restart() {
@@ -123,7 +149,8 @@ async fn sighup_refuses_an_invalid_file_and_names_the_settings_that_need_a_resta
     let ingest = IngestServer::start().await;
     let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
     let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &Extra::default());
-    let mut gw = harness::Process::start(dir.path(), &config, mqtt, http).await;
+    // Without RUST_LOG: gateway.log_filter decides (and a SIGHUP changes it).
+    let mut gw = harness::Process::start_with_env(&[("RUST_LOG", String::new())], dir.path(), &config, mqtt, http).await;
     let path = dir.path().join("gateway.toml");
     let hup = |gw: &harness::Process| {
         let _ = Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status();
@@ -140,5 +167,37 @@ async fn sighup_refuses_an_invalid_file_and_names_the_settings_that_need_a_resta
     poll_until("the restart warning", Duration::from_secs(10), || log(&gw).contains("need a restart")).await;
     assert!(log(&gw).contains("mqtt.connect_timeout_secs"), "{}", log(&gw));
     util::publish_one(mqtt, "still serving").await;
+    poll_until("the first message at the first cloud", Duration::from_secs(20), || ingest.accepted().len() == 1).await;
+    // Live: the sink moves to another cloud with one message per batch, the log filter goes
+    // to warnings (the INFO line of the next SIGHUP is no longer written); a sink added at
+    // the same time needs a restart.
+    let second = IngestServer::start().await;
+    let live = config
+        .replace(&ingest.url(), &second.url())
+        .replace("backoff_initial_ms = 20", "backoff_initial_ms = 20\nbatch_max_messages = 1")
+        .replace("[gateway]", "[gateway]\nlog_filter = \"warn\"");
+    let live = format!("{live}\n[[sinks]]\nname = \"extra\"\nkind = \"file\"\npath = \"{}\"\n", dir.path().join("extra.jsonl").display());
+    std::fs::write(&path, &live).unwrap();
+    hup(&gw);
+    poll_until("the sink applied", Duration::from_secs(10), || log(&gw).contains("sinks.cloud (destination)")).await;
+    let l = log(&gw);
+    assert!(l.contains("sinks.cloud (batching, backoff, stall)") && l.contains("gateway.log_filter applied"), "{l}");
+    assert!(l.contains("sinks.extra (a new sink)"), "a new sink needs a restart: {l}");
+    assert!(!l.contains("\"gateway.log_filter\""), "the log filter is not named as needing a restart: {l}");
+    // The new cloud answers 503 while three messages wait: they go as three batches of one.
+    second.set_mode(crate::ingest::Mode::Fail(503));
+    for i in 0..3 {
+        util::publish_one(mqtt, &format!("after reload {i}")).await;
+    }
+    poll_until("a refused attempt at the new cloud", Duration::from_secs(20), || second.requests() > 0).await;
+    second.set_mode(crate::ingest::Mode::Ok);
+    poll_until("three messages at the new cloud", Duration::from_secs(20), || second.accepted().len() == 3).await;
+    assert_eq!(second.batch_keys().len(), 3, "one message per batch");
+    assert_eq!(ingest.accepted().len(), 1, "nothing more at the old cloud");
+    std::fs::write(&path, &live).unwrap();
+    let before = log(&gw).matches("SIGHUP: checking the configuration.").count();
+    hup(&gw);
+    poll_until("the WARN of the next SIGHUP", Duration::from_secs(10), || log(&gw).matches("need a restart").count() >= 2).await;
+    assert_eq!(log(&gw).matches("SIGHUP: checking the configuration.").count(), before, "INFO lines are filtered out now");
     assert_eq!(gw.terminate(), Some(0));
 }

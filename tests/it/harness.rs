@@ -143,17 +143,25 @@ impl Process {
         Self::start_with_env(&[], dir, config, mqtt, http).await
     }
 
-    /// Like [`Process::start`], with extra environment (e.g. libfaketime's `LD_PRELOAD`).
+    /// Like [`Process::start`], with extra environment (e.g. libfaketime's `LD_PRELOAD`; an empty
+    /// value removes the variable, e.g. `RUST_LOG`, which is `warn` otherwise).
     pub async fn start_with_env(env: &[(&str, String)], dir: &Path, config: &str, mqtt: SocketAddr, http: SocketAddr) -> Process {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, config).expect("write config");
         let log_path = dir.join("gateway.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
-        let child = Command::new(binary())
-            .envs(env.iter().map(|(k, v)| (k, v)))
+        let mut cmd = Command::new(binary());
+        cmd.env("RUST_LOG", "warn");
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd
             .args(["run", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()

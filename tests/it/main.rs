@@ -30,5 +30,6 @@ mod sessions;
 mod supervision;
 mod tracing;
 mod trust;
+mod update;
 mod util;
 mod visibility;

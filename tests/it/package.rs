@@ -113,8 +113,15 @@ fn release_artefacts_are_checksummed_and_signed_so_that_minisign_verifies_them()
         .env("EDGE_GATEWAY_SIGNING_PUBLIC_KEY_FILE", &public));
     let out_dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let sums = std::fs::read_to_string(out_dir.join("SHA256SUMS")).unwrap();
-    assert_eq!(sums.lines().count(), 2, "{sums}");
-    assert!(sums.contains("-linux") && sums.contains(".deb"), "{sums}");
+    assert_eq!(sums.lines().count(), 3, "{sums}");
+    assert!(sums.contains("-linux") && sums.contains("-linux.minisig") && sums.contains(".deb"), "{sums}");
+    // The binary and its signature are an update bundle: signed with what it is.
+    let binary = out_dir.join(sums.lines().find(|l| l.ends_with("-linux")).unwrap().split_whitespace().nth(1).unwrap());
+    let bundle = Command::new("minisign").arg("-Vm").arg(&binary).arg("-p").arg(&public).output().unwrap();
+    let describe = Command::new(harness::binary()).args(["update", "describe"]).output().unwrap();
+    let describe = String::from_utf8_lossy(&describe.stdout).trim().to_string();
+    assert!(describe.starts_with("edge-gateway ") && describe.contains(" store="), "{describe}");
+    assert!(bundle.status.success() && text(&bundle).contains(&format!("Trusted comment: {describe} (")), "{}", text(&bundle));
     let verify = || Command::new("minisign").arg("-Vm").arg(out_dir.join("SHA256SUMS")).arg("-p").arg(&public).output().unwrap();
     let checked = verify();
     assert!(checked.status.success() && text(&checked).contains("Trusted comment: edge-gateway"), "{}", text(&checked));

@@ -11,7 +11,6 @@
 //! Delivery is at least once: a crash between delivery and the cursor's commit resends the batch
 //! with the same idempotency keys, and the sink drops the duplicates.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,10 +26,12 @@ use crate::storage::{AppendError, StorageMsg, Store};
 
 mod batch;
 mod isolate;
+mod live;
 mod observe;
 
 use batch::Batch;
 use isolate::{Isolation, Rejection};
+pub use live::LiveSink;
 pub use observe::device_timestamp_ms;
 use observe::{forward_spans, observe_latency};
 
@@ -72,7 +73,7 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// Batch limits and retry policy of one sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ForwarderPolicy {
     /// Most messages per batch.
     pub max_messages: usize,
@@ -92,10 +93,8 @@ pub struct ForwarderActor;
 pub struct ForwarderArgs {
     /// Sink name (config key; metric label).
     pub name: String,
-    /// Where to deliver.
-    pub sink: Arc<dyn Sink>,
-    /// Limits and retries.
-    pub policy: ForwarderPolicy,
+    /// Where to deliver, with limits and retries (a reload may replace them).
+    pub live: LiveSink,
     /// Read access to the store.
     pub store: Store,
     /// The storage actor, for moving the cursor.
@@ -148,7 +147,7 @@ impl Actor for ForwarderActor {
             }
         };
         tracing::info!(sink = %args.name, ?cursor, "Forwarder started.");
-        args.liveness.started(&args.name, args.policy.stuck_after);
+        args.liveness.started(&args.name, args.live.policy().stuck_after);
         myself.send_message(ForwarderMsg::Poll)?;
         Ok(ForwarderState {
             args,
@@ -197,7 +196,8 @@ impl ForwarderState {
         self.args.liveness.sending(&self.args.name);
         let spans = forward_spans(&self.args.name, batch.for_attempt());
         self.batch_trace = batch.records.iter().find_map(|r| r.trace);
-        let delivered = self.args.sink.deliver(&batch.key, &batch.records).await;
+        let (sink, _) = self.args.live.get();
+        let delivered = sink.deliver(&batch.key, &batch.records).await;
         spans.end(&delivered);
         // A rejected batch of several is split (see isolate.rs): it is not sent again as a whole.
         let (accepted, split) = (delivered.is_ok(), n > 1 && matches!(delivered, Err(DeliveryError::Rejected { .. })));
@@ -224,10 +224,11 @@ impl ForwarderState {
     /// The next batch from the cursor, or `None` (nothing to send yet, or the store failed:
     /// the next poll is scheduled either way).
     fn next_batch(&mut self, myself: &ActorRef<ForwarderMsg>) -> Result<Option<Batch>, ActorProcessingErr> {
-        let max = self.isolation.batch_limit(self.cursor, self.args.policy.max_messages);
+        let policy = self.args.live.policy();
+        let max = self.isolation.batch_limit(self.cursor, policy.max_messages);
         // Everything below this seq is committed; read it before the batch.
         let committed = *self.args.committed.borrow();
-        let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, self.args.policy.max_bytes);
+        let (store, cursor, max_bytes) = (self.args.store.clone(), self.cursor, policy.max_bytes);
         let records = match tokio::task::block_in_place(|| store.read_batch(cursor, max, max_bytes)) {
             Ok(records) => records,
             Err(e) => {
@@ -320,7 +321,7 @@ impl ForwarderState {
         self.attempt = self.attempt.saturating_add(1);
         self.count_error(kind);
         self.args.liveness.failed(&self.args.name, kind);
-        let delay = self.args.policy.backoff.full_jitter(self.attempt);
+        let delay = self.args.live.policy().backoff.full_jitter(self.attempt);
         let (trace_id, span_id) = crate::spans::log_ids(self.batch_trace.as_ref());
         tracing::warn!(
             sink = %self.args.name, %kind, attempt = self.attempt, delay_ms = delay.as_millis() as u64, %detail, trace_id, span_id,

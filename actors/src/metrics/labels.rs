@@ -352,6 +352,8 @@ label_values! {
         Stop => "stop",
         /// Storage faults were set.
         StorageFaults => "storage_faults",
+        /// An MQTT I/O thread was blocked.
+        StallIo => "stall_io",
     }
 }
 
@@ -364,5 +366,17 @@ label_values! {
         Silent => "silent",
         /// No open session.
         Offline => "offline",
+    }
+}
+
+label_values! {
+    /// Where the last self-update stands (`edge-gateway update apply`).
+    pub enum UpdatePhase {
+        /// Installed; the gateway is switching to it.
+        Trying => "trying",
+        /// The new version started and runs.
+        Committed => "committed",
+        /// The new version was not ready in time or exited: the previous one runs again.
+        RolledBack => "rolled_back",
     }
 }

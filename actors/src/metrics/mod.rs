@@ -77,6 +77,8 @@ pub struct Metrics {
     pub deliveries: Family<QosLabels, Counter>,
     /// Messages not delivered to a local subscriber, by reason.
     pub deliveries_dropped: Family<DeliveryDropLabels, Counter>,
+    /// 1 for the phase of the last self-update (all 0: none on record).
+    pub update_phase: Family<UpdateLabels, Gauge>,
     /// Subscriptions (of connected clients and of persistent sessions).
     pub subscriptions: Gauge,
     /// Retained messages (topics with one).
@@ -180,6 +182,7 @@ impl Metrics {
             rejected_messages: Gauge::default(),
             deliveries: Family::default(),
             deliveries_dropped: Family::default(),
+            update_phase: Family::default(),
             subscriptions: Gauge::default(),
             retained_messages: Gauge::default(),
             sessions_persistent: Gauge::default(),
@@ -259,6 +262,11 @@ impl Metrics {
         r.register("dead_letters", "Messages moved to the dead-letter table, by sink", self.dead_letters.clone());
         r.register("deliveries", "Messages handed to local subscribers, by QoS", self.deliveries.clone());
         r.register("deliveries_dropped", "Messages not delivered to a local subscriber, by reason", self.deliveries_dropped.clone());
+        r.register(
+            "update_phase",
+            "1 for the phase of the last self-update (edge-gateway update apply); all 0 when none is on record",
+            self.update_phase.clone(),
+        );
         r.register("subscriptions", "Subscriptions of connected clients and persistent sessions", self.subscriptions.clone());
         r.register("retained_messages", "Topics with a retained message", self.retained_messages.clone());
         r.register("sessions_persistent", "Persistent sessions in the store", self.sessions_persistent.clone());

@@ -199,6 +199,13 @@ pub struct DeliveryDropLabels {
     pub reason: DeliveryDrop,
 }
 
+/// `{phase}` of the last self-update.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct UpdateLabels {
+    /// Where it stands.
+    pub phase: UpdatePhase,
+}
+
 /// `{subject, version, result}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ValidationLabels {

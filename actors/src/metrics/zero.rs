@@ -52,6 +52,9 @@ impl Metrics {
         for &reason in DeliveryDrop::ALL {
             let _ = self.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason });
         }
+        for &phase in UpdatePhase::ALL {
+            let _ = self.update_phase.get_or_create(&UpdateLabels { phase });
+        }
         for &action in AdminAction::ALL {
             let _ = self.admin_actions.get_or_create(&AdminLabels { action });
         }

@@ -24,8 +24,8 @@
 
 use thiserror::Error;
 
-/// The record format this build writes (it reads every earlier one too).
-pub(crate) const VERSION: u8 = 3;
+/// The record format this build writes (it reads every earlier one too, from 1).
+pub const VERSION: u8 = 3;
 
 /// A W3C trace context (the `traceparent` fields) stored with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -72,7 +72,7 @@ pub use policy::{Overflow, StoragePolicy};
 pub use salvage::{Salvaged, scan_records};
 pub use sessions::{SessionChange, SessionOp, StoredSession};
 pub use shared::{ReopenError, SharedDb};
-pub use store::{DeadLetter, Store, StoreError, StoreStats, WeakStore};
+pub use store::{DeadLetter, FORMAT_VERSION, Store, StoreError, StoreStats, WeakStore};
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,8 @@ use super::backend::{Backend, BackendKind, Label};
 use super::shared::SharedDb;
 use crate::record::{DecodeError, Record};
 
-const FORMAT_VERSION: &str = "1";
+/// The store's table layout this build reads and writes (exactly this one).
+pub const FORMAT_VERSION: &str = "1";
 
 /// Errors from the store, each naming what failed.
 #[derive(Debug, Error)]

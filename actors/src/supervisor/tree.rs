@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{ChildPolicy, ChildSpec, RootChild, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn};
 use crate::devices::{DevicesActor, DevicesArgs, DevicesMsg, DevicesPolicy, LiveSessions};
-use crate::forwarder::{ForwarderActor, ForwarderArgs, ForwarderPolicy, Sink};
+use crate::forwarder::{ForwarderActor, ForwarderArgs, LiveSink};
 use crate::health::Health;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
@@ -28,10 +28,8 @@ use crate::storage::{SharedDb, StorageActor, StorageArgs, StorageMsg, StoragePol
 pub struct SinkSpec {
     /// Unique name: cursor key in the store, metric label, child name `forwarder:<name>`.
     pub name: String,
-    /// Batching, backoff, stall detection.
-    pub policy: ForwarderPolicy,
-    /// Where batches go.
-    pub sink: Arc<dyn Sink>,
+    /// Where batches go, with batching, backoff and stall detection (replaceable by a reload).
+    pub live: LiveSink,
 }
 
 /// Everything the tree's actors are built from.
@@ -146,8 +144,7 @@ fn forwarder_spec(policy: &ChildPolicy, spec: &SinkSpec, inputs: &TreeInputs) ->
         start: start_fn(move |sup| {
             let args = ForwarderArgs {
                 name: spec.name.clone(),
-                sink: spec.sink.clone(),
-                policy: spec.policy.clone(),
+                live: spec.live.clone(),
                 store: inputs.store.clone(),
                 storage: inputs.storage.clone(),
                 committed: inputs.committed.subscribe(),
