@@ -86,7 +86,10 @@ pub(super) type Api = State<Arc<LocalApi>>;
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format
 /// (what `promtool check metrics` and curl users read).
 async fn metrics(State(api): Api, headers: HeaderMap) -> Response {
-    let phase = crate::update::state::read(&api.data_dir).ok().flatten().map(|s| s.phase.label());
+    let phase = match crate::update::state::read(&api.data_dir) {
+        Ok(state) => state.map(|s| s.phase.label()),
+        Err(_) => Some(edge_gateway_actors::metrics::UpdatePhase::Unreadable),
+    };
     for &p in edge_gateway_actors::metrics::UpdatePhase::ALL {
         api.metrics.update_phase.get_or_create(&edge_gateway_actors::metrics::UpdateLabels { phase: p }).set(i64::from(phase == Some(p)));
     }

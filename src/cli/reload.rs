@@ -4,7 +4,7 @@
 //! wrong, every problem is logged and nothing is applied. Then every reloadable target (device
 //! TLS and CRLs, the HTTPS and JetStream sinks' TLS files, password and ACL files, the schema
 //! registry) is reloaded at once, as the rotation actor does when a file changes; each outcome
-//! is logged. The sinks' batching, backoff and stall settings, an HTTP sink's URL and timeout
+//! is logged. The sinks' batching and backoff settings, an HTTP sink's URL and timeout
 //! (without TLS files) and a file sink's path are applied to the running forwarders
 //! (`gateway::sinks::LiveSinks`), and `gateway.log_filter` to the log lines. Any other setting
 //! that differs from the file the gateway started with is named in a WARN as needing a
@@ -21,14 +21,7 @@ use ractor::rpc::CallResult;
 
 /// Until the process ends: each SIGHUP checks `path` (`None`: the embedded default, so only the
 /// files it names) and reloads.
-pub async fn on_sighup(path: Option<PathBuf>, rotation: ActorSlot<RotationMsg>, sinks: LiveSinks) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot listen for SIGHUP; the configuration is only read at start.");
-            return;
-        }
-    };
+pub async fn on_sighup(mut hup: tokio::signal::unix::Signal, path: Option<PathBuf>, rotation: ActorSlot<RotationMsg>, sinks: LiveSinks) {
     let started_with = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: checking the configuration.");

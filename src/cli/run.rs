@@ -84,11 +84,18 @@ fn serve(config: Config, supervision: SupervisionConfig, path: Option<PathBuf>) 
             }
         };
         report_last_update(&data_dir);
-        // The switch of an update waits for this file to name the new process.
+        // Every signal handler first: the pid file tells `update apply` (and systemd's reload)
+        // that this process takes SIGUSR2 and SIGHUP; their default action would end it.
+        let mut stops = Stops::new();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(super::reload::on_sighup(hup, path, gateway.rotation.clone(), gateway.sinks.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "Cannot listen for SIGHUP; the configuration is only read at start."),
+        }
         if let Err(e) = state::write_pid(&data_dir) {
             tracing::warn!(error = %e, "Cannot write the pid file; `edge-gateway update apply` cannot find this gateway.");
         }
-        tokio::spawn(super::reload::on_sighup(path, gateway.rotation.clone(), gateway.sinks.clone()));
         // systemd (Type=notify): ready now; the watchdog fed while ready; stopping on a signal.
         let notifier = super::systemd::Notifier::from_env();
         let stopping = super::systemd::Notifier::from_env();
@@ -100,15 +107,35 @@ fn serve(config: Config, supervision: SupervisionConfig, path: Option<PathBuf>) 
         let shutdown = {
             let (switch, data_dir) = (switch.clone(), data_dir.clone());
             async move {
-                let update = stop_signal(&data_dir).await;
-                switch.store(update, std::sync::atomic::Ordering::SeqCst);
-                if let Some(n) = stopping {
-                    n.send(if update {
-                        "STATUS=stopping to switch to an update"
-                    } else {
-                        "STOPPING=1\nSTATUS=stopping: draining in-flight publishes"
-                    });
+                let update = stops.next(&data_dir).await;
+                if !update {
+                    if let Some(n) = &stopping {
+                        n.send("STOPPING=1\nSTATUS=stopping: draining in-flight publishes");
+                    }
+                    return;
                 }
+                switch.store(true, std::sync::atomic::Ordering::SeqCst);
+                // While draining for the switch: the watchdog stays fed (the gateway is doing
+                // what it was asked), and a SIGTERM or SIGINT turns the switch into a stop.
+                tokio::spawn(async move {
+                    let every = super::systemd::watchdog_period().unwrap_or(std::time::Duration::from_secs(3600));
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tokio::select! {
+                            () = stops.stop() => {
+                                switch.store(false, std::sync::atomic::Ordering::SeqCst);
+                                tracing::info!("Stop requested while stopping for an update: the update is not switched to.");
+                                if let Some(n) = &stopping {
+                                    n.send("STOPPING=1\nSTATUS=stopping: draining in-flight publishes");
+                                }
+                                return;
+                            }
+                            _ = tick.tick() => if let Some(n) = &stopping {
+                                n.send("WATCHDOG=1\nSTATUS=stopping to switch to an update");
+                            },
+                        }
+                    }
+                });
             }
         };
         let exit = gateway.run_until(shutdown).await;
@@ -143,48 +170,68 @@ fn report_last_update(data_dir: &std::path::Path) {
     }
 }
 
-/// Until SIGTERM or SIGINT (`false`), or SIGUSR2 with an update installed (`true`).
-async fn stop_signal(data_dir: &std::path::Path) -> bool {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut usr2 = match signal(SignalKind::user_defined2()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot listen for SIGUSR2; `edge-gateway update apply` cannot switch this gateway.");
-            None
+/// The signals that stop the gateway or switch it to an update, registered once.
+struct Stops {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    usr2: Option<tokio::signal::unix::Signal>,
+}
+
+/// Until `s` fires (never, when it could not be registered).
+async fn on(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
         }
-    };
-    let mut shutdown = std::pin::pin!(shutdown_signal());
-    loop {
-        let update = async {
-            match usr2.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = &mut shutdown => return false,
-            _ = update => match state::read(data_dir) {
-                Ok(Some(s)) if s.phase == state::Phase::Trying => {
-                    tracing::info!(from = %s.from, to = %s.to, "SIGUSR2: stopping to switch to the installed update.");
-                    return true;
-                }
-                other => tracing::warn!(state = ?other, "SIGUSR2 without an update installed; ignored."),
-            },
-        }
+        None => std::future::pending().await,
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot listen for SIGTERM; only SIGINT stops the gateway.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+impl Stops {
+    fn new() -> Stops {
+        use tokio::signal::unix::{SignalKind, signal};
+        let register = |kind: SignalKind, name: &str, lost: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, signal = name, "Cannot listen for {name}; {lost}.");
+                None
+            }
+        };
+        Stops {
+            term: register(SignalKind::terminate(), "SIGTERM", "only SIGINT stops the gateway gracefully"),
+            int: register(SignalKind::interrupt(), "SIGINT", "only SIGTERM stops the gateway gracefully"),
+            usr2: register(SignalKind::user_defined2(), "SIGUSR2", "`edge-gateway update apply` cannot switch this gateway"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping."),
+    }
+
+    /// Until SIGTERM or SIGINT.
+    async fn stop(&mut self) {
+        tokio::select! {
+            () = on(&mut self.term) => tracing::info!("SIGTERM: stopping."),
+            () = on(&mut self.int) => tracing::info!("SIGINT: stopping."),
+        }
+    }
+
+    /// Until SIGTERM or SIGINT (`false`), or SIGUSR2 with an update staged (`true`).
+    async fn next(&mut self, data_dir: &std::path::Path) -> bool {
+        loop {
+            tokio::select! {
+                () = on(&mut self.usr2) => match state::read(data_dir) {
+                    Ok(Some(s)) if s.phase == state::Phase::Trying => {
+                        tracing::info!(from = %s.from, to = %s.to, "SIGUSR2: stopping to switch to the staged update.");
+                        return true;
+                    }
+                    other => tracing::warn!(state = ?other, "SIGUSR2 without an update staged; ignored."),
+                },
+                () = on(&mut self.term) => {
+                    tracing::info!("SIGTERM: stopping.");
+                    return false;
+                }
+                () = on(&mut self.int) => {
+                    tracing::info!("SIGINT: stopping.");
+                    return false;
+                }
+            }
+        }
     }
 }

@@ -23,8 +23,9 @@ pub enum UpdateCommand {
     /// Check a bundle (BINARY with BINARY.minisig beside it) against update.public_keys: the
     /// signature, a newer version, store formats both versions read.
     Verify(VerifyArgs),
-    /// Verify, install beside the running binary (kept as PATH.prev), switch the running
-    /// gateway to it and wait: back to the previous binary if it does not start in time.
+    /// Stage (PATH.new) and verify, switch the running gateway to it and wait; once committed
+    /// it replaces PATH (the old one kept as PATH.prev); back to the previous version if it
+    /// does not start in time or exits during its probation.
     Apply(ApplyArgs),
     /// Print the last update (data_dir/update/state.json).
     Status(StatusArgs),
@@ -71,13 +72,16 @@ pub fn run(cmd: UpdateCommand) -> ExitCode {
         }
         UpdateCommand::Verify(args) => match load(&args) {
             Err(code) => code,
-            Ok((_, keys)) => match verify(&args.bundle, &keys) {
-                Ok((release, _)) => {
-                    println!("{}: {} may replace {}", args.bundle.display(), release.describe(), Release::running().describe());
-                    ExitCode::SUCCESS
+            Ok((config, keys)) => {
+                let running = running_release(&config.data_dir);
+                match verify(&args.bundle, &signature_path(&args.bundle), &keys, &running) {
+                    Ok(release) => {
+                        println!("{}: {} may replace {}", args.bundle.display(), release.describe(), running.describe());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => refused(&args.bundle, &e),
                 }
-                Err(e) => refused(&args.bundle, &e),
-            },
+            }
         },
         UpdateCommand::Apply(args) => apply(args),
         UpdateCommand::Status(args) => match super::load(args.config, None) {
@@ -107,15 +111,20 @@ fn load(args: &VerifyArgs) -> Result<(edge_gateway::config::Config, Vec<PublicKe
     Ok((config, keys))
 }
 
-/// The bundle's release, verified and allowed to replace this one.
-fn verify(bundle: &Path, keys: &[PublicKey]) -> Result<(Release, String), UpdateError> {
+/// What the running gateway is (from its pid file), else this build.
+fn running_release(data_dir: &Path) -> Release {
+    state::read_running_release(data_dir).unwrap_or_else(Release::running)
+}
+
+/// `binary`'s release, verified against `signature` and allowed to replace `running`.
+fn verify(binary: &Path, signature: &Path, keys: &[PublicKey], running: &Release) -> Result<Release, UpdateError> {
     if keys.is_empty() {
         return Err(UpdateError::UnknownKey("(any: update.public_keys is empty)".into()));
     }
-    let comment = minisign::verify(bundle, &signature_path(bundle), keys)?;
+    let comment = minisign::verify(binary, signature, keys)?;
     let release = Release::parse(&comment)?;
-    Release::running().may_update_to(&release)?;
-    Ok((release, comment))
+    running.may_update_to(&release)?;
+    Ok(release)
 }
 
 fn refused(bundle: &Path, e: &UpdateError) -> ExitCode {
@@ -128,107 +137,151 @@ fn apply(args: ApplyArgs) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let bundle = &args.verify.bundle;
-    let release = match verify(bundle, &keys) {
-        Ok((release, _)) => release,
-        Err(e) => return refused(bundle, &e),
-    };
-    let data_dir = &config.data_dir;
-    let pid = state::read_pid(data_dir).filter(|&pid| alive(pid));
-    if let (Ok(Some(s)), Some(_)) = (state::read(data_dir), pid)
-        && s.phase == Phase::Trying
-    {
-        eprintln!("edge-gateway update: an update to {} is in progress; try again when it is done", s.to);
-        return ExitCode::FAILURE;
-    }
+    let (bundle, data_dir) = (&args.verify.bundle, &config.data_dir);
+    let fail = |why: String| refused(bundle, &UpdateError::Apply(why));
     let install = match args.install.map(Ok).unwrap_or_else(std::env::current_exe).and_then(|p| p.canonicalize()) {
         Ok(p) => p,
-        Err(e) => return refused(bundle, &UpdateError::Apply(format!("the installed binary: {e}"))),
+        Err(e) => return fail(format!("the installed binary: {e}")),
     };
-    let mut st = match install_beside(bundle, &install) {
-        Ok(sha256) => UpdateState {
-            phase: Phase::Trying,
-            from: Release::running().version.to_string(),
-            to: release.version.to_string(),
-            install: install.clone(),
-            sha256,
-            reason: None,
-            at_ms: 0,
-        },
-        Err(e) => return refused(bundle, &UpdateError::Apply(format!("cannot install at {}: {e}", install.display()))),
+    let _lock = match state::lock(data_dir) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
     };
-    let Some(pid) = pid else {
-        if let Err(e) = st.write(data_dir, Phase::Committed, None) {
-            eprintln!("edge-gateway update: cannot record the update: {e}");
+    let gateway = state::read_pid(data_dir).filter(|&pid| is_gateway(pid, &install));
+    match state::read(data_dir) {
+        Err(e) => return fail(format!("the last update's state cannot be read: {e}")),
+        Ok(Some(s)) if s.phase.in_progress() && gateway.is_some() && !stale(&s, &config.update) => {
+            return fail(format!("an update to {} is in progress ({:?}); try again when it is done", s.to, s.phase));
         }
-        println!("installed {} at {}; no gateway is running: it starts with the next start", release.describe(), install.display());
-        return ExitCode::SUCCESS;
+        _ => {}
+    }
+    // What is verified is the private copy that will run, not the file given (which anyone who
+    // can write where it lies could swap after the check).
+    let staged = sibling(&install, "new");
+    if let Err(e) = copy_synced(bundle, &staged) {
+        return fail(format!("cannot stage {}: {e}", staged.display()));
+    }
+    let running = running_release(data_dir);
+    let release = match verify(&staged, &signature_path(bundle), &keys, &running) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            return refused(bundle, &e);
+        }
+    };
+    let sha256 = match state::sha256_file(&staged) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot read {}: {e}", staged.display())),
+    };
+    let mut st = UpdateState {
+        phase: Phase::Trying,
+        from: running.version.to_string(),
+        to: release.version.to_string(),
+        install: install.clone(),
+        staged: staged.clone(),
+        sha256,
+        reason: None,
+        at_ms: 0,
+    };
+    let Some(pid) = gateway else {
+        return match finalize(&install, &staged).and_then(|()| st.write(data_dir, Phase::Committed, None)) {
+            Ok(()) => {
+                println!("installed {} at {}; no gateway is running: it starts with the next start", release.describe(), install.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("cannot install at {}: {e}", install.display())),
+        };
     };
     if let Err(e) = st.write(data_dir, Phase::Trying, None) {
-        restore(&install);
-        return refused(bundle, &UpdateError::Apply(format!("cannot record the update: {e}")));
+        let _ = std::fs::remove_file(&staged);
+        return fail(format!("cannot record the update: {e}"));
     }
-    // SAFETY: kill(2) with a pid read from the gateway's own pid file.
+    // SAFETY: kill(2) on the process the pid file names, checked to run the gateway's binary.
     if unsafe { libc::kill(pid, libc::SIGUSR2) } != 0 {
-        restore(&install);
-        let _ = st.write(data_dir, Phase::RolledBack, Some("the gateway could not be signalled".into()));
-        return refused(bundle, &UpdateError::Apply(format!("cannot signal the gateway (pid {pid}): {}", std::io::Error::last_os_error())));
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_file(&staged);
+        if let Err(w) = st.write(data_dir, Phase::RolledBack, Some(format!("the gateway could not be signalled: {e}"))) {
+            eprintln!("edge-gateway update: cannot record the refusal: {w}");
+        }
+        return fail(format!("cannot signal the gateway (pid {pid}): {e}"));
     }
-    println!("installed {} at {}; the gateway (pid {pid}) is switching to it", release.describe(), install.display());
-    wait(data_dir, &install, &config.update)
+    println!("verified {}; the gateway (pid {pid}) is switching to it", release.describe());
+    wait(data_dir, &install, &staged, &config.update)
 }
 
-/// Wait for the switch's outcome (and the probation after it); on a rollback, put the previous
-/// binary back under `install`.
-fn wait(data_dir: &Path, install: &Path, update: &edge_gateway::config::UpdateConfig) -> ExitCode {
-    // The gateway first stops (draining in-flight publishes, up to about a minute).
-    let until = Instant::now() + update.deadline + update.probation + Duration::from_secs(90);
+/// Whether a switch that never finished is too old to still be running.
+fn stale(s: &UpdateState, update: &edge_gateway::config::UpdateConfig) -> bool {
+    let age = std::time::Duration::from_millis(edge_gateway_actors::storage::now_ms().saturating_sub(s.at_ms));
+    age > update.deadline + update.probation + WAIT_MARGIN
+}
+
+/// Beyond the deadline and probation: the gateway's graceful stop (listeners, in-flight
+/// commits, the tree: up to about two minutes) and the start of the new one.
+const WAIT_MARGIN: Duration = Duration::from_secs(180);
+
+/// Whether `pid` runs the gateway's binary (installed or staged), so that a stale or forged
+/// pid file cannot make root signal another process.
+fn is_gateway(pid: i32, install: &Path) -> bool {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
+    let exe = exe.to_string_lossy();
+    let exe = exe.trim_end_matches(" (deleted)");
+    pid > 0 && (Path::new(exe) == install || Path::new(exe) == sibling(install, "new"))
+}
+
+/// Wait for the switch's outcome: committed (after the probation) puts the new binary under
+/// `install`; rolled back removes it.
+fn wait(data_dir: &Path, install: &Path, staged: &Path, update: &edge_gateway::config::UpdateConfig) -> ExitCode {
+    let until = Instant::now() + update.deadline + update.probation + WAIT_MARGIN;
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(200));
         match state::read(data_dir) {
             Ok(Some(s)) if s.phase == Phase::RolledBack => {
-                restore(install);
+                let _ = std::fs::remove_file(staged);
                 eprintln!("edge-gateway update: rolled back to {}: {}", s.from, s.reason.as_deref().unwrap_or("no reason given"));
                 return ExitCode::from(3);
             }
             Ok(Some(s)) if s.phase == Phase::Committed => {
-                let since = Duration::from_millis(edge_gateway_actors::storage::now_ms().saturating_sub(s.at_ms));
-                if since >= update.probation {
-                    println!("updated to {}: running for {} s", s.to, since.as_secs());
-                    return ExitCode::SUCCESS;
-                }
+                return match finalize(install, staged) {
+                    Ok(()) => {
+                        println!(
+                            "updated to {}: {} is the new binary, the previous one is {}",
+                            s.to,
+                            install.display(),
+                            sibling(install, "prev").display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "edge-gateway update: {} runs, but it could not be put under {}: {e}; until it is, a restart starts the previous version",
+                            s.to,
+                            install.display()
+                        );
+                        ExitCode::FAILURE
+                    }
+                };
             }
-            _ => {}
+            Ok(_) => {}
+            Err(e) => eprintln!("edge-gateway update: {e}"),
         }
     }
     eprintln!(
-        "edge-gateway update: no outcome after {} s; see `edge-gateway update status`",
-        (update.deadline + update.probation).as_secs() + 90
+        "edge-gateway update: no outcome in time; see `edge-gateway update status` (the previous binary stays under {})",
+        install.display()
     );
     ExitCode::from(4)
 }
 
-/// Copy the running binary to `PATH.prev` and the bundle to `PATH` (through `PATH.new` and an
-/// atomic rename), each fsync'ed; the new binary's SHA-256.
-fn install_beside(bundle: &Path, install: &Path) -> std::io::Result<String> {
+/// The running binary becomes `PATH.prev` and the staged one `PATH`, each by an atomic rename,
+/// the directory fsync'ed.
+fn finalize(install: &Path, staged: &Path) -> std::io::Result<()> {
     let dir = install.parent().unwrap_or(Path::new("/"));
     let prev = sibling(install, "prev");
-    let new = sibling(install, "new");
-    copy_synced(install, &prev)?;
-    copy_synced(bundle, &new)?;
-    let sha256 = state::sha256_file(&new)?;
-    std::fs::rename(&new, install)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(sha256)
-}
-
-/// Put `PATH.prev` back under `PATH` (a rollback).
-fn restore(install: &Path) {
-    let prev = sibling(install, "prev");
-    match std::fs::copy(&prev, sibling(install, "new")).and_then(|_| std::fs::rename(sibling(install, "new"), install)) {
-        Ok(()) => eprintln!("edge-gateway update: {} is the previous binary again", install.display()),
-        Err(e) => eprintln!("edge-gateway update: cannot put {} back: {e}; copy it by hand", prev.display()),
-    }
+    let tmp = sibling(install, "prev.tmp");
+    copy_synced(install, &tmp)?;
+    std::fs::rename(&tmp, &prev)?;
+    std::fs::rename(staged, install)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn sibling(path: &Path, ext: &str) -> PathBuf {
@@ -238,15 +291,16 @@ fn sibling(path: &Path, ext: &str) -> PathBuf {
     name.into()
 }
 
+/// Copy `from` to a new file `to` (any old one removed first), 0755, fsync'ed.
 fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::copy(from, to)?;
-    let f = std::fs::OpenOptions::new().write(true).open(to)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(to) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let bytes = std::fs::read(from)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(to)?;
+    f.write_all(&bytes)?;
     f.sync_all()
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }

@@ -56,8 +56,7 @@ pub struct SinkReload {
 }
 
 impl LiveSinks {
-    /// Apply `config`'s sinks where that is safe: batching, backoff and stall settings of any
-    /// sink; the URL and timeout of an HTTP sink without TLS files, a file sink's path (a new
+    /// Apply `config`'s sinks where that is safe: batching and backoff settings of any sink; the URL and timeout of an HTTP sink without TLS files, a file sink's path (a new
     /// sink is built; the next attempt uses it, the same batch with the same key). Everything
     /// else (a sink added, removed or of another kind, TLS files, an MQTT or NATS connection)
     /// needs a restart. All or nothing: if a new sink cannot be built, none is replaced.
@@ -75,6 +74,13 @@ impl LiveSinks {
         let mut plan = Vec::new();
         for (i, (was, _)) in current.iter().enumerate() {
             let Some(now) = config.sinks.iter().find(|s| s.name == was.name) else { continue };
+            // The stall limit is read when the forwarder starts: a new one needs a restart.
+            if was.stuck_after != now.stuck_after {
+                out.need_restart.push(format!("sinks.{}.stuck_after_secs", now.name));
+            }
+            let mut now = now.clone();
+            now.stuck_after = was.stuck_after;
+            let now = &now;
             let policy_changed = policy(was) != policy(now);
             let sink = if was.kind == now.kind {
                 None
@@ -95,7 +101,7 @@ impl LiveSinks {
                 out.applied.push(format!("sinks.{name} (destination)"));
             }
             if policy_changed {
-                out.applied.push(format!("sinks.{name} (batching, backoff, stall)"));
+                out.applied.push(format!("sinks.{name} (batching, backoff)"));
             }
             current[i].1.set(sink, policy(&now));
             current[i].0 = now;

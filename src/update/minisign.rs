@@ -1,8 +1,12 @@
 //! minisign's formats (<https://jedisct1.github.io/minisign/>), verification only: a public key
 //! (`Ed` + 8-byte key id + 32-byte Ed25519 key, base64), and a signature file: an untrusted
-//! comment, the signature (`Ed`: of the file, `ED`: of its BLAKE2b-512; key id; 64 bytes), a
-//! trusted comment and the global signature over the signature and the trusted comment. Both
-//! signatures must verify, so the trusted comment (which names the version) is signed too.
+//! comment, the signature (`ED`: of the file's BLAKE2b-512; key id; 64 bytes), a trusted comment
+//! and the global signature over the signature and the trusted comment. Both signatures must
+//! verify, so the trusted comment (which names the version) is signed too.
+//!
+//! Only prehashed (`ED`, minisign's default since 0.8) signatures are taken: the global
+//! signature does not cover the algorithm bytes, so accepting legacy `Ed` too would let anyone
+//! turn a release's signature into a valid one over its 64-byte digest.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -44,7 +48,6 @@ fn key_id(id: &[u8; 8]) -> String {
 
 /// A parsed `.minisig` file.
 struct SignatureFile {
-    prehashed: bool,
     key_id: [u8; 8],
     signature: [u8; 64],
     trusted_comment: String,
@@ -61,22 +64,16 @@ fn parse_signature(text: &str) -> Result<SignatureFile, UpdateError> {
     if sig.len() != 74 {
         return Err(bad("the signature line is not 74 bytes"));
     }
-    let prehashed = match &sig[..2] {
-        b"Ed" => false,
-        b"ED" => true,
+    match &sig[..2] {
+        b"ED" => {}
+        b"Ed" => return Err(bad("a legacy (not prehashed) signature: sign with minisign 0.8 or later, without -l")),
         _ => return Err(bad("unknown signature algorithm")),
-    };
+    }
     let trusted_comment =
         trusted.strip_prefix("trusted comment: ").ok_or_else(|| bad("the third line is not a trusted comment"))?.to_string();
     let global = STANDARD.decode(global.trim()).map_err(|_| bad("the global signature is not base64"))?;
     let global: [u8; 64] = global.try_into().map_err(|_| bad("the global signature is not 64 bytes"))?;
-    Ok(SignatureFile {
-        prehashed,
-        key_id: sig[2..10].try_into().expect("8"),
-        signature: sig[10..].try_into().expect("64"),
-        trusted_comment,
-        global,
-    })
+    Ok(SignatureFile { key_id: sig[2..10].try_into().expect("8"), signature: sig[10..].try_into().expect("64"), trusted_comment, global })
 }
 
 /// Verify `file` against `signature_file` with one of `keys`; the signed trusted comment.
@@ -84,7 +81,7 @@ pub fn verify(file: &Path, signature_file: &Path, keys: &[PublicKey]) -> Result<
     let text = std::fs::read_to_string(signature_file).map_err(|e| UpdateError::read(signature_file, e))?;
     let sig = parse_signature(&text)?;
     let key = keys.iter().find(|k| k.id == sig.key_id).ok_or_else(|| UpdateError::UnknownKey(key_id(&sig.key_id)))?;
-    let message = if sig.prehashed { blake2b_file(file)?.to_vec() } else { std::fs::read(file).map_err(|e| UpdateError::read(file, e))? };
+    let message = blake2b_file(file)?;
     let public = UnparsedPublicKey::new(&ED25519, key.key);
     public.verify(&message, &sig.signature).map_err(|_| UpdateError::BadSignature)?;
     let mut global = sig.signature.to_vec();
@@ -136,6 +133,9 @@ ZtryFN8z+rI5pwO0mswNhGeCGp6HsrHHmK4hZiStR90tQGla8hEY0CT8mJkov23YB1VslkzxvR6NJ8Eb
         // The trusted comment changed (a version raised by hand).
         std::fs::write(&sig, SIG.replace("0.1.1", "9.1.1")).unwrap();
         assert!(matches!(verify(&file, &sig, std::slice::from_ref(&k)), Err(UpdateError::BadSignature)));
+        // The same signature marked as a legacy one (over the digest as if it were the file).
+        std::fs::write(&sig, SIG.replacen("RUQ", "RWQ", 1)).unwrap();
+        assert!(matches!(verify(&file, &sig, std::slice::from_ref(&k)), Err(UpdateError::SignatureFile(_))));
         // Another key.
         std::fs::write(&sig, SIG).unwrap();
         let mut other = k.clone();

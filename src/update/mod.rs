@@ -11,11 +11,12 @@
 //! - [`state`]: `data_dir/update/state.json`, the one record of an update in progress or done,
 //!   and `data_dir/gateway.pid`.
 //!
-//! `edge-gateway update apply` (`src/cli/update.rs`) verifies, installs the binary beside the
-//! old one (kept as `PATH.prev`) with an atomic rename, signals the gateway and waits for the
-//! outcome; on a rollback it puts the old binary back under `PATH`. The gateway, on SIGUSR2,
-//! stops gracefully and switches (`src/cli/switch.rs`): it starts the new binary, waits for it
-//! to start, and becomes the previous version again if it does not.
+//! `edge-gateway update apply` (`src/cli/update.rs`) stages the bundle as `PATH.new`, verifies
+//! that copy, signals the gateway and waits; once the new version is committed it renames it
+//! over `PATH` (the old one kept as `PATH.prev`), on a rollback it removes it. The gateway, on
+//! SIGUSR2, stops gracefully and switches (`src/cli/switch.rs`): it starts the staged binary,
+//! waits for it to start and through its probation, and becomes the previous version again if
+//! it does not.
 
 pub mod blake2b;
 pub mod minisign;

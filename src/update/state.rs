@@ -1,21 +1,30 @@
 //! `data_dir/update/state.json`: the one record of the last update (written atomically by the
-//! CLI and by the switch), and `data_dir/gateway.pid`, written once the gateway has started.
+//! CLI and by the switch), `data_dir/update/lock` (held by `update apply` while it runs), and
+//! `data_dir/gateway.pid` (the running gateway's pid and release, written once it started).
+//!
+//! `update apply` runs as root and the gateway as its service user: every file and folder here
+//! is given to the data dir's owner, and a symlink in their place is refused.
 
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use edge_gateway_actors::metrics::UpdatePhase;
 use serde::{Deserialize, Serialize};
 
+use super::release::Release;
+
 /// Where an update stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// Installed; the gateway is switching to it, or has not yet been asked to.
+    /// Staged and verified; the gateway is switching to it.
     Trying,
-    /// The new version started and is running.
+    /// The new version started; its probation runs.
+    Started,
+    /// The new version ran through its probation.
     Committed,
-    /// The new version did not become ready (or exited during its probation): the previous
-    /// binary runs again.
+    /// The new version did not start in time, or exited during its probation (or a stop came
+    /// during the switch): the previous one runs again.
     RolledBack,
 }
 
@@ -24,9 +33,15 @@ impl Phase {
     pub fn label(self) -> UpdatePhase {
         match self {
             Phase::Trying => UpdatePhase::Trying,
+            Phase::Started => UpdatePhase::Started,
             Phase::Committed => UpdatePhase::Committed,
             Phase::RolledBack => UpdatePhase::RolledBack,
         }
+    }
+
+    /// Still on its way (a switch may be running).
+    pub fn in_progress(self) -> bool {
+        matches!(self, Phase::Trying | Phase::Started)
     }
 }
 
@@ -35,12 +50,14 @@ impl Phase {
 pub struct UpdateState {
     /// Where it stands.
     pub phase: Phase,
-    /// The version it replaced.
+    /// The version it replaces.
     pub from: String,
-    /// The version it installed.
+    /// The version it installs.
     pub to: String,
-    /// Where the new binary is installed (the previous one is beside it, `.prev`).
+    /// Where the gateway's binary is installed.
     pub install: PathBuf,
+    /// The verified new binary (`PATH.new`), renamed over `install` once committed.
+    pub staged: PathBuf,
     /// SHA-256 of the new binary, hex.
     pub sha256: String,
     /// Why it was rolled back.
@@ -70,19 +87,65 @@ pub fn read(data_dir: &Path) -> Result<Option<UpdateState>, String> {
     }
 }
 
+/// `data_dir/update/`, created for the data dir's owner (not a symlink).
+fn update_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = data_dir.join("update");
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+            return Err(std::io::Error::other(format!("{} is not a directory (a symlink?): refused", dir.display())));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))?;
+        }
+        Err(e) => return Err(e),
+    }
+    give_to_owner(data_dir, &dir)?;
+    Ok(dir)
+}
+
+/// Make `path` belong to the owner of `data_dir` (a no-op when they already match; needs root
+/// otherwise, which `update apply` is).
+fn give_to_owner(data_dir: &Path, path: &Path) -> std::io::Result<()> {
+    let (owner, it) = (std::fs::metadata(data_dir)?, std::fs::symlink_metadata(path)?);
+    if owner.uid() != it.uid() || owner.gid() != it.gid() {
+        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    Ok(())
+}
+
 impl UpdateState {
-    /// Write it (atomically, fsync'ed), with `phase` from now on.
+    /// Write it (atomically, fsync'ed, readable by the gateway's user), with `phase` from now on.
     pub fn write(&mut self, data_dir: &Path, phase: Phase, reason: Option<String>) -> std::io::Result<()> {
         self.phase = phase;
         self.reason = reason;
         self.at_ms = edge_gateway_actors::storage::now_ms();
+        update_dir(data_dir)?;
         let path = state_path(data_dir);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::atomic_file::write(&path, &json, None)
+        crate::atomic_file::write(&path, &json, Some(0o640))?;
+        give_to_owner(data_dir, &path)
     }
+}
+
+/// An exclusive lock on `data_dir/update/lock`, held while `update apply` runs: a second one
+/// is refused at once.
+pub struct ApplyLock(#[allow(dead_code)] std::fs::File);
+
+/// Take the lock; `Err` names who holds it or what failed.
+pub fn lock(data_dir: &Path) -> Result<ApplyLock, String> {
+    use std::os::fd::AsRawFd as _;
+    let dir = update_dir(data_dir).map_err(|e| e.to_string())?;
+    let path = dir.join("lock");
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = give_to_owner(data_dir, &path);
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!("another `update apply` holds {}", path.display()));
+    }
+    Ok(ApplyLock(file))
 }
 
 /// SHA-256 of a file, hex.
@@ -101,14 +164,21 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Record this process as the running gateway (after it started).
+/// Record this process as the running gateway (after it started): its pid and what it is.
 pub fn write_pid(data_dir: &Path) -> std::io::Result<()> {
-    crate::atomic_file::write(&pid_path(data_dir), format!("{}\n", std::process::id()).as_bytes(), None)
+    let text = format!("{}\n{}\n", std::process::id(), Release::running().describe());
+    crate::atomic_file::write(&pid_path(data_dir), text.as_bytes(), Some(0o644))
 }
 
 /// The pid of the running gateway, from its file (`None`: no file or not a number).
 pub fn read_pid(data_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(pid_path(data_dir)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(pid_path(data_dir)).ok()?.lines().next()?.trim().parse().ok()
+}
+
+/// What the running gateway is, from its pid file (`None`: no file, or an older one).
+pub fn read_running_release(data_dir: &Path) -> Option<Release> {
+    let text = std::fs::read_to_string(pid_path(data_dir)).ok()?;
+    Release::parse(text.lines().nth(1)?).ok()
 }
 
 /// Remove the pid file if it still names this process.

@@ -181,7 +181,7 @@ async fn sighup_refuses_an_invalid_file_and_names_the_settings_that_need_a_resta
     hup(&gw);
     poll_until("the sink applied", Duration::from_secs(10), || log(&gw).contains("sinks.cloud (destination)")).await;
     let l = log(&gw);
-    assert!(l.contains("sinks.cloud (batching, backoff, stall)") && l.contains("gateway.log_filter applied"), "{l}");
+    assert!(l.contains("sinks.cloud (batching, backoff)") && l.contains("gateway.log_filter applied"), "{l}");
     assert!(l.contains("sinks.extra (a new sink)"), "a new sink needs a restart: {l}");
     assert!(!l.contains("\"gateway.log_filter\""), "the log filter is not named as needing a restart: {l}");
     // The new cloud answers 503 while three messages wait: they go as three batches of one.

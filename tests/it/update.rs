@@ -160,7 +160,8 @@ async fn bundles_are_verified_a_failing_version_rolls_back_and_a_good_one_is_com
     let (code, out) = update(&["apply", broken.to_str().unwrap()], &config_path, &install).await;
     assert_eq!(code, 3, "a new binary that exits at once is rolled back: {out}");
     assert!(out.contains("rolled back") && out.contains("before it started"), "{out}");
-    assert_eq!(sha(&install), original, "the previous binary is back under its path");
+    assert_eq!(sha(&install), original, "the installed binary was never replaced");
+    assert!(!bin.join("edge-gateway.new").exists(), "the staged binary is removed");
     eventually("the previous version is ready again", Duration::from_secs(30), async || ready().await).await;
     let h = health(http).await;
     assert_eq!(h["update"]["phase"], "rolled_back", "{h}");
@@ -177,8 +178,9 @@ async fn bundles_are_verified_a_failing_version_rolls_back_and_a_good_one_is_com
     let (code, out) = update(&["apply", good.to_str().unwrap()], &config_path, &install).await;
     assert_eq!(code, 0, "the good update is committed: {out}");
     assert!(out.contains("updated to 99.0.0"), "{out}");
-    assert_eq!(sha(&install), sha(&good));
+    assert_eq!(sha(&install), sha(&good), "committed: the new binary is in place");
     assert!(sha(&bin.join("edge-gateway.prev")) == original, "the previous binary is kept beside it");
+    assert!(!bin.join("edge-gateway.new").exists(), "nothing left staged");
     let h = health(http).await;
     assert_eq!(h["update"]["phase"], "committed", "{h}");
     assert_eq!(h["update"]["from"], running);

@@ -372,11 +372,15 @@ label_values! {
 label_values! {
     /// Where the last self-update stands (`edge-gateway update apply`).
     pub enum UpdatePhase {
-        /// Installed; the gateway is switching to it.
+        /// Staged and verified; the gateway is switching to it.
         Trying => "trying",
-        /// The new version started and runs.
+        /// The new version started; its probation runs.
+        Started => "started",
+        /// The new version ran through its probation.
         Committed => "committed",
         /// The new version was not ready in time or exited: the previous one runs again.
         RolledBack => "rolled_back",
+        /// `data_dir/update/state.json` cannot be read (permissions, damage).
+        Unreadable => "unreadable",
     }
 }

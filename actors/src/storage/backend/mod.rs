@@ -7,6 +7,7 @@
 //! store the same encoded records under the same sequence numbers, and keep the same
 //! counters, so the policy (quota, TTL, cursors, keys) cannot differ between them.
 
+mod no_fsync;
 mod redb;
 mod redb_errors;
 mod sqlite;

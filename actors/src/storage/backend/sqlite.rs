@@ -70,6 +70,7 @@ impl SqliteBackend {
         let lock = lock(path)?;
         check_headers(path)?;
         let guard = WalGuard::keep(path)?;
+        super::no_fsync::announce();
         let writer = connect(path).map_err(|e| open_error(&shown, e))?;
         let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(|e| open_error(&shown, e))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -108,7 +109,8 @@ impl SqliteBackend {
 /// A connection with the pragmas every connection needs (`synchronous` is per connection).
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let synchronous = if super::no_fsync::enabled() { "OFF" } else { "FULL" };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
