@@ -4,7 +4,8 @@
 # compare with, mosquitto_passwd, nats-server for the JetStream sink, systemd-analyze for the
 # unit file, lintian, dpkg-dev and minisign for the Debian package and signed releases,
 # promtool, faketime, curl,
-# openssl, strace, a Python venv with an OTLP receiver's packages and paho-mqtt for the chaos
+# openssl, strace, qemu and dmsetup (the power-cut harness boots a guest; its kernel and busybox packages are
+# fetched by the harness with `apt-get download`, so the package lists must be there), a Python venv with an OTLP receiver's packages and paho-mqtt for the chaos
 # scripts) when missing, then runs the whole workspace's tests with the committed Cargo.lock.
 # mosquitto_passwd comes with the broker's package: it is installed without starting its
 # service (which would take port 1883 from the gateway's default config).
@@ -26,8 +27,14 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "test.sh: installing ${need[*]}" >&2
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+{ command -v mkfs.ext4 || [ -x /sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || need+=(e2fsprogs)
+{ command -v dmsetup || [ -x /sbin/dmsetup ]; } >/dev/null 2>&1 || need+=(dmsetup)
+# The harness downloads linux-image-amd64's kernel and busybox-static: the lists must know them.
+lists_ok=1
+apt-cache show linux-image-amd64 busybox-static >/dev/null 2>&1 || lists_ok=
+if [ ${#need[@]} -gt 0 ] || [ -z "$lists_ok" ]; then
+    echo "test.sh: installing ${need[*]:-nothing (updating the package lists)}" >&2
     if [ "$(id -u)" -ne 0 ]; then
         SUDO=sudo
     else
@@ -41,11 +48,11 @@ if [ ${#need[@]} -gt 0 ]; then
         $SUDO chmod 755 /usr/sbin/policy-rc.d
         no_start=1
     fi
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     [ -z "$no_start" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 # Fail, never skip, when a peer is still missing.
-for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace curl stdbuf systemd-analyze lintian dpkg-shlibdeps minisign; do
+for bin in mosquitto_pub mosquitto_sub mosquitto_passwd promtool faketime openssl strace curl stdbuf systemd-analyze lintian dpkg-shlibdeps minisign qemu-system-x86_64; do
     command -v "$bin" >/dev/null 2>&1 || { echo "test.sh: $bin is required and could not be installed" >&2; exit 1; }
 done
 { command -v nats-server || [ -x /usr/sbin/nats-server ]; } >/dev/null 2>&1 || { echo "test.sh: nats-server is required and could not be installed" >&2; exit 1; }

@@ -240,6 +240,8 @@ fn apply_env(raw: &mut RawConfig, env: impl IntoIterator<Item = (String, String)
             "EDGE_GATEWAY_HTTP_LISTEN" => raw.http.listen = value,
             "EDGE_GATEWAY_DATA_DIR" => raw.gateway.data_dir = value,
             "EDGE_GATEWAY_STORAGE_BACKEND" => raw.storage.backend = value,
+            // Read by the store itself (the power-cut harness's negative control), not a setting.
+            "EDGE_GATEWAY_UNSAFE_NO_FSYNC" => {}
             _ => {
                 let sink = key.strip_prefix("EDGE_GATEWAY_SINK_").and_then(|k| k.strip_suffix("_URL"));
                 let mut applied = false;

@@ -26,8 +26,12 @@ impl HttpSink {
     /// that rustls config (the gateway's client certificate and the configured CA).
     pub fn new(name: &str, gateway_id: &str, url: &str, timeout: Duration, tls: Option<rustls::ClientConfig>) -> Result<Self, EgressError> {
         let mut builder = reqwest::Client::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_backend_preconfigured(tls);
+        match tls {
+            Some(tls) => builder = builder.tls_backend_preconfigured(tls),
+            // Plain HTTP never uses a CA (redirects are off): a system without a CA bundle (a
+            // minimal image) must not fail to build the client.
+            None if url.starts_with("http://") => builder = builder.tls_certs_only(Vec::new()),
+            None => {}
         }
         let client = builder
             // A redirect would resend the batch somewhere the config does not name.
