@@ -82,11 +82,19 @@ def _run(cmd, **kw):
 
 
 def _unpack_package(name, cache):
-    """`apt-get download NAME` into `cache` and unpack it there (once); the unpacked root."""
+    """`apt-get download NAME` into `cache` and unpack it there (once; runs at the same time
+    wait for each other); the unpacked root."""
+    import fcntl
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _unpack_locked(name, cache)
+
+
+def _unpack_locked(name, cache):
     root = os.path.join(cache, name)
     if os.path.isdir(root):
         return root
-    os.makedirs(cache, exist_ok=True)
     for f in glob.glob(os.path.join(cache, f"{name}_*.deb")):
         os.remove(f)
     _run(["apt-get", "download", name], cwd=cache)
@@ -221,8 +229,9 @@ def build_initramfs(out, gateway_bin, config_text, acl_text, token, cache, no_fs
     a.chardev("dev/console", 5, 1)
     a.copy("bin/busybox", busybox(cache), 0o755)
     a.file("init", INIT.encode(), 0o755)
-    # The gateway, stripped (the debug build is ~500 MB; RAM holds the initramfs).
-    stripped = os.path.join(cache, "edge-gateway.stripped")
+    # The gateway, stripped (the debug build is ~500 MB; RAM holds the initramfs), beside `out`
+    # (not in the shared cache: two runs at once would write the same file).
+    stripped = os.path.join(os.path.dirname(os.path.abspath(out)), "edge-gateway.stripped")
     _run(["strip", "-o", stripped, gateway_bin])
     a.copy("bin/edge-gateway", stripped, 0o755)
     e2fsck = shutil.which("e2fsck") or "/sbin/e2fsck"
