@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use edge_gateway_actors::slot::ActorSlot;
-use edge_gateway_actors::storage::StorageMsg;
+use edge_gateway_actors::storage::{AppendError, StorageMsg};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
 
@@ -36,12 +36,13 @@ impl Downlink {
     }
 
     /// Publish one upstream message locally (refusals are logged, once a second at most).
-    pub(super) async fn deliver(&self, prefix: &str, p: &Publish) {
-        let Some((router, storage)) = self.target.get() else { return };
+    pub(super) async fn deliver(&self, prefix: &str, p: &Publish) -> Taken {
+        let Some((router, storage)) = self.target.get() else { return Taken::Retry("the local broker is not attached yet".into()) };
         let upstream = String::from_utf8_lossy(&p.topic);
         let topic = upstream.strip_prefix(prefix).unwrap_or(&upstream);
         if topic.is_empty() || topic.contains(['+', '#', '\0']) {
-            return warn(&upstream, "not a topic name after the prefix");
+            warn(&upstream, "not a topic name after the prefix");
+            return Taken::Handled;
         }
         let props = p.properties.as_ref();
         let message = Message {
@@ -60,11 +61,26 @@ impl Downlink {
                 .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
         };
         match inject::publish(router, storage, &self.identity, message).await {
-            Ok(_) => {}
-            Err(e @ InjectError::NotAuthorized { .. }) => warn(&upstream, &e.to_string()),
-            Err(e) => warn(&upstream, &e.to_string()),
+            Ok(_) => Taken::Handled,
+            // Refused for good (the ACL, the quota or retained bound with `reject`): like a
+            // device's refused publish, acknowledged, or it would come back for ever.
+            Err(e @ (InjectError::NotAuthorized { .. } | InjectError::Store(AppendError::QuotaExceeded | AppendError::RetainedFull))) => {
+                warn(&upstream, &e.to_string());
+                Taken::Handled
+            }
+            // Not stored (a failed commit, the storage actor restarting or stopping): not
+            // acknowledged, so the upstream sends it again.
+            Err(e) => Taken::Retry(e.to_string()),
         }
     }
+}
+
+/// What became of one downlink message.
+pub(super) enum Taken {
+    /// Stored, or refused for good: acknowledge it upstream.
+    Handled,
+    /// Not stored for now (why): leave it unacknowledged for the upstream to send again.
+    Retry(String),
 }
 
 fn warn(topic: &str, why: &str) {

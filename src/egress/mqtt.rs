@@ -227,11 +227,23 @@ async fn run_events(
                 let _ = tx.send(Report::Acked(ack.pkid, ack.reason));
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(d) = &downlink {
-                    d.deliver(&prefix, &p).await;
-                }
-                if p.qos != QoS::AtMostOnce {
-                    let _ = client.try_ack(&p);
+                let taken = match &downlink {
+                    Some(d) => d.deliver(&prefix, &p).await,
+                    None => super::downlink::Taken::Handled,
+                };
+                match taken {
+                    super::downlink::Taken::Handled => {
+                        if p.qos != QoS::AtMostOnce {
+                            let _ = client.try_ack(&p);
+                        }
+                    }
+                    // The upstream resends an unacknowledged message only when the session
+                    // resumes: end this connection (the bridge reconnects within a second).
+                    super::downlink::Taken::Retry(why) => {
+                        tracing::warn!(topic = ?crate::ingress::clip(&String::from_utf8_lossy(&p.topic)), why, "A downlink message could not be stored; not acknowledged, reconnecting to receive it again.");
+                        let _ = tx.send(Report::Failed(format!("a downlink message could not be stored: {why}")));
+                        return;
+                    }
                 }
             }
             Ok(_) => {}

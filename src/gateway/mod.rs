@@ -79,6 +79,8 @@ pub struct Gateway {
     mqtt_server: ntex_server::Server<ntex_server::net::Connection>,
     /// Tells the HTTP API, the admin API and the watchdog to stop.
     http_stop: watch::Sender<bool>,
+    /// The HTTP API's server: it holds the store (inspection), so a stop waits for it.
+    http_task: JoinHandle<()>,
     /// The OTLP tracer provider, if tracing is on (kept for the life of the gateway).
     _tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     /// The OTLP logger provider, if log export is on.
@@ -190,7 +192,8 @@ impl Gateway {
         }
         let (http_stop, _) = watch::channel(false);
         tokio::spawn(crate::routing::sessions::expire_sessions_every(router.clone(), inputs.storage.clone(), http_stop.subscribe()));
-        let http_addr = services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), &http_stop).await?;
+        let (http_addr, http_task) =
+            services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), &http_stop).await?;
         let admin_addr = match &config.admin {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
@@ -218,6 +221,7 @@ impl Gateway {
             root_done,
             mqtt_server,
             http_stop,
+            http_task,
             _tracer: providers.0,
             _logger: providers.1,
         })
@@ -243,6 +247,9 @@ impl Gateway {
         self.stop_listeners().await;
         let _ = self.root.call(SupervisorMsg::Shutdown, Some(Duration::from_secs(60))).await;
         let _ = tokio::time::timeout(Duration::from_secs(60), &mut self.root_done).await;
+        // Its connections end with their requests; then nothing holds the store any more (a
+        // gateway started again in this process can open it).
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.http_task).await;
         tracing::info!("Gateway stopped.");
     }
 

@@ -28,7 +28,7 @@ pub(super) async fn start_api(
     schemas: Arc<crate::schema::Schemas>,
     router: Arc<crate::routing::Router>,
     stop: &watch::Sender<bool>,
-) -> Result<SocketAddr, GatewayError> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), GatewayError> {
     let token = bearer::load_or_create(config.http.token_file.as_deref(), &config.data_dir)?;
     let bind_err = |source| GatewayError::Bind { key: "http.listen", addr: config.http.listen, source };
     let listener = tokio::net::TcpListener::bind(config.http.listen).await.map_err(bind_err)?;
@@ -63,8 +63,8 @@ pub(super) async fn start_api(
         metrics: inputs.metrics.clone(),
     };
     let app = crate::api::local::router(api, token, config.http.auth);
-    tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));
-    Ok(addr)
+    let task = tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));
+    Ok((addr, task))
 }
 
 /// Bind `--admin-listen` and serve the chaos admin API; returns the bound address.

@@ -138,6 +138,11 @@ async fn the_bridge_downlink_delivers_upstream_commands_locally_within_the_acl_a
     assert!(!sub.messages().iter().any(|l| l.contains("refused")), "outside the downlink identity's ACL: {:?}", sub.messages());
     // Stored like a device's publish: the sinks see it too.
     poll_until("the command at the cloud", WAIT, || ingest.accepted().iter().any(|m| m.topic == "devices/dev-1/cmd/valve")).await;
+    // A command whose commit fails is not acknowledged upstream: it comes again and is
+    // delivered once the store takes writes (before: acknowledged and lost).
+    gw.storage.get().expect("storage actor").cast(edge_gateway_actors::storage::StorageMsg::InjectFaults(5)).unwrap();
+    up("site-a/devices/dev-1/cmd/valve", "half".into()).await;
+    poll_until("the command whose first commit failed", WAIT, || sub.messages().iter().any(|l| l == "devices/dev-1/cmd/valve half")).await;
     drop(sub);
     gw.stop().await;
     up("site-a/devices/dev-1/cmd/valve", "close".into()).await;
