@@ -266,7 +266,7 @@ impl LocalApi {
             "certificates": certificates,
             "update": match crate::update::state::read(&self.data_dir) {
                 Ok(state) => serde_json::to_value(state).unwrap_or_default(),
-                Err(e) => serde_json::json!({"error": e}),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
             },
         })
     }

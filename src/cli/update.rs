@@ -145,7 +145,7 @@ fn apply(args: ApplyArgs) -> ExitCode {
     };
     let _lock = match state::lock(data_dir) {
         Ok(l) => l,
-        Err(e) => return fail(e),
+        Err(e) => return refused(bundle, &e),
     };
     let gateway = state::read_pid(data_dir).filter(|&pid| is_gateway(pid, &install));
     match state::read(data_dir) {

@@ -60,7 +60,7 @@ impl LiveSinks {
     /// sink is built; the next attempt uses it, the same batch with the same key). Everything
     /// else (a sink added, removed or of another kind, TLS files, an MQTT or NATS connection)
     /// needs a restart. All or nothing: if a new sink cannot be built, none is replaced.
-    pub fn reload(&self, config: &Config) -> Result<SinkReload, String> {
+    pub fn reload(&self, config: &Config) -> Result<SinkReload, egress::EgressError> {
         let mut current = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = SinkReload::default();
         let names = |v: &mut dyn Iterator<Item = String>| v.collect::<std::collections::BTreeSet<_>>();
@@ -85,7 +85,7 @@ impl LiveSinks {
             let sink = if was.kind == now.kind {
                 None
             } else if live_kind(&was.kind) && live_kind(&now.kind) {
-                let built = egress::build(&self.gateway_id, now, &self.api_identity).map_err(|e| format!("sinks.{}: {e}", now.name))?;
+                let built = egress::build(&self.gateway_id, now, &self.api_identity)?;
                 Some(built.sink)
             } else {
                 out.need_restart.push(format!("sinks.{} (its kind, TLS files or connection)", now.name));

@@ -62,13 +62,24 @@ pub enum UpdateError {
     /// One of the two versions could not read the store the other writes.
     #[error("store formats: {0}")]
     Format(String),
+    /// The update's state file cannot be parsed.
+    #[error("{path}: {reason}")]
+    State {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Another `update apply` holds the lock.
+    #[error("another `update apply` holds {0}")]
+    Locked(String),
     /// Installing, signalling or waiting failed.
     #[error("{0}")]
     Apply(String),
 }
 
 impl UpdateError {
-    fn read(path: &Path, source: std::io::Error) -> UpdateError {
+    pub(crate) fn read(path: &Path, source: std::io::Error) -> UpdateError {
         UpdateError::Read { path: path.display().to_string(), source }
     }
 }

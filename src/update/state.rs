@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use edge_gateway_actors::metrics::UpdatePhase;
 use serde::{Deserialize, Serialize};
 
+use super::UpdateError;
 use super::release::Release;
 
 /// Where an update stands.
@@ -78,12 +79,14 @@ pub fn pid_path(data_dir: &Path) -> PathBuf {
 }
 
 /// The last update, if any (an unreadable file is reported as `Err`).
-pub fn read(data_dir: &Path) -> Result<Option<UpdateState>, String> {
+pub fn read(data_dir: &Path) -> Result<Option<UpdateState>, UpdateError> {
     let path = state_path(data_dir);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| UpdateError::State { path: path.display().to_string(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(UpdateError::read(&path, e)),
     }
 }
 
@@ -134,16 +137,15 @@ impl UpdateState {
 pub struct ApplyLock(#[allow(dead_code)] std::fs::File);
 
 /// Take the lock; `Err` names who holds it or what failed.
-pub fn lock(data_dir: &Path) -> Result<ApplyLock, String> {
+pub fn lock(data_dir: &Path) -> Result<ApplyLock, UpdateError> {
     use std::os::fd::AsRawFd as _;
-    let dir = update_dir(data_dir).map_err(|e| e.to_string())?;
+    let dir = update_dir(data_dir).map_err(|e| UpdateError::Apply(format!("{}: {e}", data_dir.join("update").display())))?;
     let path = dir.join("lock");
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| UpdateError::read(&path, e))?;
     let _ = give_to_owner(data_dir, &path);
     // SAFETY: flock(2) on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(format!("another `update apply` holds {}", path.display()));
+        return Err(UpdateError::Locked(path.display().to_string()));
     }
     Ok(ApplyLock(file))
 }
