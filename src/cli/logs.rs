@@ -37,15 +37,29 @@ pub fn init(format: LogFormat) {
     tracing_subscriber::registry().with(filter).with(lines).with(edge_gateway::telemetry::logs::OtlpLogLayer).init();
 }
 
+/// Why a log filter was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// Not a filter (`EnvFilter` syntax).
+    #[error("not a log filter: {0}")]
+    Invalid(#[from] tracing_subscriber::filter::ParseError),
+    /// The subscriber is gone.
+    #[error("cannot replace the log filter: {0}")]
+    Reload(#[from] tracing_subscriber::reload::Error),
+}
+
 /// Use `gateway.log_filter` from now on, unless `RUST_LOG` is set (it wins). `Ok(false)`:
 /// left as it was because of `RUST_LOG`.
-pub fn set_filter(spec: &str) -> Result<bool, String> {
+pub fn set_filter(spec: &str) -> Result<bool, FilterError> {
     if std::env::var_os("RUST_LOG").is_some() {
         return Ok(false);
     }
-    let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+    let filter = EnvFilter::try_new(spec)?;
     match FILTER.get() {
-        Some(h) => h.reload(filter).map(|()| true).map_err(|e| e.to_string()),
+        Some(h) => {
+            h.reload(filter)?;
+            Ok(true)
+        }
         None => Ok(false),
     }
 }
