@@ -58,16 +58,18 @@ done
 { command -v nats-server || [ -x /usr/sbin/nats-server ]; } >/dev/null 2>&1 || { echo "test.sh: nats-server is required and could not be installed" >&2; exit 1; }
 
 # The OTLP receiver the tracing tests start (tests/peers/otlp_receiver.py) needs grpcio and
-# opentelemetry-proto from PyPI, the chaos scripts paho-mqtt and (with --sink nats) nats-py: a
-# venv under target/ keeps them away from the system Python.
+# opentelemetry-proto from PyPI, the chaos scripts paho-mqtt and (with --sink nats) nats-py, the
+# archive tests pyarrow (an independent Parquet reader) and moto (an S3 server): a venv under
+# target/ keeps them away from the system Python.
 VENV=target/test-venv
-if ! "$VENV/bin/python" -c 'import grpc, opentelemetry.proto, paho.mqtt, nats' >/dev/null 2>&1; then
-    echo "test.sh: installing opentelemetry-proto, grpcio, paho-mqtt and nats-py into $VENV" >&2
+if ! "$VENV/bin/python" -c 'import grpc, opentelemetry.proto, paho.mqtt, nats, pyarrow, moto, boto3' >/dev/null 2>&1; then
+    echo "test.sh: installing opentelemetry-proto, grpcio, paho-mqtt, nats-py, pyarrow and moto into $VENV" >&2
     mkdir -p target
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'opentelemetry-proto==1.45.2' 'grpcio==1.85.3' 'paho-mqtt==2.2.0' 'nats-py==2.16.0'
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'opentelemetry-proto==1.45.2' 'grpcio==1.85.3' 'paho-mqtt==2.2.0' 'nats-py==2.16.0' \
+        'pyarrow==26.0.1' 'moto[server]==5.2.5'
 fi
-"$VENV/bin/python" -c 'import grpc, opentelemetry.proto, paho.mqtt, nats' || { echo "test.sh: the test venv's Python packages could not be installed" >&2; exit 1; }
+"$VENV/bin/python" -c 'import grpc, opentelemetry.proto, paho.mqtt, nats, pyarrow, moto, boto3' || { echo "test.sh: the test venv's Python packages could not be installed" >&2; exit 1; }
 export EDGE_GATEWAY_TEST_PYTHON=$PWD/$VENV/bin/python
 
 # Tests start many gateways at once: give them file descriptors.

@@ -25,6 +25,7 @@
 //! Tests do the same on port 0.
 
 pub mod api;
+pub mod archive;
 pub mod atomic_file;
 pub mod config;
 pub mod egress;
@@ -32,6 +33,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod routing;
 pub mod schema;
+pub mod sha256;
 pub mod telemetry;
 pub mod throttle;
 pub mod trust;

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. `anyhow` lives here only: library errors are
 //! typed, and each subcommand prints them with their context.
 
+mod archive;
 mod check_config;
 mod logs;
 mod passwd;
@@ -50,6 +51,10 @@ enum Command {
     /// Signed self-update with rollback (docs/OPERATIONS.md).
     #[command(subcommand)]
     Update(update::UpdateCommand),
+    /// The archive (retention tier): list, query, export, verify; deletions and legal holds
+    /// (docs/RETENTION.md).
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
 }
 
 impl Cli {
@@ -63,6 +68,7 @@ impl Cli {
             Command::CheckConfig(args) => check_config::run(args),
             Command::Schema(cmd) => schema::run(cmd),
             Command::Update(cmd) => update::run(cmd),
+            Command::Archive(cmd) => archive::run(cmd),
         }
     }
 }

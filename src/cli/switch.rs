@@ -100,7 +100,7 @@ async fn switch(args: &SwitchArgs) -> ExitCode {
         Ok(Some(s)) if s.phase == Phase::Trying => s,
         other => return roll_back(args, None, &format!("no update staged in the state file ({other:?})")),
     };
-    match state::sha256_file(&st.staged) {
+    match edge_gateway::sha256::file(&st.staged) {
         Ok(sum) if sum == st.sha256 => {}
         Ok(_) => return roll_back(args, Some(&mut st), "the staged binary is not the one verified"),
         Err(e) => return roll_back(args, Some(&mut st), &format!("cannot read the staged binary: {e}")),

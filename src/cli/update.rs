@@ -169,7 +169,7 @@ fn apply(args: ApplyArgs) -> ExitCode {
             return refused(bundle, &e);
         }
     };
-    let sha256 = match state::sha256_file(&staged) {
+    let sha256 = match edge_gateway::sha256::file(&staged) {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot read {}: {e}", staged.display())),
     };

@@ -13,6 +13,7 @@ use edge_gateway_actors::storage::{BackendKind, StoragePolicy};
 use serde::Deserialize;
 
 mod admin;
+mod archive;
 mod broker;
 mod http;
 mod sinks;
@@ -24,6 +25,7 @@ mod trust;
 mod update;
 
 pub use admin::AdminConfig;
+pub use archive::{ArchiveConfig, ClassConfig, OnFull, S3Target, UploadTarget};
 pub use broker::BrokerConfig;
 pub use http::{HttpAuth, HttpConfig};
 pub use sinks::{ClientTlsFiles, SinkConfig, SinkKind};
@@ -82,6 +84,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Self-update: signing keys, deadline and probation.
     pub update: UpdateConfig,
+    /// The retention tier (`archive.enabled`): Parquet files by class, kept and uploaded.
+    pub archive: Option<ArchiveConfig>,
     /// The chaos admin API; only from CLI flags (`run --admin-listen`), never from the file.
     pub admin: Option<AdminConfig>,
 }
@@ -111,6 +115,9 @@ pub struct MqttConfig {
     pub workers: usize,
 }
 
+/// The name of the archive's cursor in the store (next to the sinks' cursors).
+pub const ARCHIVE_CURSOR: &str = "archive";
+
 /// Every problem found in a configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
@@ -131,6 +138,7 @@ struct RawConfig {
     schemas: RawSchemas,
     broker: broker::RawBroker,
     update: update::RawUpdate,
+    archive: archive::RawArchive,
 }
 
 #[derive(Deserialize)]
@@ -317,6 +325,10 @@ impl RawConfig {
             e.push(format!("storage.quota_bytes: must be at least mqtt.max_packet_size ({})", self.mqtt.max_packet_size));
         }
         let sinks = sinks::validate_sinks(self.sinks.unwrap_or_default(), e);
+        let archive = self.archive.validate(Path::new(&self.gateway.data_dir), e);
+        if archive.is_some() && sinks.iter().any(|s| s.name == ARCHIVE_CURSOR) {
+            e.push(format!("sinks: the name \"{ARCHIVE_CURSOR}\" is the archive's cursor while archive.enabled = true"));
+        }
         let (tls, rotation) = self.tls.validate(e);
         let mut auth = self.auth.validate(mqtt.plain, tls.as_ref(), e);
         auth.downlink_identity = broker.api_identity.clone();
@@ -357,6 +369,7 @@ impl RawConfig {
                 schemas_dir,
                 broker,
                 update,
+                archive,
                 admin: None,
             })
         } else {

@@ -225,3 +225,51 @@ fn a_bridge_downlink_takes_topic_filters_and_only_an_mqtt_sink_has_one() {
     let errors = parse(&sink("kind = \"mqtt\"\nurl = \"mqtt://b:1883\"\ndownlink_identity = \"ops\"")).unwrap_err().0;
     assert!(errors.iter().any(|e| e == "sinks[0].downlink_identity: only with downlink filters"), "{errors:?}");
 }
+
+#[test]
+fn archive_classes_windows_and_upload_are_checked_by_key() {
+    let base = format!("{DEFAULT_CONFIG_TOML}\n");
+    let ok = parse(&format!(
+        "{base}[archive]\nenabled = true\n[[archive.classes]]\nname = \"telemetry\"\ntopics = [\"devices/+/telemetry\"]\nmin_keep_days = 30\nmax_keep_days = 365\n"
+    ))
+    .unwrap();
+    let a = ok.archive.expect("enabled");
+    assert_eq!(a.dir, std::path::Path::new("./data/archive"));
+    assert_eq!((a.classes[0].min_keep_days, a.classes[0].on_full), (30, crate::config::OnFull::RefuseIngest));
+    assert!(parse(DEFAULT_CONFIG_TOML).unwrap().archive.is_none(), "off by default");
+    let text = r#"
+        [[sinks]]
+        name = "archive"
+        kind = "discard"
+        [archive]
+        enabled = true
+        max_file_age_secs = 0
+        [[archive.classes]]
+        name = "A B"
+        topics = ["a/#/b"]
+        min_keep_days = 30
+        max_keep_days = 7
+        [[archive.classes]]
+        name = "x"
+        topics = []
+        min_keep_days = 1
+        [archive.upload]
+        kind = "s3"
+        endpoint = "ftp://x"
+    "#;
+    let errors = parse(text).unwrap_err().0;
+    for expected in [
+        "archive.max_file_age_secs",
+        "archive.classes[0].name",
+        "archive.classes[0].topics[0]",
+        "archive.classes[0].max_keep_days",
+        "archive.upload.bucket",
+        "archive.upload.endpoint",
+        "sinks: the name \"archive\"",
+    ] {
+        assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected} missing in {errors:?}");
+    }
+    let bad =
+        parse("[archive]\n[[archive.classes]]\nname = \"x\"\ntopics = [\"#\"]\nmin_keep_days = 1\non_full = \"panic\"\n").unwrap_err().0;
+    assert!(bad[0].contains("archive.classes[0].on_full"), "{bad:?}");
+}

@@ -185,7 +185,11 @@ impl Gateway {
             max_sessions: config.broker.max_sessions,
         };
         let router = Router::new(stored, trust.authority.clone(), metrics.clone(), limits);
-        let inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
+        let mut inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
+        let classes = config.archive.as_ref().map(|a| crate::archive::Classes::new(&a.classes));
+        if let (Some(archive), Some(classes)) = (&config.archive, &classes) {
+            inputs.consumers.push(crate::archive::actor::consumer(archive, classes, &inputs));
+        }
         let (root, root_done) = Supervisor::spawn(None, Supervisor, tree::root_args(&supervision, &inputs)).await?;
         for bridge in &bridges {
             bridge.attach(router.clone(), inputs.storage.clone());
@@ -198,7 +202,7 @@ impl Gateway {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
         };
-        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust, router)?;
+        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust, router, classes)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         warn_lossy_storage_policy(&config.storage);
         for key in &config.ignored_env {
@@ -264,7 +268,9 @@ impl Gateway {
 /// Step 1: the data dir and the store (a damaged store is quarantined and a fresh one starts).
 fn open_store(config: &Config, metrics: &Metrics, health: &Health) -> Result<Store, GatewayError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| GatewayError::DataDir { path: config.data_dir.clone(), source })?;
-    let sink_names = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let mut sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    // The archive's cursor holds records back like a sink's.
+    sink_names.extend(config.archive.as_ref().map(|_| crate::config::ARCHIVE_CURSOR.to_string()));
     for other in BackendKind::ALL.into_iter().filter(|k| *k != config.backend) {
         store_open::refuse_other_backend(config.backend, &config.store_path_of(other), other)?;
     }
@@ -319,6 +325,7 @@ fn tree_inputs(
         gateway_id: gateway_id.to_string(),
         storage_policy: config.storage.clone(),
         sinks,
+        consumers: Vec::new(),
         metrics: metrics.clone(),
         health: health.clone(),
         committed: Arc::new(watch::channel(next_seq).0),
@@ -342,6 +349,7 @@ fn start_listeners(
     supervision: &SupervisionConfig,
     trust: Trust,
     router: Arc<Router>,
+    archive: Option<crate::archive::Classes>,
 ) -> Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr, Option<SocketAddr>), GatewayError> {
     let anonymous = config.mqtt.plain && config.auth.plain == PlainAuth::Anonymous;
     let ingress = Ingress {
@@ -357,6 +365,7 @@ fn start_listeners(
         schemas: trust.schemas.enabled().then(|| trust.schemas.clone()),
         router,
         store: inputs.store.downgrade(),
+        archive,
     };
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

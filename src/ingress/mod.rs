@@ -81,6 +81,9 @@ pub struct Ingress {
     /// The store, read by the writers of persistent sessions (a handle that does not keep it
     /// open after the gateway stopped).
     pub store: edge_gateway_actors::storage::WeakStore,
+    /// The archive's classes, when the archive is on: a class at its quota with
+    /// `on_full = "refuse_ingest"` refuses publishes to its topics.
+    pub archive: Option<crate::archive::Classes>,
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).
@@ -109,6 +112,9 @@ pub enum IngressError {
     /// The payload could not be read.
     #[error("payload: {0}")]
     Payload(String),
+    /// The topic's archive class is at its quota (v3: no PUBACK, the connection is closed).
+    #[error("archive class {0:?} is at its quota (archive.classes quota_bytes)")]
+    ArchiveFull(String),
     /// The store refused or failed the append (v3: no PUBACK, the connection is closed).
     #[error(transparent)]
     Append(#[from] edge_gateway_actors::storage::AppendError),

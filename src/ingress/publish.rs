@@ -62,6 +62,8 @@ pub(super) enum Outcome {
     FormatInvalid(String),
     /// The store refused or failed it (quota, failed commit, storage down).
     Refused(AppendError),
+    /// The topic's archive class is at its quota with `on_full = "refuse_ingest"`: its name.
+    ArchiveFull(String),
 }
 
 /// Run one publish through the shared path; `payload` is read only once the publish is allowed.
@@ -87,6 +89,11 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     if !c.may_publish(&msg.topic, trace.as_ref()) {
         end_receive(span, Some("not authorized"));
         return Ok(Outcome::NotAuthorized(msg.topic));
+    }
+    if let Some(class) = c.ingress.archive.as_ref().and_then(|a| a.refusing(&msg.topic)) {
+        rejected(m, &c.client_id, IngressReason::ArchiveFull, class, trace.as_ref());
+        end_receive(span, Some("archive class full"));
+        return Ok(Outcome::ArchiveFull(class.to_string()));
     }
     let payload = payload.await.map_err(|e| IngressError::Payload(format!("{e:?}")))?;
     let (schema, kept_apart) = match check_schema(c, &msg, protocol, &payload) {

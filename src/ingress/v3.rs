@@ -77,6 +77,7 @@ pub(crate) async fn publish(conn: &v3::Session<Conn>, p: v3::Publish) -> Result<
         Outcome::Untrusted(e) => Err(e),
         Outcome::NotAuthorized(topic) => Err(IngressError::NotAuthorized(topic)),
         Outcome::Refused(e) => Err(e.into()),
+        Outcome::ArchiveFull(class) => Err(IngressError::ArchiveFull(class)),
         // 3.1.1 cannot refuse one message: a binding that refuses keeps it apart instead
         // (acknowledged, never forwarded), so this is only reached if that ever changes.
         Outcome::FormatInvalid(e) => Err(IngressError::Payload(e)),

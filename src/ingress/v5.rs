@@ -109,6 +109,8 @@ pub(crate) async fn publish(conn: &v5::Session<Conn>, p: v5::Publish) -> Result<
             p.ack().reason_code(R::QuotaExceeded).reason("retained messages full (broker.retained_max)".into())
         }
         Outcome::Refused(_) => p.ack().reason_code(R::UnspecifiedError),
+        Outcome::ArchiveFull(_) if !qos1 => p.ack(),
+        Outcome::ArchiveFull(class) => p.ack().reason_code(R::QuotaExceeded).reason(format!("archive class {class} is full").into()),
     })
 }
 
@@ -125,6 +127,7 @@ fn refuse_exactly_once(conn: &v5::Session<Conn>, outcome: Outcome) -> IngressErr
         Outcome::Untrusted(e) => (D::NotAuthorized, e),
         Outcome::Refused(e @ (AppendError::QuotaExceeded | AppendError::RetainedFull)) => (D::QuotaExceeded, e.into()),
         Outcome::Refused(e) => (D::UnspecifiedError, e.into()),
+        Outcome::ArchiveFull(class) => (D::QuotaExceeded, IngressError::ArchiveFull(class)),
         Outcome::Stored => (D::NormalDisconnection, IngressError::Unit),
     };
     conn.sink().close_with_reason(v5::codec::Disconnect::new(code));

@@ -150,22 +150,6 @@ pub fn lock(data_dir: &Path) -> Result<ApplyLock, UpdateError> {
     Ok(ApplyLock(file))
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Record this process as the running gateway (after it started): its pid and what it is.
 pub fn write_pid(data_dir: &Path) -> std::io::Result<()> {
     let text = format!("{}\n{}\n", std::process::id(), Release::running().describe());

@@ -6,6 +6,8 @@
 
 mod access;
 mod admin;
+mod archive;
+mod archive_retention;
 mod bridge;
 mod broker;
 mod chaos;

@@ -311,7 +311,7 @@ async fn old_protocols_and_non_aead_suites_are_refused_and_modern_ones_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_judges_expiry_by_its_own_clock() {
-    let preload = libfaketime();
+    let preload = util::libfaketime();
     // Only the wall clock moves: timers and timeouts run on the real monotonic clock.
     let shifted = |offset: &str| {
         vec![("LD_PRELOAD", preload.clone()), ("FAKETIME", offset.to_string()), ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string())]
@@ -352,18 +352,6 @@ async fn the_gateway_judges_expiry_by_its_own_clock() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tls.cert") && stderr.contains("expired"), "{stderr}");
-}
-
-/// libfaketime (from the `faketime` package), preloaded into the gateway itself so that signals
-/// and exit codes are the gateway's, not a wrapper's.
-fn libfaketime() -> String {
-    util::require("faketime");
-    let found = std::fs::read_dir("/usr/lib")
-        .expect("/usr/lib")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("faketime/libfaketime.so.1"))
-        .find(|p| p.exists());
-    found.expect("libfaketime.so.1 under /usr/lib/*/faketime (package libfaketime)").display().to_string()
 }
 
 /// `mosquitto_pub -l` over mTLS as `device`: `n` QoS1 messages, one every `every`, on one

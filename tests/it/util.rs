@@ -209,3 +209,15 @@ impl Mosquitto {
         let _ = self._process.0.wait();
     }
 }
+
+/// libfaketime (from the `faketime` package), preloaded into the gateway itself so that signals
+/// and exit codes are the gateway's, not a wrapper's.
+pub fn libfaketime() -> String {
+    require("faketime");
+    let found = std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    found.expect("libfaketime.so.1 under /usr/lib/*/faketime (package libfaketime)").display().to_string()
+}

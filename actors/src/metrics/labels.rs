@@ -87,6 +87,8 @@ label_values! {
         SessionEnded => "session_ended",
         /// A handler failed (the store was down, a certificate went bad).
         HandlerError => "handler_error",
+        /// The topic's archive class is at its quota with `on_full = "refuse_ingest"`.
+        ArchiveFull => "archive_full",
     }
 }
 
@@ -97,6 +99,7 @@ impl IngressReason {
         IngressReason::Quota,
         IngressReason::StoreError,
         IngressReason::RetainedFull,
+        IngressReason::ArchiveFull,
         IngressReason::EmptyClientId,
         IngressReason::SessionsFull,
         IngressReason::Oversize,

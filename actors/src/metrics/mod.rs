@@ -12,10 +12,13 @@ use prometheus_client::registry::{Registry, Unit};
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 
+#[macro_use]
 mod labels;
+mod archive;
 mod sets;
 mod zero;
 
+pub use archive::*;
 pub use labels::*;
 pub use sets::*;
 
@@ -136,6 +139,8 @@ pub struct Metrics {
     /// Time from the device's own timestamp (when the message carries one) to the sink's
     /// acknowledgement, by sink.
     pub device_latency: HistogramFamily<SinkLabels>,
+    /// The archive (retention tier).
+    pub archive: ArchiveMetrics,
 }
 
 impl Default for Metrics {
@@ -210,6 +215,7 @@ impl Metrics {
             log_records_dropped: Counter::default(),
             e2e_latency: Family::new_with_constructor(e2e_histogram),
             device_latency: Family::new_with_constructor(e2e_histogram),
+            archive: ArchiveMetrics::default(),
         }
     }
 
@@ -287,6 +293,7 @@ impl Metrics {
             self.restart_duration.clone(),
         );
         self.register_trust(r);
+        self.archive.register(r);
     }
 
     fn register_trust(&self, r: &mut Registry) {

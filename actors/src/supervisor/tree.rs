@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! root ─┬─ storage      StorageActor (the only writer of the store)
-//!       ├─ forwarders   Supervisor ── forwarder:<sink> ForwarderActor, one per sink
+//!       ├─ forwarders   Supervisor ─┬ forwarder:<sink> ForwarderActor, one per sink
+//!       │                          └ archive           ArchiveActor (root crate), if enabled
 //!       ├─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
 //!       ├─ rotation     RotationActor (reloads TLS, ACL and password files; watches expiry)
 //!       └─ devices      DevicesActor (online/offline/silent status, devices.redb/.sqlite)
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use ractor::Actor;
 use tokio::sync::watch;
 
-use super::{ChildPolicy, ChildSpec, RootChild, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn};
+use super::{
+    ChildPolicy, ChildSpec, RootChild, StartFn, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn,
+};
 use crate::devices::{DevicesActor, DevicesArgs, DevicesMsg, DevicesPolicy, LiveSessions};
 use crate::forwarder::{ForwarderActor, ForwarderArgs, LiveSink};
 use crate::health::Health;
@@ -43,6 +46,10 @@ pub struct TreeInputs {
     pub storage_policy: StoragePolicy,
     /// Sinks with their built I/O halves.
     pub sinks: Vec<SinkSpec>,
+    /// Other consumers of the store with cursors of their own (the archive), started by the
+    /// root crate under the forwarders supervisor with the forwarders' child policy: child
+    /// name and start function.
+    pub consumers: Vec<(String, StartFn)>,
     /// Metrics handles.
     pub metrics: Metrics,
     /// Readiness.
@@ -118,7 +125,13 @@ fn storage_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
 }
 
 fn forwarders_spec(policy: &ChildPolicy, sup_policy: &SupervisorPolicy, child: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
-    let children: Vec<ChildSpec> = inputs.sinks.iter().map(|spec| forwarder_spec(child, spec, inputs)).collect();
+    let mut children: Vec<ChildSpec> = inputs.sinks.iter().map(|spec| forwarder_spec(child, spec, inputs)).collect();
+    children.extend(inputs.consumers.iter().map(|(name, start)| ChildSpec {
+        name: name.clone(),
+        restart: child.restart,
+        shutdown: child.shutdown,
+        start: start.clone(),
+    }));
     let args = (sup_policy.clone(), children, inputs.clone());
     ChildSpec {
         name: RootChild::Forwarders.as_str().into(),
