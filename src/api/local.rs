@@ -55,6 +55,8 @@ pub struct LocalApi {
     pub data_dir: std::path::PathBuf,
     /// Every metric (the update phase is read from its file at each scrape).
     pub metrics: edge_gateway_actors::metrics::Metrics,
+    /// The archive's settings and classes, when it is on.
+    pub archive: Option<(crate::config::ArchiveConfig, crate::archive::Classes)>,
 }
 
 /// Every route. Probes (`/healthz`, `/readyz`) are always open; `POST /api/store/acknowledge`
@@ -268,6 +270,7 @@ impl LocalApi {
                 Ok(state) => serde_json::to_value(state).unwrap_or_default(),
                 Err(e) => serde_json::json!({"error": e.to_string()}),
             },
+            "archive": self.archive.as_ref().map(|(config, classes)| crate::archive::status::health_json(config, classes, &self.metrics)),
         })
     }
 }

@@ -28,6 +28,7 @@ pub mod files;
 pub mod manifest;
 pub mod query;
 pub mod retention;
+pub mod status;
 pub mod upload;
 pub mod verify;
 

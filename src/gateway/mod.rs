@@ -197,7 +197,7 @@ impl Gateway {
         let (http_stop, _) = watch::channel(false);
         tokio::spawn(crate::routing::sessions::expire_sessions_every(router.clone(), inputs.storage.clone(), http_stop.subscribe()));
         let (http_addr, http_task) =
-            services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), &http_stop).await?;
+            services::start_api(&config, &inputs, http_tls, trust.schemas.clone(), router.clone(), classes.clone(), &http_stop).await?;
         let admin_addr = match &config.admin {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,

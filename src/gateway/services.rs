@@ -27,6 +27,7 @@ pub(super) async fn start_api(
     tls: Option<Arc<HttpTls>>,
     schemas: Arc<crate::schema::Schemas>,
     router: Arc<crate::routing::Router>,
+    archive: Option<crate::archive::Classes>,
     stop: &watch::Sender<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), GatewayError> {
     let token = bearer::load_or_create(config.http.token_file.as_deref(), &config.data_dir)?;
@@ -61,6 +62,7 @@ pub(super) async fn start_api(
         max_packet_size: config.mqtt.max_packet_size as usize,
         data_dir: config.data_dir.clone(),
         metrics: inputs.metrics.clone(),
+        archive: config.archive.clone().zip(archive),
     };
     let app = crate::api::local::router(api, token, config.http.auth);
     let task = tokio::spawn(serve::serve(listener, app, tls, stop.subscribe()));

@@ -272,5 +272,9 @@ async fn a_class_at_its_quota_refuses_ingest_or_stops_archiving_as_configured() 
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
     assert_eq!(sample(&scrape, "gateway_ingress_rejected_total{reason=\"archive_full\"}"), 2.0, "{scrape}");
     assert_eq!(sample(&scrape, "gateway_archive_messages_total{class=\"capped\"}"), 1.0, "{scrape}");
+    let health: Value = serde_json::from_str(&http_get(gw.http_addr, "/api/health").await.1).unwrap();
+    let classes = &health["archive"]["classes"];
+    assert_eq!((classes[0]["name"].as_str(), classes[0]["refusing_ingest"].as_bool()), (Some("capped"), Some(true)), "{health}");
+    assert_eq!((classes[1]["on_full"].as_str(), classes[1]["skipped_messages"].as_i64()), (Some("stop_archiving"), Some(1)), "{health}");
     gw.stop().await;
 }
