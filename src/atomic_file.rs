@@ -23,6 +23,18 @@ pub fn write(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Make `path` belong to the owner of `owner_of` (a no-op when they already match; needs root
+/// otherwise): a file an operator's `sudo` command creates next to the gateway's own files must
+/// stay writable and readable by the gateway's user.
+pub fn give_to_owner(owner_of: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (owner, it) = (std::fs::metadata(owner_of)?, std::fs::symlink_metadata(path)?);
+    if owner.uid() != it.uid() || owner.gid() != it.gid() {
+        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,7 @@ pub async fn publish(State(api): Api, Json(p): Json<Publish>) -> Response {
     match inject::publish(&api.router, &api.storage, &identity, message).await {
         Ok(a) => Json(serde_json::json!({"key": a.key, "seq": a.seq})).into_response(),
         Err(e @ InjectError::NotAuthorized { .. }) => (StatusCode::FORBIDDEN, format!("{e}\n")).into_response(),
-        Err(InjectError::Store(e @ (AppendError::QuotaExceeded | AppendError::RetainedFull))) => {
+        Err(e @ (InjectError::Store(AppendError::QuotaExceeded | AppendError::RetainedFull) | InjectError::ArchiveFull(_))) => {
             (StatusCode::INSUFFICIENT_STORAGE, format!("{e}\n")).into_response()
         }
         // It may still commit: a retry may store it twice (under another key).

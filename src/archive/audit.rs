@@ -41,6 +41,12 @@ pub fn append(dir: &Path, lines: &[AuditLine<'_>]) -> Result<(), ArchiveError> {
         text.push_str(&serde_json::to_string(line).map_err(|e| ArchiveError::Manifest(e.to_string()))?);
         text.push('\n');
     }
+    let created = !path.exists();
     let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ArchiveError::io(&path, e))?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| ArchiveError::io(&path, e))
+    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| ArchiveError::io(&path, e))?;
+    if created {
+        let _ = crate::atomic_file::give_to_owner(dir, &path);
+        super::files::sync_dir(dir)?;
+    }
+    Ok(())
 }

@@ -59,7 +59,11 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let mut t = hms.splitn(3, ':').map(str::parse::<i64>);
     let (h, mi, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next().unwrap_or(Ok(0)).ok()?);
     let milli: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    Some(days_from_civil(i64::from(y), m, d) * 86_400_000 + ((h * 60 + mi) * 60 + s) * 1000 + milli)
+    let days = days_from_civil(i64::from(y), m, d);
+    if civil_from_days(days) != (i64::from(y), m, d) || !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..61).contains(&s) {
+        return None; // 2026-02-31, 25:00
+    }
+    Some(days * 86_400_000 + ((h * 60 + mi) * 60 + s) * 1000 + milli)
 }
 
 /// The start of the UTC hour holding `ms`.
@@ -107,33 +111,48 @@ pub fn create_dirs(root: &Path, dir: &Path) -> Result<(), ArchiveError> {
     }
 }
 
+/// What [`recover`] did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// For the log: files rolled forward, `.tmp` files removed, deletions finished.
+    pub done: Vec<String>,
+    /// Recorded files that are gone with no `.tmp` to finish them (a crash that lost a folder
+    /// entry the manifest had counted on): their messages must be read from the store again.
+    pub lost: Vec<super::manifest::FileEntry>,
+}
+
 /// Bring the folder in line with the manifest after a crash: a `.tmp` of a recorded file with
 /// the recorded hash becomes the file; other `.tmp` files are removed; a file the manifest
-/// deleted is removed. Returns what was done, for the log.
-pub fn recover(dir: &Path, manifest: &Manifest) -> Result<Vec<String>, ArchiveError> {
-    let mut done = Vec::new();
+/// deleted is removed; a recorded file that is simply gone is reported lost.
+pub fn recover(dir: &Path, manifest: &Manifest) -> Result<Recovered, ArchiveError> {
+    let mut out = Recovered::default();
     let live = manifest.live();
     for f in live.values() {
         let path = dir.join(&f.path);
+        if path.exists() {
+            continue;
+        }
         let tmp = tmp_of(&path);
-        if !path.exists() && tmp.exists() && crate::sha256::file(&tmp).map_err(|e| ArchiveError::io(&tmp, e))? == f.sha256 {
+        if tmp.exists() && crate::sha256::file(&tmp).map_err(|e| ArchiveError::io(&tmp, e))? == f.sha256 {
             std::fs::rename(&tmp, &path).map_err(|e| ArchiveError::io(&path, e))?;
             sync_dir(path.parent().unwrap_or(dir))?;
-            done.push(format!("rolled forward {}", f.path));
+            out.done.push(format!("rolled forward {}", f.path));
+        } else {
+            out.lost.push(f.clone());
         }
     }
     for tmp in walk(dir)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp")) {
         std::fs::remove_file(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?;
-        done.push(format!("removed unrecorded {}", tmp.display()));
+        out.done.push(format!("removed unrecorded {}", tmp.display()));
     }
     for path in manifest.deleted() {
         let full = dir.join(&path);
         if !live.contains_key(&path) && full.exists() {
             std::fs::remove_file(&full).map_err(|e| ArchiveError::io(&full, e))?;
-            done.push(format!("finished deleting {path}"));
+            out.done.push(format!("finished deleting {path}"));
         }
     }
-    Ok(done)
+    Ok(out)
 }
 
 /// Every file under the class folders of `dir` (`.parquet` and `.tmp`), relative paths not
@@ -181,6 +200,8 @@ mod tests {
         assert_eq!(parse_time("2025-12-02"), Some(1_764_633_600_000));
         assert_eq!(parse_time("1764633600000"), Some(1_764_633_600_000));
         assert_eq!(parse_time("2025-13-02"), None);
+        assert_eq!(parse_time("2026-02-31"), None);
+        assert_eq!(parse_time("2026-02-03T25:00:00Z"), None);
         assert_eq!(hour_of(1_764_644_645_678), 1_764_644_400_000);
     }
 

@@ -152,25 +152,41 @@ impl Manifest {
     }
 }
 
-/// The exclusive lock every manifest writer holds (released on drop).
+/// A lock on the manifest (released on drop): writers hold it exclusively from their first
+/// manifest read to their last rename or unlink; readers (verify, query) hold it shared while
+/// they take their snapshot, so they never see an entry whose file is not yet renamed.
 pub struct Lock(#[allow(dead_code)] File);
 
-/// Take the manifest lock of `dir` (waits for another writer).
+/// Take the exclusive lock of `dir` (waits for other holders).
 pub fn lock(dir: &Path) -> Result<Lock, ArchiveError> {
+    take(dir, libc::LOCK_EX)
+}
+
+/// Take the shared (reader's) lock of `dir` (waits for a writer).
+pub fn lock_shared(dir: &Path) -> Result<Lock, ArchiveError> {
+    take(dir, libc::LOCK_SH)
+}
+
+fn take(dir: &Path, how: i32) -> Result<Lock, ArchiveError> {
     let path = dir.join("manifest.lock");
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| ArchiveError::io(&path, e))?;
+    let _ = crate::atomic_file::give_to_owner(dir, &path);
     // SAFETY: flock(2) on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+    if unsafe { libc::flock(file.as_raw_fd(), how) } != 0 {
         return Err(ArchiveError::io(&path, std::io::Error::last_os_error()));
     }
     Ok(Lock(file))
 }
 
 /// Append one entry per op (the caller holds [`lock`]) and fsync; returns the entries written.
+/// A last line without its newline (a write cut short) is removed first: nothing was built on
+/// it. A write or fsync that fails is cut off again, so the manifest never keeps half an entry.
 pub fn append(dir: &Path, _lock: &Lock, ops: Vec<Op>, at_ms: u64) -> Result<Vec<Entry>, ArchiveError> {
     let path = dir.join(FILE);
     let io = |e| ArchiveError::io(&path, e);
+    let created = !path.exists();
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io)?;
+    let len = cut_fragment(&mut file).map_err(io)?;
     let (mut n, mut head) = match last_line(&mut file).map_err(io)? {
         Some(line) => {
             let n = serde_json::from_str::<Entry>(&line)
@@ -191,9 +207,50 @@ pub fn append(dir: &Path, _lock: &Lock, ops: Vec<Op>, at_ms: u64) -> Result<Vec<
         text.push('\n');
         written.push(entry);
     }
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.sync_all()) {
+        let _ = file.set_len(len).and_then(|()| file.sync_all());
+        return Err(io(e));
+    }
+    if created {
+        let _ = crate::atomic_file::give_to_owner(dir, &path);
+        super::files::sync_dir(dir)?;
+    }
     Ok(written)
+}
+
+/// Remove a last line without its newline (logged); the length after.
+fn cut_fragment(file: &mut File) -> std::io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    let keep = last_line_start(file, len)?;
+    tracing::warn!(bytes = len - keep, "The archive manifest ended in a cut-off line (an interrupted write); removed.");
+    file.set_len(keep)?;
+    file.sync_all()?;
+    Ok(keep)
+}
+
+/// Where the last line of a file of `len` bytes starts (after the last newline before its end).
+fn last_line_start(file: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut tail = 4096u64;
+    loop {
+        let start = len.saturating_sub(tail);
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = vec![0u8; (len - start) as usize];
+        file.read_exact(&mut buf)?;
+        match buf.iter().rposition(|&b| b == b'\n') {
+            Some(i) => return Ok(start + i as u64 + 1),
+            None if start == 0 => return Ok(0),
+            None => tail *= 4,
+        }
+    }
 }
 
 /// The last complete line of `file` (without its newline), if any.
@@ -232,6 +289,20 @@ mod tests {
             last_ms: 2,
             through_seq: 7,
         })
+    }
+
+    #[test]
+    fn a_cut_off_last_line_is_removed_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = lock(dir.path()).unwrap();
+        append(dir.path(), &l, vec![add("c/a")], 10).unwrap();
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(FILE)).unwrap();
+        f.write_all(b"{\"n\":2,\"prev\":\"ab").unwrap();
+        assert!(!Manifest::read(dir.path()).unwrap().problems.is_empty(), "the fragment is seen");
+        append(dir.path(), &l, vec![add("c/b")], 11).unwrap();
+        let m = Manifest::read(dir.path()).unwrap();
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+        assert_eq!(m.entries.iter().map(|e| e.n).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -7,8 +7,10 @@ use super::ArchiveError;
 use super::columns::{self, ArchivedRow, ReadStats, RowFilter};
 use super::manifest::{FileEntry, Manifest};
 
-/// The files kept now, oldest first.
+/// The files kept now, oldest first (read under the shared lock: every file listed was
+/// complete then).
 pub fn list(dir: &Path) -> Result<Vec<FileEntry>, ArchiveError> {
+    let _shared = super::manifest::lock_shared(dir)?;
     let mut files: Vec<FileEntry> = Manifest::read(dir)?.live().into_values().collect();
     files.sort_by(|a, b| (a.first_ms, &a.path).cmp(&(b.first_ms, &b.path)));
     Ok(files)
@@ -23,6 +25,8 @@ pub struct QueryStats {
     pub files_skipped: usize,
     /// Row groups read and skipped inside the files opened.
     pub groups: ReadStats,
+    /// Files deleted by retention between the listing and their reading.
+    pub files_gone: usize,
 }
 
 /// The rows `filter` keeps, ordered by receive time (then seq).
@@ -35,8 +39,20 @@ pub fn query(dir: &Path, filter: &RowFilter) -> Result<(Vec<ArchivedRow>, QueryS
             stats.files_skipped += 1;
             continue;
         }
+        let path = dir.join(&f.path);
+        if !path.exists() {
+            stats.files_gone += 1;
+            continue;
+        }
+        let s = match columns::read(&path, filter, &mut rows) {
+            Ok(s) => s,
+            Err(_) if !path.exists() => {
+                stats.files_gone += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         stats.files_read += 1;
-        let s = columns::read(&dir.join(&f.path), filter, &mut rows)?;
         stats.groups.groups_read += s.groups_read;
         stats.groups.groups_skipped += s.groups_skipped;
     }

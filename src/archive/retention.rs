@@ -47,9 +47,14 @@ pub struct Usage {
     pub full: bool,
 }
 
-/// Whether `f` is inside the compliance window of `class` at `now_ms`.
+/// Receive times before this (2024-01-01) come from a clock that was not set (a box that booted
+/// without a real-time clock and stamped messages near 1970): such a file's age is unknown, and
+/// it is kept as if inside its window (only an operator deletes it).
+pub const PLAUSIBLE_SINCE_MS: i64 = 1_704_067_200_000;
+
+/// Whether `f` is inside the compliance window of `class` at `now_ms` (or its age is unknown).
 pub fn in_window(class: &ClassConfig, f: &FileEntry, now_ms: i64) -> bool {
-    now_ms.saturating_sub(f.last_ms) < i64::from(class.min_keep_days) * DAY_MS
+    f.last_ms < PLAUSIBLE_SINCE_MS || now_ms.saturating_sub(f.last_ms) < i64::from(class.min_keep_days) * DAY_MS
 }
 
 /// The deletions a sweep at `now_ms` makes in `class` (held: none; `pinned` files, not yet
@@ -119,15 +124,14 @@ fn hold_path(dir: &Path, class: &str) -> PathBuf {
     dir.join("holds").join(class)
 }
 
-/// The hold on `class`: from the config (`legal_hold = true`) or set with `archive hold`.
+/// The hold on `class`: from the config (`legal_hold = true`) or set with `archive hold`. A hold
+/// file that exists but cannot be read or parsed is still a hold: deleting less is the safe side.
 pub fn hold_of(dir: &Path, class: &ClassConfig) -> Option<Hold> {
-    if let Ok(text) = std::fs::read_to_string(hold_path(dir, &class.name)) {
-        // An unreadable hold file is still a hold: deleting less is the safe side.
-        return Some(serde_json::from_str(&text).unwrap_or(Hold {
-            reason: "(unreadable hold file)".into(),
-            since_ms: 0,
-            by: String::new(),
-        }));
+    let unreadable = |why: String| Hold { reason: format!("(hold file unreadable: {why})"), since_ms: 0, by: String::new() };
+    match std::fs::read_to_string(hold_path(dir, &class.name)) {
+        Ok(text) => return Some(serde_json::from_str(&text).unwrap_or_else(|e| unreadable(e.to_string()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Some(unreadable(e.to_string())),
     }
     class.legal_hold.then(|| Hold { reason: "legal_hold = true in the config".into(), since_ms: 0, by: "config".into() })
 }
@@ -139,12 +143,17 @@ pub fn set_hold(dir: &Path, class: &str, hold: Option<&Hold>, release_reason: &s
         Some(h) => ("hold", h.reason.as_str()),
         None => ("release", release_reason),
     };
+    // Under the manifest lock: a deletion in progress finishes first, the next one sees it.
+    let _lock = manifest::lock(dir)?;
     audit::append(dir, &[AuditLine { at_ms: now_ms, action, class, path: None, reason: None, detail, by }])?;
     match hold {
         Some(h) => {
-            super::files::create_dirs(dir, &dir.join("holds"))?;
+            let holds = dir.join("holds");
+            super::files::create_dirs(dir, &holds)?;
+            let _ = crate::atomic_file::give_to_owner(dir, &holds);
             let text = serde_json::to_vec(h).map_err(|e| ArchiveError::Manifest(e.to_string()))?;
-            crate::atomic_file::write(&path, &text, None).map_err(|e| ArchiveError::io(&path, e))
+            crate::atomic_file::write(&path, &text, Some(0o644)).map_err(|e| ArchiveError::io(&path, e))?;
+            crate::atomic_file::give_to_owner(dir, &path).map_err(|e| ArchiveError::io(&path, e))
         }
         None => match std::fs::remove_file(&path) {
             Ok(()) => sync_dir(&dir.join("holds")),
@@ -154,12 +163,20 @@ pub fn set_hold(dir: &Path, class: &str, hold: Option<&Hold>, release_reason: &s
     }
 }
 
-/// Delete `deletions`: one manifest entry and one audit line each (fsync'ed), then the files.
-pub fn delete(dir: &Path, deletions: &[Deletion], by: &str, now_ms: u64) -> Result<(), ArchiveError> {
+/// Delete `deletions`: under the manifest lock, refused if a class of them is held now; one
+/// audit line each, then one manifest entry each (both fsync'ed), then the files. A crash
+/// after the audit line leaves the file (deleted again, audited again, by the next sweep);
+/// after the manifest entry, the next start finishes the unlink.
+pub fn delete(dir: &Path, classes: &[ClassConfig], deletions: &[Deletion], by: &str, now_ms: u64) -> Result<(), ArchiveError> {
     if deletions.is_empty() {
         return Ok(());
     }
     let lock = manifest::lock(dir)?;
+    for d in deletions {
+        if let Some(h) = classes.iter().find(|c| c.name == d.file.class).and_then(|c| hold_of(dir, c)) {
+            return Err(ArchiveError::Refused(format!("class {} is under legal hold ({}); nothing is deleted", d.file.class, h.reason)));
+        }
+    }
     let ops = deletions
         .iter()
         .map(|d| Op::Delete {
@@ -169,7 +186,6 @@ pub fn delete(dir: &Path, deletions: &[Deletion], by: &str, now_ms: u64) -> Resu
             detail: d.detail.clone(),
         })
         .collect();
-    manifest::append(dir, &lock, ops, now_ms)?;
     let lines: Vec<AuditLine<'_>> = deletions
         .iter()
         .map(|d| AuditLine {
@@ -183,6 +199,7 @@ pub fn delete(dir: &Path, deletions: &[Deletion], by: &str, now_ms: u64) -> Resu
         })
         .collect();
     audit::append(dir, &lines)?;
+    manifest::append(dir, &lock, ops, now_ms)?;
     for d in deletions {
         let path = dir.join(&d.file.path);
         match std::fs::remove_file(&path) {

@@ -86,7 +86,7 @@ fn files(ages_days: &[i64], now: i64) -> BTreeMap<String, FileEntry> {
 
 #[test]
 fn retention_deletes_past_max_keeps_the_window_and_holds_and_frees_quota_outside_the_window() {
-    let now = 100 * DAY_MS;
+    let now = 1_800_000_000_000 + 100 * DAY_MS;
     let live = files(&[40, 20, 5, 1], now);
     let none = HashSet::new();
     let (d, usage) = retention::plan(&class(10, 30, 0), &live, false, &none, now);
@@ -108,4 +108,44 @@ fn retention_deletes_past_max_keeps_the_window_and_holds_and_frees_quota_outside
     let (d, usage) = retention::plan(&class(30, 0, 150), &live, false, &none, now);
     assert_eq!(d.len(), 1, "only the 40-day file is outside a 30-day window");
     assert_eq!((usage.bytes, usage.full), (300, true));
+}
+
+#[test]
+fn recovery_rolls_a_recorded_tmp_forward_removes_unrecorded_ones_and_reports_a_lost_file() {
+    use super::files::{recover, tmp_of};
+    use super::manifest::{self, Manifest, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("c/2026-01-01")).unwrap();
+    let entry = |name: &str, body: &[u8]| FileEntry {
+        path: format!("c/2026-01-01/{name}"),
+        class: "c".into(),
+        sha256: crate::sha256::hex(body),
+        bytes: body.len() as u64,
+        rows: 1,
+        first_ms: 0,
+        last_ms: 0,
+        through_seq: 9,
+    };
+    // Recorded with its .tmp (crash before the rename); recorded and gone; not recorded.
+    std::fs::write(tmp_of(&d.join("c/2026-01-01/00-0.parquet")), b"rolled").unwrap();
+    std::fs::write(tmp_of(&d.join("c/2026-01-01/00-2.parquet")), b"unrecorded").unwrap();
+    let lock = manifest::lock(d).unwrap();
+    manifest::append(d, &lock, vec![Op::Add(entry("00-0.parquet", b"rolled")), Op::Add(entry("00-1.parquet", b"gone"))], 1).unwrap();
+    let r = recover(d, &Manifest::read(d).unwrap()).unwrap();
+    assert_eq!(std::fs::read(d.join("c/2026-01-01/00-0.parquet")).unwrap(), b"rolled");
+    assert!(!tmp_of(&d.join("c/2026-01-01/00-2.parquet")).exists(), "an unrecorded .tmp is removed");
+    assert_eq!(r.lost.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), vec!["c/2026-01-01/00-1.parquet"]);
+    assert_eq!(r.done.len(), 2, "{:?}", r.done);
+}
+
+#[test]
+fn files_of_an_unset_clock_are_never_aged_and_an_unreadable_hold_still_holds() {
+    let now = 1_800_000_000_000i64; // 2027
+    let old_clock = files(&[0], 400 * DAY_MS); // newest message in 1971
+    let (d, _) = retention::plan(&class(1, 2, 0), &old_clock, false, &HashSet::new(), now);
+    assert!(d.is_empty(), "a 1971 timestamp is an unset clock, not an old file");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("holds/c")).unwrap(); // a folder: reading it fails
+    assert!(retention::hold_of(dir.path(), &class(1, 2, 0)).is_some());
 }

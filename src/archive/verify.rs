@@ -12,6 +12,8 @@ use super::manifest::Manifest;
 /// Every problem found, one line each (empty: the archive verifies). `head`: a manifest head
 /// recorded earlier, which must be this manifest's head or the hash of one of its lines.
 pub fn verify(dir: &Path, head: Option<&str>) -> Result<(Vec<String>, Manifest), ArchiveError> {
+    // Shared with other readers; a flush or deletion in progress finishes first and waits.
+    let _shared = super::manifest::lock_shared(dir)?;
     let m = Manifest::read(dir)?;
     let mut problems = m.problems.clone();
     let live = m.live();
@@ -30,13 +32,14 @@ pub fn verify(dir: &Path, head: Option<&str>) -> Result<(Vec<String>, Manifest),
             },
         }
     }
+    let deleted: std::collections::HashSet<String> = m.deleted().into_iter().collect();
     for path in files::walk(dir)? {
         if path.extension().is_some_and(|e| e == "tmp") {
             continue; // a flush in progress (or interrupted: removed at the next start)
         }
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
         if !live.contains_key(&rel) {
-            let why = if m.deleted().contains(&rel) { "deleted in the manifest but still present" } else { "not in the manifest (added)" };
+            let why = if deleted.contains(&rel) { "deleted in the manifest but still present" } else { "not in the manifest (added)" };
             problems.push(format!("{rel}: {why}"));
         }
     }

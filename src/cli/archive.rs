@@ -184,10 +184,11 @@ fn run_query(q: &QueryArgs, out: Option<PathBuf>) -> anyhow::Result<Option<Strin
         RowFilter { from_ms: time("from", q.from.as_deref())?, to_ms: time("to", q.to.as_deref())?, device: q.device.clone(), topic };
     let (rows, stats) = query::query(&a.dir, &filter)?;
     let summary = format!(
-        "{} messages from {} files ({} skipped by time), {} row groups read, {} skipped",
+        "{} messages from {} files ({} skipped by time, {} deleted meanwhile), {} row groups read, {} skipped",
         rows.len(),
         stats.files_read,
         stats.files_skipped,
+        stats.files_gone,
         stats.groups.groups_read,
         stats.groups.groups_skipped
     );
@@ -298,7 +299,7 @@ fn delete(
     if let Some(missing) = paths.iter().find(|p| !deletions.iter().any(|d| &d.file.path == *p)) {
         bail!("--path {missing}: no such file of class {class}");
     }
-    retention::delete(&a.dir, &deletions, &operator(force), now)?;
+    retention::delete(&a.dir, &a.classes, &deletions, &operator(force), now)?;
     Ok(Some(format!("deleted {} file(s) of class {class}; recorded in the manifest and the audit log", deletions.len())))
 }
 

@@ -203,6 +203,8 @@ impl RawArchive {
             let key = format!("archive.classes[{i}]");
             if !valid_name(&c.name) {
                 e.push(format!("{key}.name: \"{}\": 1-64 of a-z, 0-9, _ and -", c.name));
+            } else if ["holds", "upload"].contains(&c.name.as_str()) {
+                e.push(format!("{key}.name: \"{}\" is a folder of the archive's own", c.name));
             } else if classes.iter().any(|o| o.name == c.name) {
                 e.push(format!("{key}.name: \"{}\" is used by an earlier class", c.name));
             }
@@ -262,8 +264,14 @@ impl RawUpload {
                 ] {
                     need(key, value);
                 }
-                if !self.endpoint.is_empty() && !self.endpoint.starts_with("http://") && !self.endpoint.starts_with("https://") {
-                    e.push(format!("archive.upload.endpoint: \"{}\" is not an http:// or https:// URL", self.endpoint));
+                let host = self.endpoint.strip_prefix("http://").or_else(|| self.endpoint.strip_prefix("https://"));
+                match host.map(|h| h.trim_end_matches('/')) {
+                    _ if self.endpoint.is_empty() => {}
+                    Some(h) if !h.is_empty() && !h.contains(['/', '?', '#', '@']) => {}
+                    _ => e.push(format!(
+                        "archive.upload.endpoint: \"{}\": http(s)://host[:port], without a path (path-style requests add /bucket/)",
+                        self.endpoint
+                    )),
                 }
                 if !(1000..=600_000).contains(&self.timeout_ms) {
                     e.push("archive.upload.timeout_ms: must be between 1000 and 600000".into());

@@ -64,7 +64,11 @@ impl Downlink {
             Ok(_) => Taken::Handled,
             // Refused for good (the ACL, the quota or retained bound with `reject`): like a
             // device's refused publish, acknowledged, or it would come back for ever.
-            Err(e @ (InjectError::NotAuthorized { .. } | InjectError::Store(AppendError::QuotaExceeded | AppendError::RetainedFull))) => {
+            Err(
+                e @ (InjectError::NotAuthorized { .. }
+                | InjectError::ArchiveFull(_)
+                | InjectError::Store(AppendError::QuotaExceeded | AppendError::RetainedFull)),
+            ) => {
                 warn(&upstream, &e.to_string());
                 Taken::Handled
             }

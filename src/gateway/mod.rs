@@ -184,9 +184,9 @@ impl Gateway {
             session_expiry_max_secs: config.broker.session_expiry_max_secs,
             max_sessions: config.broker.max_sessions,
         };
-        let router = Router::new(stored, trust.authority.clone(), metrics.clone(), limits);
-        let mut inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         let classes = config.archive.as_ref().map(|a| crate::archive::Classes::new(&a.classes));
+        let router = Router::new(stored, trust.authority.clone(), metrics.clone(), limits, classes.clone());
+        let mut inputs = tree_inputs(&config, &store, &gateway_id, sinks, reloadables, &metrics, &health)?;
         if let (Some(archive), Some(classes)) = (&config.archive, &classes) {
             inputs.consumers.push(crate::archive::actor::consumer(archive, classes, &inputs));
         }
@@ -202,7 +202,7 @@ impl Gateway {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
         };
-        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust, router, classes)?;
+        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust, router)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         warn_lossy_storage_policy(&config.storage);
         for key in &config.ignored_env {
@@ -349,7 +349,6 @@ fn start_listeners(
     supervision: &SupervisionConfig,
     trust: Trust,
     router: Arc<Router>,
-    archive: Option<crate::archive::Classes>,
 ) -> Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr, Option<SocketAddr>), GatewayError> {
     let anonymous = config.mqtt.plain && config.auth.plain == PlainAuth::Anonymous;
     let ingress = Ingress {
@@ -365,7 +364,6 @@ fn start_listeners(
         schemas: trust.schemas.enabled().then(|| trust.schemas.clone()),
         router,
         store: inputs.store.downgrade(),
-        archive,
     };
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));

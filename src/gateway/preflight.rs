@@ -38,6 +38,10 @@ pub fn preflight(config: &Config) -> Vec<String> {
     if let Some((cert, key)) = &config.http.tls {
         problems.extend(crate::api::https::HttpTls::load(cert.clone(), key.clone()).err().map(|e| e.to_string()));
     }
+    if let Some(archive) = &config.archive {
+        // The S3 secret is read (and the client built) exactly as the archive actor will.
+        problems.extend(crate::archive::upload::Uploader::new(archive).err().map(|e| format!("archive.upload: {e}")));
+    }
     if let Some(file) = &config.http.token_file {
         problems.extend(crate::api::bearer::load_or_create(Some(file), &config.data_dir).err().map(|e| format!("http.token_file: {e}")));
     }

@@ -81,9 +81,6 @@ pub struct Ingress {
     /// The store, read by the writers of persistent sessions (a handle that does not keep it
     /// open after the gateway stopped).
     pub store: edge_gateway_actors::storage::WeakStore,
-    /// The archive's classes, when the archive is on: a class at its quota with
-    /// `on_full = "refuse_ingest"` refuses publishes to its topics.
-    pub archive: Option<crate::archive::Classes>,
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).

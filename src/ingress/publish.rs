@@ -90,7 +90,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         end_receive(span, Some("not authorized"));
         return Ok(Outcome::NotAuthorized(msg.topic));
     }
-    if let Some(class) = c.ingress.archive.as_ref().and_then(|a| a.refusing(&msg.topic)) {
+    if let Some(class) = c.ingress.router.archive_refusing(&msg.topic) {
         rejected(m, &c.client_id, IngressReason::ArchiveFull, class, trace.as_ref());
         end_receive(span, Some("archive class full"));
         return Ok(Outcome::ArchiveFull(class.to_string()));

@@ -27,6 +27,9 @@ pub enum InjectError {
         /// Where to.
         topic: String,
     },
+    /// The topic's archive class is at its quota with `on_full = "refuse_ingest"`.
+    #[error("archive class {0:?} is at its quota")]
+    ArchiveFull(String),
     /// The store refused it (quota, retained bound) or its commit failed.
     #[error(transparent)]
     Store(#[from] AppendError),
@@ -39,6 +42,9 @@ pub enum InjectError {
 pub async fn publish(router: &Router, storage: &ActorSlot<StorageMsg>, identity: &str, message: Message) -> Result<Appended, InjectError> {
     if !router.may_publish(identity, &message.topic) {
         return Err(InjectError::NotAuthorized { identity: identity.to_string(), topic: message.topic.to_string() });
+    }
+    if let Some(class) = router.archive_refusing(&message.topic) {
+        return Err(InjectError::ArchiveFull(class.to_string()));
     }
     let mut rec = NewRecord {
         device: identity.to_string(),

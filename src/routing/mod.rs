@@ -119,6 +119,8 @@ pub struct Router {
     expiry_cap: Option<u32>,
     /// Most persistent sessions (`broker.max_sessions`).
     max_sessions: usize,
+    /// The archive's classes (with `archive.enabled`): a full one refuses new messages.
+    archive: Option<crate::archive::Classes>,
 }
 
 /// Where one accepted message goes, decided before its commit and carried out after it.
@@ -142,8 +144,20 @@ impl Plan {
 }
 
 impl Router {
+    /// The archive class refusing a message to `topic` (at its quota with `on_full =
+    /// "refuse_ingest"`): checked for every publish, a device's or an injected one.
+    pub fn archive_refusing(&self, topic: &str) -> Option<&str> {
+        self.archive.as_ref()?.refusing(topic)
+    }
+
     /// A router with the retained messages and persistent sessions the store holds.
-    pub fn new(stored: sessions::Stored, authority: Authority, metrics: Metrics, limits: sessions::Limits) -> Arc<Router> {
+    pub fn new(
+        stored: sessions::Stored,
+        authority: Authority,
+        metrics: Metrics,
+        limits: sessions::Limits,
+        archive: Option<crate::archive::Classes>,
+    ) -> Arc<Router> {
         let retained: BTreeMap<String, Arc<Message>> =
             stored.retained.into_iter().map(|r| (r.topic.clone(), Arc::new(message_of(r)))).collect();
         metrics.retained_messages.set(retained.len() as i64);
@@ -157,6 +171,7 @@ impl Router {
             subscribers: AtomicUsize::new(0),
             expiry_cap: (limits.session_expiry_max_secs > 0).then_some(limits.session_expiry_max_secs),
             max_sessions: limits.max_sessions,
+            archive,
         };
         router.counted(&router.read_table());
         Arc::new(router)

@@ -5,7 +5,7 @@
 //! `update apply` runs as root and the gateway as its service user: every file and folder here
 //! is given to the data dir's owner, and a symlink in their place is refused.
 
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use edge_gateway_actors::metrics::UpdatePhase;
@@ -104,18 +104,8 @@ fn update_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
         }
         Err(e) => return Err(e),
     }
-    give_to_owner(data_dir, &dir)?;
+    crate::atomic_file::give_to_owner(data_dir, &dir)?;
     Ok(dir)
-}
-
-/// Make `path` belong to the owner of `data_dir` (a no-op when they already match; needs root
-/// otherwise, which `update apply` is).
-fn give_to_owner(data_dir: &Path, path: &Path) -> std::io::Result<()> {
-    let (owner, it) = (std::fs::metadata(data_dir)?, std::fs::symlink_metadata(path)?);
-    if owner.uid() != it.uid() || owner.gid() != it.gid() {
-        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))?;
-    }
-    Ok(())
 }
 
 impl UpdateState {
@@ -128,7 +118,7 @@ impl UpdateState {
         let path = state_path(data_dir);
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         crate::atomic_file::write(&path, &json, Some(0o640))?;
-        give_to_owner(data_dir, &path)
+        crate::atomic_file::give_to_owner(data_dir, &path)
     }
 }
 
@@ -142,7 +132,7 @@ pub fn lock(data_dir: &Path) -> Result<ApplyLock, UpdateError> {
     let dir = update_dir(data_dir).map_err(|e| UpdateError::Apply(format!("{}: {e}", data_dir.join("update").display())))?;
     let path = dir.join("lock");
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| UpdateError::read(&path, e))?;
-    let _ = give_to_owner(data_dir, &path);
+    let _ = crate::atomic_file::give_to_owner(data_dir, &path);
     // SAFETY: flock(2) on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(UpdateError::Locked(path.display().to_string()));

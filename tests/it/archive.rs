@@ -176,6 +176,22 @@ async fn archived_messages_read_back_by_pyarrow_queried_exported_uploaded_and_ve
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
     assert!(sample(&scrape, "gateway_archive_uploads_total{result=\"ok\"}") >= 3.0, "{scrape}");
     assert_eq!(sample(&scrape, "gateway_archive_files{class=\"alarms\"}"), 1.0, "{scrape}");
+
+    // verify and query while files close: they read a consistent snapshot (the manifest lock).
+    let more: Vec<String> = (0..400).map(|i| format!("{{\"more\":{i}}}")).collect();
+    let publisher = std::thread::spawn(move || {
+        for chunk in more.chunks(50) {
+            publish_lines(port, "dev-a", "devices/dev-a/telemetry", &[], chunk);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+    while !publisher.is_finished() {
+        let out = cli(&config, &["verify"], &[]);
+        assert!(out.status.success(), "verify while archiving: {}", util::text(&out));
+        assert!(cli(&config, &["query", "--device", "dev-b"], &[]).status.success());
+    }
+    publisher.join().unwrap();
+    eventually("the rest archived", Duration::from_secs(30), async || archived("telemetry") == 460).await;
     gw.stop().await;
     tamper_and_verify(&config, &local);
 }
@@ -267,6 +283,17 @@ async fn a_class_at_its_quota_refuses_ingest_or_stops_archiving_as_configured() 
     v5.publish("devices/a/stopped", b"forwarded only", 4).await;
     assert_eq!(v5.expect_puback(4).await, 0);
     eventually("forwarded", Duration::from_secs(20), async || ingest.unique_keys() == 3).await;
+    // The HTTP downlink is refused too (507), like a full store.
+    harness::install_crypto();
+    let token = std::fs::read_to_string(dir.path().join("http.token")).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/publish", gw.http_addr))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({"topic": "devices/api/capped", "payload": "x", "qos": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 507, "{:?}", resp.text().await);
     let skipped = m.archive.skipped.get_or_create(&edge_gateway_actors::metrics::ClassLabels { class: "stopped".into() }).get();
     assert_eq!(skipped, 1);
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;

@@ -52,24 +52,40 @@ impl Uploader {
         live.keys().filter(|p| !done.contains(*p)).cloned().collect()
     }
 
-    /// Upload what is pending (at most [`PER_RUN`] files), then the manifest if it changed.
-    pub async fn run(&mut self, dir: &Path, metrics: &Metrics) -> Result<(), ArchiveError> {
+    /// Upload what is pending (at most [`PER_RUN`] files; one that fails does not hold the
+    /// others back), then the manifest if it changed; the first failure is returned.
+    pub async fn run(&self, dir: &Path, metrics: &Metrics) -> Result<(), ArchiveError> {
         if matches!(self, Uploader::None) {
             return Ok(());
         }
-        let m = Manifest::read(dir)?;
+        let (m, done) = {
+            let (dir, lock_dir) = (dir.to_path_buf(), dir.to_path_buf());
+            tokio::task::spawn_blocking(move || -> Result<_, ArchiveError> {
+                let _shared = super::manifest::lock_shared(&lock_dir)?;
+                Ok((Manifest::read(&dir)?, uploaded(&dir)))
+            })
+            .await
+            .map_err(|e| ArchiveError::Upload(e.to_string()))??
+        };
         let live = m.live();
-        let done = uploaded(dir);
         let pending: Vec<&FileEntry> = live.values().filter(|f| !done.contains(&f.path)).collect();
         let a = &metrics.archive;
         a.upload_pending_bytes.set(pending.iter().map(|f| f.bytes).sum::<u64>() as i64);
+        let mut first_failure = None;
         for f in pending.iter().take(PER_RUN) {
             let result = self.put(&f.path, &dir.join(&f.path), &f.sha256).await;
             count(metrics, &result);
-            result?;
+            if let Err(e) = result {
+                tracing::warn!(file = %f.path, error = %e, "Archive upload failed; retrying at the next sweep.");
+                first_failure.get_or_insert(e);
+                continue;
+            }
             record_uploaded(dir, &f.path)?;
             a.upload_pending_bytes.dec_by(f.bytes as i64);
             tracing::info!(file = %f.path, bytes = f.bytes, "Archive file uploaded and checked.");
+        }
+        if let Some(e) = first_failure {
+            return Err(e);
         }
         let head_file = dir.join("upload").join("manifest.head");
         if std::fs::read_to_string(&head_file).ok().as_deref() != Some(m.head.as_str()) && !m.entries.is_empty() {
@@ -90,13 +106,13 @@ impl Uploader {
             Uploader::Dir(target) => {
                 let dest = target.join(name);
                 let (src, dest2) = (path.to_path_buf(), dest.clone());
-                let bytes = tokio::task::spawn_blocking(move || std::fs::read(&src).map_err(|e| ArchiveError::io(&src, e)))
-                    .await
-                    .map_err(|e| ArchiveError::Upload(e.to_string()))??;
-                if crate::sha256::hex(&bytes) != sha256 {
-                    return Err(ArchiveError::Upload(format!("{name}: the local file does not match its manifest entry")));
-                }
+                let sha256 = sha256.to_string();
+                let name = name.to_string();
                 tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(&src).map_err(|e| ArchiveError::io(&src, e))?;
+                    if crate::sha256::hex(&bytes) != sha256 {
+                        return Err(ArchiveError::Upload(format!("{name}: the local file does not match its manifest entry")));
+                    }
                     super::files::create_dirs(dest2.parent().unwrap_or(&dest2), dest2.parent().unwrap_or(&dest2))?;
                     crate::atomic_file::write(&dest2, &bytes, None).map_err(|e| ArchiveError::io(&dest2, e))?;
                     match crate::sha256::file(&dest2) {
@@ -109,11 +125,18 @@ impl Uploader {
                 .map_err(|e| ArchiveError::Upload(e.to_string()))?
             }
             Uploader::S3(bucket) => {
-                let bytes = tokio::fs::read(path).await.map_err(|e| ArchiveError::io(path, e))?;
-                if crate::sha256::hex(&bytes) != sha256 {
+                let src = path.to_path_buf();
+                let (bytes, sha) = tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(&src).map_err(|e| ArchiveError::io(&src, e))?;
+                    let sha = crate::sha256::hex(&bytes);
+                    Ok::<_, ArchiveError>((bytes, sha))
+                })
+                .await
+                .map_err(|e| ArchiveError::Upload(e.to_string()))??;
+                if sha != sha256 {
                     return Err(ArchiveError::Upload(format!("{name}: the local file does not match its manifest entry")));
                 }
-                bucket.put_checked(name, bytes).await
+                bucket.put_checked(name, bytes, &sha).await
             }
         }
     }

@@ -37,7 +37,12 @@ impl Bucket {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ArchiveError::Upload(format!("cannot build the S3 client: {e}")))?;
-        let host = target.endpoint.split_once("://").map_or(target.endpoint.as_str(), |(_, h)| h).trim_end_matches('/').to_string();
+        // What reqwest sends as Host: without the scheme's default port.
+        let host = target.endpoint.split_once("://").map_or(target.endpoint.as_str(), |(_, h)| h).trim_end_matches('/');
+        let host = match (target.endpoint.starts_with("https://"), host.rsplit_once(':')) {
+            (true, Some((h, "443"))) | (false, Some((h, "80"))) => h.to_string(),
+            _ => host.to_string(),
+        };
         Ok(Self {
             client,
             endpoint: target.endpoint.clone(),
@@ -49,13 +54,12 @@ impl Bucket {
     }
 
     /// PUT `name` (under the prefix) and check the stored object's SHA-256.
-    pub async fn put_checked(&self, name: &str, bytes: Vec<u8>) -> Result<(), ArchiveError> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        let checksum = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
-        let sha_hex = crate::sha256::hex(&bytes);
+    pub async fn put_checked(&self, name: &str, bytes: Vec<u8>, sha_hex: &str) -> Result<(), ArchiveError> {
+        let digest: Vec<u8> = (0..sha_hex.len() / 2).filter_map(|i| u8::from_str_radix(&sha_hex[2 * i..2 * i + 2], 16).ok()).collect();
+        let checksum = base64::engine::general_purpose::STANDARD.encode(&digest);
         let len = bytes.len();
         let extra = [("x-amz-checksum-sha256", checksum.clone())];
-        let response = self.send(reqwest::Method::PUT, name, &extra, bytes, &sha_hex).await?;
+        let response = self.send(reqwest::Method::PUT, name, &extra, bytes, sha_hex).await?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();

@@ -8,20 +8,23 @@
 //! One flush closes every open file: the cursor can then move past everything read, and a
 //! restart never has to know which rows of a half-read range are already in a file.
 
+mod flush;
+mod sweep;
+
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_gateway_actors::metrics::{ArchiveDeletion, ClassLabels, DeletionLabels, Metrics};
+use edge_gateway_actors::metrics::{ClassLabels, Metrics};
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{StorageMsg, Store};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
-use super::columns::{self, ArchivedRow};
-use super::files::{self, tmp_of};
-use super::manifest::{self, FileEntry, Manifest, Op};
-use super::retention;
+use super::columns::ArchivedRow;
+use super::files;
+use super::manifest::{self, Manifest};
 use super::upload::Uploader;
 use super::{ArchiveError, Classes};
 use crate::config::{ARCHIVE_CURSOR, ArchiveConfig, OnFull};
@@ -63,7 +66,7 @@ pub enum ArchiveMsg {
 /// The actor's state.
 pub struct ArchiveState {
     args: ArchiveArgs,
-    uploader: Uploader,
+    uploader: Arc<Uploader>,
     /// The cursor as the store has it.
     acked: u64,
     /// The next seq to read.
@@ -80,6 +83,8 @@ pub struct ArchiveState {
     attempt: u32,
     /// The last manifest entry a sweep has seen (operators' deletions after it are counted).
     seen: u64,
+    /// The upload run in progress.
+    uploading: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Actor for ArchiveActor {
@@ -94,9 +99,6 @@ impl Actor for ArchiveActor {
         for problem in &m.problems {
             tracing::error!(dir = %dir.display(), %problem, "The archive manifest does not verify; archiving goes on (run `edge-gateway archive verify`).");
         }
-        for done in files::recover(&dir, &m)? {
-            tracing::warn!(dir = %dir.display(), %done, "Archive recovered after an interrupted flush or deletion.");
-        }
         let acked = args.store.cursor(ARCHIVE_CURSOR)?;
         let next = acked.max(m.through_seq());
         let names: Vec<String> = (0..args.classes.len()).map(|i| args.classes.get(i).name.clone()).collect();
@@ -105,12 +107,12 @@ impl Actor for ArchiveActor {
             let class = args.classes.get(i);
             args.metrics.archive.quota_bytes.get_or_create(&ClassLabels { class: class.name.clone() }).set(class.quota_bytes as i64);
         }
-        let uploader = Uploader::new(&args.config)?;
+        let uploader = Arc::new(Uploader::new(&args.config)?);
         tracing::info!(dir = %dir.display(), cursor = acked, next, files = m.live().len(), head = %m.head, "Archive started.");
         myself.send_message(ArchiveMsg::Sweep)?;
         myself.send_message(ArchiveMsg::Poll)?;
         let seen = m.entries.last().map_or(0, |e| e.n);
-        Ok(ArchiveState {
+        let mut state = ArchiveState {
             args,
             uploader,
             acked,
@@ -121,7 +123,15 @@ impl Actor for ArchiveActor {
             recover: false,
             attempt: 0,
             seen,
-        })
+            uploading: None,
+        };
+        // Finish or undo what a crash interrupted (hashing files: off the async threads).
+        tokio::task::block_in_place(|| -> Result<(), ArchiveError> {
+            let lock = manifest::lock(&dir)?;
+            let recovered = files::recover(&dir, &Manifest::read(&dir)?)?;
+            state.after_recovery(&lock, recovered)
+        })?;
+        Ok(state)
     }
 
     async fn handle(&self, myself: ActorRef<ArchiveMsg>, msg: ArchiveMsg, state: &mut ArchiveState) -> Result<(), ActorProcessingErr> {
@@ -234,133 +244,6 @@ impl ArchiveState {
                 false
             }
         }
-    }
-
-    /// Close every open file: write each as `.tmp` and fsync it, record them all in the
-    /// manifest, rename them to their final names.
-    fn flush(&mut self) -> Result<(), ArchiveError> {
-        let dir = self.args.config.dir.clone();
-        let m = Manifest::read(&dir)?;
-        if std::mem::take(&mut self.recover) {
-            files::recover(&dir, &m)?;
-        }
-        let mut taken: Vec<String> = Vec::new();
-        let mut adds = Vec::new();
-        let result = (|| {
-            for (&(i, hour), rows) in &self.open {
-                let class = &self.args.classes.get(i).name;
-                let name = files::next_name(&m, &taken, class, hour);
-                taken.push(name.clone());
-                let path = dir.join(&name);
-                files::create_dirs(&dir, path.parent().unwrap_or(&dir))?;
-                let tmp = tmp_of(&path);
-                let file = std::fs::File::create(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?;
-                columns::write(&file, rows)?;
-                file.sync_all().map_err(|e| ArchiveError::io(&tmp, e))?;
-                let bytes = file.metadata().map_err(|e| ArchiveError::io(&tmp, e))?.len();
-                adds.push(FileEntry {
-                    path: name,
-                    class: class.clone(),
-                    sha256: crate::sha256::file(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?,
-                    bytes,
-                    rows: rows.len() as u64,
-                    first_ms: rows.iter().map(|r| r.received_at_ms).min().unwrap_or(0),
-                    last_ms: rows.iter().map(|r| r.received_at_ms).max().unwrap_or(0),
-                    through_seq: self.next,
-                });
-            }
-            let lock = manifest::lock(&dir)?;
-            manifest::append(&dir, &lock, adds.iter().cloned().map(Op::Add).collect(), (self.args.clock)())
-        })();
-        if let Err(e) = result {
-            for name in &taken {
-                let _ = std::fs::remove_file(tmp_of(&dir.join(name)));
-            }
-            return Err(e);
-        }
-        // Recorded: from here on a failure is finished by `recover`, never written again.
-        self.open.clear();
-        (self.open_bytes, self.opened_at) = (0, None);
-        let now_secs = (self.args.clock)() as i64 / 1000;
-        self.args.metrics.archive.last_flush.set(now_secs);
-        for f in &adds {
-            let path = dir.join(&f.path);
-            if let Err(e) = std::fs::rename(tmp_of(&path), &path)
-                .map_err(|e| ArchiveError::io(&path, e))
-                .and_then(|()| files::sync_dir(path.parent().unwrap_or(&dir)))
-            {
-                self.recover = true;
-                return Err(e);
-            }
-            let labels = ClassLabels { class: f.class.clone() };
-            self.args.metrics.archive.messages.get_or_create(&labels).inc_by(f.rows);
-            self.args.metrics.archive.bytes.get_or_create(&labels).inc_by(f.bytes);
-            tracing::info!(file = %f.path, rows = f.rows, bytes = f.bytes, sha256 = %f.sha256, "Archive file closed.");
-        }
-        Ok(())
-    }
-
-    /// Retention (deletions, usage, full flags), then uploads.
-    async fn sweep(&mut self) {
-        if let Err(e) = tokio::task::block_in_place(|| self.apply_retention()) {
-            tracing::error!(error = %e, "Archive retention sweep failed; trying again at the next sweep.");
-        }
-        if let Err(e) = self.uploader.run(&self.args.config.dir, &self.args.metrics).await {
-            tracing::warn!(error = %e, "Archive upload failed; retrying at the next sweep.");
-        }
-    }
-
-    /// Deletions by `archive delete` (another process) since the last sweep, into the metrics.
-    fn count_operator_deletions(&mut self, m: &Manifest) {
-        for e in m.entries.iter().filter(|e| e.n > self.seen) {
-            if let Op::Delete { class, reason, .. } = &e.op
-                && reason == ArchiveDeletion::Operator.as_str()
-            {
-                let labels = DeletionLabels { class: class.clone(), reason: ArchiveDeletion::Operator };
-                self.args.metrics.archive.deletions.get_or_create(&labels).inc();
-            }
-        }
-        self.seen = m.entries.last().map_or(self.seen, |e| e.n);
-    }
-
-    fn apply_retention(&mut self) -> Result<(), ArchiveError> {
-        let dir = &self.args.config.dir.clone();
-        let m = Manifest::read(dir)?;
-        self.count_operator_deletions(&m);
-        let live = m.live();
-        let pinned = self.uploader.not_uploaded(dir, &live);
-        let now = (self.args.clock)();
-        let a = &self.args.metrics.archive;
-        for i in 0..self.args.classes.len() {
-            let class = self.args.classes.get(i).clone();
-            let held = retention::hold_of(dir, &class).is_some();
-            let (deletions, usage) = retention::plan(&class, &live, held, &pinned, now as i64);
-            retention::delete(dir, &deletions, "archive actor", now)?;
-            for d in &deletions {
-                tracing::info!(file = %d.file.path, reason = %d.reason, detail = %d.detail, "Archive file deleted.");
-                a.deletions.get_or_create(&DeletionLabels { class: class.name.clone(), reason: d.reason }).inc();
-            }
-            let labels = ClassLabels { class: class.name.clone() };
-            a.files.get_or_create(&labels).set(usage.files as i64);
-            a.stored_bytes.get_or_create(&labels).set(usage.bytes as i64);
-            a.oldest_file.get_or_create(&labels).set(usage.oldest_ms / 1000);
-            a.newest_file.get_or_create(&labels).set(usage.newest_ms / 1000);
-            a.full.get_or_create(&labels).set(i64::from(usage.full));
-            if self.args.classes.set_full(i, usage.full) {
-                match (usage.full, class.on_full) {
-                    (true, OnFull::RefuseIngest) => {
-                        tracing::error!(class = %class.name, bytes = usage.bytes, quota = class.quota_bytes, "Archive class at its quota: publishes to its topics are refused until files leave the window (or the quota is raised).")
-                    }
-                    (true, OnFull::StopArchiving) => {
-                        tracing::error!(class = %class.name, bytes = usage.bytes, quota = class.quota_bytes, "Archive class at its quota: its messages are no longer archived (forwarded as before).")
-                    }
-                    (false, _) => {
-                        tracing::info!(class = %class.name, bytes = usage.bytes, quota = class.quota_bytes, "Archive class below its quota again.")
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
