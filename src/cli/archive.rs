@@ -222,7 +222,7 @@ fn write_jsonl(out: &mut impl std::io::Write, rows: &[ArchivedRow]) -> anyhow::R
 fn write_csv(out: &mut impl std::io::Write, rows: &[ArchivedRow]) -> anyhow::Result<()> {
     writeln!(
         out,
-        "seq,key,device,topic,qos,received_at,device_time,payload,content_type,user_properties,trace_id,schema_subject,schema_version,schema_valid"
+        "seq,key,device,topic,qos,received_at_ms,device_time_ms,payload,content_type,user_properties,trace_id,schema_subject,schema_version,schema_valid"
     )?;
     for r in rows {
         let value = serde_json::to_value(r)?;

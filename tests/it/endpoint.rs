@@ -193,7 +193,10 @@ async fn a_fresh_scrape_shows_every_metric_and_label_value_of_the_catalogue() {
     let ingest = IngestServer::start().await;
     // With the example schema registry: its subjects' series exist from the start too.
     let registry = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/schemas");
-    let gw = harness::start(dir.path(), &ingest.url(), &Extra { schemas: format!("dir = \"{registry}\""), ..Default::default() }).await;
+    // And with an archive class: the archive's series too.
+    let archive = crate::archive::archive_section("[[archive.classes]]\nname = \"all\"\ntopics = [\"#\"]\nmin_keep_days = 1\n");
+    let extra = Extra { schemas: format!("dir = \"{registry}\""), sink: archive, ..Default::default() };
+    let gw = harness::start(dir.path(), &ingest.url(), &extra).await;
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
     gw.stop().await;
     let catalogue = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/METRICS.md")).unwrap();
