@@ -19,7 +19,7 @@ usage: bench/archive.sh [options]
 
 options:
   --runs N         ingest runs per configuration (default 3)
-  --messages N     messages per client (default 25000)
+  --messages N     messages per client (default 100000)
   --per-hour N     messages per hour of the query day (default 100000)
   --data-root DIR  where the temp dirs go (default: $TMPDIR or /tmp); use the disk to measure
   --skip-build     use the binaries already in target/release
@@ -30,7 +30,7 @@ EOF
 }
 
 RUNS=3
-MESSAGES=25000
+MESSAGES=100000
 PER_HOUR=100000
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
@@ -145,20 +145,22 @@ echo "| bytes per message, JSON lines (file sink) | $(printf '%s\n' "${JSONL[@]}
 
 day="$WORK/day"
 mkdir -p "$day"
-printf '[gateway]\ndata_dir = "%s"\n[archive]\nenabled = true\ndir = "%s/archive"\n[[archive.classes]]\nname = "day"\ntopics = ["#"]\nmin_keep_days = 1\n' "$day" "$day" >"$day/gateway.toml"
+printf '[gateway]\ndata_dir = "%s"\n[auth]\nplain = "anonymous"\n[[sinks]]\nname = "null"\nkind = "discard"\n[archive]\nenabled = true\ndir = "%s/archive"\n[[archive.classes]]\nname = "day"\ntopics = ["#"]\nmin_keep_days = 1\n' "$day" "$day" >"$day/gateway.toml"
 log "writing a day of archive files ($PER_HOUR messages per hour)"
 "$DAYGEN" --dir "$day/archive" --per-hour "$PER_HOUR" >&2
 day_bytes=$(find "$day/archive" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
 time_query() {  # time_query FROM TO: median wall seconds of 5 queries (stderr of the last in query.err)
     for _ in 1 2 3 4 5; do
         s=$(date +%s.%N)
-        "$GATEWAY" archive query --config "$day/gateway.toml" --from "$1" --to "$2" >/dev/null 2>"$day/query.err"
+        "$GATEWAY" archive query --config "$day/gateway.toml" --from "$1" --to "$2" >/dev/null 2>"$day/query.err" ||
+            die "archive query failed: $(cat "$day/query.err")"
         awk -v s="$s" -v e="$(date +%s.%N)" 'BEGIN {printf "%.3f\n", e - s}'
     done | median
 }
 hour=$(time_query 2026-01-01T12:00:00Z 2026-01-01T13:00:00Z)
 hour_stats=$(cat "$day/query.err")
 whole=$(time_query 2026-01-01 2026-01-02)
+[[ -n $hour && -n $whole ]] || die "a query failed: $(cat "$day/query.err")"
 echo
 echo "| query ($PER_HOUR messages per hour, 24 files, $day_bytes bytes; median of 5) | s |"
 echo "|---|---|"

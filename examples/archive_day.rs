@@ -48,7 +48,7 @@ fn main() {
                     qos: 1,
                     received_at_ms: at,
                     device_time_ms: Some(at),
-                    payload: payload.into_bytes(),
+                    payload: payload.into_bytes().into(),
                     content_type: None,
                     user_properties: None,
                     trace_id: None,

@@ -11,12 +11,13 @@ use edge_gateway_actors::record::Record;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::record::{Field, Row};
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 
 /// The schema of every archive file (the column order is the writer's order below).
 pub const SCHEMA: &str = "message archive {
@@ -59,9 +60,9 @@ pub struct ArchivedRow {
     pub received_at_ms: i64,
     /// The device's own timestamp (user property `ts` or a JSON `ts`), if it sent one.
     pub device_time_ms: Option<i64>,
-    /// The payload bytes.
+    /// The payload bytes (shared, not copied, into the Parquet writer).
     #[serde(serialize_with = "payload_text")]
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
     /// MQTT 5 content type.
     pub content_type: Option<String>,
     /// MQTT 5 user properties as a JSON array of `[key, value]` pairs.
@@ -86,24 +87,25 @@ fn payload_text<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::
 }
 
 impl ArchivedRow {
-    /// The row of a stored record.
-    pub fn from_record(r: &Record) -> Self {
+    /// The row of a stored record (taken apart: nothing is copied).
+    pub fn from_record(r: Record) -> Self {
         let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let device_time_ms = edge_gateway_actors::forwarder::device_timestamp_ms(&r).map(|t| t as i64);
         Self {
             seq: r.seq,
-            key: r.key.clone(),
-            device: r.device.clone(),
-            topic: r.topic.clone(),
+            key: r.key,
+            device: r.device,
+            topic: r.topic,
             qos: r.qos,
             received_at_ms: r.received_at_ms as i64,
-            device_time_ms: edge_gateway_actors::forwarder::device_timestamp_ms(r).map(|t| t as i64),
-            payload: r.payload.clone(),
-            content_type: r.content_type.clone(),
+            device_time_ms,
+            payload: r.payload.into(),
+            content_type: r.content_type,
             user_properties: (!r.user_properties.is_empty()).then(|| serde_json::to_string(&r.user_properties).unwrap_or_default()),
             trace_id: r.trace.map(|t| hex(&t.trace_id)),
-            schema_subject: r.schema.as_ref().map(|s| s.subject.clone()),
-            schema_version: r.schema.as_ref().map(|s| s.version as i32),
             schema_valid: r.schema.as_ref().map(|s| s.valid),
+            schema_version: r.schema.as_ref().map(|s| s.version as i32),
+            schema_subject: r.schema.map(|s| s.subject),
         }
     }
 
@@ -124,8 +126,14 @@ impl ArchivedRow {
 /// Write `rows` as one Parquet file into `file` (not fsync'ed here).
 pub fn write(file: &File, rows: &[ArchivedRow]) -> Result<(), ParquetError> {
     let schema = Arc::new(parse_message_type(SCHEMA)?);
+    // Keys and payloads are (nearly) all different: no dictionary to build and give up on,
+    // and no min/max of payloads (nothing filters on them).
+    let (key, payload) = (ColumnPath::from("key"), ColumnPath::from("payload"));
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_column_dictionary_enabled(key, false)
+        .set_column_dictionary_enabled(payload.clone(), false)
+        .set_column_statistics_enabled(payload, EnabledStatistics::None)
         .set_created_by(format!("edge-gateway {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props))?;
@@ -284,7 +292,7 @@ fn from_row(row: &Row) -> Result<ArchivedRow, ParquetError> {
         received_at_ms: required(int(5)?, 5)?,
         device_time_ms: int(6)?,
         payload: match fields.get(7) {
-            Some(Field::Bytes(b)) => b.data().to_vec(),
+            Some(Field::Bytes(b)) => bytes::Bytes::copy_from_slice(b.data()),
             _ => return Err(bad(7)),
         },
         content_type: text(8)?,

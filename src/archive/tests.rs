@@ -31,7 +31,7 @@ fn rows_round_trip_through_parquet_and_time_ranges_skip_row_groups() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.parquet");
     let n = ROW_GROUP_ROWS as u64 * 2 + 10;
-    let rows: Vec<ArchivedRow> = (1..=n).map(|s| ArchivedRow::from_record(&record(s, 1_764_000_000_000 + s))).collect();
+    let rows: Vec<ArchivedRow> = (1..=n).map(|s| ArchivedRow::from_record(record(s, 1_764_000_000_000 + s))).collect();
     assert_eq!(rows[1].device_time_ms, Some(1_764_000_000_002), "device time from the JSON ts");
     columns::write(&std::fs::File::create(&path).unwrap(), &rows).unwrap();
     let mut back = Vec::new();

@@ -60,27 +60,22 @@ pub enum ArchiveCommand {
         force: bool,
     },
     /// Put a class under legal hold: nothing of it is deleted until it is released.
-    Hold {
-        #[command(flatten)]
-        common: Common,
-        /// The class.
-        #[arg(long)]
-        class: String,
-        /// Why (the case, the ticket); written to the audit log.
-        #[arg(long)]
-        reason: String,
-    },
+    Hold(HoldArgs),
     /// Release a class's legal hold (set with `archive hold`).
-    Release {
-        #[command(flatten)]
-        common: Common,
-        /// The class.
-        #[arg(long)]
-        class: String,
-        /// Why; written to the audit log.
-        #[arg(long)]
-        reason: String,
-    },
+    Release(HoldArgs),
+}
+
+/// A class and why (both written to the audit log).
+#[derive(clap::Args)]
+pub struct HoldArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The class.
+    #[arg(long)]
+    class: String,
+    /// Why (the case, the ticket); written to the audit log.
+    #[arg(long)]
+    reason: String,
 }
 
 /// The config every subcommand reads.
@@ -123,8 +118,8 @@ pub fn run(cmd: ArchiveCommand) -> ExitCode {
         ArchiveCommand::Delete { common, class, before, path, reason, force } => {
             delete(&common, &class, before.as_deref(), &path, &reason, force)
         }
-        ArchiveCommand::Hold { common, class, reason } => hold(&common, &class, Some(&reason), ""),
-        ArchiveCommand::Release { common, class, reason } => hold(&common, &class, None, &reason),
+        ArchiveCommand::Hold(h) => hold(&h.common, &h.class, Some(&h.reason), ""),
+        ArchiveCommand::Release(h) => hold(&h.common, &h.class, None, &h.reason),
     };
     super::report("archive", result)
 }

@@ -228,7 +228,8 @@ fn a_bridge_downlink_takes_topic_filters_and_only_an_mqtt_sink_has_one() {
 
 #[test]
 fn archive_classes_windows_and_upload_are_checked_by_key() {
-    let base = format!("{DEFAULT_CONFIG_TOML}\n");
+    // The embedded default without its (disabled, last) [archive] section.
+    let base = format!("{}\n", DEFAULT_CONFIG_TOML.split("\n[archive]").next().unwrap());
     let ok = parse(&format!(
         "{base}[archive]\nenabled = true\n[[archive.classes]]\nname = \"telemetry\"\ntopics = [\"devices/+/telemetry\"]\nmin_keep_days = 30\nmax_keep_days = 365\n"
     ))

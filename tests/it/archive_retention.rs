@@ -148,16 +148,16 @@ async fn s3_upload_resumes_after_an_outage_and_a_kill_with_every_file_once_and_c
     let batch =
         |from: usize| -> Vec<String> { (from..from + 100).map(|i| format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(100))).collect() };
     publish_lines(mqtt.port(), "dev-s", "devices/dev-s/t", &[], &batch(0));
-    // An outage: moto stops answering, uploads time out and are retried.
+    // An outage: moto stops answering, uploads time out and are retried ...
     let pid = moto.0.id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     publish_lines(mqtt.port(), "dev-s", "devices/dev-s/t", &[], &batch(100));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
-    // A SIGKILL while files are closing and uploading.
-    publish_lines(mqtt.port(), "dev-s", "devices/dev-s/t", &[], &batch(200));
+    // ... and the gateway is SIGKILLed while an upload hangs on it (and files may be closing).
     gw.kill9();
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     let mut gw = Process::start(dir.path(), &text, mqtt, http).await;
+    publish_lines(mqtt.port(), "dev-s", "devices/dev-s/t", &[], &batch(200));
     let local = dir.path().join("data/archive");
     let manifest = local.join("manifest.jsonl");
     let listing = || {

@@ -189,7 +189,7 @@ impl ArchiveState {
             self.next = self.next.max(committed);
             return self.wait(myself);
         };
-        for r in &records {
+        for r in records {
             self.take(r);
         }
         self.next = last + 1;
@@ -197,7 +197,7 @@ impl ArchiveState {
     }
 
     /// Add one record to its open file (or skip it: no class, or a full class that stops).
-    fn take(&mut self, r: &edge_gateway_actors::record::Record) {
+    fn take(&mut self, r: edge_gateway_actors::record::Record) {
         let Some(i) = self.args.classes.class_of(&r.topic) else { return };
         let class = self.args.classes.get(i);
         if class.on_full == OnFull::StopArchiving && self.args.classes.is_full(i) {
