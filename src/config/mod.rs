@@ -250,6 +250,8 @@ fn apply_env(raw: &mut RawConfig, env: impl IntoIterator<Item = (String, String)
             "EDGE_GATEWAY_STORAGE_BACKEND" => raw.storage.backend = value,
             // Read by the store itself (the power-cut harness's negative control), not a setting.
             "EDGE_GATEWAY_UNSAFE_NO_FSYNC" => {}
+            // Read by the archive (its crash tests' fault injection), not a setting.
+            "EDGE_GATEWAY_ARCHIVE_CRASH" => {}
             _ => {
                 let sink = key.strip_prefix("EDGE_GATEWAY_SINK_").and_then(|k| k.strip_suffix("_URL"));
                 let mut applied = false;

@@ -7,6 +7,7 @@
 mod access;
 mod admin;
 mod archive;
+mod archive_crash;
 mod archive_retention;
 mod bridge;
 mod broker;

@@ -49,6 +49,7 @@ impl ArchiveState {
                     through_seq: self.next,
                 });
             }
+            crash_point(CrashPoint::BeforeManifest);
             manifest::append(&dir, &lock, adds.iter().cloned().map(Op::Add).collect(), (self.args.clock)())
         })();
         if let Err(e) = result {
@@ -61,6 +62,7 @@ impl ArchiveState {
         self.open.clear();
         (self.open_bytes, self.opened_at) = (0, None);
         self.args.metrics.archive.last_flush.set((self.args.clock)() as i64 / 1000);
+        crash_point(CrashPoint::BeforeRename);
         for f in &adds {
             let path = dir.join(&f.path);
             if let Err(e) = std::fs::rename(tmp_of(&path), &path)
@@ -76,6 +78,7 @@ impl ArchiveState {
             tracing::info!(file = %f.path, rows = f.rows, bytes = f.bytes, sha256 = %f.sha256, "Archive file closed.");
         }
         drop(lock);
+        crash_point(CrashPoint::BeforeCursor);
         Ok(())
     }
 
@@ -118,5 +121,36 @@ impl ArchiveState {
         }
         self.next = self.acked;
         Ok(())
+    }
+}
+
+/// Where a flush can be cut short by `EDGE_GATEWAY_ARCHIVE_CRASH` (the crash tests).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CrashPoint {
+    /// The `.tmp` files are written and fsync'ed, the manifest does not know them.
+    BeforeManifest,
+    /// The manifest records them, they are not renamed.
+    BeforeRename,
+    /// They are in place, the archive's cursor has not moved.
+    BeforeCursor,
+}
+
+impl CrashPoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::BeforeManifest => "before_manifest",
+            CrashPoint::BeforeRename => "before_rename",
+            CrashPoint::BeforeCursor => "before_cursor",
+        }
+    }
+}
+
+/// Fault injection for the crash tests (`tests/it/archive_crash.rs`), read like the power-cut
+/// harness's `EDGE_GATEWAY_UNSAFE_NO_FSYNC`: with `EDGE_GATEWAY_ARCHIVE_CRASH=<point>` the
+/// process aborts there, as a power cut or a SIGKILL would stop it. Never set it in production.
+fn crash_point(point: CrashPoint) {
+    if std::env::var("EDGE_GATEWAY_ARCHIVE_CRASH").is_ok_and(|p| p == point.as_str()) {
+        eprintln!("EDGE_GATEWAY_ARCHIVE_CRASH={}: aborting in the middle of an archive flush", point.as_str());
+        std::process::abort();
     }
 }
