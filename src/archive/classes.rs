@@ -2,7 +2,7 @@
 //! they are at their quota (read by ingress before a publish is stored).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::{ClassConfig, OnFull};
 use crate::routing::table::Subscription;
@@ -18,6 +18,8 @@ struct Inner {
     classes: Vec<(ClassConfig, Vec<Subscription>)>,
     /// Per class: at its quota.
     full: Vec<AtomicBool>,
+    /// Classes full now: a publish matches topics against the classes only while one is.
+    full_count: AtomicUsize,
 }
 
 impl Classes {
@@ -31,7 +33,7 @@ impl Classes {
             })
             .collect();
         let full = classes.iter().map(|_| AtomicBool::new(false)).collect();
-        Self { inner: Arc::new(Inner { classes: compiled, full }) }
+        Self { inner: Arc::new(Inner { classes: compiled, full, full_count: AtomicUsize::new(0) }) }
     }
 
     /// The index of the first class with a filter matching `topic`.
@@ -61,7 +63,13 @@ impl Classes {
 
     /// Mark class `i` as at its quota (or not); returns whether that changed.
     pub fn set_full(&self, i: usize, full: bool) -> bool {
-        self.inner.full[i].swap(full, Ordering::Relaxed) != full
+        let changed = self.inner.full[i].swap(full, Ordering::Relaxed) != full;
+        match (changed, full) {
+            (true, true) => self.inner.full_count.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.inner.full_count.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        changed
     }
 
     /// Whether class `i` is at its quota.
@@ -71,6 +79,9 @@ impl Classes {
 
     /// The class refusing a publish to `topic` (at its quota with `on_full = "refuse_ingest"`).
     pub fn refusing(&self, topic: &str) -> Option<&str> {
+        if self.inner.full_count.load(Ordering::Relaxed) == 0 {
+            return None; // the common case: no topic matching on the publish path
+        }
         let i = self.class_of(topic)?;
         let class = self.get(i);
         (class.on_full == OnFull::RefuseIngest && self.is_full(i)).then_some(class.name.as_str())
@@ -104,5 +115,7 @@ mod tests {
         assert!(!c.set_full(0, true), "no change");
         assert_eq!(c.refusing("devices/d1/alarm"), Some("alarms"));
         assert_eq!(c.refusing("devices/d1/telemetry"), None);
+        assert!(c.set_full(0, false));
+        assert_eq!(c.refusing("devices/d1/alarm"), None, "not full any more");
     }
 }

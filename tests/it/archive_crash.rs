@@ -42,7 +42,12 @@ async fn crash_at(point: &str) {
     })
     .await;
     let rows = all_in.unwrap_or_else(|| panic!("{point}: not every message archived after the restart"));
-    tokio::time::sleep(Duration::from_secs(2)).await; // a duplicate would be written by now
+    // Once the archive's cursor is past every message, a duplicate would be in a file by now.
+    let caught_up = async || {
+        let scrape = harness::http_get(http, "/metrics").await.1;
+        harness::sample(&scrape, "gateway_archive_lag_messages") == 0.0
+    };
+    util::eventually("the archive's cursor past every message", Duration::from_secs(20), caught_up).await;
     let rows = if rows.len() == 50 { pyarrow_rows(&dir.path().join("data/archive")) } else { rows };
     let mut keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
     keys.sort();
