@@ -23,7 +23,8 @@ pub fn file(path: &Path) -> std::io::Result<String> {
     Ok(to_hex(ctx.finish().as_ref()))
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// Lowercase hex of any bytes (a digest, a signature).
+pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -89,7 +89,6 @@ fn payload_text<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::
 impl ArchivedRow {
     /// The row of a stored record (taken apart: nothing is copied).
     pub fn from_record(r: Record) -> Self {
-        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let device_time_ms = edge_gateway_actors::forwarder::device_timestamp_ms(&r).map(|t| t as i64);
         Self {
             seq: r.seq,
@@ -102,7 +101,8 @@ impl ArchivedRow {
             payload: r.payload.into(),
             content_type: r.content_type,
             user_properties: (!r.user_properties.is_empty()).then(|| serde_json::to_string(&r.user_properties).unwrap_or_default()),
-            trace_id: r.trace.map(|t| hex(&t.trace_id)),
+            // The same hex as the trace ids in the log lines.
+            trace_id: r.trace.as_ref().map(|t| edge_gateway_actors::spans::log_ids(Some(t)).0),
             schema_valid: r.schema.as_ref().map(|s| s.valid),
             schema_version: r.schema.as_ref().map(|s| s.version as i32),
             schema_subject: r.schema.map(|s| s.subject),

@@ -58,7 +58,7 @@ impl Signer {
         for part in [self.region.as_str(), "s3", "aws4_request"] {
             key = hmac_sha256(&key, part.as_bytes());
         }
-        let signature: String = hmac_sha256(&key, to_sign.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let signature = crate::sha256::to_hex(&hmac_sha256(&key, to_sign.as_bytes()));
         format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}", self.key_id)
     }
 }
