@@ -38,8 +38,12 @@ class MqttCloud(EngineCloud):
         self.client = None
 
     def start(self):
+        # `user root`: started as root, mosquitto otherwise switches to the user `mosquitto`,
+        # which cannot write its store into this 0700 temp dir: the "restart" then came back
+        # without the subscriber's session, acknowledged the bridge's messages with 0x10 (no
+        # subscribers) and dropped them. Ignored when not started as root.
         with open(os.path.join(self.dir, "mosquitto.conf"), "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f.write(f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                     f"persistence_location {self.dir}/\nmax_queued_messages 0\nmax_inflight_messages 0\n")
         self._run_broker()
         self._subscribe()

@@ -43,10 +43,26 @@ pub enum SinkKind {
     Http { url: String, timeout: Duration, tls: Option<ClientTlsFiles> },
     /// Append JSON lines to a local file.
     File { path: PathBuf },
-    /// Publish to an upstream MQTT 5 broker (`mqtt://host:port`), topics under `topic_prefix`;
-    /// `downlink` filters are subscribed upstream and delivered locally as `downlink_identity`
-    /// (`None`: `broker.api_identity`).
-    Mqtt { host: String, port: u16, topic_prefix: String, timeout: Duration, downlink: Vec<String>, downlink_identity: Option<String> },
+    /// Publish to an upstream MQTT 5 broker (`mqtt://host:port`, `mqtts://` over TLS, with
+    /// `tls` files for mTLS or a private CA), topics under `topic_prefix`; `downlink` filters are
+    /// subscribed upstream and delivered locally as `downlink_identity` (`None`:
+    /// `broker.api_identity`).
+    Mqtt {
+        host: String,
+        port: u16,
+        /// `mqtts://`.
+        secure: bool,
+        /// From `mqtt://USER:PASSWORD@HOST:PORT`.
+        username: Option<String>,
+        password: Option<String>,
+        tls: Option<ClientTlsFiles>,
+        topic_prefix: String,
+        /// Tried before `topic_prefix`: the first rule whose filter matches gives the topic.
+        topic_rewrite: Vec<crate::egress::TopicRule>,
+        timeout: Duration,
+        downlink: Vec<String>,
+        downlink_identity: Option<String>,
+    },
     /// Publish to NATS JetStream (`nats://` or `tls://`), subjects under `subject_prefix`, into
     /// `stream` (created if missing) or whichever stream holds the subjects.
     Nats { url: String, subject_prefix: String, stream: Option<String>, timeout: Duration, tls: Option<ClientTlsFiles> },
@@ -66,6 +82,7 @@ pub(super) struct RawSink {
     tls_key: Option<String>,
     tls_ca: Option<String>,
     topic_prefix: Option<String>,
+    topic_rewrite: Option<Vec<RawRewrite>>,
     subject_prefix: Option<String>,
     stream: Option<String>,
     downlink: Option<Vec<String>>,
@@ -80,6 +97,14 @@ pub(super) struct RawSink {
     backoff_max_ms: u64,
     #[serde(default = "d_stuck_after")]
     stuck_after_secs: u64,
+}
+
+/// One `topic_rewrite` entry of an MQTT sink.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRewrite {
+    filter: String,
+    to: String,
 }
 
 fn d_batch_messages() -> usize {
@@ -150,7 +175,11 @@ fn client_tls(key: &str, s: &RawSink, https: bool, e: &mut Vec<String>) -> Optio
     let (cert, key_file, ca) = (path(&s.tls_cert), path(&s.tls_key), path(&s.tls_ca));
     if !https {
         if cert.is_some() || key_file.is_some() || ca.is_some() {
-            let scheme = if s.kind == "nats" { "tls://" } else { "https://" };
+            let scheme = match s.kind.as_str() {
+                "nats" => "tls://",
+                "mqtt" => "mqtts://",
+                _ => "https://",
+            };
             e.push(format!("{key}.tls_ca: TLS settings need a {scheme} url"));
         }
         return None;
@@ -181,6 +210,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             unused("downlink", s.downlink.is_some(), e);
             unused("path", s.path.is_some(), e);
             unused("topic_prefix", s.topic_prefix.is_some(), e);
+            unused("topic_rewrite", s.topic_rewrite.is_some(), e);
             let url = s.url.clone().unwrap_or_default();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 e.push(format!("{key}.url: \"{url}\" must be an http:// or https:// URL"));
@@ -196,6 +226,7 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             unused("downlink", s.downlink.is_some(), e);
             unused("tls_ca", s.tls_ca.is_some(), e);
             unused("topic_prefix", s.topic_prefix.is_some(), e);
+            unused("topic_rewrite", s.topic_rewrite.is_some(), e);
             unused("url", s.url.is_some(), e);
             unused("timeout_ms", s.timeout_ms.is_some(), e);
             match &s.path {
@@ -208,17 +239,31 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
         }
         "mqtt" => {
             unused("path", s.path.is_some(), e);
-            unused("tls_ca", s.tls_ca.is_some() || s.tls_cert.is_some() || s.tls_key.is_some(), e);
             let url = s.url.clone().unwrap_or_default();
-            let (host, port) = match url.strip_prefix("mqtt://").and_then(|a| a.rsplit_once(':')) {
+            let secure = url.starts_with("mqtts://");
+            let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("mqtts://"));
+            let (credentials, address) = match rest.map(|r| r.rsplit_once('@')) {
+                Some(Some((user, address))) => (Some(user), Some(address)),
+                Some(None) => (None, rest),
+                None => (None, None),
+            };
+            let (host, port) = match address.and_then(|a| a.rsplit_once(':')) {
                 Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
                     (host.to_string(), port.parse().unwrap_or(1883))
                 }
                 _ => {
-                    e.push(format!("{key}.url: \"{url}\" must be mqtt://HOST:PORT"));
+                    e.push(format!(
+                        "{key}.url: \"{}\" must be mqtt://HOST:PORT or mqtts://HOST:PORT (USER:PASSWORD@ before HOST)",
+                        redact(&url)
+                    ));
                     (String::new(), 0)
                 }
             };
+            let (username, password) = match credentials.map(|c| c.split_once(':').unwrap_or((c, ""))) {
+                Some((user, password)) => (Some(user.to_string()), Some(password.to_string()).filter(|p| !p.is_empty())),
+                None => (None, None),
+            };
+            let tls = client_tls(key, s, secure, e);
             let timeout_ms = s.timeout_ms.unwrap_or(10_000);
             if timeout_ms == 0 {
                 e.push(format!("{key}.timeout_ms: must be > 0"));
@@ -226,6 +271,13 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
             let topic_prefix = s.topic_prefix.clone().unwrap_or_default();
             if topic_prefix.contains(['+', '#', '\0']) {
                 e.push(format!("{key}.topic_prefix: \"{topic_prefix}\" must not hold wildcards"));
+            }
+            let mut topic_rewrite = Vec::new();
+            for (i, r) in s.topic_rewrite.iter().flatten().enumerate() {
+                match crate::egress::TopicRule::parse(&r.filter, &r.to) {
+                    Ok(rule) => topic_rewrite.push(rule),
+                    Err(err) => e.push(format!("{key}.topic_rewrite[{i}]: {err}")),
+                }
             }
             let downlink = s.downlink.clone().unwrap_or_default();
             for f in &downlink {
@@ -237,7 +289,19 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
                 e.push(format!("{key}.downlink_identity: only with downlink filters"));
             }
             let downlink_identity = s.downlink_identity.clone();
-            SinkKind::Mqtt { host, port, topic_prefix, timeout: Duration::from_millis(timeout_ms), downlink, downlink_identity }
+            SinkKind::Mqtt {
+                host,
+                port,
+                secure,
+                username,
+                password,
+                tls,
+                topic_prefix,
+                topic_rewrite,
+                timeout: Duration::from_millis(timeout_ms),
+                downlink,
+                downlink_identity,
+            }
         }
         "nats" => nats_kind(key, s, e),
         "discard" => {
@@ -256,7 +320,12 @@ fn sink_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
 /// `nats://USER:PASSWORD@HOST:PORT`), subjects under `subject_prefix` (dot-separated tokens,
 /// no wildcards), optionally a `stream` the sink creates if it is missing.
 fn nats_kind(key: &str, s: &RawSink, e: &mut Vec<String>) -> SinkKind {
-    for (field, present) in [("path", s.path.is_some()), ("topic_prefix", s.topic_prefix.is_some()), ("downlink", s.downlink.is_some())] {
+    for (field, present) in [
+        ("path", s.path.is_some()),
+        ("topic_prefix", s.topic_prefix.is_some()),
+        ("topic_rewrite", s.topic_rewrite.is_some()),
+        ("downlink", s.downlink.is_some()),
+    ] {
         if present {
             e.push(format!("{key}.{field}: not used by kind \"nats\""));
         }

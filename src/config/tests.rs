@@ -192,6 +192,34 @@ fn an_mqtt_sink_needs_an_mqtt_url_and_a_prefix_without_wildcards() {
 }
 
 #[test]
+fn an_mqtt_sink_takes_mqtts_credentials_tls_files_and_rewrite_rules() {
+    let sink = |lines: &str| format!("[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"up\"\nkind = \"mqtt\"\n{lines}\n");
+    let c = parse(&sink(
+        "url = \"mqtts://edge:p@ss:w@broker.example:8883\"\ntls_ca = \"ca.pem\"\ntopic_rewrite = [{ filter = \"devices/+/t\", to = \"x/{1}\" }]",
+    ))
+    .unwrap();
+    match &c.sinks[0].kind {
+        SinkKind::Mqtt { host, port, secure, username, password, tls, topic_rewrite, .. } => {
+            assert_eq!((host.as_str(), *port, *secure), ("broker.example", 8883, true));
+            assert_eq!((username.as_deref(), password.as_deref()), (Some("edge"), Some("p@ss:w")), "the last @ ends the credentials");
+            assert_eq!(tls.as_ref().map(|t| t.ca.display().to_string()), Some("ca.pem".into()));
+            assert_eq!(topic_rewrite.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = parse(&sink("url = \"mqtt://b:1883\"")).unwrap();
+    assert!(matches!(&c.sinks[0].kind, SinkKind::Mqtt { secure: false, username: None, tls: None, .. }));
+    let errors = parse(&sink("url = \"mqtt://u:secret@b:1883\"\ntls_ca = \"ca.pem\"\ntopic_rewrite = [{ filter = \"a/#/b\", to = \"x\" }, { filter = \"a/+\", to = \"{2}\" }]"))
+        .unwrap_err()
+        .0;
+    assert!(errors.iter().any(|e| e == "sinks[0].tls_ca: TLS settings need a mqtts:// url"), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("sinks[0].topic_rewrite[0]: filter \"a/#/b\"")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("sinks[0].topic_rewrite[1]: to \"{2}\"")), "{errors:?}");
+    let errors = parse(&sink("url = \"mqtt://u:secret@b\"")).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.contains("***@b") && !e.contains("secret")), "the password is not shown: {errors:?}");
+}
+
+#[test]
 fn a_nats_sink_needs_a_nats_url_valid_subject_tokens_and_a_stream_name() {
     let sink = |lines: &str| format!("[auth]\nplain = \"anonymous\"\n[[sinks]]\nname = \"js\"\nkind = \"nats\"\n{lines}\n");
     let c = parse(&sink("url = \"nats://edge:pw@nats.example:4222\"\nsubject_prefix = \"edge.site1\"\nstream = \"EDGE\"")).unwrap();

@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{AppendError, StorageMsg};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Publish;
+use ntex_bytes::Bytes;
+use ntex_mqtt::QoS;
+use ntex_mqtt::v5::codec::Publish;
 
 use crate::routing::inject::{self, InjectError};
 use crate::routing::{Message, Router};
@@ -36,29 +37,27 @@ impl Downlink {
     }
 
     /// Publish one upstream message locally (refusals are logged, once a second at most).
-    pub(super) async fn deliver(&self, prefix: &str, p: &Publish) -> Taken {
+    pub(super) async fn deliver(&self, prefix: &str, p: &Publish, payload: Bytes) -> Taken {
         let Some((router, storage)) = self.target.get() else { return Taken::Retry("the local broker is not attached yet".into()) };
-        let upstream = String::from_utf8_lossy(&p.topic);
-        let topic = upstream.strip_prefix(prefix).unwrap_or(&upstream);
+        let upstream = &p.topic;
+        let topic = upstream.strip_prefix(prefix).unwrap_or(upstream);
         if topic.is_empty() || topic.contains(['+', '#', '\0']) {
-            warn(&upstream, "not a topic name after the prefix");
+            warn(upstream, "not a topic name after the prefix");
             return Taken::Handled;
         }
-        let props = p.properties.as_ref();
+        let props = &p.properties;
         let message = Message {
             topic: topic.into(),
-            payload: ntex_bytes::Bytes::copy_from_slice(&p.payload),
+            payload,
             qos: if p.qos == QoS::AtMostOnce { 0 } else { 1 },
             retain: p.retain,
-            content_type: props.and_then(|p| p.content_type.as_deref()).map(Into::into),
-            user_properties: props
-                .map(|p| p.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect())
-                .unwrap_or_default(),
-            response_topic: props.and_then(|p| p.response_topic.as_deref()).map(Into::into),
-            correlation_data: props.and_then(|p| p.correlation_data.as_ref()).map(|c| ntex_bytes::Bytes::copy_from_slice(c)),
+            content_type: props.content_type.clone(),
+            user_properties: props.user_properties.clone(),
+            response_topic: props.response_topic.clone(),
+            correlation_data: props.correlation_data.clone(),
             expires_at: props
-                .and_then(|p| p.message_expiry_interval)
-                .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
+                .message_expiry_interval
+                .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s.get()))),
         };
         match inject::publish(router, storage, &self.identity, message).await {
             Ok(_) => Taken::Handled,
@@ -69,7 +68,7 @@ impl Downlink {
                 | InjectError::ArchiveFull(_)
                 | InjectError::Store(AppendError::QuotaExceeded | AppendError::RetainedFull)),
             ) => {
-                warn(&upstream, &e.to_string());
+                warn(upstream, &e.to_string());
                 Taken::Handled
             }
             // Not stored (a failed commit, the storage actor restarting or stopping): not

@@ -29,6 +29,7 @@ use serde::Serialize;
 pub use file::FileSink;
 pub use http::HttpSink;
 pub use mqtt::MqttSink;
+pub use mqtt::topics::{Rule as TopicRule, TopicMap};
 pub use nats::NatsSink;
 
 use crate::config::{SinkConfig, SinkKind};
@@ -79,12 +80,38 @@ pub fn build(gateway_id: &str, cfg: &SinkConfig, api_identity: &str) -> Result<B
             (Arc::new(HttpSink::new(&cfg.name, gateway_id, url, *timeout, client_config)?), cloud)
         }
         SinkKind::File { path } => (Arc::new(FileSink::open(path)?), None),
-        SinkKind::Mqtt { host, port, topic_prefix, timeout, downlink, downlink_identity } => {
-            let client_id = format!("{gateway_id}-{}", cfg.name);
+        SinkKind::Mqtt {
+            host,
+            port,
+            secure,
+            username,
+            password,
+            tls,
+            topic_prefix,
+            topic_rewrite,
+            timeout,
+            downlink,
+            downlink_identity,
+        } => {
+            let (cloud, client_config) = match (secure, tls) {
+                (false, _) => (None, None),
+                (true, Some(_)) => client_tls(&cfg.name, tls.as_ref())?,
+                (true, None) => (None, Some(system_trust(&cfg.name)?)),
+            };
+            let target = mqtt::BridgeTarget {
+                host: host.clone(),
+                port: *port,
+                client_id: format!("{gateway_id}-{}", cfg.name),
+                username: username.clone(),
+                password: password.clone(),
+                tls: client_config.map(Arc::new),
+                session_secs: None,
+            };
             let identity = downlink_identity.clone().unwrap_or_else(|| api_identity.to_string());
             let downlink = (!downlink.is_empty()).then(|| Arc::new(downlink::Downlink::new(downlink.clone(), identity)));
-            let bridge = Arc::new(MqttSink::new(host, *port, &client_id, topic_prefix, *timeout, downlink.clone()));
-            return Ok(Built { sink: bridge.clone(), cloud_tls: None, bridge: downlink.map(|_| bridge) });
+            let topics = TopicMap { prefix: topic_prefix.clone(), rules: topic_rewrite.clone() };
+            let bridge = Arc::new(MqttSink::new(target, topics, *timeout, downlink.clone()));
+            return Ok(Built { sink: bridge.clone(), cloud_tls: cloud, bridge: downlink.map(|_| bridge) });
         }
         SinkKind::Nats { url, subject_prefix, stream, timeout, tls } => {
             let (cloud, client_config) = client_tls(&cfg.name, tls.as_ref())?;
@@ -105,6 +132,18 @@ fn client_tls(
     let cloud = CloudTls::load(sink, files)?;
     let config = cloud.client_config()?;
     Ok((Some(cloud), Some(config)))
+}
+
+/// A TLS client config that trusts the system's CA store (a sink without `tls_*` files).
+fn system_trust(sink: &str) -> Result<rustls::ClientConfig, EgressError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let fail = |e: rustls::Error| EgressError::Tls(TlsError(format!("sink '{sink}': the system's trust store: {e}")));
+    Ok(rustls::ClientConfig::builder_with_provider(crate::trust::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(fail)?
+        .with_platform_verifier()
+        .map_err(fail)?
+        .with_no_client_auth())
 }
 
 /// One message as the cloud sees it.

@@ -31,7 +31,10 @@ pub fn preflight(config: &Config) -> Vec<String> {
     problems.extend(Authority::load(&config.auth, Metrics::new()).err().map(|e| e.to_string()));
     problems.extend(Schemas::load(config.schemas_dir.as_deref(), Metrics::new()).err().map(|e| format!("schemas.dir: {e}")));
     for s in &config.sinks {
-        if let crate::config::SinkKind::Http { tls: Some(files), .. } | crate::config::SinkKind::Nats { tls: Some(files), .. } = &s.kind {
+        if let crate::config::SinkKind::Http { tls: Some(files), .. }
+        | crate::config::SinkKind::Nats { tls: Some(files), .. }
+        | crate::config::SinkKind::Mqtt { tls: Some(files), .. } = &s.kind
+        {
             problems.extend(crate::egress::cloud_tls::CloudTls::load(&s.name, files).err().map(|e| e.to_string()));
         }
     }

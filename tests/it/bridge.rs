@@ -154,3 +154,85 @@ async fn the_bridge_downlink_delivers_upstream_commands_locally_within_the_acl_a
     .await;
     gw.stop().await;
 }
+
+/// `mqtts://` with mTLS and a user name and password: the upstream mosquitto asks for a client
+/// certificate from the test CA and checks the password; the bridge presents the gateway's
+/// `tls_cert` and delivers, under the topic its `topic_rewrite` rule gives. A bridge that trusts another CA refuses the upstream's certificate:
+/// nothing goes up, the failures are counted as `connect`, and the message stays stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_speaks_mtls_with_a_password_and_refuses_an_untrusted_upstream() {
+    let dir = util::temp_dir();
+    let pki = crate::trust::TestPki::new(dir.path());
+    let p = |name: &str| pki.path(name).display().to_string();
+    let passwords = dir.path().join("passwords");
+    let made = std::process::Command::new(util::require("mosquitto_passwd"))
+        .args(["-c", "-b", &passwords.display().to_string(), "site-a", "s3cret"])
+        .output()
+        .expect("mosquitto_passwd");
+    assert!(made.status.success(), "{made:?}");
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // `user root`: mosquitto started as root keeps it (else it runs as `mosquitto`, which
+            // cannot read the test's 0600 key files); ignored when not started as root.
+            "user root\nallow_anonymous false\npassword_file {}\npersistence false\n\
+             listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             listener {plain_port} 127.0.0.1\n",
+            passwords.display(),
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key"),
+        ),
+    )
+    .unwrap();
+    let mosquitto = std::process::Command::new(util::require("mosquitto"))
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto");
+    let _mosquitto = util::Killed(mosquitto);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], plain_port));
+    poll_until("mosquitto listening", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
+    let watcher = Sub::start(plain_port, &["-V", "mqttv5", "-u", "site-a", "-P", "s3cret", "-t", "site-a/#", "-F", "%t %p %P"]).await;
+    let ingest = IngestServer::start().await;
+    let sink = |ca: &str| {
+        format!(
+            "\n[[sinks]]\nname = \"upstream\"\nkind = \"mqtt\"\nurl = \"mqtts://site-a:s3cret@localhost:{tls_port}\"\ntopic_prefix = \"site-a/\"\n\
+             topic_rewrite = [{{ filter = \"devices/+/t\", to = \"site-a/by-device/{{1}}\" }}]\n\
+             tls_ca = \"{ca}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntimeout_ms = 2000\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n",
+            p("dev-a.pem"),
+            p("dev-a.key"),
+        )
+    };
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &Extra { sink: sink(&p("ca.pem")), ..Default::default() }).await;
+    util::publish_one(gw.mqtt_addr, "over mTLS").await;
+    poll_until("the message upstream over mTLS", WAIT, || watcher.messages().iter().any(|l| l.contains(" over mTLS "))).await;
+    let line = watcher.messages().into_iter().find(|l| l.contains(" over mTLS ")).unwrap();
+    assert!(line.starts_with("site-a/by-device/dev-1 over mTLS ") && line.contains("idempotency-key:"), "rewritten topic, key: {line}");
+    gw.stop().await;
+
+    // Trusting another CA: the upstream's server certificate is refused.
+    let other = pki.path("other/ca.pem").display().to_string();
+    let gw = harness::start(&dir.path().join("data2"), &ingest.url(), &Extra { sink: sink(&other), ..Default::default() }).await;
+    util::publish_one(gw.mqtt_addr, "untrusted").await;
+    let failing = util::within(WAIT, async || {
+        let text = harness::http_get(gw.http_addr, "/metrics").await.1;
+        let n: f64 = text
+            .lines()
+            .find(|l| l.starts_with("gateway_forward_errors_total{") && l.contains("sink=\"upstream\"") && l.contains("kind=\"connect\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        (n >= 2.0).then_some(())
+    })
+    .await;
+    assert!(failing.is_some(), "connect failures counted against an untrusted upstream");
+    assert!(!watcher.messages().iter().any(|l| l.contains("untrusted")), "{:?}", watcher.messages());
+    let backlog = harness::http_get(gw.http_addr, "/metrics").await.1;
+    assert!(backlog.lines().any(|l| l == "gateway_backlog_messages 1"), "the message stays stored");
+    gw.stop().await;
+}
