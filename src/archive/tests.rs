@@ -23,6 +23,7 @@ fn record(seq: u64, at: u64) -> Record {
         received_at_ms: at,
         trace: (seq.is_multiple_of(7)).then_some(TraceCtx { trace_id: [0xab; 16], span_id: [1; 8], flags: 1 }),
         schema: (seq.is_multiple_of(6)).then(|| SchemaTag { subject: "telemetry".into(), version: 2, valid: true, errors: Vec::new() }),
+        mqtt5: None,
     }
 }
 

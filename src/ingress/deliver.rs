@@ -22,11 +22,13 @@ use std::time::Duration;
 
 use edge_gateway_actors::metrics::{DeliveryDrop, QosLabels};
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
+use ntex_bytes::ByteString;
 use ntex_mqtt::{v3, v5};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
 
 use super::Ingress;
+use super::aliases::{AliasUse, Aliases};
 use crate::routing::Delivery;
 use crate::routing::persist::decode_delivery;
 use crate::routing::sessions::Replay;
@@ -41,8 +43,8 @@ const READ_BATCH: usize = 64;
 pub enum Outbound {
     /// MQTT 3.1.1.
     V3(v3::MqttSink),
-    /// MQTT 5.
-    V5(v5::MqttSink),
+    /// MQTT 5, with the topic aliases given to the client.
+    V5(v5::MqttSink, Rc<RefCell<Aliases>>),
 }
 
 /// A persistent session's part of its connection's writer.
@@ -139,7 +141,7 @@ impl Outbound {
         // Any PUBACK ends the exchange (an MQTT 5 one with an error code too: no resend).
         match &self {
             Outbound::V3(s) => s.publish_ack_cb(move |_, disconnected| on_ack(disconnected)),
-            Outbound::V5(s) => s.publish_ack_cb(move |_, disconnected| on_ack(disconnected)),
+            Outbound::V5(s, _) => s.publish_ack_cb(move |_, disconnected| on_ack(disconnected)),
         }
         ntex_rt::spawn(async move {
             let mut next = 0u64;
@@ -229,7 +231,7 @@ impl Outbound {
     fn is_open(&self) -> bool {
         match self {
             Outbound::V3(s) => s.is_open(),
-            Outbound::V5(s) => s.is_open(),
+            Outbound::V5(s, _) => s.is_open(),
         }
     }
 
@@ -244,8 +246,15 @@ impl Outbound {
                 }
                 send_at!(sink, publish, d.qos, m.payload.clone(), acks, qseq)
             }
-            Outbound::V5(sink) => {
-                let publish = sink.publish(m.topic.clone()).dup(dup).retain(d.retain).properties(|p| {
+            Outbound::V5(sink, aliases) => {
+                let alias = aliases.borrow_mut().pick(&m.topic);
+                let (topic, topic_alias) = match alias {
+                    AliasUse::Plain => (m.topic.clone(), None),
+                    AliasUse::Assign(a) => (m.topic.clone(), Some(a)),
+                    AliasUse::Reuse(a) => (ByteString::new(), Some(a)),
+                };
+                let publish = sink.publish(topic).dup(dup).retain(d.retain).properties(|p| {
+                    p.topic_alias = topic_alias;
                     p.content_type = m.content_type.clone();
                     p.user_properties = m.user_properties.clone();
                     p.response_topic = m.response_topic.clone();
@@ -257,7 +266,11 @@ impl Outbound {
                         NonZeroU32::new(left.as_secs().saturating_add(u64::from(left.subsec_nanos() > 0)).min(u64::from(u32::MAX)) as u32)
                     });
                 });
-                send_at!(sink, publish, d.qos, m.payload.clone(), acks, qseq)
+                let sent = send_at!(sink, publish, d.qos, m.payload.clone(), acks, qseq);
+                if let (Sent::Lost, AliasUse::Assign(a)) = (&sent, alias) {
+                    aliases.borrow_mut().forget(&m.topic, a);
+                }
+                sent
             }
         }
     }

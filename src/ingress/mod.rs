@@ -15,13 +15,15 @@
 //! - [`conn`]: per-connection state; its end ends the session actor.
 //! - [`publish`]: the one publish path both protocol versions share.
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
-//! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection.
+//! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection
+//!   (with `aliases.rs`: MQTT 5 topic aliases towards the client).
 //! - [`v3`], [`v5`]: thin adapters from ntex-mqtt's packets to that path and back.
 //! - [`protocol`]: subscriptions, pings and why a connection stopped.
 //!
 //! Per PUBLISH: validate, append to the store, and answer only after the commit: v3 gets its
 //! PUBACK (or the connection is closed), v5 gets a PUBACK reason code.
 
+pub mod aliases;
 pub mod batcher;
 pub mod conn;
 pub mod deliver;

@@ -58,7 +58,7 @@ pub(super) fn subscribe(c: &ConnInner, filter: &str, requested: ntex_mqtt::QoS, 
         return Err(SubRefusal::NotAuthorized);
     }
     let queue = c.queue();
-    let client = Client { conn: c.conn_id, queue: &queue, mqtt5: matches!(c.outbound, super::deliver::Outbound::V5(_)) };
+    let client = Client { conn: c.conn_id, queue: &queue, mqtt5: matches!(c.outbound, super::deliver::Outbound::V5(..)) };
     c.ingress.router.subscribe(&c.who(), client, sub, opts.handling);
     Ok(qos)
 }

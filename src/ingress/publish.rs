@@ -119,7 +119,12 @@ pub(super) async fn publish<E: std::fmt::Debug>(
             expires_at: msg.expiry_secs.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s))),
         })
         .map(|message| router.plan(&c.client_id, message));
+    let mqtt5 = match &plan {
+        Some(p) if msg.retain => crate::routing::persist::retained_props(p.message()),
+        _ => None,
+    };
     let rec = NewRecord {
+        mqtt5,
         device: c.identity.clone(),
         topic: msg.topic,
         qos: msg.qos,

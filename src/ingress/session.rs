@@ -106,7 +106,7 @@ impl Ingress {
     async fn resume(&self, conn: &Conn, req: SessionRequest) -> Result<bool, IngressError> {
         let c = &conn.0;
         let (tx, rx) = self.router.queue();
-        let client = Client { conn: c.conn_id, queue: &tx, mqtt5: matches!(c.outbound, Outbound::V5(_)) };
+        let client = Client { conn: c.conn_id, queue: &tx, mqtt5: matches!(c.outbound, Outbound::V5(..)) };
         let Some(opened) = self.router.open(&c.who(), client, req) else {
             self.metrics.reject(IngressReason::SessionsFull);
             return Err(IngressError::NoSession("persistent sessions full (broker.max_sessions)".into()));

@@ -21,7 +21,9 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     let pkt = c.packet();
     let assigned = pkt.client_id.is_empty();
     let sink = c.sink();
-    let outbound = Outbound::V5(sink.clone());
+    // Topic aliases towards the client, as many as its CONNECT allows.
+    let aliases = std::rc::Rc::new(std::cell::RefCell::new(super::aliases::Aliases::new(pkt.topic_alias_max)));
+    let outbound = Outbound::V5(sink.clone(), aliases);
     let will = pkt.last_will.as_ref().map(|w| Message {
         topic: w.topic.clone(),
         payload: w.message.clone(),

@@ -55,6 +55,7 @@ pub async fn publish(router: &Router, storage: &ActorSlot<StorageMsg>, identity:
         user_properties: message.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         received_at_ms: now_ms(),
         retain: message.retain,
+        mqtt5: message.retain.then(|| super::persist::retained_props(&message)).flatten(),
         ..Default::default()
     };
     let mut plan = router.plan(identity, message);

@@ -32,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use edge_gateway_actors::metrics::{DeliveryDrop, DeliveryDropLabels, Metrics, QosLabels};
-use edge_gateway_actors::record::{Record, SessionCopy};
+use edge_gateway_actors::record::SessionCopy;
 use ntex_bytes::{ByteString, Bytes};
 use tokio::sync::mpsc;
 
@@ -137,6 +137,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The message planned.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
     /// The deliveries to queue for persistent sessions, for the record's `copies`.
     pub fn take_copies(&mut self) -> Vec<SessionCopy> {
         std::mem::take(&mut self.copies)
@@ -159,7 +164,7 @@ impl Router {
         archive: Option<crate::archive::Classes>,
     ) -> Arc<Router> {
         let retained: BTreeMap<String, Arc<Message>> =
-            stored.retained.into_iter().map(|r| (r.topic.clone(), Arc::new(message_of(r)))).collect();
+            stored.retained.into_iter().map(|r| (r.topic.clone(), Arc::new(persist::retained_message(r)))).collect();
         metrics.retained_messages.set(retained.len() as i64);
         let router = Router {
             table: RwLock::new(sessions::table_of(stored.sessions, stored.heads)),
@@ -381,20 +386,5 @@ impl Router {
 
     fn write_retained(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Message>>> {
         self.retained.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A stored record as a message to deliver (retained messages read back at start).
-fn message_of(r: Record) -> Message {
-    Message {
-        topic: r.topic.into(),
-        payload: Bytes::from(r.payload),
-        qos: r.qos,
-        retain: true,
-        content_type: r.content_type.map(Into::into),
-        user_properties: r.user_properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        response_topic: None,
-        correlation_data: None,
-        expires_at: None,
     }
 }

@@ -40,12 +40,49 @@ pub enum PersistError {
 
 const DELIVERY_VERSION: u8 = 1;
 
+/// A retained message's MQTT 5 expiry, response topic and correlation data as the store keeps
+/// them with its record (`None` when it has none: nothing is written).
+pub fn retained_props(m: &Message) -> Option<edge_gateway_actors::record::Mqtt5Props> {
+    let props = edge_gateway_actors::record::Mqtt5Props {
+        expires_at_ms: m.expires_at.map(wall_ms),
+        response_topic: m.response_topic.as_ref().map(|t| t.to_string()),
+        correlation_data: m.correlation_data.as_ref().map(|c| c.to_vec()),
+    };
+    (props != Default::default()).then_some(props)
+}
+
+/// An instant as wall-clock time (ms since the Unix epoch), to outlive the process.
+fn wall_ms(at: Instant) -> u64 {
+    now_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64
+}
+
+/// Wall-clock time read back as an instant (already passed: now).
+pub fn instant_of(wall_ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(wall_ms.saturating_sub(now_ms()))
+}
+
+/// A stored record as a message to deliver (retained messages read back at start).
+pub(super) fn retained_message(r: edge_gateway_actors::record::Record) -> Message {
+    Message {
+        topic: r.topic.into(),
+        payload: Bytes::from(r.payload),
+        qos: r.qos,
+        retain: true,
+        content_type: r.content_type.map(Into::into),
+        user_properties: r.user_properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        response_topic: r.mqtt5.as_ref().and_then(|m| m.response_topic.clone()).map(Into::into),
+        correlation_data: r.mqtt5.as_ref().and_then(|m| m.correlation_data.clone()).map(Bytes::from),
+        // Kept as wall-clock time: it runs out across restarts too.
+        expires_at: r.mqtt5.as_ref().and_then(|m| m.expires_at_ms).map(instant_of),
+    }
+}
+
 /// One delivery, as queued for a persistent session.
 pub fn encode_delivery(d: &Delivery) -> Vec<u8> {
     let m = &d.message;
     let mut out = Vec::with_capacity(m.payload.len() + m.topic.len() + 32);
     out.extend_from_slice(&[DELIVERY_VERSION, d.qos, u8::from(d.retain), m.qos]);
-    let expires = m.expires_at.map(|at| now_ms() + at.saturating_duration_since(Instant::now()).as_millis() as u64);
+    let expires = m.expires_at.map(wall_ms);
     out.extend_from_slice(&expires.unwrap_or(0).to_be_bytes());
     put(&mut out, m.topic.as_bytes());
     put(&mut out, &m.payload);
@@ -85,7 +122,7 @@ pub fn decode_delivery(bytes: &[u8]) -> Result<Delivery, PersistError> {
     let correlation_data = r.opt()?.map(Bytes::copy_from_slice);
     let [ids] = r.take::<1>()?;
     let subscription_ids = (0..ids).map(|_| r.take::<4>().map(u32::from_be_bytes)).collect::<Result<_, _>>()?;
-    let expires_at = (expires_ms > 0).then(|| Instant::now() + Duration::from_millis(expires_ms.saturating_sub(now_ms())));
+    let expires_at = (expires_ms > 0).then(|| instant_of(expires_ms));
     let message = Message {
         topic,
         payload,

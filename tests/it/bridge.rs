@@ -64,6 +64,7 @@ async fn the_bridge_delivers_every_message_with_its_key_also_across_an_upstream_
     poll_until("10 messages upstream", WAIT, || keys_by_payload(&watcher.messages()).len() >= 10).await;
     let first = watcher.messages();
     assert!(first[0].starts_with("site-a/devices/d1/t m00 ") && first[0].contains("device:d1"), "{first:?}");
+    assert!(first[0].contains("topic:devices/d1/t"), "the topic as the device sent it: {first:?}");
     // The upstream goes away; more is stored meanwhile (the bridge retries); the gateway stops
     // with its backlog; the upstream and its subscriber come back; the gateway starts again.
     upstream.terminate();
@@ -213,6 +214,7 @@ async fn the_bridge_speaks_mtls_with_a_password_and_refuses_an_untrusted_upstrea
     poll_until("the message upstream over mTLS", WAIT, || watcher.messages().iter().any(|l| l.contains(" over mTLS "))).await;
     let line = watcher.messages().into_iter().find(|l| l.contains(" over mTLS ")).unwrap();
     assert!(line.starts_with("site-a/by-device/dev-1 over mTLS ") && line.contains("idempotency-key:"), "rewritten topic, key: {line}");
+    assert!(line.contains("topic:devices/dev-1/t"), "the original topic travels along: {line}");
     gw.stop().await;
 
     // Trusting another CA: the upstream's server certificate is refused.

@@ -192,6 +192,37 @@ async fn retained_messages_survive_a_sigkill_reach_new_subscribers_and_an_empty_
     assert_eq!(gw.terminate(), Some(0));
 }
 
+/// A retained MQTT 5 message keeps its expiry, response topic and correlation data across a
+/// SIGKILL: the one whose expiry ran out while the gateway was down is not delivered, the other
+/// comes with what is left of its interval and its properties (before: both came back, without
+/// expiry or properties).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_messages_expiry_and_properties_outlive_a_sigkill() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let extra = extra(dir.path(), OPEN_ACL, "");
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    let port = mqtt.port();
+    let v5 = ["-V", "mqttv5", "-i", "p1", "-q", "1", "-r"];
+    let started = std::time::Instant::now();
+    publish(port, &[&v5[..], &["-t", "exp/short", "-m", "soon gone", "-D", "publish", "message-expiry-interval", "2"]].concat()).await;
+    let props = ["-D", "publish", "message-expiry-interval", "600", "-D", "publish", "response-topic", "replies/x"];
+    let more = ["-D", "publish", "correlation-data", "c0ffee"];
+    publish(port, &[&v5[..], &["-t", "exp/long", "-m", "stays"], &props[..], &more[..]].concat()).await;
+    gw.kill9();
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    tokio::time::sleep(Duration::from_millis(2_600).saturating_sub(started.elapsed())).await;
+    let got = Sub::start(port, &["-V", "mqttv5", "-i", "s1", "-t", "exp/#", "-W", "3", "-F", "%t %p %E %R %D"]).await.done().await;
+    assert_eq!(got.len(), 1, "the expired one is not delivered after the restart: {got:?}");
+    let parts: Vec<&str> = got[0].split(' ').collect();
+    assert_eq!((parts[0], parts[1], parts[3], parts[4]), ("exp/long", "stays", "replies/x", "c0ffee"), "{got:?}");
+    let left: u64 = parts[2].parse().unwrap_or(0);
+    assert!((590..600).contains(&left), "what is left of its expiry: {got:?}");
+    assert_eq!(gw.terminate(), Some(0));
+}
+
 /// MQTT 5 options with paho: no-local, retain-as-published with a subscription identifier, a
 /// shared group of two, retain handling 2 (d) and 0 (e); prints what each client received as
 /// JSON.
@@ -521,6 +552,62 @@ async fn mqtt5_topic_aliases_from_a_publisher_and_message_expiry() {
     // Every publish was stored for the sinks under its real topic.
     poll_until("4 at the cloud", WAIT, || ingest.unique_keys() >= 4).await;
     assert!(ingest.accepted().iter().filter(|m| m.topic == "alias/x").count() == 2);
+    gw.stop().await;
+}
+
+/// MQTT 5 topic aliases towards subscribers: paho does not resolve aliases it receives, so it
+/// shows what was sent: a subscriber that allows 1 alias gets the first topic in full with
+/// alias 1, then alias 1 and an empty topic; a second topic in full without an alias (past its
+/// maximum). A subscriber that allows none gets every topic in full.
+const PAHO_ALIASES_OUT: &str = r#"
+import json, sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+port = int(sys.argv[1])
+got = {}
+def client(name, max_alias):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    def on_message(cl, userdata, m):
+        alias = getattr(m.properties, "TopicAlias", None) if m.properties is not None else None
+        got.setdefault(name, []).append([m.topic, m.payload.decode(), alias])
+    c.on_message = on_message
+    subscribed = []
+    c.on_subscribe = lambda cl, userdata, mid, codes, props: subscribed.append(mid)
+    p = Properties(PacketTypes.CONNECT)
+    if max_alias:
+        p.TopicAliasMaximum = max_alias
+    c.connect("127.0.0.1", port, properties=p)
+    c.loop_start()
+    c.subscribe([("al/#", 1)])
+    deadline = time.time() + 10
+    while not subscribed and time.time() < deadline:
+        time.sleep(0.02)
+    return c
+a, n, pub = client("a", 1), client("n", 0), client("pub", 0)
+for topic, payload in (("al/x", "1"), ("al/x", "2"), ("al/y", "3"), ("al/x", "4")):
+    pub.publish(topic, payload, qos=1).wait_for_publish(5)
+deadline = time.time() + 10
+while time.time() < deadline and (len(got.get("a", [])) < 4 or len(got.get("n", [])) < 4):
+    time.sleep(0.05)
+for x in (a, n, pub):
+    x.disconnect(); x.loop_stop()
+print(json.dumps(got))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_topic_aliases_towards_a_subscriber_within_its_maximum() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let out =
+        Command::new(python()).args(["-c", PAHO_ALIASES_OUT, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    let expected = serde_json::json!([["al/x", "1", 1], ["", "2", 1], ["al/y", "3", null], ["", "4", 1]]);
+    assert_eq!(got["a"], expected, "alias 1 given with al/x, then used; al/y past the maximum: {got}");
+    let plain = serde_json::json!([["al/x", "1", null], ["al/x", "2", null], ["al/y", "3", null], ["al/x", "4", null]]);
+    assert_eq!(got["n"], plain, "no aliases for a client that takes none: {got}");
     gw.stop().await;
 }
 

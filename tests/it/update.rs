@@ -118,7 +118,7 @@ async fn bundles_are_verified_a_failing_version_rolls_back_and_a_good_one_is_com
     let mut acked = publish(mqtt, "before", 20).await;
 
     let running = env!("CARGO_PKG_VERSION");
-    let newer = "edge-gateway 99.0.0 store=1 records=1-3";
+    let newer = "edge-gateway 99.0.0 store=1 records=1-4";
     let refused = [
         (
             "tampered",
@@ -133,9 +133,9 @@ async fn bundles_are_verified_a_failing_version_rolls_back_and_a_good_one_is_com
             "does not match",
         ),
         ("other key", bundle(d, "other-key", &install, &other_key, newer), "not in update.public_keys"),
-        ("same version", bundle(d, "same", &install, &key, &format!("edge-gateway {running} store=1 records=1-3")), "not newer"),
-        ("downgrade", bundle(d, "older", &install, &key, "edge-gateway 0.0.1 store=1 records=1-3"), "not newer"),
-        ("store layout", bundle(d, "layout", &install, &key, "edge-gateway 99.0.0 store=2 records=1-3"), "store formats"),
+        ("same version", bundle(d, "same", &install, &key, &format!("edge-gateway {running} store=1 records=1-4")), "not newer"),
+        ("downgrade", bundle(d, "older", &install, &key, "edge-gateway 0.0.1 store=1 records=1-4"), "not newer"),
+        ("store layout", bundle(d, "layout", &install, &key, "edge-gateway 99.0.0 store=2 records=1-4"), "store formats"),
         (
             "record format",
             bundle(d, "records", &install, &key, "edge-gateway 99.0.0 store=1 records=1-9"),
@@ -156,7 +156,7 @@ async fn bundles_are_verified_a_failing_version_rolls_back_and_a_good_one_is_com
     // A signed "new version" that exits at once: rolled back.
     let stub = d.join("stub.sh");
     std::fs::write(&stub, "#!/bin/sh\necho 'broken release' >&2\nexit 1\n").unwrap();
-    let broken = bundle(d, "broken", &stub, &key, "edge-gateway 98.0.0 store=1 records=1-3");
+    let broken = bundle(d, "broken", &stub, &key, "edge-gateway 98.0.0 store=1 records=1-4");
     let (code, out) = update(&["apply", broken.to_str().unwrap()], &config_path, &install).await;
     assert_eq!(code, 3, "a new binary that exits at once is rolled back: {out}");
     assert!(out.contains("rolled back") && out.contains("before it started"), "{out}");

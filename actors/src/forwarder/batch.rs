@@ -72,6 +72,7 @@ mod tests {
             received_at_ms: 0,
             trace,
             schema: None,
+            mqtt5: None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! One stored message and its on-disk encoding.
 //!
-//! Encoding (version 3; version 2 is the same without the trailing schema section, version 1
-//! also without the trace context; both are still read), all integers little-endian:
+//! Encoding (version 4; version 3 is the same without the trailing MQTT 5 section, version 2
+//! also without the schema section, version 1 also without the trace context; all are still
+//! read), all integers little-endian:
 //!
 //! ```text
-//! u8  version (2)
+//! u8  version (4)
 //! u64 received_at_ms (Unix epoch, gateway clock)
 //! u8  qos
 //! str idempotency key   } each `str` is a u16 length + UTF-8 bytes
@@ -18,6 +19,10 @@
 //!     restart, joins its trace)
 //! u8  has_schema, then if 1: str subject, u32 version, u8 valid, u16 error count, str errors
 //!     (the schema the payload was checked against, see `docs/SCHEMAS.md`)
+//! u8  has_mqtt5, then if 1: u64 expires_at_ms (Unix epoch; 0: never), u8 has_response_topic,
+//!     then str response_topic if 1, u8 has_correlation_data, then u32 length + bytes if 1
+//!     (what an MQTT 5 subscriber is given besides the above: kept for retained messages,
+//!     which are delivered again after a restart)
 //! ```
 //!
 //! The sequence number is the table key and is not repeated in the value.
@@ -25,7 +30,7 @@
 use thiserror::Error;
 
 /// The record format this build writes (it reads every earlier one too, from 1).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// A W3C trace context (the `traceparent` fields) stored with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +65,18 @@ pub struct SchemaTag {
     pub errors: Vec<String>,
 }
 
+/// The MQTT 5 properties a subscriber gets that sinks do not: the message expiry (as wall-clock
+/// time, so that it still runs out after a restart), the response topic and correlation data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mqtt5Props {
+    /// When the message expires (ms since the Unix epoch), if it does.
+    pub expires_at_ms: Option<u64>,
+    /// MQTT 5 response topic.
+    pub response_topic: Option<String>,
+    /// MQTT 5 correlation data.
+    pub correlation_data: Option<Vec<u8>>,
+}
+
 /// A message as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -87,6 +104,8 @@ pub struct Record {
     pub trace: Option<TraceCtx>,
     /// The schema check of its payload, when a schema binding covers its topic.
     pub schema: Option<SchemaTag>,
+    /// Its MQTT 5 expiry, response topic and correlation data, when it has any.
+    pub mqtt5: Option<Mqtt5Props>,
 }
 
 /// A message from a device, before the store gave it a sequence number.
@@ -110,6 +129,8 @@ pub struct NewRecord {
     pub trace: Option<TraceCtx>,
     /// The schema check of its payload, when a schema binding covers its topic.
     pub schema: Option<SchemaTag>,
+    /// Its MQTT 5 expiry, response topic and correlation data, when it has any.
+    pub mqtt5: Option<Mqtt5Props>,
     /// Failed its schema and is kept apart: stored in the rejected table, never forwarded.
     /// Not part of the encoding (the table says it).
     pub kept_apart: bool,
@@ -192,6 +213,28 @@ impl NewRecord {
             }
             None => out.push(0),
         }
+        match &self.mqtt5 {
+            Some(m) => {
+                out.push(1);
+                out.extend_from_slice(&m.expires_at_ms.unwrap_or(0).to_le_bytes());
+                match &m.response_topic {
+                    Some(t) => {
+                        out.push(1);
+                        put_str(&mut out, t);
+                    }
+                    None => out.push(0),
+                }
+                match &m.correlation_data {
+                    Some(c) => {
+                        out.push(1);
+                        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+                        out.extend_from_slice(c);
+                    }
+                    None => out.push(0),
+                }
+            }
+            None => out.push(0),
+        }
         out
     }
 }
@@ -240,8 +283,21 @@ impl Record {
         } else {
             None
         };
+        let mqtt5 = if version >= 4 && r.u8()? == 1 {
+            let expires = u64::from_le_bytes(r.take(8)?.try_into().map_err(|_| DecodeError::Truncated)?);
+            let response_topic = if r.u8()? == 1 { Some(r.str()?) } else { None };
+            let correlation_data = if r.u8()? == 1 {
+                let len = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| DecodeError::Truncated)?);
+                Some(r.take(len as usize)?.to_vec())
+            } else {
+                None
+            };
+            Some(Mqtt5Props { expires_at_ms: (expires > 0).then_some(expires), response_topic, correlation_data })
+        } else {
+            None
+        };
         let used = bytes.len() - r.0.len();
-        let record = Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace, schema };
+        let record = Record { seq, key, device, topic, qos, payload, content_type, user_properties, received_at_ms, trace, schema, mqtt5 };
         Ok((record, used))
     }
 }

@@ -13,6 +13,11 @@ fn sample() -> NewRecord {
         received_at_ms: 1_700_000_000_123,
         trace: Some(TraceCtx { trace_id: [7; 16], span_id: [9; 8], flags: 1 }),
         schema: Some(SchemaTag { subject: "telemetry".into(), version: 3, valid: false, errors: vec!["/t: not a number".into()] }),
+        mqtt5: Some(Mqtt5Props {
+            expires_at_ms: Some(1_700_000_060_000),
+            response_topic: Some("replies/dev-1".into()),
+            correlation_data: Some(vec![0, 1, 2]),
+        }),
         kept_apart: false,
         retain: false,
         copies: Vec::new(),
@@ -33,24 +38,35 @@ fn a_record_decodes_to_what_was_encoded() {
     assert_eq!(rec.received_at_ms, new.received_at_ms);
     assert_eq!(rec.trace, new.trace);
     assert_eq!(rec.schema, new.schema);
+    assert_eq!(rec.mqtt5, new.mqtt5);
+}
+
+#[test]
+fn a_version_3_record_from_an_older_gateway_still_decodes() {
+    let new = NewRecord { mqtt5: None, ..sample() };
+    let mut bytes = new.encode("gw:9");
+    bytes[0] = 3;
+    bytes.pop(); // version 3 has no MQTT 5 section
+    let rec = Record::decode(9, &bytes).unwrap();
+    assert_eq!((rec.payload, rec.schema, rec.mqtt5), (new.payload, new.schema, None));
 }
 
 #[test]
 fn a_version_2_record_from_an_older_gateway_still_decodes() {
-    let new = NewRecord { schema: None, ..sample() };
+    let new = NewRecord { schema: None, mqtt5: None, ..sample() };
     let mut bytes = new.encode("gw:8");
     bytes[0] = 2;
-    bytes.pop(); // version 2 has no schema section
+    bytes.truncate(bytes.len() - 2); // version 2 has no schema section, nor an MQTT 5 one
     let rec = Record::decode(8, &bytes).unwrap();
     assert_eq!((rec.payload, rec.trace, rec.schema), (new.payload, new.trace, None));
 }
 
 #[test]
 fn a_version_1_record_from_an_older_gateway_still_decodes() {
-    let new = NewRecord { trace: None, schema: None, ..sample() };
+    let new = NewRecord { trace: None, schema: None, mqtt5: None, ..sample() };
     let mut bytes = new.encode("gw:7");
     bytes[0] = 1;
-    bytes.truncate(bytes.len() - 2); // version 1 has no trace section, nor a schema one
+    bytes.truncate(bytes.len() - 3); // version 1 has no trace section, nor a schema or MQTT 5 one
     let rec = Record::decode(7, &bytes).unwrap();
     assert_eq!((rec.payload, rec.trace), (new.payload, None));
 }
@@ -89,11 +105,19 @@ mod properties {
         let trace = prop::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>()));
         let schema = prop::option::of((text, any::<u32>(), any::<bool>(), prop::collection::vec(text, 0..3)))
             .prop_map(|s| s.map(|(subject, version, valid, errors)| SchemaTag { subject, version, valid, errors }));
+        let mqtt5 = prop::option::of((
+            prop::option::of(1u64..),
+            prop::option::of(text),
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..64)),
+        ))
+        .prop_map(|m| {
+            m.map(|(expires_at_ms, response_topic, correlation_data)| Mqtt5Props { expires_at_ms, response_topic, correlation_data })
+        });
         (
             (text, text, 0u8..=1, prop::collection::vec(any::<u8>(), 0..512)),
-            (prop::option::of(text), prop::collection::vec((text, text), 0..4), any::<u64>(), trace, schema),
+            (prop::option::of(text), prop::collection::vec((text, text), 0..4), any::<u64>(), trace, schema, mqtt5),
         )
-            .prop_map(|((device, topic, qos, payload), (content_type, user_properties, received_at_ms, trace, schema))| {
+            .prop_map(|((device, topic, qos, payload), (content_type, user_properties, received_at_ms, trace, schema, mqtt5))| {
                 NewRecord {
                     device,
                     topic,
@@ -104,6 +128,7 @@ mod properties {
                     received_at_ms,
                     trace: trace.map(|(trace_id, span_id, flags)| TraceCtx { trace_id, span_id, flags }),
                     schema,
+                    mqtt5,
                     kept_apart: false,
                     retain: false,
                     copies: Vec::new(),
@@ -128,6 +153,7 @@ mod properties {
                     received_at_ms: decoded.received_at_ms,
                     trace: decoded.trace,
                     schema: decoded.schema,
+                    mqtt5: decoded.mqtt5,
                     kept_apart: false,
                     retain: false,
                     copies: Vec::new(),

@@ -248,6 +248,7 @@ fn encoded_size(r: &crate::record::Record) -> u64 {
         received_at_ms: r.received_at_ms,
         trace: r.trace,
         schema: r.schema.clone(),
+        mqtt5: r.mqtt5.clone(),
         kept_apart: false,
         retain: false,
         copies: Vec::new(),

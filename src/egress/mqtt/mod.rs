@@ -8,7 +8,7 @@
 //! Each message goes to the topic its `topic_rewrite` rules give (`topics.rs`), else to
 //! `topic_prefix` + its topic, with its payload, content type and user
 //! properties, plus the user properties `idempotency-key` (its key), `device` (the identity that
-//! sent it) and, when traced, `traceparent`. A batch that fails (connection lost, timeout) is
+//! sent it), `topic` (its topic as sent) and, when traced, `traceparent`. A batch that fails (connection lost, timeout) is
 //! resent whole on a fresh connection, under the same keys: upstream consumers deduplicate by
 //! `idempotency-key`. The connection is kept between batches (a task of its own owns it,
 //! `link.rs`) and dropped after any failure, so no acknowledgement of an earlier attempt is ever
@@ -141,6 +141,8 @@ impl MqttSink {
             r.user_properties.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
         user_properties.push(("idempotency-key".into(), r.key.as_str().into()));
         user_properties.push(("device".into(), r.device.as_str().into()));
+        // The topic as the device sent it (the upstream topic has a prefix or a rewrite).
+        user_properties.push(("topic".into(), r.topic.as_str().into()));
         if let Some(t) = &r.trace {
             user_properties.push(("traceparent".into(), crate::telemetry::traceparent::format_traceparent(t).into()));
         }
