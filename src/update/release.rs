@@ -113,7 +113,7 @@ mod tests {
         let running = Release::parse("edge-gateway 0.1.0 store=1 records=1-3").unwrap();
         assert_eq!(Release::parse(&running.describe()).unwrap(), running);
         let records = edge_gateway_actors::record::VERSION;
-    assert_eq!(Release::running().describe(), format!("edge-gateway {} store=1 records=1-{records}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(Release::running().describe(), format!("edge-gateway {} store=1 records=1-{records}", env!("CARGO_PKG_VERSION")));
         let ok = |c: &str| running.may_update_to(&Release::parse(c).unwrap());
         assert!(ok("edge-gateway 0.1.1 store=1 records=1-3 (abc123)").is_ok());
         assert!(ok("edge-gateway 0.2.0 store=1 records=2-3").is_ok());
