@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::deliver::{Outbound, Replayer};
 use super::{Ingress, IngressError, clip};
+use crate::routing::Delivery;
 use crate::routing::sessions::Replay;
-use crate::routing::{Delivery, Message};
 use crate::throttle::Throttle;
 use crate::trust::acl::{Decision, Who};
 use crate::trust::tls::server::PeerCertInfo;
@@ -60,10 +60,9 @@ pub struct ConnInner {
     /// queued message goes out before it).
     pub(super) pending_writer: RefCell<Option<(mpsc::Receiver<Delivery>, Option<Replay>)>>,
     /// Its will, until a DISCONNECT takes it back: published when the connection ends.
-    pub(super) will: RefCell<Option<Message>>,
-    /// MQTT 5 will delay interval: the will waits this long (at most until its persistent
-    /// session ends), and is not published if a new connection takes the session meanwhile.
-    pub(super) will_delay_secs: u32,
+    /// MQTT 5: it waits its delay interval (at most until its persistent session ends), and is
+    /// not published if a new connection takes the session meanwhile.
+    pub(super) will: RefCell<Option<super::session::Will>>,
 }
 
 /// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
@@ -122,10 +121,11 @@ impl Drop for ConnInner {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
         }
         self.ended.set(true);
-        self.ingress.router.disconnect(&self.client_id, self.conn_id, || {
-            // A session that ended with its connection (MQTT 5 session expiry 0).
+        self.ingress.router.disconnect(&self.client_id, self.conn_id, |change| {
+            // A session that ended with its connection (MQTT 5 session expiry 0), or one that
+            // waits for its client, stamped with the time it went offline.
             if let Some(storage) = self.ingress.storage.get() {
-                let op = SessionOp { client_id: self.client_id.clone(), change: SessionChange::Remove, reply: None };
+                let op = SessionOp { client_id: self.client_id.clone(), change, reply: None };
                 let _ = storage.send_message(StorageMsg::Session(op));
             }
         });
@@ -134,11 +134,11 @@ impl Drop for ConnInner {
         if let Some(will) = self.will.take()
             && !self.superseded.get()
             && self.still_trusted().is_ok()
-            && self.ingress.authority.may_publish(&self.who(), &will.topic).is_allowed()
+            && self.ingress.authority.may_publish(&self.who(), &will.message.topic).is_allowed()
         {
-            let delay = self.ingress.router.will_delay(&self.client_id, self.conn_id, self.will_delay_secs);
+            let delay = self.ingress.router.will_delay(&self.client_id, self.conn_id, will.delay_secs);
             if delay == 0 {
-                super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will);
+                super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will.published());
             } else {
                 let (ingress, identity, client_id, conn) =
                     (self.ingress.clone(), self.identity.clone(), self.client_id.clone(), self.conn_id);
@@ -147,7 +147,7 @@ impl Drop for ConnInner {
                     if ingress.router.taken_since(&client_id, conn) {
                         tracing::debug!(%client_id, "A new connection took the session within the will delay; its will is not published.");
                     } else {
-                        super::publish::publish_will(&ingress, &identity, &client_id, will);
+                        super::publish::publish_will(&ingress, &identity, &client_id, will.published());
                     }
                 });
             }

@@ -36,6 +36,24 @@ pub(super) enum Admission {
     Unavailable,
 }
 
+/// A connection's will (MQTT 3.1.1 and 5).
+pub(crate) struct Will {
+    /// What is published.
+    pub message: Message,
+    /// MQTT 5 will delay interval, in seconds (0: at once).
+    pub delay_secs: u32,
+    /// MQTT 5 message expiry interval of the will, counted from when it is published.
+    pub expiry_secs: Option<u32>,
+}
+
+impl Will {
+    /// The message to publish now, its expiry running from now.
+    pub(super) fn published(self) -> Message {
+        let expires_at = self.expiry_secs.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(s)));
+        Message { expires_at, ..self.message }
+    }
+}
+
 /// What a CONNECT asks for, as both protocol versions carry it.
 pub(super) struct Hello<'a> {
     /// The client id it sent (maybe empty).
@@ -45,9 +63,7 @@ pub(super) struct Hello<'a> {
     /// Its password, if any.
     pub password: Option<&'a [u8]>,
     /// Its will: published if the connection ends without a DISCONNECT.
-    pub will: Option<Message>,
-    /// MQTT 5 will delay interval, in seconds (0: at once).
-    pub will_delay_secs: u32,
+    pub will: Option<Will>,
     /// Clean start and session expiry.
     pub session: SessionRequest,
 }
@@ -75,16 +91,13 @@ impl Ingress {
         };
         if let Some(will) = &hello.will {
             let who = Who { identity: &identity, client_id: &client_id };
-            if !self.authority.may_publish(&who, &will.topic).is_allowed() {
+            if !self.authority.may_publish(&who, &will.message.topic).is_allowed() {
                 self.metrics.auth_failures.get_or_create(&AuthLabels { reason: AuthFailure::WillNotAuthorized }).inc();
-                tracing::warn!(%identity, %client_id, topic = ?clip(&will.topic), "Connection refused: its will topic is outside the ACL.");
+                tracing::warn!(%identity, %client_id, topic = ?clip(&will.message.topic), "Connection refused: its will topic is outside the ACL.");
                 return Admission::Refused(Refusal::WillNotAuthorized);
             }
         }
-        let opened = match self
-            .open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will, hello.will_delay_secs), close)
-            .await
-        {
+        let opened = match self.open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will), close).await {
             Ok(conn) => self.resume(&conn, hello.session).await.map(|present| (conn, present)),
             Err(e) => Err(e),
         };
@@ -128,7 +141,7 @@ impl Ingress {
         identity: String,
         cert: Option<PeerCertInfo>,
         protocol: Protocol,
-        (outbound, will, will_delay_secs): (Outbound, Option<Message>, u32),
+        (outbound, will): (Outbound, Option<Will>),
         close: impl FnOnce() + 'static,
     ) -> Result<Conn, IngressError> {
         let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions supervisor is down".into()))?;
@@ -201,7 +214,6 @@ impl Ingress {
             queue: std::cell::RefCell::new(None),
             pending_writer: std::cell::RefCell::new(None),
             will: std::cell::RefCell::new(will),
-            will_delay_secs,
         };
         Ok(Conn(Rc::new(inner)))
     }

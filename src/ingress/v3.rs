@@ -8,7 +8,7 @@ use super::conn::Conn;
 use super::deliver::Outbound;
 use super::protocol::{self, SubOptions, count_stop};
 use super::publish::{self, Inbound, Outcome};
-use super::session::{Admission, Hello};
+use super::session::{Admission, Hello, Will};
 use super::{Ingress, IngressError, Protocol};
 use crate::routing::Message;
 use crate::routing::sessions::SessionRequest;
@@ -26,23 +26,20 @@ pub(crate) async fn connect(ingress: Ingress, c: v3::Connect) -> Result<v3::Conn
     }
     let sink = c.sink();
     let outbound = Outbound::V3(sink.clone());
-    let will = pkt.last_will.as_ref().map(|w| Message {
-        topic: w.topic.clone(),
-        payload: w.message.clone(),
-        qos: u8::from(w.qos),
-        retain: w.retain,
-        ..Default::default()
+    let will = pkt.last_will.as_ref().map(|w| Will {
+        message: Message {
+            topic: w.topic.clone(),
+            payload: w.message.clone(),
+            qos: u8::from(w.qos),
+            retain: w.retain,
+            ..Default::default()
+        },
+        delay_secs: 0,
+        expiry_secs: None,
     });
     // Clean session 0: kept until the client starts a clean one (or broker.session_expiry_max_secs).
     let session = SessionRequest { clean: pkt.clean_session, expiry_secs: if pkt.clean_session { 0 } else { u32::MAX } };
-    let hello = Hello {
-        client_id: &pkt.client_id,
-        username: pkt.username.as_deref(),
-        password: pkt.password.as_deref(),
-        will,
-        will_delay_secs: 0,
-        session,
-    };
+    let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will, session };
     let admission = ingress.admit(c.io(), hello, Protocol::V3, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, present, .. } => {

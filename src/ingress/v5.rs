@@ -6,7 +6,7 @@ use super::conn::Conn;
 use super::deliver::Outbound;
 use super::protocol::{self, SubOptions, SubRefusal, count_stop};
 use super::publish::{self, Inbound, Outcome};
-use super::session::{Admission, Hello};
+use super::session::{Admission, Hello, Will};
 use super::{Ingress, IngressError, Protocol};
 use crate::routing::Message;
 use crate::routing::RetainHandling;
@@ -24,29 +24,25 @@ pub(crate) async fn connect(ingress: Ingress, c: v5::Connect) -> Result<v5::Conn
     // Topic aliases towards the client, as many as its CONNECT allows.
     let aliases = std::rc::Rc::new(std::cell::RefCell::new(super::aliases::Aliases::new(pkt.topic_alias_max)));
     let outbound = Outbound::V5(sink.clone(), aliases);
-    let will = pkt.last_will.as_ref().map(|w| Message {
-        topic: w.topic.clone(),
-        payload: w.message.clone(),
-        qos: u8::from(w.qos),
-        retain: w.retain,
-        content_type: w.content_type.clone(),
-        user_properties: w.user_properties.clone(),
-        response_topic: w.response_topic.clone(),
-        correlation_data: w.correlation_data.clone(),
-        // A will's expiry would start when it is published, not now: not applied (README).
-        expires_at: None,
+    let will = pkt.last_will.as_ref().map(|w| Will {
+        message: Message {
+            topic: w.topic.clone(),
+            payload: w.message.clone(),
+            qos: u8::from(w.qos),
+            retain: w.retain,
+            content_type: w.content_type.clone(),
+            user_properties: w.user_properties.clone(),
+            response_topic: w.response_topic.clone(),
+            correlation_data: w.correlation_data.clone(),
+            expires_at: None,
+        },
+        delay_secs: w.will_delay_interval_sec.unwrap_or(0),
+        // Counted from when it is published (Will::published).
+        expiry_secs: w.message_expiry_interval.map(|s| s.get()),
     });
     let asked_expiry = pkt.session_expiry_interval_secs;
-    let will_delay_secs = pkt.last_will.as_ref().and_then(|w| w.will_delay_interval_sec).unwrap_or(0);
     let session = SessionRequest { clean: pkt.clean_start, expiry_secs: asked_expiry };
-    let hello = Hello {
-        client_id: &pkt.client_id,
-        username: pkt.username.as_deref(),
-        password: pkt.password.as_deref(),
-        will,
-        will_delay_secs,
-        session,
-    };
+    let hello = Hello { client_id: &pkt.client_id, username: pkt.username.as_deref(), password: pkt.password.as_deref(), will, session };
     let admission = ingress.admit(c.io(), hello, Protocol::V5, outbound, move || sink.close()).await;
     Ok(match admission {
         Admission::Accepted { conn, client_id, present } => {

@@ -193,6 +193,11 @@ pub struct StoredSession {
     pub expiry_secs: u32,
     /// Its subscriptions.
     pub subscriptions: Vec<StoredSubscription>,
+    /// When its connection ended (ms since the Unix epoch), written at the disconnect of a
+    /// session that expires: its expiry still counts from then after a restart. Absent while
+    /// connected (and in rows from before it: counted from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_since_ms: Option<u64>,
 }
 
 /// One subscription of a stored session.
@@ -280,7 +285,13 @@ mod tests {
     #[test]
     fn a_session_reads_back_and_a_bad_filter_is_named() {
         let sub = Subscription::new("$share/g/site/+", 1, false, true, Some(3)).unwrap();
-        let s = StoredSession { identity: "dev".into(), mqtt5: true, expiry_secs: 60, subscriptions: vec![(&sub).into()] };
+        let s = StoredSession {
+            identity: "dev".into(),
+            mqtt5: true,
+            expiry_secs: 60,
+            subscriptions: vec![(&sub).into()],
+            offline_since_ms: Some(7),
+        };
         let (back, subs) = StoredSession::decode(&s.encode()).unwrap();
         assert_eq!(back, s);
         assert_eq!((subs[0].share.as_deref(), subs[0].id, subs[0].retain_as_published), (Some("g"), Some(3), true));

@@ -9,8 +9,9 @@
 //! session row (identity, protocol, expiry, subscriptions) is written before the CONNACK,
 //! SUBACK or UNSUBACK that depends on it. An offline session past its expiry interval (or
 //! `broker.session_expiry_max_secs`) is removed by [`Router::expire_sessions`], which the
-//! gateway runs every few seconds. Sessions are loaded from the store at start; their expiry
-//! counts from then.
+//! gateway runs every few seconds. Sessions are loaded from the store at start; the expiry of
+//! one whose client had gone counts from its disconnect (stamped in its row then), of one that
+//! was connected when the gateway stopped from the start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use edge_gateway_actors::record::Record;
 use edge_gateway_actors::slot::ActorSlot;
-use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg, StoredSession as StoredRow};
+use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg, StoredSession as StoredRow, now_ms};
 use tokio::sync::{Notify, watch};
 
 use super::persist::{StoredSession, StoredSubscription};
@@ -86,7 +87,9 @@ impl Router {
         let mut table = self.write_table();
         let stored = table.clients.get(who.client_id).is_some_and(|e| e.persistent.is_some());
         let same_owner = table.clients.get(who.client_id).is_some_and(|e| e.identity == who.identity);
-        let resume = stored && same_owner && !req.clean;
+        // Past its expiry but not swept yet (the sweep runs every few seconds): not resumed.
+        let expired = table.clients.get(who.client_id).and_then(|e| e.persistent.as_ref()).is_some_and(Persistent::expired);
+        let resume = stored && same_owner && !req.clean && !expired;
         let expiry = self.capped(req.expiry_secs);
         if !resume && expiry > 0 && !stored && table.clients.values().filter(|e| e.persistent.is_some()).count() >= self.max_sessions {
             return None;
@@ -100,8 +103,10 @@ impl Router {
         let entry = match old {
             Some(mut e) if resume => {
                 if let Some(p) = e.persistent.as_mut() {
-                    if expiry > 0 && (p.expiry_secs != expiry || e.copy_per_subscription != client.mqtt5) {
+                    // Also when its row says it is offline: it is not any more.
+                    if expiry > 0 && (p.stamped || p.expiry_secs != expiry || e.copy_per_subscription != client.mqtt5) {
                         changes.push(SessionChange::Put(row_of(&e.identity, client.mqtt5, expiry, &e.subs)));
+                        p.stamped = false;
                     }
                     // 0: the session ends with this connection (removed at its end).
                     p.expiry_secs = expiry;
@@ -124,6 +129,7 @@ impl Router {
                     persistent: Some(Persistent {
                         expiry_secs: expiry,
                         offline_since: None,
+                        stamped: false,
                         wake: Some(Arc::new(Notify::new())),
                         sent_below: Arc::default(),
                     }),
@@ -158,7 +164,7 @@ impl Router {
     /// persistent one waits for its client (or its expiry). A session that ends with its
     /// connection is removed: `remove` is called with the lock held, so the removal reaches the
     /// storage actor before the change of any later connection with this client id.
-    pub fn disconnect(&self, client_id: &str, conn: u64, remove: impl FnOnce()) {
+    pub fn disconnect(&self, client_id: &str, conn: u64, store: impl FnOnce(SessionChange)) {
         let mut table = self.write_table();
         let Some(entry) = table.clients.get_mut(client_id).filter(|e| e.conn == conn) else { return };
         match &mut entry.persistent {
@@ -166,10 +172,16 @@ impl Router {
                 p.offline_since = Some(Instant::now());
                 p.wake = None;
                 entry.queue = None;
+                if p.expiry_secs != u32::MAX {
+                    // Its row says since when, so that a restart does not start its expiry again.
+                    let (identity, mqtt5, subs) = (&entry.identity, entry.copy_per_subscription, &entry.subs);
+                    store(SessionChange::Put(stored(identity, mqtt5, p.expiry_secs, subs, Some(now_ms()))));
+                    p.stamped = true;
+                }
             }
             Some(_) => {
                 table.clients.remove(client_id);
-                remove();
+                store(SessionChange::Remove);
             }
             None => {
                 table.clients.remove(client_id);
@@ -185,12 +197,7 @@ impl Router {
         let expired: Vec<String> = table
             .clients
             .iter()
-            .filter(|(_, e)| {
-                e.persistent.as_ref().is_some_and(|p| {
-                    p.expiry_secs != u32::MAX
-                        && p.offline_since.is_some_and(|since| since.elapsed() >= Duration::from_secs(u64::from(p.expiry_secs)))
-                })
-            })
+            .filter(|(_, e)| e.persistent.as_ref().is_some_and(Persistent::expired))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
@@ -271,11 +278,16 @@ pub async fn expire_sessions_every(router: Arc<Router>, storage: ActorSlot<Stora
 }
 
 fn row_of(identity: &str, mqtt5: bool, expiry_secs: u32, subs: &[super::table::Subscription]) -> Vec<u8> {
-    StoredSession { identity: identity.to_string(), mqtt5, expiry_secs, subscriptions: subs.iter().map(StoredSubscription::from).collect() }
-        .encode()
+    stored(identity, mqtt5, expiry_secs, subs, None)
 }
 
-/// The routing table at start: every stored session, offline since now; queued deliveries
+fn stored(identity: &str, mqtt5: bool, expiry_secs: u32, subs: &[super::table::Subscription], offline_since_ms: Option<u64>) -> Vec<u8> {
+    let subscriptions = subs.iter().map(StoredSubscription::from).collect();
+    StoredSession { identity: identity.to_string(), mqtt5, expiry_secs, subscriptions, offline_since_ms }.encode()
+}
+
+/// The routing table at start: every stored session, offline since its row says (or since now);
+/// queued deliveries
 /// numbered below their session's last one count as possibly sent (DUP).
 pub(super) fn table_of(rows: Vec<StoredRow>, heads: HashMap<String, (u64, u64)>) -> Table {
     let mut table = Table::default();
@@ -296,7 +308,8 @@ pub(super) fn table_of(rows: Vec<StoredRow>, heads: HashMap<String, (u64, u64)>)
             copy_per_subscription: session.mqtt5,
             persistent: Some(Persistent {
                 expiry_secs: session.expiry_secs,
-                offline_since: Some(Instant::now()),
+                offline_since: Some(session.offline_since_ms.map_or_else(Instant::now, instant_ago)),
+                stamped: session.offline_since_ms.is_some(),
                 wake: None,
                 sent_below: Arc::new(AtomicU64::new(sent_below)),
             }),
@@ -307,4 +320,12 @@ pub(super) fn table_of(rows: Vec<StoredRow>, heads: HashMap<String, (u64, u64)>)
         tracing::info!(sessions = table.clients.len(), "Persistent sessions loaded from the store.");
     }
     table
+}
+
+/// The instant of a wall-clock time in the past (now if the clock went back; the monotonic
+/// clock's start if it is older than that).
+fn instant_ago(wall_ms: u64) -> Instant {
+    let ago = Duration::from_millis(now_ms().saturating_sub(wall_ms));
+    let now = Instant::now();
+    now.checked_sub(ago).unwrap_or(now)
 }

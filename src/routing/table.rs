@@ -81,10 +81,20 @@ pub(super) struct Persistent {
     pub(super) expiry_secs: u32,
     /// When its connection ended (`None` while connected).
     pub(super) offline_since: Option<std::time::Instant>,
+    /// Its stored row says when it went offline (rewritten without it when it is resumed).
+    pub(super) stamped: bool,
     /// Wakes its connection's writer when deliveries were queued.
     pub(super) wake: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Queued deliveries numbered below this may have been sent before (DUP on resend).
     pub(super) sent_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Persistent {
+    /// Offline for longer than its expiry interval.
+    pub(super) fn expired(&self) -> bool {
+        self.expiry_secs != u32::MAX
+            && self.offline_since.is_some_and(|since| since.elapsed() >= std::time::Duration::from_secs(u64::from(self.expiry_secs)))
+    }
 }
 
 /// Every client's subscriptions.

@@ -223,6 +223,28 @@ async fn a_retained_messages_expiry_and_properties_outlive_a_sigkill() {
     assert_eq!(gw.terminate(), Some(0));
 }
 
+/// An MQTT 5 will's message expiry runs from when the will is published: a live subscriber gets
+/// it with its interval, and the retained will is gone for a subscriber that comes after it ran
+/// out (before: not applied, the retained will stayed for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wills_expiry_runs_from_its_publication() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
+    let port = gw.mqtt_addr.port();
+    let watcher = Sub::start(port, &["-V", "mqttv5", "-i", "watcher", "-q", "1", "-t", "wills/#", "-C", "1", "-F", "%t %p %E"]).await;
+    let will = ["--will-topic", "wills/dx", "--will-payload", "gone", "--will-qos", "1", "--will-retain"];
+    let expiry = ["-D", "will", "message-expiry-interval", "2"];
+    let dying = Sub::start(port, &[&["-V", "mqttv5", "-i", "dx", "-t", "nothing/here"][..], &will, &expiry].concat()).await;
+    drop(dying); // SIGKILL: no DISCONNECT
+    let published = std::time::Instant::now();
+    assert_eq!(watcher.done().await, ["wills/dx gone 2"], "with its expiry interval");
+    tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(published.elapsed())).await;
+    let late = Sub::start(port, &["-V", "mqttv5", "-i", "late", "-t", "wills/#", "-W", "2", "-v"]).await.done().await;
+    assert!(late.is_empty(), "the retained will expired: {late:?}");
+    gw.stop().await;
+}
+
 /// MQTT 5 options with paho: no-local, retain-as-published with a subscription identifier, a
 /// shared group of two, retain handling 2 (d) and 0 (e); prints what each client received as
 /// JSON.

@@ -170,6 +170,30 @@ async fn mqtt5_session_expiry_resumes_within_the_interval_and_forgets_after_it()
     assert_eq!(gw.terminate(), Some(0));
 }
 
+/// A session's expiry counts from its disconnect also across a restart: offline for 1 s, the
+/// gateway stopped for 3 s, a 3 s session is gone when the client comes back at once (before:
+/// the expiry started again with the gateway and the session was resumed). One that came back
+/// within its interval is resumed, and its row no longer says it is offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_expiry_counts_from_its_disconnect_across_a_restart() {
+    let dir = util::temp_dir();
+    let (gw, config, _ingest) = start(dir.path(), "redb", "").await;
+    let (port, mqtt, http) = (gw.mqtt.port(), gw.mqtt, gw.http);
+    let first = paho(port, "hmi", "5", true, 3, "line/#", 0).await;
+    assert_eq!(first.present, 0);
+    let _ = paho(port, "panel", "5", true, 30, "line/#", 0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut gw = gw;
+    assert_eq!(gw.terminate(), Some(0));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    let back = paho(port, "hmi", "5", false, 3, "-", 0).await;
+    assert_eq!(back.present, 0, "offline for 4 s with a 3 s expiry: not resumed after the restart");
+    let panel = paho(port, "panel", "5", false, 30, "-", 0).await;
+    assert_eq!(panel.present, 1, "within its 30 s");
+    assert_eq!(gw.terminate(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_queue_is_bounded_and_what_it_refuses_is_counted() {
     let dir = util::temp_dir();
