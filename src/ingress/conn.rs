@@ -16,7 +16,8 @@ use ractor::ActorRef;
 
 use tokio::sync::mpsc;
 
-use super::deliver::{Outbound, Replayer};
+use super::deliver::Outbound;
+use super::replay::Replayer;
 use super::{Ingress, IngressError, clip};
 use crate::routing::Delivery;
 use crate::routing::sessions::Replay;
@@ -195,14 +196,7 @@ impl ConnInner {
 
     /// Commit a change of this client's persistent session; an error when the store did not.
     pub(super) async fn commit_session(&self, change: SessionChange) -> Result<(), IngressError> {
-        let storage = self.ingress.storage.get().ok_or_else(|| IngressError::NoSession("the storage actor is restarting".into()))?;
-        let client_id = self.client_id.clone();
-        let call = storage.call(|reply| StorageMsg::Session(SessionOp { client_id, change, reply: Some(reply) }), None);
-        match ntex_util::time::timeout(super::ACTOR_CALL_TIMEOUT, call).await {
-            Ok(Ok(ractor::rpc::CallResult::Success(Ok(())))) => Ok(()),
-            Ok(Ok(ractor::rpc::CallResult::Success(Err(e)))) => Err(e.into()),
-            other => Err(IngressError::NoSession(format!("the storage actor did not answer: {}", super::describe(&other)))),
-        }
+        self.ingress.commit_session(&self.client_id, change).await
     }
 
     /// After a SUBSCRIBE or UNSUBSCRIBE: a persistent session's subscriptions into the store,

@@ -11,29 +11,31 @@
 //! The packet ids are ntex-mqtt's, which also checks that PUBACKs come in order: so the
 //! queued delivery each PUBACK answers is the first of the ones in flight. An acknowledged
 //! (QoS 1) or completed (QoS 2) queued delivery is deleted from the store in a later commit.
+//!
+//! A queued QoS 2 delivery is exactly once across connections and restarts (MQTT 4.4): it goes
+//! with a packet id derived from its queue number (the same on every connection, so a client
+//! that already has it knows the resend as a duplicate), once nothing else is in flight (no
+//! id of ntex-mqtt's can be in use); its PUBREC rewrites its row before the PUBREL goes
+//! ([`SessionChange::Rewrite`]), and a rewritten row sends only the PUBREL again on the next
+//! connection (`release_again`, added to ntex-mqtt: vendor/ntex-mqtt/PATCHED.md).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use edge_gateway_actors::metrics::{DeliveryDrop, QosLabels};
-use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
+use edge_gateway_actors::metrics::DeliveryDrop;
 use ntex_bytes::ByteString;
 use ntex_mqtt::{v3, v5};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
 
-use super::Ingress;
 use super::aliases::{AliasUse, Aliases};
+use super::replay::{READ_FAILURES, Replayer};
 use crate::routing::Delivery;
-use crate::routing::persist::decode_delivery;
-use crate::routing::sessions::Replay;
-use crate::throttle::Throttle;
-use crate::trust::acl::Who;
+use crate::routing::persist::Queued;
 
 /// Queued deliveries read from the store at once.
 const READ_BATCH: usize = 64;
@@ -47,24 +49,27 @@ pub enum Outbound {
     V5(v5::MqttSink, Rc<RefCell<Aliases>>),
 }
 
-/// A persistent session's part of its connection's writer.
-pub(super) struct Replayer {
-    /// The session.
-    pub(super) client_id: String,
-    /// Its owner, for the ACL check before each send.
-    pub(super) identity: String,
-    /// Its wake-ups and resend mark.
-    pub(super) replay: Replay,
-    /// The store (reads) and the storage actor (acknowledgements).
-    pub(super) ingress: Ingress,
-}
-
 /// Queued deliveries in flight (QoS 1, in the order sent; `None`: a live one) and those
 /// acknowledged since the last flush.
 #[derive(Default)]
-struct Acks {
+pub(super) struct Acks {
     in_flight: VecDeque<Option<u64>>,
-    acked: Vec<u64>,
+    pub(super) acked: Vec<u64>,
+}
+
+/// A writer's acknowledgements and the wake-ups they give.
+#[derive(Default)]
+struct Window {
+    acks: RefCell<Acks>,
+    /// Queued deliveries were acknowledged: hand them to the store.
+    acked: Notify,
+    /// Nothing is in flight any more.
+    drained: Notify,
+}
+
+/// The packet id of queued delivery `qseq` (the same on every connection).
+pub(super) fn packet_id(qseq: u64) -> NonZeroU16 {
+    NonZeroU16::MIN.saturating_add((qseq % u64::from(u16::MAX)) as u16)
 }
 
 /// How one read of a session's queue ended.
@@ -90,9 +95,9 @@ enum Sent {
 }
 
 /// Send a v3 or v5 `publish` builder on `sink` at `qos` (their methods share names, not a
-/// trait); QoS 1 also records `qseq` as in flight.
+/// trait); QoS 1 also records `qseq` as in flight; a queued QoS 2 one is exactly once.
 macro_rules! send_at {
-    ($sink:expr, $publish:expr, $qos:expr, $payload:expr, $acks:expr, $qseq:expr) => {{
+    ($self:expr, $sink:expr, $publish:expr, $qos:expr, $payload:expr, $w:expr, $queued:expr) => {{
         // Wait for the client's receive maximum and the write buffer (`is_ready` again after
         // each wake-up: ntex-mqtt's non-blocking send asserts it).
         while !$sink.is_ready() {
@@ -105,16 +110,34 @@ macro_rules! send_at {
             1 => match $publish.send_at_least_once_no_block($payload) {
                 Ok(()) => {
                     // After the send: no PUBACK can come for a send that failed.
-                    $acks.borrow_mut().in_flight.push_back($qseq);
+                    $w.acks.borrow_mut().in_flight.push_back($queued.map(|(qseq, _)| qseq));
                     Sent::Written
                 }
                 Err(_) => Sent::Lost,
             },
             // One QoS 2 exchange at a time: ntex-mqtt keeps one pending release per connection.
-            _ => match $publish.send_exactly_once($payload).await {
-                Ok(received) => received.release().await.map_or(Sent::Lost, |()| Sent::Exchanged),
-                Err(_) => Sent::Lost,
-            },
+            _ => {
+                let publish = match $queued {
+                    Some((qseq, _)) if $self.drain($w).await => $publish.packet_id(packet_id(qseq).get()),
+                    Some(_) => return Sent::Lost,
+                    None => $publish,
+                };
+                match publish.send_exactly_once($payload).await {
+                    Ok(received) => {
+                        if let Some((qseq, r)) = $queued
+                            && !r.received(qseq).await
+                        {
+                            // Not recorded: a PUBREL now could be followed by the message
+                            // again on a later connection. Closed before the PUBREL is written;
+                            // the next connection sends the message again with the same id.
+                            $sink.force_close();
+                            return Sent::Lost;
+                        }
+                        received.release().await.map_or(Sent::Lost, |()| Sent::Exchanged)
+                    }
+                    Err(_) => Sent::Lost,
+                }
+            }
         }
     }};
 }
@@ -123,18 +146,19 @@ impl Outbound {
     /// Write the deliveries of `queue` (and, for a persistent session, its queued ones) until
     /// the queue closes or the connection does.
     pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, expired: Counter, replay: Option<Replayer>) {
-        let acks = Rc::new(RefCell::new(Acks::default()));
-        // Wakes the writer to hand acknowledgements to the store (not to read it).
-        let acked = Arc::new(Notify::new());
+        let w = Rc::new(Window::default());
         let on_ack = {
-            let (acks, acked) = (acks.clone(), acked.clone());
+            let w = w.clone();
             // Runs inside ntex-mqtt with the sink borrowed: it only records and wakes.
             move |disconnected: bool| {
-                let mut a = acks.borrow_mut();
+                let mut a = w.acks.borrow_mut();
                 let qseq = a.in_flight.pop_front().flatten();
                 if let (Some(qseq), false) = (qseq, disconnected) {
                     a.acked.push(qseq);
-                    acked.notify_one();
+                    w.acked.notify_one();
+                }
+                if a.in_flight.is_empty() {
+                    w.drained.notify_one();
                 }
             }
         };
@@ -150,14 +174,15 @@ impl Outbound {
             let mut retry = false;
             loop {
                 if let Some(r) = &replay {
-                    r.flush(&acks);
+                    r.flush(&w.acks);
                     if read {
-                        match self.replay_batch(r, &mut next, &acks, &expired).await {
+                        match self.replay_batch(r, &mut next, &w, &expired).await {
                             Step::More => continue,
                             Step::Done => (read, retry) = (false, false),
                             Step::Failed => (read, retry) = (false, true),
                             Step::Closed => break,
                         }
+                        r.flush(&w.acks);
                     }
                 }
                 let woken = async {
@@ -176,23 +201,23 @@ impl Outbound {
                         }
                         // A message this client cannot take (over its maximum packet size) is
                         // skipped; only a closed connection ends the writer.
-                        self.send(d, false, None, &acks).await;
+                        self.send(d, false, None, &w).await;
                         if !self.is_open() {
                             break;
                         }
                     }
                     () = woken => read = true,
-                    () = acked.notified() => {}
+                    () = w.acked.notified() => {}
                 }
             }
             if let Some(r) = &replay {
-                r.flush(&acks);
+                r.flush(&w.acks);
             }
         });
     }
 
     /// Send the next queued deliveries of a persistent session (at most [`READ_BATCH`]).
-    async fn replay_batch(&self, r: &Replayer, next: &mut u64, acks: &RefCell<Acks>, expired: &Counter) -> Step {
+    async fn replay_batch(&self, r: &Replayer, next: &mut u64, w: &Window, expired: &Counter) -> Step {
         let Some(store) = r.ingress.store.upgrade() else { return Step::Closed };
         let rows = match store.queued(&r.client_id, *next, READ_BATCH) {
             Ok(rows) => rows,
@@ -205,12 +230,25 @@ impl Outbound {
         };
         drop(store);
         let full = rows.len() == READ_BATCH;
+        let acks = &w.acks;
         for (qseq, value) in rows {
             *next = qseq + 1;
-            let Some(d) = r.sendable(qseq, &value, acks, expired) else { continue };
+            let d = match r.sendable(qseq, &value, acks, expired) {
+                Some(Queued::Delivery(d)) => d,
+                Some(Queued::Released(id)) => {
+                    match self.release_again(id, w).await {
+                        true => acks.borrow_mut().acked.push(qseq),
+                        false if !self.is_open() => return Step::Closed,
+                        // Left queued: the next connection sends it again.
+                        false => {}
+                    }
+                    continue;
+                }
+                None => continue,
+            };
             let dup = r.replay.sent_below.fetch_max(qseq + 1, Ordering::Relaxed) > qseq;
             let qos = d.qos;
-            match self.send(d, dup, Some(qseq), acks).await {
+            match self.send(d, dup, Some((qseq, r)), w).await {
                 Sent::Exchanged => {
                     acks.borrow_mut().acked.push(qseq);
                     r.sent(qos);
@@ -235,8 +273,33 @@ impl Outbound {
         }
     }
 
+    /// Wait until no QoS 1 delivery is in flight (so no packet id of ntex-mqtt's is in use);
+    /// false when the connection is gone.
+    async fn drain(&self, w: &Window) -> bool {
+        while !w.acks.borrow().in_flight.is_empty() {
+            if !self.is_open() {
+                return false;
+            }
+            let _ = ntex_util::time::timeout(Duration::from_secs(1), w.drained.notified()).await;
+        }
+        self.is_open()
+    }
+
+    /// The PUBREL of a queued QoS 2 delivery the client received on an earlier connection, with
+    /// its packet id; true once the PUBCOMP came.
+    async fn release_again(&self, id: NonZeroU16, w: &Window) -> bool {
+        if !self.drain(w).await {
+            return false;
+        }
+        let done = match self {
+            Outbound::V3(s) => s.release_again(id).await,
+            Outbound::V5(s, _) => s.release_again(id).await,
+        };
+        done.is_ok()
+    }
+
     /// Write one delivery (what fails, fails for this message only, or the connection is gone).
-    async fn send(&self, d: Delivery, dup: bool, qseq: Option<u64>, acks: &RefCell<Acks>) -> Sent {
+    async fn send(&self, d: Delivery, dup: bool, queued: Option<(u64, &Replayer)>, w: &Window) -> Sent {
         let m = &d.message;
         match self {
             Outbound::V3(sink) => {
@@ -244,7 +307,7 @@ impl Outbound {
                 if d.retain {
                     publish = publish.retain();
                 }
-                send_at!(sink, publish, d.qos, m.payload.clone(), acks, qseq)
+                send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued)
             }
             Outbound::V5(sink, aliases) => {
                 let alias = aliases.borrow_mut().pick(&m.topic);
@@ -266,7 +329,7 @@ impl Outbound {
                         NonZeroU32::new(left.as_secs().saturating_add(u64::from(left.subsec_nanos() > 0)).min(u64::from(u32::MAX)) as u32)
                     });
                 });
-                let sent = send_at!(sink, publish, d.qos, m.payload.clone(), acks, qseq);
+                let sent = send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued);
                 if let (Sent::Lost, AliasUse::Assign(a)) = (&sent, alias) {
                     aliases.borrow_mut().forget(&m.topic, a);
                 }
@@ -275,52 +338,3 @@ impl Outbound {
         }
     }
 }
-
-impl Replayer {
-    /// A queued delivery to send, or `None` when it is dropped instead (deleted like an
-    /// acknowledged one): unreadable, expired, or outside the client's ACL as it is now.
-    fn sendable(&self, qseq: u64, value: &[u8], acks: &RefCell<Acks>, expired: &Counter) -> Option<Delivery> {
-        let drop = |acks: &RefCell<Acks>| acks.borrow_mut().acked.push(qseq);
-        let d = match decode_delivery(value) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(client_id = %self.client_id, qseq, error = %e, "A queued message cannot be read; dropped.");
-                drop(acks);
-                return None;
-            }
-        };
-        if d.message.expired() {
-            expired.inc();
-            drop(acks);
-            return None;
-        }
-        let who = Who { identity: &self.identity, client_id: &self.client_id };
-        if !self.ingress.authority.may_subscribe(&who, &d.message.topic).is_allowed() {
-            self.ingress.router.dropped(DeliveryDrop::NotAuthorized);
-            drop(acks);
-            return None;
-        }
-        Some(d)
-    }
-
-    /// Count a queued delivery handed to the client.
-    fn sent(&self, qos: u8) {
-        self.ingress.metrics.deliveries.get_or_create(&QosLabels { qos }).inc();
-    }
-
-    /// Hand the acknowledged deliveries to the storage actor (deleted in its next commit; if
-    /// that never happens they are sent again, as QoS 1 allows).
-    fn flush(&self, acks: &RefCell<Acks>) {
-        let acked = std::mem::take(&mut acks.borrow_mut().acked);
-        if acked.is_empty() {
-            return;
-        }
-        if let Some(storage) = self.ingress.storage.get() {
-            let op = SessionOp { client_id: self.client_id.clone(), change: SessionChange::Acked(acked), reply: None };
-            let _ = storage.send_message(StorageMsg::Session(op));
-        }
-    }
-}
-
-/// A store that cannot be read warns once a second at most.
-static READ_FAILURES: Throttle = Throttle::new();

@@ -32,6 +32,7 @@ mod heartbeat;
 pub mod listen;
 pub mod protocol;
 pub mod publish;
+pub mod replay;
 pub mod session;
 pub mod strict;
 pub mod v3;
@@ -43,7 +44,7 @@ use std::time::Duration;
 use edge_gateway_actors::devices::{DevicesMsg, LiveSessions};
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::slot::ActorSlot;
-use edge_gateway_actors::storage::StorageMsg;
+use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
 use edge_gateway_actors::supervisor::{ChildPolicy, SupervisorMsg};
 use ractor::rpc::CallResult;
 
@@ -83,6 +84,20 @@ pub struct Ingress {
     /// The store, read by the writers of persistent sessions (a handle that does not keep it
     /// open after the gateway stopped).
     pub store: edge_gateway_actors::storage::WeakStore,
+}
+
+impl Ingress {
+    /// Commit a change of `client_id`'s persistent session; an error when the store did not.
+    pub(crate) async fn commit_session(&self, client_id: &str, change: SessionChange) -> Result<(), IngressError> {
+        let storage = self.storage.get().ok_or_else(|| IngressError::NoSession("the storage actor is restarting".into()))?;
+        let client_id = client_id.to_string();
+        let call = storage.call(|reply| StorageMsg::Session(SessionOp { client_id, change, reply: Some(reply) }), None);
+        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(CallResult::Success(Ok(())))) => Ok(()),
+            Ok(Ok(CallResult::Success(Err(e)))) => Err(e.into()),
+            other => Err(IngressError::NoSession(format!("the storage actor did not answer: {}", describe(&other)))),
+        }
+    }
 }
 
 /// The MQTT protocol version of a connection (the `protocol` metric label and device status).

@@ -11,7 +11,13 @@
 //! u8 has, u32 len, response topic | u8 has, u32 len, correlation data
 //! u8 count, u32 subscription identifier*
 //! ```
+//!
+//! A QoS 2 delivery whose PUBREC came is rewritten (MQTT 4.4: from then on the PUBREL is sent
+//! again, never the message), version 2: `u8 version (2) | u16 packet id`. A build that knows
+//! only version 1 drops such a row with an error (the client already has the message; it would
+//! miss only the PUBREL).
 
+use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
 use edge_gateway_actors::storage::now_ms;
@@ -39,6 +45,34 @@ pub enum PersistError {
 }
 
 const DELIVERY_VERSION: u8 = 1;
+const RELEASED_VERSION: u8 = 2;
+
+/// What a persistent session's queue holds at one number.
+#[derive(Debug)]
+pub enum Queued {
+    /// A message to send.
+    Delivery(Delivery),
+    /// A QoS 2 message the client has received (its PUBREC is recorded): what is left to send is
+    /// the PUBREL with this packet id.
+    Released(NonZeroU16),
+}
+
+/// The row of a QoS 2 delivery once its PUBREC came.
+pub fn encode_released(packet_id: NonZeroU16) -> Vec<u8> {
+    let [hi, lo] = packet_id.get().to_be_bytes();
+    vec![RELEASED_VERSION, hi, lo]
+}
+
+/// A queued row read back.
+pub fn decode_queued(bytes: &[u8]) -> Result<Queued, PersistError> {
+    match bytes.first() {
+        Some(&RELEASED_VERSION) => {
+            let [_, hi, lo] = bytes else { return Err(PersistError::Truncated) };
+            NonZeroU16::new(u16::from_be_bytes([*hi, *lo])).map(Queued::Released).ok_or(PersistError::Truncated)
+        }
+        _ => decode_delivery(bytes).map(Queued::Delivery),
+    }
+}
 
 /// A retained message's MQTT 5 expiry, response topic and correlation data as the store keeps
 /// them with its record (`None` when it has none: nothing is written).
@@ -103,7 +137,7 @@ pub fn encode_delivery(d: &Delivery) -> Vec<u8> {
 }
 
 /// A queued delivery read back (its expiry, kept as wall-clock time, back to an instant).
-pub fn decode_delivery(bytes: &[u8]) -> Result<Delivery, PersistError> {
+fn decode_delivery(bytes: &[u8]) -> Result<Delivery, PersistError> {
     let mut r = Reader(bytes);
     let [version, qos, retain, published] = r.take::<4>()?;
     if version != DELIVERY_VERSION {
@@ -280,6 +314,15 @@ mod tests {
         let mut future = bytes.clone();
         future[0] = 9;
         assert_eq!(decode_delivery(&future).unwrap_err(), PersistError::Version(9));
+        assert!(matches!(decode_queued(&bytes), Ok(Queued::Delivery(_))));
+    }
+
+    #[test]
+    fn a_released_delivery_keeps_its_packet_id() {
+        let id = NonZeroU16::new(0xab01).unwrap();
+        let bytes = encode_released(id);
+        assert!(matches!(decode_queued(&bytes), Ok(Queued::Released(back)) if back == id));
+        assert!(decode_queued(&bytes[..2]).is_err() && decode_queued(&[2, 0, 0]).is_err() && decode_queued(&[2, 0, 1, 0]).is_err());
     }
 
     #[test]

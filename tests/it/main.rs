@@ -17,6 +17,7 @@ mod cve;
 mod daemon;
 mod devices;
 mod endpoint;
+mod exactly_once;
 mod faults;
 mod fuzz;
 mod harness;

@@ -62,6 +62,75 @@ pub fn connect_packet(client_id: &str, v5: bool, clean: bool, keep_alive: u16) -
     packet(0x10, body)
 }
 
+/// CONNECT with clean session/start 0 that asks for a lasting session (MQTT 5: a session
+/// expiry interval of `expiry_secs`; 3.1.1: kept until a clean one).
+pub fn connect_persistent_packet(client_id: &str, v5: bool, expiry_secs: u32) -> Vec<u8> {
+    let mut body = string(b"MQTT");
+    body.push(if v5 { 5 } else { 4 });
+    body.push(0);
+    body.extend(60u16.to_be_bytes());
+    if v5 {
+        body.push(5);
+        body.push(0x11); // session expiry interval
+        body.extend(expiry_secs.to_be_bytes());
+    }
+    body.extend(string(client_id.as_bytes()));
+    packet(0x10, body)
+}
+
+/// SUBSCRIBE to one filter at `qos`.
+pub fn subscribe_packet(pkid: u16, filter: &str, qos: u8, v5: bool) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v5 {
+        body.push(0);
+    }
+    body.extend(string(filter.as_bytes()));
+    body.push(qos);
+    packet(0x82, body)
+}
+
+/// A PUBLISH as received: flags, packet id, topic, payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Received {
+    pub dup: bool,
+    pub qos: u8,
+    pub pkid: u16,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// Read a PUBLISH packet (`first` is its first byte); `None` for another packet.
+pub fn parse_publish(first: u8, body: &[u8], v5: bool) -> Option<Received> {
+    if first >> 4 != 3 {
+        return None;
+    }
+    let qos = (first >> 1) & 3;
+    let len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let topic = String::from_utf8(body[2..2 + len].to_vec()).ok()?;
+    let mut at = 2 + len;
+    let pkid = if qos > 0 {
+        at += 2;
+        u16::from_be_bytes([body[at - 2], body[at - 1]])
+    } else {
+        0
+    };
+    if v5 {
+        // Property length (a variable byte integer) and the properties.
+        let (mut n, mut mult) = (0usize, 1usize);
+        loop {
+            let b = body[at];
+            at += 1;
+            n += usize::from(b & 0x7f) * mult;
+            mult *= 128;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        at += n;
+    }
+    Some(Received { dup: first & 0x08 != 0, qos, pkid, topic, payload: body[at..].to_vec() })
+}
+
 /// PUBLISH; `pkid` is used for QoS > 0.
 pub fn publish_packet(topic: &str, payload: &[u8], qos: u8, pkid: u16, v5: bool) -> Vec<u8> {
     let mut body = string(topic.as_bytes());
@@ -99,6 +168,19 @@ impl Raw {
             other => panic!("expected CONNACK, got {other:?}"),
         }
         raw
+    }
+
+    /// Open and CONNECT asking for a lasting session; the CONNACK's session-present flag.
+    pub async fn connect_persistent(addr: SocketAddr, client_id: &str, v5: bool) -> (Raw, bool) {
+        let mut raw = Raw::open(addr, v5).await;
+        raw.send(&connect_persistent_packet(client_id, v5, 300)).await;
+        match raw.next(Duration::from_secs(10)).await {
+            Event::Packet(0x20, body) => {
+                assert_eq!(body.get(1), Some(&0), "CONNACK refused: {body:?}");
+                (raw, body[0] & 1 == 1)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
     }
 
     /// Write raw bytes (errors are ignored: the server may have closed already).

@@ -5,7 +5,9 @@
 //! [`SessionCopy`](crate::record::SessionCopy) of the append), so a message acknowledged to its
 //! publisher is durable for every persistent subscriber that matched it. The client's PUBACK
 //! (or PUBCOMP) deletes the row ([`SessionChange::Acked`], joining a later commit: a crash
-//! before it redelivers, as QoS 1 allows). Each session holds at most
+//! before it redelivers, as QoS 1 allows). A QoS 2 delivery's PUBREC rewrites its row
+//! ([`SessionChange::Rewrite`], committed before the PUBREL goes) so that a later connection
+//! sends the PUBREL again, not the message. Each session holds at most
 //! `storage.session_max_queued` rows: past it a new delivery is not queued and is counted
 //! (`reason="session_full"`), as mosquitto's `max_queued_messages` does. The store does not read
 //! the rows: their encoding is the broker's (`src/routing/persist.rs`).
@@ -30,6 +32,9 @@ pub enum SessionChange {
     Remove,
     /// The client acknowledged these deliveries: delete them.
     Acked(Vec<u64>),
+    /// Replace the value of queued delivery `qseq`, which stays queued (an outgoing QoS 2
+    /// delivery the client has received: what is left to send is its PUBREL); gone: nothing.
+    Rewrite { qseq: u64, value: Vec<u8> },
 }
 
 /// One change, and where its result goes once committed (`None`: nobody waits).
@@ -67,6 +72,11 @@ impl StorageState {
                         }
                     }
                     out.sessions.insert(client.to_string(), Some(queued));
+                }
+                SessionChange::Rewrite { qseq, value } => {
+                    if t.remove_queued(client, *qseq)? {
+                        t.insert_queued(client, *qseq, value)?;
+                    }
                 }
             }
         }

@@ -307,6 +307,11 @@ async fn session_queues_are_written_with_their_record_bounded_acknowledged_and_r
     session(&f.actor, "a", SessionChange::Acked(vec![0, 99])).await;
     append(&f.actor, with(vec![copy("a", "4")])).await.unwrap();
     assert_eq!(queued(&f.store), [(1, "2".to_string()), (2, "4".to_string())], "room again after an ack; numbers never reused");
+    // A rewrite keeps the delivery's place and count; one already gone stays gone.
+    session(&f.actor, "a", SessionChange::Rewrite { qseq: 1, value: b"2r".to_vec() }).await;
+    session(&f.actor, "a", SessionChange::Rewrite { qseq: 0, value: b"0r".to_vec() }).await;
+    assert_eq!(queued(&f.store), [(1, "2r".to_string()), (2, "4".to_string())]);
+    assert_eq!(f.metrics.session_queued.get(), 2);
     // A restarted actor counts the queue from the file: still full.
     f.actor.kill_and_wait(None).await.unwrap();
     let (actor, metrics) = spawn(&f.store, StoragePolicy { session_max_queued: 2, ..policy() }).await;

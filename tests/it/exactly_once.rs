@@ -1,0 +1,102 @@
+//! Outgoing QoS 2 to a persistent session is exactly once across connections and a SIGKILL
+//! (MQTT 3.1.1 and 5, 4.4), on both protocol versions, with a raw client that stops where a
+//! real one could lose its connection: a PUBLISH whose PUBREC never came goes again with DUP and
+//! the same packet id; once the PUBREC came only the PUBREL goes again (also after the gateway
+//! was killed and restarted), never the message; after the PUBCOMP nothing. The same client runs
+//! the same case against a mosquitto started by the test (without the kill: it keeps its
+//! sessions in memory here), which must behave the same.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::broker::{OPEN_ACL, extra, publish};
+use crate::harness::{self, Process, http_get, sample};
+use crate::ingest::IngestServer;
+use crate::raw::{Event, Raw, Received, packet, parse_publish, subscribe_packet};
+use crate::util::{self, Mosquitto, free_port};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// How long "nothing comes" is watched for.
+const QUIET: Duration = Duration::from_millis(1500);
+
+async fn expect_publish(s: &mut Raw) -> Received {
+    match s.next(WAIT).await {
+        Event::Packet(first, body) => {
+            parse_publish(first, &body, s.v5).unwrap_or_else(|| panic!("expected PUBLISH, got {first:#x} {body:?}"))
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
+async fn expect_pubrel(s: &mut Raw, pkid: u16) {
+    match s.next(WAIT).await {
+        Event::Packet(0x62, body) => assert_eq!(&body[..2], &pkid.to_be_bytes(), "PUBREL for the original packet id"),
+        other => panic!("expected PUBREL {pkid}, got {other:?}"),
+    }
+}
+
+/// Subscribe at QoS 2 in a lasting session, have `payload` published, and drop the connection
+/// without a PUBREC; the next connection gets the same PUBLISH with DUP and the same packet id,
+/// answers PUBREC and is dropped once the PUBREL came (no PUBCOMP). The packet id.
+async fn until_released(addr: SocketAddr, who: &str, client: &str, v5: bool, payload: &str) -> u16 {
+    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
+    assert!(!present, "{who}: a new session");
+    let topic = format!("eo/{client}");
+    s.send(&subscribe_packet(1, &topic, 2, v5)).await;
+    match s.next(WAIT).await {
+        Event::Packet(0x90, body) => assert_eq!(body.last(), Some(&2), "{who}: QoS 2 granted: {body:?}"),
+        other => panic!("{who}: expected SUBACK, got {other:?}"),
+    }
+    publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", payload]).await;
+    let first = expect_publish(&mut s).await;
+    assert_eq!((first.dup, first.qos, first.topic.as_str(), first.payload.as_slice()), (false, 2, topic.as_str(), payload.as_bytes()));
+    drop(s);
+    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
+    assert!(present, "{who}: the session is kept");
+    let again = expect_publish(&mut s).await;
+    assert_eq!((again.dup, again.pkid, again.payload.as_slice()), (true, first.pkid, payload.as_bytes()), "{who}: DUP, same packet id");
+    s.send(&packet(0x50, first.pkid.to_be_bytes().to_vec())).await;
+    expect_pubrel(&mut s, first.pkid).await;
+    first.pkid
+}
+
+/// The next connection gets only the PUBREL again; after its PUBCOMP nothing comes, on this
+/// connection or the next.
+async fn released_again(addr: SocketAddr, who: &str, client: &str, v5: bool, pkid: u16) {
+    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
+    assert!(present, "{who}: the session is kept");
+    expect_pubrel(&mut s, pkid).await;
+    s.send(&packet(0x70, pkid.to_be_bytes().to_vec())).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing after the PUBCOMP");
+    drop(s);
+    let (mut s, _) = Raw::connect_persistent(addr, client, v5).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing on the next connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connections_and_a_sigkill() {
+    let dir = util::temp_dir();
+    let mosquitto = Mosquitto::start(dir.path()).await;
+    let theirs = SocketAddr::from(([127, 0, 0, 1], mosquitto.port));
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let extra = extra(dir.path(), OPEN_ACL, "");
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    for v5 in [false, true] {
+        let client = if v5 { "eo-5" } else { "eo-3" };
+        let who = format!("mosquitto {client}");
+        let pkid = until_released(theirs, &who, client, v5, "m1").await;
+        released_again(theirs, &who, client, v5, pkid).await;
+
+        let who = format!("gateway {client}");
+        let pkid = until_released(mqtt, &who, client, v5, "m1").await;
+        gw.kill9();
+        gw = Process::start(dir.path(), &config, mqtt, http).await;
+        released_again(mqtt, &who, client, v5, pkid).await;
+    }
+    let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
+    util::eventually("no delivery left queued", WAIT, queued).await;
+    let code = gw.terminate();
+    assert_eq!(code, Some(0), "{}", std::fs::read_to_string(&gw.log).unwrap_or_default());
+}
