@@ -15,11 +15,16 @@ fan-out (1 publisher, CLIENTS subscribers), pairs (CLIENTS publisher/subscriber 
 runs each; medians as a markdown table on stdout (progress on stderr): deliveries per second
 and publish-to-delivery latency p50 / p99. The publishers send as fast as their PUBACKs allow
 (100 in flight each): the latencies are those of a saturated broker, queues included.
+With --open-loop, a second table: latency at a given load, per mode both servers offered the
+same rate on a fixed schedule (half of the slower server's deliveries/s above, DURATION s per
+run), latency from each message's scheduled send time to its delivery.
 
 options:
   --clients N       publishers (fan-in), subscribers (fan-out) or pairs (default 8)
   --messages N      messages per publisher (default 5000, the fan-out publisher 20000)
   --runs N          runs per row (default 3)
+  --open-loop       also the latency-at-a-given-load table
+  --duration SECS   seconds per open-loop run (default 10)
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
   --skip-build      use the binaries already built in target/release
   -h, --help        this text
@@ -38,17 +43,21 @@ FANOUT_MESSAGES=20000
 RUNS=3
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
+OPEN_LOOP=0
+DURATION=10
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
-        --clients|--messages|--runs|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        --open-loop) OPEN_LOOP=1; shift; continue ;;
+        --clients|--messages|--runs|--duration|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     case "$1" in
         --clients) positive "$1" "$2"; CLIENTS=$2 ;;
         --messages) positive "$1" "$2"; MESSAGES=$2; FANOUT_MESSAGES=$2 ;;
         --runs) positive "$1" "$2"; RUNS=$2 ;;
+        --duration) positive "$1" "$2"; DURATION=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
     esac
     shift 2
@@ -97,29 +106,53 @@ EOF2
 
 jfield() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
 
+# measure KEY MODE MESSAGES [fanout options]: RUNS runs against each server; medians into
+# MPS, P50 and P99 under KEY,SERVER.
 declare -A MPS P50 P99
-MODES=(fan-in fan-out pairs)
-for mode in "${MODES[@]}"; do
-    messages=$MESSAGES
-    [[ $mode != fan-out ]] || messages=$FANOUT_MESSAGES
+measure() {
+    local key=$1 mode=$2 messages=$3
+    shift 3
     for server in gateway mosquitto; do
         mps=() p50=() p99=()
         for run in $(seq "$RUNS"); do
             dir=$WORK/$mode-$server-$run
             mkdir -p "$dir"
             start "$server" "$dir"
-            line=$(taskset -c 1 "$FANOUT" --mode "$mode" --addr "$HOST:$PORT" --clients "$CLIENTS" --messages "$messages" --timeout 120) \
+            line=$(taskset -c 1 "$FANOUT" --mode "$mode" --addr "$HOST:$PORT" --clients "$CLIENTS" --messages "$messages" --timeout 180 "$@") \
                 || { tail -n 20 "$dir/server.log" >&2; die "$mode against $server failed"; }
             stop_server
-            log "$mode, $server, run $run: $line"
+            log "$key, $server, run $run: $line"
             mps+=("$(jfield "$line" msg_per_s)") p50+=("$(jfield "$line" latency_p50_ms)") p99+=("$(jfield "$line" latency_p99_ms)")
             rm -rf "$dir"
         done
-        MPS[$mode,$server]=$(printf '%s\n' "${mps[@]}" | median)
-        P50[$mode,$server]=$(printf '%s\n' "${p50[@]}" | median)
-        P99[$mode,$server]=$(printf '%s\n' "${p99[@]}" | median)
+        MPS[$key,$server]=$(printf '%s\n' "${mps[@]}" | median)
+        P50[$key,$server]=$(printf '%s\n' "${p50[@]}" | median)
+        P99[$key,$server]=$(printf '%s\n' "${p99[@]}" | median)
     done
+}
+
+# publishers MODE / deliveries MODE: publishers in MODE, deliveries per message published.
+publishers() { [[ $1 == fan-out ]] && echo 1 || echo "$CLIENTS"; }
+deliveries() { [[ $1 == fan-out ]] && echo "$CLIENTS" || echo 1; }
+
+MODES=(fan-in fan-out pairs)
+declare -A RATE
+for mode in "${MODES[@]}"; do
+    messages=$MESSAGES
+    [[ $mode != fan-out ]] || messages=$FANOUT_MESSAGES
+    measure "$mode" "$mode" "$messages"
 done
+if ((OPEN_LOOP)); then
+    for mode in "${MODES[@]}"; do
+        # Half of the slower server's deliveries/s, as messages published a second.
+        slower=$(awk -v a="${MPS[$mode,gateway]}" -v b="${MPS[$mode,mosquitto]}" 'BEGIN { print (a < b ? a : b) }')
+        rate=$(awk -v s="$slower" -v d="$(deliveries "$mode")" 'BEGIN { printf "%d", s / 2 / d }')
+        ((rate > 0)) || die "$mode: no rate to offer"
+        RATE[$mode]=$rate
+        per=$(awk -v r="$rate" -v p="$(publishers "$mode")" -v s="$DURATION" 'BEGIN { printf "%d", r / p * s }')
+        measure "$mode-open" "$mode" "$((per > 0 ? per : 1))" --rate "$rate"
+    done
+fi
 
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
@@ -135,5 +168,19 @@ for mode in "${MODES[@]}"; do
         ratio=""
         [[ $server != gateway ]] || ratio=$(awk -v a="${MPS[$mode,gateway]}" -v b="${MPS[$mode,mosquitto]}" 'BEGIN { printf "%.2f", a / b }')
         echo "| $mode | $server | ${MPS[$mode,$server]} | ${P50[$mode,$server]} | ${P99[$mode,$server]} | $ratio |"
+    done
+done
+((OPEN_LOOP)) || exit 0
+echo
+echo "Latency at a given load: open loop, both servers offered the same rate (half of the slower one's deliveries/s above), $DURATION s per run, median of $RUNS runs; latency from each message's scheduled send time to its delivery."
+echo
+echo "| mode | server | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | gateway / mosquitto (p99) |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+for mode in "${MODES[@]}"; do
+    offered=$((${RATE[$mode]} * $(deliveries "$mode")))
+    for server in gateway mosquitto; do
+        ratio=""
+        [[ $server != gateway ]] || ratio=$(awk -v a="${P99[$mode-open,gateway]}" -v b="${P99[$mode-open,mosquitto]}" 'BEGIN { printf "%.2f", a / b }')
+        echo "| $mode | $server | $offered | ${MPS[$mode-open,$server]} | ${P50[$mode-open,$server]} | ${P99[$mode-open,$server]} | $ratio |"
     done
 done

@@ -44,6 +44,8 @@ run kill-process-nats kill-process --sink nats --kills 20 --duration 60 --rate 1
 run cloud-outage-nats cloud-outage --sink nats --outage 120 --duration 140 --rate 2000 --devices 8 --drain-timeout 300
 run cloud-outage-nats-hang cloud-outage --sink nats --mode hang --outage 30 --duration 45 --rate 1000 --devices 8
 run kill-process-mqtt kill-process --sink mqtt --kills 20 --duration 60 --rate 1000 --devices 8
+run kill-process-subscribers kill-process --subscribers 4 --kills 20 --duration 60 --rate 1000 --devices 8
+run kill-process-subscribers-qos2 kill-process --subscribers 4 --qos 2 --kills 20 --duration 60 --rate 200 --devices 8
 run cloud-outage-mqtt cloud-outage --sink mqtt --outage 120 --duration 140 --rate 2000 --devices 8 --drain-timeout 300
 run cloud-outage-mqtt-hang cloud-outage --sink mqtt --mode hang --outage 30 --duration 45 --rate 1000 --devices 8
 run power-cut power-cut --cuts 100 --seed 11 --rate 300 --devices 4

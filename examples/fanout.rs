@@ -7,7 +7,10 @@
 //! - `pairs`: `--clients` publisher/subscriber pairs, each on its own topic.
 //!
 //! Every publisher sends `--messages` QoS 1 messages (subscriptions are QoS 1 too); each payload
-//! starts with its send time (microseconds since the Unix epoch). The run ends when every
+//! starts with its send time (microseconds since the Unix epoch). Without `--rate` a publisher
+//! sends as fast as its PUBACKs allow (100 in flight); with `--rate R` the publishers together
+//! send R messages a second on a fixed schedule (open loop) and each payload carries its
+//! *scheduled* time, so a broker that falls behind shows it as latency. The run ends when every
 //! subscriber got every message it should (or at `--timeout`); one JSON line on stdout:
 //! `{"mode", "clients", "delivered", "elapsed_s", "msg_per_s" (deliveries per second),
 //! "latency_p50_ms", "latency_p99_ms"}`.
@@ -19,7 +22,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet
 use tokio::task::JoinSet;
 
 const USAGE: &str = "usage: fanout --mode fan-in|fan-out|pairs [--addr HOST:PORT] [--clients N] [--messages N] \
-[--payload BYTES] [--timeout SECS]\ndefaults: --addr 127.0.0.1:1883 --clients 8 --messages 2000 --payload 64 --timeout 120";
+[--payload BYTES] [--rate MSG_PER_S] [--timeout SECS]\ndefaults: --addr 127.0.0.1:1883 --clients 8 --messages 2000 --payload 64 --timeout 120 (no --rate: as fast as PUBACKs come)";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -35,6 +38,8 @@ struct Args {
     clients: usize,
     messages: usize,
     payload: usize,
+    /// Messages a second, all publishers together (open loop); `None`: as fast as acknowledged.
+    rate: Option<f64>,
     timeout: Duration,
 }
 
@@ -68,6 +73,7 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         clients: 8,
         messages: 2000,
         payload: 64,
+        rate: None,
         timeout: Duration::from_secs(120),
     };
     let mut mode = None;
@@ -91,6 +97,7 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--clients" => a.clients = value.parse().map_err(|e| bad(&e))?,
             "--messages" => a.messages = value.parse().map_err(|e| bad(&e))?,
             "--payload" => a.payload = value.parse::<usize>().map_err(|e| bad(&e))?.max(8),
+            "--rate" => a.rate = Some(value.parse::<f64>().map_err(|e| bad(&e))?).filter(|r| *r > 0.0),
             "--timeout" => a.timeout = Duration::from_secs(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -126,11 +133,16 @@ async fn run(a: Arc<Args>) -> Result<String, String> {
         }
         subscribers.spawn(receive(client, events, expect));
     }
+    // Each publisher's interval in open loop (connected first, so all start together).
+    let every = a.rate.map(|r| Duration::from_secs_f64(topics.len() as f64 / r));
+    let mut connected = Vec::new();
+    for (i, topic) in topics.into_iter().enumerate() {
+        connected.push((connect(&a, &format!("fanout-pub-{}-{i}", std::process::id())).await?, topic));
+    }
     let start = Instant::now();
     let mut publishers = JoinSet::new();
-    for (i, topic) in topics.into_iter().enumerate() {
-        let (client, events) = connect(&a, &format!("fanout-pub-{}-{i}", std::process::id())).await?;
-        publishers.spawn(send(client, events, topic, a.messages, a.payload));
+    for ((client, events), topic) in connected {
+        publishers.spawn(send(client, events, topic, a.messages, a.payload, every));
     }
     while let Some(done) = publishers.join_next().await {
         done.map_err(|e| e.to_string())??;
@@ -144,9 +156,10 @@ async fn run(a: Arc<Args>) -> Result<String, String> {
     let pct =
         |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0);
     Ok(format!(
-        "{{\"mode\":\"{:?}\",\"clients\":{},\"delivered\":{},\"elapsed_s\":{elapsed:.3},\"msg_per_s\":{:.1},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3}}}",
+        "{{\"mode\":\"{:?}\",\"clients\":{},\"rate\":{:.0},\"delivered\":{},\"elapsed_s\":{elapsed:.3},\"msg_per_s\":{:.1},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3}}}",
         a.mode,
         a.clients,
+        a.rate.unwrap_or(0.0),
         latencies.len(),
         latencies.len() as f64 / elapsed,
         pct(0.50),
@@ -173,11 +186,28 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// Publish `n` QoS 1 messages, each starting with its send time; returns once all are acked.
-async fn send(client: AsyncClient, mut events: EventLoop, topic: String, n: usize, size: usize) -> Result<(), String> {
+/// Publish `n` QoS 1 messages, each starting with its send time (with `every`: one per interval
+/// on a fixed schedule, stamped with its scheduled time); returns once all are acked.
+async fn send(
+    client: AsyncClient,
+    mut events: EventLoop,
+    topic: String,
+    n: usize,
+    size: usize,
+    every: Option<Duration>,
+) -> Result<(), String> {
     let publisher = tokio::spawn(async move {
-        for _ in 0..n {
-            let mut payload = now_us().to_le_bytes().to_vec();
+        let (t0, wall0) = (tokio::time::Instant::now(), now_us());
+        for k in 0..n {
+            let stamp = match every {
+                Some(every) => {
+                    let due = every.mul_f64(k as f64);
+                    tokio::time::sleep_until(t0 + due).await;
+                    wall0 + due.as_micros() as u64
+                }
+                None => now_us(),
+            };
+            let mut payload = stamp.to_le_bytes().to_vec();
             payload.resize(size, b'x');
             client.publish(topic.clone(), QoS::AtLeastOnce, false, payload).await.map_err(|e| e.to_string())?;
         }

@@ -1,9 +1,9 @@
-"""The load driver: device threads publishing QoS 1 with exact ack bookkeeping.
+"""The load driver: device threads publishing QoS 1 (or 2) with exact ack bookkeeping.
 
 Each device is one thread with its own paho client driven by `client.loop()` (no paho network
 thread), publishing `{"run","device","n"}` to `devices/<client id>/chaos` with n rising from 0,
-paced to its share of the rate, at most 20 in flight. A PUBACK (v5: reason < 0x80) makes
-(device, n) *acked*; a v5 reason >= 0x80 is *refused*. When the connection drops, everything in
+paced to its share of the rate, at most 20 in flight. A PUBACK (QoS 2: the PUBCOMP; v5: reason
+< 0x80) makes (device, n) *acked*; a v5 reason >= 0x80 is *refused*. When the connection drops, everything in
 flight is *unacked* and never resent: each connection gets a fresh paho client, so paho's own
 resend queue is thrown away. Reconnects are tried every 50 ms until the driver stops.
 
@@ -48,8 +48,8 @@ class Book:
 class _Conn:
     """One paho client for one connection; its callbacks fill the book."""
 
-    def __init__(self, book, client_id, run_id, mqtt5, host, port):
-        self.book, self.client_id, self.run_id = book, client_id, run_id
+    def __init__(self, book, client_id, run_id, mqtt5, host, port, qos=1):
+        self.book, self.client_id, self.run_id, self.qos = book, client_id, run_id, qos
         self.inflight = {}  # mid -> (n, t_sent)
         self.state = "connecting"  # connecting | up | down
         proto = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
@@ -114,7 +114,7 @@ class _Conn:
     def publish(self, n):
         payload = json.dumps({"run": self.run_id, "device": self.client_id, "n": n})
         t = time.monotonic()
-        info = self.c.publish(f"devices/{self.client_id}/chaos", payload, qos=1)
+        info = self.c.publish(f"devices/{self.client_id}/chaos", payload, qos=self.qos)
         with self.book.lock:
             self.book.published += 1
             self.book.published_ids.add((self.client_id, n))
@@ -165,8 +165,9 @@ class _Results:
 class Driver(_Results):
     """D devices at a total rate until stop()."""
 
-    def __init__(self, run_id, port, devices, rate, mqtt5=False, max_seconds=3600.0, log=print):
+    def __init__(self, run_id, port, devices, rate, mqtt5=False, max_seconds=3600.0, log=print, qos=1):
         self.run_id, self.port, self.devices, self.rate, self.mqtt5 = run_id, port, devices, rate, mqtt5
+        self.qos = qos
         self.max_seconds = max_seconds
         self.log = log
         self.book = Book()
@@ -200,7 +201,7 @@ class Driver(_Results):
         n = 0
         first = True
         while not self._stop.is_set() and time.monotonic() < self.deadline:
-            conn = _Conn(self.book, cid, self.run_id, self.mqtt5, "127.0.0.1", self.port)
+            conn = _Conn(self.book, cid, self.run_id, self.mqtt5, "127.0.0.1", self.port, self.qos)
             if not conn.open(self.deadline):
                 with self.book.lock:
                     self.book.connect_failures += 1

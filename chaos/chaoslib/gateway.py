@@ -16,7 +16,7 @@ import urllib.request
 
 from . import SetupError, track
 
-LAB_ACL = '[[allow]]\nidentities = ["*"]\npublish = ["#"]\n'
+LAB_ACL = '[[allow]]\nidentities = ["*"]\npublish = ["#"]\nsubscribe = ["#"]\n'
 
 
 def free_port():

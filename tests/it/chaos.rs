@@ -90,6 +90,18 @@ async fn chaos_kill_process_short() {
     kill_process_short("redb").await;
 }
 
+/// With two persistent subscribers of the gateway's own broker attached, everything at QoS 2:
+/// every acknowledged message reaches both, none twice, across the kills (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_process_short_qos2_subscribers() {
+    let args = "--duration 12 --kills 4 --recover-bar-ms 15000 --rate 150 --devices 3 --subscribers 2 --qos 2";
+    let v = run("kill-process", &args.split(' ').collect::<Vec<_>>()).await;
+    assert!(int(&v, "acked") > 300, "{v:#}");
+    assert!(int(&v, "kills") >= 2, "{v:#}");
+    assert_eq!((int(&v, "subscribers"), int(&v, "qos")), (2, 2), "{v:#}");
+    assert_eq!((int(&v, "sub_missing"), int(&v, "sub_duplicates")), (0, 0), "{v:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_kill_process_short_sqlite() {
     kill_process_short("sqlite").await;
