@@ -10,9 +10,11 @@ usage: bench/archive.sh [options]
 1. Durable QoS1 ingest (examples/loadgen --json: ~200-byte JSON telemetry, 8 clients, pinned to
    cpu1) into a fresh edge-gateway (release, pinned to cpu0) with a JSON-lines file sink, RUNS
    times with the archive off and on (one class for every topic), alternating. Reports msg/s
-   (median), on/off, the archive's lag when the load ends and how long it then takes to have
-   every message in a closed Parquet file, and bytes per message: Parquet (zstd) against the
-   file sink's JSON lines for the same messages.
+   (median), on/off (of the medians, and run by run), the server's CPU per message (user +
+   system, from /proc) off and on and their difference (what archiving costs), the archive's
+   lag when the load ends and how long it then takes to have every message in a closed Parquet
+   file, and bytes per message: Parquet (zstd) against the file sink's JSON lines for the same
+   messages.
 2. One day of archive files (examples/archive_day: 24 hourly files, --per-hour messages each);
    `edge-gateway archive query` for one hour and for the whole day, median of 5 (wall time, the
    query's JSON lines to /dev/null).
@@ -96,7 +98,7 @@ EOF
 
 metric() { curl -s http://127.0.0.1:18871/metrics | awk -v m="$1" '$1 == m {print $2}'; }
 
-declare -a OFF ON LAG CATCHUP PARQUET JSONL
+declare -a OFF ON PAIR CPU_OFF CPU_ON EXTRA LAG CATCHUP PARQUET JSONL
 total=$((MESSAGES * 8))
 for run in $(seq "$RUNS"); do
     for mode in off on; do
@@ -105,12 +107,19 @@ for run in $(seq "$RUNS"); do
         taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
         SERVER_PID=$!
         wait_ready gateway "$dir/server.log" curl -sf http://127.0.0.1:18871/readyz
+        c0=$(server_cpu_ticks)
         out=$(taskset -c 1 "$LOADGEN" --addr 127.0.0.1:18870 --clients 8 --messages "$MESSAGES" --json --timeout 300)
+        c1=$(server_cpu_ticks)
         rate=$(field "$out" msg_per_s)
+        cpu=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$total" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
         if [[ $mode == off ]]; then
             OFF+=("$rate")
+            CPU_OFF+=("$cpu")
         else
             ON+=("$rate")
+            CPU_ON+=("$cpu")
+            PAIR+=("$(awk -v a="$rate" -v b="${OFF[-1]}" 'BEGIN {printf "%.3f", a/b}')")
+            EXTRA+=("$(awk -v a="$cpu" -v b="${CPU_OFF[-1]}" 'BEGIN {printf "%.2f", a-b}')")
             LAG+=("$(metric gateway_archive_lag_messages)")
             start=$(date +%s.%N)
             for _ in $(seq 1200); do
@@ -138,6 +147,10 @@ echo "|---|---|"
 echo "| archive off, msg/s | ${m_off} (runs: ${OFF[*]}) |"
 echo "| archive on, msg/s | ${m_on} (runs: ${ON[*]}) |"
 echo "| on / off | $(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a/b}') |"
+echo "| on / off by run (each on run against the off run just before it), median | $(printf '%s\n' "${PAIR[@]}" | median) (runs: ${PAIR[*]}) |"
+echo "| server CPU per message, archive off, us | $(printf '%s\n' "${CPU_OFF[@]}" | median) (runs: ${CPU_OFF[*]}) |"
+echo "| server CPU per message, archive on, us | $(printf '%s\n' "${CPU_ON[@]}" | median) (runs: ${CPU_ON[*]}) |"
+echo "| the archive's CPU per message (on - off, by run), us | $(printf '%s\n' "${EXTRA[@]}" | median) (runs: ${EXTRA[*]}) |"
 echo "| archive lag when the load ended, messages | $(printf '%s\n' "${LAG[@]}" | median) (runs: ${LAG[*]}) |"
 echo "| then every message in a closed file after, s | $(printf '%s\n' "${CATCHUP[@]}" | median) (runs: ${CATCHUP[*]}; max_file_age_secs = 5) |"
 echo "| bytes per message, Parquet (zstd) | $(printf '%s\n' "${PARQUET[@]}" | median) (runs: ${PARQUET[*]}) |"

@@ -58,7 +58,6 @@ done
 
 release_binaries loadgen  # cd to the repository, build unless --skip-build
 LOADGEN=$EXAMPLE_BIN
-CLK_TCK=$(getconf CLK_TCK)
 HOST=127.0.0.2
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, loadgen on cpu1)"
 command -v taskset >/dev/null || die "taskset is missing (util-linux)"
@@ -105,7 +104,6 @@ start() { taskset -c 0 "$GATEWAY" run --config "$1/gateway.toml" >>"$1/server.lo
 ready() { curl -sf "http://$HOST:18851/readyz" >/dev/null 2>&1; }
 backlog() { curl -sf "http://$HOST:18851/metrics" | awk '$1 == "gateway_backlog_messages" { print $2 }'; }
 now() { date +%s.%N; }
-cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'; }
 
 # until_ready DIR: seconds from now until /readyz is 200 (bounded: 600 s).
 until_ready() {
@@ -146,12 +144,12 @@ for b in "${BACKENDS[@]}"; do
     write_config "$dir" "$b" discard
     start "$dir"
     until_ready "$dir" >/dev/null
-    t0=$(now); c0=$(cpu_ticks); left=$(backlog)
+    t0=$(now); c0=$(server_cpu_ticks); left=$(backlog)
     for _ in $(seq 60000); do
         [[ "$(backlog)" == 0 ]] && break
         sleep 0.05
     done
-    t1=$(now); c1=$(cpu_ticks)
+    t1=$(now); c1=$(server_cpu_ticks)
     [[ "$(backlog)" == 0 ]] || die "$b: not drained after 3000 s"
     # From the first reading after ready: the forwarder starts draining while the gateway starts
     # (a backlog small enough to be gone by then has no rate to report).

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh, bench/routing.sh,
-# bench/backlog.sh and bench/idle.sh (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT
+# bench/backlog.sh, bench/idle.sh and bench/archive.sh (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT
 # before using them.
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
@@ -9,6 +9,9 @@ positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, go
 # field JSON NAME: a number from a one-line JSON object.
 field() { sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+CLK_TCK=$(getconf CLK_TCK)
+# server_cpu_ticks: user + system CPU of the server this shell started, in CLK_TCK ticks.
+server_cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'; }
 
 SERVER_PID=""
 # shellcheck disable=SC2120  # callers may pass TENTHS

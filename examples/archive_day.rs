@@ -61,7 +61,8 @@ fn main() {
         let name = format!("day/2026-01-01/{hour:02}-0.parquet");
         let path = dir.join(&name);
         let file = std::fs::File::create(&path).expect("create");
-        columns::write(&file, &rows).expect("write parquet");
+        let last_ms = rows.last().map_or(start, |r| r.received_at_ms);
+        columns::write(&file, rows).expect("write parquet");
         file.sync_all().expect("fsync");
         let entry = FileEntry {
             path: name,
@@ -70,7 +71,7 @@ fn main() {
             bytes: file.metadata().expect("size").len(),
             rows: per_hour,
             first_ms: start,
-            last_ms: rows.last().map_or(start, |r| r.received_at_ms),
+            last_ms,
             through_seq: seq + 1,
         };
         manifest::append(&dir, &lock, vec![Op::Add(entry)], DAY_MS as u64).expect("manifest");

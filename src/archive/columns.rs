@@ -123,8 +123,9 @@ impl ArchivedRow {
     }
 }
 
-/// Write `rows` as one Parquet file into `file` (not fsync'ed here).
-pub fn write(file: &File, rows: &[ArchivedRow]) -> Result<(), ParquetError> {
+/// Write `rows` as one Parquet file into `file` (not fsync'ed here). The rows are taken apart
+/// into the columns: their strings and payloads move into the writer, nothing is copied.
+pub fn write(file: &File, mut rows: Vec<ArchivedRow>) -> Result<(), ParquetError> {
     let schema = Arc::new(parse_message_type(SCHEMA)?);
     // Keys and payloads are (nearly) all different: no dictionary to build and give up on.
     // Statistics only where a query uses them (received_at, per row group), and zstd's
@@ -138,7 +139,7 @@ pub fn write(file: &File, rows: &[ArchivedRow]) -> Result<(), ParquetError> {
         .set_created_by(format!("edge-gateway {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props))?;
-    for chunk in rows.chunks(ROW_GROUP_ROWS) {
+    for chunk in rows.chunks_mut(ROW_GROUP_ROWS) {
         let mut group = writer.next_row_group()?;
         let mut column = 0;
         while let Some(mut col) = group.next_column()? {
@@ -152,14 +153,17 @@ pub fn write(file: &File, rows: &[ArchivedRow]) -> Result<(), ParquetError> {
     Ok(())
 }
 
-fn write_column(column: usize, col: &mut SerializedColumnWriter<'_>, rows: &[ArchivedRow]) -> Result<(), ParquetError> {
-    let text = |f: fn(&ArchivedRow) -> &str| rows.iter().map(|r| ByteArray::from(f(r))).collect::<Vec<_>>();
-    let opt_text = |f: fn(&ArchivedRow) -> Option<&str>| optional(rows, |r| f(r).map(ByteArray::from));
+fn write_column(column: usize, col: &mut SerializedColumnWriter<'_>, rows: &mut [ArchivedRow]) -> Result<(), ParquetError> {
+    let bytes = |s: String| ByteArray::from(s.into_bytes());
+    let text = |rows: &mut [ArchivedRow], f: fn(&mut ArchivedRow) -> &mut String| {
+        rows.iter_mut().map(|r| bytes(std::mem::take(f(r)))).collect::<Vec<_>>()
+    };
+    let opt_text = |rows: &mut [ArchivedRow], f: fn(&mut ArchivedRow) -> &mut Option<String>| optional(rows, |r| f(r).take().map(bytes));
     match column {
         0 => col.typed::<Int64Type>().write_batch(&rows.iter().map(|r| r.seq as i64).collect::<Vec<_>>(), None, None)?,
-        1 => col.typed::<ByteArrayType>().write_batch(&text(|r| &r.key), None, None)?,
-        2 => col.typed::<ByteArrayType>().write_batch(&text(|r| &r.device), None, None)?,
-        3 => col.typed::<ByteArrayType>().write_batch(&text(|r| &r.topic), None, None)?,
+        1 => col.typed::<ByteArrayType>().write_batch(&text(rows, |r| &mut r.key), None, None)?,
+        2 => col.typed::<ByteArrayType>().write_batch(&text(rows, |r| &mut r.device), None, None)?,
+        3 => col.typed::<ByteArrayType>().write_batch(&text(rows, |r| &mut r.topic), None, None)?,
         4 => col.typed::<Int32Type>().write_batch(&rows.iter().map(|r| i32::from(r.qos)).collect::<Vec<_>>(), None, None)?,
         5 => col.typed::<Int64Type>().write_batch(&rows.iter().map(|r| r.received_at_ms).collect::<Vec<_>>(), None, None)?,
         6 => {
@@ -167,16 +171,16 @@ fn write_column(column: usize, col: &mut SerializedColumnWriter<'_>, rows: &[Arc
             col.typed::<Int64Type>().write_batch(&values, Some(&defs), None)?
         }
         7 => col.typed::<ByteArrayType>().write_batch(
-            &rows.iter().map(|r| ByteArray::from(r.payload.clone())).collect::<Vec<_>>(),
+            &rows.iter_mut().map(|r| ByteArray::from(std::mem::take(&mut r.payload))).collect::<Vec<_>>(),
             None,
             None,
         )?,
         8..=11 => {
             let (values, defs) = match column {
-                8 => opt_text(|r| r.content_type.as_deref()),
-                9 => opt_text(|r| r.user_properties.as_deref()),
-                10 => opt_text(|r| r.trace_id.as_deref()),
-                _ => opt_text(|r| r.schema_subject.as_deref()),
+                8 => opt_text(rows, |r| &mut r.content_type),
+                9 => opt_text(rows, |r| &mut r.user_properties),
+                10 => opt_text(rows, |r| &mut r.trace_id),
+                _ => opt_text(rows, |r| &mut r.schema_subject),
             };
             col.typed::<ByteArrayType>().write_batch(&values, Some(&defs), None)?
         }
@@ -194,10 +198,10 @@ fn write_column(column: usize, col: &mut SerializedColumnWriter<'_>, rows: &[Arc
 }
 
 /// The present values of an optional column and the definition level of every row.
-fn optional<T>(rows: &[ArchivedRow], f: impl Fn(&ArchivedRow) -> Option<T>) -> (Vec<T>, Vec<i16>) {
+fn optional<T>(rows: &mut [ArchivedRow], mut f: impl FnMut(&mut ArchivedRow) -> Option<T>) -> (Vec<T>, Vec<i16>) {
     let mut values = Vec::new();
     let defs = rows
-        .iter()
+        .iter_mut()
         .map(|r| match f(r) {
             Some(v) => {
                 values.push(v);

@@ -34,7 +34,7 @@ fn rows_round_trip_through_parquet_and_time_ranges_skip_row_groups() {
     let n = ROW_GROUP_ROWS as u64 * 2 + 10;
     let rows: Vec<ArchivedRow> = (1..=n).map(|s| ArchivedRow::from_record(record(s, 1_764_000_000_000 + s))).collect();
     assert_eq!(rows[1].device_time_ms, Some(1_764_000_000_002), "device time from the JSON ts");
-    columns::write(&std::fs::File::create(&path).unwrap(), &rows).unwrap();
+    columns::write(&std::fs::File::create(&path).unwrap(), rows.clone()).unwrap();
     let mut back = Vec::new();
     let stats = columns::read(&path, &RowFilter::default(), &mut back).unwrap();
     assert_eq!(back, rows);

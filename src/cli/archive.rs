@@ -197,7 +197,7 @@ fn run_query(q: &QueryArgs, out: Option<PathBuf>) -> anyhow::Result<Option<Strin
         }
         (Some(path), "parquet") => {
             let file = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
-            columns::write(&file, &rows)?;
+            columns::write(&file, rows)?;
             file.sync_all()?;
         }
         (_, other) => bail!("--format {other}: query writes jsonl or csv, export jsonl or parquet"),

@@ -25,14 +25,15 @@ use crate::slot::ActorSlot;
 use crate::storage::{AppendError, StorageMsg, Store};
 
 mod batch;
+mod device_time;
 mod isolate;
 mod live;
 mod observe;
 
 use batch::Batch;
+pub use device_time::device_timestamp_ms;
 use isolate::{Isolation, Rejection};
 pub use live::LiveSink;
-pub use observe::device_timestamp_ms;
 use observe::{forward_spans, observe_latency};
 
 /// Why a delivery failed.

@@ -2,6 +2,7 @@
 //! histograms, and the `forward` spans of the sampled messages in a batch.
 
 use super::DeliveryError;
+use super::device_timestamp_ms;
 use crate::metrics::{Metrics, SinkLabels};
 use crate::record::Record;
 
@@ -21,25 +22,6 @@ pub(super) fn observe_latency(metrics: &Metrics, sink: &str, batch: &[Record]) {
             device.observe(now.saturating_sub(ts) as f64 / 1000.0);
         }
     }
-}
-
-/// The device's timestamp of a message, in unix milliseconds, if it carries one.
-pub fn device_timestamp_ms(r: &Record) -> Option<u64> {
-    let from_property = r.user_properties.iter().find(|(k, _)| k == "ts").and_then(|(_, v)| v.trim().parse::<f64>().ok());
-    let value = from_property.or_else(|| {
-        if r.payload.first() != Some(&b'{') || r.payload.len() > 64 * 1024 {
-            return None;
-        }
-        #[derive(serde::Deserialize)]
-        struct Ts {
-            ts: Option<f64>,
-        }
-        serde_json::from_slice::<Ts>(&r.payload).ok()?.ts
-    })?;
-    if !value.is_finite() || value <= 0.0 {
-        return None;
-    }
-    Some(if value < 1e11 { (value * 1000.0) as u64 } else { value as u64 })
 }
 
 /// The `forward` spans of one delivery attempt: one per sampled message (a child of its receive

@@ -23,8 +23,11 @@ impl ArchiveState {
         }
         let mut taken: Vec<String> = Vec::new();
         let mut adds = Vec::new();
+        // The rows move into the writer; on a failure before the manifest records them they
+        // are read from the store again.
+        let open = std::mem::take(&mut self.open);
         let result = (|| {
-            for (&(i, hour), rows) in &self.open {
+            for ((i, hour), rows) in open {
                 let class = &self.args.classes.get(i).name;
                 let name = files::next_name(&m, &taken, class, hour);
                 taken.push(name.clone());
@@ -33,6 +36,9 @@ impl ArchiveState {
                 files::create_dirs(&dir, &folder)?;
                 let tmp = tmp_of(&path);
                 let file = std::fs::File::create(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?;
+                let count = rows.len() as u64;
+                let first_ms = rows.iter().map(|r| r.received_at_ms).min().unwrap_or(0);
+                let last_ms = rows.iter().map(|r| r.received_at_ms).max().unwrap_or(0);
                 columns::write(&file, rows)?;
                 file.sync_all().map_err(|e| ArchiveError::io(&tmp, e))?;
                 // The `.tmp`'s name is durable before the manifest counts on it.
@@ -43,9 +49,9 @@ impl ArchiveState {
                     class: class.clone(),
                     sha256: crate::sha256::file(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?,
                     bytes,
-                    rows: rows.len() as u64,
-                    first_ms: rows.iter().map(|r| r.received_at_ms).min().unwrap_or(0),
-                    last_ms: rows.iter().map(|r| r.received_at_ms).max().unwrap_or(0),
+                    rows: count,
+                    first_ms,
+                    last_ms,
                     through_seq: self.next,
                 });
             }
@@ -56,10 +62,10 @@ impl ArchiveState {
             for name in &taken {
                 let _ = std::fs::remove_file(tmp_of(&dir.join(name)));
             }
+            (self.open_bytes, self.opened_at, self.next) = (0, None, self.acked);
             return Err(e);
         }
         // Recorded: from here on a failure is finished by `recover`, never written again.
-        self.open.clear();
         (self.open_bytes, self.opened_at) = (0, None);
         self.args.metrics.archive.last_flush.set((self.args.clock)() as i64 / 1000);
         crash_point(CrashPoint::BeforeRename);

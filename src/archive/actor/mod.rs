@@ -159,8 +159,9 @@ impl ArchiveState {
                 Err(e) => {
                     self.args.metrics.archive.flush_failures.inc();
                     tracing::error!(error = %e, "Archive flush failed; the messages stay in the store and are written again.");
-                    // Not recorded (rows still open): read them again. Recorded (a rename
-                    // failed): `recover` finishes the files; they are not written twice.
+                    // Not recorded: the rows are read again (a flush that had taken them
+                    // has already moved `next` back). Recorded (a rename failed): `recover`
+                    // finishes the files; they are not written twice.
                     if !self.open.is_empty() {
                         self.open.clear();
                         (self.open_bytes, self.opened_at, self.next) = (0, None, self.acked);
