@@ -7,7 +7,7 @@
 //! - [`supervisor`]: OTP-style supervisor (strategies, restart types, intensity, backoff).
 //! - [`storage`]: the store (redb or SQLite) and the group-committing storage actor.
 //! - [`forwarder`]: one actor per sink, reading the store in sequence order.
-//! - [`session`]: one actor per MQTT connection, under a dynamic supervisor.
+//! - [`session`]: the open MQTT sessions, one entry per connection, in one actor.
 //! - [`rotation`]: reloads certificates, CRLs, ACLs and password files; watches expiry.
 //! - [`metrics`]: every metric the runtime exports, named in one place.
 //! - [`devices`]: online/offline/silent status of every device, kept across restarts.

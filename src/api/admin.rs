@@ -11,7 +11,9 @@
 //! POST /admin/actors/{path}/kill        kill an actor (its supervisor restarts it per policy):
 //!                                       root/storage, root/forwarders, root/forwarders/forwarder:<sink>,
 //!                                       root/sessions, root/rotation, root/devices, root (the root
-//!                                       supervisor: the process exits 1), root/sessions/any (one session)
+//!                                       supervisor: the process exits 1), root/sessions/any (end one
+//!                                       session: its connection closes; a session is an entry of
+//!                                       the sessions actor, so kill and stop do the same)
 //! POST /admin/actors/{path}/stop        the same, as a graceful stop
 //! POST /admin/storage/faults?n=N        the next N storage commits fail (1..=10000)
 //! POST /admin/io/stall?ms=N             block the next MQTT I/O thread to beat for N ms
@@ -28,6 +30,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::{AdminAction, AdminLabels, Metrics};
+use edge_gateway_actors::session::{SessionsMsg, Which};
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::StorageMsg;
 use edge_gateway_actors::supervisor::SupervisorMsg;
@@ -46,8 +49,8 @@ pub struct Admin {
     pub root: ActorRef<SupervisorMsg>,
     /// The storage actor (fault injection).
     pub storage: ActorSlot<StorageMsg>,
-    /// The sessions supervisor (its children are the sessions).
-    pub sessions: ActorSlot<SupervisorMsg>,
+    /// The sessions actor (its entries are the sessions).
+    pub sessions: ActorSlot<SessionsMsg>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -67,9 +70,15 @@ pub fn router(admin: Admin) -> Router {
 
 type Adm = State<Arc<Admin>>;
 
+/// How long the admin API waits for the sessions actor.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn tree(State(admin): Adm) -> Response {
     let children = super::tree_json::supervision_json(&admin.health);
-    let sessions = admin.sessions.get().map(|s| s.get_cell().get_children().len()).unwrap_or(0);
+    let sessions = match admin.sessions.get() {
+        Some(s) => s.call(SessionsMsg::Count, Some(CALL_TIMEOUT)).await.ok().and_then(|r| r.success_or(()).ok()).unwrap_or(0),
+        None => 0,
+    };
     Json(serde_json::json!({"root": {"running": true}, "children": children, "sessions": sessions})).into_response()
 }
 
@@ -118,6 +127,9 @@ async fn act(State(admin): Adm, Path(rest): Path<String>) -> Response {
         Some((t, "stop")) => (t, AdminAction::Stop),
         _ => return (StatusCode::NOT_FOUND, "use /admin/actors/{path}/kill or /stop\n").into_response(),
     };
+    if target == "root/sessions/any" {
+        return admin.end_any_session(action).await;
+    }
     let Some(cell) = admin.find(target) else { return (StatusCode::NOT_FOUND, format!("no running actor at {target}\n")).into_response() };
     if action == AdminAction::Kill {
         cell.kill();
@@ -133,8 +145,24 @@ impl Admin {
     fn find(&self, target: &str) -> Option<ActorCell> {
         match target {
             "root" => Some(self.root.get_cell()),
-            "root/sessions/any" => self.sessions.get()?.get_cell().get_children().into_iter().next(),
             path => self.health.actor(path),
+        }
+    }
+
+    /// `root/sessions/any`: end one session; its connection closes.
+    async fn end_any_session(&self, action: AdminAction) -> Response {
+        let ended = match self.sessions.get() {
+            Some(s) => s.call(|r| SessionsMsg::End(Which::Any, r), Some(CALL_TIMEOUT)).await.ok().and_then(|r| r.success_or(()).ok()),
+            None => None,
+        };
+        match ended {
+            Some(n) if n > 0 => {
+                self.count(action);
+                tracing::warn!(actor = "root/sessions/any", %action, "Admin: one session ended; its connection closes.");
+                format!("{action} sent to root/sessions/any\n").into_response()
+            }
+            Some(_) => (StatusCode::NOT_FOUND, "no running actor at root/sessions/any (no open session)\n").into_response(),
+            None => (StatusCode::NOT_FOUND, "no running actor at root/sessions/any (the sessions actor is restarting)\n").into_response(),
         }
     }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use edge_gateway_actors::health::Health;
 use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::rotation::{Reloadable, RotationMsg};
+use edge_gateway_actors::session::SessionsMsg;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{BackendKind, StorageMsg, Store};
 use edge_gateway_actors::supervisor::tree::{self, SinkSpec, TreeInputs};
@@ -35,8 +36,8 @@ pub use store_open::{OpenError, quarantine_marker};
 use crate::api::https::HttpTls;
 use crate::config::{Config, PlainAuth};
 use crate::egress::EgressError;
-use crate::ingress::Ingress;
 use crate::ingress::listen::{self, ListenError};
+use crate::ingress::{Ingress, IngressParts};
 use crate::routing::Router;
 use crate::routing::sessions::{Limits, Stored};
 use crate::schema::{RegistryError, Schemas};
@@ -67,8 +68,8 @@ pub struct Gateway {
     pub root: ActorRef<SupervisorMsg>,
     /// The current storage actor.
     pub storage: ActorSlot<StorageMsg>,
-    /// The current sessions supervisor.
-    pub sessions: ActorSlot<SupervisorMsg>,
+    /// The current sessions actor.
+    pub sessions: ActorSlot<SessionsMsg>,
     /// The current cert-rotation actor.
     pub rotation: ActorSlot<RotationMsg>,
     /// Every sink as configured now (SIGHUP replaces what it safely can).
@@ -202,7 +203,7 @@ impl Gateway {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
         };
-        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, &supervision, trust, router)?;
+        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, trust, router)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         warn_lossy_storage_policy(&config.storage);
         for key in &config.ignored_env {
@@ -346,16 +347,14 @@ fn tree_inputs(
 fn start_listeners(
     config: &Config,
     inputs: &TreeInputs,
-    supervision: &SupervisionConfig,
     trust: Trust,
     router: Arc<Router>,
 ) -> Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr, Option<SocketAddr>), GatewayError> {
     let anonymous = config.mqtt.plain && config.auth.plain == PlainAuth::Anonymous;
-    let ingress = Ingress {
+    let ingress = Ingress::new(IngressParts {
         storage: inputs.storage.clone(),
         sessions: inputs.sessions.clone(),
         metrics: inputs.metrics.clone(),
-        session_policy: supervision.session,
         authority: trust.authority,
         tls: false,
         device_tls: trust.device_tls.clone(),
@@ -364,7 +363,7 @@ fn start_listeners(
         schemas: trust.schemas.enabled().then(|| trust.schemas.clone()),
         router,
         store: inputs.store.downgrade(),
-    };
+    });
     let listeners = listen::bind_listeners(config)?;
     let (mqtt_addr, tls_addr) = (listeners.main_addr(), listeners.tls.as_ref().map(|(_, a)| *a));
     let server = listen::start_mqtt(config, ingress, listeners, trust.device_tls, inputs.health.clone())?;

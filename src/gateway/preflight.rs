@@ -14,7 +14,11 @@ pub fn load_supervision(config: &Config) -> Result<SupervisionConfig, Vec<String
         None => Ok(SupervisionConfig::default_config()),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-            SupervisionConfig::parse(&text)
+            let sup = SupervisionConfig::parse(&text)?;
+            for why in &sup.ignored {
+                tracing::warn!(file = %path.display(), "{why}");
+            }
+            Ok(sup)
         }
     }
 }

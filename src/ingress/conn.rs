@@ -1,6 +1,5 @@
-//! Per-connection state: who the device is, its session actor, and what it had accepted.
-//! Dropping the state (the connection ended) ends the session actor and reports the device
-//! offline.
+//! Per-connection state: who the device is, its session, and what it had accepted.
+//! Dropping the state (the connection ended) ends the session and reports the device offline.
 
 use edge_gateway_actors::metrics::AuthLabels;
 use std::cell::{Cell, RefCell};
@@ -8,7 +7,7 @@ use std::rc::Rc;
 
 use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::record::TraceCtx;
-use edge_gateway_actors::session::SessionMsg;
+use edge_gateway_actors::session::SessionsMsg;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::now_ms;
 use prometheus_client::metrics::counter::Counter;
@@ -26,7 +25,7 @@ use crate::trust::acl::{Decision, Who};
 use crate::trust::tls::server::PeerCertInfo;
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
 
-/// Per-connection state held by ntex; dropping it ends the session actor.
+/// Per-connection state held by ntex; dropping it ends the session.
 #[derive(Clone)]
 pub struct Conn(pub(super) Rc<ConnInner>);
 
@@ -38,12 +37,13 @@ pub struct ConnInner {
     pub(super) identity: String,
     /// Its client certificate, re-checked at each publish (revocation, expiry).
     pub(super) cert: Option<PeerCertInfo>,
-    /// The connection's session actor.
-    pub(super) session: ActorRef<SessionMsg>,
+    /// The sessions actor that holds the connection's session (its entry is keyed by client
+    /// id and `conn_id`).
+    pub(super) sessions: ActorRef<SessionsMsg>,
     /// Set when the connection ends by itself, so the closer does not count it as forced.
     pub(super) ended: Rc<Cell<bool>>,
     /// Set when the gateway closes the connection because its session ended (taken over by a
-    /// newer connection with the same client id, or the sessions supervisor went down): its
+    /// newer connection with the same client id, or the sessions actor went down): its
     /// will is not published (MQTT 3.1.1 3.1.2-8 lists no such case; MQTT 5 3.1.2.5: a new
     /// connection for the client id came before the will was due).
     pub(super) superseded: Rc<Cell<bool>>,
@@ -153,7 +153,8 @@ impl Drop for ConnInner {
                 });
             }
         }
-        self.session.stop(None);
+        super::closer::disarm(self.conn_id);
+        let _ = self.sessions.cast(SessionsMsg::Closed { client_id: self.client_id.clone(), conn: self.conn_id });
         self.ingress.metrics.connections.dec();
         tracing::debug!(client_id = %self.client_id, "Connection closed.");
     }

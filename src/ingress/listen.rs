@@ -9,7 +9,7 @@ use ntex_mqtt::{MqttServer, v3, v5};
 use ntex_service::cfg::SharedCfg;
 
 use super::gate::Gate;
-use super::{Conn, Ingress, IngressError};
+use super::{Conn, Ingress, IngressError, IngressParts};
 use crate::config::Config;
 use crate::trust::tls::acceptor::RotatingTls;
 use crate::trust::tls::server::DeviceTls;
@@ -159,7 +159,7 @@ fn build_server(
         })?;
     }
     if let (Some((listener, _)), Some(tls)) = (listeners.tls, device_tls) {
-        let ingress = Ingress { tls: true, ..ingress };
+        let ingress = Ingress::new(IngressParts { tls: true, ..(*ingress).clone() });
         let metrics = ingress.metrics.clone();
         builder = builder.listen("mqtts", listener, cfg, async move |_| {
             super::heartbeat::start_on_this_thread(&health);

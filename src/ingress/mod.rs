@@ -3,7 +3,7 @@
 //! ```text
 //! socket ─ gate.rs ─ (trust::tls::acceptor) ─ ntex-mqtt ─ strict.rs ─ v3.rs / v5.rs
 //!                                                                  │
-//!   session.rs: CONNECT → identity (trust::auth) → session actor   │
+//!   session.rs: CONNECT → identity (trust::auth) → session entry   │
 //!   publish.rs: topic, certificate, ACL, trace, schema, append ◀───┘
 //!   batcher.rs: this thread's appends → StorageMsg::AppendBatch → commit → PUBACKs
 //! ```
@@ -11,8 +11,9 @@
 //! - [`listen`]: binds the listeners and runs ntex-mqtt on its own thread.
 //! - [`gate`]: connection limits before any TLS or MQTT work.
 //! - [`strict`]: packets a client must never send close the connection.
-//! - [`session`]: CONNECT: authenticate, start the session actor, arm the closer.
-//! - [`conn`]: per-connection state; its end ends the session actor.
+//! - [`session`]: CONNECT: authenticate, enter the session in the sessions actor, arm the closer.
+//! - `closer.rs`: a session's end closes its connection (one task per I/O thread).
+//! - [`conn`]: per-connection state; its end ends the session.
 //! - [`publish`]: the one publish path both protocol versions share.
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
 //! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection
@@ -25,6 +26,7 @@
 
 pub mod aliases;
 pub mod batcher;
+mod closer;
 pub mod conn;
 pub mod deliver;
 pub mod gate;
@@ -43,9 +45,9 @@ use std::time::Duration;
 
 use edge_gateway_actors::devices::{DevicesMsg, LiveSessions};
 use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::session::SessionsMsg;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
-use edge_gateway_actors::supervisor::{ChildPolicy, SupervisorMsg};
 use ractor::rpc::CallResult;
 
 use crate::trust::auth::Authority;
@@ -56,17 +58,35 @@ pub use conn::Conn;
 /// How long a handler waits for an actor before giving up (no PUBACK then).
 const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything the MQTT handlers need; cloned into every ntex worker.
+/// Everything the MQTT handlers need, shared: cloned into every ntex worker and held by every
+/// connection (a pointer each, not a copy of the ~1.5 KB of handles).
 #[derive(Clone)]
-pub struct Ingress {
+pub struct Ingress(std::sync::Arc<IngressParts>);
+
+impl Ingress {
+    /// Share `parts`.
+    pub fn new(parts: IngressParts) -> Self {
+        Self(std::sync::Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Ingress {
+    type Target = IngressParts;
+
+    fn deref(&self) -> &IngressParts {
+        &self.0
+    }
+}
+
+/// What [`Ingress`] shares.
+#[derive(Clone)]
+pub struct IngressParts {
     /// The storage actor (replaced on restart).
     pub storage: ActorSlot<StorageMsg>,
-    /// The sessions supervisor (replaced on restart).
-    pub sessions: ActorSlot<SupervisorMsg>,
+    /// The sessions actor (replaced on restart).
+    pub sessions: ActorSlot<SessionsMsg>,
     /// Counters.
     pub metrics: Metrics,
-    /// Restart type and shutdown budget of every session.
-    pub session_policy: ChildPolicy,
     /// Identities and ACLs.
     pub authority: Authority,
     /// This listener is the TLS one.
@@ -132,7 +152,7 @@ pub enum IngressError {
     /// The store refused or failed the append (v3: no PUBACK, the connection is closed).
     #[error(transparent)]
     Append(#[from] edge_gateway_actors::storage::AppendError),
-    /// A session actor could not be started (the connection is refused).
+    /// A session could not be entered (the connection is refused).
     #[error("cannot start a session: {0}")]
     NoSession(String),
     /// A packet ntex-mqtt decoded although it is malformed (the connection is closed).

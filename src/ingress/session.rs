@@ -1,19 +1,17 @@
-//! CONNECT: who the device is, and the session actor that stands for its connection.
+//! CONNECT: who the device is, and the session that stands for its connection.
 //!
-//! A session actor is started under the `sessions` supervisor (taking over an older connection
-//! with the same client id), and a closer is armed so that the end of the session actor closes
-//! the connection.
+//! The session is an entry of the `sessions` actor (taking over an older connection with the
+//! same client id), and a closer is armed so that the end of the entry closes the connection.
 
 use edge_gateway_actors::metrics::{AuthFailure, AuthLabels, IngressLabels, IngressReason, ProtocolQos};
 use std::cell::Cell;
 use std::rc::Rc;
 
 use edge_gateway_actors::devices::DevicesMsg;
-use edge_gateway_actors::session::{SessionActor, SessionArgs};
-use edge_gateway_actors::supervisor::{ChildSpec, SupervisorMsg, start_fn};
-use ractor::{Actor, rpc::CallResult};
-use tokio::sync::oneshot;
+use edge_gateway_actors::session::SessionsMsg;
+use ractor::rpc::CallResult;
 
+use super::closer;
 use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::deliver::Outbound;
 use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
@@ -32,7 +30,7 @@ pub(super) enum Admission {
     Accepted { conn: Conn, client_id: String, present: bool },
     /// Refused (counted and logged already).
     Refused(Refusal),
-    /// Authenticated, but no session could be started (the sessions supervisor is down).
+    /// Authenticated, but no session could be started (the sessions actor is down).
     Unavailable,
 }
 
@@ -71,7 +69,7 @@ pub(super) struct Hello<'a> {
 impl Ingress {
     /// The one CONNECT path of both protocol versions: a client id for an anonymous lab device
     /// that sent none, authentication, the will's topic against the ACL, then the session
-    /// actor. `close` closes the connection.
+    /// entry. `close` closes the connection.
     pub(super) async fn admit(
         &self,
         io: &ntex_io::IoRef,
@@ -134,7 +132,7 @@ impl Ingress {
         Ok(opened.present)
     }
 
-    /// Start the session actor and arm the closer; `close` closes the connection.
+    /// Enter the session and arm the closer; `close` closes the connection.
     async fn open_session(
         &self,
         client_id: &str,
@@ -144,43 +142,27 @@ impl Ingress {
         (outbound, will): (Outbound, Option<Will>),
         close: impl FnOnce() + 'static,
     ) -> Result<Conn, IngressError> {
-        let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions supervisor is down".into()))?;
-        let (closer, closed) = oneshot::channel();
-        let closer = std::sync::Mutex::new(Some(closer));
-        let id = client_id.to_string();
-        let spec = ChildSpec {
-            name: "session".into(),
-            restart: self.session_policy.restart,
-            shutdown: self.session_policy.shutdown,
-            start: start_fn(move |sup| {
-                // A StartFn may be called again on restart; sessions are temporary and never
-                // restarted, so the first call takes the closer and a later one gets a dead one.
-                let args = SessionArgs {
-                    client_id: id.clone(),
-                    protocol: protocol.as_str(),
-                    closer: closer.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| oneshot::channel().0),
-                };
-                async move { Ok(SessionActor::spawn_linked(None, SessionActor, args, sup).await?.0.get_cell()) }
-            }),
-        };
-        let key = Some(client_id.to_string());
-        let call = sessions.call(|reply| SupervisorMsg::StartChild { spec, key, reply }, None);
-        let cell = match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
-            Ok(Ok(CallResult::Success(Ok(cell)))) => cell,
-            Ok(Ok(CallResult::Success(Err(e)))) => return Err(IngressError::NoSession(e.to_string())),
-            other => return Err(IngressError::NoSession(format!("sessions supervisor did not answer: {}", describe(&other)))),
-        };
+        let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions actor is down".into()))?;
+        let conn_id = self.router.connection_id();
         let (ended, superseded) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
         let (ended2, superseded2, metrics, cid) = (ended.clone(), superseded.clone(), self.metrics.clone(), client_id.to_string());
-        ntex_rt::spawn(async move {
-            let _ = closed.await;
+        let closer = closer::arm(conn_id, move || {
             if !ended2.get() {
                 superseded2.set(true);
-                tracing::info!(client_id = %cid, "Session actor ended; closing its connection.");
+                tracing::info!(client_id = %cid, "Session ended; closing its connection.");
                 metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
                 close();
             }
         });
+        let (client, closer) = (client_id.to_string(), Box::new(closer));
+        let call = sessions.call(|reply| SessionsMsg::Open { client_id: client, conn: conn_id, closer, reply }, None);
+        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
+            Ok(Ok(CallResult::Success(()))) => {}
+            other => {
+                closer::disarm(conn_id);
+                return Err(IngressError::NoSession(format!("sessions actor did not answer: {}", describe(&other))));
+            }
+        }
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
         let accepted_by_qos = [0u8, 1, 2].map(|q| self.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos: q }).clone());
@@ -204,12 +186,12 @@ impl Ingress {
             client_id: client_id.to_string(),
             identity,
             cert,
-            session: cell.into(),
+            sessions,
             ended,
             superseded,
             ingress: self.clone(),
             tally,
-            conn_id: self.router.connection_id(),
+            conn_id,
             outbound,
             queue: std::cell::RefCell::new(None),
             pending_writer: std::cell::RefCell::new(None),

@@ -98,6 +98,16 @@ async fn the_admin_api_kills_actors_and_injects_faults_for_the_token_holder_only
     assert_eq!(sample(&gw, "gateway_storage_commit_failures_total").await, 1.0);
     assert_eq!(sample(&gw, "gateway_admin_actions_total{action=\"kill\"}").await, 1.0);
     assert_eq!(sample(&gw, "gateway_admin_actions_total{action=\"storage_faults\"}").await, 1.0);
+
+    // One session: the tree counts it, ending "any" closes its connection, then none is left.
+    let any = "/admin/actors/root/sessions/any/kill";
+    let mut dev = crate::raw::Raw::connect(gw.mqtt_addr, "dev-2", false).await;
+    let (_, tree) = call(admin, "GET", "/admin/tree", Some(TOKEN)).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&tree).unwrap()["sessions"], 1, "{tree}");
+    assert_eq!(call(admin, "POST", any, Some(TOKEN)).await.0, 200);
+    dev.expect_closed(Duration::from_secs(5)).await;
+    assert_eq!(call(admin, "POST", any, Some(TOKEN)).await.0, 404, "no session left to end");
+    assert_eq!(sample(&gw, "gateway_mqtt_connections_closed_total{reason=\"session_ended\"}").await, 1.0);
     gw.stop().await;
 }
 

@@ -240,7 +240,7 @@ async fn a_fresh_scrape_shows_every_metric_and_label_value_of_the_catalogue() {
     for series in [
         "gateway_actor_restarts_total{supervisor=\"root\",child=\"storage\"} 0",
         "gateway_actor_exits_total{supervisor=\"root/forwarders\",child=\"forwarder:cloud\",reason=\"failed\"} 0",
-        "gateway_supervisor_escalations_total{supervisor=\"root/sessions\"} 0",
+        "gateway_supervisor_escalations_total{supervisor=\"root/forwarders\"} 0",
         "gateway_forward_errors_total{sink=\"cloud\",kind=\"connect\"} 0",
         "gateway_reloads_total{target=\"acl\",result=\"rejected\"} 0",
     ] {

@@ -83,7 +83,7 @@ label_values! {
         KeepaliveTimeout => "keepalive_timeout",
         /// A publish above the granted maximum QoS.
         QosUnsupported => "qos_unsupported",
-        /// The session actor ended (the session was taken over or stopped).
+        /// The session ended (taken over, ended by the admin API, or the sessions actor ended).
         SessionEnded => "session_ended",
         /// A handler failed (the store was down, a certificate went bad).
         HandlerError => "handler_error",

@@ -16,7 +16,7 @@ pub enum RootChild {
     Storage,
     /// The supervisor of the forwarders, one per sink.
     Forwarders,
-    /// The supervisor of the MQTT session actors.
+    /// The sessions actor: the open MQTT sessions, one entry per connection.
     Sessions,
     /// The cert-rotation actor.
     Rotation,
@@ -103,11 +103,13 @@ pub struct SupervisionConfig {
     pub forwarders: SupervisorPolicy,
     /// The policy of every forwarder.
     pub forwarder: ChildPolicy,
-    /// The supervisor of the sessions (one child per MQTT connection).
-    pub sessions: SupervisorPolicy,
-    /// The policy of every session.
-    pub session: ChildPolicy,
+    /// Sections read but no longer used, each with why; the gateway logs them at WARN.
+    pub ignored: Vec<String>,
 }
+
+/// Why a `[sessions]` section (an older file) is not read.
+const IGNORED_SESSIONS: &str = "[sessions]: ignored (sessions are entries of the root child `sessions`, never restarted: a device \
+     reconnects by itself); remove the section";
 
 /// The file shipped in the repository, embedded as the default.
 pub const DEFAULT_SUPERVISION_TOML: &str = include_str!("../../../supervision.toml");
@@ -117,7 +119,8 @@ pub const DEFAULT_SUPERVISION_TOML: &str = include_str!("../../../supervision.to
 struct RawFile {
     root: RawSupervisor,
     forwarders: RawSupervisor,
-    sessions: RawSupervisor,
+    /// Older files gave sessions a supervisor of their own; such a copy still parses.
+    sessions: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -148,22 +151,15 @@ impl SupervisionConfig {
         let mut errors = Vec::new();
         let root = supervisor("root", &raw.root, &mut errors);
         let forwarders = supervisor("forwarders", &raw.forwarders, &mut errors);
-        let sessions = supervisor("sessions", &raw.sessions, &mut errors);
         let root_children = root_children(&raw.root, &mut errors);
         no_children("forwarders", &raw.forwarders, &mut errors);
-        no_children("sessions", &raw.sessions, &mut errors);
         let forwarder = template("forwarders", &raw.forwarders, &mut errors);
-        let session = template("sessions", &raw.sessions, &mut errors);
         if raw.root.child.is_some() {
             errors.push("root.child: the root has named children; use [[root.children]]".into());
         }
-        if session.is_some_and(|s| s.restart != Restart::Temporary) {
-            errors.push("sessions.child.restart: must be \"temporary\" (a device reconnects by itself)".into());
-        }
-        match (errors.is_empty(), root, forwarders, sessions, forwarder, session) {
-            (true, Some(root), Some(forwarders), Some(sessions), Some(forwarder), Some(session)) => {
-                Ok(Self { root, root_children, forwarders, forwarder, sessions, session })
-            }
+        let ignored = raw.sessions.iter().map(|_| IGNORED_SESSIONS.to_string()).collect();
+        match (errors.is_empty(), root, forwarders, forwarder) {
+            (true, Some(root), Some(forwarders), Some(forwarder)) => Ok(Self { root, root_children, forwarders, forwarder, ignored }),
             _ => Err(errors),
         }
     }
@@ -261,7 +257,7 @@ mod tests {
     fn the_shipped_file_is_valid() {
         let cfg = SupervisionConfig::default_config();
         assert_eq!(cfg.root_children.iter().map(|(n, _)| *n).collect::<Vec<_>>(), RootChild::ALL);
-        assert_eq!(cfg.session.restart, Restart::Temporary);
+        assert!(cfg.ignored.is_empty(), "{:?}", cfg.ignored);
     }
 
     #[test]
@@ -288,5 +284,17 @@ mod tests {
         let errors = SupervisionConfig::parse(&text).unwrap_err().join("\n");
         assert!(errors.contains("declared twice"), "{errors}");
         assert!(errors.contains("child \"sessions\" is missing"), "{errors}");
+    }
+
+    #[test]
+    fn an_older_file_with_a_sessions_supervisor_still_parses_and_says_it_is_ignored() {
+        let text = format!(
+            "{DEFAULT_SUPERVISION_TOML}\n[sessions]\nstrategy = \"one_for_one\"\nintensity = 1000\nperiod_secs = 10\n\
+             backoff_initial_ms = 1\nbackoff_max_ms = 1\n\n[sessions.child]\nrestart = \"temporary\"\nshutdown_ms = 1000\n"
+        );
+        let cfg = SupervisionConfig::parse(&text).expect("parses");
+        assert_eq!(cfg.ignored.len(), 1);
+        assert!(cfg.ignored[0].starts_with("[sessions]: ignored"), "{:?}", cfg.ignored);
+        assert_eq!(cfg.root_children, SupervisionConfig::default_config().root_children);
     }
 }

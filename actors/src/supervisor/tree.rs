@@ -4,7 +4,7 @@
 //! root ─┬─ storage      StorageActor (the only writer of the store)
 //!       ├─ forwarders   Supervisor ─┬ forwarder:<sink> ForwarderActor, one per sink
 //!       │                          └ archive           ArchiveActor (root crate), if enabled
-//!       ├─ sessions     Supervisor ── session SessionActor, one per MQTT connection (dynamic)
+//!       ├─ sessions     SessionsActor (the open MQTT sessions: one entry per connection)
 //!       ├─ rotation     RotationActor (reloads TLS, ACL and password files; watches expiry)
 //!       └─ devices      DevicesActor (online/offline/silent status, devices.redb/.sqlite)
 //! ```
@@ -14,15 +14,14 @@ use std::sync::Arc;
 use ractor::Actor;
 use tokio::sync::watch;
 
-use super::{
-    ChildPolicy, ChildSpec, RootChild, StartFn, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorPolicy, start_fn,
-};
+use super::{ChildPolicy, ChildSpec, RootChild, StartFn, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorPolicy, start_fn};
 use crate::devices::{DevicesActor, DevicesArgs, DevicesMsg, DevicesPolicy, LiveSessions};
 use crate::forwarder::{ForwarderActor, ForwarderArgs, LiveSink};
 use crate::health::Health;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::rotation::{Reloadable, RotationActor, RotationArgs, RotationMsg, RotationPolicy};
+use crate::session::{SessionsActor, SessionsMsg};
 use crate::slot::ActorSlot;
 use crate::storage::{SharedDb, StorageActor, StorageArgs, StorageMsg, StoragePolicy, Store};
 
@@ -58,8 +57,8 @@ pub struct TreeInputs {
     pub committed: Arc<watch::Sender<u64>>,
     /// Where the current storage actor is found.
     pub storage: ActorSlot<StorageMsg>,
-    /// Where the current sessions supervisor is found.
-    pub sessions: ActorSlot<SupervisorMsg>,
+    /// Where the current sessions actor is found.
+    pub sessions: ActorSlot<SessionsMsg>,
     /// Files the rotation actor keeps current (TLS sets, ACL, passwords).
     pub reloadables: Vec<Arc<dyn Reloadable>>,
     /// Debounce, expiry warnings, renewal.
@@ -86,7 +85,7 @@ pub fn root_args(sup: &SupervisionConfig, inputs: &TreeInputs) -> SupervisorArgs
         .map(|(child, policy)| match child {
             RootChild::Storage => storage_spec(policy, inputs),
             RootChild::Forwarders => forwarders_spec(policy, &sup.forwarders, &sup.forwarder, inputs),
-            RootChild::Sessions => sessions_spec(policy, &sup.sessions, inputs),
+            RootChild::Sessions => sessions_spec(policy, inputs),
             RootChild::Rotation => rotation_spec(policy, inputs),
             RootChild::Devices => devices_spec(policy, inputs),
         })
@@ -169,17 +168,16 @@ fn forwarder_spec(policy: &ChildPolicy, spec: &SinkSpec, inputs: &TreeInputs) ->
     }
 }
 
-fn sessions_spec(policy: &ChildPolicy, sup_policy: &SupervisorPolicy, inputs: &TreeInputs) -> ChildSpec {
-    let args = (sup_policy.clone(), inputs.clone());
+fn sessions_spec(policy: &ChildPolicy, inputs: &TreeInputs) -> ChildSpec {
+    let inputs = inputs.clone();
     ChildSpec {
         name: RootChild::Sessions.as_str().into(),
         restart: policy.restart,
         shutdown: policy.shutdown,
         start: start_fn(move |sup| {
-            let (policy, inputs) = args.clone();
+            let inputs = inputs.clone();
             async move {
-                let args = supervisor_args("root/sessions", policy, Vec::new(), &inputs);
-                let (actor, _) = Supervisor::spawn_linked(None, Supervisor, args, sup).await?;
+                let (actor, _) = SessionsActor::spawn_linked(None, SessionsActor, (), sup).await?;
                 inputs.sessions.set(actor.clone());
                 Ok(actor.get_cell())
             }

@@ -20,7 +20,9 @@ pub(crate) struct WaitersRef {
 
 impl WaitersRef {
     pub(crate) fn new() -> Self {
-        let mut waiters = slab::Slab::with_capacity(16);
+        // edge-gateway: 2, not 16 (a pipeline per connection rarely has more waiters; the slab
+        // grows when it does): ~340 bytes less per pipeline, three pipelines per connection.
+        let mut waiters = slab::Slab::with_capacity(2);
         waiters.insert(None);
         WaitersRef {
             cur: cell::Cell::new(u32::MAX),

@@ -35,6 +35,7 @@ pub mod pipeline;
 mod pl_factory;
 mod pl_inner;
 mod pl_state;
+mod pooled;
 
 pub use crate::apply::{apply_fn, apply_fn_factory};
 pub use crate::chain::{ServiceChain, ServiceChainFactory, factory, service};

@@ -1,6 +1,6 @@
 use std::{cell, future::Future, pin::Pin, ptr, rc::Rc, task::Context, task::Poll};
 
-use crate::{Ctx, Service, ctx::WaitersRef, util::BoxFuture};
+use crate::{Ctx, Service, ctx::WaitersRef, pooled::PooledBox, util::BoxFuture};
 
 // ======================== PipelaneState ============================
 
@@ -202,7 +202,9 @@ where
     Req: 'static,
 {
     f: F,
-    fut: Option<Fut>,
+    // edge-gateway: in a pooled block while a check runs, not inline: the readiness future of
+    // a service chain is ~2.4 KB, and this struct lives as long as the connection.
+    fut: Option<PooledBox<Fut>>,
     pl: &'static PipelineInner<S, St, Req>,
 }
 
@@ -233,10 +235,10 @@ where
 
         this.pl.waiters.run(0, cx, |cx| {
             if this.fut.is_none() {
-                this.fut = Some((this.f)(this.pl));
+                this.fut = Some(PooledBox::new((this.f)(this.pl)));
             }
             let fut = this.fut.as_mut().unwrap();
-            let result = unsafe { Pin::new_unchecked(fut) }.poll(cx);
+            let result = Pin::new(fut).poll(cx);
             if result.is_ready() {
                 let _ = this.fut.take();
             }
