@@ -53,11 +53,6 @@ impl Gate {
         Gate(Arc::new(inner))
     }
 
-    /// The same limits, with `listener` as the metric label.
-    pub fn on(&self, listener: Listener) -> ListenerGate {
-        ListenerGate { gate: self.clone(), listener }
-    }
-
     /// Whether a socket from `peer` may pass at `now` (the caller's clock, so tests control it).
     fn admit(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), GateRefusal> {
         let g = &self.0;
@@ -94,17 +89,36 @@ impl Bucket {
     }
 }
 
-/// The gate as an ntex service on one listener.
-pub struct ListenerGate {
-    gate: Gate,
-    listener: Listener,
+impl Gate {
+    /// `inner`, one listener's whole chain (TLS handshake, MQTT), behind these limits, with
+    /// `listener` as the metric label; a refusal becomes the chain's error through `refused`.
+    /// The slot a socket takes is held by the connection's own future and given back when it
+    /// ends (no task per connection waiting for the disconnect).
+    pub fn around<S, E>(&self, listener: Listener, refused: fn(io::Error) -> E, inner: S) -> Gated<S, E> {
+        Gated { gate: self.clone(), listener, refused, inner }
+    }
 }
 
-impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
-    type Res = Io<F>;
-    type Error = io::Error;
+/// A listener's chain behind the gate.
+pub struct Gated<S, E> {
+    gate: Gate,
+    listener: Listener,
+    refused: fn(io::Error) -> E,
+    inner: S,
+}
 
-    async fn call(&self, io: Io<F>, _: Ctx<'_, Self, St>) -> Result<Io<F>, io::Error> {
+/// An open connection's slot; given back on drop.
+struct Slot(Arc<GateInner>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<S, E> Gated<S, E> {
+    /// Admit the socket and take a slot, or refuse it (counted, closed).
+    fn enter<F: Filter>(&self, io: &Io<F>) -> Result<Slot, io::Error> {
         let peer = io.query::<PeerAddr>().as_ref().map(|p| p.0.ip());
         if let Err(reason) = self.gate.admit(peer, Instant::now()) {
             self.gate.0.metrics.connections_refused.get_or_create(&GateLabels { listener: self.listener, reason }).inc();
@@ -119,7 +133,7 @@ impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
             io.close();
             return Err(io::Error::other(reason.as_str()));
         }
-        let inner = self.gate.0.clone();
+        let inner = &self.gate.0;
         let max = inner.max_connections;
         let reserved = inner.open.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (max == 0 || n < max).then_some(n + 1));
         if reserved.is_err() {
@@ -131,13 +145,25 @@ impl<F: Filter, St> Service<St, Io<F>> for ListenerGate {
             io.close();
             return Err(io::Error::other("max_connections"));
         }
-        let closed = io.on_disconnect();
-        ntex_rt::spawn(async move {
-            closed.await;
-            inner.open.fetch_sub(1, Ordering::Relaxed);
-        });
-        Ok(io)
+        Ok(Slot(inner.clone()))
     }
+}
+
+impl<F: Filter, St, S: Service<St, Io<F>, Error = E>, E> Service<St, Io<F>> for Gated<S, E> {
+    type Res = S::Res;
+    type Error = E;
+
+    async fn ready(&self, ctx: Ctx<'_, Self, St>) -> Result<(), E> {
+        ctx.ready(&self.inner).await
+    }
+
+    async fn call(&self, io: Io<F>, ctx: Ctx<'_, Self, St>) -> Result<S::Res, E> {
+        let _slot = self.enter(&io).map_err(self.refused)?;
+        // The chain's call lasts as long as the connection: the slot is held until it ends.
+        ctx.call(&self.inner, io).await
+    }
+
+    ntex_service::forward_shutdown!(St, inner);
 }
 
 /// WARN lines for refused sockets: one per second, the rest only counted.

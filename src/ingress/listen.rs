@@ -80,6 +80,11 @@ macro_rules! mqtt_app {
     }};
 }
 
+/// A socket the gate refused, or a failed TLS handshake, as the MQTT chain's error.
+fn refused(e: std::io::Error) -> ntex_mqtt::MqttError<IngressError> {
+    ntex_mqtt::MqttError::Service(IngressError::Io(e))
+}
+
 /// Run ntex on its own thread with the bound listeners; returns the server handle.
 pub fn start_mqtt(
     config: &Config,
@@ -144,7 +149,6 @@ fn build_server(
     device_tls: Option<Arc<DeviceTls>>,
     health: edge_gateway_actors::health::Health,
 ) -> std::io::Result<ntex_server::net::ServerBuilder> {
-    use ntex_service::Service as _;
     let mut builder = ntex_server::net::build()
         .workers(workers)
         .disable_signals()
@@ -155,7 +159,7 @@ fn build_server(
         let (ingress, gate, health) = (ingress.clone(), gate.clone(), health.clone());
         builder = builder.listen("mqtt", listener, cfg.clone(), async move |_| {
             super::heartbeat::start_on_this_thread(&health);
-            gate.on(Listener::Plain).map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e))).and_then(mqtt_app!(ingress))
+            gate.around(Listener::Plain, refused, mqtt_app!(ingress))
         })?;
     }
     if let (Some((listener, _)), Some(tls)) = (listeners.tls, device_tls) {
@@ -164,10 +168,7 @@ fn build_server(
         builder = builder.listen("mqtts", listener, cfg, async move |_| {
             super::heartbeat::start_on_this_thread(&health);
             let handshake = RotatingTls { tls: tls.clone(), metrics: metrics.clone() };
-            gate.on(Listener::Tls)
-                .and_then(handshake)
-                .map_err(|e| ntex_mqtt::MqttError::Service(IngressError::Io(e)))
-                .and_then(mqtt_app!(ingress))
+            gate.around(Listener::Tls, refused, ntex_service::service(handshake).map_err(refused).and_then(mqtt_app!(ingress)))
         })?;
     }
     Ok(builder)

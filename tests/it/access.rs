@@ -128,7 +128,20 @@ async fn connection_limits_refuse_and_count_before_any_mqtt_work() {
         harness::sample(&scrape(&gw).await, "gateway_connections_refused_total{listener=\"plain\",reason=\"max_connections\"}"),
         2.0
     );
+    // Closed sockets give their slots back: three fit again.
     drop(open);
+    let mut again = Vec::new();
+    for _ in 0..50 {
+        let (refused, open) = burst(gw.mqtt_addr, 3).await;
+        if refused == 0 {
+            again = open;
+            break;
+        }
+        drop(open);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again.len(), 3, "the slots of closed sockets were not given back");
+    drop(again);
     gw.stop().await;
 
     let dir = util::temp_dir();
