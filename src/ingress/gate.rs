@@ -53,6 +53,14 @@ impl Gate {
         Gate(Arc::new(inner))
     }
 
+    /// `inner`, one listener's whole chain (TLS handshake, MQTT), behind these limits, with
+    /// `listener` as the metric label; a refusal becomes the chain's error through `refused`.
+    /// The slot a socket takes is held by the connection's own future and given back when it
+    /// ends (no task per connection waiting for the disconnect).
+    pub fn around<S, E>(&self, listener: Listener, refused: fn(io::Error) -> E, inner: S) -> Gated<S, E> {
+        Gated { gate: self.clone(), listener, refused, inner }
+    }
+
     /// Whether a socket from `peer` may pass at `now` (the caller's clock, so tests control it).
     fn admit(&self, peer: Option<IpAddr>, now: Instant) -> Result<(), GateRefusal> {
         let g = &self.0;
@@ -86,16 +94,6 @@ impl Bucket {
         }
         self.tokens -= 1.0;
         true
-    }
-}
-
-impl Gate {
-    /// `inner`, one listener's whole chain (TLS handshake, MQTT), behind these limits, with
-    /// `listener` as the metric label; a refusal becomes the chain's error through `refused`.
-    /// The slot a socket takes is held by the connection's own future and given back when it
-    /// ends (no task per connection waiting for the disconnect).
-    pub fn around<S, E>(&self, listener: Listener, refused: fn(io::Error) -> E, inner: S) -> Gated<S, E> {
-        Gated { gate: self.clone(), listener, refused, inner }
     }
 }
 
