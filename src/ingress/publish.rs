@@ -222,14 +222,14 @@ pub(super) async fn store_qos0(c: &ConnInner, rec: NewRecord, size: u64) -> Resu
     let pending = batcher::append(&c.ingress.storage, rec);
     let tally = c.tally.clone();
     tally.qos0_pending.set(tally.qos0_pending.get() + 1);
-    let (metrics, client_id) = (c.ingress.metrics.clone(), c.client_id.clone());
+    let (ingress, client_id) = (c.ingress.clone(), c.client_id.clone());
     let outcome = async move {
         let result = pending.await;
         tally.qos0_pending.set(tally.qos0_pending.get().saturating_sub(1));
         match &result {
             Ok(_) => tally.accepted(0, size),
             Err(e) => {
-                rejected(&metrics, &client_id, refusal_reason(e), &e.to_string(), None);
+                rejected(&ingress.metrics, &client_id, refusal_reason(e), &e.to_string(), None);
             }
         }
         result.map(|_| ())

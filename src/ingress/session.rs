@@ -145,12 +145,14 @@ impl Ingress {
         let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions actor is down".into()))?;
         let conn_id = self.router.connection_id();
         let (ended, superseded) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
-        let (ended2, superseded2, metrics, cid) = (ended.clone(), superseded.clone(), self.metrics.clone(), client_id.to_string());
+        // The close stays armed as long as the connection: it holds the shared handles by
+        // pointer (`Ingress`), not a copy of the metric families.
+        let (ended2, superseded2, ingress, cid) = (ended.clone(), superseded.clone(), self.clone(), client_id.to_string());
         let closer = closer::arm(conn_id, move || {
             if !ended2.get() {
                 superseded2.set(true);
                 tracing::info!(client_id = %cid, "Session ended; closing its connection.");
-                metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
+                ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
                 close();
             }
         });
