@@ -34,7 +34,7 @@ use edge_gateway_actors::session::{SessionsMsg, Which};
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::StorageMsg;
 use edge_gateway_actors::supervisor::SupervisorMsg;
-use ractor::{ActorCell, ActorRef};
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
 
 use super::bearer::{self, Token};
 
@@ -75,10 +75,7 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn tree(State(admin): Adm) -> Response {
     let children = super::tree_json::supervision_json(&admin.health);
-    let sessions = match admin.sessions.get() {
-        Some(s) => s.call(SessionsMsg::Count, Some(CALL_TIMEOUT)).await.ok().and_then(|r| r.success_or(()).ok()).unwrap_or(0),
-        None => 0,
-    };
+    let sessions = admin.ask_sessions(SessionsMsg::Count).await.unwrap_or(0);
     Json(serde_json::json!({"root": {"running": true}, "children": children, "sessions": sessions})).into_response()
 }
 
@@ -151,11 +148,7 @@ impl Admin {
 
     /// `root/sessions/any`: end one session; its connection closes.
     async fn end_any_session(&self, action: AdminAction) -> Response {
-        let ended = match self.sessions.get() {
-            Some(s) => s.call(|r| SessionsMsg::End(Which::Any, r), Some(CALL_TIMEOUT)).await.ok().and_then(|r| r.success_or(()).ok()),
-            None => None,
-        };
-        match ended {
+        match self.ask_sessions(|r| SessionsMsg::End(Which::Any, r)).await {
             Some(n) if n > 0 => {
                 self.count(action);
                 tracing::warn!(actor = "root/sessions/any", %action, "Admin: one session ended; its connection closes.");
@@ -164,6 +157,12 @@ impl Admin {
             Some(_) => (StatusCode::NOT_FOUND, "no running actor at root/sessions/any (no open session)\n").into_response(),
             None => (StatusCode::NOT_FOUND, "no running actor at root/sessions/any (the sessions actor is restarting)\n").into_response(),
         }
+    }
+
+    /// Ask the sessions actor; `None` when it is down or did not answer.
+    async fn ask_sessions<T: Send + 'static>(&self, msg: impl FnOnce(RpcReplyPort<T>) -> SessionsMsg) -> Option<T> {
+        let reply = self.sessions.get()?.call(msg, Some(CALL_TIMEOUT)).await.ok()?;
+        reply.success_or(()).ok()
     }
 
     fn count(&self, action: AdminAction) {

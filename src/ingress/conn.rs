@@ -40,8 +40,6 @@ pub struct ConnInner {
     /// The sessions actor that holds the connection's session (its entry is keyed by client
     /// id and `conn_id`).
     pub(super) sessions: ActorRef<SessionsMsg>,
-    /// Set when the connection ends by itself, so the closer does not count it as forced.
-    pub(super) ended: Rc<Cell<bool>>,
     /// Set when the gateway closes the connection because its session ended (taken over by a
     /// newer connection with the same client id, or the sessions actor went down): its
     /// will is not published (MQTT 3.1.1 3.1.2-8 lists no such case; MQTT 5 3.1.2.5: a new
@@ -121,7 +119,8 @@ impl Drop for ConnInner {
         if let Some(devices) = self.ingress.devices.get() {
             let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
         }
-        self.ended.set(true);
+        // Ended by itself: its close must not run (nor count it as forced).
+        super::closer::disarm(self.conn_id);
         self.ingress.router.disconnect(&self.client_id, self.conn_id, |change| {
             // A session that ended with its connection (MQTT 5 session expiry 0), or one that
             // waits for its client, stamped with the time it went offline.
@@ -153,7 +152,6 @@ impl Drop for ConnInner {
                 });
             }
         }
-        super::closer::disarm(self.conn_id);
         let _ = self.sessions.cast(SessionsMsg::Closed { client_id: self.client_id.clone(), conn: self.conn_id });
         self.ingress.metrics.connections.dec();
         tracing::debug!(client_id = %self.client_id, "Connection closed.");

@@ -144,17 +144,16 @@ impl Ingress {
     ) -> Result<Conn, IngressError> {
         let sessions = self.sessions.get().ok_or_else(|| IngressError::NoSession("sessions actor is down".into()))?;
         let conn_id = self.router.connection_id();
-        let (ended, superseded) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+        let superseded = Rc::new(Cell::new(false));
         // The close stays armed as long as the connection: it holds the shared handles by
         // pointer (`Ingress`), not a copy of the metric families.
-        let (ended2, superseded2, ingress, cid) = (ended.clone(), superseded.clone(), self.clone(), client_id.to_string());
+        // Runs only while the connection is open: its end disarms it.
+        let (superseded2, ingress, cid) = (superseded.clone(), self.clone(), client_id.to_string());
         let closer = closer::arm(conn_id, move || {
-            if !ended2.get() {
-                superseded2.set(true);
-                tracing::info!(client_id = %cid, "Session ended; closing its connection.");
-                ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
-                close();
-            }
+            superseded2.set(true);
+            tracing::info!(client_id = %cid, "Session ended; closing its connection.");
+            ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
+            close();
         });
         let (client, closer) = (client_id.to_string(), Box::new(closer));
         let call = sessions.call(|reply| SessionsMsg::Open { client_id: client, conn: conn_id, closer, reply }, None);
@@ -189,7 +188,6 @@ impl Ingress {
             identity,
             cert,
             sessions,
-            ended,
             superseded,
             ingress: self.clone(),
             tally,
