@@ -61,7 +61,8 @@ pub struct ConnInner {
     /// Its will, until a DISCONNECT takes it back: published when the connection ends.
     /// MQTT 5: it waits its delay interval (at most until its persistent session ends), and is
     /// not published if a new connection takes the session meanwhile.
-    pub(super) will: RefCell<Option<super::session::Will>>,
+    /// Boxed: most connections have none, and an inline one costs each ~180 bytes.
+    pub(super) will: RefCell<Option<Box<super::session::Will>>>,
 }
 
 /// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the

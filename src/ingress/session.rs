@@ -195,7 +195,7 @@ impl Ingress {
             outbound,
             queue: std::cell::RefCell::new(None),
             pending_writer: std::cell::RefCell::new(None),
-            will: std::cell::RefCell::new(will),
+            will: std::cell::RefCell::new(will.map(Box::new)),
         };
         Ok(Conn(Rc::new(inner)))
     }

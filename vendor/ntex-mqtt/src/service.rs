@@ -92,17 +92,16 @@ where
         let (st, io) = req.unpack();
         let tag = io.tag();
 
-        let (io, codec, session, keepalive) = self.connect.call((io, st), ctx.st()).await?;
+        // edge-gateway patch: the handshake and the handlers' creation are boxed, so their
+        // futures are freed when they end instead of staying in this (connection-long) one.
+        let (io, codec, session, keepalive) =
+            Box::pin(self.connect.call((io, st), ctx.st())).await?;
         log::trace!("{tag}: Connection handshake succeeded");
 
-        let control = self
-            .control
-            .create(session.clone())
+        let control = Box::pin(self.control.create(session.clone()))
             .await
             .map_err(MqttError::HandlerInit)?;
-        let handler = self
-            .handler
-            .create(&session)
+        let handler = Box::pin(self.handler.create(&session))
             .await
             .map_err(MqttError::HandlerInit)?;
         let hnd = self.middleware.create(&session, handler);

@@ -1,7 +1,7 @@
 // PATCHED by edge-gateway: see ../PATCHED.md (one change, in `poll_ready`).
 use std::{cell, fmt, future, pin::Pin, ptr, rc::Rc, task::Context, task::Poll};
 
-use crate::{Ctx, IntoService, Service, ctx::WaitersRef, util::BoxFuture};
+use crate::{Ctx, IntoService, Service, ctx::WaitersRef, pooled::PooledBox, util::BoxFuture};
 
 use crate::pipeline::PipelineBinding;
 use crate::pl_inner::{PipelineApi, PipelineInternalApi};
@@ -369,7 +369,8 @@ where
 {
     f: F,
     st: St,
-    fut: Option<Fut>,
+    // edge-gateway patch: pooled while a check runs, not inline for the pipeline's life.
+    fut: Option<PooledBox<Fut>>,
     pl: &'static PipelineInner<S, St, S::Error>,
 }
 
@@ -404,10 +405,10 @@ where
             if self.fut.is_none() {
                 self.st = st.clone();
                 let st: &'static St = unsafe { std::mem::transmute(&self.st) };
-                self.fut = Some((self.f)(st, self.pl));
+                self.fut = Some(PooledBox::new((self.f)(st, self.pl)));
             }
             let fut = self.fut.as_mut().unwrap();
-            let result = unsafe { Pin::new_unchecked(fut) }.poll(cx);
+            let result = Pin::new(fut).poll(cx);
             if result.is_ready() {
                 let _ = self.fut.take();
             }

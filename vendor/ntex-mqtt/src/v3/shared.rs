@@ -100,7 +100,7 @@ impl MqttShared {
             cap: Cell::new(0),
             flags: Cell::new(if client { Flags::CLIENT } else { Flags::empty() }),
             queues: RefCell::new(MqttSharedQueues {
-                inflight: VecDeque::with_capacity(8),
+                inflight: VecDeque::new(), // edge-gateway patch: grows when used
                 inflight_ids: HashSet::default(),
                 waiters: VecDeque::new(),
                 rx: None,

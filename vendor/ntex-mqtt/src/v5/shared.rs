@@ -79,7 +79,7 @@ impl MqttShared {
             codec,
             cap: Cell::new(0),
             queues: RefCell::new(MqttSharedQueues {
-                inflight: VecDeque::with_capacity(8),
+                inflight: VecDeque::new(), // edge-gateway patch: grows when used
                 inflight_ids: HashSet::default(),
                 waiters: VecDeque::new(),
                 rx: None,
