@@ -33,8 +33,6 @@ pub struct Conn(pub(super) Rc<ConnInner>);
 pub struct ConnInner {
     /// MQTT client id.
     pub(super) client_id: String,
-    /// Who the device is (certificate, username, or the client id on a lab listener).
-    pub(super) identity: String,
     /// Its client certificate, re-checked at each publish (revocation, expiry).
     pub(super) cert: Option<PeerCertInfo>,
     /// The sessions actor that holds the connection's session (its entry is keyed by client
@@ -79,7 +77,8 @@ pub struct Tally {
     pub(super) qos0_pending: Cell<usize>,
     /// The connection has closed: a late commit reports itself.
     pub(super) closed: Cell<bool>,
-    /// Whose messages these are.
+    /// Whose messages these are: the device's identity (certificate, username, or the client
+    /// id on a lab listener), the connection's one copy of it (`ConnInner::identity`).
     pub(super) identity: String,
     /// The device health actor.
     pub(super) devices: ActorSlot<DevicesMsg>,
@@ -116,9 +115,9 @@ impl Drop for ConnInner {
     fn drop(&mut self) {
         self.tally.closed.set(true);
         self.tally.report_seen(true);
-        self.ingress.live_sessions.closed(&self.identity);
+        self.ingress.live_sessions.closed(self.identity());
         if let Some(devices) = self.ingress.devices.get() {
-            let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity.clone() });
+            let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity().to_string() });
         }
         // Ended by itself: its close must not run (nor count it as forced).
         super::closer::disarm(self.conn_id);
@@ -139,10 +138,10 @@ impl Drop for ConnInner {
         {
             let delay = self.ingress.router.will_delay(&self.client_id, self.conn_id, will.delay_secs);
             if delay == 0 {
-                super::publish::publish_will(&self.ingress, &self.identity, &self.client_id, will.published());
+                super::publish::publish_will(&self.ingress, self.identity(), &self.client_id, will.published());
             } else {
                 let (ingress, identity, client_id, conn) =
-                    (self.ingress.clone(), self.identity.clone(), self.client_id.clone(), self.conn_id);
+                    (self.ingress.clone(), self.identity().to_string(), self.client_id.clone(), self.conn_id);
                 ntex_rt::spawn(async move {
                     ntex_util::time::sleep(std::time::Duration::from_secs(u64::from(delay))).await;
                     if ingress.router.taken_since(&client_id, conn) {
@@ -165,8 +164,8 @@ impl ConnInner {
         let (Some(cert), Some(tls)) = (&self.cert, &self.ingress.device_tls) else { return Ok(()) };
         let Some(reason) = tls.recheck(cert, (now_ms() / 1000) as i64) else { return Ok(()) };
         self.ingress.metrics.auth_failures.get_or_create(&AuthLabels { reason }).inc();
-        tracing::warn!(identity = %self.identity, client_id = %self.client_id, %reason, "Certificate no longer valid; closing the session.");
-        Err(IngressError::Untrusted { identity: self.identity.clone(), reason })
+        tracing::warn!(identity = %self.identity(), client_id = %self.client_id, %reason, "Certificate no longer valid; closing the session.");
+        Err(IngressError::Untrusted { identity: self.identity().to_string(), reason })
     }
 
     /// This client's delivery queue; the first call starts the task that writes it.
@@ -187,7 +186,7 @@ impl ConnInner {
         let Some((rx, replay)) = self.pending_writer.borrow_mut().take() else { return };
         let replay = replay.map(|replay| Replayer {
             client_id: self.client_id.clone(),
-            identity: self.identity.clone(),
+            identity: self.identity().to_string(),
             replay,
             ingress: self.ingress.clone(),
         });
@@ -208,8 +207,14 @@ impl ConnInner {
         }
     }
 
+    /// Who the device is (certificate, username, or the client id on a lab listener); one
+    /// copy, in the tallies.
+    pub(super) fn identity(&self) -> &str {
+        &self.tally.identity
+    }
+
     pub(super) fn who(&self) -> Who<'_> {
-        Who { identity: &self.identity, client_id: &self.client_id }
+        Who { identity: self.identity(), client_id: &self.client_id }
     }
 
     /// The ACL's decision on a publish; refusals are logged with identity, topic and the
@@ -221,7 +226,7 @@ impl ConnInner {
                 if ACL_REFUSALS.allow() {
                     let topic = clip(topic);
                     let (trace_id, span_id) = edge_gateway_actors::spans::log_ids(trace);
-                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?topic, reason = reason.as_str(), trace_id, span_id, "Publish refused by the ACL (more this second are only counted).");
+                    tracing::warn!(identity = %self.identity(), client_id = %self.client_id, ?topic, reason = reason.as_str(), trace_id, span_id, "Publish refused by the ACL (more this second are only counted).");
                 }
                 false
             }
@@ -235,7 +240,7 @@ impl ConnInner {
             Decision::Deny(reason) => {
                 if ACL_REFUSALS.allow() {
                     let filter = clip(filter);
-                    tracing::warn!(identity = %self.identity, client_id = %self.client_id, ?filter, reason = reason.as_str(), "Subscribe refused by the ACL (more this second are only counted).");
+                    tracing::warn!(identity = %self.identity(), client_id = %self.client_id, ?filter, reason = reason.as_str(), "Subscribe refused by the ACL (more this second are only counted).");
                 }
                 false
             }

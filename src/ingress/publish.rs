@@ -85,7 +85,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
         return Ok(Outcome::Untrusted(e));
     }
     // The receive span covers authorization too.
-    let (span, trace) = receive_span(msg.device_trace, &msg.topic, &c.identity, protocol.as_str());
+    let (span, trace) = receive_span(msg.device_trace, &msg.topic, c.identity(), protocol.as_str());
     if !c.may_publish(&msg.topic, trace.as_ref()) {
         end_receive(span, Some("not authorized"));
         return Ok(Outcome::NotAuthorized(msg.topic));
@@ -125,7 +125,7 @@ pub(super) async fn publish<E: std::fmt::Debug>(
     };
     let rec = NewRecord {
         mqtt5,
-        device: c.identity.clone(),
+        device: c.identity().to_string(),
         topic: msg.topic,
         qos: msg.qos,
         payload: payload.to_vec(),

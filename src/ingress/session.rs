@@ -180,12 +180,11 @@ impl Ingress {
             unreported: Cell::new((0, since)),
             qos0_pending: Cell::new(0),
             closed: Cell::new(false),
-            identity: identity.clone(),
+            identity,
             devices: self.devices.clone(),
         });
         let inner = ConnInner {
             client_id: client_id.to_string(),
-            identity,
             cert,
             sessions,
             superseded,

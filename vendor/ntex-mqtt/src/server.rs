@@ -94,11 +94,11 @@ where
         let res = req
             .decode(&VersionCodec)
             .map_err(|e| MqttError::Connect(MqttConnectError::Protocol(e.into())))?;
-        if let Some(ver) = res {
-            match ver {
-                ProtocolVersion::MQTT3 => ctx.call(&self.v3, State { req, state }).await,
-                ProtocolVersion::MQTT5 => ctx.call(&self.v5, State { req, state }).await,
-            }
+        // edge-gateway patch (vendor/ntex-mqtt/PATCHED.md): the version is settled before the
+        // one await that lasts as long as the connection, so the wait for it (a deadline and a
+        // read) is not part of this future's state while the connection lives.
+        let ver = if let Some(ver) = res {
+            ver
         } else {
             let fut = async {
                 match req.recv(&VersionCodec).await {
@@ -115,16 +115,17 @@ where
             let cfg = req.cfg().ctx().get::<MqttServiceConfig>();
 
             match select(&mut Deadline::new(cfg.protocol_version_timeout), fut).await {
-                Either::Left(()) => Err(MqttError::Connect(MqttConnectError::Timeout)),
-                Either::Right(Ok(Some(ver))) => match ver {
-                    ProtocolVersion::MQTT3 => ctx.call(&self.v3, State { req, state }).await,
-                    ProtocolVersion::MQTT5 => ctx.call(&self.v5, State { req, state }).await,
-                },
+                Either::Left(()) => return Err(MqttError::Connect(MqttConnectError::Timeout)),
+                Either::Right(Ok(Some(ver))) => ver,
                 Either::Right(Ok(None)) => {
-                    Err(MqttError::Connect(MqttConnectError::Disconnected(None)))
+                    return Err(MqttError::Connect(MqttConnectError::Disconnected(None)));
                 }
-                Either::Right(Err(e)) => Err(e),
+                Either::Right(Err(e)) => return Err(e),
             }
+        };
+        match ver {
+            ProtocolVersion::MQTT3 => ctx.call(&self.v3, State { req, state }).await,
+            ProtocolVersion::MQTT5 => ctx.call(&self.v5, State { req, state }).await,
         }
     }
 

@@ -175,7 +175,8 @@ impl<'a, Svc, St> Ctx<'a, Svc, St> {
     where
         S: Service<St, Req>,
     {
-        self.ready(svc).await?;
+        // edge-gateway patch: the readiness future is pooled, not inline (see pooled.rs).
+        crate::pooled::PooledBox::new(self.ready(svc)).await?;
 
         svc.call(
             req,

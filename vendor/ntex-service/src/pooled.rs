@@ -1,11 +1,12 @@
 //! edge-gateway addition: a pinned box whose memory block goes back to a small per-thread pool
-//! when it is dropped, for the readiness futures of pipelines (see `pl_inner::CheckReadiness`).
+//! when it is dropped, for readiness futures (see `pl_inner::CheckReadiness`,
+//! `pl_state::CheckReadinessFut` and `Ctx::call`).
 //!
-//! A pipeline's readiness check is a future of a few KB (the whole service chain's `ready`),
-//! run to completion many times per connection. Kept inline it costs every connection its size
-//! for the connection's lifetime; boxed per check it costs a large `malloc`/`free` per packet.
-//! Here a check takes a block of the right layout from this thread's pool (or the allocator) and
-//! gives it back when it completes, so an idle connection holds none and a busy thread reuses a
+//! A readiness check is a future of up to a few KB (the whole service chain's `ready`), run to
+//! completion many times per connection. Kept inline it costs every connection its size for the
+//! connection's lifetime; boxed per check it costs a `malloc`/`free` per packet and layer. Here
+//! a check takes a block of its size class from this thread's pool (or the allocator) and gives
+//! it back when it completes, so an idle connection holds none and a busy thread reuses a
 //! handful.
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
@@ -15,23 +16,49 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
-/// Blocks kept per thread, of any layouts.
-const POOL_MAX: usize = 16;
+/// Size classes are multiples of this many bytes.
+const CLASS_BYTES: usize = 64;
+/// Classes pooled: blocks of up to `CLASS_BYTES * CLASSES` bytes (larger ones are plain boxes).
+const CLASSES: usize = 64;
+/// Alignment of every pooled block.
+const CLASS_ALIGN: usize = 16;
+/// Free blocks kept per class and thread.
+const PER_CLASS: usize = 8;
 
-/// Free blocks; freed with the thread.
-struct Pool(Vec<(Layout, NonNull<u8>)>);
+/// Free blocks by size class; freed with the thread.
+struct Pool([Vec<NonNull<u8>>; CLASSES]);
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        for (layout, raw) in self.0.drain(..) {
-            // SAFETY: each block was allocated by `alloc` with its layout and is unused.
-            unsafe { dealloc(raw.as_ptr(), layout) };
+        for (class, blocks) in self.0.iter_mut().enumerate() {
+            for raw in blocks.drain(..) {
+                // SAFETY: each block was allocated by `alloc` with its class's layout and is unused.
+                unsafe { dealloc(raw.as_ptr(), class_layout(class)) };
+            }
         }
     }
 }
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool(Vec::new())) };
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool([const { Vec::new() }; CLASSES])) };
+}
+
+/// The layout of class `class`'s blocks.
+const fn class_layout(class: usize) -> Layout {
+    match Layout::from_size_align((class + 1) * CLASS_BYTES, CLASS_ALIGN) {
+        Ok(layout) => layout,
+        Err(_) => panic!("class layout"),
+    }
+}
+
+/// The size class of `T`, if it is pooled.
+const fn class_of<T>() -> Option<usize> {
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 || layout.align() > CLASS_ALIGN || layout.size() > CLASS_BYTES * CLASSES {
+        None
+    } else {
+        Some((layout.size() - 1) / CLASS_BYTES)
+    }
 }
 
 /// A value of `T` in a block that is never moved until it is dropped in place.
@@ -40,19 +67,20 @@ pub(crate) struct PooledBox<T> {
 }
 
 impl<T> PooledBox<T> {
+    const CLASS: Option<usize> = class_of::<T>();
+
     pub(crate) fn new(value: T) -> Self {
         let layout = Layout::new::<T>();
         let ptr = if layout.size() == 0 {
             NonNull::<T>::dangling()
         } else {
-            let taken = POOL
-                .try_with(|p| {
-                    let p = &mut p.borrow_mut().0;
-                    let i = p.iter().rposition(|(l, _)| *l == layout)?;
-                    Some(p.swap_remove(i).1)
-                })
-                .ok()
-                .flatten();
+            let (taken, layout) = match Self::CLASS {
+                Some(class) => {
+                    let taken = POOL.try_with(|p| p.borrow_mut().0[class].pop()).ok().flatten();
+                    (taken, class_layout(class))
+                }
+                None => (None, layout),
+            };
             let raw = taken.unwrap_or_else(|| {
                 // SAFETY: the layout's size is not zero.
                 let raw = unsafe { alloc(layout) };
@@ -60,7 +88,8 @@ impl<T> PooledBox<T> {
             });
             raw.cast::<T>()
         };
-        // SAFETY: `ptr` is valid for writes of `T` and aligned (a block of `T`'s layout).
+        // SAFETY: `ptr` is valid for writes of `T` and aligned (a block at least as large as `T`,
+        // aligned to at least `T`'s alignment).
         unsafe { ptr.as_ptr().write(value) };
         PooledBox { ptr }
     }
@@ -73,28 +102,34 @@ impl<T> PooledBox<T> {
 
 impl<T> Drop for PooledBox<T> {
     fn drop(&mut self) {
-        let layout = Layout::new::<T>();
         // SAFETY: the block holds an initialised `T`, dropped once here.
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
-        if layout.size() == 0 {
+        if size_of::<T>() == 0 {
             return;
         }
         let raw = self.ptr.cast::<u8>();
-        let kept = POOL
-            .try_with(|p| {
-                let p = &mut p.borrow_mut().0;
-                if p.len() < POOL_MAX {
-                    p.push((layout, raw));
-                    true
-                } else {
-                    false
+        let layout = match Self::CLASS {
+            Some(class) => {
+                let kept = POOL
+                    .try_with(|p| {
+                        let blocks = &mut p.borrow_mut().0[class];
+                        if blocks.len() < PER_CLASS {
+                            blocks.push(raw);
+                            true
+                        } else {
+                            false
+                        }
+                    })
+                    .unwrap_or(false);
+                if kept {
+                    return;
                 }
-            })
-            .unwrap_or(false);
-        if !kept {
-            // SAFETY: allocated by `alloc` with this layout, not in the pool.
-            unsafe { dealloc(raw.as_ptr(), layout) };
-        }
+                class_layout(class)
+            }
+            None => Layout::new::<T>(),
+        };
+        // SAFETY: allocated by `alloc` with this layout, not in the pool.
+        unsafe { dealloc(raw.as_ptr(), layout) };
     }
 }
 
