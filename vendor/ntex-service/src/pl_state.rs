@@ -1,4 +1,5 @@
-// PATCHED by edge-gateway: see ../PATCHED.md (one change, in `poll_ready`).
+// PATCHED by edge-gateway: see ../PATCHED.md (two changes: `poll_ready` after shutdown, and the
+// readiness check's future pooled in `CheckReadinessFut`).
 use std::{cell, fmt, future, pin::Pin, ptr, rc::Rc, task::Context, task::Poll};
 
 use crate::{Ctx, IntoService, Service, ctx::WaitersRef, pooled::PooledBox, util::BoxFuture};
