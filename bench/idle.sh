@@ -7,11 +7,12 @@ usage() {
     cat <<'EOF'
 usage: bench/idle.sh [options]
 
-For edge-gateway and then mosquitto 2 (each pinned to cpu0, fresh data dir): start it, read its
-idle RSS, open CONNECTIONS idle MQTT 3.1.1 connections one after another from examples/idle
-(pinned to cpu1; CONNECT, CONNACK, then nothing), read its RSS again, close them. RUNS times
-each; prints medians as a markdown table on stdout (progress on stderr): idle RSS, RSS per
-connection, connections accepted per second.
+For edge-gateway and mosquitto 2 in turn (each pinned to cpu0, fresh data dir): start it, read
+its idle RSS, open CONNECTIONS idle MQTT 3.1.1 connections one after another from examples/idle
+(pinned to cpu1; CONNECT, CONNACK, then nothing), read its RSS again, close them. RUNS rounds
+of both; prints medians as a markdown table on stdout (progress on stderr): idle RSS, RSS per
+connection, connections accepted per second, server CPU (user + system) per connection while
+they were opened.
 
 options:
   --connections N   idle connections to open (default 10000)
@@ -90,36 +91,47 @@ EOF
     fi
 }
 
-declare -A IDLE_KB PER_CONN_KB RATE
+# One run of SERVER: idle RSS, RSS per connection, accept rate, server CPU per connection.
+declare -A IDLES PERS RATES CPUS
+measure() {
+    local server=$1 run=$2 dir=$WORK/$1-$2
+    mkdir -p "$dir"
+    start "$server" "$dir"
+    sleep 1
+    local before after ticks fifo=$dir/hold
+    before=$(rss_kb)
+    mkfifo "$fifo"
+    ticks=$(server_cpu_ticks)
+    taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
+    local client=$!
+    exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
+    for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
+    [[ -s "$dir/idle.json" ]] || die "$server: the client did not open its connections (see $dir)"
+    ticks=$(( $(server_cpu_ticks) - ticks ))
+    sleep 2
+    after=$(rss_kb)
+    echo >&7; exec 7>&-
+    wait "$client" || die "$server: the idle client failed"
+    local line rate cpu
+    line=$(cat "$dir/idle.json")
+    rate=$(field "$line" per_s)
+    cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$CONNECTIONS" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }')
+    IDLES[$server]+="$before " PERS[$server]+="$(awk -v a="$after" -v b="$before" -v n="$CONNECTIONS" 'BEGIN { printf "%.2f", (a - b) / n }') "
+    RATES[$server]+="$rate " CPUS[$server]+="$cpu "
+    log "$server run $run: idle RSS $before kB, with $CONNECTIONS connections $after kB, $rate connections/s, $cpu us of CPU per connection"
+    stop_server
+}
+
+# Servers take turns in every run, so a drift of the host's speed reaches both alike.
+for run in $(seq "$RUNS"); do
+    for server in gateway mosquitto; do measure "$server" "$run"; done
+done
+declare -A IDLE_KB PER_CONN_KB RATE CPU_US
 for server in gateway mosquitto; do
-    idle=() per=() rate=()
-    for run in $(seq "$RUNS"); do
-        dir=$WORK/$server-$run
-        mkdir -p "$dir"
-        start "$server" "$dir"
-        sleep 1
-        before=$(rss_kb)
-        fifo=$dir/hold
-        mkfifo "$fifo"
-        taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
-        client=$!
-        exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
-        for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
-        [[ -s "$dir/idle.json" ]] || die "$server: the client did not open its connections (see $dir)"
-        sleep 2
-        after=$(rss_kb)
-        echo >&7; exec 7>&-
-        wait "$client" || die "$server: the idle client failed"
-        line=$(cat "$dir/idle.json")
-        idle+=("$before")
-        per+=("$(awk -v a="$after" -v b="$before" -v n="$CONNECTIONS" 'BEGIN { printf "%.2f", (a - b) / n }')")
-        rate+=("$(field "$line" per_s)")
-        log "$server run $run: idle RSS $before kB, with $CONNECTIONS connections $after kB, ${rate[-1]} connections/s"
-        stop_server
-    done
-    IDLE_KB[$server]=$(printf '%s\n' "${idle[@]}" | median)
-    PER_CONN_KB[$server]=$(printf '%s\n' "${per[@]}" | median)
-    RATE[$server]=$(printf '%s\n' "${rate[@]}" | median)
+    IDLE_KB[$server]=$(printf '%s\n' ${IDLES[$server]} | median)
+    PER_CONN_KB[$server]=$(printf '%s\n' ${PERS[$server]} | median)
+    RATE[$server]=$(printf '%s\n' ${RATES[$server]} | median)
+    CPU_US[$server]=$(printf '%s\n' ${CPUS[$server]} | median)
 done
 
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -129,11 +141,12 @@ echo
 echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
     "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; median of $RUNS runs."
 echo
-echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s |"
-echo "|---|---:|---:|---:|"
+echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | server CPU per connection us |"
+echo "|---|---:|---:|---:|---:|"
 for server in gateway mosquitto; do
-    echo "| $server | $(awk -v k="${IDLE_KB[$server]}" 'BEGIN { printf "%.1f", k / 1024 }') | ${PER_CONN_KB[$server]} | ${RATE[$server]} |"
+    echo "| $server | $(awk -v k="${IDLE_KB[$server]}" 'BEGIN { printf "%.1f", k / 1024 }') | ${PER_CONN_KB[$server]} | ${RATE[$server]} | ${CPU_US[$server]} |"
 done
 echo
 echo "gateway / mosquitto: RSS per connection $(awk -v a="${PER_CONN_KB[gateway]}" -v b="${PER_CONN_KB[mosquitto]}" 'BEGIN { printf "%.1f", a / b }')x," \
-    "accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x."
+    "accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x," \
+    "CPU per connection $(awk -v a="${CPU_US[gateway]}" -v b="${CPU_US[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x."

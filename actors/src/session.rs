@@ -39,7 +39,9 @@ pub enum Which {
 /// Messages to the sessions actor.
 pub enum SessionsMsg {
     /// A connection's session begins; an open session with the same client id is ended first
-    /// (takeover). Replies once the entry is in place.
+    /// (takeover). Not answered: the I/O side does not wait (a round trip to this actor's
+    /// thread per CONNECT). A message that never arrives (the actor stopped meanwhile) drops
+    /// its closer, which closes the connection, as the actor's end does for every entry.
     Open {
         /// MQTT client id: the key of the entry.
         client_id: String,
@@ -48,8 +50,6 @@ pub enum SessionsMsg {
         conn: u64,
         /// Dropped when the entry ends: tells the I/O side to close the connection.
         closer: Closer,
-        /// Answered when the entry is in place.
-        reply: RpcReplyPort<()>,
     },
     /// The connection ended by itself: forget its entry.
     Closed {
@@ -98,14 +98,11 @@ impl Actor for SessionsActor {
 
     async fn handle(&self, _myself: ActorRef<SessionsMsg>, msg: SessionsMsg, state: &mut SessionsState) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionsMsg::Open { client_id, conn, closer, reply } => {
-                if let Some(old) = state.open.remove(&client_id) {
+            SessionsMsg::Open { client_id, conn, closer } => {
+                // A connection that ended before this arrived sends its `Closed` after it (one
+                // sender, one mailbox: in order), so no orphan stays.
+                if let Some(old) = state.open.insert(client_id.clone(), Entry { conn, _closer: closer }) {
                     tracing::info!(%client_id, old_conn = old.conn, "Taking over: ending the previous session with this client id.");
-                }
-                state.open.insert(client_id.clone(), Entry { conn, _closer: closer });
-                if reply.send(()).is_err() {
-                    // The caller gave up waiting (its connection is gone): do not keep an orphan.
-                    state.forget(&client_id, conn);
                 }
             }
             SessionsMsg::Closed { client_id, conn } => state.forget(&client_id, conn),
@@ -153,8 +150,7 @@ mod tests {
 
     async fn open(actor: &ActorRef<SessionsMsg>, client_id: &str, conn: u64) -> oneshot::Receiver<()> {
         let (closer, closed) = oneshot::channel::<()>();
-        let msg = |reply| SessionsMsg::Open { client_id: client_id.into(), conn, closer: Box::new(closer), reply };
-        actor.call(msg, Some(Duration::from_secs(5))).await.expect("call").expect("answered");
+        actor.cast(SessionsMsg::Open { client_id: client_id.into(), conn, closer: Box::new(closer) }).expect("cast");
         closed
     }
 

@@ -66,8 +66,23 @@ enum Ended {
     Switch,
 }
 
+/// Puts the calling thread (one of the `gateway` runtime's) in `SCHED_BATCH`: a message from an
+/// MQTT I/O thread to an actor wakes this thread without preempting the I/O thread, which goes on
+/// with its connections and lets the actor run when it sleeps or on the other core. Without it,
+/// every actor message cost the I/O thread two context switches (measured with the idle
+/// connections benchmark: 8.3 switches per CONNECT, 5.2 with it). Still the fair scheduler, same
+/// nice value; a refusal (seccomp, say) leaves the thread as it was.
+fn yield_to_io() {
+    let normal = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &normal) } != 0 {
+        tracing::debug!("SCHED_BATCH refused: {}", std::io::Error::last_os_error());
+    }
+}
+
 fn serve(config: Config, supervision: SupervisionConfig, path: Option<PathBuf>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").on_thread_start(yield_to_io).build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("edge-gateway: cannot start the runtime: {e}");

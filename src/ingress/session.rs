@@ -9,12 +9,11 @@ use std::rc::Rc;
 
 use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::session::SessionsMsg;
-use ractor::rpc::CallResult;
 
 use super::closer;
 use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::deliver::Outbound;
-use super::{ACTOR_CALL_TIMEOUT, Ingress, IngressError, Protocol, clip, describe};
+use super::{Ingress, IngressError, Protocol, clip};
 use crate::routing::sessions::SessionRequest;
 use crate::routing::{Client, Message};
 use crate::throttle::Throttle;
@@ -155,14 +154,12 @@ impl Ingress {
             ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
             close();
         });
-        let (client, closer) = (client_id.to_string(), Box::new(closer));
-        let call = sessions.call(|reply| SessionsMsg::Open { client_id: client, conn: conn_id, closer, reply }, None);
-        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
-            Ok(Ok(CallResult::Success(()))) => {}
-            other => {
-                closer::disarm(conn_id);
-                return Err(IngressError::NoSession(format!("sessions actor did not answer: {}", describe(&other))));
-            }
+        // Not awaited: if the actor ends before it takes the entry, the closer is dropped with
+        // the message and the connection closes (the device reconnects).
+        let open = SessionsMsg::Open { client_id: client_id.to_string(), conn: conn_id, closer: Box::new(closer) };
+        if let Err(e) = sessions.cast(open) {
+            closer::disarm(conn_id);
+            return Err(IngressError::NoSession(format!("sessions actor is down: {e}")));
         }
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
