@@ -189,6 +189,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_close_sent_right_after_its_open_leaves_no_entry() {
+        // `Open` is not answered: a connection that ends at once sends `Closed` behind it, and
+        // the mailbox keeps the order, so no orphan entry stays.
+        let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
+        let mut rx = open(&actor, "dev-1", 1).await;
+        actor.cast(SessionsMsg::Closed { client_id: "dev-1".into(), conn: 1 }).expect("cast");
+        assert_eq!(count(&actor).await, 0);
+        assert!(closed(&mut rx).await, "the forgotten entry dropped its closer");
+        actor.stop(None);
+        handle.await.expect("stopped");
+    }
+
+    #[tokio::test]
+    async fn an_open_for_a_stopped_actor_is_refused_and_closes_its_connection() {
+        let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
+        actor.stop(None);
+        handle.await.expect("stopped");
+        let (closer, mut rx) = oneshot::channel::<()>();
+        let sent = actor.cast(SessionsMsg::Open { client_id: "dev-1".into(), conn: 1, closer: Box::new(closer) });
+        assert!(sent.is_err(), "the I/O side sees the refusal and refuses the CONNECT");
+        drop(sent);
+        assert!(closed(&mut rx).await, "the undelivered message dropped its closer");
+    }
+
+    #[tokio::test]
     async fn killing_the_actor_closes_every_connection() {
         let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
         let mut rx: Vec<_> = Vec::new();
