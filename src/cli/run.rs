@@ -69,9 +69,10 @@ enum Ended {
 /// Puts the calling thread (one of the `gateway` runtime's) in `SCHED_BATCH`: a message from an
 /// MQTT I/O thread to an actor wakes this thread without preempting the I/O thread, which goes on
 /// with its connections and lets the actor run when it sleeps or on the other core. Without it,
-/// every actor message cost the I/O thread two context switches (measured with the idle
-/// connections benchmark: 8.3 switches per CONNECT, 5.2 with it). Still the fair scheduler, same
-/// nice value; a refusal (seccomp, say) leaves the thread as it was.
+/// every actor message cost the I/O thread two context switches (with the CONNECT's session
+/// entry no longer awaited: ~8 switches per CONNECT before, ~5.4 after; docs/BENCHMARKS.md,
+/// "Idle connections"). Still the fair scheduler, same nice value; a refusal (seccomp, say)
+/// leaves the thread as it was.
 fn yield_to_io() {
     let normal = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter.
