@@ -148,7 +148,7 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::oneshot;
 
-    async fn open(actor: &ActorRef<SessionsMsg>, client_id: &str, conn: u64) -> oneshot::Receiver<()> {
+    fn open(actor: &ActorRef<SessionsMsg>, client_id: &str, conn: u64) -> oneshot::Receiver<()> {
         let (closer, closed) = oneshot::channel::<()>();
         actor.cast(SessionsMsg::Open { client_id: client_id.into(), conn, closer: Box::new(closer) }).expect("cast");
         closed
@@ -170,10 +170,10 @@ mod tests {
     #[tokio::test]
     async fn a_takeover_ends_the_older_connection_and_a_late_close_of_it_keeps_the_newer() {
         let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
-        let mut first = open(&actor, "dev-1", 1).await;
-        let mut other = open(&actor, "dev-2", 2).await;
+        let mut first = open(&actor, "dev-1", 1);
+        let mut other = open(&actor, "dev-2", 2);
         assert!(!closed(&mut first).await, "an open session keeps its connection");
-        let mut second = open(&actor, "dev-1", 3).await;
+        let mut second = open(&actor, "dev-1", 3);
         assert!(closed(&mut first).await, "the takeover closes the older connection");
         actor.cast(SessionsMsg::Closed { client_id: "dev-1".into(), conn: 1 }).expect("cast");
         assert_eq!(count(&actor).await, 2, "the older connection's late close does not end the newer session");
@@ -193,7 +193,7 @@ mod tests {
         // `Open` is not answered: a connection that ends at once sends `Closed` behind it, and
         // the mailbox keeps the order, so no orphan entry stays.
         let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
-        let mut rx = open(&actor, "dev-1", 1).await;
+        let mut rx = open(&actor, "dev-1", 1);
         actor.cast(SessionsMsg::Closed { client_id: "dev-1".into(), conn: 1 }).expect("cast");
         assert_eq!(count(&actor).await, 0);
         assert!(closed(&mut rx).await, "the forgotten entry dropped its closer");
@@ -218,7 +218,7 @@ mod tests {
         let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
         let mut rx: Vec<_> = Vec::new();
         for i in 0..3 {
-            rx.push(open(&actor, &format!("dev-{i}"), i).await);
+            rx.push(open(&actor, &format!("dev-{i}"), i));
         }
         actor.kill();
         let _ = handle.await;
@@ -230,11 +230,11 @@ mod tests {
     #[tokio::test]
     async fn a_graceful_stop_closes_every_connection() {
         let (actor, handle) = SessionsActor::spawn(None, SessionsActor, ()).await.expect("spawn");
-        let mut a = open(&actor, "a", 1).await;
-        let mut b = open(&actor, "b", 2).await;
+        let mut a = open(&actor, "a", 1);
+        let mut b = open(&actor, "b", 2);
         assert_eq!(end(&actor, Which::All).await, 2);
         assert!(closed(&mut a).await && closed(&mut b).await);
-        let mut c = open(&actor, "c", 3).await;
+        let mut c = open(&actor, "c", 3);
         actor.stop(None);
         handle.await.expect("stopped");
         assert!(closed(&mut c).await, "post_stop ends the open sessions");

@@ -94,7 +94,7 @@ impl Ingress {
                 return Admission::Refused(Refusal::WillNotAuthorized);
             }
         }
-        let opened = match self.open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will), close).await {
+        let opened = match self.open_session(&client_id, identity, peer_cert(io), protocol, (outbound, hello.will), close) {
             Ok(conn) => self.resume(&conn, hello.session).await.map(|present| (conn, present)),
             Err(e) => Err(e),
         };
@@ -132,7 +132,7 @@ impl Ingress {
     }
 
     /// Enter the session and arm the closer; `close` closes the connection.
-    async fn open_session(
+    fn open_session(
         &self,
         client_id: &str,
         identity: String,
