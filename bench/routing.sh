@@ -10,7 +10,7 @@ usage: bench/routing.sh [options]
 
 For edge-gateway (redb store, group commit, a discarding sink) and mosquitto 2 (persistence
 false), each pinned to cpu0 with a fresh data dir per run: examples/fanout (pinned to cpu1) in
-three modes, QoS 1 publishes and subscriptions: fan-in (CLIENTS publishers, 1 subscriber),
+three modes, QoS 1 (or --qos 2) publishes and subscriptions: fan-in (CLIENTS publishers, 1 subscriber),
 fan-out (1 publisher, CLIENTS subscribers), pairs (CLIENTS publisher/subscriber pairs). RUNS
 runs each; medians as a markdown table on stdout (progress on stderr): deliveries per second
 and publish-to-delivery latency p50 / p99. The publishers send as fast as their PUBACKs allow
@@ -24,6 +24,12 @@ options:
   --messages N      messages per publisher (default 5000, the fan-out publisher 20000)
   --runs N          runs per row (default 3)
   --open-loop       also the latency-at-a-given-load table
+  --qos 1|2         QoS of the publishes and subscriptions (default 1)
+  --persistent      subscribers in lasting sessions (clean session 0): the gateway queues
+                    their QoS 1/2 deliveries in its store, mosquitto in memory
+  --backlog         (implies --persistent) the subscribers are away while the messages are
+                    published and come back after: deliveries/s is then the drain of their
+                    queues, from the reconnect
   --duration SECS   seconds per open-loop run (default 10)
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
   --skip-build      use the binaries already built in target/release
@@ -45,12 +51,17 @@ DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
 OPEN_LOOP=0
 DURATION=10
+QOS=1
+PERSISTENT=()
+SESSIONS=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
         --open-loop) OPEN_LOOP=1; shift; continue ;;
-        --clients|--messages|--runs|--duration|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        --persistent) PERSISTENT=(--persistent); SESSIONS=", persistent subscribers"; shift; continue ;;
+        --backlog) PERSISTENT=(--backlog); SESSIONS=", persistent subscribers away while publishing (drain)"; shift; continue ;;
+        --clients|--messages|--runs|--duration|--data-root|--qos) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     case "$1" in
@@ -59,10 +70,12 @@ while [[ $# -gt 0 ]]; do
         --runs) positive "$1" "$2"; RUNS=$2 ;;
         --duration) positive "$1" "$2"; DURATION=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
+        --qos) [[ $2 == 1 || $2 == 2 ]] || die "--qos: 1 or 2"; QOS=$2 ;;
     esac
     shift 2
 done
 
+[[ $OPEN_LOOP == 0 || ${PERSISTENT[0]:-} != --backlog ]] || die "--open-loop measures latency while publishing; --backlog measures the drain after it"
 release_binaries fanout  # cd to the repository, build unless --skip-build
 FANOUT=$EXAMPLE_BIN
 HOST=127.0.0.5
@@ -90,6 +103,7 @@ acl_file = "$dir/acl.toml"
 listen = "$HOST:18871"
 [broker]
 max_queued = 1000000
+session_max_queued = 10000000
 [[sinks]]
 name = "null"
 kind = "discard"
@@ -100,7 +114,12 @@ EOF2
         wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18871/readyz"
     else
         PORT=18872
-        start_mosquitto "$dir" "$HOST" "$PORT" "max_queued_messages 1000000" "set_tcp_nodelay true"
+        # QoS 2: mosquitto 2.0.11 at its default of 20 in flight stops sending a subscriber's
+        # queued messages once 20 exchanges were pipelined (rumqttc answers PUBRECs ahead of
+        # PUBCOMPs); 100, as the gateway's max_inflight here, does not stall.
+        local inflight=()
+        [[ $QOS != 2 ]] || inflight=("max_inflight_messages 100")
+        start_mosquitto "$dir" "$HOST" "$PORT" "max_queued_messages 1000000" "set_tcp_nodelay true" "${inflight[@]}"
     fi
 }
 
@@ -118,7 +137,7 @@ measure() {
             dir=$WORK/$mode-$server-$run
             mkdir -p "$dir"
             start "$server" "$dir"
-            line=$(taskset -c 1 "$FANOUT" --mode "$mode" --addr "$HOST:$PORT" --clients "$CLIENTS" --messages "$messages" --timeout 180 "$@") \
+            line=$(taskset -c 1 "$FANOUT" --mode "$mode" --addr "$HOST:$PORT" --clients "$CLIENTS" --messages "$messages" --timeout 180 --qos "$QOS" "${PERSISTENT[@]}" "$@") \
                 || { tail -n 20 "$dir/server.log" >&2; die "$mode against $server failed"; }
             stop_server
             log "$key, $server, run $run: $line"
@@ -159,7 +178,7 @@ git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
 echo "### Local routing, $(date -u +%Y-%m-%d)"
 echo
 echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
-    "$($MOSQUITTO -h 2>/dev/null | head -1 || true); QoS 1, $CLIENTS clients, 64-byte payloads; median of $RUNS runs."
+    "$($MOSQUITTO -h 2>/dev/null | head -1 || true); QoS $QOS$SESSIONS, $CLIENTS clients, 64-byte payloads; median of $RUNS runs."
 echo
 echo "| mode | server | deliveries/s | latency p50 ms | latency p99 ms | gateway / mosquitto (deliveries/s) |"
 echo "|---|---|---:|---:|---:|---:|"

@@ -7,17 +7,19 @@
 //! CONNECT. It ends when the connection's queue closes.
 //!
 //! QoS 1 goes out without waiting for each PUBACK, within the client's receive maximum
-//! (ntex-mqtt's readiness); QoS 2 one exchange at a time (PUBLISH, PUBREC, PUBREL, PUBCOMP).
-//! The packet ids are ntex-mqtt's, which also checks that PUBACKs come in order: so the
-//! queued delivery each PUBACK answers is the first of the ones in flight. An acknowledged
-//! (QoS 1) or completed (QoS 2) queued delivery is deleted from the store in a later commit.
+//! (ntex-mqtt's readiness). The packet ids are ntex-mqtt's, which also checks that PUBACKs
+//! come in order: so the queued delivery each PUBACK answers is the first of the ones in
+//! flight. A live QoS 2 delivery is one exchange at a time (PUBLISH, PUBREC, PUBREL, PUBCOMP).
+//! An acknowledged (QoS 1) or completed (QoS 2) queued delivery is deleted from the store in a
+//! later commit.
 //!
 //! A queued QoS 2 delivery is exactly once across connections and restarts (MQTT 4.4): it goes
 //! with a packet id derived from its queue number (the same on every connection, so a client
-//! that already has it knows the resend as a duplicate), once nothing else is in flight (no
-//! id of ntex-mqtt's can be in use); its PUBREC rewrites its row before the PUBREL goes
-//! ([`SessionChange::Rewrite`]), and a rewritten row sends only the PUBREL again on the next
-//! connection (`release_again`, added to ntex-mqtt: vendor/ntex-mqtt/PATCHED.md).
+//! that already has it knows the resend as a duplicate); its PUBREC rewrites its row before the
+//! PUBREL goes ([`SessionChange::Rewrite`](edge_gateway_actors::storage::SessionChange)), and a
+//! rewritten row sends only the PUBREL again on the next connection (`release_again`, added to
+//! ntex-mqtt: vendor/ntex-mqtt/PATCHED.md). Several are in flight at once, within the receive
+//! maximum: the writer writes the PUBLISH and `exchanges.rs` does the rest.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -33,6 +35,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
 
 use super::aliases::{AliasUse, Aliases};
+use super::exchanges::{Exchanges, Opened, Pubcomp, Received};
 use super::replay::{READ_FAILURES, Replayer};
 use crate::routing::Delivery;
 use crate::routing::persist::Queued;
@@ -59,12 +62,20 @@ pub(super) struct Acks {
 
 /// A writer's acknowledgements and the wake-ups they give.
 #[derive(Default)]
-struct Window {
-    acks: RefCell<Acks>,
+pub(super) struct Window {
+    pub(super) acks: RefCell<Acks>,
     /// Queued deliveries were acknowledged: hand them to the store.
     acked: Notify,
-    /// Nothing is in flight any more.
+    /// No QoS 1 delivery is in flight any more.
     drained: Notify,
+}
+
+impl Window {
+    /// Queued delivery `qseq` was acknowledged (its QoS 2 exchange completed).
+    pub(super) fn acked(&self, qseq: u64) {
+        self.acks.borrow_mut().acked.push(qseq);
+        self.acked.notify_one();
+    }
 }
 
 /// The packet id of queued delivery `qseq` (the same on every connection).
@@ -86,24 +97,32 @@ enum Step {
 
 /// How one send ended.
 enum Sent {
-    /// Written (QoS 0) or in flight (QoS 1: its PUBACK comes through the callback).
+    /// Written (QoS 0), in flight (QoS 1: its PUBACK comes through the callback; a queued
+    /// QoS 2 one: its exchange goes on in `exchanges.rs`) or exchanged (a live QoS 2 one).
     Written,
-    /// QoS 2 exchange completed (PUBCOMP received).
-    Exchanged,
     /// Not sent: too large for this client, or the connection is gone.
     Lost,
 }
 
 /// Send a v3 or v5 `publish` builder on `sink` at `qos` (their methods share names, not a
-/// trait); QoS 1 also records `qseq` as in flight; a queued QoS 2 one is exactly once.
+/// trait); QoS 1 also records `qseq` as in flight; a queued QoS 2 one is exactly once
+/// (`$received`: the protocol's [`Received`]).
 macro_rules! send_at {
-    ($self:expr, $sink:expr, $publish:expr, $qos:expr, $payload:expr, $w:expr, $queued:expr) => {{
-        // Wait for the client's receive maximum and the write buffer (`is_ready` again after
-        // each wake-up: ntex-mqtt's non-blocking send asserts it).
-        while !$sink.is_ready() {
-            if !$sink.ready().await {
+    ($self:expr, $sink:expr, $publish:expr, $qos:expr, $payload:expr, $w:expr, $queued:expr, $received:path) => {{
+        // A queued delivery: QoS 1 and QoS 2 ones are never in flight together (their packet
+        // ids come from ntex-mqtt and from the queue number), nor two with the same id.
+        if let Some((qseq, x)) = $queued {
+            let clear = match $qos {
+                1 => x.settled($self).await,
+                2 => $self.drain($w).await && (!x.in_use(packet_id(qseq)) || x.settled($self).await),
+                _ => true,
+            };
+            if !clear {
                 return Sent::Lost;
             }
+        }
+        if !$self.ready().await {
+            return Sent::Lost;
         }
         match $qos {
             0 => $publish.send_at_most_once($payload).map_or(Sent::Lost, |()| Sent::Written),
@@ -115,29 +134,19 @@ macro_rules! send_at {
                 }
                 Err(_) => Sent::Lost,
             },
-            // One QoS 2 exchange at a time: ntex-mqtt keeps one pending release per connection.
-            _ => {
-                let publish = match $queued {
-                    Some((qseq, _)) if $self.drain($w).await => $publish.packet_id(packet_id(qseq).get()),
-                    Some(_) => return Sent::Lost,
-                    None => $publish,
-                };
-                match publish.send_exactly_once($payload).await {
-                    Ok(received) => {
-                        if let Some((qseq, r)) = $queued
-                            && !r.received(qseq).await
-                        {
-                            // Not recorded: a PUBREL now could be followed by the message
-                            // again on a later connection. Closed before the PUBREL is written;
-                            // the next connection sends the message again with the same id.
-                            $sink.force_close();
-                            return Sent::Lost;
-                        }
-                        received.release().await.map_or(Sent::Lost, |()| Sent::Exchanged)
+            _ => match $queued {
+                Some((qseq, x)) => match $publish.packet_id(packet_id(qseq).get()).send_exactly_once_no_block($payload) {
+                    Ok(pubrec) => {
+                        x.open(Opened::Published { qseq, pubrec: Box::pin(async move { pubrec.await.map($received) }) });
+                        Sent::Written
                     }
                     Err(_) => Sent::Lost,
-                }
-            }
+                },
+                None => match $publish.send_exactly_once($payload).await {
+                    Ok(received) => received.release().await.map_or(Sent::Lost, |()| Sent::Written),
+                    Err(_) => Sent::Lost,
+                },
+            },
         }
     }};
 }
@@ -147,6 +156,8 @@ impl Outbound {
     /// the queue closes or the connection does.
     pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, expired: Counter, replay: Option<Replayer>) {
         let w = Rc::new(Window::default());
+        let replay = replay.map(Rc::new);
+        let exchanges = replay.as_ref().map(|r| Exchanges::start(self.clone(), r.clone(), w.clone()));
         let on_ack = {
             let w = w.clone();
             // Runs inside ntex-mqtt with the sink borrowed: it only records and wakes.
@@ -173,10 +184,10 @@ impl Outbound {
             let mut read = replay.is_some();
             let mut retry = false;
             loop {
-                if let Some(r) = &replay {
+                if let (Some(r), Some(x)) = (&replay, &exchanges) {
                     r.flush(&w.acks);
                     if read {
-                        match self.replay_batch(r, &mut next, &w, &expired).await {
+                        match self.replay_batch(r, x, &mut next, &w, &expired).await {
                             Step::More => continue,
                             Step::Done => (read, retry) = (false, false),
                             Step::Failed => (read, retry) = (false, true),
@@ -217,7 +228,7 @@ impl Outbound {
     }
 
     /// Send the next queued deliveries of a persistent session (at most [`READ_BATCH`]).
-    async fn replay_batch(&self, r: &Replayer, next: &mut u64, w: &Window, expired: &Counter) -> Step {
+    async fn replay_batch(&self, r: &Replayer, x: &Exchanges, next: &mut u64, w: &Window, expired: &Counter) -> Step {
         let Some(store) = r.ingress.store.upgrade() else { return Step::Closed };
         let rows = match store.queued(&r.client_id, *next, READ_BATCH) {
             Ok(rows) => rows,
@@ -236,11 +247,13 @@ impl Outbound {
             let d = match r.sendable(qseq, &value, acks, expired) {
                 Some(Queued::Delivery(d)) => d,
                 Some(Queued::Released(id)) => {
-                    match self.release_again(id, w).await {
-                        true => acks.borrow_mut().acked.push(qseq),
-                        false if !self.is_open() => return Step::Closed,
+                    // Its packet id is the queue number's, as for a QoS 2 delivery.
+                    let clear = self.drain(w).await && (!x.in_use(id) || x.settled(self).await) && self.ready().await;
+                    match clear.then(|| self.release_again(id)) {
+                        Some(Ok(pubcomp)) => x.open(Opened::Released { qseq, pubcomp }),
+                        _ if !self.is_open() => return Step::Closed,
                         // Left queued: the next connection sends it again.
-                        false => {}
+                        _ => {}
                     }
                     continue;
                 }
@@ -248,11 +261,7 @@ impl Outbound {
             };
             let dup = r.replay.sent_below.fetch_max(qseq + 1, Ordering::Relaxed) > qseq;
             let qos = d.qos;
-            match self.send(d, dup, Some((qseq, r)), w).await {
-                Sent::Exchanged => {
-                    acks.borrow_mut().acked.push(qseq);
-                    r.sent(qos);
-                }
+            match self.send(d, dup, Some((qseq, x)), w).await {
                 Sent::Written => r.sent(qos),
                 Sent::Lost if !self.is_open() => return Step::Closed,
                 // The client cannot take it (over its maximum packet size): dropped, or it would
@@ -266,11 +275,41 @@ impl Outbound {
         if full { Step::More } else { Step::Done }
     }
 
-    fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         match self {
             Outbound::V3(s) => s.is_open(),
             Outbound::V5(s, _) => s.is_open(),
         }
+    }
+
+    pub(super) fn force_close(&self) {
+        match self {
+            Outbound::V3(s) => s.force_close(),
+            Outbound::V5(s, _) => s.force_close(),
+        }
+    }
+
+    /// Wait for a place in the client's receive maximum and room in the write buffer
+    /// (`is_ready` again after each wake-up: ntex-mqtt's non-blocking sends assert it); false
+    /// when the connection is gone.
+    async fn ready(&self) -> bool {
+        match self {
+            Outbound::V3(s) => {
+                while !s.is_ready() {
+                    if !s.ready().await {
+                        return false;
+                    }
+                }
+            }
+            Outbound::V5(s, _) => {
+                while !s.is_ready() {
+                    if !s.ready().await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Wait until no QoS 1 delivery is in flight (so no packet id of ntex-mqtt's is in use);
@@ -285,21 +324,17 @@ impl Outbound {
         self.is_open()
     }
 
-    /// The PUBREL of a queued QoS 2 delivery the client received on an earlier connection, with
-    /// its packet id; true once the PUBCOMP came.
-    async fn release_again(&self, id: NonZeroU16, w: &Window) -> bool {
-        if !self.drain(w).await {
-            return false;
+    /// Write the PUBREL of a queued QoS 2 delivery the client received on an earlier
+    /// connection again, with its packet id; the wait for its PUBCOMP.
+    fn release_again(&self, id: NonZeroU16) -> Result<Pubcomp, ntex_mqtt::error::SendPacketError> {
+        match self {
+            Outbound::V3(s) => s.release_again(id).map(|f| Box::pin(f) as Pubcomp),
+            Outbound::V5(s, _) => s.release_again(id).map(|f| Box::pin(f) as Pubcomp),
         }
-        let done = match self {
-            Outbound::V3(s) => s.release_again(id).await,
-            Outbound::V5(s, _) => s.release_again(id).await,
-        };
-        done.is_ok()
     }
 
     /// Write one delivery (what fails, fails for this message only, or the connection is gone).
-    async fn send(&self, d: Delivery, dup: bool, queued: Option<(u64, &Replayer)>, w: &Window) -> Sent {
+    async fn send(&self, d: Delivery, dup: bool, queued: Option<(u64, &Exchanges)>, w: &Window) -> Sent {
         let m = &d.message;
         match self {
             Outbound::V3(sink) => {
@@ -307,7 +342,7 @@ impl Outbound {
                 if d.retain {
                     publish = publish.retain();
                 }
-                send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued)
+                send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued, Received::V3)
             }
             Outbound::V5(sink, aliases) => {
                 let alias = aliases.borrow_mut().pick(&m.topic);
@@ -329,7 +364,7 @@ impl Outbound {
                         NonZeroU32::new(left.as_secs().saturating_add(u64::from(left.subsec_nanos() > 0)).min(u64::from(u32::MAX)) as u32)
                     });
                 });
-                let sent = send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued);
+                let sent = send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued, Received::V5);
                 if let (Sent::Lost, AliasUse::Assign(a)) = (&sent, alias) {
                     aliases.borrow_mut().forget(&m.topic, a);
                 }

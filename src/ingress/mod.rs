@@ -17,7 +17,8 @@
 //! - [`publish`]: the one publish path both protocol versions share.
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
 //! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection
-//!   (with `aliases.rs`: MQTT 5 topic aliases towards the client).
+//!   (with `aliases.rs`: MQTT 5 topic aliases towards the client; `replay.rs`: a persistent
+//!   session's queued deliveries; `exchanges.rs`: their QoS 2 exchanges, several at once).
 //! - [`v3`], [`v5`]: thin adapters from ntex-mqtt's packets to that path and back.
 //! - [`protocol`]: subscriptions, pings and why a connection stopped.
 //!
@@ -29,6 +30,7 @@ pub mod batcher;
 mod closer;
 pub mod conn;
 pub mod deliver;
+mod exchanges;
 pub mod gate;
 mod heartbeat;
 pub mod listen;
@@ -48,7 +50,6 @@ use edge_gateway_actors::metrics::Metrics;
 use edge_gateway_actors::session::SessionsMsg;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
-use ractor::rpc::CallResult;
 
 use crate::trust::auth::Authority;
 use crate::trust::tls::server::DeviceTls;
@@ -107,15 +108,28 @@ pub struct IngressParts {
 }
 
 impl Ingress {
-    /// Commit a change of `client_id`'s persistent session; an error when the store did not.
-    pub(crate) async fn commit_session(&self, client_id: &str, change: SessionChange) -> Result<(), IngressError> {
-        let storage = self.storage.get().ok_or_else(|| IngressError::NoSession("the storage actor is restarting".into()))?;
-        let client_id = client_id.to_string();
-        let call = storage.call(|reply| StorageMsg::Session(SessionOp { client_id, change, reply: Some(reply) }), None);
-        match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, call).await {
-            Ok(Ok(CallResult::Success(Ok(())))) => Ok(()),
-            Ok(Ok(CallResult::Success(Err(e)))) => Err(e.into()),
-            other => Err(IngressError::NoSession(format!("the storage actor did not answer: {}", describe(&other)))),
+    /// Commit a change of `client_id`'s persistent session: sent to the storage actor now, the
+    /// future resolves once it is committed (an error when the store did not). Changes sent one
+    /// after another are committed in that order (together when they meet in the mailbox).
+    pub(crate) fn commit_session(&self, client_id: &str, change: SessionChange) -> impl Future<Output = Result<(), IngressError>> + use<> {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let sent = match self.storage.get() {
+            None => Err(IngressError::NoSession("the storage actor is restarting".into())),
+            Some(storage) => {
+                let op = SessionOp { client_id: client_id.to_string(), change, reply: Some(tx.into()) };
+                storage
+                    .send_message(StorageMsg::Session(op))
+                    .map_err(|e| IngressError::NoSession(format!("the storage actor did not answer: {e}")))
+            }
+        };
+        async move {
+            sent?;
+            match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(e.into()),
+                Ok(Err(_)) => Err(IngressError::NoSession("the storage actor did not answer: dropped the request".into())),
+                Err(()) => Err(IngressError::NoSession("the storage actor did not answer: timed out".into())),
+            }
         }
     }
 }
@@ -180,14 +194,4 @@ impl TryFrom<IngressError> for ntex_mqtt::v5::PublishAck {
 /// characters are escaped and cannot forge lines).
 pub(crate) fn clip(s: &str) -> &str {
     s.char_indices().nth(128).map_or(s, |(i, _)| &s[..i])
-}
-
-fn describe<T, E: std::fmt::Display>(r: &Result<Result<CallResult<T>, E>, ()>) -> String {
-    match r {
-        Err(()) => "timed out".into(),
-        Ok(Err(e)) => e.to_string(),
-        Ok(Ok(CallResult::Timeout)) => "timed out".into(),
-        Ok(Ok(CallResult::SenderError)) => "dropped the request".into(),
-        Ok(Ok(CallResult::Success(_))) => "answered".into(),
-    }
 }

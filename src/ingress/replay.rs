@@ -3,6 +3,7 @@
 //! QoS 2 delivery recorded before its PUBREL, and the acknowledged rows handed to the store.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use edge_gateway_actors::metrics::{DeliveryDrop, QosLabels};
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
@@ -56,16 +57,21 @@ impl Replayer {
     }
 
     /// Record that the client received queued QoS 2 delivery `qseq` (its PUBREC came): from
-    /// now on only its PUBREL is sent again. False when the store did not commit it.
-    pub(super) async fn received(&self, qseq: u64) -> bool {
+    /// now on only its PUBREL is sent again. Sent to the storage actor now; the future is false
+    /// when the store did not commit it.
+    pub(super) fn received(self: &Rc<Self>, qseq: u64) -> impl Future<Output = bool> + use<> {
         let change = SessionChange::Rewrite { qseq, value: encode_released(packet_id(qseq)) };
-        match self.ingress.commit_session(&self.client_id, change).await {
-            Ok(()) => true,
-            Err(e) => {
-                if READ_FAILURES.allow() {
-                    tracing::warn!(client_id = %self.client_id, error = %e, "Cannot record a PUBREC; the connection is closed and the message sent again later with the same packet id.");
+        let commit = self.ingress.commit_session(&self.client_id, change);
+        let r = self.clone();
+        async move {
+            match commit.await {
+                Ok(()) => true,
+                Err(e) => {
+                    if READ_FAILURES.allow() {
+                        tracing::warn!(client_id = %r.client_id, error = %e, "Cannot record a PUBREC; the connection is closed and the message sent again later with the same packet id.");
+                    }
+                    false
                 }
-                false
             }
         }
     }

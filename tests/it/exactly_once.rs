@@ -1,5 +1,6 @@
 //! Outgoing QoS 2 to a persistent session is exactly once across connections and a SIGKILL
-//! (MQTT 3.1.1 and 5, 4.4), on both protocol versions, with a raw client that stops where a
+//! (MQTT 3.1.1 and 5, 4.4), also with several deliveries in flight at once, on both protocol
+//! versions, with a raw client that stops where a
 //! real one could lose its connection: a PUBLISH whose PUBREC never came goes again with DUP and
 //! the same packet id; once the PUBREC came only the PUBREL goes again (also after the gateway
 //! was killed and restarted), never the message; after the PUBCOMP nothing. The same client runs
@@ -94,6 +95,77 @@ async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connectio
         gw.kill9();
         gw = Process::start(dir.path(), &config, mqtt, http).await;
         released_again(mqtt, &who, client, v5, pkid).await;
+    }
+    let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
+    util::eventually("no delivery left queued", WAIT, queued).await;
+    let code = gw.terminate();
+    assert_eq!(code, Some(0), "{}", std::fs::read_to_string(&gw.log).unwrap_or_default());
+}
+
+/// Answer each packet id in `pkids` with a packet of type `first` (PUBREC 0x50, PUBCOMP 0x70).
+async fn answer(s: &mut Raw, first: u8, pkids: &[u16]) {
+    for pkid in pkids {
+        s.send(&packet(first, pkid.to_be_bytes().to_vec())).await;
+    }
+}
+
+/// Three queued QoS 2 deliveries are in flight together (the client has not answered the first
+/// when the third comes), their PUBRELs go in the order of the PUBRECs, a connection lost after
+/// two PUBRECs sends those two PUBRELs again and the third PUBLISH again with DUP and its packet
+/// id, and once all are completed nothing comes again.
+async fn several_in_flight(addr: SocketAddr, who: &str, client: &str, v5: bool) {
+    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
+    assert!(!present, "{who}: a new session");
+    let topic = format!("eo/{client}");
+    s.send(&subscribe_packet(1, &topic, 2, v5)).await;
+    match s.next(WAIT).await {
+        Event::Packet(0x90, body) => assert_eq!(body.last(), Some(&2), "{who}: QoS 2 granted: {body:?}"),
+        other => panic!("{who}: expected SUBACK, got {other:?}"),
+    }
+    for m in ["m1", "m2", "m3"] {
+        publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", m]).await;
+    }
+    let mut pkids = Vec::new();
+    for m in ["m1", "m2", "m3"] {
+        let p = expect_publish(&mut s).await;
+        assert_eq!((p.dup, p.qos, p.payload.as_slice()), (false, 2, m.as_bytes()), "{who}: {m} before any PUBREC");
+        assert!(!pkids.contains(&p.pkid), "{who}: a packet id in use twice: {pkids:?} {}", p.pkid);
+        pkids.push(p.pkid);
+    }
+    answer(&mut s, 0x50, &pkids[..2]).await;
+    expect_pubrel(&mut s, pkids[0]).await;
+    expect_pubrel(&mut s, pkids[1]).await;
+    drop(s);
+    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
+    assert!(present, "{who}: the session is kept");
+    expect_pubrel(&mut s, pkids[0]).await;
+    expect_pubrel(&mut s, pkids[1]).await;
+    let again = expect_publish(&mut s).await;
+    assert_eq!((again.dup, again.pkid, again.payload.as_slice()), (true, pkids[2], b"m3".as_slice()), "{who}: m3 again");
+    answer(&mut s, 0x70, &pkids[..2]).await;
+    answer(&mut s, 0x50, &pkids[2..]).await;
+    expect_pubrel(&mut s, pkids[2]).await;
+    answer(&mut s, 0x70, &pkids[2..]).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing after the PUBCOMPs");
+    drop(s);
+    let (mut s, _) = Raw::connect_persistent(addr, client, v5).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing on the next connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_qos_2_deliveries_are_in_flight_together_and_each_exactly_once() {
+    let dir = util::temp_dir();
+    let mosquitto = Mosquitto::start(dir.path()).await;
+    let theirs = SocketAddr::from(([127, 0, 0, 1], mosquitto.port));
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let extra = extra(dir.path(), OPEN_ACL, "");
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    for v5 in [false, true] {
+        let client = if v5 { "eo-pipe-5" } else { "eo-pipe-3" };
+        several_in_flight(theirs, &format!("mosquitto {client}"), client, v5).await;
+        several_in_flight(mqtt, &format!("gateway {client}"), client, v5).await;
     }
     let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
     util::eventually("no delivery left queued", WAIT, queued).await;

@@ -18,7 +18,7 @@ pub use self::control::{ProtocolMessage, ProtocolMessageAck};
 pub use self::publish::Publish;
 pub use self::router::Router;
 pub use self::server::MqttServer;
-pub use self::sink::{MqttSink, PublishBuilder, SubscribeBuilder, UnsubscribeBuilder};
+pub use self::sink::{MqttSink, PublishReceived, PublishBuilder, SubscribeBuilder, UnsubscribeBuilder};
 
 pub use crate::error::{self, MqttError};
 pub use crate::topic::{TopicFilter, TopicFilterError};

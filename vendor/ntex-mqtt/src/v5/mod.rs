@@ -23,7 +23,7 @@ pub use self::control::{ProtocolMessage, ProtocolMessageAck};
 pub use self::publish::{Publish, PublishAck};
 pub use self::router::Router;
 pub use self::server::MqttServer;
-pub use self::sink::{MqttSink, SubscribeBuilder, UnsubscribeBuilder};
+pub use self::sink::{MqttSink, PublishReceived, SubscribeBuilder, UnsubscribeBuilder};
 pub use self::sink::{PublishBuilder, StreamingPayload};
 
 pub use crate::{error, topic::TopicFilter, topic::TopicFilterError, types::QoS};

@@ -54,7 +54,17 @@ pub(super) struct MqttSharedQueues {
     inflight: VecDeque<(num::NonZeroU16, Option<pool::Sender<Ack>>, AckType)>,
     inflight_ids: HashSet<num::NonZeroU16>,
     waiters: VecDeque<pool::Sender<()>>,
-    rx: Option<pool::Receiver<Ack>>,
+    // edge-gateway patch: QoS 2 publishes whose PUBREC came and whose PUBREL is not sent
+    // yet (they still count against the receive maximum); each PUBREL's PUBCOMP is queued
+    // in `inflight` when the PUBREL is sent, so several exchanges can be open at once.
+    releasing: usize,
+}
+
+impl MqttSharedQueues {
+    /// Places of the receive maximum in use (edge-gateway patch).
+    fn in_use(&self) -> usize {
+        self.inflight.len() + self.releasing
+    }
 }
 
 pub(super) struct MqttSinkPool {
@@ -82,7 +92,7 @@ impl MqttShared {
                 inflight: VecDeque::new(), // edge-gateway patch: grows when used
                 inflight_ids: HashSet::default(),
                 waiters: VecDeque::new(),
-                rx: None,
+                releasing: 0,
             }),
             receive_max: Cell::new(0),
             topic_alias_max: Cell::new(0),
@@ -103,7 +113,7 @@ impl MqttShared {
     pub(super) fn credit(&self) -> usize {
         self.cap
             .get()
-            .saturating_sub(self.queues.borrow().inflight.len())
+            .saturating_sub(self.queues.borrow().in_use())
     }
 
     pub(super) fn receive_max(&self) -> u16 {
@@ -286,6 +296,7 @@ impl MqttShared {
     fn clear_queues(&self) {
         let mut queues = self.queues.borrow_mut();
         queues.waiters.clear();
+        queues.releasing = 0;
 
         if let Some(cb) = self.on_publish_ack.take() {
             for (idx, tx, _) in queues.inflight.drain(..) {
@@ -324,8 +335,8 @@ impl MqttShared {
 
         // check if there are waiters
         let mut queues = self.queues.borrow_mut();
-        if queues.inflight.len() < self.cap.get() {
-            let mut num = self.cap.get() - queues.inflight.len();
+        if queues.in_use() < self.cap.get() {
+            let mut num = self.cap.get() - queues.in_use();
             while num > 0 {
                 if let Some(tx) = queues.waiters.pop_front() {
                     if tx.send(()).is_ok() {
@@ -432,17 +443,12 @@ impl MqttShared {
                 if let Some(tx) = tx {
                     let _ = tx.send(pkt);
                 }
-                let (tx, rx) = self.pool.queue.channel();
-                queues.rx = Some(rx);
-                queues
-                    .inflight
-                    .push_back((idx, Some(tx), AckType::Complete));
+                queues.releasing += 1;
                 Ok(())
             } else if matches!(pkt, Ack::Complete(_)) {
                 // get publish ack channel
                 log::trace!("Ack packet complete with id: {}", pkt.packet_id());
                 queues.inflight_ids.remove(&pkt.packet_id());
-                queues.rx.take();
 
                 if let Some(tx) = tx {
                     let _ = tx.send(pkt);
@@ -566,7 +572,7 @@ impl MqttShared {
     pub(super) fn wait_readiness(&self) -> Option<pool::Receiver<()>> {
         let mut queues = self.queues.borrow_mut();
 
-        if queues.inflight.len() >= self.cap.get() || self.flags.get().contains(Flags::WRB_ENABLED)
+        if queues.in_use() >= self.cap.get() || self.flags.get().contains(Flags::WRB_ENABLED)
         {
             let (tx, rx) = self.pool.waiters.channel();
             queues.waiters.push_back(tx);
@@ -608,16 +614,27 @@ impl MqttShared {
         &self,
         pkt: codec::PublishAck2,
     ) -> Result<pool::Receiver<Ack>, SendPacketError> {
-        let Some(rx) = self.queues.borrow_mut().rx.take() else {
+        // edge-gateway patch: the PUBCOMP is awaited from now on, behind whatever was
+        // sent before this PUBREL.
+        let mut queues = self.queues.borrow_mut();
+        if queues.releasing == 0 {
             return Err(SendPacketError::UnexpectedRelease);
-        };
-
+        }
+        queues.releasing -= 1;
+        let id = pkt.packet_id;
         match self.io.encode(
             Encoded::Packet(codec::Packet::PublishRelease(pkt)),
             &self.codec,
         ) {
-            Ok(()) => Ok(rx),
-            Err(e) => Err(SendPacketError::Encode(e)),
+            Ok(()) => {
+                let (tx, rx) = self.pool.queue.channel();
+                queues.inflight.push_back((id, Some(tx), AckType::Complete));
+                Ok(rx)
+            }
+            Err(e) => {
+                queues.inflight_ids.remove(&id);
+                Err(SendPacketError::Encode(e))
+            }
         }
     }
 }

@@ -69,20 +69,17 @@ impl MqttSink {
 
     /// Send PUBREL again for a `QoS 2` publish whose PUBREC arrived on an earlier connection
     /// of this session, with its original packet id (MQTT 3.1.1 and 5, 4.4: the PUBLISH is
-    /// not sent again); resolves when the PUBCOMP arrives. Wait until nothing else is in
-    /// flight first: one pending release per connection, as for `send_exactly_once`.
-    /// (edge-gateway patch, see PATCHED.md.)
-    pub async fn release_again(&self, packet_id: NonZeroU16) -> Result<(), SendPacketError> {
+    /// not sent again). The PUBREL is written now (the sink must be ready, see `is_ready`);
+    /// the future resolves when its PUBCOMP arrives. (edge-gateway patch, see PATCHED.md.)
+    pub fn release_again(
+        &self,
+        packet_id: NonZeroU16,
+    ) -> Result<impl Future<Output = Result<(), SendPacketError>> + use<>, SendPacketError> {
         if self.0.is_closed() {
             return Err(SendPacketError::Disconnected);
         }
-        if let Some(rx) = self.0.wait_readiness() {
-            if rx.await.is_err() {
-                return Err(SendPacketError::Disconnected);
-            }
-        }
         let rx = self.0.release_again(packet_id)?;
-        rx.await.map(|_| ()).map_err(|_| SendPacketError::Disconnected)
+        Ok(async move { rx.await.map(|_| ()).map_err(|_| SendPacketError::Disconnected) })
     }
 
     #[inline]
@@ -458,6 +455,28 @@ impl PublishBuilder {
         }
     }
 
+    /// Send publish packet with `QoS 2` without waiting: the PUBLISH is written now (the
+    /// sink must be ready, see `is_ready`); the future resolves when its PUBREC arrives, and
+    /// other publishes can be sent meanwhile. (edge-gateway patch, see PATCHED.md.)
+    pub fn send_exactly_once_no_block(
+        mut self,
+        payload: Bytes,
+    ) -> Result<impl Future<Output = Result<PublishReceived, SendPacketError>> + use<>, SendPacketError> {
+        if self.shared.is_closed() {
+            return Err(SendPacketError::Disconnected);
+        }
+        self.packet.qos = codec::QoS::ExactlyOnce;
+        self.packet.payload_size = payload.len() as u32;
+        let shared = self.shared.clone();
+        let idx = shared.set_publish_id(&mut self.packet);
+        let rx = shared.wait_publish_response(idx, AckType::Receive, self.packet, Some(payload))?;
+        Ok(async move {
+            rx.await
+                .map(move |ack| PublishReceived::new(ack.receive(), shared))
+                .map_err(|_| SendPacketError::Disconnected)
+        })
+    }
+
     async fn send_exactly_once_inner(
         mut self,
         payload: Bytes,
@@ -534,6 +553,17 @@ impl PublishReceived {
         rx.await
             .map(|_| ())
             .map_err(|_| SendPacketError::Disconnected)
+    }
+}
+
+impl PublishReceived {
+    /// Release publish without waiting: the PUBREL is written now, the future resolves when
+    /// its PUBCOMP arrives. (edge-gateway patch, see PATCHED.md.)
+    pub fn release_now(
+        mut self,
+    ) -> Result<impl Future<Output = Result<(), SendPacketError>> + use<>, SendPacketError> {
+        let rx = self.shared.release_publish(self.result.take().unwrap())?;
+        Ok(async move { rx.await.map(|_| ()).map_err(|_| SendPacketError::Disconnected) })
     }
 }
 

@@ -1,0 +1,211 @@
+//! A persistent session's queued QoS 2 deliveries in flight, several at once (within the
+//! client's receive maximum). The connection's writer (`super::deliver`) writes each PUBLISH
+//! (or, for a delivery the client received on an earlier connection, its PUBREL again) and
+//! opens its exchange here; this connection's exchange task takes every exchange through the
+//! rest, in the order they were opened:
+//!
+//! ```text
+//! PUBLISH ─▶ PUBREC ─▶ row rewritten (SessionChange::Rewrite, sent at once) ─▶ committed
+//!         ─▶ PUBREL ─▶ PUBCOMP ─▶ row acknowledged (deleted in a later commit)
+//! ```
+//!
+//! The client answers in the order it received (MQTT 4.6; ntex-mqtt closes the connection
+//! otherwise) and the storage actor commits in the order it was sent, so each step only ever
+//! waits on its oldest exchange, and the PUBRELs go in the order of the PUBRECs. The rewrites
+//! of the PUBRECs that come while a commit runs meet in the storage actor's mailbox and share
+//! the next commit, so a session's QoS 2 drain is no longer one commit per message.
+//!
+//! Packet ids: a queued QoS 2 delivery goes with the id derived from its queue number, a QoS 1
+//! one with ntex-mqtt's next id; so the writer never has both kinds in flight (it waits for
+//! [`Exchanges::settled`] before a queued QoS 1 delivery, and for no QoS 1 in flight before a
+//! QoS 2 one), nor two exchanges with the same id ([`Exchanges::in_use`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
+use std::future::{Future, poll_fn};
+use std::num::NonZeroU16;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use ntex_mqtt::error::SendPacketError;
+use ntex_mqtt::{v3, v5};
+use tokio::sync::{Notify, mpsc};
+
+use super::deliver::{Outbound, Window, packet_id};
+use super::replay::Replayer;
+
+/// What a PUBREC resolves to: the exchange, ready for its PUBREL.
+pub(super) enum Received {
+    V3(v3::PublishReceived),
+    V5(v5::PublishReceived),
+}
+
+/// A PUBLISH's wait for its PUBREC.
+pub(super) type Pubrec = Pin<Box<dyn Future<Output = Result<Received, SendPacketError>>>>;
+/// A PUBREL's wait for its PUBCOMP.
+pub(super) type Pubcomp = Pin<Box<dyn Future<Output = Result<(), SendPacketError>>>>;
+/// A rewrite's wait for its commit.
+type Commit = Pin<Box<dyn Future<Output = bool>>>;
+
+impl Received {
+    /// Write the PUBREL now; the wait for its PUBCOMP.
+    fn release(self) -> Result<Pubcomp, SendPacketError> {
+        match self {
+            Received::V3(r) => r.release_now().map(|f| Box::pin(f) as Pubcomp),
+            Received::V5(r) => r.release_now().map(|f| Box::pin(f) as Pubcomp),
+        }
+    }
+}
+
+/// An exchange the writer opened.
+pub(super) enum Opened {
+    /// Its PUBLISH was written; the PUBREC comes next.
+    Published { qseq: u64, pubrec: Pubrec },
+    /// Its PUBREL was written again (the PUBREC came on an earlier connection); the PUBCOMP
+    /// comes next.
+    Released { qseq: u64, pubcomp: Pubcomp },
+}
+
+/// The exchanges open on one connection, as the writer sees them.
+#[derive(Default)]
+struct Open {
+    /// Packet ids of the open exchanges.
+    ids: RefCell<HashSet<NonZeroU16>>,
+    /// Woken when the last one ends.
+    settled: Notify,
+    count: Cell<usize>,
+}
+
+/// The writer's handle on its connection's exchange task (which ends once this is dropped and
+/// every open exchange has ended).
+pub(super) struct Exchanges {
+    tx: mpsc::UnboundedSender<Opened>,
+    open: Rc<Open>,
+}
+
+impl Exchanges {
+    /// Start the exchange task of a persistent session's connection.
+    pub(super) fn start(out: Outbound, r: Rc<Replayer>, w: Rc<Window>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let open = Rc::new(Open::default());
+        ntex_rt::spawn(run(rx, out, r, w, open.clone()));
+        Exchanges { tx, open }
+    }
+
+    /// Hand an exchange whose first packet was written to the task.
+    pub(super) fn open(&self, opened: Opened) {
+        let qseq = match &opened {
+            Opened::Published { qseq, .. } | Opened::Released { qseq, .. } => *qseq,
+        };
+        self.open.ids.borrow_mut().insert(packet_id(qseq));
+        self.open.count.set(self.open.count.get() + 1);
+        // The task only ends after this sender is dropped.
+        let _ = self.tx.send(opened);
+    }
+
+    /// Whether an open exchange uses `id`.
+    pub(super) fn in_use(&self, id: NonZeroU16) -> bool {
+        self.open.ids.borrow().contains(&id)
+    }
+
+    /// Wait until no exchange is open; false when the connection is gone.
+    pub(super) async fn settled(&self, out: &Outbound) -> bool {
+        while self.open.count.get() > 0 {
+            if !out.is_open() {
+                return false;
+            }
+            let _ = ntex_util::time::timeout(Duration::from_secs(1), self.open.settled.notified()).await;
+        }
+        out.is_open()
+    }
+}
+
+/// What the task does next.
+enum Step {
+    Opened(Opened),
+    NoMore,
+    Received(Result<Received, SendPacketError>),
+    Recorded(bool),
+    Completed(Result<(), SendPacketError>),
+}
+
+/// Take every exchange opened through `rx` to its end.
+async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Rc<Replayer>, w: Rc<Window>, open: Rc<Open>) {
+    let mut pubrecs: VecDeque<(u64, Pubrec)> = VecDeque::new();
+    let mut commits: VecDeque<(u64, Received, Commit)> = VecDeque::new();
+    let mut pubcomps: VecDeque<(u64, Pubcomp)> = VecDeque::new();
+    let mut more = true;
+    let end = |qseq: u64| {
+        open.ids.borrow_mut().remove(&packet_id(qseq));
+        open.count.set(open.count.get() - 1);
+        if open.count.get() == 0 {
+            open.settled.notify_waiters();
+        }
+    };
+    while more || !pubrecs.is_empty() || !commits.is_empty() || !pubcomps.is_empty() {
+        // The oldest exchange of each step, latest step first (it frees the most).
+        let step = poll_fn(|cx| {
+            if let Some((_, f)) = pubcomps.front_mut()
+                && let Poll::Ready(done) = f.as_mut().poll(cx)
+            {
+                return Poll::Ready(Step::Completed(done));
+            }
+            if let Some((_, _, f)) = commits.front_mut()
+                && let Poll::Ready(ok) = f.as_mut().poll(cx)
+            {
+                return Poll::Ready(Step::Recorded(ok));
+            }
+            if let Some((_, f)) = pubrecs.front_mut()
+                && let Poll::Ready(received) = f.as_mut().poll(cx)
+            {
+                return Poll::Ready(Step::Received(received));
+            }
+            if more && let Poll::Ready(opened) = rx.poll_recv(cx) {
+                return Poll::Ready(opened.map_or(Step::NoMore, Step::Opened));
+            }
+            Poll::Pending
+        })
+        .await;
+        match step {
+            Step::Opened(Opened::Published { qseq, pubrec }) => pubrecs.push_back((qseq, pubrec)),
+            Step::Opened(Opened::Released { qseq, pubcomp }) => pubcomps.push_back((qseq, pubcomp)),
+            Step::NoMore => more = false,
+            Step::Received(received) => {
+                let Some((qseq, _)) = pubrecs.pop_front() else { continue };
+                match received {
+                    // Recorded before the PUBREL: from then on only the PUBREL goes again.
+                    Ok(received) => commits.push_back((qseq, received, Box::pin(r.received(qseq)))),
+                    // The connection is gone: left queued, sent again with DUP.
+                    Err(_) => end(qseq),
+                }
+            }
+            Step::Recorded(ok) => {
+                let Some((qseq, received, _)) = commits.pop_front() else { continue };
+                if !ok {
+                    // Not recorded: a PUBREL now could be followed by the message again on a
+                    // later connection. Closed before any PUBREL is written; the next
+                    // connection sends the message again with the same id.
+                    out.force_close();
+                    drop(received);
+                    end(qseq);
+                    continue;
+                }
+                match received.release() {
+                    Ok(pubcomp) => pubcomps.push_back((qseq, pubcomp)),
+                    // Gone: the next connection sends the PUBREL again.
+                    Err(_) => end(qseq),
+                }
+            }
+            Step::Completed(done) => {
+                let Some((qseq, _)) = pubcomps.pop_front() else { continue };
+                if done.is_ok() {
+                    w.acked(qseq);
+                }
+                end(qseq);
+            }
+        }
+    }
+    r.flush(&w.acks);
+}
