@@ -95,6 +95,10 @@ async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connectio
         gw.kill9();
         gw = Process::start(dir.path(), &config, mqtt, http).await;
         released_again(mqtt, &who, client, v5, pkid).await;
+
+        let client = if v5 { "eo-pipe-5" } else { "eo-pipe-3" };
+        several_in_flight(theirs, &format!("mosquitto {client}"), client, v5).await;
+        several_in_flight(mqtt, &format!("gateway {client}"), client, v5).await;
     }
     let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
     util::eventually("no delivery left queued", WAIT, queued).await;
@@ -150,25 +154,4 @@ async fn several_in_flight(addr: SocketAddr, who: &str, client: &str, v5: bool) 
     drop(s);
     let (mut s, _) = Raw::connect_persistent(addr, client, v5).await;
     assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing on the next connection");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_qos_2_deliveries_are_in_flight_together_and_each_exactly_once() {
-    let dir = util::temp_dir();
-    let mosquitto = Mosquitto::start(dir.path()).await;
-    let theirs = SocketAddr::from(([127, 0, 0, 1], mosquitto.port));
-    let ingest = IngestServer::start().await;
-    let (mqtt, http) = (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
-    let extra = extra(dir.path(), OPEN_ACL, "");
-    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
-    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
-    for v5 in [false, true] {
-        let client = if v5 { "eo-pipe-5" } else { "eo-pipe-3" };
-        several_in_flight(theirs, &format!("mosquitto {client}"), client, v5).await;
-        several_in_flight(mqtt, &format!("gateway {client}"), client, v5).await;
-    }
-    let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
-    util::eventually("no delivery left queued", WAIT, queued).await;
-    let code = gw.terminate();
-    assert_eq!(code, Some(0), "{}", std::fs::read_to_string(&gw.log).unwrap_or_default());
 }
