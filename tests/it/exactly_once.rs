@@ -36,10 +36,8 @@ async fn expect_pubrel(s: &mut Raw, pkid: u16) {
     }
 }
 
-/// Subscribe at QoS 2 in a lasting session, have `payload` published, and drop the connection
-/// without a PUBREC; the next connection gets the same PUBLISH with DUP and the same packet id,
-/// answers PUBREC and is dropped once the PUBREL came (no PUBCOMP). The packet id.
-async fn until_released(addr: SocketAddr, who: &str, client: &str, v5: bool, payload: &str) -> u16 {
+/// A new lasting session of `client` subscribed at QoS 2 to `eo/<client>`, and that topic.
+async fn subscribed(addr: SocketAddr, who: &str, client: &str, v5: bool) -> (Raw, String) {
     let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
     assert!(!present, "{who}: a new session");
     let topic = format!("eo/{client}");
@@ -48,6 +46,14 @@ async fn until_released(addr: SocketAddr, who: &str, client: &str, v5: bool, pay
         Event::Packet(0x90, body) => assert_eq!(body.last(), Some(&2), "{who}: QoS 2 granted: {body:?}"),
         other => panic!("{who}: expected SUBACK, got {other:?}"),
     }
+    (s, topic)
+}
+
+/// Subscribe at QoS 2 in a lasting session, have `payload` published, and drop the connection
+/// without a PUBREC; the next connection gets the same PUBLISH with DUP and the same packet id,
+/// answers PUBREC and is dropped once the PUBREL came (no PUBCOMP). The packet id.
+async fn until_released(addr: SocketAddr, who: &str, client: &str, v5: bool, payload: &str) -> u16 {
+    let (mut s, topic) = subscribed(addr, who, client, v5).await;
     publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", payload]).await;
     let first = expect_publish(&mut s).await;
     assert_eq!((first.dup, first.qos, first.topic.as_str(), first.payload.as_slice()), (false, 2, topic.as_str(), payload.as_bytes()));
@@ -118,14 +124,7 @@ async fn answer(s: &mut Raw, first: u8, pkids: &[u16]) {
 /// two PUBRECs sends those two PUBRELs again and the third PUBLISH again with DUP and its packet
 /// id, and once all are completed nothing comes again.
 async fn several_in_flight(addr: SocketAddr, who: &str, client: &str, v5: bool) {
-    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
-    assert!(!present, "{who}: a new session");
-    let topic = format!("eo/{client}");
-    s.send(&subscribe_packet(1, &topic, 2, v5)).await;
-    match s.next(WAIT).await {
-        Event::Packet(0x90, body) => assert_eq!(body.last(), Some(&2), "{who}: QoS 2 granted: {body:?}"),
-        other => panic!("{who}: expected SUBACK, got {other:?}"),
-    }
+    let (mut s, topic) = subscribed(addr, who, client, v5).await;
     for m in ["m1", "m2", "m3"] {
         publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", m]).await;
     }
