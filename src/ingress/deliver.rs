@@ -9,17 +9,16 @@
 //! QoS 1 goes out without waiting for each PUBACK, within the client's receive maximum
 //! (ntex-mqtt's readiness). The packet ids are ntex-mqtt's, which also checks that PUBACKs
 //! come in order: so the queued delivery each PUBACK answers is the first of the ones in
-//! flight. A live QoS 2 delivery is one exchange at a time (PUBLISH, PUBREC, PUBREL, PUBCOMP).
-//! An acknowledged (QoS 1) or completed (QoS 2) queued delivery is deleted from the store in a
-//! later commit.
+//! flight. QoS 2 goes out the same way, several exchanges at once: the writer writes the
+//! PUBLISH and `exchanges.rs` takes it through PUBREC, PUBREL and PUBCOMP. An acknowledged
+//! (QoS 1) or completed (QoS 2) queued delivery is deleted from the store in a later commit.
 //!
 //! A queued QoS 2 delivery is exactly once across connections and restarts (MQTT 4.4): it goes
 //! with a packet id derived from its queue number (the same on every connection, so a client
 //! that already has it knows the resend as a duplicate); its PUBREC rewrites its row before the
 //! PUBREL goes ([`SessionChange::Rewrite`](edge_gateway_actors::storage::SessionChange)), and a
 //! rewritten row sends only the PUBREL again on the next connection (`release_again`, added to
-//! ntex-mqtt: vendor/ntex-mqtt/PATCHED.md). Several are in flight at once, within the receive
-//! maximum: the writer writes the PUBLISH and `exchanges.rs` does the rest.
+//! ntex-mqtt: vendor/ntex-mqtt/PATCHED.md).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -97,24 +96,24 @@ enum Step {
 
 /// How one send ended.
 enum Sent {
-    /// Written (QoS 0), in flight (QoS 1: its PUBACK comes through the callback; a queued
-    /// QoS 2 one: its exchange goes on in `exchanges.rs`) or exchanged (a live QoS 2 one).
+    /// Written (QoS 0) or in flight (QoS 1: its PUBACK comes through the callback; QoS 2: its
+    /// exchange goes on in `exchanges.rs`).
     Written,
     /// Not sent: too large for this client, or the connection is gone.
     Lost,
 }
 
-/// Send a v3 or v5 `publish` builder on `sink` at `qos` (their methods share names, not a
-/// trait); QoS 1 also records `qseq` as in flight; a queued QoS 2 one is exactly once
-/// (`$received`: the protocol's [`Received`]).
+/// Send a v3 or v5 `publish` builder at `qos` (their methods share names, not a trait); QoS 1
+/// also records queued delivery `qseq` (`None`: a live one) as in flight; QoS 2 opens an
+/// exchange in `x`, a queued one exactly once (`$received`: the protocol's [`Received`]).
 macro_rules! send_at {
-    ($self:expr, $sink:expr, $publish:expr, $qos:expr, $payload:expr, $w:expr, $queued:expr, $received:path) => {{
+    ($self:expr, $publish:expr, $qos:expr, $payload:expr, $w:expr, $qseq:expr, $x:expr, $received:path) => {{
         // A queued delivery: QoS 1 and QoS 2 ones are never in flight together (their packet
         // ids come from ntex-mqtt and from the queue number), nor two with the same id.
-        if let Some((qseq, x)) = $queued {
+        if let Some(qseq) = $qseq {
             let clear = match $qos {
-                1 => x.settled($self).await,
-                2 => $self.drain($w).await && (!x.in_use(packet_id(qseq)) || x.settled($self).await),
+                1 => $x.settled().await,
+                2 => $self.drain($w).await && (!$x.in_use(packet_id(qseq)) || $x.settled().await),
                 _ => true,
             };
             if !clear {
@@ -129,24 +128,24 @@ macro_rules! send_at {
             1 => match $publish.send_at_least_once_no_block($payload) {
                 Ok(()) => {
                     // After the send: no PUBACK can come for a send that failed.
-                    $w.acks.borrow_mut().in_flight.push_back($queued.map(|(qseq, _)| qseq));
+                    $w.acks.borrow_mut().in_flight.push_back($qseq);
                     Sent::Written
                 }
                 Err(_) => Sent::Lost,
             },
-            _ => match $queued {
-                Some((qseq, x)) => match $publish.packet_id(packet_id(qseq).get()).send_exactly_once_no_block($payload) {
+            _ => {
+                let publish = match $qseq {
+                    Some(qseq) => $publish.packet_id(packet_id(qseq).get()),
+                    None => $publish,
+                };
+                match publish.send_exactly_once_no_block($payload) {
                     Ok(pubrec) => {
-                        x.open(Opened::Published { qseq, pubrec: Box::pin(async move { pubrec.await.map($received) }) });
+                        $x.open(Opened::Published { qseq: $qseq, pubrec: Box::pin(async move { pubrec.await.map($received) }) });
                         Sent::Written
                     }
                     Err(_) => Sent::Lost,
-                },
-                None => match $publish.send_exactly_once($payload).await {
-                    Ok(received) => received.release().await.map_or(Sent::Lost, |()| Sent::Written),
-                    Err(_) => Sent::Lost,
-                },
-            },
+                }
+            }
         }
     }};
 }
@@ -157,7 +156,7 @@ impl Outbound {
     pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, expired: Counter, replay: Option<Replayer>) {
         let w = Rc::new(Window::default());
         let replay = replay.map(Rc::new);
-        let exchanges = replay.as_ref().map(|r| Exchanges::start(self.clone(), r.clone(), w.clone()));
+        let x = Exchanges::new(self.clone(), replay.clone(), w.clone());
         let on_ack = {
             let w = w.clone();
             // Runs inside ntex-mqtt with the sink borrowed: it only records and wakes.
@@ -184,10 +183,10 @@ impl Outbound {
             let mut read = replay.is_some();
             let mut retry = false;
             loop {
-                if let (Some(r), Some(x)) = (&replay, &exchanges) {
+                if let Some(r) = &replay {
                     r.flush(&w.acks);
                     if read {
-                        match self.replay_batch(r, x, &mut next, &w, &expired).await {
+                        match self.replay_batch(r, &x, &mut next, &w, &expired).await {
                             Step::More => continue,
                             Step::Done => (read, retry) = (false, false),
                             Step::Failed => (read, retry) = (false, true),
@@ -212,7 +211,7 @@ impl Outbound {
                         }
                         // A message this client cannot take (over its maximum packet size) is
                         // skipped; only a closed connection ends the writer.
-                        self.send(d, false, None, &w).await;
+                        self.send(d, false, None, &x, &w).await;
                         if !self.is_open() {
                             break;
                         }
@@ -248,7 +247,7 @@ impl Outbound {
                 Some(Queued::Delivery(d)) => d,
                 Some(Queued::Released(id)) => {
                     // Its packet id is the queue number's, as for a QoS 2 delivery.
-                    let clear = self.drain(w).await && (!x.in_use(id) || x.settled(self).await) && self.ready().await;
+                    let clear = self.drain(w).await && (!x.in_use(id) || x.settled().await) && self.ready().await;
                     match clear.then(|| self.release_again(id)) {
                         Some(Ok(pubcomp)) => x.open(Opened::Released { qseq, pubcomp }),
                         _ if !self.is_open() => return Step::Closed,
@@ -261,7 +260,7 @@ impl Outbound {
             };
             let dup = r.replay.sent_below.fetch_max(qseq + 1, Ordering::Relaxed) > qseq;
             let qos = d.qos;
-            match self.send(d, dup, Some((qseq, x)), w).await {
+            match self.send(d, dup, Some(qseq), x, w).await {
                 Sent::Written => r.sent(qos),
                 Sent::Lost if !self.is_open() => return Step::Closed,
                 // The client cannot take it (over its maximum packet size): dropped, or it would
@@ -334,7 +333,7 @@ impl Outbound {
     }
 
     /// Write one delivery (what fails, fails for this message only, or the connection is gone).
-    async fn send(&self, d: Delivery, dup: bool, queued: Option<(u64, &Exchanges)>, w: &Window) -> Sent {
+    async fn send(&self, d: Delivery, dup: bool, qseq: Option<u64>, x: &Exchanges, w: &Window) -> Sent {
         let m = &d.message;
         match self {
             Outbound::V3(sink) => {
@@ -342,7 +341,7 @@ impl Outbound {
                 if d.retain {
                     publish = publish.retain();
                 }
-                send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued, Received::V3)
+                send_at!(self, publish, d.qos, m.payload.clone(), w, qseq, x, Received::V3)
             }
             Outbound::V5(sink, aliases) => {
                 let alias = aliases.borrow_mut().pick(&m.topic);
@@ -364,7 +363,7 @@ impl Outbound {
                         NonZeroU32::new(left.as_secs().saturating_add(u64::from(left.subsec_nanos() > 0)).min(u64::from(u32::MAX)) as u32)
                     });
                 });
-                let sent = send_at!(self, sink, publish, d.qos, m.payload.clone(), w, queued, Received::V5);
+                let sent = send_at!(self, publish, d.qos, m.payload.clone(), w, qseq, x, Received::V5);
                 if let (Sent::Lost, AliasUse::Assign(a)) = (&sent, alias) {
                     aliases.borrow_mut().forget(&m.topic, a);
                 }

@@ -1,12 +1,12 @@
-//! A persistent session's queued QoS 2 deliveries in flight, several at once (within the
-//! client's receive maximum). The connection's writer (`super::deliver`) writes each PUBLISH
-//! (or, for a delivery the client received on an earlier connection, its PUBREL again) and
-//! opens its exchange here; this connection's exchange task takes every exchange through the
-//! rest, in the order they were opened:
+//! A connection's QoS 2 deliveries in flight, several at once (within the client's receive
+//! maximum). The connection's writer (`super::deliver`) writes each PUBLISH (or, for a queued
+//! delivery the client received on an earlier connection, its PUBREL again) and opens its
+//! exchange here; this connection's exchange task (started at the first) takes every exchange
+//! through the rest, in the order they were opened:
 //!
 //! ```text
-//! PUBLISH ─▶ PUBREC ─▶ row rewritten (SessionChange::Rewrite, sent at once) ─▶ committed
-//!         ─▶ PUBREL ─▶ PUBCOMP ─▶ row acknowledged (deleted in a later commit)
+//! PUBLISH ─▶ PUBREC ─▶ (queued: row rewritten, SessionChange::Rewrite, sent at once ─▶ committed)
+//!         ─▶ PUBREL ─▶ PUBCOMP ─▶ (queued: row acknowledged, deleted in a later commit)
 //! ```
 //!
 //! The client answers in the order it received (MQTT 4.6; ntex-mqtt closes the connection
@@ -20,9 +20,9 @@
 //! [`Exchanges::settled`] before a queued QoS 1 delivery, and for no QoS 1 in flight before a
 //! QoS 2 one), nor two exchanges with the same id ([`Exchanges::in_use`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashSet, VecDeque};
-use std::future::{Future, poll_fn};
+use std::future::{Future, poll_fn, ready};
 use std::num::NonZeroU16;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -61,8 +61,9 @@ impl Received {
 
 /// An exchange the writer opened.
 pub(super) enum Opened {
-    /// Its PUBLISH was written; the PUBREC comes next.
-    Published { qseq: u64, pubrec: Pubrec },
+    /// Its PUBLISH was written (of queued delivery `qseq`; `None`: a live one); the PUBREC
+    /// comes next.
+    Published { qseq: Option<u64>, pubrec: Pubrec },
     /// Its PUBREL was written again (the PUBREC came on an earlier connection); the PUBCOMP
     /// comes next.
     Released { qseq: u64, pubcomp: Pubcomp },
@@ -78,47 +79,59 @@ struct Open {
     count: Cell<usize>,
 }
 
-/// The writer's handle on its connection's exchange task (which ends once this is dropped and
-/// every open exchange has ended).
+/// The writer's handle on its connection's exchanges; their task starts with the first (a
+/// connection that gets no QoS 2 costs nothing more) and ends once this is dropped and every
+/// open exchange has ended.
 pub(super) struct Exchanges {
-    tx: mpsc::UnboundedSender<Opened>,
-    open: Rc<Open>,
+    task: OnceCell<(mpsc::UnboundedSender<Opened>, Rc<Open>)>,
+    out: Outbound,
+    /// A persistent session's part (records and acknowledgements of queued deliveries).
+    r: Option<Rc<Replayer>>,
+    w: Rc<Window>,
 }
 
 impl Exchanges {
-    /// Start the exchange task of a persistent session's connection.
-    pub(super) fn start(out: Outbound, r: Rc<Replayer>, w: Rc<Window>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let open = Rc::new(Open::default());
-        ntex_rt::spawn(run(rx, out, r, w, open.clone()));
-        Exchanges { tx, open }
+    /// The exchanges of the connection `out` writes to.
+    pub(super) fn new(out: Outbound, r: Option<Rc<Replayer>>, w: Rc<Window>) -> Self {
+        Exchanges { task: OnceCell::new(), out, r, w }
     }
 
     /// Hand an exchange whose first packet was written to the task.
     pub(super) fn open(&self, opened: Opened) {
+        let (tx, open) = self.task.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let open = Rc::new(Open::default());
+            ntex_rt::spawn(run(rx, self.out.clone(), self.r.clone(), self.w.clone(), open.clone()));
+            (tx, open)
+        });
         let qseq = match &opened {
-            Opened::Published { qseq, .. } | Opened::Released { qseq, .. } => *qseq,
+            Opened::Published { qseq, .. } => *qseq,
+            Opened::Released { qseq, .. } => Some(*qseq),
         };
-        self.open.ids.borrow_mut().insert(packet_id(qseq));
-        self.open.count.set(self.open.count.get() + 1);
+        if let Some(qseq) = qseq {
+            open.ids.borrow_mut().insert(packet_id(qseq));
+        }
+        open.count.set(open.count.get() + 1);
         // The task only ends after this sender is dropped.
-        let _ = self.tx.send(opened);
+        let _ = tx.send(opened);
     }
 
-    /// Whether an open exchange uses `id`.
+    /// Whether an open exchange of a queued delivery uses `id`.
     pub(super) fn in_use(&self, id: NonZeroU16) -> bool {
-        self.open.ids.borrow().contains(&id)
+        self.task.get().is_some_and(|(_, open)| open.ids.borrow().contains(&id))
     }
 
     /// Wait until no exchange is open; false when the connection is gone.
-    pub(super) async fn settled(&self, out: &Outbound) -> bool {
-        while self.open.count.get() > 0 {
-            if !out.is_open() {
-                return false;
+    pub(super) async fn settled(&self) -> bool {
+        if let Some((_, open)) = self.task.get() {
+            while open.count.get() > 0 {
+                if !self.out.is_open() {
+                    return false;
+                }
+                let _ = ntex_util::time::timeout(Duration::from_secs(1), open.settled.notified()).await;
             }
-            let _ = ntex_util::time::timeout(Duration::from_secs(1), self.open.settled.notified()).await;
         }
-        out.is_open()
+        self.out.is_open()
     }
 }
 
@@ -132,13 +145,15 @@ enum Step {
 }
 
 /// Take every exchange opened through `rx` to its end.
-async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Rc<Replayer>, w: Rc<Window>, open: Rc<Open>) {
-    let mut pubrecs: VecDeque<(u64, Pubrec)> = VecDeque::new();
-    let mut commits: VecDeque<(u64, Received, Commit)> = VecDeque::new();
-    let mut pubcomps: VecDeque<(u64, Pubcomp)> = VecDeque::new();
+async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<Rc<Replayer>>, w: Rc<Window>, open: Rc<Open>) {
+    let mut pubrecs: VecDeque<(Option<u64>, Pubrec)> = VecDeque::new();
+    let mut commits: VecDeque<(Option<u64>, Received, Commit)> = VecDeque::new();
+    let mut pubcomps: VecDeque<(Option<u64>, Pubcomp)> = VecDeque::new();
     let mut more = true;
-    let end = |qseq: u64| {
-        open.ids.borrow_mut().remove(&packet_id(qseq));
+    let end = |qseq: Option<u64>| {
+        if let Some(qseq) = qseq {
+            open.ids.borrow_mut().remove(&packet_id(qseq));
+        }
         open.count.set(open.count.get() - 1);
         if open.count.get() == 0 {
             open.settled.notify_waiters();
@@ -170,14 +185,21 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Rc<Repla
         .await;
         match step {
             Step::Opened(Opened::Published { qseq, pubrec }) => pubrecs.push_back((qseq, pubrec)),
-            Step::Opened(Opened::Released { qseq, pubcomp }) => pubcomps.push_back((qseq, pubcomp)),
+            Step::Opened(Opened::Released { qseq, pubcomp }) => pubcomps.push_back((Some(qseq), pubcomp)),
             Step::NoMore => more = false,
             Step::Received(received) => {
                 let Some((qseq, _)) = pubrecs.pop_front() else { continue };
                 match received {
-                    // Recorded before the PUBREL: from then on only the PUBREL goes again.
-                    Ok(received) => commits.push_back((qseq, received, Box::pin(r.received(qseq)))),
-                    // The connection is gone: left queued, sent again with DUP.
+                    Ok(received) => {
+                        let commit: Commit = match (qseq, &r) {
+                            // Recorded before the PUBREL: from then on only the PUBREL goes again.
+                            (Some(qseq), Some(r)) => Box::pin(r.received(qseq)),
+                            // A live delivery: nothing to record.
+                            _ => Box::pin(ready(true)),
+                        };
+                        commits.push_back((qseq, received, commit));
+                    }
+                    // The connection is gone (a queued delivery stays queued: sent again, DUP).
                     Err(_) => end(qseq),
                 }
             }
@@ -200,12 +222,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Rc<Repla
             }
             Step::Completed(done) => {
                 let Some((qseq, _)) = pubcomps.pop_front() else { continue };
-                if done.is_ok() {
+                if let (Ok(()), Some(qseq)) = (done, qseq) {
                     w.acked(qseq);
                 }
                 end(qseq);
             }
         }
     }
-    r.flush(&w.acks);
+    if let Some(r) = &r {
+        r.flush(&w.acks);
+    }
 }

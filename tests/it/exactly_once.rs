@@ -1,6 +1,6 @@
 //! Outgoing QoS 2 to a persistent session is exactly once across connections and a SIGKILL
-//! (MQTT 3.1.1 and 5, 4.4), also with several deliveries in flight at once, on both protocol
-//! versions, with a raw client that stops where a
+//! (MQTT 3.1.1 and 5, 4.4), also with several deliveries in flight at once (as a clean
+//! session's are), on both protocol versions, with a raw client that stops where a
 //! real one could lose its connection: a PUBLISH whose PUBREC never came goes again with DUP and
 //! the same packet id; once the PUBREC came only the PUBREL goes again (also after the gateway
 //! was killed and restarted), never the message; after the PUBCOMP nothing. The same client runs
@@ -36,9 +36,13 @@ async fn expect_pubrel(s: &mut Raw, pkid: u16) {
     }
 }
 
-/// A new lasting session of `client` subscribed at QoS 2 to `eo/<client>`, and that topic.
-async fn subscribed(addr: SocketAddr, who: &str, client: &str, v5: bool) -> (Raw, String) {
-    let (mut s, present) = Raw::connect_persistent(addr, client, v5).await;
+/// A new lasting (or clean) session of `client` subscribed at QoS 2 to `eo/<client>`, and that
+/// topic.
+async fn subscribed(addr: SocketAddr, who: &str, client: &str, v5: bool, lasting: bool) -> (Raw, String) {
+    let (mut s, present) = match lasting {
+        true => Raw::connect_persistent(addr, client, v5).await,
+        false => (Raw::connect(addr, client, v5).await, false),
+    };
     assert!(!present, "{who}: a new session");
     let topic = format!("eo/{client}");
     s.send(&subscribe_packet(1, &topic, 2, v5)).await;
@@ -53,7 +57,7 @@ async fn subscribed(addr: SocketAddr, who: &str, client: &str, v5: bool) -> (Raw
 /// without a PUBREC; the next connection gets the same PUBLISH with DUP and the same packet id,
 /// answers PUBREC and is dropped once the PUBREL came (no PUBCOMP). The packet id.
 async fn until_released(addr: SocketAddr, who: &str, client: &str, v5: bool, payload: &str) -> u16 {
-    let (mut s, topic) = subscribed(addr, who, client, v5).await;
+    let (mut s, topic) = subscribed(addr, who, client, v5, true).await;
     publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", payload]).await;
     let first = expect_publish(&mut s).await;
     assert_eq!((first.dup, first.qos, first.topic.as_str(), first.payload.as_slice()), (false, 2, topic.as_str(), payload.as_bytes()));
@@ -105,6 +109,10 @@ async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connectio
         let client = if v5 { "eo-pipe-5" } else { "eo-pipe-3" };
         several_in_flight(theirs, &format!("mosquitto {client}"), client, v5).await;
         several_in_flight(mqtt, &format!("gateway {client}"), client, v5).await;
+
+        let client = if v5 { "eo-live-5" } else { "eo-live-3" };
+        several_live_in_flight(theirs, &format!("mosquitto {client}"), client, v5).await;
+        several_live_in_flight(mqtt, &format!("gateway {client}"), client, v5).await;
     }
     let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
     util::eventually("no delivery left queued", WAIT, queued).await;
@@ -119,22 +127,41 @@ async fn answer(s: &mut Raw, first: u8, pkids: &[u16]) {
     }
 }
 
+/// `m1`, `m2`, `m3` published to `topic`; their three PUBLISHes, read before any is answered.
+async fn three_in_flight(s: &mut Raw, addr: SocketAddr, who: &str, client: &str, topic: &str) -> Vec<u16> {
+    for m in ["m1", "m2", "m3"] {
+        publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", topic, "-m", m]).await;
+    }
+    let mut pkids = Vec::new();
+    for m in ["m1", "m2", "m3"] {
+        let p = expect_publish(s).await;
+        assert_eq!((p.dup, p.qos, p.payload.as_slice()), (false, 2, m.as_bytes()), "{who}: {m} before any PUBREC");
+        assert!(!pkids.contains(&p.pkid), "{who}: a packet id in use twice: {pkids:?} {}", p.pkid);
+        pkids.push(p.pkid);
+    }
+    pkids
+}
+
+/// The same for a clean session's (live) deliveries: three in flight, PUBRELs in the order of
+/// the PUBRECs, nothing after the PUBCOMPs.
+async fn several_live_in_flight(addr: SocketAddr, who: &str, client: &str, v5: bool) {
+    let (mut s, topic) = subscribed(addr, who, client, v5, false).await;
+    let pkids = three_in_flight(&mut s, addr, who, client, &topic).await;
+    answer(&mut s, 0x50, &pkids).await;
+    for pkid in &pkids {
+        expect_pubrel(&mut s, *pkid).await;
+    }
+    answer(&mut s, 0x70, &pkids).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing after the PUBCOMPs");
+}
+
 /// Three queued QoS 2 deliveries are in flight together (the client has not answered the first
 /// when the third comes), their PUBRELs go in the order of the PUBRECs, a connection lost after
 /// two PUBRECs sends those two PUBRELs again and the third PUBLISH again with DUP and its packet
 /// id, and once all are completed nothing comes again.
 async fn several_in_flight(addr: SocketAddr, who: &str, client: &str, v5: bool) {
-    let (mut s, topic) = subscribed(addr, who, client, v5).await;
-    for m in ["m1", "m2", "m3"] {
-        publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", m]).await;
-    }
-    let mut pkids = Vec::new();
-    for m in ["m1", "m2", "m3"] {
-        let p = expect_publish(&mut s).await;
-        assert_eq!((p.dup, p.qos, p.payload.as_slice()), (false, 2, m.as_bytes()), "{who}: {m} before any PUBREC");
-        assert!(!pkids.contains(&p.pkid), "{who}: a packet id in use twice: {pkids:?} {}", p.pkid);
-        pkids.push(p.pkid);
-    }
+    let (mut s, topic) = subscribed(addr, who, client, v5, true).await;
+    let pkids = three_in_flight(&mut s, addr, who, client, &topic).await;
     answer(&mut s, 0x50, &pkids[..2]).await;
     expect_pubrel(&mut s, pkids[0]).await;
     expect_pubrel(&mut s, pkids[1]).await;
