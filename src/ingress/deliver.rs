@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use edge_gateway_actors::metrics::DeliveryDrop;
 use ntex_bytes::ByteString;
+use ntex_mqtt::error::SendPacketError;
 use ntex_mqtt::{v3, v5};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
@@ -101,6 +102,16 @@ enum Sent {
     Written,
     /// Not sent: too large for this client, or the connection is gone.
     Lost,
+    /// Not sent: its packet id is still in flight (a queued delivery: sent once it is not).
+    Later,
+}
+
+/// How a send that failed ended.
+fn failed(e: &SendPacketError) -> Sent {
+    match e {
+        SendPacketError::PacketIdInUse(_) => Sent::Later,
+        _ => Sent::Lost,
+    }
 }
 
 /// Send a v3 or v5 `publish` builder at `qos` (their methods share names, not a trait); QoS 1
@@ -131,7 +142,7 @@ macro_rules! send_at {
                     $w.acks.borrow_mut().in_flight.push_back($qseq);
                     Sent::Written
                 }
-                Err(_) => Sent::Lost,
+                Err(e) => failed(&e),
             },
             _ => {
                 let publish = match $qseq {
@@ -143,7 +154,7 @@ macro_rules! send_at {
                         $x.open(Opened::Published { qseq: $qseq, pubrec: Box::pin(async move { pubrec.await.map($received) }) });
                         Sent::Written
                     }
-                    Err(_) => Sent::Lost,
+                    Err(e) => failed(&e),
                 }
             }
         }
@@ -263,6 +274,11 @@ impl Outbound {
             match self.send(d, dup, Some(qseq), x, w).await {
                 Sent::Written => r.sent(qos),
                 Sent::Lost if !self.is_open() => return Step::Closed,
+                // Sent again from this row once what holds its id is done.
+                Sent::Later => {
+                    *next = qseq;
+                    return if x.settled().await { Step::More } else { Step::Closed };
+                }
                 // The client cannot take it (over its maximum packet size): dropped, or it would
                 // come back on every connection and hold a place in the queue for good.
                 Sent::Lost => {
@@ -325,7 +341,7 @@ impl Outbound {
 
     /// Write the PUBREL of a queued QoS 2 delivery the client received on an earlier
     /// connection again, with its packet id; the wait for its PUBCOMP.
-    fn release_again(&self, id: NonZeroU16) -> Result<Pubcomp, ntex_mqtt::error::SendPacketError> {
+    fn release_again(&self, id: NonZeroU16) -> Result<Pubcomp, SendPacketError> {
         match self {
             Outbound::V3(s) => s.release_again(id).map(|f| Box::pin(f) as Pubcomp),
             Outbound::V5(s, _) => s.release_again(id).map(|f| Box::pin(f) as Pubcomp),
@@ -364,7 +380,7 @@ impl Outbound {
                     });
                 });
                 let sent = send_at!(self, publish, d.qos, m.payload.clone(), w, qseq, x, Received::V5);
-                if let (Sent::Lost, AliasUse::Assign(a)) = (&sent, alias) {
+                if let (Sent::Lost | Sent::Later, AliasUse::Assign(a)) = (&sent, alias) {
                     aliases.borrow_mut().forget(&m.topic, a);
                 }
                 sent

@@ -72,8 +72,10 @@ pub(super) enum Opened {
 /// The exchanges open on one connection, as the writer sees them.
 #[derive(Default)]
 struct Open {
-    /// Packet ids of the open exchanges.
+    /// Packet ids of the open exchanges of queued deliveries.
     ids: RefCell<HashSet<NonZeroU16>>,
+    /// Open exchanges of live deliveries (their ids are ntex-mqtt's).
+    live: Cell<usize>,
     /// Woken when the last one ends.
     settled: Notify,
     count: Cell<usize>,
@@ -108,17 +110,19 @@ impl Exchanges {
             Opened::Published { qseq, .. } => *qseq,
             Opened::Released { qseq, .. } => Some(*qseq),
         };
-        if let Some(qseq) = qseq {
-            open.ids.borrow_mut().insert(packet_id(qseq));
+        match qseq {
+            Some(qseq) => drop(open.ids.borrow_mut().insert(packet_id(qseq))),
+            None => open.live.set(open.live.get() + 1),
         }
         open.count.set(open.count.get() + 1);
         // The task only ends after this sender is dropped.
         let _ = tx.send(opened);
     }
 
-    /// Whether an open exchange of a queued delivery uses `id`.
+    /// Whether an open exchange may use `id`: a queued delivery's with that id, or any live one
+    /// (ntex-mqtt does not pick an id in flight, but the queue's ids are not its picks).
     pub(super) fn in_use(&self, id: NonZeroU16) -> bool {
-        self.task.get().is_some_and(|(_, open)| open.ids.borrow().contains(&id))
+        self.task.get().is_some_and(|(_, open)| open.live.get() > 0 || open.ids.borrow().contains(&id))
     }
 
     /// Wait until no exchange is open; false when the connection is gone.
@@ -135,6 +139,23 @@ impl Exchanges {
     }
 }
 
+/// Exchanges whose PUBREC came, waiting for its record to be committed.
+struct Commits {
+    queue: VecDeque<(Option<u64>, Received, Commit)>,
+    out: Outbound,
+}
+
+impl Drop for Commits {
+    /// The task ends (the gateway stops) with records not committed: the connection is closed
+    /// first, so dropping their `Received` cannot write a PUBREL (ntex-mqtt writes one when a
+    /// `PublishReceived` is dropped), which must not go before its record.
+    fn drop(&mut self) {
+        if !self.queue.is_empty() {
+            self.out.force_close();
+        }
+    }
+}
+
 /// What the task does next.
 enum Step {
     Opened(Opened),
@@ -147,19 +168,20 @@ enum Step {
 /// Take every exchange opened through `rx` to its end.
 async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<Rc<Replayer>>, w: Rc<Window>, open: Rc<Open>) {
     let mut pubrecs: VecDeque<(Option<u64>, Pubrec)> = VecDeque::new();
-    let mut commits: VecDeque<(Option<u64>, Received, Commit)> = VecDeque::new();
+    let mut commits = Commits { queue: VecDeque::new(), out: out.clone() };
     let mut pubcomps: VecDeque<(Option<u64>, Pubcomp)> = VecDeque::new();
     let mut more = true;
     let end = |qseq: Option<u64>| {
-        if let Some(qseq) = qseq {
-            open.ids.borrow_mut().remove(&packet_id(qseq));
+        match qseq {
+            Some(qseq) => drop(open.ids.borrow_mut().remove(&packet_id(qseq))),
+            None => open.live.set(open.live.get() - 1),
         }
         open.count.set(open.count.get() - 1);
         if open.count.get() == 0 {
             open.settled.notify_waiters();
         }
     };
-    while more || !pubrecs.is_empty() || !commits.is_empty() || !pubcomps.is_empty() {
+    while more || !pubrecs.is_empty() || !commits.queue.is_empty() || !pubcomps.is_empty() {
         // The oldest exchange of each step, latest step first (it frees the most).
         let step = poll_fn(|cx| {
             if let Some((_, f)) = pubcomps.front_mut()
@@ -167,7 +189,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<R
             {
                 return Poll::Ready(Step::Completed(done));
             }
-            if let Some((_, _, f)) = commits.front_mut()
+            if let Some((_, _, f)) = commits.queue.front_mut()
                 && let Poll::Ready(ok) = f.as_mut().poll(cx)
             {
                 return Poll::Ready(Step::Recorded(ok));
@@ -197,14 +219,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<R
                             // A live delivery: nothing to record.
                             _ => Box::pin(ready(true)),
                         };
-                        commits.push_back((qseq, received, commit));
+                        commits.queue.push_back((qseq, received, commit));
                     }
                     // The connection is gone (a queued delivery stays queued: sent again, DUP).
                     Err(_) => end(qseq),
                 }
             }
             Step::Recorded(ok) => {
-                let Some((qseq, received, _)) = commits.pop_front() else { continue };
+                let Some((qseq, received, _)) = commits.queue.pop_front() else { continue };
                 if !ok {
                     // Not recorded: a PUBREL now could be followed by the message again on a
                     // later connection. Closed before any PUBREL is written; the next

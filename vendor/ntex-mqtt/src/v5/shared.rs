@@ -241,6 +241,19 @@ impl MqttShared {
     }
 
     pub(super) fn next_id(&self) -> num::NonZeroU16 {
+        // edge-gateway patch: skip ids still in flight (the gateway also sends with ids of its
+        // own choosing, see PATCHED.md); at most one turn of the id space.
+        let mut idx = self.next_id_once();
+        for _ in 0..u16::MAX {
+            if !self.queues.borrow().inflight_ids.contains(&idx) {
+                break;
+            }
+            idx = self.next_id_once();
+        }
+        idx
+    }
+
+    fn next_id_once(&self) -> num::NonZeroU16 {
         let idx = self.inflight_idx.get() + 1;
         self.inflight_idx.set(idx);
         let idx = if idx == u16::MAX {
@@ -426,78 +439,72 @@ impl MqttShared {
 
     fn pkt_ack_inner(&self, pkt: Ack) -> Result<(), error::MqttProtocolError> {
         let mut queues = self.queues.borrow_mut();
+        let id = pkt.packet_id();
 
-        // check ack order
-        if let Some((idx, tx, tp)) = queues.inflight.pop_front() {
-            if idx != pkt.packet_id() {
-                log::trace!(
-                    "MQTT protocol error, packet_id order does not match, expected {}, got: {}",
-                    idx,
-                    pkt.packet_id()
-                );
-                Err(error::MqttProtocolError::packet_id_mismatch())
-            } else if matches!(pkt, Ack::Receive(_)) {
-                // get publish ack channel
-                log::trace!("Ack packet receive with id: {}", pkt.packet_id());
-
-                if let Some(tx) = tx {
-                    let _ = tx.send(pkt);
-                }
-                queues.releasing += 1;
-                Ok(())
-            } else if matches!(pkt, Ack::Complete(_)) {
-                // get publish ack channel
-                log::trace!("Ack packet complete with id: {}", pkt.packet_id());
-                queues.inflight_ids.remove(&pkt.packet_id());
-
-                if let Some(tx) = tx {
-                    let _ = tx.send(pkt);
-                }
-
-                // wake up queued request (receive max limit)
-                while let Some(tx) = queues.waiters.pop_front() {
-                    if tx.send(()).is_ok() {
-                        break;
-                    }
-                }
-                Ok(())
+        // edge-gateway patch: an ack answers the in-flight entry of its own type. PUBACK,
+        // SUBACK and UNSUBACK answer the oldest of their type (MQTT 4.6: in the order of their
+        // requests); PUBREC and PUBCOMP the one with their packet id, wherever it is (a client
+        // may answer a PUBREL before a PUBLISH sent ahead of it). Anything else closes the
+        // connection, as an ack out of order did.
+        let pos = match pkt {
+            Ack::Receive(_) | Ack::Complete(_) => queues
+                .inflight
+                .iter()
+                .position(|(idx, _, tp)| *idx == id && pkt.is_match(*tp)),
+            _ => queues.inflight.iter().position(|(_, _, tp)| pkt.is_match(*tp)),
+        };
+        let Some(pos) = pos else {
+            log::trace!("Unexpected ack packet: {:?}", pkt);
+            return Err(if queues.inflight.is_empty() {
+                error::MqttProtocolError::generic_violation(
+                    "Received PUBACK packet while there are no unacknowledged PUBLISH packets",
+                )
             } else {
-                // get publish ack channel
-                log::trace!("Ack packet with id: {}", pkt.packet_id());
-
-                // cleanup ack queue
-                queues.inflight_ids.remove(&pkt.packet_id());
-
-                if pkt.is_match(tp) {
-                    if let Some(tx) = tx {
-                        let _ = tx.send(pkt);
-                    } else {
-                        let cb = self.on_publish_ack.take().unwrap();
-                        (*cb)(pkt.publish(), false);
-                        self.on_publish_ack.set(Some(cb));
-                    }
-
-                    // wake up queued request (receive max limit)
-                    while let Some(tx) = queues.waiters.pop_front() {
-                        if tx.send(()).is_ok() {
-                            break;
-                        }
-                    }
-                    Ok(())
-                } else {
-                    log::trace!("MQTT protocol error, unexpeted packet");
-                    Err(error::MqttProtocolError::unexpected_packet(
-                        pkt.packet_type(),
-                        tp.expected_str(),
-                    ))
-                }
-            }
-        } else {
-            log::trace!("Unexpected PublishAck packet");
-            Err(error::MqttProtocolError::generic_violation(
-                "Received PUBACK packet while there are no unacknowledged PUBLISH packets",
-            ))
+                error::MqttProtocolError::unexpected_packet(
+                    pkt.packet_type(),
+                    queues.inflight[0].2.expected_str(),
+                )
+            });
+        };
+        if queues.inflight[pos].0 != id {
+            log::trace!(
+                "MQTT protocol error: packet id order does not match; expected {}, got: {}",
+                queues.inflight[pos].0,
+                id
+            );
+            return Err(error::MqttProtocolError::packet_id_mismatch());
         }
+        let (_, tx, _) = queues.inflight.remove(pos).expect("found above");
+        log::trace!("Ack packet with id: {}", id);
+        if matches!(pkt, Ack::Receive(_)) {
+            // The PUBCOMP's entry is queued when the PUBREL is written (`release_publish`);
+            // until then the exchange keeps its place of the receive maximum.
+            queues.releasing += 1;
+            if let Some(tx) = tx {
+                let _ = tx.send(pkt);
+            }
+            return Ok(());
+        }
+        queues.inflight_ids.remove(&id);
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(pkt);
+            }
+            None if matches!(pkt, Ack::Publish(_)) => {
+                let cb = self.on_publish_ack.take().unwrap();
+                (*cb)(pkt.publish(), false);
+                self.on_publish_ack.set(Some(cb));
+            }
+            None => {}
+        }
+
+        // wake up queued request (receive max limit)
+        while let Some(tx) = queues.waiters.pop_front() {
+            if tx.send(()).is_ok() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Register ack in response channel
