@@ -9,16 +9,18 @@
 //!         ─▶ PUBREL ─▶ PUBCOMP ─▶ (queued: row acknowledged, deleted in a later commit)
 //! ```
 //!
-//! The client answers in the order it received (MQTT 4.6; ntex-mqtt closes the connection
-//! otherwise) and the storage actor commits in the order it was sent, so each step only ever
-//! waits on its oldest exchange, and the PUBRELs go in the order of the PUBRECs. The rewrites
-//! of the PUBRECs that come while a commit runs meet in the storage actor's mailbox and share
-//! the next commit, so a session's QoS 2 drain is no longer one commit per message.
+//! Each step waits on its oldest exchange: PUBRECs come in the order of their PUBLISHes (MQTT
+//! 4.6) and the storage actor commits in the order it was sent, so the PUBRELs go in the order
+//! of the PUBRECs; a PUBCOMP that comes before an older one's only waits for it. The rewrites of
+//! the PUBRECs that come while a commit runs meet in the storage actor's mailbox and share the
+//! next commit, so a session's QoS 2 drain is no longer one commit per message.
 //!
 //! Packet ids: a queued QoS 2 delivery goes with the id derived from its queue number, a QoS 1
-//! one with ntex-mqtt's next id; so the writer never has both kinds in flight (it waits for
+//! one and a live one with ntex-mqtt's next id (which skips ids in flight); so the writer never
+//! has queued QoS 1 and QoS 2 deliveries in flight together (it waits for
 //! [`Exchanges::settled`] before a queued QoS 1 delivery, and for no QoS 1 in flight before a
-//! QoS 2 one), nor two exchanges with the same id ([`Exchanges::in_use`]).
+//! QoS 2 one), nor a queued QoS 2 one beside a live one or another with its id
+//! ([`Exchanges::in_use`]); one whose id is taken all the same is sent once it is free.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashSet, VecDeque};
