@@ -330,11 +330,17 @@ impl Outbound {
     /// Wait until no QoS 1 delivery is in flight (so no packet id of ntex-mqtt's is in use);
     /// false when the connection is gone.
     async fn drain(&self, w: &Window) -> bool {
-        while !w.acks.borrow().in_flight.is_empty() {
+        self.wait_until(&w.drained, || w.acks.borrow().in_flight.is_empty()).await
+    }
+
+    /// Wait until `done` holds, checked whenever `woken` is notified (and every second); false
+    /// when the connection is gone.
+    pub(super) async fn wait_until(&self, woken: &Notify, done: impl Fn() -> bool) -> bool {
+        while !done() {
             if !self.is_open() {
                 return false;
             }
-            let _ = ntex_util::time::timeout(Duration::from_secs(1), w.drained.notified()).await;
+            let _ = ntex_util::time::timeout(Duration::from_secs(1), woken.notified()).await;
         }
         self.is_open()
     }

@@ -29,7 +29,6 @@ use std::num::NonZeroU16;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Duration;
 
 use ntex_mqtt::error::SendPacketError;
 use ntex_mqtt::{v3, v5};
@@ -80,7 +79,13 @@ struct Open {
     live: Cell<usize>,
     /// Woken when the last one ends.
     settled: Notify,
-    count: Cell<usize>,
+}
+
+impl Open {
+    /// How many are open (a queued delivery's id is never open twice: [`Exchanges::in_use`]).
+    fn count(&self) -> usize {
+        self.ids.borrow().len() + self.live.get()
+    }
 }
 
 /// The writer's handle on its connection's exchanges; their task starts with the first (a
@@ -116,7 +121,6 @@ impl Exchanges {
             Some(qseq) => drop(open.ids.borrow_mut().insert(packet_id(qseq))),
             None => open.live.set(open.live.get() + 1),
         }
-        open.count.set(open.count.get() + 1);
         // The task only ends after this sender is dropped.
         let _ = tx.send(opened);
     }
@@ -129,15 +133,10 @@ impl Exchanges {
 
     /// Wait until no exchange is open; false when the connection is gone.
     pub(super) async fn settled(&self) -> bool {
-        if let Some((_, open)) = self.task.get() {
-            while open.count.get() > 0 {
-                if !self.out.is_open() {
-                    return false;
-                }
-                let _ = ntex_util::time::timeout(Duration::from_secs(1), open.settled.notified()).await;
-            }
+        match self.task.get() {
+            Some((_, open)) => self.out.wait_until(&open.settled, || open.count() == 0).await,
+            None => self.out.is_open(),
         }
-        self.out.is_open()
     }
 }
 
@@ -178,8 +177,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<R
             Some(qseq) => drop(open.ids.borrow_mut().remove(&packet_id(qseq))),
             None => open.live.set(open.live.get() - 1),
         }
-        open.count.set(open.count.get() - 1);
-        if open.count.get() == 0 {
+        if open.count() == 0 {
             open.settled.notify_waiters();
         }
     };
