@@ -111,7 +111,8 @@ pub struct MqttConfig {
     pub partial_packet_timeout: Duration,
     /// QoS1 publishes in flight per connection.
     pub max_inflight: u16,
-    /// ntex I/O threads.
+    /// MQTT I/O threads (`mqtt:worker:N`): each accepts on the listeners and runs the
+    /// connections it accepted.
     pub workers: usize,
 }
 

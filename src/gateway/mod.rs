@@ -76,8 +76,8 @@ pub struct Gateway {
     pub sinks: sinks::LiveSinks,
     /// Resolves when the root supervisor has stopped (or given up).
     root_done: JoinHandle<()>,
-    /// The ntex-mqtt server, stopped gracefully first.
-    mqtt_server: ntex_server::Server<ntex_server::net::Connection>,
+    /// The MQTT I/O threads, stopped first (accepting ends, open connections get a grace period).
+    mqtt_server: crate::ingress::accept::IoThreads,
     /// Tells the HTTP API, the admin API and the watchdog to stop.
     http_stop: watch::Sender<bool>,
     /// The HTTP API's server: it holds the store (inspection), so a stop waits for it.
@@ -260,8 +260,8 @@ impl Gateway {
 
     async fn stop_listeners(&self) {
         self.health.set_listeners_bound(false);
-        // Graceful: ntex waits for the in-flight handlers, whose commits complete first.
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.mqtt_server.stop(true)).await;
+        // Graceful: in-flight publishes commit within the grace period.
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.mqtt_server.stop()).await;
         let _ = self.http_stop.send(true);
     }
 }
@@ -349,7 +349,7 @@ fn start_listeners(
     inputs: &TreeInputs,
     trust: Trust,
     router: Arc<Router>,
-) -> Result<(ntex_server::Server<ntex_server::net::Connection>, SocketAddr, Option<SocketAddr>), GatewayError> {
+) -> Result<(crate::ingress::accept::IoThreads, SocketAddr, Option<SocketAddr>), GatewayError> {
     let anonymous = config.mqtt.plain && config.auth.plain == PlainAuth::Anonymous;
     let ingress = Ingress::new(IngressParts {
         storage: inputs.storage.clone(),

@@ -1,5 +1,5 @@
-//! The device listeners: bound by the gateway's start, then served by ntex-mqtt on a thread of
-//! its own (v3.1.1 and v5 on each port, plain and TLS).
+//! The device listeners: bound by the gateway's start, then served by ntex-mqtt on the MQTT I/O
+//! threads (v3.1.1 and v5 on each port, plain and TLS; accepting in `accept.rs`).
 
 use edge_gateway_actors::metrics::Listener;
 use std::net::SocketAddr;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ntex_mqtt::{MqttServer, v3, v5};
 use ntex_service::cfg::SharedCfg;
 
+use super::accept::{self, AcceptError, Build, Conns, IoThreads, Serve};
 use super::gate::Gate;
 use super::{Conn, Ingress, IngressError, IngressParts};
 use crate::config::Config;
@@ -27,12 +28,9 @@ pub enum ListenError {
         /// Why.
         source: std::io::Error,
     },
-    /// The MQTT thread or its server could not start.
-    #[error("cannot start the MQTT server: {0}")]
-    Thread(std::io::Error),
-    /// The MQTT thread ended before it reported.
-    #[error("the MQTT thread died while starting")]
-    ThreadDied,
+    /// An MQTT I/O thread could not start.
+    #[error(transparent)]
+    Start(#[from] AcceptError),
 }
 
 /// The bound device listeners.
@@ -85,14 +83,53 @@ fn refused(e: std::io::Error) -> ntex_mqtt::MqttError<IngressError> {
     ntex_mqtt::MqttError::Service(IngressError::Io(e))
 }
 
-/// Run ntex on its own thread with the bound listeners; returns the server handle.
+/// Start the MQTT I/O threads (`mqtt.workers`) on the bound listeners; returns once every
+/// thread accepts.
 pub fn start_mqtt(
     config: &Config,
     ingress: Ingress,
     listeners: Listeners,
     device_tls: Option<Arc<DeviceTls>>,
     health: edge_gateway_actors::health::Health,
-) -> Result<ntex_server::Server<ntex_server::net::Connection>, ListenError> {
+) -> Result<IoThreads, ListenError> {
+    let config = Arc::new(config.clone());
+    let gate = Gate::new(config.mqtt.max_connections, config.mqtt.max_new_connections_per_source, ingress.metrics.clone());
+    let plain = listeners.plain.map(|(l, _)| Arc::new(l));
+    let tls = match (listeners.tls, device_tls) {
+        (Some((l, _)), Some(material)) => {
+            let ingress = Ingress::new(IngressParts { tls: true, ..(*ingress).clone() });
+            Some((Arc::new(l), material, ingress))
+        }
+        _ => None,
+    };
+    let threads = config.mqtt.workers;
+    let builds = (0..threads).map(|_| {
+        let (config, gate, health, ingress, plain, tls) =
+            (config.clone(), gate.clone(), health.clone(), ingress.clone(), plain.clone(), tls.clone());
+        Box::new(move |conns: Conns| {
+            super::heartbeat::start_on_this_thread(&health);
+            let cfg = shared_cfg(&config);
+            let mut serving: Vec<Serve> = Vec::new();
+            if let Some(listener) = plain {
+                let socket = accept::watch(&listener)?;
+                let chain = gate.around(Listener::Plain, refused, mqtt_app!(ingress));
+                serving.push(Box::pin(accept::serve(socket, cfg.clone(), chain, conns.clone(), threads)));
+            }
+            if let Some((listener, tls, ingress)) = tls {
+                let socket = accept::watch(&listener)?;
+                let handshake = RotatingTls { metrics: ingress.metrics.clone(), tls };
+                let chain = ntex_service::service(handshake).map_err(refused).and_then(mqtt_app!(ingress));
+                serving.push(Box::pin(accept::serve(socket, cfg, gate.around(Listener::Tls, refused, chain), conns, threads)));
+            }
+            Ok(serving)
+        }) as Build
+    });
+    IoThreads::start(builds.collect()).map_err(ListenError::Start)
+}
+
+/// The configuration of the ntex layers under a connection: MQTT limits and timeouts, the TLS
+/// handshake's deadline, the read rate of a half-received packet.
+fn shared_cfg(config: &Config) -> SharedCfg {
     let mqtt_cfg = ntex_mqtt::MqttServiceConfig::new()
         .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
         .set_max_size(config.mqtt.max_packet_size)
@@ -115,61 +152,5 @@ pub fn start_mqtt(
         ntex_util::time::Seconds(partial.saturating_mul(30)),
         512,
     );
-    let gate = Gate::new(config.mqtt.max_connections, config.mqtt.max_new_connections_per_source, ingress.metrics.clone());
-    let workers = config.mqtt.workers;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("mqtt-io".into())
-        .spawn(move || {
-            let result = ntex_rt::System::new("mqtt", ntex_net::DefaultRuntime).block_on(async move {
-                let cfg = SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).add(io_cfg).build();
-                let server = build_server(workers, cfg, listeners, ingress, gate, device_tls, health).map(|b| b.run());
-                match server {
-                    Ok(server) => {
-                        let _ = tx.send(Ok(server.clone()));
-                        let _ = server.await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            });
-            tracing::debug!(?result, "MQTT runtime stopped.");
-        })
-        .map_err(ListenError::Thread)?;
-    rx.recv().map_err(|_| ListenError::ThreadDied)?.map_err(ListenError::Thread)
-}
-
-fn build_server(
-    workers: usize,
-    cfg: SharedCfg,
-    listeners: Listeners,
-    ingress: Ingress,
-    gate: Gate,
-    device_tls: Option<Arc<DeviceTls>>,
-    health: edge_gateway_actors::health::Health,
-) -> std::io::Result<ntex_server::net::ServerBuilder> {
-    let mut builder = ntex_server::net::build()
-        .workers(workers)
-        .disable_signals()
-        // A graceful stop waits this long for open connections; their in-flight
-        // publishes commit in milliseconds, idle devices just get disconnected.
-        .shutdown_timeout(ntex_util::time::Millis(3_000));
-    if let Some((listener, _)) = listeners.plain {
-        let (ingress, gate, health) = (ingress.clone(), gate.clone(), health.clone());
-        builder = builder.listen("mqtt", listener, cfg.clone(), async move |_| {
-            super::heartbeat::start_on_this_thread(&health);
-            gate.around(Listener::Plain, refused, mqtt_app!(ingress))
-        })?;
-    }
-    if let (Some((listener, _)), Some(tls)) = (listeners.tls, device_tls) {
-        let ingress = Ingress::new(IngressParts { tls: true, ..(*ingress).clone() });
-        let metrics = ingress.metrics.clone();
-        builder = builder.listen("mqtts", listener, cfg, async move |_| {
-            super::heartbeat::start_on_this_thread(&health);
-            let handshake = RotatingTls { tls: tls.clone(), metrics: metrics.clone() };
-            gate.around(Listener::Tls, refused, ntex_service::service(handshake).map_err(refused).and_then(mqtt_app!(ingress)))
-        })?;
-    }
-    Ok(builder)
+    SharedCfg::new("mqtt").add(mqtt_cfg).add(tls_cfg).add(io_cfg).build()
 }

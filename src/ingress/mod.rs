@@ -25,6 +25,7 @@
 //! Per PUBLISH: validate, append to the store, and answer only after the commit: v3 gets its
 //! PUBACK (or the connection is closed), v5 gets a PUBACK reason code.
 
+pub mod accept;
 pub mod aliases;
 pub mod batcher;
 mod closer;

@@ -263,3 +263,72 @@ async fn drop_oldest_and_ttl_are_announced_at_start_and_every_drop_is_logged_wit
     assert_eq!(harness::sample(&scrape, "gateway_dropped_messages_total{reason=\"quota\"}"), 2.0, "{scrape}");
     assert_eq!(gw.terminate(), Some(0));
 }
+
+/// CPU time (user + system) the process `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Two MQTT I/O threads, each accepting on the listener itself; then the process runs out of
+/// file descriptors (`prlimit`): the connections past the limit wait in the listen backlog, the
+/// gateway says why and does not spin, and every one of them gets in once descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_descriptor_limit_wait_and_get_in_once_descriptors_are_free() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    let (mqtt, http) = addrs();
+    let extra = Extra { mqtt: "workers = 2\nmax_connections = 0\nmax_new_connections_per_source = 0", ..Default::default() };
+    let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
+    let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
+    let pid = gw.child.id();
+    let mut first = Vec::new();
+    for i in 0..20u16 {
+        let mut device = crate::raw::Raw::connect(mqtt, &format!("fd-first-{i}"), i % 2 == 1).await;
+        device.publish("fd/first", format!("first-{i}").as_bytes(), 1).await;
+        assert_eq!(device.expect_puback(1).await, 0);
+        first.push(device);
+    }
+    poll_until("the first 20 messages forwarded", Duration::from_secs(20), || ingest.unique_keys() >= 20).await;
+
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let limit = open + 4;
+    let set = Command::new("prlimit").args([format!("--pid={pid}"), format!("--nofile={limit}:{limit}")]).status().unwrap();
+    assert!(set.success(), "prlimit");
+    let mut waiting = Vec::new();
+    for i in 0..12u16 {
+        let mut device = crate::raw::Raw::open(mqtt, false).await;
+        device.send(&crate::raw::connect_packet(&format!("fd-late-{i}"), false, true, 60)).await;
+        waiting.push(device);
+    }
+    let ticks = cpu_ticks(pid);
+    let mut answered = Vec::new();
+    for device in &mut waiting {
+        answered.push(matches!(device.next(Duration::from_millis(200)).await, crate::raw::Event::Packet(0x20, _)));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_ticks(pid) - ticks;
+    assert!(answered.contains(&false), "the descriptor limit ({limit}) held no connection back");
+    // A loop retrying `accept` without pause would use both I/O threads' CPU (~4 s of it here).
+    let hz = 100;
+    assert!(spent < hz, "the gateway used {spent} ticks of CPU in ~2.4 s while out of descriptors");
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(log.contains("Cannot accept an MQTT connection"), "the error is logged: {log}");
+
+    drop(first);
+    for (i, device) in waiting.iter_mut().enumerate() {
+        if !answered[i] {
+            let connack = device.next(Duration::from_secs(5)).await;
+            assert!(
+                matches!(connack, crate::raw::Event::Packet(0x20, _)),
+                "device {i}: no CONNACK once descriptors were free: {connack:?}"
+            );
+        }
+        device.publish("fd/late", format!("late-{i}").as_bytes(), 1).await;
+        assert_eq!(device.expect_puback(1).await, 0, "device {i}");
+    }
+    poll_until("every message forwarded", Duration::from_secs(20), || ingest.unique_keys() >= 32).await;
+    assert_eq!(gw.terminate(), Some(0), "both I/O threads stop");
+}

@@ -1,0 +1,260 @@
+//! The MQTT I/O threads ("mqtt:worker:N"). Each one accepts on the device listeners itself and
+//! runs the connections it accepted, so a CONNECT is accepted, read and answered on one thread
+//! (ntex-server, used before, accepted on a thread of its own and handed every socket to a
+//! worker through a third: two wake-ups per connection; docs/BENCHMARKS.md, "Idle connections").
+//!
+//! With several I/O threads each one waits on its own copy (`dup`) of every listening socket;
+//! the kernel wakes them all and one wins each `accept`. A stop closes those copies (no new
+//! connection is accepted), gives the open connections [`GRACE`] to end, then drops them.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ntex_io::Io;
+use ntex_service::cfg::SharedCfg;
+use ntex_service::{Pipeline, Service};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, watch};
+
+use crate::throttle::Throttle;
+
+/// How long a stop waits for open connections (their in-flight publishes commit in
+/// milliseconds; idle devices are disconnected when it runs out).
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// After an `accept` error that is not the peer's (no file descriptors left, say), the next try
+/// waits this long, so a full descriptor table does not spin the thread.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Sockets one thread takes per wake-up before it serves its connections again, when it is the
+/// only I/O thread. With several, each takes one at a time, so that a burst of connections is
+/// spread over the threads racing for it (ntex-server handed them out in turn).
+const ACCEPT_BATCH: usize = 16;
+
+/// Why an I/O thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// A copy of a listening socket for one more thread, or its registration.
+    #[error("cannot watch the listening socket {addr}: {source}")]
+    Watch {
+        /// The socket's address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The thread itself.
+    #[error("cannot start an MQTT I/O thread: {0}")]
+    Thread(std::io::Error),
+    /// The thread ended before it said it was serving.
+    #[error("an MQTT I/O thread died while starting")]
+    ThreadDied,
+}
+
+/// The accept loop ([`serve`]) of one listener on one I/O thread.
+pub type Serve = Pin<Box<dyn Future<Output = ()>>>;
+
+/// What an I/O thread runs first, on that thread (ntex services are not `Send`): it builds each
+/// listener's service chain and returns their accept loops.
+pub type Build = Box<dyn FnOnce(Conns) -> Result<Vec<Serve>, AcceptError> + Send>;
+
+/// The running I/O threads.
+pub struct IoThreads {
+    /// `true` tells every thread to stop.
+    stop: watch::Sender<bool>,
+    /// How many threads are still running.
+    running: watch::Receiver<usize>,
+}
+
+impl IoThreads {
+    /// Start one thread per `Build`; returns once each is accepting (or the first error).
+    pub fn start(builds: Vec<Build>) -> Result<Self, AcceptError> {
+        let count = builds.len();
+        let (stop, stop_rx) = watch::channel(false);
+        let (running_tx, running) = watch::channel(count);
+        let running_tx = std::sync::Arc::new(running_tx);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let threads = IoThreads { stop, running };
+        for (n, build) in builds.into_iter().enumerate() {
+            let (stop, ready, ended) = (stop_rx.clone(), ready_tx.clone(), Ended(running_tx.clone()));
+            let spawned = std::thread::Builder::new().name(format!("mqtt:worker:{n}")).spawn(move || {
+                let _ended = ended;
+                let system = ntex_rt::System::new(&format!("mqtt:{n}"), ntex_net::DefaultRuntime);
+                system.block_on(run(build, stop, ready));
+                tracing::debug!(thread = n, "MQTT I/O thread stopped.");
+            });
+            // (An early return drops `threads`, which stops those already started.)
+            spawned.map_err(AcceptError::Thread)?;
+        }
+        drop(ready_tx);
+        // Each thread drops its sender once it has answered, so a thread that dies first ends
+        // the wait.
+        for _ in 0..count {
+            ready_rx.recv().map_err(|_| AcceptError::ThreadDied)??;
+        }
+        Ok(threads)
+    }
+
+    /// Stop accepting, wait up to [`GRACE`] for open connections, then close the rest; returns
+    /// when every I/O thread has ended.
+    pub async fn stop(&self) {
+        self.stop_now();
+        let mut running = self.running.clone();
+        let _ = running.wait_for(|n| *n == 0).await;
+    }
+
+    fn stop_now(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Drop for IoThreads {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Counts a thread out when it ends, also by a panic.
+struct Ended(std::sync::Arc<watch::Sender<usize>>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// One I/O thread: build the chains, say so, accept until told to stop, then the grace period.
+async fn run(build: Build, mut stop: watch::Receiver<bool>, ready: std::sync::mpsc::Sender<Result<(), AcceptError>>) {
+    let conns = Conns::default();
+    let serving = match build(conns.clone()) {
+        Ok(serving) => serving,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    let mut tasks = Vec::new();
+    for serve in serving {
+        tasks.push(tokio::task::spawn_local(serve));
+    }
+    let _ = stop.wait_for(|stop| *stop).await;
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = tokio::time::timeout(GRACE, conns.none_open()).await;
+    // Returning ends the thread's runtime, which drops the connections still open.
+}
+
+/// The connections open on one I/O thread.
+#[derive(Clone, Default)]
+pub struct Conns(Rc<ConnsInner>);
+
+#[derive(Default)]
+struct ConnsInner {
+    open: Cell<usize>,
+    none_open: Notify,
+}
+
+impl Conns {
+    fn open(&self) -> ConnGuard {
+        self.0.open.set(self.0.open.get() + 1);
+        ConnGuard(self.clone())
+    }
+
+    async fn none_open(&self) {
+        while self.0.open.get() > 0 {
+            self.0.none_open.notified().await;
+        }
+    }
+}
+
+/// One open connection, counted until it ends.
+struct ConnGuard(Conns);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let inner = &self.0.0;
+        inner.open.set(inner.open.get() - 1);
+        if inner.open.get() == 0 {
+            inner.none_open.notify_waiters();
+        }
+    }
+}
+
+/// A listening socket made ready for one I/O thread: its own copy, non-blocking, registered
+/// with this thread's reactor. Called on that thread.
+pub fn watch(listener: &TcpListener) -> Result<AsyncFd<TcpListener>, AcceptError> {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let watch = || {
+        let own = listener.try_clone()?;
+        own.set_nonblocking(true)?;
+        // SAFETY: the `TcpListener` owns its descriptor until it is dropped, and the `AsyncFd`
+        // owns the `TcpListener`: the descriptor stays open and the same for the `AsyncFd`'s life.
+        unsafe { AsyncFd::register_with_interest(own, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)
+    };
+    watch().map_err(|source| AcceptError::Watch { addr, source })
+}
+
+/// Accept on `listener` for ever, handing each socket to `service` (through a pipeline, as
+/// ntex-server did) in a task of this thread.
+pub async fn serve<S, R, E>(listener: AsyncFd<TcpListener>, cfg: SharedCfg, service: S, conns: Conns, threads: usize)
+where
+    S: Service<SharedCfg, Io, Res = R, Error = E> + 'static,
+    R: 'static,
+    E: 'static,
+{
+    static THROTTLE: Throttle = Throttle::new();
+    let pipeline = Pipeline::new(cfg.clone(), service);
+    loop {
+        let mut ready = match listener.readable().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::error!(error = %e, "The MQTT listener cannot be watched; it accepts no more connections.");
+                return;
+            }
+        };
+        for _ in 0..if threads > 1 { 1 } else { ACCEPT_BATCH } {
+            match ready.try_io(|l| l.get_ref().accept()) {
+                Ok(Ok((socket, _))) => match ntex_net::from_tcp_stream(socket, cfg.clone()) {
+                    Ok(io) => {
+                        let guard = conns.open();
+                        let call = pipeline.call_static(io);
+                        ntex_rt::spawn(async move {
+                            let _ = call.await;
+                            drop(guard);
+                        });
+                    }
+                    Err(e) => tracing::debug!(error = %e, "An accepted socket could not be set up; closed."),
+                },
+                // Nothing more to accept: wait for the next wake-up.
+                Err(_would_block) => break,
+                // The peer gave up before we took it: the next one may be there.
+                Ok(Err(e)) if peer_gone(&e) => {}
+                Ok(Err(e)) => {
+                    if THROTTLE.allow() {
+                        tracing::error!(error = %e, "Cannot accept an MQTT connection; trying again shortly.");
+                    }
+                    drop(ready);
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    break;
+                }
+            }
+        }
+        // Let the connections just accepted (and the others) run before the next batch.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// An `accept` error that concerns only that one connection.
+fn peer_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted)
+}
