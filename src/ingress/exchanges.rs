@@ -7,6 +7,7 @@
 //! ```text
 //! PUBLISH ─▶ PUBREC ─▶ (queued: row rewritten, SessionChange::Rewrite, sent at once ─▶ committed)
 //!         ─▶ PUBREL ─▶ PUBCOMP ─▶ (queued: row acknowledged, deleted in a later commit)
+//! PUBLISH ─▶ PUBREC with a reason code >= 0x80 (MQTT 5: refused) ─▶ (queued: row acknowledged)
 //! ```
 //!
 //! Each step waits on its oldest exchange: PUBRECs come in the order of their PUBLISHes (MQTT
@@ -51,6 +52,15 @@ pub(super) type Pubcomp = Pin<Box<dyn Future<Output = Result<(), SendPacketError
 type Commit = Pin<Box<dyn Future<Output = bool>>>;
 
 impl Received {
+    /// Whether the client refused the message (MQTT 5 PUBREC with a reason code of 0x80 or
+    /// more): the exchange ended there, with no PUBREL.
+    fn refused(&self) -> bool {
+        match self {
+            Received::V3(_) => false,
+            Received::V5(r) => r.is_refused(),
+        }
+    }
+
     /// Write the PUBREL now; the wait for its PUBCOMP.
     fn release(self) -> Result<Pubcomp, SendPacketError> {
         match self {
@@ -212,6 +222,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<R
             Step::Received(received) => {
                 let Some((qseq, _)) = pubrecs.pop_front() else { continue };
                 match received {
+                    // Refused: done with, as a PUBACK with an error code ends a QoS 1 delivery
+                    // (a queued one is acknowledged, not sent again).
+                    Ok(received) if received.refused() => {
+                        if let Some(qseq) = qseq {
+                            w.acked(qseq);
+                        }
+                        end(qseq);
+                    }
                     Ok(received) => {
                         let commit: Commit = match (qseq, &r) {
                             // Recorded before the PUBREL: from then on only the PUBREL goes again.

@@ -5,7 +5,8 @@
 //! the same packet id; once the PUBREC came only the PUBREL goes again (also after the gateway
 //! was killed and restarted), never the message; after the PUBCOMP nothing. The same client runs
 //! the same case against a mosquitto started by the test (without the kill: it keeps its
-//! sessions in memory here), which must behave the same.
+//! sessions in memory here), which must behave the same. MQTT 5: a PUBREC that refuses the
+//! message ends that exchange.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -114,6 +115,8 @@ async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connectio
         several_live_in_flight(theirs, &format!("mosquitto {client}"), client, v5).await;
         several_live_in_flight(mqtt, &format!("gateway {client}"), client, v5).await;
     }
+    refused(theirs, "mosquitto eo-refuse-5", "eo-refuse-5").await;
+    refused(mqtt, "gateway eo-refuse-5", "eo-refuse-5").await;
     let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
     util::eventually("no delivery left queued", WAIT, queued).await;
     let code = gw.terminate();
@@ -185,4 +188,25 @@ async fn several_in_flight(addr: SocketAddr, who: &str, client: &str, v5: bool) 
     drop(s);
     let (mut s, _) = Raw::connect_persistent(addr, client, v5).await;
     assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing on the next connection");
+}
+
+/// MQTT 5: a PUBREC with a reason code of 0x80 or more ends its exchange (4.3.3): no PUBREL
+/// for it, the others in flight go on, and the refused message is not sent again on the next
+/// connection of the lasting session.
+async fn refused(addr: SocketAddr, who: &str, client: &str) {
+    let (mut s, topic) = subscribed(addr, who, client, true, true).await;
+    let pkids = three_in_flight(&mut s, addr, who, client, &topic).await;
+    let [refused, kept @ ..] = pkids.as_slice() else { unreachable!() };
+    // Packet id, reason code 0x80 (unspecified error), no properties.
+    s.send(&packet(0x50, [&refused.to_be_bytes()[..], &[0x80]].concat())).await;
+    answer(&mut s, 0x50, kept).await;
+    for pkid in kept {
+        expect_pubrel(&mut s, *pkid).await;
+    }
+    answer(&mut s, 0x70, kept).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: no PUBREL for the refused one, nothing after the PUBCOMPs");
+    drop(s);
+    let (mut s, present) = Raw::connect_persistent(addr, client, true).await;
+    assert!(present, "{who}: the session is kept");
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: the refused message is not sent again");
 }

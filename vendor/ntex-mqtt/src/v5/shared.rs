@@ -476,7 +476,9 @@ impl MqttShared {
         }
         let (_, tx, _) = queues.inflight.remove(pos).expect("found above");
         log::trace!("Ack packet with id: {}", id);
-        if matches!(pkt, Ack::Receive(_)) {
+        // edge-gateway patch: a PUBREC with a reason code of 0x80 or more ends the exchange
+        // (MQTT 5, 4.3.3: no PUBREL; its packet id is free again), like a PUBACK.
+        if matches!(&pkt, Ack::Receive(p) if u8::from(p.reason_code) < 0x80) {
             // The PUBCOMP's entry is queued when the PUBREL is written (`release_publish`);
             // until then the exchange keeps its place of the receive maximum.
             queues.releasing += 1;

@@ -510,16 +510,26 @@ impl fmt::Debug for PublishReceived {
 impl PublishReceived {
     fn new(ack: codec::PublishAck, shared: Rc<MqttShared>) -> Self {
         let packet_id = ack.packet_id;
+        // edge-gateway patch: a refusal (reason code 0x80 or more) ended the exchange; there
+        // is nothing to release.
+        let refused = u8::from(ack.reason_code) >= 0x80;
         Self {
             ack,
             shared,
-            result: Some(codec::PublishAck2 {
+            result: (!refused).then(|| codec::PublishAck2 {
                 packet_id,
                 reason_code: codec::PublishAck2Reason::Success,
                 properties: codec::UserProperties::default(),
                 reason_string: None,
             }),
         }
+    }
+
+    /// Whether the receiver refused the message (PUBREC reason code 0x80 or more): the
+    /// exchange ended there, no PUBREL goes (`release` fails with `UnexpectedRelease`).
+    /// (edge-gateway patch, see PATCHED.md.)
+    pub fn is_refused(&self) -> bool {
+        self.result.is_none()
     }
 
     /// Returns reference to auth packet
@@ -534,7 +544,9 @@ impl PublishReceived {
     where
         F: FnOnce(&mut codec::UserProperties),
     {
-        f(&mut self.result.as_mut().unwrap().properties);
+        if let Some(result) = self.result.as_mut() {
+            f(&mut result.properties);
+        }
         self
     }
 
@@ -542,13 +554,16 @@ impl PublishReceived {
     #[must_use]
     /// Set ack reason string
     pub fn reason(mut self, reason: ByteString) -> Self {
-        self.result.as_mut().unwrap().reason_string = Some(reason);
+        if let Some(result) = self.result.as_mut() {
+            result.reason_string = Some(reason);
+        }
         self
     }
 
     /// Release publish
     pub async fn release(mut self) -> Result<(), SendPacketError> {
-        let rx = self.shared.release_publish(self.result.take().unwrap())?;
+        let result = self.result.take().ok_or(SendPacketError::UnexpectedRelease)?;
+        let rx = self.shared.release_publish(result)?;
 
         rx.await
             .map(|_| ())
@@ -562,7 +577,8 @@ impl PublishReceived {
     pub fn release_now(
         mut self,
     ) -> Result<impl Future<Output = Result<(), SendPacketError>> + use<>, SendPacketError> {
-        let rx = self.shared.release_publish(self.result.take().unwrap())?;
+        let result = self.result.take().ok_or(SendPacketError::UnexpectedRelease)?;
+        let rx = self.shared.release_publish(result)?;
         Ok(async move { rx.await.map(|_| ()).map_err(|_| SendPacketError::Disconnected) })
     }
 }
