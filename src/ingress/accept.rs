@@ -5,26 +5,33 @@
 //!
 //! With several I/O threads each one waits on its own copy (`dup`) of every listening socket;
 //! the kernel wakes them all and one wins each `accept`. A stop closes those copies (no new
-//! connection is accepted), gives the open connections [`GRACE`] to end, then drops them.
+//! connection is accepted), lets the publishes already read be committed and answered (at most
+//! [`GRACE`]), gives the connections [`SETTLE`] more, then drops them.
 
 use std::cell::Cell;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::TcpListener;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
+use edge_gateway_actors::health::Health;
 use ntex_io::Io;
 use ntex_service::cfg::SharedCfg;
 use ntex_service::{Pipeline, Service};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, watch};
 
+use super::batcher;
 use crate::throttle::Throttle;
 
-/// How long a stop waits for open connections (their in-flight publishes commit in
-/// milliseconds; idle devices are disconnected when it runs out).
-pub const GRACE: Duration = Duration::from_secs(3);
+/// How long a stop waits at most for the publishes already read to be committed and answered
+/// (they take milliseconds; a device that goes on publishing is cut off at this point).
+const GRACE: Duration = Duration::from_secs(3);
+
+/// After those, how long the connections still open are given before they are closed.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// After an `accept` error that is not the peer's (no file descriptors left, say), the next try
 /// waits this long, so a full descriptor table does not spin the thread.
@@ -71,7 +78,7 @@ pub struct IoThreads {
 
 impl IoThreads {
     /// Start one thread per `Build`; returns once each is accepting (or the first error).
-    pub fn start(builds: Vec<Build>) -> Result<Self, AcceptError> {
+    pub fn start(builds: Vec<Build>, health: &Health) -> Result<Self, AcceptError> {
         let count = builds.len();
         let (stop, stop_rx) = watch::channel(false);
         let (running_tx, running) = watch::channel(count);
@@ -79,11 +86,11 @@ impl IoThreads {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let threads = IoThreads { stop, running };
         for (n, build) in builds.into_iter().enumerate() {
-            let (stop, ready, ended) = (stop_rx.clone(), ready_tx.clone(), Ended(running_tx.clone()));
+            let (stop, ready, ended, health) = (stop_rx.clone(), ready_tx.clone(), Ended(running_tx.clone()), health.clone());
             let spawned = std::thread::Builder::new().name(format!("mqtt:worker:{n}")).spawn(move || {
                 let _ended = ended;
                 let system = ntex_rt::System::new(&format!("mqtt:{n}"), ntex_net::DefaultRuntime);
-                system.block_on(run(build, stop, ready));
+                system.block_on(run(build, stop, ready, health));
                 tracing::debug!(thread = n, "MQTT I/O thread stopped.");
             });
             // (An early return drops `threads`, which stops those already started.)
@@ -98,8 +105,8 @@ impl IoThreads {
         Ok(threads)
     }
 
-    /// Stop accepting, wait up to [`GRACE`] for open connections, then close the rest; returns
-    /// when every I/O thread has ended.
+    /// Stop accepting, let the publishes in flight finish (at most [`GRACE`]), then close the
+    /// connections; returns when every I/O thread has ended.
     pub async fn stop(&self) {
         self.stop_now();
         let mut running = self.running.clone();
@@ -127,7 +134,7 @@ impl Drop for Ended {
 }
 
 /// One I/O thread: build the chains, say so, accept until told to stop, then the grace period.
-async fn run(build: Build, mut stop: watch::Receiver<bool>, ready: std::sync::mpsc::Sender<Result<(), AcceptError>>) {
+async fn run(build: Build, mut stop: watch::Receiver<bool>, ready: std::sync::mpsc::Sender<Result<(), AcceptError>>, health: Health) {
     let conns = Conns::default();
     let serving = match build(conns.clone()) {
         Ok(serving) => serving,
@@ -138,18 +145,35 @@ async fn run(build: Build, mut stop: watch::Receiver<bool>, ready: std::sync::mp
     };
     let _ = ready.send(Ok(()));
     drop(ready);
-    let mut tasks = Vec::new();
-    for serve in serving {
-        tasks.push(tokio::task::spawn_local(serve));
+    let mut tasks: Vec<_> = serving.into_iter().map(tokio::task::spawn_local).collect();
+    let ended = poll_fn(|cx| match tasks.iter_mut().any(|t| Pin::new(t).poll(cx).is_ready()) {
+        true => Poll::Ready(()),
+        false => Poll::Pending,
+    });
+    let stopped = tokio::select! {
+        _ = stop.wait_for(|stop| *stop) => true,
+        () = ended => false,
+    };
+    if !stopped {
+        // (A loop only ends on an error it logged, or a panic.) Not ready from now on, so that
+        // systemd's watchdog restarts the gateway; the open connections go on meanwhile.
+        tracing::error!("An MQTT I/O thread stopped accepting connections; the gateway is no longer ready.");
+        health.set_listeners_bound(false);
+        let _ = stop.wait_for(|stop| *stop).await;
     }
-    let _ = stop.wait_for(|stop| *stop).await;
-    for task in &tasks {
+    for task in tasks.into_iter().filter(|t| !t.is_finished()) {
         task.abort();
-    }
-    for task in tasks {
         let _ = task.await;
     }
-    let _ = tokio::time::timeout(GRACE, conns.none_open()).await;
+    // The publishes already read get their commit and their PUBACK; idle connections are not
+    // waited for.
+    let deadline = tokio::time::Instant::now() + GRACE;
+    while batcher::in_flight() > 0 && conns.any_open() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for the last PUBACKs to be written out, and for the connections' writers to hand
+    // their acknowledgements to the store.
+    let _ = tokio::time::timeout(SETTLE, conns.none_open()).await;
     // Returning ends the thread's runtime, which drops the connections still open.
 }
 
@@ -167,6 +191,10 @@ impl Conns {
     fn open(&self) -> ConnGuard {
         self.0.open.set(self.0.open.get() + 1);
         ConnGuard(self.clone())
+    }
+
+    fn any_open(&self) -> bool {
+        self.0.open.get() > 0
     }
 
     async fn none_open(&self) {

@@ -36,6 +36,29 @@ struct Batch {
 thread_local! {
     /// Each I/O thread runs its own single-threaded runtime: its batch needs no lock.
     static BATCH: Batch = Batch::default();
+    /// Appends of this thread not yet answered (sent or still collecting).
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many publishes of this I/O thread wait for their commit (a stop lets them finish).
+pub(super) fn in_flight() -> usize {
+    IN_FLIGHT.with(Cell::get)
+}
+
+/// One append counted in [`IN_FLIGHT`] until its publish has its result or is dropped.
+struct Counted;
+
+impl Counted {
+    fn new() -> Self {
+        IN_FLIGHT.with(|n| n.set(n.get() + 1));
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = IN_FLIGHT.try_with(|n| n.set(n.get().saturating_sub(1)));
+    }
 }
 
 /// Add `rec` to this thread's batch; the future resolves with its result after the commit
@@ -50,7 +73,9 @@ pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Fu
             ntex_rt::spawn(send(storage.clone(), Unschedule));
         }
     });
+    let counted = Counted::new();
     async move {
+        let _counted = counted;
         match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(AppendError::CommitFailed("storage dropped the request".into())),

@@ -124,7 +124,7 @@ pub fn start_mqtt(
             Ok(serving)
         }) as Build
     });
-    IoThreads::start(builds.collect()).map_err(ListenError::Start)
+    IoThreads::start(builds.collect(), &health).map_err(ListenError::Start)
 }
 
 /// The configuration of the ntex layers under a connection: MQTT limits and timeouts, the TLS

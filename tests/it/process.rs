@@ -293,10 +293,13 @@ async fn connections_past_the_descriptor_limit_wait_and_get_in_once_descriptors_
     }
     poll_until("the first 20 messages forwarded", Duration::from_secs(20), || ingest.unique_keys() >= 20).await;
 
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let limit = open + 4;
-    let set = Command::new("prlimit").args([format!("--pid={pid}"), format!("--nofile={limit}:{limit}")]).status().unwrap();
-    assert!(set.success(), "prlimit");
+    // The kernel gives the lowest free descriptor number below the limit: pick the limit that
+    // leaves exactly 4 numbers free under it (the table may have gaps).
+    let numbers: Vec<usize> =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let limit = (0..).find(|l| l - numbers.iter().filter(|n| *n < l).count() == 4).unwrap();
+    let set = Command::new("prlimit").args([format!("--pid={pid}"), format!("--nofile={limit}:{limit}")]).status();
+    assert!(set.expect("run prlimit (util-linux)").success(), "prlimit");
     let mut waiting = Vec::new();
     for i in 0..12u16 {
         let mut device = crate::raw::Raw::open(mqtt, false).await;
@@ -312,7 +315,7 @@ async fn connections_past_the_descriptor_limit_wait_and_get_in_once_descriptors_
     let spent = cpu_ticks(pid) - ticks;
     assert!(answered.contains(&false), "the descriptor limit ({limit}) held no connection back");
     // A loop retrying `accept` without pause keeps both I/O threads busy (up to ~8 s of CPU here).
-    let hz = 100;
+    let hz = 100; // USER_HZ, the unit of /proc/PID/stat's times on Linux
     assert!(spent < hz, "the gateway used {spent} ticks of CPU in ~4.4 s while out of descriptors");
     let log = std::fs::read_to_string(&gw.log).unwrap();
     assert!(log.contains("Cannot accept an MQTT connection"), "the error is logged: {log}");
