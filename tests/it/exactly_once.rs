@@ -117,6 +117,8 @@ async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connectio
     }
     refused(theirs, "mosquitto eo-refuse-5", "eo-refuse-5").await;
     refused(mqtt, "gateway eo-refuse-5", "eo-refuse-5").await;
+    refused_frees_its_place(theirs, "mosquitto eo-refuse-live-5", "eo-refuse-live-5").await;
+    refused_frees_its_place(mqtt, "gateway eo-refuse-live-5", "eo-refuse-live-5").await;
     let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
     util::eventually("no delivery left queued", WAIT, queued).await;
     let code = gw.terminate();
@@ -209,4 +211,34 @@ async fn refused(addr: SocketAddr, who: &str, client: &str) {
     let (mut s, present) = Raw::connect_persistent(addr, client, true).await;
     assert!(present, "{who}: the session is kept");
     assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: the refused message is not sent again");
+}
+
+/// MQTT 5, a clean session with a receive maximum of 1: a refusing PUBREC gives the exchange's
+/// place back at once (4.9), so the next message comes, and no PUBREL for the refused one.
+async fn refused_frees_its_place(addr: SocketAddr, who: &str, client: &str) {
+    let mut s = Raw::open(addr, true).await;
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60];
+    body.extend([3, 0x21, 0, 1]); // properties: receive maximum 1
+    body.extend((client.len() as u16).to_be_bytes());
+    body.extend(client.as_bytes());
+    s.send(&packet(0x10, body)).await;
+    match s.next(WAIT).await {
+        Event::Packet(0x20, body) => assert_eq!(body.get(1), Some(&0), "{who}: CONNACK refused: {body:?}"),
+        other => panic!("{who}: expected CONNACK, got {other:?}"),
+    }
+    let topic = format!("eo/{client}");
+    s.send(&subscribe_packet(1, &topic, 2, true)).await;
+    assert!(matches!(s.next(WAIT).await, Event::Packet(0x90, _)), "{who}: SUBACK");
+    for m in ["m1", "m2"] {
+        publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "2", "-t", &topic, "-m", m]).await;
+    }
+    let first = expect_publish(&mut s).await;
+    assert_eq!(first.payload, b"m1", "{who}");
+    s.send(&packet(0x50, [&first.pkid.to_be_bytes()[..], &[0x80]].concat())).await;
+    let second = expect_publish(&mut s).await;
+    assert_eq!(second.payload, b"m2", "{who}: the next message, not a PUBREL");
+    answer(&mut s, 0x50, &[second.pkid]).await;
+    expect_pubrel(&mut s, second.pkid).await;
+    answer(&mut s, 0x70, &[second.pkid]).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing after the PUBCOMP");
 }
