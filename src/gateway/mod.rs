@@ -76,8 +76,9 @@ pub struct Gateway {
     pub sinks: sinks::LiveSinks,
     /// Resolves when the root supervisor has stopped (or given up).
     root_done: JoinHandle<()>,
-    /// The MQTT I/O threads, stopped first (accepting ends, open connections get a grace period).
-    mqtt_server: crate::ingress::accept::IoThreads,
+    /// The MQTT I/O threads, stopped first (accepting ends, the publishes in flight get their
+    /// commit and PUBACK, then the connections close).
+    mqtt_threads: crate::ingress::accept::IoThreads,
     /// Tells the HTTP API, the admin API and the watchdog to stop.
     http_stop: watch::Sender<bool>,
     /// The HTTP API's server: it holds the store (inspection), so a stop waits for it.
@@ -203,7 +204,7 @@ impl Gateway {
             Some(a) => Some(services::start_admin(a, &inputs, &root, http_stop.subscribe()).await?),
             None => None,
         };
-        let (mqtt_server, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, trust, router)?;
+        let (mqtt_threads, mqtt_addr, tls_addr) = start_listeners(&config, &inputs, trust, router)?;
         tracing::info!(%mqtt_addr, ?tls_addr, %http_addr, gateway_id = %gateway_id, "Gateway started.");
         warn_lossy_storage_policy(&config.storage);
         for key in &config.ignored_env {
@@ -224,7 +225,7 @@ impl Gateway {
             rotation: inputs.rotation,
             sinks: live_sinks,
             root_done,
-            mqtt_server,
+            mqtt_threads,
             http_stop,
             http_task,
             _tracer: providers.0,
@@ -261,7 +262,7 @@ impl Gateway {
     async fn stop_listeners(&self) {
         self.health.set_listeners_bound(false);
         // Graceful: in-flight publishes commit within the grace period.
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.mqtt_server.stop()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.mqtt_threads.stop()).await;
         let _ = self.http_stop.send(true);
     }
 }

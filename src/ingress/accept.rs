@@ -241,6 +241,7 @@ where
 {
     static THROTTLE: Throttle = Throttle::new();
     let pipeline = Pipeline::new(cfg.clone(), service);
+    let batch = if threads > 1 { 1 } else { ACCEPT_BATCH };
     loop {
         let mut ready = match listener.readable().await {
             Ok(ready) => ready,
@@ -249,7 +250,7 @@ where
                 return;
             }
         };
-        for _ in 0..if threads > 1 { 1 } else { ACCEPT_BATCH } {
+        for _ in 0..batch {
             match ready.try_io(|l| l.get_ref().accept()) {
                 Ok(Ok((socket, _))) => match ntex_net::from_tcp_stream(socket, cfg.clone()) {
                     Ok(io) => {

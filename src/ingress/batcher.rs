@@ -31,33 +31,26 @@ struct Batch {
     waiting: RefCell<Vec<Waiting>>,
     /// A task to send the batch is already spawned.
     scheduled: Cell<bool>,
+    /// Appends not yet answered (collecting, sent, or waiting for their commit).
+    in_flight: Cell<usize>,
 }
 
 thread_local! {
     /// Each I/O thread runs its own single-threaded runtime: its batch needs no lock.
     static BATCH: Batch = Batch::default();
-    /// Appends of this thread not yet answered (sent or still collecting).
-    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
 }
 
 /// How many publishes of this I/O thread wait for their commit (a stop lets them finish).
 pub(super) fn in_flight() -> usize {
-    IN_FLIGHT.with(Cell::get)
+    BATCH.with(|b| b.in_flight.get())
 }
 
-/// One append counted in [`IN_FLIGHT`] until its publish has its result or is dropped.
+/// One append counted in `Batch::in_flight` until its publish has its result or is dropped.
 struct Counted;
-
-impl Counted {
-    fn new() -> Self {
-        IN_FLIGHT.with(|n| n.set(n.get() + 1));
-        Counted
-    }
-}
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let _ = IN_FLIGHT.try_with(|n| n.set(n.get().saturating_sub(1)));
+        let _ = BATCH.try_with(|b| b.in_flight.set(b.in_flight.get().saturating_sub(1)));
     }
 }
 
@@ -65,15 +58,16 @@ impl Drop for Counted {
 /// that holds it (or with a failure: storage down, or no answer within the call timeout).
 pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Future<Output = Result<Appended, AppendError>> + 'static {
     let (tx, rx) = oneshot::channel();
-    BATCH.with(|b| {
+    let counted = BATCH.with(|b| {
+        b.in_flight.set(b.in_flight.get() + 1);
         b.waiting.borrow_mut().push((rec, tx));
         if !b.scheduled.replace(true) {
             // The guard is an argument, so it lives in the task from its creation: a task dropped
             // before its first poll (its runtime stopping) clears the flag too.
             ntex_rt::spawn(send(storage.clone(), Unschedule));
         }
+        Counted
     });
-    let counted = Counted::new();
     async move {
         let _counted = counted;
         match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
