@@ -5,6 +5,7 @@ restarts, so devices and scripts reconnect to the same addresses.
 
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -19,11 +20,29 @@ from . import SetupError, track
 LAB_ACL = '[[allow]]\nidentities = ["*"]\npublish = ["#"]\nsubscribe = ["#"]\n'
 
 
+# Ports for the processes the scripts start and restart: below Linux's ephemeral range
+# (32768-60999), so no outgoing connection or port-0 bind of another process can take one
+# between the check here and the process's own bind (a CI run lost a chaos test to that), and
+# apart from the Rust tests' own range (20000-31999, tests/it/util.rs).
+PORTS = (10_000, 20_000)
+_random = random.SystemRandom()
+_given = set()
+
+
 def free_port():
-    """A free loopback TCP port (bind 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that was free a moment ago, never the same one twice in a process."""
+    for _ in range(2000):
+        port = _random.randrange(*PORTS)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise SetupError(f"no free port in {PORTS[0]}-{PORTS[1] - 1} on 127.0.0.1")
 
 
 def http(method, url, headers=None, timeout=2.0):
@@ -105,6 +124,7 @@ class Gateway:
         self.token_file = os.path.join(work_dir, "admin.token")
         self.proc = None
         self.starts = 0
+        self.port_retries = 0  # first starts repeated because a port was taken meanwhile
         self.store_path = os.path.join(self.data_dir, f"gateway.{backend}")
         os.makedirs(self.data_dir, exist_ok=True)
         self._write_files()
@@ -144,7 +164,23 @@ class Gateway:
 
     def start(self, wait_ready=True, ready_timeout=30.0):
         """Spawn `run`; with wait_ready, return ms from spawn to the first /readyz 200 (None if
-        not ready in time). Without, return None at once."""
+        not ready in time). Without, return None at once. If the very first start finds one of
+        its ports taken by another program since it was picked, new ones are picked (twice at
+        most): the scripts connect to the gateway only once it is up."""
+        ms = self._spawn(wait_ready, ready_timeout)
+        for _ in range(2):
+            if self.starts != 1 + self.port_retries or ms is not None or not wait_ready or self.alive():
+                break
+            if "Address already in use" not in self.log_tail():
+                break
+            self.log(f"a port of {self.log_path()} was taken meanwhile; starting again on other ports")
+            self.port_retries += 1
+            self.mqtt_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+            self._write_files()
+            ms = self._spawn(wait_ready, ready_timeout)
+        return ms
+
+    def _spawn(self, wait_ready, ready_timeout):
         self.starts += 1
         log = open(os.path.join(self.work_dir, f"gateway-{self.starts}.log"), "ab")
         t = time.monotonic()
@@ -190,6 +226,20 @@ class Gateway:
 
     def log_path(self, n=None):
         return os.path.join(self.work_dir, f"gateway-{n or self.starts}.log")
+
+    def log_tail(self, lines=15, n=None):
+        """The last lines of a start's log (default: the last start's)."""
+        try:
+            with open(self.log_path(n), "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 16384))
+                text = f.read().decode("utf-8", "replace")
+        except OSError as e:
+            return f"(cannot read {self.log_path(n)}: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def not_ready(self):
+        """The set-up error for a start that did not get ready, with its log's last lines."""
+        return SetupError(f"the gateway did not get ready; see {self.log_path()}; its last lines:\n{self.log_tail()}")
 
     def rss_kb(self):
         with open(f"/proc/{self.pid}/status") as f:

@@ -95,7 +95,7 @@ fn serve(config: Config, supervision: SupervisionConfig, path: Option<PathBuf>) 
         let gateway = match Gateway::start(config, supervision).await {
             Ok(g) => g,
             Err(e) => {
-                tracing::error!("Cannot start: {:#}", anyhow::Error::from(e));
+                tracing::error!("Cannot start: {}", with_causes(&e));
                 return Ended::Exit(ExitCode::FAILURE);
             }
         };
@@ -250,4 +250,19 @@ impl Stops {
             }
         }
     }
+}
+
+/// The error and each cause its message does not already quote: the start errors mostly put
+/// their source in their own message, and `{:#}` would print it twice.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -102,6 +102,25 @@ fn a_bad_config_exits_2_and_names_every_key() {
     assert!(text.contains("bogus"), "{text}");
 }
 
+/// A port another program holds: exit 1 at once, with one line that names the key, the
+/// address and the system's reason (once).
+#[test]
+fn a_taken_port_exits_1_and_names_the_key_and_the_address() {
+    let dir = util::temp_dir();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap();
+    let (_, http) = addrs();
+    let config =
+        harness::config_text(&dir.path().join("data"), "http://127.0.0.1:9/x", &taken.to_string(), &http.to_string(), &Extra::default());
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let (code, text) = run_cli(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
+    let line = text.lines().find(|l| l.contains("Cannot start")).unwrap_or_else(|| panic!("no start error: {text}"));
+    assert!(line.contains(&format!("mqtt.listen: cannot bind {taken}")), "{line}");
+    assert_eq!(line.matches("Address already in use").count(), 1, "{line}");
+}
+
 #[test]
 fn a_bad_supervision_file_exits_2_and_names_the_key() {
     let dir = util::temp_dir();
