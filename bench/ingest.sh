@@ -29,7 +29,8 @@ options:
                       commit, in the same run, and print this build / baseline
   --open-loop         also measure latency at a given load: loadgen --rate (open loop, latency
                       from each message's scheduled send time), 8 clients, against the gateway
-                      (group commit, each backend) and mosquitto, PUBACK p50/p99/p999
+                      (group commit, each backend) and mosquitto, PUBACK p50/p99/p999; then the
+                      disk alone (examples/diskprobe: fdatasync times on --data-root)
   --rate MSG_PER_S    the open-loop rate (implies --open-loop); default: half of the gateway's
                       median 8-client group-commit msg/s measured in this run
   --open-secs SECS    length of one open-loop run (default 10)
@@ -100,6 +101,7 @@ cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 GATEWAY=$TARGET_DIR/release/edge-gateway
 LOADGEN=$TARGET_DIR/release/examples/loadgen
+DISKPROBE=$TARGET_DIR/release/examples/diskprobe
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- prerequisites ------------------------------------------------------------------------
@@ -123,9 +125,10 @@ mkdir -p "$DATA_ROOT"
 
 if [[ $BUILD -eq 1 ]]; then
     log "building (release)"
-    cargo build --release --locked --bin edge-gateway --example loadgen >&2
+    cargo build --release --locked --bin edge-gateway --example loadgen --example diskprobe >&2
 fi
 [[ -x "$GATEWAY" && -x "$LOADGEN" ]] || die "missing $GATEWAY or $LOADGEN (build first)"
+[[ $OPEN_LOOP -eq 0 || -x "$DISKPROBE" ]] || die "missing $DISKPROBE (build first)"
 [[ -z "$BASELINE" || -x "$BASELINE" ]] || die "--baseline $BASELINE is not an executable"
 
 # --- server lifecycle -----------------------------------------------------------------------
@@ -359,6 +362,13 @@ if [[ $OPEN_LOOP -eq 1 ]]; then
     per_client=$(( (rate * OPEN_SECS + 7) / 8 ))
     for b in "${BACKENDS[@]}"; do measure "$b" 8 "$per_client" "$rate"; done
     measure mosquitto 8 "$per_client" "$rate"
+    # The disk alone, as the gateway's store sees it: what a durable PUBACK cannot beat.
+    disk=()
+    for i in $(seq "$RUNS"); do
+        log "disk alone: diskprobe --secs $OPEN_SECS, run $i/$RUNS"
+        disk+=("$(taskset -c 0 "$DISKPROBE" --dir "$WORK" --secs "$OPEN_SECS")") || die "diskprobe failed on $WORK"
+        log "  ${disk[-1]}"
+    done
     echo
     echo "Latency at a given load: open loop at $rate msg/s (half of the gateway's ($GC) 8-client maximum above unless --rate was given), 8 clients, $OPEN_SECS s per run, median of $RUNS runs; latency from each message's scheduled send time to its PUBACK."
     echo
@@ -374,4 +384,10 @@ if [[ $OPEN_LOOP -eq 1 ]]; then
     for b in "${BACKENDS[@]}"; do
         echo "| latency ratio, $b | $(ratio "${P50[$b,open]}" "${P50[mosquitto,open]}") | $(ratio "${P99[$b,open]}" "${P99[mosquitto,open]}") | $(ratio "${P999[$b,open]}" "${P999[mosquitto,open]}") |"
     done
+    echo
+    echo "The disk alone in the same run (examples/diskprobe: a 4 KB overwrite and its fdatasync every 1 ms, $OPEN_SECS s, median of $RUNS runs): the floor under a durable PUBACK, which mosquitto (in memory) does not pay."
+    echo
+    echo "| fdatasync | p50 ms | p99 ms | p999 ms | max ms | over 10 ms |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| $(median fsyncs "${disk[@]}") calls | $(median p50_ms "${disk[@]}") | $(median p99_ms "${disk[@]}") | $(median p999_ms "${disk[@]}") | $(median max_ms "${disk[@]}") | $(median over_10ms "${disk[@]}") |"
 fi

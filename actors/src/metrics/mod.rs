@@ -249,7 +249,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "puback_latency",
-            "Time from the storage actor taking a publish to its commit (when a QoS 1 PUBACK can go out)",
+            "Time from an MQTT I/O thread handing a publish to the storage actor to its commit (when a QoS 1 PUBACK can go out)",
             Unit::Seconds,
             self.puback_latency.clone(),
         );

@@ -72,7 +72,15 @@ pub enum StorageMsg {
     /// Store messages in this order (the appends one I/O thread collected in one turn
     /// of its event loop); one reply, after the commit that holds them all, with one result per
     /// message: one wake-up of that thread instead of one per message.
-    AppendBatch(Vec<NewRecord>, RpcReplyPort<Vec<Result<Appended, AppendError>>>),
+    AppendBatch {
+        /// The messages, in order.
+        records: Vec<NewRecord>,
+        /// When they were handed to the actor: `gateway_puback_latency_seconds` counts from
+        /// here, so the wait in the mailbox behind a slow commit is in it.
+        handed: Instant,
+        /// One result per message, after the commit.
+        reply: RpcReplyPort<Vec<Result<Appended, AppendError>>>,
+    },
     /// `sink` has every record below `next`.
     Ack { sink: String, next: u64, reply: RpcReplyPort<Result<(), AppendError>> },
     /// `sink` refused record `seq` for good: move it to `dead_letters` and pass it.
@@ -235,7 +243,7 @@ impl Actor for StorageActor {
                 state.injected_faults = n;
                 return Ok(());
             }
-            StorageMsg::AppendBatch(recs, reply) => Op::Append(recs, Instant::now(), AppendReply::Batch(reply)),
+            StorageMsg::AppendBatch { records, handed, reply } => Op::Append(records, handed, AppendReply::Batch(reply)),
             StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
             StorageMsg::DeadLetter { sink, seq, reason, reply } => Op::DeadLetter(sink, seq, reason, reply),
             StorageMsg::Session(op) => Op::Session(op),

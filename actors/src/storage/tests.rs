@@ -3,7 +3,7 @@
 //! Every test runs once per engine (`redb::*`, `sqlite::*`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
@@ -69,7 +69,8 @@ fn rec(i: usize) -> NewRecord {
 }
 
 async fn append(actor: &ActorRef<StorageMsg>, r: NewRecord) -> Result<Appended, AppendError> {
-    let results = actor.call(|reply| StorageMsg::AppendBatch(vec![r], reply), None).await.unwrap().unwrap();
+    let results =
+        actor.call(|reply| StorageMsg::AppendBatch { records: vec![r], handed: Instant::now(), reply }, None).await.unwrap().unwrap();
     results.into_iter().next().expect("one result per message")
 }
 
@@ -107,9 +108,33 @@ async fn without_group_commit_every_append_is_its_own_transaction(kind: BackendK
     assert_eq!(f.metrics.commits.get(), 20);
     // Also the messages of a batch: one transaction each, one reply.
     let batch: Vec<NewRecord> = (20..25).map(rec).collect();
-    let results = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    let results =
+        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
     assert_eq!(results.into_iter().map(|r| r.unwrap().seq).collect::<Vec<_>>(), [20, 21, 22, 23, 24]);
     assert_eq!(f.metrics.commits.get(), 25);
+}
+
+/// `gateway_puback_latency_seconds` counts from the hand-over to the actor, so the time a batch
+/// waited in the mailbox (behind a slow commit, say) is in it.
+async fn puback_latency_counts_from_the_hand_over_to_the_actor(kind: BackendKind) {
+    let f = start(kind, policy()).await;
+    let handed = Instant::now().checked_sub(Duration::from_millis(300)).expect("up for 300 ms");
+    let batch: Vec<NewRecord> = (0..4).map(rec).collect();
+    let results = f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed, reply }, None).await.unwrap().unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let mut registry = prometheus_client::registry::Registry::default();
+    f.metrics.register(&mut registry, "test");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let value = |suffix: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with("gateway_puback_latency_seconds_") && l.split(' ').next().unwrap().ends_with(suffix));
+        line.and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no puback_latency_seconds{suffix}: {text}"))
+    };
+    assert_eq!(value("_count"), 4.0);
+    assert!(value("_sum") >= 4.0 * 0.3, "sum {} for 4 appends handed over 300 ms ago", value("_sum"));
 }
 
 async fn the_reject_policy_refuses_appends_beyond_the_quota(kind: BackendKind) {
@@ -230,7 +255,8 @@ async fn kept_apart_records_skip_the_backlog_and_are_bounded(kind: BackendKind) 
     append(&f.actor, rec(0)).await.unwrap();
     let mut batch: Vec<NewRecord> = (1..=5).map(apart).collect();
     batch.push(rec(6));
-    let results = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    let results =
+        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     let last = results.last().unwrap().as_ref().unwrap();
     assert_eq!(last.seq, 1, "kept-apart records take no sequence number from the backlog");
@@ -381,7 +407,8 @@ async fn a_batch_is_stored_in_order_and_answered_once_after_its_commit(kind: Bac
     let f = start(kind, policy()).await;
     append(&f.actor, rec(0)).await.unwrap();
     let batch: Vec<NewRecord> = (1..6).map(rec).collect();
-    let results = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    let results =
+        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
     let seqs: Vec<u64> = results.into_iter().map(|r| r.unwrap().seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     let payloads: Vec<Vec<u8>> = f.store.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.payload).collect();
@@ -389,7 +416,8 @@ async fn a_batch_is_stored_in_order_and_answered_once_after_its_commit(kind: Bac
     // A failed commit answers every message of the batch with the failure, stores none.
     f.actor.cast(StorageMsg::InjectFaults(1)).unwrap();
     let batch: Vec<NewRecord> = (6..9).map(rec).collect();
-    let failed = f.actor.call(|reply| StorageMsg::AppendBatch(batch, reply), None).await.unwrap().unwrap();
+    let failed =
+        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|r| matches!(r, Err(AppendError::CommitFailed(_)))), "{failed:?}");
     assert_eq!(f.store.stats().unwrap().messages, 6);
@@ -444,6 +472,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     concurrent_appends_share_transactions_and_get_distinct_sequence_numbers,
     without_group_commit_every_append_is_its_own_transaction,
+    puback_latency_counts_from_the_hand_over_to_the_actor,
     the_reject_policy_refuses_appends_beyond_the_quota,
     the_drop_oldest_policy_makes_room_and_counts_the_drops,
     a_record_is_deleted_only_when_every_sink_has_it,
