@@ -15,7 +15,7 @@ use ractor::ActorRef;
 
 use tokio::sync::mpsc;
 
-use super::deliver::Outbound;
+use super::deliver::{Drops, Outbound};
 use super::replay::Replayer;
 use super::{Ingress, IngressError, clip};
 use crate::routing::Delivery;
@@ -175,7 +175,7 @@ impl ConnInner {
             return tx.clone();
         }
         let (tx, rx) = self.ingress.router.queue();
-        self.outbound.clone().start(rx, self.ingress.router.expired_counter(), None);
+        self.outbound.clone().start(rx, Drops::of(&self.ingress.router), None);
         *queue = Some(tx.clone());
         tx
     }
@@ -190,7 +190,7 @@ impl ConnInner {
             replay,
             ingress: self.ingress.clone(),
         });
-        self.outbound.clone().start(rx, self.ingress.router.expired_counter(), replay);
+        self.outbound.clone().start(rx, Drops::of(&self.ingress.router), replay);
     }
 
     /// Commit a change of this client's persistent session; an error when the store did not.

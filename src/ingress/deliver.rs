@@ -37,8 +37,8 @@ use tokio::sync::{Notify, mpsc};
 use super::aliases::{AliasUse, Aliases};
 use super::exchanges::{Exchanges, Opened, Pubcomp, Received};
 use super::replay::{READ_FAILURES, Replayer};
-use crate::routing::Delivery;
 use crate::routing::persist::Queued;
+use crate::routing::{Delivery, Router};
 
 /// Queued deliveries read from the store at once.
 const READ_BATCH: usize = 64;
@@ -68,6 +68,23 @@ pub(super) struct Window {
     acked: Notify,
     /// No QoS 1 delivery is in flight any more.
     drained: Notify,
+    /// Deliveries the client refused (`gateway_deliveries_dropped_total{reason="refused"}`).
+    pub(super) refused: Counter,
+}
+
+/// A writer's counts in `gateway_deliveries_dropped_total`.
+pub(super) struct Drops {
+    /// Expired while queued: dropped by the writer.
+    expired: Counter,
+    /// Refused by the client.
+    refused: Counter,
+}
+
+impl Drops {
+    /// The counters of `router`'s metrics.
+    pub(super) fn of(router: &Router) -> Self {
+        Drops { expired: router.drop_counter(DeliveryDrop::Expired), refused: router.drop_counter(DeliveryDrop::Refused) }
+    }
 }
 
 impl Window {
@@ -164,14 +181,18 @@ macro_rules! send_at {
 impl Outbound {
     /// Write the deliveries of `queue` (and, for a persistent session, its queued ones) until
     /// the queue closes or the connection does.
-    pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, expired: Counter, replay: Option<Replayer>) {
-        let w = Rc::new(Window::default());
+    pub(super) fn start(self, mut queue: mpsc::Receiver<Delivery>, drops: Drops, replay: Option<Replayer>) {
+        let Drops { expired, refused } = drops;
+        let w = Rc::new(Window { refused, ..Window::default() });
         let replay = replay.map(Rc::new);
         let x = Exchanges::new(self.clone(), replay.clone(), w.clone());
         let on_ack = {
             let w = w.clone();
             // Runs inside ntex-mqtt with the sink borrowed: it only records and wakes.
-            move |disconnected: bool| {
+            move |refused: bool, disconnected: bool| {
+                if refused {
+                    w.refused.inc();
+                }
                 let mut a = w.acks.borrow_mut();
                 let qseq = a.in_flight.pop_front().flatten();
                 if let (Some(qseq), false) = (qseq, disconnected) {
@@ -183,10 +204,10 @@ impl Outbound {
                 }
             }
         };
-        // Any PUBACK ends the exchange (an MQTT 5 one with an error code too: no resend).
+        // Any PUBACK ends the exchange (an MQTT 5 one with an error code too: no resend, counted).
         match &self {
-            Outbound::V3(s) => s.publish_ack_cb(move |_, disconnected| on_ack(disconnected)),
-            Outbound::V5(s, _) => s.publish_ack_cb(move |_, disconnected| on_ack(disconnected)),
+            Outbound::V3(s) => s.publish_ack_cb(move |_, disconnected| on_ack(false, disconnected)),
+            Outbound::V5(s, _) => s.publish_ack_cb(move |ack, disconnected| on_ack(u8::from(ack.reason_code) >= 0x80, disconnected)),
         }
         ntex_rt::spawn(async move {
             let mut next = 0u64;

@@ -225,6 +225,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Opened>, out: Outbound, r: Option<R
                     // Refused: done with, as a PUBACK with an error code ends a QoS 1 delivery
                     // (a queued one is acknowledged, not sent again).
                     Ok(received) if received.refused() => {
+                        w.refused.inc();
                         if let Some(qseq) = qseq {
                             w.acked(qseq);
                         }

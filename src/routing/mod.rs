@@ -198,9 +198,10 @@ impl Router {
         mpsc::channel(self.max_queued)
     }
 
-    /// What counts deliveries that expired while queued (the writer drops them).
-    pub fn expired_counter(&self) -> prometheus_client::metrics::counter::Counter {
-        self.metrics.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason: DeliveryDrop::Expired }).clone()
+    /// What counts the deliveries dropped for `reason` (for a connection's writer, which drops
+    /// the ones that expired while queued and counts the ones its client refused).
+    pub fn drop_counter(&self, reason: DeliveryDrop) -> prometheus_client::metrics::counter::Counter {
+        self.metrics.deliveries_dropped.get_or_create(&DeliveryDropLabels { reason }).clone()
     }
 
     /// Add (or replace: same filter) a subscription of `client_id` held by connection `conn`;

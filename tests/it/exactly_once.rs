@@ -5,8 +5,8 @@
 //! the same packet id; once the PUBREC came only the PUBREL goes again (also after the gateway
 //! was killed and restarted), never the message; after the PUBCOMP nothing. The same client runs
 //! the same case against a mosquitto started by the test (without the kill: it keeps its
-//! sessions in memory here), which must behave the same. MQTT 5: a PUBREC that refuses the
-//! message ends that exchange.
+//! sessions in memory here), which must behave the same. MQTT 5: a PUBREC (or a QoS 1 PUBACK)
+//! that refuses the message ends that exchange, and the gateway counts it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -119,6 +119,11 @@ async fn outgoing_qos_2_to_a_persistent_session_is_exactly_once_across_connectio
     refused(mqtt, "gateway eo-refuse-5", "eo-refuse-5").await;
     refused_frees_its_place(theirs, "mosquitto eo-refuse-live-5", "eo-refuse-live-5").await;
     refused_frees_its_place(mqtt, "gateway eo-refuse-live-5", "eo-refuse-live-5").await;
+    refused_at_qos_1(theirs, "mosquitto eo-refuse-q1-5", "eo-refuse-q1-5").await;
+    refused_at_qos_1(mqtt, "gateway eo-refuse-q1-5", "eo-refuse-q1-5").await;
+    // Two PUBRECs and one PUBACK refused: each counted once.
+    let refusals = sample(&http_get(http, "/metrics").await.1, r#"gateway_deliveries_dropped_total{reason="refused"}"#);
+    assert_eq!(refusals, 3.0, "refused deliveries counted");
     let queued = async || sample(&http_get(http, "/metrics").await.1, "gateway_session_queued_messages") == 0.0;
     util::eventually("no delivery left queued", WAIT, queued).await;
     let code = gw.terminate();
@@ -211,6 +216,23 @@ async fn refused(addr: SocketAddr, who: &str, client: &str) {
     let (mut s, present) = Raw::connect_persistent(addr, client, true).await;
     assert!(present, "{who}: the session is kept");
     assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: the refused message is not sent again");
+}
+
+/// MQTT 5 at QoS 1: a PUBACK that refuses the message ends its delivery (not sent again), and
+/// the next message comes.
+async fn refused_at_qos_1(addr: SocketAddr, who: &str, client: &str) {
+    let (mut s, topic) = subscribed(addr, who, client, true, false).await;
+    for m in ["m1", "m2"] {
+        publish(addr.port(), &["-i", &format!("{client}-pub"), "-q", "1", "-t", &topic, "-m", m]).await;
+    }
+    let first = expect_publish(&mut s).await;
+    assert_eq!((first.qos, first.payload.as_slice()), (1, b"m1".as_slice()), "{who}");
+    // Packet id, reason code 0x80 (unspecified error), no properties.
+    s.send(&packet(0x40, [&first.pkid.to_be_bytes()[..], &[0x80]].concat())).await;
+    let second = expect_publish(&mut s).await;
+    assert_eq!((second.dup, second.payload.as_slice()), (false, b"m2".as_slice()), "{who}: the next message, m1 not again");
+    answer(&mut s, 0x40, &[second.pkid]).await;
+    assert_eq!(s.next(QUIET).await, Event::Timeout, "{who}: nothing after the PUBACK");
 }
 
 /// MQTT 5, a clean session with a receive maximum of 1: a refusing PUBREC gives the exchange's

@@ -273,6 +273,9 @@ label_values! {
         SessionFull => "session_full",
         /// The client cannot take a queued message (larger than its maximum packet size).
         Unsendable => "unsendable",
+        /// The client refused it: an MQTT 5 PUBACK or PUBREC with a reason code of 0x80 or more.
+        /// The delivery ends there (a queued one is not sent again).
+        Refused => "refused",
     }
 }
 
