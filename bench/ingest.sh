@@ -372,11 +372,11 @@ if [[ $OPEN_LOOP -eq 1 ]]; then
     echo
     echo "Latency at a given load: open loop at $rate msg/s (half of the gateway's ($GC) 8-client maximum above unless --rate was given), 8 clients, $OPEN_SECS s per run, median of $RUNS runs; latency from each message's scheduled send time to its PUBACK."
     echo
-    echo "| server | rate msg/s | messages | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | PUBACK p999 ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| server | rate msg/s | messages | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | PUBACK p999 ms | server CPU µs/msg |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for server in "${BACKENDS[@]}" mosquitto; do
         k="$server,open"
-        echo "| ${LABEL[$server]} | $rate | ${TOTAL[$k]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} | ${P999[$k]} |"
+        echo "| ${LABEL[$server]} | $rate | ${TOTAL[$k]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} | ${P999[$k]} | $(per_msg_us "${CPU[$k]}" "${TOTAL[$k]}") |"
     done
     echo
     echo "| gateway / mosquitto | p50 | p99 | p999 |"
