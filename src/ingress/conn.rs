@@ -15,8 +15,9 @@ use ractor::ActorRef;
 
 use tokio::sync::mpsc;
 
-use super::deliver::{Drops, Outbound};
+use super::deliver::Outbound;
 use super::replay::Replayer;
+use super::window::Drops;
 use super::{Ingress, IngressError, clip};
 use crate::routing::Delivery;
 use crate::routing::sessions::Replay;

@@ -21,7 +21,6 @@
 //! ntex-mqtt: vendor/ntex-mqtt/PATCHED.md).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -37,8 +36,9 @@ use tokio::sync::{Notify, mpsc};
 use super::aliases::{AliasUse, Aliases};
 use super::exchanges::{Exchanges, Opened, Pubcomp, Received};
 use super::replay::{READ_FAILURES, Replayer};
+use super::window::{Drops, Window};
+use crate::routing::Delivery;
 use crate::routing::persist::Queued;
-use crate::routing::{Delivery, Router};
 
 /// Queued deliveries read from the store at once.
 const READ_BATCH: usize = 64;
@@ -50,49 +50,6 @@ pub enum Outbound {
     V3(v3::MqttSink),
     /// MQTT 5, with the topic aliases given to the client.
     V5(v5::MqttSink, Rc<RefCell<Aliases>>),
-}
-
-/// Queued deliveries in flight (QoS 1, in the order sent; `None`: a live one) and those
-/// acknowledged since the last flush.
-#[derive(Default)]
-pub(super) struct Acks {
-    in_flight: VecDeque<Option<u64>>,
-    pub(super) acked: Vec<u64>,
-}
-
-/// A writer's acknowledgements and the wake-ups they give.
-#[derive(Default)]
-pub(super) struct Window {
-    pub(super) acks: RefCell<Acks>,
-    /// Queued deliveries were acknowledged: hand them to the store.
-    acked: Notify,
-    /// No QoS 1 delivery is in flight any more.
-    drained: Notify,
-    /// Deliveries the client refused (`gateway_deliveries_dropped_total{reason="refused"}`).
-    pub(super) refused: Counter,
-}
-
-/// A writer's counts in `gateway_deliveries_dropped_total`.
-pub(super) struct Drops {
-    /// Expired while queued: dropped by the writer.
-    expired: Counter,
-    /// Refused by the client.
-    refused: Counter,
-}
-
-impl Drops {
-    /// The counters of `router`'s metrics.
-    pub(super) fn of(router: &Router) -> Self {
-        Drops { expired: router.drop_counter(DeliveryDrop::Expired), refused: router.drop_counter(DeliveryDrop::Refused) }
-    }
-}
-
-impl Window {
-    /// Queued delivery `qseq` was acknowledged (its QoS 2 exchange completed).
-    pub(super) fn acked(&self, qseq: u64) {
-        self.acks.borrow_mut().acked.push(qseq);
-        self.acked.notify_one();
-    }
 }
 
 /// The packet id of queued delivery `qseq` (the same on every connection).
@@ -186,28 +143,11 @@ impl Outbound {
         let w = Rc::new(Window { refused, ..Window::default() });
         let replay = replay.map(Rc::new);
         let x = Exchanges::new(self.clone(), replay.clone(), w.clone());
-        let on_ack = {
-            let w = w.clone();
-            // Runs inside ntex-mqtt with the sink borrowed: it only records and wakes.
-            move |refused: bool, disconnected: bool| {
-                if refused {
-                    w.refused.inc();
-                }
-                let mut a = w.acks.borrow_mut();
-                let qseq = a.in_flight.pop_front().flatten();
-                if let (Some(qseq), false) = (qseq, disconnected) {
-                    a.acked.push(qseq);
-                    w.acked.notify_one();
-                }
-                if a.in_flight.is_empty() {
-                    w.drained.notify_one();
-                }
-            }
-        };
         // Any PUBACK ends the exchange (an MQTT 5 one with an error code too: no resend, counted).
+        let w2 = w.clone();
         match &self {
-            Outbound::V3(s) => s.publish_ack_cb(move |_, disconnected| on_ack(false, disconnected)),
-            Outbound::V5(s, _) => s.publish_ack_cb(move |ack, disconnected| on_ack(u8::from(ack.reason_code) >= 0x80, disconnected)),
+            Outbound::V3(s) => s.publish_ack_cb(move |_, disconnected| w2.puback(false, disconnected)),
+            Outbound::V5(s, _) => s.publish_ack_cb(move |ack, disconnected| w2.puback(u8::from(ack.reason_code) >= 0x80, disconnected)),
         }
         ntex_rt::spawn(async move {
             let mut next = 0u64;

@@ -35,8 +35,9 @@ use ntex_mqtt::error::SendPacketError;
 use ntex_mqtt::{v3, v5};
 use tokio::sync::{Notify, mpsc};
 
-use super::deliver::{Outbound, Window, packet_id};
+use super::deliver::{Outbound, packet_id};
 use super::replay::Replayer;
+use super::window::Window;
 
 /// What a PUBREC resolves to: the exchange, ready for its PUBREL.
 pub(super) enum Received {

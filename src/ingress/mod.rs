@@ -18,7 +18,8 @@
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
 //! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection
 //!   (with `aliases.rs`: MQTT 5 topic aliases towards the client; `replay.rs`: a persistent
-//!   session's queued deliveries; `exchanges.rs`: their QoS 2 exchanges, several at once).
+//!   session's queued deliveries; `exchanges.rs`: their QoS 2 exchanges, several at once;
+//!   `window.rs`: the writer's deliveries in flight, their acknowledgements and its drop counts).
 //! - [`v3`], [`v5`]: thin adapters from ntex-mqtt's packets to that path and back.
 //! - [`protocol`]: subscriptions, pings and why a connection stopped.
 //!
@@ -42,6 +43,7 @@ pub mod session;
 pub mod strict;
 pub mod v3;
 pub mod v5;
+mod window;
 
 use edge_gateway_actors::metrics::AuthFailure;
 use std::time::Duration;

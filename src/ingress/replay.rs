@@ -10,7 +10,8 @@ use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
 use prometheus_client::metrics::counter::Counter;
 
 use super::Ingress;
-use super::deliver::{Acks, packet_id};
+use super::deliver::packet_id;
+use super::window::Acks;
 use crate::routing::persist::{Queued, decode_queued, encode_released};
 use crate::routing::sessions::Replay;
 use crate::throttle::Throttle;
