@@ -124,7 +124,6 @@ class Gateway:
         self.token_file = os.path.join(work_dir, "admin.token")
         self.proc = None
         self.starts = 0
-        self.port_retries = 0  # first starts repeated because a port was taken meanwhile
         self.store_path = os.path.join(self.data_dir, f"gateway.{backend}")
         os.makedirs(self.data_dir, exist_ok=True)
         self._write_files()
@@ -167,14 +166,14 @@ class Gateway:
         not ready in time). Without, return None at once. If the very first start finds one of
         its ports taken by another program since it was picked, new ones are picked (twice at
         most): the scripts connect to the gateway only once it is up."""
+        first = self.starts == 0
         ms = self._spawn(wait_ready, ready_timeout)
         for _ in range(2):
-            if self.starts != 1 + self.port_retries or ms is not None or not wait_ready or self.alive():
+            if not first or not wait_ready or ms is not None or self.alive():
                 break
             if "Address already in use" not in self.log_tail():
                 break
             self.log(f"a port of {self.log_path()} was taken meanwhile; starting again on other ports")
-            self.port_retries += 1
             self.mqtt_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
             self._write_files()
             ms = self._spawn(wait_ready, ready_timeout)

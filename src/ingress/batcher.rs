@@ -118,7 +118,7 @@ async fn call(storage: &ActorSlot<StorageMsg>, records: Vec<NewRecord>) -> Resul
     let actor = storage.get().ok_or_else(|| AppendError::CommitFailed("storage actor is down".into()))?;
     let (tx, rx) = ractor::concurrency::oneshot();
     actor
-        .send_message(StorageMsg::AppendBatch { records, handed: std::time::Instant::now(), reply: tx.into() })
+        .send_message(StorageMsg::append_batch(records, tx.into()))
         .map_err(|e| AppendError::CommitFailed(format!("storage actor unreachable: {e}")))?;
     match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
         Ok(Ok(results)) => Ok(results),

@@ -4,7 +4,7 @@
 //! restart; persistent sessions get it in the same commit) and delivered to the matching local
 //! subscriptions once committed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edge_gateway_actors::record::NewRecord;
 use edge_gateway_actors::slot::ActorSlot;
@@ -61,14 +61,12 @@ pub async fn publish(router: &Router, storage: &ActorSlot<StorageMsg>, identity:
     let mut plan = router.plan(identity, message);
     rec.copies = plan.take_copies();
     let Some(actor) = storage.get() else { return Err(InjectError::Unavailable("the storage actor is restarting")) };
-    let appended =
-        match actor.call(|reply| StorageMsg::AppendBatch { records: vec![rec], handed: Instant::now(), reply }, Some(COMMIT_TIMEOUT)).await
-        {
-            Ok(CallResult::Success(mut results)) => results.pop().unwrap_or(Err(AppendError::CommitFailed("no result".into())))?,
-            Ok(_) | Err(_) => {
-                return Err(InjectError::Unavailable("the storage actor did not answer in time; the message may have been stored"));
-            }
-        };
+    let appended = match actor.call(|reply| StorageMsg::append_batch(vec![rec], reply), Some(COMMIT_TIMEOUT)).await {
+        Ok(CallResult::Success(mut results)) => results.pop().unwrap_or(Err(AppendError::CommitFailed("no result".into())))?,
+        Ok(_) | Err(_) => {
+            return Err(InjectError::Unavailable("the storage actor did not answer in time; the message may have been stored"));
+        }
+    };
     router.deliver(plan);
     Ok(appended)
 }

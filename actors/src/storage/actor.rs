@@ -100,6 +100,13 @@ pub enum StorageMsg {
     Session(SessionOp),
 }
 
+impl StorageMsg {
+    /// An [`StorageMsg::AppendBatch`] handed over now.
+    pub fn append_batch(records: Vec<NewRecord>, reply: RpcReplyPort<Vec<Result<Appended, AppendError>>>) -> Self {
+        StorageMsg::AppendBatch { records, handed: Instant::now(), reply }
+    }
+}
+
 pub(super) enum Op {
     /// Messages to store, when the actor received them, and where the results go.
     Append(Vec<NewRecord>, Instant, AppendReply),

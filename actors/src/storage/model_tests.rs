@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -280,10 +280,7 @@ async fn run_case(kind: BackendKind, limits: Limits, steps: Vec<Step>) -> Result
                 n += 1;
                 let rec = record(*len, n, virtual_now(kind));
                 let want = model.append(&rec, &limits);
-                let got = call(&h.actor, |reply| StorageMsg::AppendBatch { records: vec![rec], handed: Instant::now(), reply })
-                    .await
-                    .remove(0)
-                    .map(|a| a.seq);
+                let got = call(&h.actor, |reply| StorageMsg::append_batch(vec![rec], reply)).await.remove(0).map(|a| a.seq);
                 prop_assert_eq!(got, want, "step {}: append", i);
             }
             Step::Ack(sink, back) => {
@@ -316,7 +313,7 @@ async fn run_case(kind: BackendKind, limits: Limits, steps: Vec<Step>) -> Result
                 let mut with = model.clone();
                 let appended = with.append(&rec, &limits).is_ok();
                 let (tx, _rx) = ractor::concurrency::oneshot();
-                h.actor.cast(StorageMsg::AppendBatch { records: vec![rec], handed: Instant::now(), reply: tx.into() }).unwrap();
+                h.actor.cast(StorageMsg::append_batch(vec![rec], tx.into())).unwrap();
                 h.crash().await;
                 let seen = observe(&h.store);
                 // Either the whole transaction committed before the kill or none of it did.

@@ -69,8 +69,7 @@ fn rec(i: usize) -> NewRecord {
 }
 
 async fn append(actor: &ActorRef<StorageMsg>, r: NewRecord) -> Result<Appended, AppendError> {
-    let results =
-        actor.call(|reply| StorageMsg::AppendBatch { records: vec![r], handed: Instant::now(), reply }, None).await.unwrap().unwrap();
+    let results = actor.call(|reply| StorageMsg::append_batch(vec![r], reply), None).await.unwrap().unwrap();
     results.into_iter().next().expect("one result per message")
 }
 
@@ -108,8 +107,7 @@ async fn without_group_commit_every_append_is_its_own_transaction(kind: BackendK
     assert_eq!(f.metrics.commits.get(), 20);
     // Also the messages of a batch: one transaction each, one reply.
     let batch: Vec<NewRecord> = (20..25).map(rec).collect();
-    let results =
-        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
+    let results = f.actor.call(|reply| StorageMsg::append_batch(batch, reply), None).await.unwrap().unwrap();
     assert_eq!(results.into_iter().map(|r| r.unwrap().seq).collect::<Vec<_>>(), [20, 21, 22, 23, 24]);
     assert_eq!(f.metrics.commits.get(), 25);
 }
@@ -255,8 +253,7 @@ async fn kept_apart_records_skip_the_backlog_and_are_bounded(kind: BackendKind) 
     append(&f.actor, rec(0)).await.unwrap();
     let mut batch: Vec<NewRecord> = (1..=5).map(apart).collect();
     batch.push(rec(6));
-    let results =
-        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
+    let results = f.actor.call(|reply| StorageMsg::append_batch(batch, reply), None).await.unwrap().unwrap();
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     let last = results.last().unwrap().as_ref().unwrap();
     assert_eq!(last.seq, 1, "kept-apart records take no sequence number from the backlog");
@@ -407,8 +404,7 @@ async fn a_batch_is_stored_in_order_and_answered_once_after_its_commit(kind: Bac
     let f = start(kind, policy()).await;
     append(&f.actor, rec(0)).await.unwrap();
     let batch: Vec<NewRecord> = (1..6).map(rec).collect();
-    let results =
-        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
+    let results = f.actor.call(|reply| StorageMsg::append_batch(batch, reply), None).await.unwrap().unwrap();
     let seqs: Vec<u64> = results.into_iter().map(|r| r.unwrap().seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     let payloads: Vec<Vec<u8>> = f.store.read_batch(0, 10, usize::MAX).unwrap().into_iter().map(|r| r.payload).collect();
@@ -416,8 +412,7 @@ async fn a_batch_is_stored_in_order_and_answered_once_after_its_commit(kind: Bac
     // A failed commit answers every message of the batch with the failure, stores none.
     f.actor.cast(StorageMsg::InjectFaults(1)).unwrap();
     let batch: Vec<NewRecord> = (6..9).map(rec).collect();
-    let failed =
-        f.actor.call(|reply| StorageMsg::AppendBatch { records: batch, handed: Instant::now(), reply }, None).await.unwrap().unwrap();
+    let failed = f.actor.call(|reply| StorageMsg::append_batch(batch, reply), None).await.unwrap().unwrap();
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|r| matches!(r, Err(AppendError::CommitFailed(_)))), "{failed:?}");
     assert_eq!(f.store.stats().unwrap().messages, 6);
