@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::harness::{self, Extra, http_get, sample};
 use crate::ingest::{IngestServer, Mode};
-use crate::util::{self, poll_until, within};
+use crate::util::{self, eventually, poll_until, within};
 
 const DRAIN: Duration = Duration::from_secs(60);
 
@@ -55,8 +55,15 @@ async fn ten_clients_times_a_thousand_messages_arrive_once_in_device_order() {
     assert_eq!(ingest.unique_keys(), 10_000);
     assert_every_message_once_in_order(&ingest, &clients, 1000);
     assert_eq!(ingest.malformed(), 0);
+    // The counter follows the store's cursor update, a moment after the server has the batch.
+    let forwarded = "gateway_forwarded_messages_total{sink=\"cloud\"}";
+    let addr = gw.http_addr;
+    eventually("10,000 forwarded counted", Duration::from_secs(10), async || {
+        sample(&http_get(addr, "/metrics").await.1, forwarded) >= 10_000.0
+    })
+    .await;
     let (_, scrape) = http_get(gw.http_addr, "/metrics").await;
-    assert_eq!(sample(&scrape, "gateway_forwarded_messages_total{sink=\"cloud\"}"), 10_000.0);
+    assert_eq!(sample(&scrape, forwarded), 10_000.0);
     let keys = ingest.batch_keys();
     assert!(
         !keys.is_empty() && keys.iter().all(|k| k.starts_with(&gw.gateway_id)),
