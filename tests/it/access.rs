@@ -97,23 +97,36 @@ async fn a_changed_acl_file_applies_to_the_next_publish_and_a_broken_one_keeps_t
     gw.stop().await;
 }
 
-/// Open `n` raw TCP connections; return how many the gateway closed at once (refused).
-async fn burst(addr: std::net::SocketAddr, n: usize) -> (usize, Vec<tokio::net::TcpStream>) {
+/// Open `n` raw TCP connections.
+async fn connect_n(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
     let mut sockets = Vec::new();
     for _ in 0..n {
         sockets.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sockets
+}
+
+/// How many of `sockets` the gateway closed (refused), and the open ones. The gate counts a
+/// refusal just before it closes the socket, so once the count is final the refused ones are
+/// closed or about to be.
+async fn refused_of(sockets: Vec<tokio::net::TcpStream>) -> (usize, Vec<tokio::net::TcpStream>) {
+    // One deadline for all: an open socket must not reach the gateway's CONNECT timeout here.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
     let mut open = Vec::new();
     let mut refused = 0;
     for mut s in sockets {
         let mut buf = [0u8; 1];
-        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
             _ => open.push(s),
         }
     }
     (refused, open)
+}
+
+/// The refused-connection count for `reason` on the plain listener.
+async fn refused_count(gw: &edge_gateway::Gateway, reason: &str) -> f64 {
+    harness::sample(&scrape(gw).await, &format!("gateway_connections_refused_total{{listener=\"plain\",reason=\"{reason}\"}}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,17 +135,18 @@ async fn connection_limits_refuse_and_count_before_any_mqtt_work() {
     let ingest = IngestServer::start().await;
     let extra = Extra { mqtt: "max_connections = 3\nmax_new_connections_per_source = 0", ..Default::default() };
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
-    let (refused, open) = burst(gw.mqtt_addr, 5).await;
+    let sockets = connect_n(gw.mqtt_addr, 5).await;
+    eventually("2 refusals counted", Duration::from_secs(10), async || refused_count(&gw, "max_connections").await >= 2.0).await;
+    let (refused, open) = refused_of(sockets).await;
     assert_eq!((refused, open.len()), (2, 3));
-    assert_eq!(
-        harness::sample(&scrape(&gw).await, "gateway_connections_refused_total{listener=\"plain\",reason=\"max_connections\"}"),
-        2.0
-    );
+    assert_eq!(refused_count(&gw, "max_connections").await, 2.0);
     // Closed sockets give their slots back: three fit again.
     drop(open);
     let mut again = Vec::new();
     for _ in 0..50 {
-        let (refused, open) = burst(gw.mqtt_addr, 3).await;
+        let sockets = connect_n(gw.mqtt_addr, 3).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (refused, open) = refused_of(sockets).await;
         if refused == 0 {
             again = open;
             break;
@@ -147,9 +161,20 @@ async fn connection_limits_refuse_and_count_before_any_mqtt_work() {
     let dir = util::temp_dir();
     let extra = Extra { mqtt: "max_connections = 0\nmax_new_connections_per_source = 5", ..Default::default() };
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra).await;
-    let (refused, _open) = burst(gw.mqtt_addr, 12).await;
+    let sockets = connect_n(gw.mqtt_addr, 12).await;
+    eventually("5 refusals counted", Duration::from_secs(10), async || refused_count(&gw, "rate_limited").await >= 5.0).await;
+    // Then until the count stops moving: every socket of the burst has been judged.
+    let mut counted = refused_count(&gw, "rate_limited").await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = refused_count(&gw, "rate_limited").await;
+        if now == counted {
+            break;
+        }
+        counted = now;
+    }
+    let (refused, _open) = refused_of(sockets).await;
     assert!(refused >= 5, "only {refused} of 12 refused at 5/s");
-    let counted = harness::sample(&scrape(&gw).await, "gateway_connections_refused_total{listener=\"plain\",reason=\"rate_limited\"}");
     assert_eq!(counted, refused as f64);
     gw.stop().await;
 }

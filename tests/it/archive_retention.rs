@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::archive::{archive_section, cli, publish_lines, pyarrow_rows};
 use crate::harness::{self, Extra, Process, sample};
 use crate::ingest::IngestServer;
-use crate::util::{self, Killed, eventually, free_port};
+use crate::util::{self, Killed, eventually, free_port, poll_until};
 
 fn shifted(offset: &str) -> Vec<(&'static str, String)> {
     vec![("LD_PRELOAD", util::libfaketime()), ("FAKETIME", offset.to_string()), ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string())]
@@ -152,7 +152,9 @@ async fn s3_upload_resumes_after_an_outage_and_a_kill_with_every_file_once_and_c
     let pid = moto.0.id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     publish_lines(mqtt.port(), "dev-s", "devices/dev-s/t", &[], &batch(100));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = || std::fs::read_to_string(&gw.log).unwrap_or_default().contains("Archive upload failed");
+    poll_until("an upload timed out during the outage", Duration::from_secs(20), failed).await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // its retry is likely hanging now
     // ... and the gateway is SIGKILLed while an upload hangs on it (and files may be closing).
     gw.kill9();
     Command::new("kill").args(["-CONT", &pid]).status().unwrap();

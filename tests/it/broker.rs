@@ -206,8 +206,9 @@ async fn a_retained_messages_expiry_and_properties_outlive_a_sigkill() {
     let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
     let port = mqtt.port();
     let v5 = ["-V", "mqttv5", "-i", "p1", "-q", "1", "-r"];
-    let started = std::time::Instant::now();
     publish(port, &[&v5[..], &["-t", "exp/short", "-m", "soon gone", "-D", "publish", "message-expiry-interval", "2"]].concat()).await;
+    // Its expiry runs from when the gateway received it, before this point.
+    let started = std::time::Instant::now();
     let props = ["-D", "publish", "message-expiry-interval", "600", "-D", "publish", "response-topic", "replies/x"];
     let more = ["-D", "publish", "correlation-data", "c0ffee"];
     publish(port, &[&v5[..], &["-t", "exp/long", "-m", "stays"], &props[..], &more[..]].concat()).await;
@@ -237,8 +238,9 @@ async fn a_wills_expiry_runs_from_its_publication() {
     let expiry = ["-D", "will", "message-expiry-interval", "2"];
     let dying = Sub::start(port, &[&["-V", "mqttv5", "-i", "dx", "-t", "nothing/here"][..], &will, &expiry].concat()).await;
     drop(dying); // SIGKILL: no DISCONNECT
-    let published = std::time::Instant::now();
     assert_eq!(watcher.done().await, ["wills/dx gone 2"], "with its expiry interval");
+    // The will was published (its expiry started) before the watcher got it.
+    let published = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(published.elapsed())).await;
     let late = Sub::start(port, &["-V", "mqttv5", "-i", "late", "-t", "wills/#", "-W", "2", "-v"]).await.done().await;
     assert!(late.is_empty(), "the retained will expired: {late:?}");

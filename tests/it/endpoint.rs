@@ -77,8 +77,13 @@ async fn readiness_fails_while_a_permanent_child_is_down() {
     assert_eq!(sup.root.backoff.initial, Duration::from_millis(1500));
     let gw = harness::start_with(dir.path(), &ingest.url(), &Extra::default(), sup).await;
     gw.health.actor("root/storage").unwrap().kill();
-    let (status, body) = http_get(gw.http_addr, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
+    // `kill` only signals: readiness changes once the supervisor has seen the child end.
+    let addr = gw.http_addr;
+    let down = async || {
+        let (status, body) = http_get(addr, "/readyz").await;
+        (status == 503).then_some(body)
+    };
+    let body = util::within(Duration::from_secs(1), down).await.expect("/readyz never said 503 while root/storage was down");
     assert!(body.contains("root/storage is not running"), "{body}");
     let health = gw.health.clone();
     poll_until("storage back", Duration::from_secs(10), || health.readiness().is_ok()).await;
