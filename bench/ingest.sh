@@ -34,6 +34,10 @@ options:
   --rate MSG_PER_S    the open-loop rate (implies --open-loop); default: half of the gateway's
                       median 8-client group-commit msg/s measured in this run
   --open-secs SECS    length of one open-loop run (default 10)
+  --rates R1,R2,...   only this: CPU by load. Open loop at each rate (8 clients, --open-secs
+                      each) against the gateway (first backend, group commit; and --baseline)
+                      and mosquitto: PUBACK p50/p99, server CPU per message, and the gateway's
+                      commits (fsyncs) per message; no closed-loop rows
   --schemas           payload checks: every row publishes a ~200-byte JSON telemetry reading
                       (loadgen --json) and one more row runs the gateway (first backend, group
                       commit) with examples/schemas bound to the benchmark's topics; prints
@@ -59,6 +63,7 @@ OPEN_LOOP=0
 RATE=""
 OPEN_SECS=10
 SCHEMAS=0
+RATES=()
 BACKENDS=(redb)
 
 die() { echo "bench/ingest.sh: $*" >&2; exit 1; }
@@ -71,7 +76,7 @@ while [[ $# -gt 0 ]]; do
         --skip-build) BUILD=0; shift; continue ;;
         --open-loop) OPEN_LOOP=1; shift; continue ;;
         --schemas) SCHEMAS=1; shift; continue ;;
-        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--open-secs|--backend)
+        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--rates|--open-secs|--backend)
             [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
         *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -86,6 +91,9 @@ while [[ $# -gt 0 ]]; do
         --baseline) BASELINE=$(realpath "$2") ;;
         --rate) positive "$1" "$2"; RATE=$2; OPEN_LOOP=1 ;;
         --open-secs) positive "$1" "$2"; OPEN_SECS=$2 ;;
+        --rates)
+            IFS=, read -r -a RATES <<<"$2"
+            for r in "${RATES[@]}"; do positive "$1" "$r"; done ;;
         --backend)
             case "$2" in
                 redb|sqlite) BACKENDS=("$2") ;;
@@ -241,6 +249,12 @@ checked_every_payload() {
 # CPU seconds (user + system) the server has used so far.
 server_cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'; }
 
+# The gateway's write transactions (each one fsync) so far; "null" for mosquitto.
+server_commits() {
+    [[ $1 != mosquitto ]] || { echo null; return; }
+    curl -sf "http://$2:18831/metrics" | awk '$1 == "gateway_storage_commits_total" { print $2 }'
+}
+
 # --- one run, one row -------------------------------------------------------------------------
 
 RUN=0
@@ -262,15 +276,19 @@ run_once() {
         mosquitto) start_mosquitto "$dir" "$host"; port=18840 ;;
     esac
     before=$(server_cpu_ticks)
+    commits_before=$(server_commits "$server" "$host")
     line=$(taskset -c 1 "$LOADGEN" --addr "$host:$port" --clients "$clients" --messages "$messages" \
         --payload "$PAYLOAD" --inflight "$INFLIGHT" --topic-prefix bench --timeout "$TIMEOUT" ${4:+--rate "$4"} \
         $([[ $SCHEMAS -eq 0 ]] || echo --json)) \
         || server_died "loadgen failed against $server ($clients clients)"
     after=$(server_cpu_ticks)
+    commits_after=$(server_commits "$server" "$host")
     [[ $server != schemas ]] || checked_every_payload "$host" "$((clients * messages))"
     stop_server
     rm -rf "$dir"
-    RESULT="${line%\}},\"server_cpu_s\":$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')}"
+    local commits=null
+    [[ $commits_before == null ]] || commits=$((commits_after - commits_before))
+    RESULT="${line%\}},\"server_cpu_s\":$(awk -v t=$((after - before)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'),\"commits\":$commits}"
 }
 
 field() { sed -E "s/.*\"$2\":([-0-9.eE+]+|null).*/\1/" <<<"$1"; }
@@ -283,7 +301,7 @@ median() {
         END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-declare -A MPS P50 P99 P999 CPU TOTAL
+declare -A MPS P50 P99 P999 CPU TOTAL COMMITS
 
 # measure SERVER CLIENTS MESSAGES [RATE]: RUNS runs (open loop at RATE msg/s when given), medians
 # into the arrays under SERVER,CLIENTS (SERVER,open with a RATE)
@@ -301,6 +319,7 @@ measure() {
     P99[$key]=$(median puback_p99_ms "${lines[@]}")
     P999[$key]=$(median puback_p999_ms "${lines[@]}")
     CPU[$key]=$(median server_cpu_s "${lines[@]}")
+    [[ $1 == mosquitto ]] || COMMITS[$key]=$(median commits "${lines[@]}")
     TOTAL[$key]=$(field "${lines[0]}" messages)
 }
 
@@ -318,17 +337,50 @@ declare -A LABEL=([redb]="edge-gateway, redb, group commit" [sqlite]="edge-gatew
     [mosquitto]="mosquitto 2, persistence false" [base]="baseline $(basename "${BASELINE:-none}"), redb, group commit")
 declare -A MESSAGES=([8]=$MESSAGES_8 [64]=$MESSAGES_64)
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+per_msg_us() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", s * 1e6 / n }'; }
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
+
+# --- CPU by load (--rates): the sweep alone ---------------------------------------------------
+
+if [[ ${#RATES[@]} -gt 0 ]]; then
+    SWEEP=("$GC")
+    [[ -z "$BASELINE" ]] || SWEEP+=(base)
+    SWEEP+=(mosquitto)
+    declare -A ROW CPUS
+    for rate in "${RATES[@]}"; do
+        for server in "${SWEEP[@]}"; do
+            measure "$server" 8 $(( (rate * OPEN_SECS + 7) / 8 )) "$rate"
+            k="$server,open"
+            cpu=$(per_msg_us "${CPU[$k]}" "${TOTAL[$k]}")
+            per_msg=n/a
+            [[ $server == mosquitto ]] || per_msg=$(awk -v c="${COMMITS[$k]}" -v n="${TOTAL[$k]}" 'BEGIN { printf "%.2f", c / n }')
+            ROW[$rate,$server]="| $rate | ${LABEL[$server]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} | $cpu | $per_msg |"
+            CPUS[$rate,$server]=$cpu
+        done
+    done
+    echo "### CPU by load, $(date -u +%Y-%m-%d)"
+    echo
+    echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+        "$($MOSQUITTO -h 2>/dev/null | head -1 || true); open loop, 8 clients, $OPEN_SECS s per run, payload $PAYLOAD B, median of $RUNS runs; data dir on $(stat -f -c %T "$WORK")."
+    echo
+    echo "| rate msg/s | server | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | server CPU µs/msg | commits per message | CPU / mosquitto's |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+    for rate in "${RATES[@]}"; do
+        for server in "${SWEEP[@]}"; do
+            echo "${ROW[$rate,$server]} $(ratio "${CPUS[$rate,$server]}" "${CPUS[$rate,mosquitto]}") |"
+        done
+    done
+    exit 0
+fi
+
 for server in "${SERVERS[@]}"; do
     for clients in 8 64; do
         measure "$server" "$clients" "${MESSAGES[$clients]}"
     done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-per_msg_us() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", s * 1e6 / n }'; }
-
-rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
 echo "### Ingest benchmark, $(date -u +%Y-%m-%d)"
 echo
 echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \

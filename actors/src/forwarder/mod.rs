@@ -2,14 +2,16 @@
 //!
 //! The loop is a `Poll` message the actor sends itself; exactly one is outstanding at a time.
 //! - Store empty past the cursor: wait for the next commit (or 1 s), then `Poll`.
-//! - Delivered: the storage actor moves the cursor (durably), then `Poll` at once, so a backlog
-//!   drains as fast as the sink accepts.
+//! - Delivered: the cursor move goes to the storage actor (`AckLater`: committed with the next
+//!   transaction, within 200 ms), then `Poll` at once from the new cursor, so a backlog drains as
+//!   fast as the sink accepts, without an fsync per batch.
 //! - Transient failure (connect, timeout, 5xx, 429): backoff with full jitter, retry without end.
 //! - Rejected (other 4xx): a batch of several is resent one message at a time to find the
 //!   offender; a single rejected message goes to the dead-letter table, and the queue moves on.
 //!
 //! Delivery is at least once: a crash between delivery and the cursor's commit resends the batch
-//! with the same idempotency keys, and the sink drops the duplicates.
+//! with the same idempotency keys, and the sink drops the duplicates. A restarted forwarder
+//! first has the cursor moves of its previous incarnation committed, so it does not resend them.
 
 use std::time::Duration;
 
@@ -132,12 +134,26 @@ pub struct ForwarderState {
     batch_trace: Option<crate::record::TraceCtx>,
 }
 
+/// Move `args`'s cursor to at least `next` and wait (2 s at most) for a commit that holds it and
+/// every `AckLater` sent before. Best effort: without it those batches are delivered again,
+/// under the same keys.
+async fn commit_cursor_moves(args: &ForwarderArgs, next: u64) {
+    if let Some(storage) = args.storage.get() {
+        let sink = args.name.clone();
+        let _ = storage.call(|reply| StorageMsg::Ack { sink, next, reply }, Some(Duration::from_secs(2))).await;
+    }
+}
+
 impl Actor for ForwarderActor {
     type Msg = ForwarderMsg;
     type State = ForwarderState;
     type Arguments = ForwarderArgs;
 
     async fn pre_start(&self, myself: ActorRef<ForwarderMsg>, args: ForwarderArgs) -> Result<ForwarderState, ActorProcessingErr> {
+        // The cursor moves of an earlier incarnation may still wait for their commit: an `Ack`
+        // (that moves nothing) is answered after a commit that holds them. Best effort: without
+        // it they are delivered again, under the same keys.
+        commit_cursor_moves(&args, 0).await;
         // Unreadable now (a disk fault): read it at the first poll instead, so a store that is
         // being reopened does not turn into start failures of the forwarder.
         let cursor = match args.store.cursor(&args.name) {
@@ -159,6 +175,16 @@ impl Actor for ForwarderActor {
             retry: None,
             batch_trace: None,
         })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<ForwarderMsg>, state: &mut ForwarderState) -> Result<(), ActorProcessingErr> {
+        // Forwarders stop before the storage actor, whose stop does not wait for the messages
+        // still in its mailbox: the last cursor moves are committed now, or a restart would
+        // deliver those batches again.
+        if state.cursor_known {
+            commit_cursor_moves(&state.args, state.cursor).await;
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -261,9 +287,16 @@ impl ForwarderState {
     }
 
     async fn on_delivered(&mut self, myself: &ActorRef<ForwarderMsg>, n: usize, last: u64) -> Result<(), ActorProcessingErr> {
+        // Not awaited: the cursor joins the next commit (within `ACK_LATER_WITHIN`), so a
+        // delivered batch costs no fsync of its own; the next batch is read past it already.
         let sink = self.args.name.clone();
-        let result = self.storage_call(|reply| StorageMsg::Ack { sink, next: last + 1, reply }).await;
-        if let Err(detail) = result {
+        let sent = match self.args.storage.get() {
+            Some(storage) => {
+                storage.cast(StorageMsg::AckLater { sink, next: last + 1 }).map_err(|e| StorageCallError::Unreachable(e.to_string()))
+            }
+            None => Err(StorageCallError::Down),
+        };
+        if let Err(detail) = sent {
             self.retry_later(myself, DeliveryKind::Store, &detail.to_string());
             return Ok(());
         }

@@ -23,6 +23,10 @@ use crate::health::Health;
 use crate::metrics::{DeliveryDrop, DeliveryDropLabels, DropLabels, DropReason, Metrics, SinkLabels};
 use crate::record::NewRecord;
 
+/// The longest an [`StorageMsg::AckLater`] waits for a transaction to join: what a crash can
+/// deliver again, at most, beyond what an answered `Ack` allows.
+pub const ACK_LATER_WITHIN: Duration = Duration::from_millis(200);
+
 /// The storage actor (stateless handler; state lives in [`StorageState`]).
 pub struct StorageActor;
 
@@ -81,12 +85,20 @@ pub enum StorageMsg {
         /// One result per message, after the commit.
         reply: RpcReplyPort<Vec<Result<Appended, AppendError>>>,
     },
-    /// `sink` has every record below `next`.
+    /// `sink` has every record below `next`; the reply comes after the commit that holds it.
     Ack { sink: String, next: u64, reply: RpcReplyPort<Result<(), AppendError>> },
+    /// `sink` has every record below `next`, committed with the next write transaction or
+    /// within [`ACK_LATER_WITHIN`], without a reply: a forwarder's cursor needs no fsync of its
+    /// own. Until then the store still holds those records, and a crash delivers them again,
+    /// under the same keys (at least once, as after a crash between a delivery and its `Ack`).
+    AckLater { sink: String, next: u64 },
     /// `sink` refused record `seq` for good: move it to `dead_letters` and pass it.
     DeadLetter { sink: String, seq: u64, reason: String, reply: RpcReplyPort<Result<(), AppendError>> },
     /// Commit everything pending (sent by the actor to itself).
     Flush,
+    /// Commit the [`StorageMsg::AckLater`]s pending, with anything else pending (sent by the
+    /// actor to itself, [`ACK_LATER_WITHIN`] after the first of them).
+    FlushLater,
     /// Once a second: refresh gauges, apply the TTL.
     Tick,
     /// Fail the next `n` write transactions before their commit (fault injection for tests
@@ -110,7 +122,8 @@ impl StorageMsg {
 pub(super) enum Op {
     /// Messages to store, when the actor received them, and where the results go.
     Append(Vec<NewRecord>, Instant, AppendReply),
-    Ack(String, u64, RpcReplyPort<Result<(), AppendError>>),
+    /// A cursor move, answered after its commit (`None`: from an `AckLater`, not answered).
+    Ack(String, u64, Option<RpcReplyPort<Result<(), AppendError>>>),
     DeadLetter(String, u64, String, RpcReplyPort<Result<(), AppendError>>),
     Expire,
     Session(SessionOp),
@@ -134,6 +147,10 @@ pub struct StorageState {
     /// Messages and other operations in `pending` (a batch counts each message): what
     /// `max_batch` bounds.
     pub(super) pending_weight: usize,
+    /// A `Flush` is in the mailbox: what is queued now joins the transaction it starts.
+    pub(super) flush_queued: bool,
+    /// A `FlushLater` is on its way for the `AckLater`s pending.
+    pub(super) later_armed: bool,
     /// `{gateway id}:{run}`: the start of every key written until the store is next opened;
     /// `run` is 64 random bits drawn at each actor start and reopening (see [`run_prefix`]).
     pub(super) key_prefix: String,
@@ -191,6 +208,8 @@ impl Actor for StorageActor {
             key_prefix,
             pending: Vec::new(),
             pending_weight: 0,
+            flush_queued: false,
+            later_armed: false,
             next_seq: stats.next_seq,
             messages: stats.messages,
             bytes: stats.bytes,
@@ -222,6 +241,12 @@ impl Actor for StorageActor {
     async fn handle(&self, myself: ActorRef<StorageMsg>, msg: StorageMsg, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
         let op = match msg {
             StorageMsg::Flush => {
+                state.flush_queued = false;
+                tokio::task::block_in_place(|| state.flush());
+                return Ok(());
+            }
+            StorageMsg::FlushLater => {
+                state.later_armed = false;
                 tokio::task::block_in_place(|| state.flush());
                 return Ok(());
             }
@@ -251,7 +276,8 @@ impl Actor for StorageActor {
                 return Ok(());
             }
             StorageMsg::AppendBatch { records, handed, reply } => Op::Append(records, handed, AppendReply::Batch(reply)),
-            StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, reply),
+            StorageMsg::Ack { sink, next, reply } => Op::Ack(sink, next, Some(reply)),
+            StorageMsg::AckLater { sink, next } => Op::Ack(sink, next, None),
             StorageMsg::DeadLetter { sink, seq, reason, reply } => Op::DeadLetter(sink, seq, reason, reply),
             StorageMsg::Session(op) => Op::Session(op),
         };
@@ -261,14 +287,20 @@ impl Actor for StorageActor {
 
 impl StorageState {
     fn enqueue(&mut self, myself: &ActorRef<StorageMsg>, op: Op) -> Result<(), ActorProcessingErr> {
-        if self.pending.is_empty() && self.args.policy.group_commit {
-            // Lands behind everything already queued: all of it joins one transaction.
-            myself.send_message(StorageMsg::Flush)?;
-        }
+        let later = matches!(op, Op::Ack(_, _, None));
         self.pending_weight += op.weight();
         self.pending.push(op);
         if !self.args.policy.group_commit || self.pending_weight >= self.args.policy.max_batch {
             tokio::task::block_in_place(|| self.flush());
+        } else if later {
+            if !self.later_armed {
+                self.later_armed = true;
+                myself.send_after(ACK_LATER_WITHIN, || StorageMsg::FlushLater);
+            }
+        } else if !self.flush_queued {
+            // Lands behind everything already queued: all of it joins one transaction.
+            self.flush_queued = true;
+            myself.send_message(StorageMsg::Flush)?;
         }
         Ok(())
     }
@@ -371,9 +403,10 @@ impl StorageState {
                     }
                     reply.send(results);
                 }
-                Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
+                Op::Ack(_, _, Some(reply)) | Op::DeadLetter(_, _, _, reply) => {
                     let _ = reply.send(Ok(()));
                 }
+                Op::Ack(_, _, None) => {}
                 Op::Session(SessionOp { reply: Some(reply), .. }) => {
                     let _ = reply.send(Ok(()));
                 }

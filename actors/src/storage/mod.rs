@@ -66,7 +66,7 @@ mod sessions;
 mod shared;
 mod store;
 
-pub use actor::{AppendError, Appended, StorageActor, StorageArgs, StorageMsg, now_ms};
+pub use actor::{ACK_LATER_WITHIN, AppendError, Appended, StorageActor, StorageArgs, StorageMsg, now_ms};
 pub use backend::BackendKind;
 pub use policy::{Overflow, StoragePolicy};
 pub use salvage::{Salvaged, scan_records};

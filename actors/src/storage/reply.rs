@@ -34,9 +34,10 @@ pub(super) fn reply_all_failed(ops: Vec<Op>, error: &str) {
         let err = AppendError::CommitFailed(error.to_string());
         match op {
             Op::Append(recs, _, reply) => reply.send(vec![Err(err); recs.len()]),
-            Op::Ack(_, _, reply) | Op::DeadLetter(_, _, _, reply) => {
+            Op::Ack(_, _, Some(reply)) | Op::DeadLetter(_, _, _, reply) => {
                 let _ = reply.send(Err(err));
             }
+            Op::Ack(_, _, None) => {}
             Op::Session(super::sessions::SessionOp { reply: Some(reply), .. }) => {
                 let _ = reply.send(Err(err));
             }

@@ -178,6 +178,37 @@ async fn a_record_is_deleted_only_when_every_sink_has_it(kind: BackendKind) {
     assert_eq!(f.store.cursor("s2").unwrap(), 2);
 }
 
+/// A forwarder's cursor move (`AckLater`) needs no commit of its own: it joins the next append's
+/// transaction, or is committed on its own within `ACK_LATER_WITHIN` when none comes; an `Ack`
+/// is answered after a commit that holds the `AckLater`s before it.
+async fn cursor_moves_sent_later_join_the_next_commit_or_are_committed_within_the_bound(kind: BackendKind) {
+    let f = start(kind, policy()).await;
+    for i in 0..6 {
+        append(&f.actor, rec(i)).await.unwrap();
+    }
+    let commits = f.metrics.commits.get();
+    f.actor.cast(StorageMsg::AckLater { sink: "s1".into(), next: 2 }).unwrap();
+    append(&f.actor, rec(6)).await.unwrap();
+    assert_eq!(f.metrics.commits.get(), commits + 1, "the cursor move joined the append's transaction");
+    assert_eq!(f.store.cursor("s1").unwrap(), 2);
+    // None comes: committed on its own, within the bound and not before half of it.
+    f.actor.cast(StorageMsg::AckLater { sink: "s1".into(), next: 4 }).unwrap();
+    let sent = Instant::now();
+    tokio::time::sleep(ACK_LATER_WITHIN / 2).await;
+    assert_eq!(f.store.cursor("s1").unwrap(), 2, "no commit of its own at once");
+    let deadline = sent + ACK_LATER_WITHIN + Duration::from_secs(2);
+    while f.store.cursor("s1").unwrap() != 4 {
+        assert!(Instant::now() < deadline, "the cursor move was never committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(f.metrics.commits.get(), commits + 2);
+    // An `Ack` is answered after the `AckLater`s sent before it are committed.
+    f.actor.cast(StorageMsg::AckLater { sink: "s1".into(), next: 5 }).unwrap();
+    ack(&f.actor, "s2", 0).await;
+    assert_eq!(f.store.cursor("s1").unwrap(), 5);
+    assert_eq!(f.store.cursor("s2").unwrap(), 0, "an Ack moves a cursor forward only");
+}
+
 async fn a_restarted_actor_continues_the_sequence_and_its_counters(kind: BackendKind) {
     let f = start(kind, policy()).await;
     for i in 0..3 {
@@ -471,6 +502,7 @@ on_both_backends!(
     the_reject_policy_refuses_appends_beyond_the_quota,
     the_drop_oldest_policy_makes_room_and_counts_the_drops,
     a_record_is_deleted_only_when_every_sink_has_it,
+    cursor_moves_sent_later_join_the_next_commit_or_are_committed_within_the_bound,
     a_restarted_actor_continues_the_sequence_and_its_counters,
     expired_records_are_dropped_and_counted,
     a_dead_letter_is_kept_and_passed,
