@@ -208,6 +208,29 @@ pub(crate) async fn rumqttc_publish_to(addr: std::net::SocketAddr, client: &str,
 }
 
 /// `mosquitto_pub -l`: one QoS1 message per stdin line, `"{client}-{i}"`; waits for it to exit 0.
+/// A forwarder's cursor move is committed with the next transaction, not one of its own. When
+/// that transaction fails and nothing else comes, the idle forwarder finds the stored cursor
+/// behind and commits it: the delivered messages leave the backlog (before: they stayed, in the
+/// quota and the gauges, until the next delivery).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_move_lost_to_a_failed_commit_is_committed_again_when_the_forwarder_is_idle() {
+    let dir = util::temp_dir();
+    let ingest = IngestServer::start().await;
+    ingest.stop(); // the messages stay in the store until the fault is armed
+    let gw = harness::start(dir.path(), &ingest.url(), &Extra::default()).await;
+    mosquitto_publish_to(gw.mqtt_addr, "lost-ack", 5, true).await;
+    let m = gw.metrics.clone();
+    assert_eq!(m.backlog_messages.get(), 5);
+    // The next transaction fails: nothing else commits until the cursor move after the delivery.
+    gw.storage.get().expect("storage actor").cast(edge_gateway_actors::storage::StorageMsg::InjectFaults(1)).unwrap();
+    ingest.restart().await;
+    poll_until("delivered", DRAIN, || ingest.unique_keys() >= 5).await;
+    poll_until("the cursor move's transaction failed", Duration::from_secs(10), || m.commit_failures.get() == 1).await;
+    poll_until("the delivered messages left the backlog", Duration::from_secs(10), || m.backlog_messages.get() == 0).await;
+    assert_eq!(ingest.unique_keys(), 5);
+    gw.stop().await;
+}
+
 pub(crate) async fn mosquitto_publish_to(addr: std::net::SocketAddr, client: &str, n: usize, v5: bool) {
     let lines: String = (0..n).map(|i| format!("{client}-{i}\n")).collect();
     mosquitto_publish_lines(addr, client, &lines, v5).await

@@ -13,7 +13,7 @@
 //! with the same idempotency keys, and the sink drops the duplicates. A restarted forwarder
 //! first has the cursor moves of its previous incarnation committed, so it does not resend them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ractor::{Actor, ActorProcessingErr, ActorRef, rpc::CallResult};
@@ -24,7 +24,7 @@ use crate::liveness::Liveness;
 use crate::metrics::{DeliveryKind, DeliveryLabels, Metrics, SinkLabels};
 use crate::record::Record;
 use crate::slot::ActorSlot;
-use crate::storage::{AppendError, StorageMsg, Store};
+use crate::storage::{ACK_LATER_WITHIN, AppendError, StorageMsg, Store};
 
 mod batch;
 mod device_time;
@@ -119,8 +119,13 @@ pub enum ForwarderMsg {
 /// The forwarder's state.
 pub struct ForwarderState {
     args: ForwarderArgs,
-    /// Next seq to deliver (durable copy in the store's `cursors` table).
+    /// Next seq to deliver (its durable copy in the store's `cursors` table follows within
+    /// `ACK_LATER_WITHIN`).
     cursor: u64,
+    /// The cursor as last seen durable (read from the store, or an answered `Ack`).
+    confirmed: u64,
+    /// When the last `AckLater` was sent.
+    ack_sent: Instant,
     /// Whether `cursor` was read from the store (not yet when the store was unreadable at start).
     cursor_known: bool,
     /// Consecutive failed attempts.
@@ -169,6 +174,8 @@ impl Actor for ForwarderActor {
         Ok(ForwarderState {
             args,
             cursor: cursor.unwrap_or(0),
+            confirmed: cursor.unwrap_or(0),
+            ack_sent: Instant::now(),
             cursor_known: cursor.is_some(),
             attempt: 0,
             isolation: Isolation::default(),
@@ -216,7 +223,10 @@ impl ForwarderState {
             Some(batch) => batch,
             None => match self.next_batch(myself)? {
                 Some(batch) => batch,
-                None => return Ok(()),
+                None => {
+                    self.confirm_cursor().await;
+                    return Ok(());
+                }
             },
         };
         let (first, last, n) = (batch.first(), batch.last(), batch.records.len());
@@ -246,6 +256,30 @@ impl ForwarderState {
             self.retry = Some(batch);
         }
         result
+    }
+
+    /// With nothing to send: a cursor move the store should hold by now but does not (its
+    /// transaction failed, or the storage actor was restarted with it in its mailbox) is
+    /// committed with an answered `Ack`, since no later move comes to carry it. Otherwise
+    /// delivered records would stay (quota, backlog gauges) until the next delivery. Costs a read
+    /// of the cursor, at most once per idle poll (every second).
+    async fn confirm_cursor(&mut self) {
+        if !self.cursor_known || self.cursor <= self.confirmed || self.ack_sent.elapsed() < 2 * ACK_LATER_WITHIN {
+            return;
+        }
+        let store = self.args.store.clone();
+        if let Ok(durable) = tokio::task::block_in_place(|| store.cursor(&self.args.name))
+            && durable >= self.cursor
+        {
+            self.confirmed = self.cursor;
+            return;
+        }
+        let (sink, next) = (self.args.name.clone(), self.cursor);
+        match self.storage_call(|reply| StorageMsg::Ack { sink, next, reply }).await {
+            Ok(()) => self.confirmed = next,
+            // Tried again at the next idle poll.
+            Err(e) => tracing::warn!(sink = %self.args.name, error = %e, "Cannot commit the cursor yet; trying again."),
+        }
     }
 
     /// The next batch from the cursor, or `None` (nothing to send yet, or the store failed:
@@ -292,6 +326,7 @@ impl ForwarderState {
         let sink = self.args.name.clone();
         let sent = match self.args.storage.get() {
             Some(storage) => {
+                self.ack_sent = Instant::now();
                 storage.cast(StorageMsg::AckLater { sink, next: last + 1 }).map_err(|e| StorageCallError::Unreachable(e.to_string()))
             }
             None => Err(StorageCallError::Down),

@@ -1,8 +1,10 @@
 //! The storage actor: the only writer of the store, committing in groups.
 //!
-//! Group commit: the first operation queued while nothing is pending sends the actor a `Flush`
-//! to itself. That `Flush` lands behind everything already in the mailbox, so every append that
-//! arrived while the previous commit ran joins the next write transaction. Replies (and so
+//! Group commit: the first operation queued while no `Flush` is in the mailbox sends the actor a
+//! `Flush` to itself. That `Flush` lands behind everything already in the mailbox, so every append
+//! that arrived while the previous commit ran joins the next write transaction. A forwarder's
+//! cursor move (`AckLater`) starts no transaction: it joins the next one, or a `FlushLater` sent
+//! `ACK_LATER_WITHIN` after the first one waiting. Replies (and so
 //! PUBACKs) go out only after `commit()` returned; a failed commit replies with an error.
 
 use std::collections::HashMap;
