@@ -24,15 +24,17 @@ use crate::liveness::Liveness;
 use crate::metrics::{DeliveryKind, DeliveryLabels, Metrics, SinkLabels};
 use crate::record::Record;
 use crate::slot::ActorSlot;
-use crate::storage::{ACK_LATER_WITHIN, AppendError, StorageMsg, Store};
+use crate::storage::{AppendError, StorageMsg, Store};
 
 mod batch;
+mod cursor;
 mod device_time;
 mod isolate;
 mod live;
 mod observe;
 
 use batch::Batch;
+use cursor::commit_cursor_moves;
 pub use device_time::device_timestamp_ms;
 use isolate::{Isolation, Rejection};
 pub use live::LiveSink;
@@ -137,16 +139,6 @@ pub struct ForwarderState {
     /// Trace context of the batch's first message that has one (its forward span's when
     /// sampled): the `trace_id` / `span_id` of the log lines about that batch.
     batch_trace: Option<crate::record::TraceCtx>,
-}
-
-/// Move `args`'s cursor to at least `next` and wait (2 s at most) for a commit that holds it and
-/// every `AckLater` sent before. Best effort: without it those batches are delivered again,
-/// under the same keys.
-async fn commit_cursor_moves(args: &ForwarderArgs, next: u64) {
-    if let Some(storage) = args.storage.get() {
-        let sink = args.name.clone();
-        let _ = storage.call(|reply| StorageMsg::Ack { sink, next, reply }, Some(Duration::from_secs(2))).await;
-    }
 }
 
 impl Actor for ForwarderActor {
@@ -258,30 +250,6 @@ impl ForwarderState {
         result
     }
 
-    /// With nothing to send: a cursor move the store should hold by now but does not (its
-    /// transaction failed, or the storage actor was restarted with it in its mailbox) is
-    /// committed with an answered `Ack`, since no later move comes to carry it. Otherwise
-    /// delivered records would stay (quota, backlog gauges) until the next delivery. Costs a read
-    /// of the cursor, at most once per idle poll (every second).
-    async fn confirm_cursor(&mut self) {
-        if !self.cursor_known || self.cursor <= self.confirmed || self.ack_sent.elapsed() < 2 * ACK_LATER_WITHIN {
-            return;
-        }
-        let store = self.args.store.clone();
-        if let Ok(durable) = tokio::task::block_in_place(|| store.cursor(&self.args.name))
-            && durable >= self.cursor
-        {
-            self.confirmed = self.cursor;
-            return;
-        }
-        let (sink, next) = (self.args.name.clone(), self.cursor);
-        match self.storage_call(|reply| StorageMsg::Ack { sink, next, reply }).await {
-            Ok(()) => self.confirmed = next,
-            // Tried again at the next idle poll.
-            Err(e) => tracing::warn!(sink = %self.args.name, error = %e, "Cannot commit the cursor yet; trying again."),
-        }
-    }
-
     /// The next batch from the cursor, or `None` (nothing to send yet, or the store failed:
     /// the next poll is scheduled either way).
     fn next_batch(&mut self, myself: &ActorRef<ForwarderMsg>) -> Result<Option<Batch>, ActorProcessingErr> {
@@ -321,17 +289,7 @@ impl ForwarderState {
     }
 
     async fn on_delivered(&mut self, myself: &ActorRef<ForwarderMsg>, n: usize, last: u64) -> Result<(), ActorProcessingErr> {
-        // Not awaited: the cursor joins the next commit (within `ACK_LATER_WITHIN`), so a
-        // delivered batch costs no fsync of its own; the next batch is read past it already.
-        let sink = self.args.name.clone();
-        let sent = match self.args.storage.get() {
-            Some(storage) => {
-                self.ack_sent = Instant::now();
-                storage.cast(StorageMsg::AckLater { sink, next: last + 1 }).map_err(|e| StorageCallError::Unreachable(e.to_string()))
-            }
-            None => Err(StorageCallError::Down),
-        };
-        if let Err(detail) = sent {
+        if let Err(detail) = self.move_cursor_later(last + 1) {
             self.retry_later(myself, DeliveryKind::Store, &detail.to_string());
             return Ok(());
         }

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::actor::{Op, StorageState};
+use super::actor::StorageState;
 use super::backend::{Meta, Tables};
+use super::messages::Op;
 use super::store::{StoreError, encode_dead_letter};
 use super::{AppendError, Appended, Overflow};
 use crate::record::NewRecord;

@@ -57,6 +57,7 @@
 mod actor;
 pub mod backend;
 mod commit;
+mod messages;
 mod policy;
 mod recovery;
 mod reply;
@@ -66,8 +67,9 @@ mod sessions;
 mod shared;
 mod store;
 
-pub use actor::{ACK_LATER_WITHIN, AppendError, Appended, StorageActor, StorageArgs, StorageMsg, now_ms};
+pub use actor::{StorageActor, StorageArgs, now_ms};
 pub use backend::BackendKind;
+pub use messages::{ACK_LATER_WITHIN, AppendError, Appended, StorageMsg};
 pub use policy::{Overflow, StoragePolicy};
 pub use salvage::{Salvaged, scan_records};
 pub use sessions::{SessionChange, SessionOp, StoredSession};

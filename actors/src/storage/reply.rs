@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ractor::RpcReplyPort;
 
-use super::actor::Op;
+use super::messages::Op;
 use super::{AppendError, Appended};
 
 /// Where the results of an `Op::Append` go.

@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use ractor::RpcReplyPort;
 
 use super::AppendError;
-use super::actor::{Op, StorageState};
+use super::actor::StorageState;
 use super::backend::{Meta, Tables};
 use super::commit::Outcome;
+use super::messages::Op;
 use super::store::{Store, StoreError};
 use crate::record::NewRecord;
 
