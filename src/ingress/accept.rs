@@ -174,7 +174,9 @@ async fn run(build: Build, mut stop: watch::Receiver<bool>, ready: std::sync::mp
     // Time for the last PUBACKs to be written out, and for the connections' writers to hand
     // their acknowledgements to the store.
     let _ = tokio::time::timeout(SETTLE, conns.none_open()).await;
-    // Returning ends the thread's runtime, which drops the connections still open.
+    // Returning ends the thread's runtime, which drops the connections still open: what they
+    // tell the actors goes at once from now on.
+    super::outbox::close();
 }
 
 /// The connections open on one I/O thread.

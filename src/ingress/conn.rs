@@ -99,16 +99,17 @@ impl Tally {
     }
 
     /// Tell the device health actor about accepted messages: at most once a second per
-    /// connection (and at the end), not once per message. A failed send keeps the count.
+    /// connection (and at the end), not once per message. With the actor down (its slot empty), the count is kept.
     pub(super) fn report_seen(&self, last: bool) {
         let (n, since) = self.unreported.get();
         if n == 0 || (!last && since.elapsed() < std::time::Duration::from_secs(1)) {
             return;
         }
-        let Some(devices) = self.devices.get() else { return };
-        if devices.send_message(DevicesMsg::Seen { identity: self.identity.clone(), count: n }).is_ok() {
-            self.unreported.set((0, std::time::Instant::now()));
+        if self.devices.get().is_none() {
+            return;
         }
+        super::outbox::to_devices(&self.devices, DevicesMsg::Seen { identity: self.identity.clone(), count: n });
+        self.unreported.set((0, std::time::Instant::now()));
     }
 }
 
@@ -117,9 +118,7 @@ impl Drop for ConnInner {
         self.tally.closed.set(true);
         self.tally.report_seen(true);
         self.ingress.live_sessions.closed(self.identity());
-        if let Some(devices) = self.ingress.devices.get() {
-            let _ = devices.send_message(DevicesMsg::Disconnected { identity: self.identity().to_string() });
-        }
+        super::outbox::to_devices(&self.ingress.devices, DevicesMsg::Disconnected { identity: self.identity().to_string() });
         // Ended by itself: its close must not run (nor count it as forced).
         super::closer::disarm(self.conn_id);
         self.ingress.router.disconnect(&self.client_id, self.conn_id, |change| {
@@ -153,7 +152,7 @@ impl Drop for ConnInner {
                 });
             }
         }
-        let _ = self.sessions.cast(SessionsMsg::Closed { client_id: self.client_id.clone(), conn: self.conn_id });
+        super::outbox::to_sessions(&self.sessions, SessionsMsg::Closed { client_id: self.client_id.clone(), conn: self.conn_id });
         self.ingress.metrics.connections.dec();
         tracing::debug!(client_id = %self.client_id, "Connection closed.");
     }

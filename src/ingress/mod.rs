@@ -14,6 +14,8 @@
 //! - [`session`]: CONNECT: authenticate, enter the session in the sessions actor, arm the closer.
 //! - `closer.rs`: a session's end closes its connection (one task per I/O thread).
 //! - [`conn`]: per-connection state; its end ends the session.
+//! - `outbox.rs`: what an I/O thread tells the sessions and device health actors, sent together
+//!   (at most 2 ms late) instead of one wake-up of their runtime per CONNECT.
 //! - [`publish`]: the one publish path both protocol versions share.
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
 //! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection
@@ -36,6 +38,7 @@ mod exchanges;
 pub mod gate;
 mod heartbeat;
 pub mod listen;
+mod outbox;
 pub mod protocol;
 pub mod publish;
 pub mod replay;

@@ -10,10 +10,10 @@ use std::rc::Rc;
 use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::session::SessionsMsg;
 
-use super::closer;
 use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::deliver::Outbound;
 use super::{Ingress, IngressError, Protocol, clip};
+use super::{closer, outbox};
 use crate::routing::sessions::SessionRequest;
 use crate::routing::{Client, Message};
 use crate::throttle::Throttle;
@@ -154,21 +154,17 @@ impl Ingress {
             ingress.metrics.connections_closed.get_or_create(&IngressLabels { reason: IngressReason::SessionEnded }).inc();
             close();
         });
-        // Not awaited: if the actor ends before it takes the entry, the closer is dropped with
-        // the message and the connection closes (the device reconnects).
+        // Not awaited, and sent with this thread's other letters (at most `outbox::HOLD` later):
+        // if the actor ends before it takes the entry, the closer is dropped with the message
+        // and the connection closes (the device reconnects).
         let open = SessionsMsg::Open { client_id: client_id.to_string(), conn: conn_id, closer: Box::new(closer) };
-        if let Err(e) = sessions.cast(open) {
-            closer::disarm(conn_id);
-            return Err(IngressError::NoSession(format!("sessions actor is down: {e}")));
-        }
+        outbox::to_sessions(&sessions, open);
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
         let accepted_by_qos = [0u8, 1, 2].map(|q| self.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos: q }).clone());
         self.live_sessions.opened(&identity);
-        if let Some(devices) = self.devices.get() {
-            let msg = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol: protocol.as_str() };
-            let _ = devices.send_message(msg);
-        }
+        let connected = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol: protocol.as_str() };
+        outbox::to_devices(&self.devices, connected);
         // The first message of a connection is reported at once.
         let since = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(1)).unwrap_or_else(std::time::Instant::now);
         let tally = Rc::new(Tally {
