@@ -9,6 +9,7 @@ use edge_gateway_actors::supervisor::SupervisionConfig;
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, eventually, poll_until};
 
 const TOKEN: &str = "chaos-token-0123456789";
@@ -119,11 +120,11 @@ fn a_non_loopback_admin_address_is_a_usage_error() {
     let out = std::process::Command::new(harness::binary())
         .args(["run", "--admin-listen", "0.0.0.0:9881", "--admin-token-file"])
         .arg(&token)
-        .output()
+        .output_within()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
-    let out = std::process::Command::new(harness::binary()).args(["run", "--admin-listen", "127.0.0.1:9881"]).output().unwrap();
+    let out = std::process::Command::new(harness::binary()).args(["run", "--admin-listen", "127.0.0.1:9881"]).output_within().unwrap();
     assert_eq!(out.status.code(), Some(2), "the token file is required: {}", String::from_utf8_lossy(&out.stderr));
 }

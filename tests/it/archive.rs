@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::harness::{self, Extra, http_get, sample};
 use crate::ingest::IngestServer;
 use crate::raw::Raw;
+use crate::util::OutputWithin;
 use crate::util::{self, eventually, poll_until};
 
 /// `[archive]` with fast flushes and sweeps, then `more` (classes, upload).
@@ -29,7 +30,7 @@ pub fn cli(config: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
         .arg("--config")
         .arg(config)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
+        .output_within()
         .expect("run edge-gateway archive")
 }
 
@@ -78,7 +79,7 @@ for f in files:
         r['file'] = os.path.relpath(f, p) if f != p else f
         print(json.dumps(r))
 "#;
-    let out = Command::new(util::python()).args(["-c", script]).arg(path).output().expect("python with pyarrow");
+    let out = Command::new(util::python()).args(["-c", script]).arg(path).output_within().expect("python with pyarrow");
     assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::archive::{archive_section, cli, publish_lines, pyarrow_rows};
 use crate::harness::{self, Extra, Process, sample};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, Killed, eventually, free_port, poll_until};
 
 fn shifted(offset: &str) -> Vec<(&'static str, String)> {
@@ -123,7 +124,7 @@ fn s3_script(port: u16, body: &str) -> String {
     let script = format!(
         "import boto3, hashlib, json\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', aws_access_key_id='edge', aws_secret_access_key='x', region_name='us-east-1')\n{body}\n"
     );
-    let out = Command::new(util::python()).args(["-c", &script]).output().expect("python with boto3");
+    let out = Command::new(util::python()).args(["-c", &script]).output_within().expect("python with boto3");
     assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::broker::Sub;
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, Mosquitto, free_port, poll_until};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -168,7 +169,7 @@ async fn the_bridge_speaks_mtls_with_a_password_and_refuses_an_untrusted_upstrea
     let passwords = dir.path().join("passwords");
     let made = std::process::Command::new(util::require("mosquitto_passwd"))
         .args(["-c", "-b", &passwords.display().to_string(), "site-a", "s3cret"])
-        .output()
+        .output_within()
         .expect("mosquitto_passwd");
     assert!(made.status.success(), "{made:?}");
     let (tls_port, plain_port) = (free_port(), free_port());

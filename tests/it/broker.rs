@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::harness::{self, Extra, Process, http_get, sample};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, Killed, Mosquitto, eventually, free_port, poll_until, python, within};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -307,7 +308,8 @@ async fn mqtt5_no_local_retain_as_published_subscription_ids_and_shared_groups()
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
-    let out = Command::new(python()).args(["-c", PAHO_OPTIONS, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let out =
+        Command::new(python()).args(["-c", PAHO_OPTIONS, &gw.mqtt_addr.port().to_string()]).output_within().expect("python with paho-mqtt");
     let text = String::from_utf8_lossy(&out.stdout);
     let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
     // a: not its own message (no-local), the other's; the retained one keeps its flag with id 7.
@@ -420,7 +422,7 @@ async fn the_readme_subscribe_and_downlink_example_works_on_the_embedded_default
         .args(["-s", "-X", "POST", "-H", &format!("Authorization: Bearer {}", token.trim()), "-H", "content-type: application/json"])
         .args(["-d", r#"{"topic":"devices/display-1/cmd/brightness","payload":"40","qos":1}"#])
         .arg(format!("http://{http}/api/publish"))
-        .output()
+        .output_within()
         .expect("curl");
     assert!(String::from_utf8_lossy(&curl.stdout).contains("\"key\""), "{curl:?}");
     assert_eq!(sub.done().await, ["devices/display-1/cmd/brightness 40"]);
@@ -559,8 +561,10 @@ async fn mqtt5_topic_aliases_from_a_publisher_and_message_expiry() {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
-    let out =
-        Command::new(python()).args(["-c", PAHO_ALIAS_EXPIRY, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let out = Command::new(python())
+        .args(["-c", PAHO_ALIAS_EXPIRY, &gw.mqtt_addr.port().to_string()])
+        .output_within()
+        .expect("python with paho-mqtt");
     let text = String::from_utf8_lossy(&out.stdout);
     let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
     let a = got["a"].as_array().unwrap();
@@ -624,8 +628,10 @@ async fn mqtt5_topic_aliases_towards_a_subscriber_within_its_maximum() {
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
-    let out =
-        Command::new(python()).args(["-c", PAHO_ALIASES_OUT, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let out = Command::new(python())
+        .args(["-c", PAHO_ALIASES_OUT, &gw.mqtt_addr.port().to_string()])
+        .output_within()
+        .expect("python with paho-mqtt");
     let text = String::from_utf8_lossy(&out.stdout);
     let got: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
     let expected = serde_json::json!([["al/x", "1", 1], ["", "2", 1], ["al/y", "3", null], ["", "4", 1]]);
@@ -666,7 +672,7 @@ for attempt in range(2):
     let dir = util::temp_dir();
     let ingest = IngestServer::start().await;
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), OPEN_ACL, "")).await;
-    let out = Command::new(python()).args(["-c", SCRIPT, &gw.mqtt_addr.port().to_string()]).output().expect("python with paho-mqtt");
+    let out = Command::new(python()).args(["-c", SCRIPT, &gw.mqtt_addr.port().to_string()]).output_within().expect("python with paho-mqtt");
     let text = String::from_utf8_lossy(&out.stdout);
     let seen: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(seen, serde_json::json!({"present": true, "expiry": null}), "the second connect, clean start 0");
@@ -696,7 +702,7 @@ print("published", sum(1 for i in infos if i.is_published()))
     let gw = harness::start(&dir.path().join("data"), &ingest.url(), &extra(dir.path(), &acl, "")).await;
     let port = gw.mqtt_addr.port();
     let sub = Sub::start(port, &["-V", "mqttv5", "-i", "s2", "-q", "2", "-t", "burst/#", "-C", "30", "-F", "%q %p"]).await;
-    let out = Command::new(python()).args(["-c", BURST, &port.to_string()]).output().expect("python with paho-mqtt");
+    let out = Command::new(python()).args(["-c", BURST, &port.to_string()]).output_within().expect("python with paho-mqtt");
     assert!(String::from_utf8_lossy(&out.stdout).contains("published 30"), "{out:?}");
     let expected: Vec<String> = (0..30).map(|i| format!("2 m{i:02}")).collect();
     assert_eq!(sub.done().await, expected, "every one once, in order, at QoS 2");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, Killed, free_port, poll_until};
 
 const TOKEN: &str = "notify-test-token-0123456789abcdef";
@@ -109,7 +110,7 @@ async fn systemd_hears_ready_then_watchdog_pings_that_stop_while_the_store_canno
     poll_until("/readyz 503", Duration::from_secs(10), || {
         std::process::Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{http}/readyz")])
-            .output()
+            .output_within()
             .is_ok_and(|o| o.stdout == b"503")
     })
     .await;
@@ -136,7 +137,7 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     let unit = unit.replace("/usr/bin/edge-gateway", &harness::binary().display().to_string());
     let path = dir.path().join("edge-gateway.service");
     std::fs::write(&path, unit).unwrap();
-    let out = Command::new(util::require("systemd-analyze")).arg("verify").arg(&path).output().expect("systemd-analyze");
+    let out = Command::new(util::require("systemd-analyze")).arg("verify").arg(&path).output_within().expect("systemd-analyze");
     assert!(out.status.success() && out.stderr.is_empty(), "{}", util::text(&out));
 }
 

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::harness;
+use crate::util::OutputWithin;
 use crate::util::{self, text};
 
 /// Tags a package built outside Debian's archive always gets (no ITP bug to close).
 const EXPECTED_TAGS: &[&str] = &["initial-upload-closes-no-bugs"];
 
 fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd.output_within().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?}: {}", text(&out));
     out
 }
@@ -56,7 +57,7 @@ fn the_deb_is_lintian_clean_and_its_conffile_passes_check_config_in_a_throwaway_
     let listed = text(&run(Command::new("sh").arg("-c").arg(format!("dpkg-deb --ctrl-tarfile {deb} | tar -xO ./conffiles"))));
     assert_eq!(listed, "/etc/edge-gateway/acl.toml\n/etc/edge-gateway/gateway.toml\n", "the configuration files are conffiles");
 
-    let lint = Command::new(util::require("lintian")).args(["--tag-display-limit", "0", &deb]).output().expect("lintian");
+    let lint = Command::new(util::require("lintian")).args(["--tag-display-limit", "0", &deb]).output_within().expect("lintian");
     let tags: Vec<String> = String::from_utf8_lossy(&lint.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
@@ -72,7 +73,7 @@ fn the_deb_is_lintian_clean_and_its_conffile_passes_check_config_in_a_throwaway_
         Command::new("chroot")
             .arg(&root)
             .args(["/usr/bin/edge-gateway", "check-config", "/etc/edge-gateway/gateway.toml"])
-            .output()
+            .output_within()
             .expect("chroot")
     };
     let missing = check();
@@ -106,7 +107,7 @@ fn release_artefacts_are_checksummed_and_signed_so_that_minisign_verifies_them()
             .arg(dir.path().join("out"));
         c
     };
-    let unsigned = release().env_remove("EDGE_GATEWAY_SIGNING_KEY_FILE").env_remove("EDGE_GATEWAY_SIGNING_KEY").output().unwrap();
+    let unsigned = release().env_remove("EDGE_GATEWAY_SIGNING_KEY_FILE").env_remove("EDGE_GATEWAY_SIGNING_KEY").output_within().unwrap();
     assert!(!unsigned.status.success() && text(&unsigned).contains("no signing key"), "{}", text(&unsigned));
     let out = run(release()
         .env("EDGE_GATEWAY_SIGNING_KEY", std::fs::read_to_string(&secret).unwrap())
@@ -117,12 +118,12 @@ fn release_artefacts_are_checksummed_and_signed_so_that_minisign_verifies_them()
     assert!(sums.contains("-linux") && sums.contains("-linux.minisig") && sums.contains(".deb"), "{sums}");
     // The binary and its signature are an update bundle: signed with what it is.
     let binary = out_dir.join(sums.lines().find(|l| l.ends_with("-linux")).unwrap().split_whitespace().nth(1).unwrap());
-    let bundle = Command::new("minisign").arg("-Vm").arg(&binary).arg("-p").arg(&public).output().unwrap();
-    let describe = Command::new(harness::binary()).args(["update", "describe"]).output().unwrap();
+    let bundle = Command::new("minisign").arg("-Vm").arg(&binary).arg("-p").arg(&public).output_within().unwrap();
+    let describe = Command::new(harness::binary()).args(["update", "describe"]).output_within().unwrap();
     let describe = String::from_utf8_lossy(&describe.stdout).trim().to_string();
     assert!(describe.starts_with("edge-gateway ") && describe.contains(" store="), "{describe}");
     assert!(bundle.status.success() && text(&bundle).contains(&format!("Trusted comment: {describe} (")), "{}", text(&bundle));
-    let verify = || Command::new("minisign").arg("-Vm").arg(out_dir.join("SHA256SUMS")).arg("-p").arg(&public).output().unwrap();
+    let verify = || Command::new("minisign").arg("-Vm").arg(out_dir.join("SHA256SUMS")).arg("-p").arg(&public).output_within().unwrap();
     let checked = verify();
     assert!(checked.status.success() && text(&checked).contains("Trusted comment: edge-gateway"), "{}", text(&checked));
     run(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out_dir));
@@ -132,7 +133,7 @@ fn release_artefacts_are_checksummed_and_signed_so_that_minisign_verifies_them()
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&deb, bytes).unwrap();
-    assert!(!Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out_dir).output().unwrap().status.success());
+    assert!(!Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&out_dir).output_within().unwrap().status.success());
     std::fs::write(out_dir.join("SHA256SUMS"), sums.replacen('0', "1", 1)).unwrap();
     assert!(!verify().status.success(), "a changed SHA256SUMS fails the signature");
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::harness::{self, Extra, Process, binary};
 use crate::ingest::IngestServer;
 use crate::raw::resilient_device;
+use crate::util::OutputWithin;
 use crate::util::{self, free_port, poll_until};
 
 fn addrs() -> (SocketAddr, SocketAddr) {
@@ -75,7 +76,7 @@ async fn sigterm_flushes_and_exits_zero_and_the_backlog_survives_a_restart() {
 }
 
 fn run_cli(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(binary()).args(args).output().expect("run edge-gateway");
+    let out = Command::new(binary()).args(args).output_within().expect("run edge-gateway");
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
 }
 

@@ -9,6 +9,7 @@ use edge_gateway_actors::supervisor::SupervisionConfig;
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, poll_until};
 
 fn config(data: &std::path::Path, ingest: &IngestServer) -> (String, Config) {
@@ -25,7 +26,7 @@ fn config_on(data: &std::path::Path, ingest: &IngestServer, backend: &str) -> (S
 
 /// `edge-gateway store salvage FILE --config CONFIG`, run to the end.
 fn salvage(file: &std::path::Path, config: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(harness::binary()).args(["store", "salvage"]).arg(file).arg("--config").arg(config).output().unwrap()
+    std::process::Command::new(harness::binary()).args(["store", "salvage"]).arg(file).arg("--config").arg(config).output_within().unwrap()
 }
 
 /// `POST /api/store/acknowledge` with the token the gateway made in its data dir.
@@ -284,7 +285,12 @@ fn salvage_without_a_config_refuses_a_file_outside_the_default_data_dir() {
     let elsewhere = util::temp_dir();
     let file = elsewhere.path().join("gateway.redb.quarantine-1");
     std::fs::write(&file, b"not a store").unwrap();
-    let out = std::process::Command::new(harness::binary()).args(["store", "salvage"]).arg(&file).current_dir(cwd.path()).output().unwrap();
+    let out = std::process::Command::new(harness::binary())
+        .args(["store", "salvage"])
+        .arg(&file)
+        .current_dir(cwd.path())
+        .output_within()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("--config") && stderr.contains("data dir"), "{stderr}");

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{self, Extra, http_get, sample};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, eventually, poll_until, python};
 
 const DRAIN: Duration = Duration::from_secs(20);
@@ -95,7 +96,7 @@ print(json.dumps(done))
 "#;
     let out = Command::new(python())
         .args(["-c", SCRIPT, &gw.mqtt_addr.port().to_string(), topic, payload, schema_tag.unwrap_or("")])
-        .output()
+        .output_within()
         .unwrap_or_else(|e| panic!("run {} (scripts/test.sh installs paho-mqtt): {e}", python()));
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("paho: {text} {}", String::from_utf8_lossy(&out.stderr)));
@@ -211,7 +212,7 @@ async fn every_action_on_both_protocol_versions_and_the_record_carries_subject_a
     // The CLI lists the same messages.
     let out = Command::new(harness::binary())
         .args(["schema", "rejected", "--url", &format!("http://{}", gw.http_addr)])
-        .output()
+        .output_within()
         .expect("edge-gateway schema rejected");
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{listed} {}", String::from_utf8_lossy(&out.stderr));
@@ -295,7 +296,7 @@ async fn a_good_registry_change_is_picked_up_and_a_bad_one_is_refused_with_the_o
     assert_eq!(rc, 0, "still checked against version 2");
 
     // The CLI names the same problems for the folder on disk.
-    let out = Command::new(harness::binary()).args(["schema", "check-registry"]).arg(&registry).output().unwrap();
+    let out = Command::new(harness::binary()).args(["schema", "check-registry"]).arg(&registry).output_within().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("telemetry/3.json: breaks BACKWARD") && err.contains("/properties/temp") && err.contains("site"), "{err}");
@@ -303,7 +304,7 @@ async fn a_good_registry_change_is_picked_up_and_a_bad_one_is_refused_with_the_o
     std::fs::remove_file(registry.join("telemetry/3.json")).unwrap();
     let bindings = std::fs::read_to_string(registry.join("bindings.toml")).unwrap();
     std::fs::write(registry.join("bindings.toml"), bindings.split("\n[[binding]]\ntopics = [\"x/#\"]").next().unwrap()).unwrap();
-    let out = Command::new(harness::binary()).args(["schema", "check-registry"]).arg(&registry).output().unwrap();
+    let out = Command::new(harness::binary()).args(["schema", "check-registry"]).arg(&registry).output_within().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 subject(s), 2 version(s), 4 binding(s)"));
     gw.stop().await;
@@ -324,7 +325,7 @@ async fn the_check_cli_exits_0_compatible_1_incompatible_2_bad_input_and_a_bad_r
     let not_json = write("broken.json", "{\"type\": ");
     let not_schema = write("notschema.json", "{\"type\": 5}");
     let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(harness::binary()).arg("schema").arg("check").args(args).output().unwrap();
+        let out = Command::new(harness::binary()).arg("schema").arg("check").args(args).output_within().unwrap();
         (out.status.code(), util::text(&out))
     };
     let os = |p: &Path| p.as_os_str().to_owned();
@@ -366,7 +367,7 @@ async fn the_check_cli_exits_0_compatible_1_incompatible_2_bad_input_and_a_bad_r
         "{err}"
     );
     let config_file = write("gateway.toml", &text);
-    let out = Command::new(harness::binary()).arg("check-config").arg(&config_file).output().unwrap();
+    let out = Command::new(harness::binary()).arg("check-config").arg(&config_file).output_within().unwrap();
     assert_eq!(out.status.code(), Some(2), "check-config names the registry's problems too");
     assert!(String::from_utf8_lossy(&out.stderr).contains("telemetry/3.json"), "{}", String::from_utf8_lossy(&out.stderr));
 }

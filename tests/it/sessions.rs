@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::broker::{OPEN_ACL, Sub, extra, publish};
 use crate::harness::{self, Process, http_get, sample};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, free_port, python};
 
 /// paho, MQTT 3.1.1 or 5: connect as `client` (clean session/start and expiry from argv),
@@ -70,7 +71,7 @@ async fn paho(port: u16, client: &str, version: &str, clean: bool, expiry: u32, 
     let (port, expiry, want) = (port.to_string(), expiry.to_string(), want.to_string());
     let clean = if clean { "1" } else { "0" };
     let args = ["-c", PAHO_SESSION, &port, client, version, clean, &expiry, subscribe, &want, "8"];
-    let out = tokio::process::Command::new(python()).args(args).output().await.expect("python with paho-mqtt");
+    let out = util::bounded_output(Command::new(python()).args(args), util::RUN_LIMIT).await.expect("python with paho-mqtt");
     let text = util::text(&out);
     let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap_or_else(|_| panic!("{text}"));
     let got = v["got"].as_array().unwrap();
@@ -286,7 +287,7 @@ async fn chaos_clients(qos: u8) -> Value {
     let dir = util::temp_dir();
     let (mut gw, config, _ingest) = start(dir.path(), "redb", "").await;
     let (mqtt, http) = (gw.mqtt, gw.http);
-    let clients = Command::new(python()).args(["-c", CHAOS_CLIENTS, &mqtt.port().to_string(), "9", &qos.to_string()]).output();
+    let clients = Command::new(python()).args(["-c", CHAOS_CLIENTS, &mqtt.port().to_string(), "9", &qos.to_string()]).output_within();
     let clients = tokio::task::spawn_blocking(move || clients);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -352,7 +353,9 @@ print(json.dumps({n: (round(arrived[n] - dropped[n], 2) if n in arrived else Non
 async fn a_will_waits_for_its_delay_and_is_dropped_when_the_client_comes_back() {
     let dir = util::temp_dir();
     let (mut gw, _config, _ingest) = start(dir.path(), "redb", "").await;
-    let out = tokio::process::Command::new(python()).args(["-c", WILL_DELAY, &gw.mqtt.port().to_string()]).output().await.expect("python");
+    let out = util::bounded_output(Command::new(python()).args(["-c", WILL_DELAY, &gw.mqtt.port().to_string()]), util::RUN_LIMIT)
+        .await
+        .expect("python");
     let text = util::text(&out);
     let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap_or_else(|_| panic!("{text}"));
     let w1 = v["w1"].as_f64().unwrap_or_else(|| panic!("w1's will never came: {v}"));
@@ -404,8 +407,9 @@ async fn a_session_stays_persistent_after_its_last_unsubscribe_and_a_takeover_ke
     let dir = util::temp_dir();
     let (mut gw, _config, _ingest) = start(dir.path(), "redb", "").await;
     let port = gw.mqtt.port();
-    let out =
-        tokio::process::Command::new(python()).args(["-c", UNSUBSCRIBE_AND_TAKEOVER, &port.to_string()]).output().await.expect("python");
+    let out = util::bounded_output(Command::new(python()).args(["-c", UNSUBSCRIBE_AND_TAKEOVER, &port.to_string()]), util::RUN_LIMIT)
+        .await
+        .expect("python");
     let text = util::text(&out);
     let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap_or_else(|_| panic!("{text}"));
     assert_eq!(v["present"], serde_json::json!([0, 0, 1]), "the second connection of b took its session over");

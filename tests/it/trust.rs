@@ -10,6 +10,7 @@ use edge_gateway::trust::pki::{self, LeafKind, LeafSpec, Validity};
 
 use crate::harness::{self, Extra};
 use crate::ingest::IngestServer;
+use crate::util::OutputWithin;
 use crate::util::{self, eventually, poll_until};
 
 /// A dev PKI in a temp dir: CA, server, devices (good, expired, revoked) and a foreign CA.
@@ -257,7 +258,7 @@ pub async fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, Strin
                 .args(["10", bin.to_str().unwrap(), "s_client", "-connect", &connect])
                 .args(&args)
                 .stdin(std::process::Stdio::null())
-                .output()
+                .output_within()
                 .expect("run openssl")
         }
     })
@@ -347,7 +348,7 @@ async fn the_gateway_judges_expiry_by_its_own_clock() {
         .envs(shifted("+500d"))
         .args(["run", "--config"])
         .arg(root.path().join("gateway.toml"))
-        .output()
+        .output_within()
         .expect("run under faketime");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

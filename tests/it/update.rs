@@ -50,12 +50,12 @@ fn bundle(dir: &Path, name: &str, binary: &Path, key: &Path, comment: &str) -> P
 
 /// `edge-gateway update ARGS`: exit code, stdout + stderr.
 async fn update(args: &[&str], config: &Path, install: &Path) -> (i32, String) {
-    let mut cmd = tokio::process::Command::new(harness::binary());
+    let mut cmd = std::process::Command::new(harness::binary());
     cmd.arg("update").args(args).arg("--config").arg(config);
     if args[0] == "apply" {
         cmd.arg("--install").arg(install);
     }
-    let out = cmd.output().await.expect("run edge-gateway update");
+    let out = util::bounded_output(&mut cmd, util::RUN_LIMIT).await.expect("run edge-gateway update");
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 

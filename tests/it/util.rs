@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// How long `mosquitto_pub` may run before the test fails.
 const MOSQUITTO_PUB_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How often `poll_until` and `mosquitto_pub` look again.
+/// How often `poll_until` and the bounded runs of programs look again.
 const POLL_EVERY: Duration = Duration::from_millis(20);
 
 /// A fresh temporary directory, removed when the returned value is dropped.
@@ -114,33 +114,80 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// Runs a mosquitto client (`mosquitto_pub`, `mosquitto_sub`) and returns its output.
+/// Runs a mosquitto client (`mosquitto_pub`, `mosquitto_sub`) and returns its output; panics if
+/// it runs longer than 60 s.
 pub async fn mosquitto(client: &str, args: &[&str]) -> Output {
     let program = require(client);
-    let mut child = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let deadline = Instant::now() + MOSQUITTO_PUB_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the mosquitto client") {
-            break status;
+    bounded_output(Command::new(&program).args(args), MOSQUITTO_PUB_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+/// How long a peer or a CLI run started by a test may take before the test fails: a hung peer
+/// must fail its test, not run CI past its 90 minutes.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// `Command::output` bounded by [`RUN_LIMIT`]: stdin closed, stdout and stderr captured; an
+/// error if it cannot start, a panic (after killing it) if it is still running at the limit.
+pub trait OutputWithin {
+    /// From a thread that may block (a plain test, or where the test blocked before).
+    fn output_within(&mut self) -> std::io::Result<Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self) -> std::io::Result<Output> {
+        let mut running = Running::start(self, RUN_LIMIT)?;
+        loop {
+            if let Some(out) = running.done() {
+                return Ok(out);
+            }
+            std::thread::sleep(POLL_EVERY);
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{client} {args:?} still running after {MOSQUITTO_PUB_TIMEOUT:?}; killed");
+    }
+}
+
+/// [`OutputWithin`] from async code: waits without blocking the runtime's thread.
+pub async fn bounded_output(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let mut running = Running::start(cmd, limit)?;
+    loop {
+        if let Some(out) = running.done() {
+            return Ok(out);
         }
         tokio::time::sleep(POLL_EVERY).await;
-    };
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    Output { status, stdout, stderr }
+    }
+}
+
+/// A program started by [`OutputWithin`] or [`bounded_output`].
+struct Running {
+    child: std::process::Child,
+    /// Its pipes' readers (taken when it has ended).
+    pipes: Option<(std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>)>,
+    deadline: Instant,
+    limit: Duration,
+    what: String,
+}
+
+impl Running {
+    fn start(cmd: &mut Command, limit: Duration) -> std::io::Result<Self> {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let pipes = Some((drain(child.stdout.take().expect("piped stdout")), drain(child.stderr.take().expect("piped stderr"))));
+        let what = format!("{cmd:?}").chars().take(300).collect();
+        Ok(Running { child, pipes, deadline: Instant::now() + limit, limit, what })
+    }
+
+    /// Its output once it has ended; a panic once it ran past its limit (killed first).
+    fn done(&mut self) -> Option<Output> {
+        if let Some(status) = self.child.try_wait().expect("wait for a child process") {
+            let (stdout, stderr) = self.pipes.take().expect("a child's output is taken once");
+            return Some(Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") });
+        }
+        if Instant::now() >= self.deadline {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!("{} still running after {:?}; killed", self.what, self.limit);
+        }
+        None
+    }
 }
 
 /// Reads a child's pipe to the end on a thread, so a chatty child never blocks on a full pipe.

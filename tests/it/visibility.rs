@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::harness::{self, Extra};
 use crate::ingest::{IngestServer, Mode};
+use crate::util::OutputWithin;
 use crate::util::{self, eventually, poll_until, within};
 
 async fn sample(gw: &edge_gateway::Gateway, series: &str) -> f64 {
@@ -90,7 +91,7 @@ fn monitoring(path: &str) -> std::path::PathBuf {
 }
 
 fn promtool(args: &[&str]) -> String {
-    let out = std::process::Command::new(util::require("promtool")).args(args).output().expect("run promtool");
+    let out = std::process::Command::new(util::require("promtool")).args(args).output_within().expect("run promtool");
     let text = util::text(&out);
     assert!(out.status.success(), "promtool {args:?}: {text}");
     text
