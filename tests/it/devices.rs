@@ -68,7 +68,7 @@ async fn devices_go_online_silent_and_offline_and_their_status_survives_a_restar
     wait_state(&gw, "meter-7", "online").await;
 
     drop(stdin);
-    let _ = child.wait().await;
+    let _ = tokio::time::timeout(util::RUN_LIMIT, child.wait()).await.expect("mosquitto_pub exits once its input ends");
     wait_state(&gw, "meter-7", "offline").await;
     let (_, d) = get_json(&gw, "/api/devices/meter-7").await;
     assert_eq!(d["messages"], 4, "{d}");
@@ -114,7 +114,7 @@ async fn a_restarted_device_health_actor_still_knows_who_is_connected() {
     .await;
     wait_state(&gw, "meter-9", "online").await;
     drop(stdin);
-    let _ = child.wait().await;
+    let _ = tokio::time::timeout(util::RUN_LIMIT, child.wait()).await.expect("mosquitto_pub exits once its input ends");
     wait_state(&gw, "meter-9", "offline").await;
     gw.stop().await;
 }

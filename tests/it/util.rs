@@ -157,11 +157,14 @@ pub async fn bounded_output(cmd: &mut Command, limit: Duration) -> std::io::Resu
     }
 }
 
+/// What a thread read from one of a child's pipes.
+type Drained = std::thread::JoinHandle<Vec<u8>>;
+
 /// A program started by [`OutputWithin`] or [`bounded_output`].
 struct Running {
     child: std::process::Child,
     /// Its pipes' readers (taken when it has ended).
-    pipes: Option<(std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>)>,
+    pipes: Option<(Drained, Drained)>,
     deadline: Instant,
     limit: Duration,
     what: String,
@@ -191,7 +194,7 @@ impl Running {
 }
 
 /// Reads a child's pipe to the end on a thread, so a chatty child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+fn drain(mut pipe: impl Read + Send + 'static) -> Drained {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = pipe.read_to_end(&mut buf);
