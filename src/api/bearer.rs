@@ -1,7 +1,7 @@
 //! The bearer token of the local HTTP API and of the admin API: one check, in constant time
 //! (`subtle`), as an axum middleware.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -57,7 +57,7 @@ pub fn load_or_create(file: Option<&Path>, data_dir: &Path) -> Result<Token, Api
     }
 }
 
-fn create(path: &PathBuf) -> std::io::Result<Token> {
+fn create(path: &Path) -> std::io::Result<Token> {
     let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
     crate::atomic_file::write(path, format!("{token}\n").as_bytes(), Some(0o600))?;
     tracing::info!(path = %path.display(), "Created the HTTP API token (needed for POST /api/store/acknowledge, and for everything with http.auth = \"all\").");

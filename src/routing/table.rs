@@ -105,6 +105,9 @@ pub(super) struct Table {
     pub(super) turns: std::sync::Mutex<HashMap<(String, String), usize>>,
 }
 
+/// One member of a shared subscription group: its client id, the client and its subscription.
+type Member<'a> = (&'a str, &'a Subscriber, &'a Subscription);
+
 /// Who gets one message: client id, its entry, and the QoS and subscription ids.
 pub(super) struct Target<'a> {
     pub(super) client_id: &'a str,
@@ -118,7 +121,7 @@ impl Table {
     /// The clients `topic` (published by `from`) reaches.
     pub(super) fn targets<'a>(&'a self, topic: &str, from: &str) -> Vec<Target<'a>> {
         let mut out: Vec<Target<'a>> = Vec::new();
-        let mut shared: HashMap<(&str, &str), Vec<(&'a str, &'a Subscriber, &'a Subscription)>> = HashMap::new();
+        let mut shared: HashMap<(&str, &str), Vec<Member<'a>>> = HashMap::new();
         for (client_id, subscriber) in &self.clients {
             let mut target: Option<Target<'a>> = None;
             for sub in subscriber.subs.iter().filter(|s| s.matches(topic)) {

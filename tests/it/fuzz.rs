@@ -242,7 +242,7 @@ async fn generated_and_mutated_mqtt_streams_never_break_the_gateway_or_lose_an_a
                     }
                 }
                 // After any stream, a well-behaved device is still served.
-                if n % 16 == 0 {
+                if n.is_multiple_of(16) {
                     let mut dev = Raw::connect(addr, "fz-check", false).await;
                     let payload = format!("fz-check-{n}");
                     dev.publish("devices/fz-check/t", payload.as_bytes(), 1).await;
@@ -375,10 +375,10 @@ proptest! {
                 prop_assert!(named, "error does not name the overridden key: {}", message);
             }
         }
-        if key == "EDGE_GATEWAY_DATA_DIR" {
-            if let Ok(c) = &parsed {
-                prop_assert_eq!(c.data_dir.to_string_lossy(), value.as_str());
-            }
+        if key == "EDGE_GATEWAY_DATA_DIR"
+            && let Ok(c) = &parsed
+        {
+            prop_assert_eq!(c.data_dir.to_string_lossy(), value.as_str());
         }
     }
 }

@@ -336,10 +336,10 @@ impl ForwarderState {
     /// exiting. A record that does not decode is not a disk fault: it only holds this sink back
     /// (logged and counted as `kind="store"` until an operator removes it).
     fn store_failed(&mut self, myself: &ActorRef<ForwarderMsg>, e: crate::storage::StoreError) {
-        if matches!(e, crate::storage::StoreError::Damaged(_) | crate::storage::StoreError::Io(_)) {
-            if let Some(storage) = self.args.storage.get() {
-                let _ = storage.send_message(StorageMsg::ReadFailed(e.to_string()));
-            }
+        if matches!(e, crate::storage::StoreError::Damaged(_) | crate::storage::StoreError::Io(_))
+            && let Some(storage) = self.args.storage.get()
+        {
+            let _ = storage.send_message(StorageMsg::ReadFailed(e.to_string()));
         }
         self.retry_later(myself, DeliveryKind::Store, &e.to_string());
     }

@@ -238,13 +238,13 @@ impl StorageState {
 
     /// One write transaction holding `ops`; every reply after it committed (or failed).
     fn commit(&mut self, ops: Vec<Op>) {
-        if let Some(error) = self.broken.clone() {
-            if !self.reopen() {
-                // Not a word of this reaches the disk, so nothing is acknowledged.
-                self.args.metrics.commit_failures.inc();
-                reply_all_failed(ops, &format!("store unavailable after a write failure ({error}); retrying"));
-                return;
-            }
+        if let Some(error) = self.broken.clone()
+            && !self.reopen()
+        {
+            // Not a word of this reaches the disk, so nothing is acknowledged.
+            self.args.metrics.commit_failures.inc();
+            reply_all_failed(ops, &format!("store unavailable after a write failure ({error}); retrying"));
+            return;
         }
         let started = Instant::now();
         match self.write(&ops) {

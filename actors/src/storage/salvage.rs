@@ -124,12 +124,12 @@ pub fn scan_records(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut found: std::collections::BTreeMap<(String, u64), Vec<u8>> = std::collections::BTreeMap::new();
     let mut i = 0;
     while i + 12 <= bytes.len() {
-        if let Some((prefix, seq)) = plausible_header(&bytes[i..]) {
-            if let Ok((_, used)) = Record::decode_prefix(seq, &bytes[i..]) {
-                found.entry((prefix, seq)).or_insert_with(|| bytes[i..i + used].to_vec());
-                i += used;
-                continue;
-            }
+        if let Some((prefix, seq)) = plausible_header(&bytes[i..])
+            && let Ok((_, used)) = Record::decode_prefix(seq, &bytes[i..])
+        {
+            found.entry((prefix, seq)).or_insert_with(|| bytes[i..i + used].to_vec());
+            i += used;
+            continue;
         }
         i += 1;
     }

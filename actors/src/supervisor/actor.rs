@@ -242,10 +242,10 @@ impl SupervisorState {
 
     fn remove(&mut self, order: u64) {
         if let Some(child) = self.children.remove(&order) {
-            if let Some(k) = child.key {
-                if self.by_key.get(&k) == Some(&order) {
-                    self.by_key.remove(&k);
-                }
+            if let Some(k) = child.key
+                && self.by_key.get(&k) == Some(&order)
+            {
+                self.by_key.remove(&k);
             }
             if let Some(cell) = child.cell {
                 self.by_id.remove(&cell.get_id());

@@ -132,6 +132,7 @@ impl ArchiveState {
 
 /// Where a flush can be cut short by `EDGE_GATEWAY_ARCHIVE_CRASH` (the crash tests).
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // each names the step the crash comes before
 enum CrashPoint {
     /// The `.tmp` files are written and fsync'ed, the manifest does not know them.
     BeforeManifest,

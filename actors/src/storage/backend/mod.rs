@@ -158,6 +158,10 @@ impl Label {
 /// One stored record as a reader sees it: its seq and its encoded bytes.
 pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<bool, StoreError>;
 
+/// What [`Backend::dead_letters`] calls per dead letter (sink, seq, stored value): `false`
+/// stops the walk.
+pub type VisitDeadLetter<'a> = &'a mut dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>;
+
 /// A store file opened by one engine. Reads are short read transactions that may run on any
 /// thread while a write runs; writes come from one writer at a time (the storage actor, or the
 /// device actor on its own file).
@@ -178,7 +182,7 @@ pub trait Backend: Send + Sync {
 
     /// Visit the dead letters (sink, seq, stored value) by sink then seq, until `visit` returns
     /// `false`.
-    fn dead_letters(&self, visit: &mut dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>) -> Result<(), StoreError>;
+    fn dead_letters(&self, visit: VisitDeadLetter<'_>) -> Result<(), StoreError>;
 
     /// Visit every device record (identity, JSON).
     fn devices(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), StoreError>;

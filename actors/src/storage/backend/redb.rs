@@ -18,7 +18,7 @@ use std::path::Path;
 use ::redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
 use super::redb_errors::open_error;
-use super::{Backend, Label, Meta, Tables, Visit};
+use super::{Backend, Label, Meta, Tables, Visit, VisitDeadLetter};
 use crate::storage::StoreStats;
 use crate::storage::store::{StoreError, received_at};
 
@@ -120,7 +120,7 @@ impl Backend for RedbBackend {
         Ok(txn.open_table(CURSORS)?.get(sink)?.map(|v| v.value()))
     }
 
-    fn dead_letters(&self, visit: &mut dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>) -> Result<(), StoreError> {
+    fn dead_letters(&self, visit: VisitDeadLetter<'_>) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         for entry in txn.open_table(DEAD_LETTERS)?.iter()? {
             let (k, v) = entry?;

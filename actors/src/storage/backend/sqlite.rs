@@ -29,7 +29,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::sqlite_files::{WalGuard, check_headers};
 use super::sqlite_tables::SqliteTables;
-use super::{Backend, Meta, Tables, Visit};
+use super::{Backend, Meta, Tables, Visit, VisitDeadLetter};
 use crate::storage::StoreStats;
 use crate::storage::store::StoreError;
 
@@ -196,7 +196,7 @@ impl Backend for SqliteBackend {
         self.read(|txn| SqliteTables { txn, count: None }.cursor(sink))
     }
 
-    fn dead_letters(&self, visit: &mut dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>) -> Result<(), StoreError> {
+    fn dead_letters(&self, visit: VisitDeadLetter<'_>) -> Result<(), StoreError> {
         self.read(|txn| {
             let mut stmt = txn.prepare_cached("SELECT sink, seq, value FROM dead_letters ORDER BY sink, seq")?;
             let mut rows = stmt.query([])?;
