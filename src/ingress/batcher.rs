@@ -12,7 +12,7 @@
 //! in the order the handlers run, batches reach the actor in the order they were sent, and the
 //! actor stores a batch in order.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use edge_gateway_actors::record::NewRecord;
 use edge_gateway_actors::slot::ActorSlot;
@@ -20,37 +20,29 @@ use edge_gateway_actors::storage::{AppendError, Appended, StorageMsg};
 use tokio::sync::oneshot;
 
 use super::ACTOR_CALL_TIMEOUT;
+use super::gather::{self, Gathered, Scheduled};
 
 /// One append waiting for its batch to be sent: the message and where its result goes.
 type Waiting = (NewRecord, oneshot::Sender<Result<Appended, AppendError>>);
 
-/// This thread's batch being collected.
-#[derive(Default)]
-struct Batch {
-    /// Appends in arrival order.
-    waiting: RefCell<Vec<Waiting>>,
-    /// A task to send the batch is already spawned.
-    scheduled: Cell<bool>,
-    /// Appends not yet answered (collecting, sent, or waiting for their commit).
-    in_flight: Cell<usize>,
-}
-
 thread_local! {
-    /// Each I/O thread runs its own single-threaded runtime: its batch needs no lock.
-    static BATCH: Batch = Batch::default();
+    /// This thread's batch being collected, in arrival order.
+    static BATCH: Gathered<Waiting> = Gathered::default();
+    /// This thread's appends not yet answered (collecting, sent, or waiting for their commit).
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
 }
 
 /// How many publishes of this I/O thread wait for their commit (a stop lets them finish).
 pub(super) fn in_flight() -> usize {
-    BATCH.with(|b| b.in_flight.get())
+    IN_FLIGHT.with(Cell::get)
 }
 
-/// One append counted in `Batch::in_flight` until its publish has its result or is dropped.
+/// One append counted in `IN_FLIGHT` until its publish has its result or is dropped.
 struct Counted;
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let _ = BATCH.try_with(|b| b.in_flight.set(b.in_flight.get().saturating_sub(1)));
+        let _ = IN_FLIGHT.try_with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 
@@ -58,16 +50,11 @@ impl Drop for Counted {
 /// that holds it (or with a failure: storage down, or no answer within the call timeout).
 pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Future<Output = Result<Appended, AppendError>> + 'static {
     let (tx, rx) = oneshot::channel();
-    let counted = BATCH.with(|b| {
-        b.in_flight.set(b.in_flight.get() + 1);
-        b.waiting.borrow_mut().push((rec, tx));
-        if !b.scheduled.replace(true) {
-            // The guard is an argument, so it lives in the task from its creation: a task dropped
-            // before its first poll (its runtime stopping) clears the flag too.
-            ntex_rt::spawn(send(storage.clone(), Unschedule));
-        }
-        Counted
-    });
+    IN_FLIGHT.with(|n| n.set(n.get() + 1));
+    let counted = Counted;
+    if let Some(round) = gather::push(&BATCH, (rec, tx)) {
+        ntex_rt::spawn(send(storage.clone(), round));
+    }
     async move {
         let _counted = counted;
         match ntex_util::time::timeout(ACTOR_CALL_TIMEOUT, rx).await {
@@ -79,15 +66,10 @@ pub(super) fn append(storage: &ActorSlot<StorageMsg>, rec: NewRecord) -> impl Fu
 }
 
 /// Send the batch once every publish this turn decoded has joined it, then hand each result to
-/// its publish. `unschedule` clears "a send is scheduled" if this task is dropped before it took the batch
-/// (its runtime shutting down), so the next append can schedule a send again.
-async fn send(storage: ActorSlot<StorageMsg>, unschedule: Unschedule) {
+/// its publish.
+async fn send(storage: ActorSlot<StorageMsg>, round: Scheduled<Waiting>) {
     tokio::task::yield_now().await;
-    let waiting = BATCH.with(|b| {
-        b.scheduled.set(false);
-        std::mem::take(&mut *b.waiting.borrow_mut())
-    });
-    std::mem::forget(unschedule);
+    let waiting = round.take();
     if waiting.is_empty() {
         return;
     }
@@ -101,15 +83,6 @@ async fn send(storage: ActorSlot<StorageMsg>, unschedule: Unschedule) {
     };
     for (tx, result) in senders.into_iter().zip(results) {
         let _ = tx.send(result); // a publish whose connection ended no longer waits
-    }
-}
-
-/// Clears "a send is scheduled" when a send task is dropped before it took the batch.
-struct Unschedule;
-
-impl Drop for Unschedule {
-    fn drop(&mut self) {
-        let _ = BATCH.try_with(|b| b.scheduled.set(false));
     }
 }
 

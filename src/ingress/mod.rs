@@ -16,6 +16,7 @@
 //! - [`conn`]: per-connection state; its end ends the session.
 //! - `outbox.rs`: what an I/O thread tells the sessions and device health actors, sent together
 //!   (at most 2 ms late) instead of one wake-up of their runtime per CONNECT.
+//! - `gather.rs`: the per-thread queue that `batcher` and `outbox.rs` gather into.
 //! - [`publish`]: the one publish path both protocol versions share.
 //! - [`batcher`]: one I/O thread's appends, handed to the storage actor once per event-loop turn.
 //! - [`deliver`]: writing the messages routed to a subscriber (`crate::routing`) to its connection
@@ -36,6 +37,7 @@ pub mod conn;
 pub mod deliver;
 mod exchanges;
 pub mod gate;
+mod gather;
 mod heartbeat;
 pub mod listen;
 mod outbox;

@@ -15,13 +15,15 @@
 //! A letter to an actor that is down when it leaves is dropped, as a direct send to it was:
 //! an `Open`'s closer then closes its connection (the device reconnects).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::time::Duration;
 
 use edge_gateway_actors::devices::DevicesMsg;
 use edge_gateway_actors::session::SessionsMsg;
 use edge_gateway_actors::slot::ActorSlot;
 use ractor::ActorRef;
+
+use super::gather::{self, Gathered, Scheduled};
 
 /// How long a letter waits at most for others to go with it.
 pub(super) const HOLD: Duration = Duration::from_millis(2);
@@ -52,20 +54,11 @@ impl Letter {
     }
 }
 
-/// This thread's letters waiting.
-#[derive(Default)]
-struct Outbox {
-    /// In the order they were posted.
-    letters: RefCell<Vec<Letter>>,
-    /// A task that sends them within [`HOLD`] is spawned.
-    scheduled: Cell<bool>,
-    /// The thread's runtime is ending: letters leave at once (no task would send them).
-    direct: Cell<bool>,
-}
-
 thread_local! {
-    /// Each I/O thread runs its own single-threaded runtime: its outbox needs no lock.
-    static OUTBOX: Outbox = Outbox::default();
+    /// This thread's letters waiting, in the order they were posted.
+    static OUTBOX: Gathered<Letter> = Gathered::default();
+    /// The thread's runtime is ending: letters leave at once (no task would send them).
+    static DIRECT: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Post `msg` to the sessions actor `actor`.
@@ -79,58 +72,37 @@ pub(super) fn to_devices(slot: &ActorSlot<DevicesMsg>, msg: DevicesMsg) {
 }
 
 fn post(letter: Letter) {
-    let mut letter = Some(letter);
     // `try_with`: a connection's state dropped while the thread's locals are torn down sends
     // its letters itself.
-    let _ = OUTBOX.try_with(|outbox| {
-        if outbox.direct.get() {
-            return;
-        }
-        let mut letters = outbox.letters.borrow_mut();
-        letters.extend(letter.take());
-        if letters.len() >= FLUSH_AT {
-            let full = std::mem::take(&mut *letters);
-            drop(letters);
-            full.into_iter().for_each(Letter::deliver);
-        } else if !outbox.scheduled.replace(true) {
-            drop(letters);
-            // The guard is an argument, so it lives in the task from its creation: a task
-            // dropped before it ran (its runtime stopping) clears the flag too.
-            ntex_rt::spawn(flush_later(Unschedule));
-        }
-    });
-    if let Some(letter) = letter {
+    if DIRECT.try_with(Cell::get).unwrap_or(true) {
         letter.deliver();
+        return;
+    }
+    if let Some(round) = gather::push(&OUTBOX, letter) {
+        ntex_rt::spawn(send_later(round));
+    }
+    if OUTBOX.with(Gathered::len) >= FLUSH_AT {
+        send_now();
     }
 }
 
-/// Send this thread's letters [`HOLD`] from now (then the guard lets the next letter schedule
-/// a send again).
-async fn flush_later(_unschedule: Unschedule) {
+/// Send this round's letters [`HOLD`] from now.
+async fn send_later(round: Scheduled<Letter>) {
     tokio::time::sleep(HOLD).await;
-    flush();
+    round.take().into_iter().for_each(Letter::deliver);
 }
 
-/// Clears "a send is scheduled" when its task ends, also when it is dropped before it ran.
-struct Unschedule;
-
-impl Drop for Unschedule {
-    fn drop(&mut self) {
-        let _ = OUTBOX.try_with(|outbox| outbox.scheduled.set(false));
-    }
-}
-
-/// Send this thread's letters now.
-fn flush() {
-    let letters = OUTBOX.try_with(|outbox| std::mem::take(&mut *outbox.letters.borrow_mut())).unwrap_or_default();
+/// Send this thread's letters now (the round's task, when it wakes, finds the ones posted since).
+fn send_now() {
+    let letters = OUTBOX.try_with(Gathered::take_now).unwrap_or_default();
     letters.into_iter().for_each(Letter::deliver);
 }
 
 /// The thread's runtime ends: send what waits, and from now on every letter at once (the
 /// connections it drops post their ends).
 pub(super) fn close() {
-    let _ = OUTBOX.try_with(|outbox| outbox.direct.set(true));
-    flush();
+    let _ = DIRECT.try_with(|direct| direct.set(true));
+    send_now();
 }
 
 #[cfg(test)]
@@ -175,7 +147,7 @@ mod tests {
     }
 
     fn waiting() -> usize {
-        OUTBOX.with(|outbox| outbox.letters.borrow().len())
+        OUTBOX.with(Gathered::len)
     }
 
     /// Runs `test` on a runtime like an I/O thread's, with a recorder as the sessions actor.
