@@ -99,7 +99,8 @@ impl Tally {
     }
 
     /// Tell the device health actor about accepted messages: at most once a second per
-    /// connection (and at the end), not once per message. With the actor down (its slot empty), the count is kept.
+    /// connection (and at the end), not once per message. With the actor down (its slot
+    /// empty), the count is kept.
     pub(super) fn report_seen(&self, last: bool) {
         let (n, since) = self.unreported.get();
         if n == 0 || (!last && since.elapsed() < std::time::Duration::from_secs(1)) {
