@@ -18,7 +18,9 @@ options:
   --connections N   idle connections to open (default 10000)
   --runs N          runs per server (default 3)
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
-  --skip-build      use the binaries already built in target/release
+  --profile NAME    the cargo profile to build and measure (default release; dist is what
+                    scripts/release.sh and the .deb ship: the idle RSS target is for it)
+  --skip-build      use the binaries already built in target/<profile>
   -h, --help        this text
 
 Needs ulimit -n above CONNECTIONS (raised here when allowed). Loopback only: 127.0.0.4:18860
@@ -38,13 +40,14 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
-        --connections|--runs|--data-root) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        --connections|--runs|--data-root|--profile) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     case "$1" in
         --connections) positive "$1" "$2"; CONNECTIONS=$2 ;;
         --runs) positive "$1" "$2"; RUNS=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
+        --profile) BUILD_PROFILE=$2 ;;
     esac
     shift 2
 done
@@ -138,7 +141,7 @@ rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
 echo "### Idle connections, $(date -u +%Y-%m-%d)"
 echo
-echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+echo "commit $rev, cargo profile ${BUILD_PROFILE:-release}; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
     "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; median of $RUNS runs."
 echo
 echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | server CPU per connection us |"

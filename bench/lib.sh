@@ -49,17 +49,17 @@ bench_workdir() {
 }
 
 # release_binaries EXAMPLE: cd to the repository; set ROOT, GATEWAY and EXAMPLE_BIN (the
-# release edge-gateway and examples/EXAMPLE, honouring CARGO_TARGET_DIR), building both first
-# unless BUILD=0.
+# edge-gateway and examples/EXAMPLE of cargo profile BUILD_PROFILE, default release; `dist` is what
+# scripts/release.sh ships; honouring CARGO_TARGET_DIR), building both first unless BUILD=0.
 release_binaries() {
     ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     cd "$ROOT"
-    local target=${CARGO_TARGET_DIR:-$ROOT/target}
-    GATEWAY=$target/release/edge-gateway
-    EXAMPLE_BIN=$target/release/examples/$1
+    local target=${CARGO_TARGET_DIR:-$ROOT/target} profile=${BUILD_PROFILE:-release}
+    GATEWAY=$target/$profile/edge-gateway
+    EXAMPLE_BIN=$target/$profile/examples/$1
     if [[ ${BUILD:-1} -eq 1 ]]; then
-        log "building (release)"
-        cargo build --release --locked --bin edge-gateway --example "$1" >&2
+        log "building (profile $profile)"
+        cargo build --profile "$profile" --locked --bin edge-gateway --example "$1" >&2
     fi
     [[ -x "$GATEWAY" && -x "$EXAMPLE_BIN" ]] || die "missing $GATEWAY or $EXAMPLE_BIN (build first)"
 }

@@ -2,7 +2,8 @@
 # scripts/package.sh: build edge-gateway's Debian package from a staged tree with dpkg-deb.
 #
 # usage: scripts/package.sh [--binary PATH] [--out DIR]
-#   --binary  the edge-gateway binary to package (default target/release/edge-gateway)
+#   --binary  the edge-gateway binary to package (default target/dist/edge-gateway, what
+#             cargo build --profile dist builds; scripts/release.sh passes its own)
 #   --out     where the .deb goes (default target/debian); its path is printed on stdout
 #
 # Contents: /usr/bin/edge-gateway, the systemd unit, /etc/edge-gateway/gateway.toml and acl.toml
@@ -12,17 +13,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=target/release/edge-gateway
+BIN=${CARGO_TARGET_DIR:-target}/dist/edge-gateway
 OUT=target/debian
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --binary) BIN=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "package.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
-[[ -x "$BIN" ]] || { echo "package.sh: $BIN is not an executable (cargo build --release --locked first)" >&2; exit 1; }
+[[ -x "$BIN" ]] || { echo "package.sh: $BIN is not an executable (cargo build --profile dist --locked first)" >&2; exit 1; }
 for tool in dpkg-deb dpkg-shlibdeps gzip; do command -v "$tool" >/dev/null || { echo "package.sh: $tool is missing (dpkg-dev)" >&2; exit 1; }; done
 
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)-1

@@ -2,7 +2,8 @@
 # scripts/release.sh: the release artefacts of edge-gateway, checksummed and signed.
 #
 # usage: scripts/release.sh [--binary PATH] [--out DIR]
-#   --binary  the edge-gateway binary (default: build it, cargo build --release --locked)
+#   --binary  the edge-gateway binary (default: build it, cargo build --profile dist --locked:
+#             the release build optimised as one program, Cargo.toml's [profile.dist])
 #   --out     where the artefacts go (default target/release-artefacts/<version>)
 #
 # Writes the binary (stripped, as edge-gateway-<version>-<arch>-linux), the .deb
@@ -44,8 +45,8 @@ VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 ARCH=$(dpkg --print-architecture)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -z "$BIN" ]]; then
-    cargo build --release --locked --bin edge-gateway >&2
-    BIN=target/release/edge-gateway
+    cargo build --profile dist --locked --bin edge-gateway >&2
+    BIN=${CARGO_TARGET_DIR:-target}/dist/edge-gateway
 fi
 [[ -x "$BIN" ]] || { echo "release.sh: $BIN is not an executable" >&2; exit 1; }
 OUT=${OUT:-target/release-artefacts/$VERSION}
