@@ -24,7 +24,9 @@ options:
   --timeout SECS      bound on one loadgen run (default 120)
   --data-root DIR     where the per-run temp dirs go (default: $TMPDIR or /tmp); put it on the
                       disk you want to measure, not on tmpfs
-  --skip-build        use the binaries already built in target/release
+  --profile NAME      the cargo profile to build and measure (default release; dist is what
+                      scripts/release.sh and the .deb ship)
+  --skip-build        use the binaries already built in target/<profile>
   --baseline BIN      also measure another edge-gateway binary (an older build) with group
                       commit, in the same run, and print this build / baseline
   --open-loop         also measure latency at a given load: loadgen --rate (open loop, latency
@@ -58,6 +60,7 @@ INFLIGHT=100
 TIMEOUT=120
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
+BUILD_PROFILE=release
 BASELINE=""
 OPEN_LOOP=0
 RATE=""
@@ -76,7 +79,7 @@ while [[ $# -gt 0 ]]; do
         --skip-build) BUILD=0; shift; continue ;;
         --open-loop) OPEN_LOOP=1; shift; continue ;;
         --schemas) SCHEMAS=1; shift; continue ;;
-        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--rates|--open-secs|--backend)
+        --runs|--messages-8|--messages-64|--payload|--inflight|--timeout|--data-root|--baseline|--rate|--rates|--open-secs|--backend|--profile)
             [[ $# -ge 2 ]] || { echo "bench/ingest.sh: $1 needs a value" >&2; exit 2; } ;;
         *) echo "bench/ingest.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -91,6 +94,7 @@ while [[ $# -gt 0 ]]; do
         --baseline) BASELINE=$(realpath "$2") ;;
         --rate) positive "$1" "$2"; RATE=$2; OPEN_LOOP=1 ;;
         --open-secs) positive "$1" "$2"; OPEN_SECS=$2 ;;
+        --profile) BUILD_PROFILE=$2 ;;
         --rates)
             IFS=, read -r -a RATES <<<"$2"
             for r in "${RATES[@]}"; do positive "$1" "$r"; done ;;
@@ -107,9 +111,9 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-GATEWAY=$TARGET_DIR/release/edge-gateway
-LOADGEN=$TARGET_DIR/release/examples/loadgen
-DISKPROBE=$TARGET_DIR/release/examples/diskprobe
+GATEWAY=$TARGET_DIR/$BUILD_PROFILE/edge-gateway
+LOADGEN=$TARGET_DIR/$BUILD_PROFILE/examples/loadgen
+DISKPROBE=$TARGET_DIR/$BUILD_PROFILE/examples/diskprobe
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- prerequisites ------------------------------------------------------------------------
@@ -132,8 +136,8 @@ mkdir -p "$DATA_ROOT"
 [[ $(stat -f -c %T "$DATA_ROOT") != tmpfs ]] || log "WARNING: $DATA_ROOT is tmpfs; fsync costs nothing there"
 
 if [[ $BUILD -eq 1 ]]; then
-    log "building (release)"
-    cargo build --release --locked --bin edge-gateway --example loadgen --example diskprobe >&2
+    log "building (profile $BUILD_PROFILE)"
+    cargo build --profile "$BUILD_PROFILE" --locked --bin edge-gateway --example loadgen --example diskprobe >&2
 fi
 [[ -x "$GATEWAY" && -x "$LOADGEN" ]] || die "missing $GATEWAY or $LOADGEN (build first)"
 [[ $OPEN_LOOP -eq 0 || -x "$DISKPROBE" ]] || die "missing $DISKPROBE (build first)"
@@ -362,7 +366,7 @@ if [[ ${#RATES[@]} -gt 0 ]]; then
     done
     echo "### CPU by load, $(date -u +%Y-%m-%d)"
     echo
-    echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+    echo "commit $rev, cargo profile $BUILD_PROFILE; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
         "$($MOSQUITTO -h 2>/dev/null | head -1 || true); open loop, 8 clients, $OPEN_SECS s per run, payload $PAYLOAD B, median of $RUNS runs; data dir on $(stat -f -c %T "$WORK")."
     echo
     echo "| rate msg/s | server | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | server CPU µs/msg | commits per message | CPU / mosquitto's |"
@@ -383,7 +387,7 @@ done
 
 echo "### Ingest benchmark, $(date -u +%Y-%m-%d)"
 echo
-echo "commit $rev; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+echo "commit $rev, cargo profile $BUILD_PROFILE; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
     "$($MOSQUITTO -h 2>/dev/null | head -1 || true);" \
     "payload $([[ $SCHEMAS -eq 0 ]] && echo "$PAYLOAD B" || echo "a JSON telemetry reading (~200 B)"), inflight $INFLIGHT per client, median of $RUNS runs; data dir on $(stat -f -c %T "$WORK")."
 echo
