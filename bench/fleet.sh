@@ -61,7 +61,12 @@ release_binaries loadgen
 LOADGEN=$EXAMPLE_BIN
 HOST=127.0.0.3
 UPSTREAM_PORT=19400
-NATS=$(command -v nats-server || { [[ -x /usr/sbin/nats-server ]] && echo /usr/sbin/nats-server; } || true)
+nats_bin() { command -v nats-server || { [[ -x /usr/sbin/nats-server ]] && echo /usr/sbin/nats-server; } || true; }
+NATS=""
+if [[ " ${SINKS[*]} " == *" nats "* ]]; then
+    NATS=$(nats_bin)
+    [[ -n "$NATS" ]] || { install_pkg nats-server; NATS=$(nats_bin); }
+fi
 mosquitto_bin
 command -v curl >/dev/null || die "curl is missing"
 mkdir -p "$DATA_ROOT"
@@ -128,7 +133,7 @@ start_upstream() {
     local dir=$WORK/$1/upstream
     mkdir -p "$dir"
     if [[ $1 == nats ]]; then
-        [[ -n "$NATS" ]] || die "nats-server is missing: apt-get install nats-server"
+        [[ -n "$NATS" ]] || die "nats-server still not found after installing it"
         "$NATS" -a "$HOST" -p "$UPSTREAM_PORT" -js -sd "$dir/js" >"$dir/server.log" 2>&1 &
     else
         printf 'listener %s %s\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n' "$UPSTREAM_PORT" "$HOST" >"$dir/mosquitto.conf"

@@ -23,8 +23,9 @@ options:
   --skip-build      use the binaries already built in target/<profile>
   -h, --help        this text
 
-Needs ulimit -n above CONNECTIONS (raised here when allowed). Loopback only: 127.0.0.4:18860
-(gateway MQTT), :18861 (gateway HTTP), :18862 (mosquitto).
+Needs ulimit -n above CONNECTIONS (raised here when allowed) and mosquitto (installed with
+apt-get when missing and root). Loopback only: 127.0.0.4:18860 (gateway MQTT), :18861 (gateway
+HTTP), :18862 (mosquitto).
 EOF
 }
 

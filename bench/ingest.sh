@@ -118,13 +118,8 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # --- prerequisites ------------------------------------------------------------------------
 
-install_pkg() {  # install_pkg PACKAGE: apt-get as root, else say how
-    [[ $(id -u) -eq 0 ]] || die "$1 is missing: run 'sudo apt-get install -y $1'"
-    log "installing $1 with apt-get"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
-}
-
-find_mosquitto() { command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true; }
+# shellcheck source=bench/install.sh
+source "$ROOT/bench/install.sh"  # install_pkg, find_mosquitto
 
 command -v taskset >/dev/null || install_pkg util-linux
 command -v curl >/dev/null || install_pkg curl

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh, bench/routing.sh,
-# bench/backlog.sh, bench/idle.sh and bench/archive.sh (sourced, not run). Set SCRIPT (for
-# messages) and DATA_ROOT before using them.
+# bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh,
+# bench/routing.sh, bench/backlog.sh, bench/idle.sh, bench/fleet.sh and bench/archive.sh
+# (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT before using them.
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -64,10 +64,15 @@ release_binaries() {
     [[ -x "$GATEWAY" && -x "$EXAMPLE_BIN" ]] || die "missing $GATEWAY or $EXAMPLE_BIN (build first)"
 }
 
-# mosquitto_bin: MOSQUITTO = the mosquitto broker (on PATH or in /usr/sbin), or die.
+# shellcheck source=bench/install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/install.sh"  # install_pkg, find_mosquitto
+
+# mosquitto_bin: MOSQUITTO = the mosquitto broker (on PATH or in /usr/sbin), installed with
+# apt-get when missing (as root; otherwise it says how), or die.
 mosquitto_bin() {
-    MOSQUITTO=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
-    [[ -n "$MOSQUITTO" ]] || die "mosquitto is missing: apt-get install mosquitto"
+    MOSQUITTO=$(find_mosquitto)
+    [[ -n "$MOSQUITTO" ]] || { install_pkg mosquitto; MOSQUITTO=$(find_mosquitto); }
+    [[ -n "$MOSQUITTO" ]] || die "mosquitto still not found after installing it"
 }
 
 tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
