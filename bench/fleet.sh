@@ -67,7 +67,7 @@ if [[ " ${SINKS[*]} " == *" nats "* ]]; then
     NATS=$(nats_bin)
     [[ -n "$NATS" ]] || { install_pkg nats-server; NATS=$(nats_bin); }
 fi
-mosquitto_bin
+[[ " ${SINKS[*]} " != *" mqtt "* ]] || mosquitto_bin
 command -v curl >/dev/null || die "curl is missing"
 mkdir -p "$DATA_ROOT"
 bench_workdir edge-gateway-fleet

@@ -18,8 +18,8 @@ options:
   --connections N   idle connections to open (default 10000)
   --runs N          runs per server (default 3)
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
-  --profile NAME    the cargo profile to build and measure (default release; dist is what
-                    scripts/release.sh and the .deb ship: the idle RSS target is for it)
+  --profile NAME    release (default) or dist: the cargo profile to build and measure; dist
+                    is what scripts/release.sh and the .deb ship (the idle RSS target's)
   --skip-build      use the binaries already built in target/<profile>
   -h, --help        this text
 
@@ -48,7 +48,7 @@ while [[ $# -gt 0 ]]; do
         --connections) positive "$1" "$2"; CONNECTIONS=$2 ;;
         --runs) positive "$1" "$2"; RUNS=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
-        --profile) BUILD_PROFILE=$2 ;;
+        --profile) case "$2" in release|dist) BUILD_PROFILE=$2 ;; *) die "--profile is release or dist, got '$2'" ;; esac ;;
     esac
     shift 2
 done
@@ -142,7 +142,7 @@ rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
 echo "### Idle connections, $(date -u +%Y-%m-%d)"
 echo
-echo "commit $rev, cargo profile ${BUILD_PROFILE:-release}; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
+echo "commit $rev, cargo profile $BUILD_PROFILE; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
     "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; median of $RUNS runs."
 echo
 echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | server CPU per connection us |"

@@ -24,8 +24,8 @@ options:
   --timeout SECS      bound on one loadgen run (default 120)
   --data-root DIR     where the per-run temp dirs go (default: $TMPDIR or /tmp); put it on the
                       disk you want to measure, not on tmpfs
-  --profile NAME      the cargo profile to build and measure (default release; dist is what
-                      scripts/release.sh and the .deb ship)
+  --profile NAME      release (default) or dist: the cargo profile to build and measure; dist
+                      is what scripts/release.sh and the .deb ship
   --skip-build        use the binaries already built in target/<profile>
   --baseline BIN      also measure another edge-gateway binary (an older build) with group
                       commit, in the same run, and print this build / baseline
@@ -94,7 +94,11 @@ while [[ $# -gt 0 ]]; do
         --baseline) BASELINE=$(realpath "$2") ;;
         --rate) positive "$1" "$2"; RATE=$2; OPEN_LOOP=1 ;;
         --open-secs) positive "$1" "$2"; OPEN_SECS=$2 ;;
-        --profile) BUILD_PROFILE=$2 ;;
+        --profile)
+            case "$2" in
+                release|dist) BUILD_PROFILE=$2 ;;
+                *) echo "bench/ingest.sh: --profile is release or dist, got '$2'" >&2; exit 2 ;;
+            esac ;;
         --rates)
             IFS=, read -r -a RATES <<<"$2"
             for r in "${RATES[@]}"; do positive "$1" "$r"; done ;;

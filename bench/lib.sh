@@ -48,13 +48,17 @@ bench_workdir() {
     trap 'exit 143' TERM
 }
 
+# The cargo profile release_binaries builds and runs: release, or dist (what scripts/release.sh
+# ships); a script's --profile option sets it after sourcing this file.
+BUILD_PROFILE=release
+
 # release_binaries EXAMPLE: cd to the repository; set ROOT, GATEWAY and EXAMPLE_BIN (the
-# edge-gateway and examples/EXAMPLE of cargo profile BUILD_PROFILE, default release; `dist` is what
-# scripts/release.sh ships; honouring CARGO_TARGET_DIR), building both first unless BUILD=0.
+# edge-gateway and examples/EXAMPLE of cargo profile BUILD_PROFILE, honouring CARGO_TARGET_DIR),
+# building both first unless BUILD=0.
 release_binaries() {
     ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     cd "$ROOT"
-    local target=${CARGO_TARGET_DIR:-$ROOT/target} profile=${BUILD_PROFILE:-release}
+    local target=${CARGO_TARGET_DIR:-$ROOT/target} profile=$BUILD_PROFILE
     GATEWAY=$target/$profile/edge-gateway
     EXAMPLE_BIN=$target/$profile/examples/$1
     if [[ ${BUILD:-1} -eq 1 ]]; then

@@ -27,7 +27,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --binary) BIN=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '/^set -euo pipefail/q; 2,$p' "$0"; exit 0 ;;
         *) echo "release.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
