@@ -254,7 +254,7 @@ where
         };
         for _ in 0..batch {
             match ready.try_io(|l| l.get_ref().accept()) {
-                Ok(Ok((socket, _))) => match ntex_net::from_tcp_stream(socket, cfg.clone()) {
+                Ok(Ok((socket, peer))) => match super::stream::io(socket, peer, cfg.clone()) {
                     Ok(io) => {
                         let guard = conns.open();
                         let call = pipeline.call_static(io);

@@ -9,6 +9,7 @@
 //! ```
 //!
 //! - [`listen`]: binds the listeners and runs ntex-mqtt on its own thread.
+//! - `stream.rs`: an accepted socket under ntex-io, read and written by one task.
 //! - [`gate`]: connection limits before any TLS or MQTT work.
 //! - [`strict`]: packets a client must never send close the connection.
 //! - [`session`]: CONNECT: authenticate, enter the session in the sessions actor, arm the closer.
@@ -45,6 +46,7 @@ pub mod protocol;
 pub mod publish;
 pub mod replay;
 pub mod session;
+mod stream;
 pub mod strict;
 pub mod v3;
 pub mod v5;

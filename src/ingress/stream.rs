@@ -1,0 +1,324 @@
+//! A device's TCP socket under ntex-io, driven by one task per connection.
+//!
+//! ntex-net's tokio driver (`ntex_net::from_tcp_stream`) starts two tasks for every socket, one
+//! reading and one writing. Here one task does both: one spawn, one task's memory and one poll
+//! per wake-up fewer for every connection (docs/BENCHMARKS.md, "Idle connections"). The read
+//! and write steps are ntex-net 4.0.0's (`src/tokio/io.rs`, MIT or Apache-2.0), unchanged; only
+//! their scheduling differs: each wake-up runs the read side, then the write side, and the task
+//! ends once the write side has shut the connection down (the read side has nothing left to do
+//! by then: the connection is stopped).
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::task::{Context, Poll, ready};
+use std::{any, cmp, io, mem, ptr, rc::Rc};
+
+use ntex_bytes::{BufMut, BytePage};
+use ntex_io::{Handle, Io, IoContext, IoStream, IoTaskStatus, Readiness, types};
+use ntex_service::cfg::SharedCfg;
+use tokio::net::TcpStream;
+
+/// Most bytes and buffers handed to one `writev`.
+const MAX_WRITE_SIZE: usize = 64 * 1024;
+const MAX_WRITE_ITEMS: usize = 16;
+
+/// An accepted socket as an ntex [`Io`]: non-blocking, `TCP_NODELAY`, registered with this
+/// thread's tokio reactor; `peer` is the address `accept` gave (asked for by the gate and
+/// the logs, so it is kept rather than asked of the kernel again). Called on an I/O thread.
+pub fn io(socket: std::net::TcpStream, peer: SocketAddr, cfg: SharedCfg) -> io::Result<Io> {
+    socket.set_nonblocking(true)?;
+    socket.set_nodelay(true)?;
+    Ok(Io::new(Device { socket: TcpStream::from_std(socket)?, peer }, cfg))
+}
+
+/// The socket, until ntex-io starts it.
+struct Device {
+    socket: TcpStream,
+    peer: SocketAddr,
+}
+
+impl IoStream for Device {
+    fn start(self, ctx: IoContext) -> Box<dyn Handle> {
+        let socket = Rc::new(self.socket);
+        tokio::task::spawn_local(run(socket.clone(), ctx));
+        Box::new(Started { socket, peer: self.peer })
+    }
+}
+
+/// What ntex-io keeps of a started socket: its peer's address, and a way to write at once.
+struct Started {
+    socket: Rc<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl Handle for Started {
+    fn query(&self, id: any::TypeId) -> Option<Box<dyn any::Any>> {
+        (id == any::TypeId::of::<types::PeerAddr>()).then(|| Box::new(types::PeerAddr(self.peer)) as Box<dyn any::Any>)
+    }
+
+    fn write(&self, ctx: &IoContext) {
+        let _ = write(&self.socket, ctx);
+    }
+
+    // The task is woken through the wakers it registered; nothing more to do.
+    fn notify(&self, _: &IoContext) {}
+}
+
+/// How the write side ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Asked to shut down: flush what is buffered first.
+    Shutdown,
+    /// Stopped, or failed.
+    Terminate,
+}
+
+/// Where the write side is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    Closing { flush: bool },
+    Done,
+}
+
+/// The connection's one task.
+async fn run(socket: Rc<TcpStream>, ctx: IoContext) {
+    let mut reading = true;
+    let mut phase = Phase::Serving;
+    poll_fn(|cx| {
+        if reading && read_side(&socket, &ctx, cx).is_ready() {
+            reading = false;
+        }
+        loop {
+            phase = match phase {
+                Phase::Serving => match ready!(write_side(&socket, &ctx, cx)) {
+                    _ if ctx.is_stopped() => Phase::Done,
+                    ended => Phase::Closing { flush: ended == Ended::Shutdown },
+                },
+                Phase::Closing { flush } => {
+                    ready!(closing(&socket, &ctx, flush, cx));
+                    Phase::Done
+                }
+                Phase::Done => {
+                    if !ctx.is_stopped() {
+                        ctx.stop(None);
+                    }
+                    return Poll::Ready(());
+                }
+            };
+        }
+    })
+    .await;
+}
+
+/// Read while there is something to read and room for it; `Ready` once reading is over.
+fn read_side(socket: &TcpStream, ctx: &IoContext, cx: &mut Context<'_>) -> Poll<()> {
+    'outer: loop {
+        return match ready!(ctx.poll_read_ready(cx)) {
+            Readiness::Ready => match ready!(socket.poll_read_ready(cx)) {
+                Ok(()) => loop {
+                    return match read(socket, ctx) {
+                        Poll::Ready(IoTaskStatus::Io) => continue,
+                        Poll::Ready(IoTaskStatus::Pause) => Poll::Pending,
+                        Poll::Ready(IoTaskStatus::Stop) => Poll::Ready(()),
+                        Poll::Pending => continue 'outer,
+                    };
+                },
+                Err(err) => {
+                    ctx.stop(Some(err));
+                    Poll::Ready(())
+                }
+            },
+            Readiness::Shutdown | Readiness::Terminate => Poll::Ready(()),
+        };
+    }
+}
+
+/// Write what ntex-io buffers while the socket takes it; `Ready` once asked to stop.
+fn write_side(socket: &TcpStream, ctx: &IoContext, cx: &mut Context<'_>) -> Poll<Ended> {
+    match ready!(ctx.poll_write_ready(cx)) {
+        Readiness::Ready => loop {
+            return match ready!(socket.poll_write_ready(cx)) {
+                Ok(()) => match write(socket, ctx) {
+                    IoTaskStatus::Io => continue,
+                    IoTaskStatus::Pause => Poll::Pending,
+                    IoTaskStatus::Stop => Poll::Ready(Ended::Terminate),
+                },
+                Err(err) => {
+                    ctx.update_write_status(Err(err));
+                    Poll::Ready(Ended::Terminate)
+                }
+            };
+        },
+        Readiness::Shutdown => Poll::Ready(Ended::Shutdown),
+        Readiness::Terminate => Poll::Ready(Ended::Terminate),
+    }
+}
+
+/// Write out the rest and wait for ntex-io to close the connection.
+fn closing(socket: &TcpStream, ctx: &IoContext, flush: bool, cx: &mut Context<'_>) -> Poll<()> {
+    match ready!(socket.poll_write_ready(cx)) {
+        Ok(()) => match write(socket, ctx) {
+            IoTaskStatus::Stop => Poll::Ready(()),
+            _ => ctx.shutdown(flush, cx),
+        },
+        Err(err) => {
+            ctx.update_write_status(Err(err));
+            Poll::Ready(())
+        }
+    }
+}
+
+/// One `write`/`writev` of ntex-io's write buffer: `Io` when all of it went, `Pause` when the
+/// socket is full or the buffer empty, `Stop` when the connection is over.
+fn write(socket: &TcpStream, ctx: &IoContext) -> IoTaskStatus {
+    let result = ctx.with_write_buf(|dst| {
+        let mut pages: [Option<BytePage>; MAX_WRITE_ITEMS] = Default::default();
+        let mut bufs: [mem::MaybeUninit<io::IoSlice<'_>>; MAX_WRITE_ITEMS] = [mem::MaybeUninit::uninit(); MAX_WRITE_ITEMS];
+        let (mut num, mut size) = (0, 0);
+        while let Some(page) = dst.take() {
+            size += page.len();
+            // SAFETY: the page is kept in `pages` for as long as `bufs` lives.
+            bufs[num] = mem::MaybeUninit::new(io::IoSlice::new(unsafe { mem::transmute::<&[u8], &[u8]>(page.as_ref()) }));
+            pages[num] = Some(page);
+            num += 1;
+            if num == MAX_WRITE_ITEMS || size >= MAX_WRITE_SIZE {
+                break;
+            }
+        }
+        if num == 0 {
+            return Ok(false);
+        }
+        // SAFETY: the first `num` slots were initialised just above.
+        let bufs = unsafe { &*(&raw const bufs[..num] as *const [io::IoSlice<'_>]) };
+        let written = match if num == 1 { socket.try_write(&bufs[0]) } else { socket.try_write_vectored(bufs) } {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write frame to transport")),
+            Ok(n) => Some(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(mut left) = written {
+            for page in pages[..num].iter_mut().flatten() {
+                let len = cmp::min(page.len(), left);
+                page.advance_to(len);
+                left -= len;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        // What was not written goes back to the buffer, in order.
+        for page in pages[..num].iter_mut().rev().filter_map(Option::take) {
+            dst.prepend(page);
+        }
+        Ok(written.is_some())
+    });
+    ctx.update_write_status(result)
+}
+
+/// One `read` into ntex-io's read buffer; `Pending` when the socket has nothing more.
+fn read(socket: &TcpStream, ctx: &IoContext) -> Poll<IoTaskStatus> {
+    let mut buf = ctx.get_read_buf();
+    // SAFETY: `try_read` only writes into the spare capacity it is given, and says how much.
+    let result = socket.try_read(unsafe { &mut *(ptr::from_mut(buf.chunk_mut()) as *mut [u8]) });
+    let mut pending = false;
+    let result = match result {
+        Ok(0) => {
+            ctx.stop(None);
+            Ok(0)
+        }
+        Ok(n) => {
+            // SAFETY: `try_read` initialised these `n` bytes.
+            unsafe { buf.advance_mut(n) }
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            pending = true;
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    };
+    match ctx.update_read_status(buf, result) {
+        IoTaskStatus::Io if pending => Poll::Pending,
+        status => Poll::Ready(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use ntex_io::IoConfig;
+    use ntex_io::types::PeerAddr;
+    use ntex_util::time::Seconds;
+
+    use super::*;
+
+    /// Runs `test` on a runtime like an I/O thread's, with the server's end of a loopback
+    /// connection whose client end is given to `client` on a thread of its own.
+    fn with_connection<T: Send + 'static>(
+        client: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
+        test: impl AsyncFnOnce(Io, std::net::SocketAddr) + 'static,
+    ) -> T {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || client(std::net::TcpStream::connect(addr).unwrap()));
+        let (socket, peer) = listener.accept().unwrap();
+        // (A flush may take its time: the client below reads late.)
+        let cfg = SharedCfg::new("stream-test").add(IoConfig::new().set_disconnect_timeout(Seconds(30))).build();
+        ntex_rt::System::new("stream-test", ntex_net::DefaultRuntime).block_on(async move {
+            test(io(socket, peer, cfg).unwrap(), peer).await;
+        });
+        client.join().unwrap()
+    }
+
+    #[test]
+    fn what_is_written_arrives_whole_and_in_order_before_the_close_even_to_a_late_reader() {
+        // Far more than the socket buffers hold, so writes meet a full socket and resume.
+        let sent: Vec<u8> = (0..24_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = sent.clone();
+        let received = with_connection(
+            |mut client| {
+                client.write_all(b"ping").unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                let mut got = Vec::new();
+                client.read_to_end(&mut got).unwrap();
+                got
+            },
+            async move |io, peer| {
+                assert_eq!(io.query::<PeerAddr>().as_ref().map(|p| p.0), Some(peer), "the peer's address");
+                let mut ping = [0u8; 4];
+                io.read(&mut ping).await.unwrap();
+                assert_eq!(&ping, b"ping");
+                for chunk in sent.chunks(100_000) {
+                    io.encode_slice(chunk).unwrap();
+                }
+                tokio::time::timeout(Duration::from_secs(60), io.shutdown()).await.expect("the shutdown ends").unwrap();
+            },
+        );
+        assert_eq!(received.len(), expected.len(), "bytes received before the close");
+        assert!(received == expected, "the bytes arrive as written, in order");
+    }
+
+    #[test]
+    fn a_peer_that_closes_ends_the_read_side() {
+        with_connection(
+            |mut client| {
+                client.write_all(b"last words").unwrap();
+                let mut ok = [0u8; 2];
+                client.read_exact(&mut ok).unwrap();
+                assert_eq!(&ok, b"ok");
+            },
+            async move |io, _| {
+                let mut got = [0u8; 10];
+                io.read(&mut got).await.unwrap();
+                assert_eq!(&got, b"last words");
+                io.encode_slice(b"ok").unwrap();
+                let end = tokio::time::timeout(Duration::from_secs(10), io.read_ready()).await.expect("the close is seen");
+                assert!(matches!(end, Ok(None)), "read_ready after the peer's close: {end:?}");
+                assert!(io.is_closed(), "the connection is closed");
+            },
+        );
+    }
+}
