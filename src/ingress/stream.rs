@@ -5,8 +5,14 @@
 //! per wake-up fewer for every connection (docs/BENCHMARKS.md, "Idle connections"). The read
 //! and write steps are ntex-net 4.0.0's (`src/tokio/io.rs`, MIT or Apache-2.0), unchanged; only
 //! their scheduling differs: each wake-up runs the read side, then the write side, and the task
-//! ends once the write side has shut the connection down (the read side has nothing left to do
-//! by then: the connection is stopped).
+//! ends once the write side has seen the connection stopped (the read side has nothing left to
+//! do by then).
+//!
+//! A graceful close is driven by the read side: ntex-io's `IoContext::poll_read_ready` runs the
+//! filters' shutdown (TLS close_notify) and waits for the write buffer to drain before it stops
+//! the connection, which then ends the write side. ntex-io 4.0.0 never reports `Shutdown` to the
+//! write side (its base filter answers `Terminate` once stopping), so the closing phase below is
+//! ntex-net's, kept for an ntex-io that does.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -67,7 +73,7 @@ impl Handle for Started {
 /// How the write side ended.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Ended {
-    /// Asked to shut down: flush what is buffered first.
+    /// Asked to shut down gracefully (not reported by ntex-io 4.0.0; see the module's doc).
     Shutdown,
     /// Stopped, or failed.
     Terminate,
@@ -255,22 +261,42 @@ mod tests {
 
     use super::*;
 
+    /// Bound on every wait below: a lost wake-up fails the test instead of hanging it.
+    const LIMIT: Duration = Duration::from_secs(30);
+
     /// Runs `test` on a runtime like an I/O thread's, with the server's end of a loopback
-    /// connection whose client end is given to `client` on a thread of its own.
+    /// connection whose client end is given to `client` on a thread of its own. `test` hands the
+    /// `Io` back, and the client must be done once it is dropped, with the runtime still running:
+    /// ntex-io closes the socket when the `Io` goes, provided the socket's task has ended too
+    /// (a task left behind keeps the socket open, and a client reading to its end waits).
     fn with_connection<T: Send + 'static>(
         client: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
-        test: impl AsyncFnOnce(Io, std::net::SocketAddr) + 'static,
+        test: impl AsyncFnOnce(Io, std::net::SocketAddr) -> Io + 'static,
     ) -> T {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || client(std::net::TcpStream::connect(addr).unwrap()));
+        let client = std::thread::spawn(move || {
+            let socket = std::net::TcpStream::connect(addr).unwrap();
+            socket.set_read_timeout(Some(LIMIT)).unwrap();
+            client(socket)
+        });
         let (socket, peer) = listener.accept().unwrap();
-        // (A flush may take its time: the client below reads late.)
+        // (A flush may take its time: a client below reads late.)
         let cfg = SharedCfg::new("stream-test").add(IoConfig::new().set_disconnect_timeout(Seconds(30))).build();
-        ntex_rt::System::new("stream-test", ntex_net::DefaultRuntime).block_on(async move {
-            test(io(socket, peer, cfg).unwrap(), peer).await;
+        let client = ntex_rt::System::new("stream-test", ntex_net::DefaultRuntime).block_on(async move {
+            drop(test(io(socket, peer, cfg).unwrap(), peer).await);
+            let deadline = tokio::time::Instant::now() + LIMIT;
+            while !client.is_finished() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(client.is_finished(), "the client is not done after the Io was dropped (the socket's task left behind?)");
+            client
         });
         client.join().unwrap()
+    }
+
+    async fn within<F: Future>(what: &str, f: F) -> F::Output {
+        tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("{what} never happened"))
     }
 
     #[test]
@@ -289,12 +315,13 @@ mod tests {
             async move |io, peer| {
                 assert_eq!(io.query::<PeerAddr>().as_ref().map(|p| p.0), Some(peer), "the peer's address");
                 let mut ping = [0u8; 4];
-                io.read(&mut ping).await.unwrap();
+                within("the read", io.read(&mut ping)).await.unwrap();
                 assert_eq!(&ping, b"ping");
                 for chunk in sent.chunks(100_000) {
                     io.encode_slice(chunk).unwrap();
                 }
-                tokio::time::timeout(Duration::from_secs(60), io.shutdown()).await.expect("the shutdown ends").unwrap();
+                within("the shutdown", io.shutdown()).await.unwrap();
+                io
             },
         );
         assert_eq!(received.len(), expected.len(), "bytes received before the close");
@@ -312,12 +339,13 @@ mod tests {
             },
             async move |io, _| {
                 let mut got = [0u8; 10];
-                io.read(&mut got).await.unwrap();
+                within("the read", io.read(&mut got)).await.unwrap();
                 assert_eq!(&got, b"last words");
                 io.encode_slice(b"ok").unwrap();
-                let end = tokio::time::timeout(Duration::from_secs(10), io.read_ready()).await.expect("the close is seen");
+                let end = within("the close", io.read_ready()).await;
                 assert!(matches!(end, Ok(None)), "read_ready after the peer's close: {end:?}");
                 assert!(io.is_closed(), "the connection is closed");
+                io
             },
         );
     }
