@@ -175,8 +175,8 @@ fn closing(socket: &TcpStream, ctx: &IoContext, flush: bool, cx: &mut Context<'_
     }
 }
 
-/// One `write`/`writev` of ntex-io's write buffer: `Io` when all of it went, `Pause` when the
-/// socket is full or the buffer empty, `Stop` when the connection is over.
+/// One `write`/`writev` of ntex-io's write buffer, and what ntex-io makes of it: `Io` to write
+/// again, `Pause` to wait (socket full, or nothing left), `Stop` when the connection is over.
 fn write(socket: &TcpStream, ctx: &IoContext) -> IoTaskStatus {
     let result = ctx.with_write_buf(|dst| {
         let mut pages: [Option<BytePage>; MAX_WRITE_ITEMS] = Default::default();
