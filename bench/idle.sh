@@ -20,12 +20,15 @@ options:
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
   --profile NAME    release (default) or dist: the cargo profile to build and measure; dist
                     is what scripts/release.sh and the .deb ship (the idle RSS target's)
+  --floor           also measure examples/connect_floor in every run: a bare tokio server that
+                    only answers CONNECTs (one current-thread runtime, one task per
+                    connection), the floor under any tokio-based gateway's cost per CONNECT
   --skip-build      use the binaries already built in target/<profile>
   -h, --help        this text
 
 Needs ulimit -n above CONNECTIONS (raised here when allowed) and mosquitto (installed with
 apt-get when missing and root). Loopback only: 127.0.0.4:18860 (gateway MQTT), :18861 (gateway
-HTTP), :18862 (mosquitto).
+HTTP), :18862 (mosquitto), :18863 (the floor).
 EOF
 }
 
@@ -37,10 +40,12 @@ CONNECTIONS=10000
 RUNS=3
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
+SERVERS=(gateway mosquitto)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
+        --floor) SERVERS+=(floor); shift; continue ;;
         --connections|--runs|--data-root|--profile) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -53,8 +58,9 @@ while [[ $# -gt 0 ]]; do
     shift 2
 done
 
-release_binaries idle  # cd to the repository, build unless --skip-build
+release_binaries idle connect_floor  # cd to the repository, build unless --skip-build
 IDLE=$EXAMPLE_BIN
+FLOOR=$EXAMPLES/connect_floor
 HOST=127.0.0.4
 mosquitto_bin
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, client on cpu1)"
@@ -89,6 +95,11 @@ EOF
         SERVER_PID=$!
         PORT=18860
         wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18861/readyz"
+    elif [[ $1 == floor ]]; then
+        taskset -c 0 "$FLOOR" --listen "$HOST:18863" >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        PORT=18863
+        wait_ready connect_floor "$dir/server.log" grep -q '^listening on' "$dir/server.log"
     else
         PORT=18862
         start_mosquitto "$dir" "$HOST" "$PORT" "max_connections -1"
@@ -128,10 +139,10 @@ measure() {
 
 # Servers take turns in every run, so a drift of the host's speed reaches both alike.
 for run in $(seq "$RUNS"); do
-    for server in gateway mosquitto; do measure "$server" "$run"; done
+    for server in "${SERVERS[@]}"; do measure "$server" "$run"; done
 done
 declare -A IDLE_KB PER_CONN_KB RATE CPU_US
-for server in gateway mosquitto; do
+for server in "${SERVERS[@]}"; do
     IDLE_KB[$server]=$(printf '%s\n' ${IDLES[$server]} | median)
     PER_CONN_KB[$server]=$(printf '%s\n' ${PERS[$server]} | median)
     RATE[$server]=$(printf '%s\n' ${RATES[$server]} | median)
@@ -147,10 +158,16 @@ echo "commit $rev, cargo profile $BUILD_PROFILE; $(grep -m1 'model name' /proc/c
 echo
 echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | server CPU per connection us |"
 echo "|---|---:|---:|---:|---:|"
-for server in gateway mosquitto; do
+for server in "${SERVERS[@]}"; do
     echo "| $server | $(awk -v k="${IDLE_KB[$server]}" 'BEGIN { printf "%.1f", k / 1024 }') | ${PER_CONN_KB[$server]} | ${RATE[$server]} | ${CPU_US[$server]} |"
 done
 echo
 echo "gateway / mosquitto: RSS per connection $(awk -v a="${PER_CONN_KB[gateway]}" -v b="${PER_CONN_KB[mosquitto]}" 'BEGIN { printf "%.1f", a / b }')x," \
     "accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x," \
     "CPU per connection $(awk -v a="${CPU_US[gateway]}" -v b="${CPU_US[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x."
+if [[ -n "${RATE[floor]:-}" ]]; then
+    echo
+    echo "floor / mosquitto: accept rate $(awk -v a="${RATE[floor]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x," \
+        "CPU per connection $(awk -v a="${CPU_US[floor]}" -v b="${CPU_US[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x;" \
+        "gateway / floor: accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[floor]}" 'BEGIN { printf "%.2f", a / b }')x."
+fi

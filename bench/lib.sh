@@ -52,20 +52,24 @@ bench_workdir() {
 # ships); a script's --profile option sets it after sourcing this file.
 BUILD_PROFILE=release
 
-# release_binaries EXAMPLE: cd to the repository; set ROOT, GATEWAY and EXAMPLE_BIN (the
-# edge-gateway and examples/EXAMPLE of cargo profile BUILD_PROFILE, honouring CARGO_TARGET_DIR),
-# building both first unless BUILD=0.
+# release_binaries EXAMPLE [MORE...]: cd to the repository; set ROOT, GATEWAY, EXAMPLE_BIN (the
+# edge-gateway and examples/EXAMPLE of cargo profile BUILD_PROFILE, honouring CARGO_TARGET_DIR)
+# and EXAMPLES (that folder), building them and the MORE examples first unless BUILD=0.
 release_binaries() {
     ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     cd "$ROOT"
-    local target=${CARGO_TARGET_DIR:-$ROOT/target} profile=$BUILD_PROFILE
+    local target=${CARGO_TARGET_DIR:-$ROOT/target} profile=$BUILD_PROFILE example
     GATEWAY=$target/$profile/edge-gateway
-    EXAMPLE_BIN=$target/$profile/examples/$1
+    EXAMPLES=$target/$profile/examples
+    EXAMPLE_BIN=$EXAMPLES/$1
     if [[ ${BUILD:-1} -eq 1 ]]; then
         log "building (profile $profile)"
-        cargo build --profile "$profile" --locked --bin edge-gateway --example "$1" >&2
+        cargo build --profile "$profile" --locked --bin edge-gateway "${@/#/--example=}" >&2
     fi
-    [[ -x "$GATEWAY" && -x "$EXAMPLE_BIN" ]] || die "missing $GATEWAY or $EXAMPLE_BIN (build first)"
+    [[ -x "$GATEWAY" ]] || die "missing $GATEWAY (build first)"
+    for example in "$@"; do
+        [[ -x "$EXAMPLES/$example" ]] || die "missing $EXAMPLES/$example (build first)"
+    done
 }
 
 # shellcheck source=bench/install.sh

@@ -10,7 +10,6 @@
 
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
-use std::net::TcpListener;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -20,7 +19,7 @@ use edge_gateway_actors::health::Health;
 use ntex_io::Io;
 use ntex_service::cfg::SharedCfg;
 use ntex_service::{Pipeline, Service};
-use tokio::io::unix::AsyncFd;
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use super::batcher;
@@ -221,21 +220,24 @@ impl Drop for ConnGuard {
 
 /// A listening socket made ready for one I/O thread: its own copy, non-blocking, registered
 /// with this thread's reactor. Called on that thread.
-pub fn watch(listener: &TcpListener) -> Result<AsyncFd<TcpListener>, AcceptError> {
+pub fn watch(listener: &std::net::TcpListener) -> Result<TcpListener, AcceptError> {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let watch = || {
         let own = listener.try_clone()?;
         own.set_nonblocking(true)?;
-        // SAFETY: the `TcpListener` owns its descriptor until it is dropped, and the `AsyncFd`
-        // owns the `TcpListener`: the descriptor stays open and the same for the `AsyncFd`'s life.
-        unsafe { AsyncFd::register_with_interest(own, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)
+        TcpListener::from_std(own)
     };
     watch().map_err(|source| AcceptError::Watch { addr, source })
 }
 
 /// Accept on `listener` for ever, handing each socket to `service` (through a pipeline, as
 /// ntex-server did) in a task of this thread.
-pub async fn serve<S, R, E>(listener: AsyncFd<TcpListener>, cfg: SharedCfg, service: S, conns: Conns, threads: usize)
+///
+/// tokio's `accept` takes the socket non-blocking (`accept4`) and marks it readable and
+/// writable before the reactor has said so: its first read tries the socket at once, where the
+/// CONNECT usually is by then, instead of waiting for a turn of the reactor (docs/BENCHMARKS.md,
+/// "Idle connections", eighth step).
+pub async fn serve<S, R, E>(listener: TcpListener, cfg: SharedCfg, service: S, conns: Conns, threads: usize)
 where
     S: Service<SharedCfg, Io, Res = R, Error = E> + 'static,
     R: 'static,
@@ -245,16 +247,19 @@ where
     let pipeline = Pipeline::new(cfg.clone(), service);
     let batch = if threads > 1 { 1 } else { ACCEPT_BATCH };
     loop {
-        let mut ready = match listener.readable().await {
-            Ok(ready) => ready,
-            Err(e) => {
-                tracing::error!(error = %e, "The MQTT listener cannot be watched; it accepts no more connections.");
-                return;
-            }
-        };
+        // The first of a batch is waited for; the rest are taken while there are any.
+        let mut first = Some(listener.accept().await);
         for _ in 0..batch {
-            match ready.try_io(|l| l.get_ref().accept()) {
-                Ok(Ok((socket, peer))) => match super::stream::io(socket, peer, cfg.clone()) {
+            let accepted = match first.take() {
+                Some(accepted) => accepted,
+                None => match poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
+                    Poll::Ready(accepted) => accepted,
+                    // Nothing more to accept: wait for the next wake-up.
+                    Poll::Pending => break,
+                },
+            };
+            match accepted {
+                Ok((socket, peer)) => match super::stream::io(socket, peer, cfg.clone()) {
                     Ok(io) => {
                         let guard = conns.open();
                         let call = pipeline.call_static(io);
@@ -265,15 +270,12 @@ where
                     }
                     Err(e) => tracing::debug!(error = %e, "An accepted socket could not be set up; closed."),
                 },
-                // Nothing more to accept: wait for the next wake-up.
-                Err(_would_block) => break,
                 // The peer gave up before we took it: the next one may be there.
-                Ok(Err(e)) if peer_gone(&e) => {}
-                Ok(Err(e)) => {
+                Err(e) if peer_gone(&e) => {}
+                Err(e) => {
                     if THROTTLE.allow() {
                         tracing::error!(error = %e, "Cannot accept an MQTT connection; trying again shortly.");
                     }
-                    drop(ready);
                     tokio::time::sleep(RETRY_AFTER).await;
                     break;
                 }

@@ -3,10 +3,12 @@
 //! ntex-net's tokio driver (`ntex_net::from_tcp_stream`) starts two tasks for every socket, one
 //! reading and one writing. Here one task does both: one spawn, one task's memory and one poll
 //! per wake-up fewer for every connection (docs/BENCHMARKS.md, "Idle connections"). The read
-//! and write steps are ntex-net 4.0.0's (`src/tokio/io.rs`, MIT or Apache-2.0), unchanged; only
-//! their scheduling differs: each wake-up runs the read side, then the write side, and the task
-//! ends once the write side has seen the connection stopped (the read side has nothing left to
-//! do by then).
+//! and write steps are ntex-net 4.0.0's (`src/tokio/io.rs`, MIT or Apache-2.0) with one change:
+//! a read that leaves room in the buffer ends the reading, as tokio's own `poll_read` does,
+//! where ntex-net's step reads once more to hear `EAGAIN` (see `read` below). Their scheduling
+//! differs too: each wake-up runs the read side, then the write side, and the task ends once
+//! the write side has seen the connection stopped (the read side has nothing left to do by
+//! then).
 //!
 //! A graceful close is driven by the read side: ntex-io's `IoContext::poll_read_ready` runs the
 //! filters' shutdown (TLS close_notify) and waits for the write buffer to drain before it stops
@@ -16,25 +18,26 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::task::{Context, Poll, ready};
-use std::{any, cmp, io, mem, ptr, rc::Rc};
+use std::{any, cmp, io, mem, rc::Rc};
 
 use ntex_bytes::{BufMut, BytePage};
 use ntex_io::{Handle, Io, IoContext, IoStream, IoTaskStatus, Readiness, types};
 use ntex_service::cfg::SharedCfg;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Most bytes and buffers handed to one `writev`.
 const MAX_WRITE_SIZE: usize = 64 * 1024;
 const MAX_WRITE_ITEMS: usize = 16;
 
-/// An accepted socket as an ntex [`Io`]: non-blocking, `TCP_NODELAY`, registered with this
-/// thread's tokio reactor; `peer` is the address `accept` gave (asked for by the gate and
-/// the logs, so it is kept rather than asked of the kernel again). Called on an I/O thread.
-pub fn io(socket: std::net::TcpStream, peer: SocketAddr, cfg: SharedCfg) -> io::Result<Io> {
-    socket.set_nonblocking(true)?;
+/// A socket tokio's `accept` gave, as an ntex [`Io`], with `TCP_NODELAY`; `peer` is the
+/// address `accept` gave (asked for by the gate and the logs, so it is kept rather than asked
+/// of the kernel again). Called on an I/O thread.
+pub fn io(socket: TcpStream, peer: SocketAddr, cfg: SharedCfg) -> io::Result<Io> {
     socket.set_nodelay(true)?;
-    Ok(Io::new(Device { socket: TcpStream::from_std(socket)?, peer }, cfg))
+    Ok(Io::new(Device { socket, peer }, cfg))
 }
 
 /// The socket, until ntex-io starts it.
@@ -223,10 +226,30 @@ fn write(socket: &TcpStream, ctx: &IoContext) -> IoTaskStatus {
 }
 
 /// One `read` into ntex-io's read buffer; `Pending` when the socket has nothing more.
+///
+/// A read that leaves room in the buffer has emptied the socket (the reactor's epoll is
+/// edge-triggered: the next bytes to arrive wake the task again), so the socket's readiness is
+/// cleared with it, as tokio's own `poll_read` does, instead of by one more `read` that would
+/// only answer `EAGAIN` (ntex-net's step, copied before, made that `read`).
 fn read(socket: &TcpStream, ctx: &IoContext) -> Poll<IoTaskStatus> {
     let mut buf = ctx.get_read_buf();
-    // SAFETY: `try_read` only writes into the spare capacity it is given, and says how much.
-    let result = socket.try_read(unsafe { &mut *(ptr::from_mut(buf.chunk_mut()) as *mut [u8]) });
+    let spare = buf.chunk_mut();
+    let (dst, room) = (spare.as_mut_ptr(), spare.len());
+    let mut emptied = 0;
+    // tokio clears the readiness it saw before the read when the closure says `WouldBlock`;
+    // bytes that arrive meanwhile set it again.
+    let result = socket.try_io(Interest::READABLE, || {
+        // SAFETY: `recv` writes at most `room` bytes into the spare capacity at `dst`.
+        let n = unsafe { libc::recv(socket.as_raw_fd(), dst.cast(), room, 0) };
+        match usize::try_from(n) {
+            Err(_) => Err(io::Error::last_os_error()),
+            Ok(n) if n > 0 && n < room => {
+                emptied = n;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Ok(n) => Ok(n),
+        }
+    });
     let mut pending = false;
     let result = match result {
         Ok(0) => {
@@ -234,13 +257,15 @@ fn read(socket: &TcpStream, ctx: &IoContext) -> Poll<IoTaskStatus> {
             Ok(0)
         }
         Ok(n) => {
-            // SAFETY: `try_read` initialised these `n` bytes.
+            // SAFETY: `recv` initialised these `n` bytes.
             unsafe { buf.advance_mut(n) }
             Ok(n)
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             pending = true;
-            Ok(0)
+            // SAFETY: as above, for a read that emptied the socket (0 when nothing was read).
+            unsafe { buf.advance_mut(emptied) }
+            Ok(emptied)
         }
         Err(e) => Err(e),
     };
@@ -283,8 +308,9 @@ mod tests {
         let (socket, peer) = listener.accept().unwrap();
         // (A flush may take its time: a client below reads late.)
         let cfg = SharedCfg::new("stream-test").add(IoConfig::new().set_disconnect_timeout(Seconds(30))).build();
+        socket.set_nonblocking(true).unwrap();
         let client = ntex_rt::System::new("stream-test", ntex_net::DefaultRuntime).block_on(async move {
-            drop(test(io(socket, peer, cfg).unwrap(), peer).await);
+            drop(test(io(TcpStream::from_std(socket).unwrap(), peer, cfg).unwrap(), peer).await);
             let deadline = tokio::time::Instant::now() + LIMIT;
             while !client.is_finished() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -345,6 +371,63 @@ mod tests {
                 let end = within("the close", io.read_ready()).await;
                 assert!(matches!(end, Ok(None)), "read_ready after the peer's close: {end:?}");
                 assert!(io.is_closed(), "the connection is closed");
+                io
+            },
+        );
+    }
+
+    #[test]
+    fn bytes_that_arrive_after_a_read_emptied_the_socket_still_reach_the_reader() {
+        // Each byte arrives on its own and is read short (room is left in the buffer), which
+        // clears the socket's readiness without asking the kernel again: the next byte must
+        // still wake the task, and none may be lost.
+        const PIECES: u8 = 20;
+        with_connection(
+            |mut client| {
+                for i in 0..PIECES {
+                    client.write_all(&[i]).unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let mut ok = [0u8; 2];
+                client.read_exact(&mut ok).unwrap();
+                assert_eq!(&ok, b"ok");
+            },
+            async move |io, _| {
+                for i in 0..PIECES {
+                    let mut one = [0u8; 1];
+                    within("the next byte", io.read(&mut one)).await.unwrap();
+                    assert_eq!(one[0], i, "the bytes in order");
+                }
+                io.encode_slice(b"ok").unwrap();
+                within("the shutdown", io.shutdown()).await.unwrap();
+                io
+            },
+        );
+    }
+
+    #[test]
+    fn a_burst_larger_than_the_read_buffer_is_read_whole_with_nothing_after_it() {
+        // The reads that fill the buffer leave bytes in the socket, and no more arrive to wake
+        // the task: its readiness must survive them.
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let expected = sent.clone();
+        with_connection(
+            move |mut client| {
+                client.write_all(&sent).unwrap();
+                let mut ok = [0u8; 2];
+                client.read_exact(&mut ok).unwrap();
+                assert_eq!(&ok, b"ok");
+            },
+            async move |io, _| {
+                let mut received = Vec::new();
+                let mut chunk = [0u8; 1000];
+                while received.len() < expected.len() {
+                    within("the rest of the burst", io.read(&mut chunk)).await.unwrap();
+                    received.extend_from_slice(&chunk);
+                }
+                assert!(received == expected, "the burst arrives as sent, in order");
+                io.encode_slice(b"ok").unwrap();
+                within("the shutdown", io.shutdown()).await.unwrap();
                 io
             },
         );
