@@ -58,7 +58,11 @@ while [[ $# -gt 0 ]]; do
     shift 2
 done
 
-release_binaries idle connect_floor  # cd to the repository, build unless --skip-build
+if [[ " ${SERVERS[*]} " == *" floor "* ]]; then
+    release_binaries idle connect_floor  # cd to the repository, build unless --skip-build
+else
+    release_binaries idle
+fi
 IDLE=$EXAMPLE_BIN
 FLOOR=$EXAMPLES/connect_floor
 HOST=127.0.0.4

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("connect_floor: cannot start the runtime: {e}");
@@ -58,8 +58,12 @@ async fn serve(listen: &str) -> Result<(), String> {
                     }
                 });
             }
-            // Out of descriptors, say: the benchmark reports the failure on its side.
-            Err(e) => eprintln!("connect_floor: accept: {e}"),
+            // Out of descriptors, say: the benchmark reports the failure on its side. A pause,
+            // so that an error that lasts does not spin the CPU being measured.
+            Err(e) => {
+                eprintln!("connect_floor: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
     }
 }
@@ -70,9 +74,9 @@ async fn connection(mut socket: TcpStream) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let mut buf = [0u8; 512];
     let mut have = 0;
-    let packet_len = loop {
-        if let Some(len) = complete(&buf[..have])? {
-            break len;
+    let (header_len, packet_len) = loop {
+        if let Some(lens) = complete(&buf[..have])? {
+            break lens;
         }
         if have == buf.len() {
             return Err(invalid("a CONNECT longer than 512 bytes"));
@@ -83,7 +87,8 @@ async fn connection(mut socket: TcpStream) -> std::io::Result<()> {
         }
         have += n;
     };
-    if packet_len < 8 || &buf[2..8] != b"\0\x04MQTT" {
+    // The variable header starts with the protocol name, "MQTT".
+    if packet_len < header_len + 6 || &buf[header_len..header_len + 6] != b"\0\x04MQTT" {
         return Err(invalid("not MQTT"));
     }
     socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await?;
@@ -91,9 +96,9 @@ async fn connection(mut socket: TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The length of the CONNECT at the start of `buf` once all of it is there; `None` while more
-/// is needed.
-fn complete(buf: &[u8]) -> std::io::Result<Option<usize>> {
+/// The lengths of the fixed header and of the whole CONNECT at the start of `buf`, once all of
+/// it is there; `None` while more is needed.
+fn complete(buf: &[u8]) -> std::io::Result<Option<(usize, usize)>> {
     let Some(&first) = buf.first() else { return Ok(None) };
     if first != 0x10 {
         return Err(invalid("the first packet is not a CONNECT"));
@@ -103,8 +108,9 @@ fn complete(buf: &[u8]) -> std::io::Result<Option<usize>> {
         let Some(&byte) = buf.get(1 + i) else { return Ok(None) };
         remaining |= usize::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            let total = 2 + i + remaining;
-            return Ok((buf.len() >= total).then_some(total));
+            let header_len = 2 + i;
+            let packet_len = header_len + remaining;
+            return Ok((buf.len() >= packet_len).then_some((header_len, packet_len)));
         }
     }
     Err(invalid("a malformed remaining length"))

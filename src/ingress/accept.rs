@@ -272,6 +272,11 @@ where
                 },
                 // The peer gave up before we took it: the next one may be there.
                 Err(e) if peer_gone(&e) => {}
+                // Not the system's (no OS error code): the thread's reactor is gone.
+                Err(e) if e.raw_os_error().is_none() => {
+                    tracing::error!(error = %e, "The MQTT listener cannot be watched; it accepts no more connections.");
+                    return;
+                }
                 Err(e) => {
                     if THROTTLE.allow() {
                         tracing::error!(error = %e, "Cannot accept an MQTT connection; trying again shortly.");

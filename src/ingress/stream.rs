@@ -230,7 +230,9 @@ fn write(socket: &TcpStream, ctx: &IoContext) -> IoTaskStatus {
 /// A read that leaves room in the buffer has emptied the socket (the reactor's epoll is
 /// edge-triggered: the next bytes to arrive wake the task again), so the socket's readiness is
 /// cleared with it, as tokio's own `poll_read` does, instead of by one more `read` that would
-/// only answer `EAGAIN` (ntex-net's step, copied before, made that `read`).
+/// only answer `EAGAIN` (ntex-net's step, copied before, made that `read`). (Urgent data is
+/// the exception, as for tokio: `recv` stops short at its mark. MQTT has no use for it; a peer
+/// that sends it stalls only its own connection until its next bytes.)
 fn read(socket: &TcpStream, ctx: &IoContext) -> Poll<IoTaskStatus> {
     let mut buf = ctx.get_read_buf();
     let spare = buf.chunk_mut();
@@ -305,12 +307,13 @@ mod tests {
             socket.set_read_timeout(Some(LIMIT)).unwrap();
             client(socket)
         });
-        let (socket, peer) = listener.accept().unwrap();
         // (A flush may take its time: a client below reads late.)
         let cfg = SharedCfg::new("stream-test").add(IoConfig::new().set_disconnect_timeout(Seconds(30))).build();
-        socket.set_nonblocking(true).unwrap();
+        listener.set_nonblocking(true).unwrap();
         let client = ntex_rt::System::new("stream-test", ntex_net::DefaultRuntime).block_on(async move {
-            drop(test(io(TcpStream::from_std(socket).unwrap(), peer, cfg).unwrap(), peer).await);
+            // Accepted as `accept.rs` does: the socket starts out marked ready.
+            let (socket, peer) = within("the accept", tokio::net::TcpListener::from_std(listener).unwrap().accept()).await.unwrap();
+            drop(test(io(socket, peer, cfg).unwrap(), peer).await);
             let deadline = tokio::time::Instant::now() + LIMIT;
             while !client.is_finished() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
