@@ -20,6 +20,8 @@ options:
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
   --profile NAME    release (default) or dist: the cargo profile to build and measure; dist
                     is what scripts/release.sh and the .deb ship (the idle RSS target's)
+  --threads         also print each server thread's user and system CPU per connection
+                    (medians over the runs; threads of one name are added up)
   --floor           also measure examples/connect_floor in every run: a bare tokio server that
                     only answers CONNECTs (one current-thread runtime, one task per
                     connection), the floor under any tokio-based gateway's cost per CONNECT
@@ -41,11 +43,13 @@ RUNS=3
 DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
 SERVERS=(gateway mosquitto)
+THREADS=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
         --floor) SERVERS+=(floor); shift; continue ;;
+        --threads) THREADS=1; shift; continue ;;
         --connections|--runs|--data-root|--profile) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -73,6 +77,15 @@ ulimit -n $((CONNECTIONS * 2 + 1024)) 2>/dev/null || [[ $(ulimit -n) -gt $((CONN
 bench_workdir edge-gateway-idle
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; }
+
+# thread_ticks: "NAME USER SYSTEM" (clock ticks) per thread name of the server, threads of one
+# name added up (spaces in a name become _).
+thread_ticks() {
+    local t
+    for t in /proc/"$SERVER_PID"/task/*; do
+        printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{ print $12, $13 }')"
+    done | awk '{ u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }' | sort
+}
 
 # start SERVER DIR: the server, ready; sets PORT.
 start() {
@@ -121,12 +134,20 @@ measure() {
     before=$(rss_kb)
     mkfifo "$fifo"
     ticks=$(server_cpu_ticks)
+    [[ $THREADS -eq 1 ]] && thread_ticks >"$dir/threads.before"
     taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
     local client=$!
     exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
     for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
     [[ -s "$dir/idle.json" ]] || die "$server: the client did not open its connections (see $dir)"
     ticks=$(( $(server_cpu_ticks) - ticks ))
+    if [[ $THREADS -eq 1 ]]; then
+        thread_ticks >"$dir/threads.after"
+        # A thread started meanwhile counts from zero.
+        join -a 2 -e 0 -o 0,1.2,1.3,2.2,2.3 "$dir/threads.before" "$dir/threads.after" \
+            | awk -v s="$server" -v hz="$CLK_TCK" -v n="$CONNECTIONS" \
+                '{ printf "%s %s %.1f %.1f\n", s, $1, ($4 - $2) * 1e6 / hz / n, ($5 - $3) * 1e6 / hz / n }' >>"$WORK/threads"
+    fi
     sleep 2
     after=$(rss_kb)
     echo >&7; exec 7>&-
@@ -174,4 +195,17 @@ if [[ -n "${RATE[floor]:-}" ]]; then
     echo "floor / mosquitto: accept rate $(awk -v a="${RATE[floor]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x," \
         "CPU per connection $(awk -v a="${CPU_US[floor]}" -v b="${CPU_US[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x;" \
         "gateway / floor: accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[floor]}" 'BEGIN { printf "%.2f", a / b }')x."
+fi
+if [[ $THREADS -eq 1 ]]; then
+    echo
+    echo "| server | thread | user CPU per connection us | system CPU per connection us |"
+    echo "|---|---|---:|---:|"
+    for server in "${SERVERS[@]}"; do
+        for thread in $(awk -v s="$server" '$1 == s { print $2 }' "$WORK/threads" | sort -u); do
+            user=$(awk -v s="$server" -v t="$thread" '$1 == s && $2 == t { print $3 }' "$WORK/threads" | median)
+            sys=$(awk -v s="$server" -v t="$thread" '$1 == s && $2 == t { print $4 }' "$WORK/threads" | median)
+            # Threads that did nothing while the connections were opened are left out.
+            awk -v u="$user" -v y="$sys" 'BEGIN { exit !(u + y > 0) }' && echo "| $server | $thread | $user | $sys |"
+        done
+    done
 fi
