@@ -54,11 +54,10 @@ if [ $rc -ge 4 ]; then /sbin/e2fsck -fy /dev/vda; echo "POWERCUT e2fsck-fy rc=$?
 mkdir -p /data
 dev=/dev/vda
 if [ -f /etc/flakey ]; then
-    # dm-flakey under the data file system: writes (and flushes) fail with EIO for DOWN s out
-    # of every UP+DOWN s, from now on (reads work).
-    read up down < /etc/flakey
-    DM_DISABLE_UDEV=1 /sbin/dmsetup create data --table "0 $(blockdev --getsz /dev/vda) flakey /dev/vda 0 $up $down 1 error_writes" \
-        && dev=/dev/mapper/data && echo "POWERCUT flakey up=$up down=$down at $(cut -d' ' -f1 /proc/uptime)"
+    # A device-mapper device under the data file system: linear (a plain pass-through) until the
+    # gateway is ready, dm-flakey from then on (below).
+    DM_DISABLE_UDEV=1 /sbin/dmsetup create data --table "0 $(blockdev --getsz /dev/vda) linear /dev/vda 0" \
+        && dev=/dev/mapper/data
 fi
 mount -t ext4 $dev /data || { echo "POWERCUT mount failed"; poweroff -f; }
 ip link set lo up
@@ -67,7 +66,27 @@ ip link set eth0 up
 ip route add default via 10.0.2.2
 [ -f /etc/no-fsync ] && export EDGE_GATEWAY_UNSAFE_NO_FSYNC=1
 echo "POWERCUT gateway starting $(cut -d' ' -f1 /proc/uptime)"
-RUST_LOG=warn /bin/edge-gateway run --config /etc/gateway.toml --log-format human
+RUST_LOG=warn /bin/edge-gateway run --config /etc/gateway.toml --log-format human &
+gateway=$!
+if [ "$dev" = /dev/mapper/data ]; then
+    # Once /readyz says 200 (the store opened on a working disk, however slow the boot), writes
+    # (and flushes) fail with EIO for DOWN s out of every UP+DOWN s (reads work). Armed at a fixed
+    # time after boot instead, a slow host's store open ran into the fault: the gateway refused
+    # to start and the guest powered off (a CI run lost the test to it). At most ~300 s of polling.
+    read up down < /etc/flakey
+    (
+        i=0
+        # nc, not wget: Debian's static busybox 1.35 wget crashes (SIGSEGV). busybox nc quits at
+        # the end of its input without reading the answer, hence the sleep after the request.
+        until { printf 'GET /readyz HTTP/1.0\r\n\r\n'; sleep 0.3; } | timeout 2 nc -w 2 127.0.0.1 9880 2>/dev/null \
+            | head -n 1 | grep -q ' 200 ' || [ $i -ge 600 ]; do sleep 0.2; i=$((i+1)); done
+        export DM_DISABLE_UDEV=1
+        /sbin/dmsetup suspend data && /sbin/dmsetup load data --table "0 $(blockdev --getsz /dev/vda) flakey /dev/vda 0 $up $down 1 error_writes" \
+            && /sbin/dmsetup resume data && echo "POWERCUT flakey up=$up down=$down at $(cut -d' ' -f1 /proc/uptime)" \
+            || echo "POWERCUT flakey not armed"
+    ) &
+fi
+wait $gateway
 echo "POWERCUT gateway exited rc=$?"
 sync
 poweroff -f
