@@ -9,7 +9,8 @@ usage: bench/idle.sh [options]
 
 For edge-gateway and mosquitto 2 in turn (each pinned to cpu0, fresh data dir): start it, read
 its idle RSS, open CONNECTIONS idle MQTT 3.1.1 connections one after another from examples/idle
-(pinned to cpu1; CONNECT, CONNACK, then nothing), read its RSS again, close them. RUNS rounds
+(pinned to cpu1; CONNECT, CONNACK, then nothing), read its RSS again, close them. With
+--no-pin, servers and client run on any CPU, as they would when deployed. RUNS rounds
 of both; prints medians as a markdown table on stdout (progress on stderr): idle RSS, RSS per
 connection, connections accepted per second, server CPU (user + system) per connection while
 they were opened.
@@ -25,6 +26,9 @@ options:
   --floor           also measure examples/connect_floor in every run: a bare tokio server that
                     only answers CONNECTs (one current-thread runtime, one task per
                     connection), the floor under any tokio-based gateway's cost per CONNECT
+  --no-pin          pin nothing: each server (all its threads) and the client may use every
+                    CPU (the gateway's actor runtime then runs beside its I/O thread, not on
+                    the same CPU; mosquitto has one thread)
   --skip-build      use the binaries already built in target/<profile>
   -h, --help        this text
 
@@ -44,12 +48,15 @@ DATA_ROOT="${TMPDIR:-/tmp}"
 BUILD=1
 SERVERS=(gateway mosquitto)
 THREADS=0
+SERVER_CPUS=0   # taskset lists; start_mosquitto (bench/lib.sh) reads SERVER_CPUS too
+CLIENT_CPUS=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --skip-build) BUILD=0; shift; continue ;;
         --floor) SERVERS+=(floor); shift; continue ;;
         --threads) THREADS=1; shift; continue ;;
+        --no-pin) SERVER_CPUS=0-$(( $(nproc --all) - 1 )); CLIENT_CPUS=$SERVER_CPUS; shift; continue ;;
         --connections|--runs|--data-root|--profile) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -108,12 +115,12 @@ listen = "$HOST:18861"
 name = "null"
 kind = "discard"
 EOF
-        taskset -c 0 "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
+        taskset -c "$SERVER_CPUS" "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
         SERVER_PID=$!
         PORT=18860
         wait_ready edge-gateway "$dir/server.log" curl -sf "http://$HOST:18861/readyz"
     elif [[ $1 == floor ]]; then
-        taskset -c 0 "$FLOOR" --listen "$HOST:18863" >"$dir/server.log" 2>&1 &
+        taskset -c "$SERVER_CPUS" "$FLOOR" --listen "$HOST:18863" >"$dir/server.log" 2>&1 &
         SERVER_PID=$!
         PORT=18863
         wait_ready connect_floor "$dir/server.log" grep -q '^listening on' "$dir/server.log"
@@ -135,7 +142,7 @@ measure() {
     mkfifo "$fifo"
     ticks=$(server_cpu_ticks)
     [[ $THREADS -eq 1 ]] && thread_ticks >"$dir/threads.before"
-    taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
+    taskset -c "$CLIENT_CPUS" "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
     local client=$!
     exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
     for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
@@ -179,7 +186,7 @@ git diff --quiet HEAD 2>/dev/null || rev="$rev (dirty)"
 echo "### Idle connections, $(date -u +%Y-%m-%d)"
 echo
 echo "commit $rev, cargo profile $BUILD_PROFILE; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
-    "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; median of $RUNS runs."
+    "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; server on CPUs $SERVER_CPUS, client on CPUs $CLIENT_CPUS; median of $RUNS runs."
 echo
 echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | server CPU per connection us |"
 echo "|---|---:|---:|---:|---:|"

@@ -86,13 +86,14 @@ mosquitto_bin() {
 tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
 # start_mosquitto DIR HOST PORT [CONF_LINE...]: mosquitto 2 (anonymous, in memory, plus the
-# given config lines) pinned to cpu0, logging to DIR/server.log; returns once it listens.
+# given config lines) pinned to cpu0 (or the CPUs in SERVER_CPUS), logging to DIR/server.log;
+# returns once it listens.
 start_mosquitto() {
     local dir=$1 host=$2 port=$3
     shift 3
     printf 'listener %s %s\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n' "$port" "$host" >"$dir/mosquitto.conf"
     [[ $# -eq 0 ]] || printf '%s\n' "$@" >>"$dir/mosquitto.conf"
-    taskset -c 0 "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
+    taskset -c "${SERVER_CPUS:-0}" "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     wait_ready mosquitto "$dir/server.log" tcp_open "$host" "$port"
 }

@@ -13,7 +13,7 @@
 //! after a restart of this actor alone, the devices still connected stay online. At most
 //! [`MAX_DEVICES`] records are kept (the offline ones seen longest ago go first).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,14 +57,21 @@ pub struct DeviceStatus {
 }
 
 /// Open sessions per identity, kept by ingress itself: a restarted device health actor starts
-/// from it instead of believing every device offline.
+/// from it instead of believing every device offline. A hash map: every CONNECT looks its
+/// identity up (a B-tree of 10,000 identities with a common prefix took ~30 string comparisons).
 #[derive(Clone, Default)]
-pub struct LiveSessions(Arc<std::sync::Mutex<BTreeMap<String, u32>>>);
+pub struct LiveSessions(Arc<std::sync::Mutex<HashMap<String, u32>>>);
 
 impl LiveSessions {
-    /// A session of `identity` opened.
+    /// A session of `identity` opened (its key is allocated only the first time).
     pub fn opened(&self, identity: &str) {
-        *self.lock().entry(identity.to_string()).or_default() += 1;
+        let mut map = self.lock();
+        match map.get_mut(identity) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(identity.to_string(), 1);
+            }
+        }
     }
 
     /// A session of `identity` closed.
@@ -83,11 +90,7 @@ impl LiveSessions {
         self.lock().get(identity).copied().unwrap_or(0)
     }
 
-    fn snapshot(&self) -> BTreeMap<String, u32> {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u32>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -219,26 +222,30 @@ impl DevicesState {
 
     /// Session counts come from ingress's own table ([`LiveSessions`]), the source of truth:
     /// a report lost while this actor restarted cannot leave a device online (or offline) for
-    /// good. Devices connected since before the last save are added.
+    /// good. Devices connected since before the last save are added. The table is read under
+    /// its lock, visiting its open identities only (not every device, nor a copy of it, which
+    /// took as long under the lock and allocated every identity again, once a second).
     fn reconcile(&mut self) {
-        let live = self.args.live.snapshot();
         let now = now_ms();
-        for (identity, d) in self.devices.iter_mut() {
-            d.sessions = live.get(identity).copied().unwrap_or(0);
+        for d in self.devices.values_mut() {
+            d.sessions = 0;
         }
-        for (identity, &sessions) in &live {
-            if !self.devices.contains_key(identity) {
-                self.dirty.insert(identity.clone());
-                let d = DeviceStatus {
-                    identity: identity.clone(),
-                    sessions,
-                    first_seen_ms: now,
-                    connected_at_ms: now,
-                    last_seen_ms: now,
-                    ..Default::default()
-                };
-                self.devices.insert(identity.clone(), d);
+        let live = self.args.live.lock();
+        for (identity, &sessions) in live.iter() {
+            if let Some(d) = self.devices.get_mut(identity) {
+                d.sessions = sessions;
+                continue;
             }
+            self.dirty.insert(identity.clone());
+            let d = DeviceStatus {
+                identity: identity.clone(),
+                sessions,
+                first_seen_ms: now,
+                connected_at_ms: now,
+                last_seen_ms: now,
+                ..Default::default()
+            };
+            self.devices.insert(identity.clone(), d);
         }
     }
 

@@ -67,8 +67,8 @@ pub struct ConnInner {
 /// Per-connection counting of accepted messages. Detached QoS 0 appends hold this, not the
 /// connection, so a closing connection is never kept alive by a slow commit.
 pub struct Tally {
-    /// `gateway_ingress_messages_total{protocol=<this connection's>, qos="0"|"1"}`, looked up
-    /// once per connection instead of once per message.
+    /// `gateway_ingress_messages_total{protocol=<this connection's>, qos="0"|"1"|"2"}`, looked
+    /// up once for the gateway (`Ingress::accepted_by_qos`), not per connection or message.
     pub(super) accepted_by_qos: [Counter; 3],
     /// Payload bytes of accepted publishes.
     pub(super) bytes: Counter,

@@ -56,10 +56,11 @@ use edge_gateway_actors::metrics::AuthFailure;
 use std::time::Duration;
 
 use edge_gateway_actors::devices::{DevicesMsg, LiveSessions};
-use edge_gateway_actors::metrics::Metrics;
+use edge_gateway_actors::metrics::{Metrics, ProtocolQos};
 use edge_gateway_actors::session::SessionsMsg;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::trust::auth::Authority;
 use crate::trust::tls::server::DeviceTls;
@@ -72,12 +73,30 @@ const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything the MQTT handlers need, shared: cloned into every ntex worker and held by every
 /// connection (a pointer each, not a copy of the ~1.5 KB of handles).
 #[derive(Clone)]
-pub struct Ingress(std::sync::Arc<IngressParts>);
+pub struct Ingress(std::sync::Arc<Shared>);
+
+struct Shared {
+    parts: IngressParts,
+    /// `gateway_ingress_messages_total` by protocol (v3, v5) and QoS, resolved once instead of
+    /// three label look-ups per CONNECT.
+    accepted: [[Counter; 3]; 2],
+}
 
 impl Ingress {
     /// Share `parts`.
     pub fn new(parts: IngressParts) -> Self {
-        Self(std::sync::Arc::new(parts))
+        let accepted = [Protocol::V3, Protocol::V5]
+            .map(|protocol| [0u8, 1, 2].map(|qos| parts.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos }).clone()));
+        Self(std::sync::Arc::new(Shared { parts, accepted }))
+    }
+
+    /// The accepted-message counters of a connection over `protocol`, by QoS.
+    pub(crate) fn accepted_by_qos(&self, protocol: Protocol) -> [Counter; 3] {
+        let i = match protocol {
+            Protocol::V3 => 0,
+            Protocol::V5 => 1,
+        };
+        self.0.accepted[i].clone()
     }
 }
 
@@ -85,7 +104,7 @@ impl std::ops::Deref for Ingress {
     type Target = IngressParts;
 
     fn deref(&self) -> &IngressParts {
-        &self.0
+        &self.0.parts
     }
 }
 

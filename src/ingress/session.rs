@@ -3,7 +3,7 @@
 //! The session is an entry of the `sessions` actor (taking over an older connection with the
 //! same client id), and a closer is armed so that the end of the entry closes the connection.
 
-use edge_gateway_actors::metrics::{AuthFailure, AuthLabels, IngressLabels, IngressReason, ProtocolQos};
+use edge_gateway_actors::metrics::{AuthFailure, AuthLabels, IngressLabels, IngressReason};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -161,7 +161,7 @@ impl Ingress {
         outbox::to_sessions(&sessions, open);
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
-        let accepted_by_qos = [0u8, 1, 2].map(|q| self.metrics.ingress_messages.get_or_create(&ProtocolQos { protocol, qos: q }).clone());
+        let accepted_by_qos = self.accepted_by_qos(protocol);
         self.live_sessions.opened(&identity);
         let connected = DevicesMsg::Connected { identity: identity.clone(), client_id: client_id.to_string(), protocol: protocol.as_str() };
         outbox::to_devices(&self.devices, connected);
