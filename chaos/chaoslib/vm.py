@@ -72,18 +72,37 @@ if [ "$dev" = /dev/mapper/data ]; then
     # Once /readyz says 200 (the store opened on a working disk, however slow the boot), writes
     # (and flushes) fail with EIO for DOWN s out of every UP+DOWN s (reads work). Armed at a fixed
     # time after boot instead, a slow host's store open ran into the fault: the gateway refused
-    # to start and the guest powered off (a CI run lost the test to it). At most ~300 s of polling.
+    # to start and the guest powered off (a CI run lost the test to it). Polled for at most 300 s
+    # of the guest's uptime; not ready by then, the fault is not armed (the host's bar says so).
     read up down < /etc/flakey
     (
-        i=0
-        # nc, not wget: Debian's static busybox 1.35 wget crashes (SIGSEGV). busybox nc quits at
-        # the end of its input without reading the answer, hence the sleep after the request.
-        until { printf 'GET /readyz HTTP/1.0\r\n\r\n'; sleep 0.3; } | timeout 2 nc -w 2 127.0.0.1 9880 2>/dev/null \
-            | head -n 1 | grep -q ' 200 ' || [ $i -ge 600 ]; do sleep 0.2; i=$((i+1)); done
         export DM_DISABLE_UDEV=1
-        /sbin/dmsetup suspend data && /sbin/dmsetup load data --table "0 $(blockdev --getsz /dev/vda) flakey /dev/vda 0 $up $down 1 error_writes" \
-            && /sbin/dmsetup resume data && echo "POWERCUT flakey up=$up down=$down at $(cut -d' ' -f1 /proc/uptime)" \
-            || echo "POWERCUT flakey not armed"
+        end=$(( $(cut -d. -f1 /proc/uptime) + 300 ))
+        ready=0
+        while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do
+            # nc, not wget: Debian's static busybox 1.35 wget crashes (SIGSEGV). busybox nc quits
+            # at the end of its input without reading the answer: the sleep keeps it open for it
+            # (an answer takes up to a few hundred ms under TCG).
+            if { printf 'GET /readyz HTTP/1.0\r\n\r\n'; sleep 1; } | timeout 3 nc -w 2 127.0.0.1 9880 2>/dev/null \
+                | head -n 1 | grep -q ' 200 '; then
+                ready=1
+                break
+            fi
+            sleep 0.2
+        done
+        table="0 $(blockdev --getsz /dev/vda) flakey /dev/vda 0 $up $down 1 error_writes"
+        if [ $ready = 0 ]; then
+            echo "POWERCUT flakey not armed: /readyz never answered 200"
+        elif ! /sbin/dmsetup suspend data; then
+            echo "POWERCUT flakey not armed: dmsetup suspend failed"
+        elif /sbin/dmsetup load data --table "$table" && /sbin/dmsetup resume data; then
+            echo "POWERCUT flakey up=$up down=$down at $(cut -d' ' -f1 /proc/uptime)"
+        else
+            # Never leave the file system frozen: back to the linear table.
+            /sbin/dmsetup clear data
+            /sbin/dmsetup resume data
+            echo "POWERCUT flakey not armed: dmsetup load or resume failed"
+        fi
     ) &
 fi
 wait $gateway
