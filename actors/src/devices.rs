@@ -74,13 +74,18 @@ impl LiveSessions {
         }
     }
 
-    /// A session of `identity` closed.
+    /// A session of `identity` closed. The table gives memory back once three quarters of it
+    /// are empty (a hash map keeps its largest size: after a storm of 100,000 connections, ~4 MB).
     pub fn closed(&self, identity: &str) {
         let mut map = self.lock();
         if let Some(n) = map.get_mut(identity) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 map.remove(identity);
+                if map.capacity() > 1024 && map.len() < map.capacity() / 4 {
+                    let len = map.len();
+                    map.shrink_to(len * 2);
+                }
             }
         }
     }
@@ -378,3 +383,6 @@ impl DevicesState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
