@@ -82,6 +82,13 @@ fn yield_to_io() {
 }
 
 fn serve(config: Config, supervision: SupervisionConfig, path: Option<PathBuf>) -> ExitCode {
+    // While this is the only thread: a table grown later stalls an accept for an RCU grace period.
+    match edge_gateway::ingress::fd_table::reserve(config.mqtt.max_connections) {
+        Ok(slots) => tracing::debug!(slots, "Descriptor table grown for the device connections."),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot grow the descriptor table at start; it grows as connections come (each growth stalls accepting for a few ms).")
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").on_thread_start(yield_to_io).build();
     let runtime = match runtime {
         Ok(rt) => rt,

@@ -11,6 +11,7 @@
 //! - [`listen`]: binds the listeners and runs ntex-mqtt on its own thread.
 //! - `stream.rs`: an accepted socket under ntex-io, read and written by one task.
 //! - [`gate`]: connection limits before any TLS or MQTT work.
+//! - [`fd_table`]: the descriptor table, grown at start so that no `accept4` waits for it.
 //! - [`strict`]: packets a client must never send close the connection.
 //! - [`session`]: CONNECT: authenticate, enter the session in the sessions actor, arm the closer.
 //! - `closer.rs`: a session's end closes its connection (one task per I/O thread).
@@ -37,6 +38,7 @@ mod closer;
 pub mod conn;
 pub mod deliver;
 mod exchanges;
+pub mod fd_table;
 pub mod gate;
 mod gather;
 mod heartbeat;

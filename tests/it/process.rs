@@ -318,6 +318,15 @@ async fn connections_past_the_descriptor_limit_wait_and_get_in_once_descriptors_
     let config = harness::config_text(&dir.path().join("data"), &ingest.url(), &mqtt.to_string(), &http.to_string(), &extra);
     let mut gw = Process::start(dir.path(), &config, mqtt, http).await;
     let pid = gw.child.id();
+    // Its descriptor table was grown at start for unlimited connections (src/ingress/fd_table.rs:
+    // 65,536 slots, or the descriptor limit it inherited from this test), so that no accept
+    // waits for the table to grow.
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) writes into a valid rlimit.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let fd_size: u64 = status.lines().find_map(|l| l.strip_prefix("FDSize:")).unwrap().trim().parse().unwrap();
+    assert!(fd_size >= limit.rlim_cur.min(65_536), "descriptor table of {fd_size} slots at start (limit {})", limit.rlim_cur);
     let mut first = Vec::new();
     for i in 0..20u16 {
         let mut device = crate::raw::Raw::connect(mqtt, &format!("fd-first-{i}"), i % 2 == 1).await;
