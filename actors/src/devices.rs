@@ -13,8 +13,7 @@
 //! after a restart of this actor alone, the devices still connected stay online. At most
 //! [`MAX_DEVICES`] records are kept (the offline ones seen longest ago go first).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -26,6 +25,9 @@ use crate::storage::{SharedDb, StoreError, now_ms};
 
 /// Most device records kept (in memory and in the file).
 pub const MAX_DEVICES: usize = 100_000;
+
+mod live;
+pub use live::LiveSessions;
 
 /// One device as the gateway has seen it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,50 +56,6 @@ pub struct DeviceStatus {
     pub messages: u64,
     /// Sessions opened, all time.
     pub connects: u64,
-}
-
-/// Open sessions per identity, kept by ingress itself: a restarted device health actor starts
-/// from it instead of believing every device offline. A hash map: every CONNECT looks its
-/// identity up (a B-tree of 10,000 identities with a common prefix took ~30 string comparisons).
-#[derive(Clone, Default)]
-pub struct LiveSessions(Arc<std::sync::Mutex<HashMap<String, u32>>>);
-
-impl LiveSessions {
-    /// A session of `identity` opened (its key is allocated only the first time).
-    pub fn opened(&self, identity: &str) {
-        let mut map = self.lock();
-        match map.get_mut(identity) {
-            Some(n) => *n += 1,
-            None => {
-                map.insert(identity.to_string(), 1);
-            }
-        }
-    }
-
-    /// A session of `identity` closed. The table gives memory back once three quarters of it
-    /// are empty (a hash map keeps its largest size: after a storm of 100,000 connections, ~4 MB).
-    pub fn closed(&self, identity: &str) {
-        let mut map = self.lock();
-        if let Some(n) = map.get_mut(identity) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(identity);
-                if map.capacity() > 1024 && map.len() < map.capacity() / 4 {
-                    let len = map.len();
-                    map.shrink_to(len * 2);
-                }
-            }
-        }
-    }
-
-    /// Open sessions of `identity`.
-    pub fn count(&self, identity: &str) -> u32 {
-        self.lock().get(identity).copied().unwrap_or(0)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// The device health actor.
@@ -227,30 +185,10 @@ impl DevicesState {
 
     /// Session counts come from ingress's own table ([`LiveSessions`]), the source of truth:
     /// a report lost while this actor restarted cannot leave a device online (or offline) for
-    /// good. Devices connected since before the last save are added. The table is read under
-    /// its lock, visiting its open identities only (not every device, nor a copy of it, which
-    /// took as long under the lock and allocated every identity again, once a second).
+    /// good. Devices connected since before the last save are added.
     fn reconcile(&mut self) {
-        let now = now_ms();
-        for d in self.devices.values_mut() {
-            d.sessions = 0;
-        }
-        let live = self.args.live.lock();
-        for (identity, &sessions) in live.iter() {
-            if let Some(d) = self.devices.get_mut(identity) {
-                d.sessions = sessions;
-                continue;
-            }
-            self.dirty.insert(identity.clone());
-            let d = DeviceStatus {
-                identity: identity.clone(),
-                sessions,
-                first_seen_ms: now,
-                connected_at_ms: now,
-                last_seen_ms: now,
-                ..Default::default()
-            };
-            self.devices.insert(identity.clone(), d);
+        for identity in self.args.live.count_into(&mut self.devices, now_ms()) {
+            self.dirty.insert(identity);
         }
     }
 
