@@ -1,14 +1,14 @@
 //! The process's descriptor table, grown once at start to hold every device connection.
 //!
 //! Linux grows a process's table of file descriptors when a new descriptor does not fit, by
-//! doubling it (128, 256, ... 16,384 slots for 10,000 connections: eight times). In a process
-//! with several threads each growth first waits for an RCU grace period (`expand_fdtable` in
-//! `fs/file.c`: `synchronize_rcu()` when the table is shared), 8-27 ms on the test VM, inside
-//! the syscall that needed the descriptor: an MQTT I/O thread's `accept4`, which serves none
-//! of its connections meanwhile. A single-threaded broker (mosquitto) never waits. Grown here,
-//! before the runtime's threads exist, it takes no wait at all, and the table never shrinks.
-//! It is kernel memory (8 bytes a slot, not in the gateway's RSS): 128 KB for the default
-//! `mqtt.max_connections`. docs/BENCHMARKS.md, "Idle connections", tenth step.
+//! doubling it (from the gateway's 256 slots at start to 16,384 for 10,000 connections: six
+//! times). In a process with several threads each growth first waits for an RCU grace period
+//! (`expand_fdtable` in `fs/file.c`: `synchronize_rcu()` when the table is shared), 7-27 ms on
+//! the test VM, inside the syscall that needed the descriptor: an MQTT I/O thread's `accept4`,
+//! which serves none of its connections meanwhile. A single-threaded broker (mosquitto) never
+//! waits. Grown here, before the runtime's threads exist, it takes no wait at all, and the table
+//! never shrinks. It is kernel memory (8 bytes a slot, not in the gateway's RSS): 128 KB for
+//! the default `mqtt.max_connections`. docs/BENCHMARKS.md, "Idle connections", tenth step.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
