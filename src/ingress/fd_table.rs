@@ -35,14 +35,9 @@ pub fn reserve(max_connections: usize) -> Result<usize, FdTableError> {
         0 => UNLIMITED,
         n => n.saturating_add(HEADROOM),
     };
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit(2) writes the limit into `limit`, a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
     // A descriptor numbered `highest` makes the kernel size the table past it (rounded up to a
     // power of two); it is closed at once.
-    let highest = wanted.min(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)).saturating_sub(1);
+    let highest = wanted.min(soft_limit()?).saturating_sub(1);
     let null = std::fs::File::open("/dev/null")?;
     let highest_arg = libc::c_int::try_from(highest).unwrap_or(libc::c_int::MAX);
     // SAFETY: F_DUPFD_CLOEXEC duplicates an open descriptor onto the lowest free number at or
@@ -56,6 +51,16 @@ pub fn reserve(max_connections: usize) -> Result<usize, FdTableError> {
     Ok(highest + 1)
 }
 
+/// The soft `RLIMIT_NOFILE`: descriptors are numbered below it.
+fn soft_limit() -> Result<usize, std::io::Error> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) writes the limit into `limit`, a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     /// The slots of this process's descriptor table (`FDSize` in /proc/self/status).
@@ -67,12 +72,9 @@ mod tests {
 
     #[test]
     fn the_table_holds_the_connections_and_the_headroom() {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: as in `reserve`.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
         // Far above what a test process grows to by itself (64 or 256 slots), or the limit.
         let connections = 8192;
-        let expected = (connections + super::HEADROOM).min(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX));
+        let expected = (connections + super::HEADROOM).min(super::soft_limit().unwrap());
         let slots = super::reserve(connections).unwrap();
         assert_eq!(slots, expected);
         assert!(fd_size() >= slots, "FDSize {} < {slots}", fd_size());
@@ -80,10 +82,7 @@ mod tests {
 
     #[test]
     fn no_limit_on_connections_asks_for_the_unlimited_size() {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: as in `reserve`.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-        let expected = super::UNLIMITED.min(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX));
+        let expected = super::UNLIMITED.min(super::soft_limit().unwrap());
         assert_eq!(super::reserve(0).unwrap(), expected);
         assert!(fd_size() >= expected, "FDSize {} < {expected}", fd_size());
     }
