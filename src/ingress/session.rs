@@ -14,8 +14,8 @@ use super::conn::{Conn, ConnInner, Tally, peer_cert};
 use super::deliver::Outbound;
 use super::{Ingress, IngressError, Protocol, clip};
 use super::{closer, outbox};
+use crate::routing::Message;
 use crate::routing::sessions::SessionRequest;
-use crate::routing::{Client, Message};
 use crate::throttle::Throttle;
 use crate::trust::acl::Who;
 use crate::trust::auth::{Credentials, Refusal};
@@ -115,16 +115,23 @@ impl Ingress {
     /// (started by [`ConnInner::start_writer`] with the CONNACK).
     async fn resume(&self, conn: &Conn, req: SessionRequest) -> Result<bool, IngressError> {
         let c = &conn.0;
-        let (tx, rx) = self.router.queue();
-        let client = Client { conn: c.conn_id, queue: &tx, mqtt5: matches!(c.outbound, Outbound::V5(..)) };
-        let Some(opened) = self.router.open(&c.who(), client, req) else {
+        let mqtt5 = matches!(c.outbound, Outbound::V5(..));
+        let mut made = None;
+        let queue = || {
+            let (tx, rx) = self.router.queue();
+            made = Some((tx.clone(), rx));
+            tx
+        };
+        let Some(opened) = self.router.open(&c.who(), (c.conn_id, mqtt5), req, queue) else {
             self.metrics.reject(IngressReason::SessionsFull);
             return Err(IngressError::NoSession("persistent sessions full (broker.max_sessions)".into()));
         };
         for change in opened.changes {
             c.commit_session(change).await?;
         }
-        if opened.replay.is_some() || !req.clean {
+        // A persistent session's queue is in its entry already; a clean session's is made by
+        // its first SUBSCRIBE ([`ConnInner::queue`]).
+        if let Some((tx, rx)) = made {
             *c.queue.borrow_mut() = Some(tx);
             *c.pending_writer.borrow_mut() = Some((rx, opened.replay));
         }
@@ -230,7 +237,10 @@ static CONNECT_REFUSALS: Throttle = Throttle::new();
 
 /// A client id for an anonymous lab device that sent none.
 fn generated_client_id() -> String {
+    use std::sync::LazyLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("auto-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    // Read once: `process::id` is a system call.
+    static PID: LazyLock<u32> = LazyLock::new(std::process::id);
+    format!("auto-{}-{}", *PID, NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use edge_gateway_actors::record::Record;
 use edge_gateway_actors::slot::ActorSlot;
 use edge_gateway_actors::storage::{SessionChange, SessionOp, StorageMsg, StoredSession as StoredRow, now_ms};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::persist::{StoredSession, StoredSubscription};
 use super::table::{Persistent, Subscriber, Table};
-use super::{Client, Router};
+use super::{Delivery, Router};
 use crate::trust::acl::Who;
 
 /// What the router starts from: the store's retained messages and persistent sessions.
@@ -81,9 +81,18 @@ pub struct Replay {
 }
 
 impl Router {
-    /// Connection `client.conn` of `who` starts: resume, create or discard its persistent
-    /// session (`client.queue`: the connection's live queue, made at CONNECT for this).
-    pub fn open(&self, who: &Who, client: Client<'_>, req: SessionRequest) -> Option<Opened> {
+    /// Connection `conn` of `who` starts: resume, create or discard its persistent session.
+    /// `queue` makes the connection's live queue; it is called only for a persistent session
+    /// (resumed or new), whose entry holds the queue from the CONNACK on. A clean session gets
+    /// its queue with its first SUBSCRIBE: most devices only publish, and a queue is an
+    /// allocation of its first block of slots (docs/BENCHMARKS.md, "eleventh step").
+    pub fn open(
+        &self,
+        who: &Who,
+        (conn, mqtt5): (u64, bool),
+        req: SessionRequest,
+        queue: impl FnOnce() -> mpsc::Sender<Delivery>,
+    ) -> Option<Opened> {
         let mut table = self.write_table();
         let stored = table.clients.get(who.client_id).is_some_and(|e| e.persistent.is_some());
         let same_owner = table.clients.get(who.client_id).is_some_and(|e| e.identity == who.identity);
@@ -104,8 +113,8 @@ impl Router {
             Some(mut e) if resume => {
                 if let Some(p) = e.persistent.as_mut() {
                     // Also when its row says it is offline: it is not any more.
-                    if expiry > 0 && (p.stamped || p.expiry_secs != expiry || e.copy_per_subscription != client.mqtt5) {
-                        changes.push(SessionChange::Put(row_of(&e.identity, client.mqtt5, expiry, &e.subs)));
+                    if expiry > 0 && (p.stamped || p.expiry_secs != expiry || e.copy_per_subscription != mqtt5) {
+                        changes.push(SessionChange::Put(row_of(&e.identity, mqtt5, expiry, &e.subs)));
                         p.stamped = false;
                     }
                     // 0: the session ends with this connection (removed at its end).
@@ -113,19 +122,19 @@ impl Router {
                     p.offline_since = None;
                     p.wake = Some(Arc::new(Notify::new()));
                 }
-                e.conn = client.conn;
-                e.queue = Some(client.queue.clone());
-                e.copy_per_subscription = client.mqtt5;
+                e.conn = conn;
+                e.queue = Some(queue());
+                e.copy_per_subscription = mqtt5;
                 Some(e)
             }
             _ if expiry > 0 => {
-                changes.push(SessionChange::Put(row_of(who.identity, client.mqtt5, expiry, &[])));
+                changes.push(SessionChange::Put(row_of(who.identity, mqtt5, expiry, &[])));
                 Some(Subscriber {
-                    conn: client.conn,
+                    conn,
                     identity: who.identity.to_string(),
-                    queue: Some(client.queue.clone()),
+                    queue: Some(queue()),
                     subs: Vec::new(),
-                    copy_per_subscription: client.mqtt5,
+                    copy_per_subscription: mqtt5,
                     persistent: Some(Persistent {
                         expiry_secs: expiry,
                         offline_since: None,
@@ -328,4 +337,61 @@ fn instant_ago(wall_ms: u64) -> Instant {
     let ago = Duration::from_millis(now_ms().saturating_sub(wall_ms));
     let now = Instant::now();
     now.checked_sub(ago).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use edge_gateway_actors::metrics::Metrics;
+
+    use super::*;
+    use crate::config::{AuthConfig, IdentityField, PlainAuth};
+    use crate::trust::auth::Authority;
+
+    fn router() -> Arc<Router> {
+        let metrics = Metrics::new();
+        let auth = AuthConfig {
+            plain: PlainAuth::Anonymous,
+            password_file: None,
+            acl_file: None,
+            downlink_identity: "api".into(),
+            identity: IdentityField::CommonName,
+            client_id_must_match: false,
+        };
+        let authority = Authority::load(&auth, metrics.clone()).unwrap();
+        let limits = Limits { max_queued: 8, session_expiry_max_secs: 0, max_sessions: 10 };
+        Router::new(Stored::default(), authority, metrics, limits, None)
+    }
+
+    #[test]
+    fn only_a_persistent_session_gets_its_queue_at_connect() {
+        let router = router();
+        let who = Who { identity: "dev", client_id: "c1" };
+        let made = Cell::new(0);
+        let queue = || {
+            made.set(made.get() + 1);
+            mpsc::channel(1).0
+        };
+        let open = |clean, expiry_secs| {
+            let conn = router.connection_id();
+            router.open(&who, (conn, false), SessionRequest { clean, expiry_secs }, queue).unwrap()
+        };
+        // 3.1.1 clean session 1, MQTT 5 clean start with no expiry: the first SUBSCRIBE makes it.
+        let o = open(true, 0);
+        assert!(o.replay.is_none() && !o.present && o.changes.is_empty());
+        assert_eq!(made.get(), 0);
+        // A new persistent session holds its queue from the CONNACK on.
+        let o = open(false, u32::MAX);
+        assert!(o.replay.is_some() && !o.present && !o.changes.is_empty());
+        assert_eq!(made.get(), 1);
+        // Resumed: a new connection, a new queue.
+        let o = open(false, u32::MAX);
+        assert!(o.replay.is_some() && o.present);
+        assert_eq!(made.get(), 2);
+        // MQTT 5 clean start with an expiry: a fresh persistent session, with its queue.
+        let o = open(true, 60);
+        assert!(o.replay.is_some() && !o.present);
+        assert_eq!(made.get(), 3);
+    }
 }
