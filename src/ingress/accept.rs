@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use super::batcher;
+use super::gate::Gated;
 use crate::throttle::Throttle;
 
 /// How long a stop waits at most for the publishes already read to be committed and answered
@@ -230,16 +231,16 @@ pub fn watch(listener: &std::net::TcpListener) -> Result<TcpListener, AcceptErro
     watch().map_err(|source| AcceptError::Watch { addr, source })
 }
 
-/// Accept on `listener` for ever, handing each socket to `service` (through a pipeline, as
-/// ntex-server did) in a task of this thread.
+/// Accept on `listener` for ever, handing each socket to the listener's gated chain `service`
+/// (through a pipeline, as ntex-server did) in a task of this thread.
 ///
 /// tokio's `accept` takes the socket non-blocking (`accept4`) and marks it readable and
 /// writable before the reactor has said so: its first read tries the socket at once, where the
 /// CONNECT usually is by then, instead of waiting for a turn of the reactor (docs/BENCHMARKS.md,
 /// "Idle connections", eighth step).
-pub async fn serve<S, R, E>(listener: TcpListener, cfg: SharedCfg, service: S, conns: Conns, threads: usize)
+pub async fn serve<S, R, E>(listener: TcpListener, cfg: SharedCfg, service: Gated<S, E>, conns: Conns, threads: usize)
 where
-    S: Service<SharedCfg, Io, Res = R, Error = E> + 'static,
+    Gated<S, E>: Service<SharedCfg, Io, Res = R, Error = E> + 'static,
     R: 'static,
     E: 'static,
 {
@@ -262,7 +263,12 @@ where
                 Ok((socket, peer)) => match super::stream::io(socket, peer, cfg.clone()) {
                     Ok(io) => {
                         let guard = conns.open();
-                        let call = pipeline.call_static(io);
+                        // Without the pipeline's own readiness check: the gate's call checks
+                        // the chain below it before it calls it (`Ctx::call`), and the gate
+                        // has no readiness of its own. A second walk of the chain per CONNECT
+                        // took 6 % of the I/O thread's user time (docs/BENCHMARKS.md, "Idle
+                        // connections", eleventh step).
+                        let call = pipeline.call_nowait(io);
                         ntex_rt::spawn(async move {
                             let _ = call.await;
                             drop(guard);

@@ -158,7 +158,13 @@ impl<F: Filter, St, S: Service<St, Io<F>, Error = E>, E> Service<St, Io<F>> for 
     async fn call(&self, io: Io<F>, ctx: Ctx<'_, Self, St>) -> Result<S::Res, E> {
         let _slot = self.enter(&io).map_err(self.refused)?;
         // The chain's call lasts as long as the connection: the slot is held until it ends.
-        ctx.call(&self.inner, io).await
+        // Without a readiness check of the chain as a whole: each of its parts checks the
+        // service it calls before it calls it (ntex-mqtt's `MqttServer` the v3 or v5 one,
+        // `and_then` and `map_err` theirs), and none has a readiness of its own. The whole
+        // chain's check walked both protocol versions once more per CONNECT (docs/BENCHMARKS.md,
+        // "Idle connections", eleventh step). A part added here with a readiness of its own
+        // (a limit on handshakes in flight, say) needs `ctx.call` back.
+        ctx.call_nowait(&self.inner, io).await
     }
 
     ntex_service::forward_shutdown!(St, inner);
