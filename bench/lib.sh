@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # bench/lib.sh: helpers shared by bench/tls.sh, bench/tracing.sh, bench/coldstart.sh,
-# bench/routing.sh, bench/backlog.sh, bench/idle.sh, bench/fleet.sh and bench/archive.sh
-# (sourced, not run). Set SCRIPT (for messages) and DATA_ROOT before using them.
+# bench/routing.sh, bench/backlog.sh, bench/idle.sh, bench/connect_instructions.sh,
+# bench/fleet.sh and bench/archive.sh (sourced, not run). Set SCRIPT (for messages) and
+# DATA_ROOT before using them.
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
