@@ -98,23 +98,7 @@ thread_ticks() {
 start() {
     local dir=$2
     if [[ $1 == gateway ]]; then
-        printf '[[allow]]\nidentities = ["*"]\npublish = ["bench/#"]\n' >"$dir/acl.toml"
-        cat >"$dir/gateway.toml" <<EOF
-[gateway]
-data_dir = "$dir/data"
-[mqtt]
-listen = "$HOST:18860"
-max_connections = 0
-max_new_connections_per_source = 0
-[auth]
-plain = "anonymous"
-acl_file = "$dir/acl.toml"
-[http]
-listen = "$HOST:18861"
-[[sinks]]
-name = "null"
-kind = "discard"
-EOF
+        idle_gateway_config "$dir" "$HOST"
         taskset -c "$SERVER_CPUS" "$GATEWAY" run --config "$dir/gateway.toml" >"$dir/server.log" 2>&1 &
         SERVER_PID=$!
         PORT=18860

@@ -99,6 +99,30 @@ start_mosquitto() {
     wait_ready mosquitto "$dir/server.log" tcp_open "$host" "$port"
 }
 
+# idle_gateway_config DIR HOST: DIR/gateway.toml (and its DIR/acl.toml) of the idle-connection
+# benchmarks: MQTT on HOST:18860 with no connection limits, anonymous, HTTP on HOST:18861, a
+# discard sink, data in DIR/data.
+idle_gateway_config() {
+    local dir=$1 host=$2
+    printf '[[allow]]\nidentities = ["*"]\npublish = ["bench/#"]\n' >"$dir/acl.toml"
+    cat >"$dir/gateway.toml" <<EOF
+[gateway]
+data_dir = "$dir/data"
+[mqtt]
+listen = "$host:18860"
+max_connections = 0
+max_new_connections_per_source = 0
+[auth]
+plain = "anonymous"
+acl_file = "$dir/acl.toml"
+[http]
+listen = "$host:18861"
+[[sinks]]
+name = "null"
+kind = "discard"
+EOF
+}
+
 # backends VALUE: BACKENDS from a --backend value (redb, sqlite or both).
 backends() {
     case "$1" in
