@@ -265,9 +265,9 @@ where
                         let guard = conns.open();
                         // Without the pipeline's own readiness check: the gate's call checks
                         // the chain below it before it calls it (`Ctx::call`), and the gate
-                        // has no readiness of its own. A second walk of the chain per CONNECT
-                        // took 6 % of the I/O thread's user time (docs/BENCHMARKS.md, "Idle
-                        // connections", eleventh step).
+                        // has no readiness of its own. That second walk of the chain was 7 %
+                        // of the I/O thread's instructions per CONNECT (docs/BENCHMARKS.md,
+                        // "Idle connections", eleventh step).
                         let call = pipeline.call_nowait(io);
                         ntex_rt::spawn(async move {
                             let _ = call.await;
