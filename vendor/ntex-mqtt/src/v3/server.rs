@@ -316,6 +316,8 @@ where
                     }
                     ack.io
                         .encode(mqtt::Encoded::Packet(pkt), &ack.shared.codec)?;
+                    // edge-gateway: written now, not after the dispatcher is built (PATCHED.md)
+                    ack.io.send_buf()?;
 
                     Ok((ack.io, ack.shared.clone(), session, ack.keepalive))
                 } else {

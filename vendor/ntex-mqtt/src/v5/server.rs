@@ -318,6 +318,8 @@ where
                         Encoded::Packet(Packet::ConnectAck(Box::new(ack.packet))),
                         &shared.codec,
                     )?;
+                    // edge-gateway: written now, not after the dispatcher is built (PATCHED.md)
+                    ack.io.send_buf()?;
 
                     Ok((ack.io, shared.clone(), session, Seconds(ack.keepalive)))
                 } else {
