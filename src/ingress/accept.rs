@@ -248,17 +248,26 @@ where
     let pipeline = Pipeline::new(cfg.clone(), service);
     let batch = if threads > 1 { 1 } else { ACCEPT_BATCH };
     loop {
-        // The first of a batch is waited for; the rest are taken while there are any.
+        // The first of a batch is waited for; the rest are taken while there are any, each once
+        // the connections accepted before it have run up to their first wait. So a CONNECT
+        // that came with its connection is answered before the next `accept` asks the kernel
+        // for more (most often to hear `EAGAIN`; docs/BENCHMARKS.md, "Idle connections",
+        // twelfth step).
         let mut first = Some(listener.accept().await);
-        for _ in 0..batch {
+        let mut taken = 0;
+        while taken < batch {
             let accepted = match first.take() {
                 Some(accepted) => accepted,
-                None => match poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
-                    Poll::Ready(accepted) => accepted,
-                    // Nothing more to accept: wait for the next wake-up.
-                    Poll::Pending => break,
-                },
+                None => {
+                    run_queued().await;
+                    match poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await {
+                        Poll::Ready(accepted) => accepted,
+                        // Nothing more to accept: the next `accept` waits for a wake-up.
+                        Poll::Pending => break,
+                    }
+                }
             };
+            taken += 1;
             match accepted {
                 Ok((socket, peer)) => match super::stream::io(socket, peer, cfg.clone()) {
                     Ok(io) => {
@@ -292,9 +301,28 @@ where
                 }
             }
         }
-        // Let the connections just accepted (and the others) run before the next batch.
-        tokio::task::yield_now().await;
+        if taken == batch {
+            // A full batch, and maybe more waiting: the reactor's turn (the connections' reads
+            // and writes) before the next.
+            tokio::task::yield_now().await;
+        }
     }
+}
+
+/// Lets the tasks already queued on this thread (the connections just accepted) run before
+/// this one goes on, without the turn of the reactor that tokio's `yield_now` waits for.
+async fn run_queued() {
+    let mut queued = false;
+    poll_fn(|cx| {
+        if std::mem::replace(&mut queued, true) {
+            Poll::Ready(())
+        } else {
+            // On the thread's own task set, a wake-up puts the task at the back of its queue.
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// An `accept` error that concerns only that one connection.
