@@ -12,8 +12,10 @@ its idle RSS, open CONNECTIONS idle MQTT 3.1.1 connections one after another fro
 (pinned to cpu1; CONNECT, CONNACK, then nothing), read its RSS again, close them. With
 --no-pin, servers and client run on any CPU, as they would when deployed. RUNS rounds
 of both; prints medians as a markdown table on stdout (progress on stderr): idle RSS, RSS per
-connection, connections accepted per second, server CPU (user + system) per connection while
-they were opened.
+connection, connections accepted per second, the median time from the client's TCP connect to
+its CONNACK (the client's per-connection medians, then the median over the runs: the rate
+without the host's stalls, which move the accept rate 10-15 % from run to run here), server CPU
+(user + system) per connection while they were opened.
 
 options:
   --connections N   idle connections to open (default 10000)
@@ -115,7 +117,7 @@ start() {
 }
 
 # One run of SERVER: idle RSS, RSS per connection, accept rate, server CPU per connection.
-declare -A IDLES PERS RATES CPUS
+declare -A IDLES PERS RATES CONNECTS CPUS
 measure() {
     local server=$1 run=$2 dir=$WORK/$1-$2
     mkdir -p "$dir"
@@ -143,13 +145,14 @@ measure() {
     after=$(rss_kb)
     echo >&7; exec 7>&-
     wait "$client" || die "$server: the idle client failed"
-    local line rate cpu
+    local line rate connect cpu
     line=$(cat "$dir/idle.json")
     rate=$(field "$line" per_s)
+    connect=$(field "$line" connect_us_p50)
     cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$CONNECTIONS" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }')
     IDLES[$server]+="$before " PERS[$server]+="$(awk -v a="$after" -v b="$before" -v n="$CONNECTIONS" 'BEGIN { printf "%.2f", (a - b) / n }') "
-    RATES[$server]+="$rate " CPUS[$server]+="$cpu "
-    log "$server run $run: idle RSS $before kB, with $CONNECTIONS connections $after kB, $rate connections/s, $cpu us of CPU per connection"
+    RATES[$server]+="$rate " CONNECTS[$server]+="$connect " CPUS[$server]+="$cpu "
+    log "$server run $run: idle RSS $before kB, with $CONNECTIONS connections $after kB, $rate connections/s, median connect $connect us, $cpu us of CPU per connection"
     stop_server
 }
 
@@ -157,11 +160,12 @@ measure() {
 for run in $(seq "$RUNS"); do
     for server in "${SERVERS[@]}"; do measure "$server" "$run"; done
 done
-declare -A IDLE_KB PER_CONN_KB RATE CPU_US
+declare -A IDLE_KB PER_CONN_KB RATE CONNECT_US CPU_US
 for server in "${SERVERS[@]}"; do
     IDLE_KB[$server]=$(printf '%s\n' ${IDLES[$server]} | median)
     PER_CONN_KB[$server]=$(printf '%s\n' ${PERS[$server]} | median)
     RATE[$server]=$(printf '%s\n' ${RATES[$server]} | median)
+    CONNECT_US[$server]=$(printf '%s\n' ${CONNECTS[$server]} | median)
     CPU_US[$server]=$(printf '%s\n' ${CPUS[$server]} | median)
 done
 
@@ -172,14 +176,15 @@ echo
 echo "commit $rev, cargo profile $BUILD_PROFILE; $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc --all) CPUs;" \
     "$($MOSQUITTO -h 2>/dev/null | head -1 || true); $CONNECTIONS MQTT 3.1.1 connections opened one after another; server on CPUs $SERVER_CPUS, client on CPUs $CLIENT_CPUS; median of $RUNS runs."
 echo
-echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | server CPU per connection us |"
-echo "|---|---:|---:|---:|---:|"
+echo "| server | idle RSS MB | RSS per idle connection KB | connections accepted per s | median connect us | server CPU per connection us |"
+echo "|---|---:|---:|---:|---:|---:|"
 for server in "${SERVERS[@]}"; do
-    echo "| $server | $(awk -v k="${IDLE_KB[$server]}" 'BEGIN { printf "%.1f", k / 1024 }') | ${PER_CONN_KB[$server]} | ${RATE[$server]} | ${CPU_US[$server]} |"
+    echo "| $server | $(awk -v k="${IDLE_KB[$server]}" 'BEGIN { printf "%.1f", k / 1024 }') | ${PER_CONN_KB[$server]} | ${RATE[$server]} | ${CONNECT_US[$server]} | ${CPU_US[$server]} |"
 done
 echo
 echo "gateway / mosquitto: RSS per connection $(awk -v a="${PER_CONN_KB[gateway]}" -v b="${PER_CONN_KB[mosquitto]}" 'BEGIN { printf "%.1f", a / b }')x," \
-    "accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x," \
+    "accept rate $(awk -v a="${RATE[gateway]}" -v b="${RATE[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x" \
+    "($(awk -v a="${CONNECT_US[gateway]}" -v b="${CONNECT_US[mosquitto]}" 'BEGIN { printf "%.2f", b / a }')x at the median connect)," \
     "CPU per connection $(awk -v a="${CPU_US[gateway]}" -v b="${CPU_US[mosquitto]}" 'BEGIN { printf "%.2f", a / b }')x."
 if [[ -n "${RATE[floor]:-}" ]]; then
     echo
