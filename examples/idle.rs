@@ -18,13 +18,15 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: idle [--addr HOST:PORT] [--connections N] [--keep-alive SECS]
-defaults: --addr 127.0.0.1:1883 --connections 10000 --keep-alive 600";
+const USAGE: &str = "usage: idle [--addr HOST:PORT] [--connections N] [--keep-alive SECS] [--clean true|false]
+defaults: --addr 127.0.0.1:1883 --connections 10000 --keep-alive 600 --clean true
+--clean false: each connection asks for a persistent session (MQTT 3.1.1 clean session 0)";
 
 fn main() -> ExitCode {
     let mut addr = "127.0.0.1:1883".to_string();
     let mut connections = 10_000usize;
     let mut keep_alive = 600u16;
+    let mut clean = true;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
             }
             ("--connections", Some(v)) => v.parse().map(|n| connections = n).map_err(|e| e.to_string()),
             ("--keep-alive", Some(v)) => v.parse().map(|n| keep_alive = n).map_err(|e| e.to_string()),
+            ("--clean", Some(v)) => v.parse().map(|b| clean = b).map_err(|e| e.to_string()),
             _ => Err(format!("unknown or incomplete option {flag}")),
         };
         if let Err(e) = parsed {
@@ -47,7 +50,7 @@ fn main() -> ExitCode {
     let mut took = Vec::with_capacity(connections);
     for i in 0..connections {
         let began = Instant::now();
-        match connect(&addr, &format!("idle-{}-{i}", std::process::id()), keep_alive) {
+        match connect(&addr, &format!("idle-{}-{i}", std::process::id()), keep_alive, clean) {
             Ok(stream) => {
                 took.push(began.elapsed());
                 open.push(stream);
@@ -77,13 +80,13 @@ fn micros(took: &[Duration], q: f64) -> f64 {
     took[(last as f64 * q).round() as usize].as_secs_f64() * 1e6
 }
 
-/// One MQTT 3.1.1 CONNECT (clean session, no credentials) and its CONNACK.
-fn connect(addr: &str, client_id: &str, keep_alive: u16) -> Result<TcpStream, String> {
+/// One MQTT 3.1.1 CONNECT (no credentials) and its CONNACK.
+fn connect(addr: &str, client_id: &str, keep_alive: u16, clean: bool) -> Result<TcpStream, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     let id = client_id.as_bytes();
-    // Variable header: protocol name "MQTT", level 4, flags (clean session), keep-alive.
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02];
+    // Variable header: protocol name "MQTT", level 4, flags (clean session or none), keep-alive.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, if clean { 0x02 } else { 0 }];
     body.extend_from_slice(&keep_alive.to_be_bytes());
     body.extend_from_slice(&(id.len() as u16).to_be_bytes());
     body.extend_from_slice(id);

@@ -218,23 +218,26 @@ impl Router {
                 copy_per_subscription: client.mqtt5,
                 persistent: None,
             };
-            let entry = table.clients.entry(who.client_id.to_string()).or_insert_with(fresh);
-            if entry.conn < client.conn {
-                // A newer connection with this client id (not one that resumed a session: that
-                // one holds the entry already): the old one's subscriptions end with it.
-                *entry = fresh();
-            } else if entry.conn > client.conn {
-                // A SUBSCRIBE the connection that was taken over had still buffered: ignored.
-                return;
-            }
-            let share = sub.share.is_some();
-            let existed = entry.subs.iter().position(|s| s.filter == sub.filter);
-            match existed {
-                Some(i) => entry.subs[i] = sub.clone(),
-                None => entry.subs.push(sub.clone()),
-            }
+            let changed = table.update(who.client_id, |slot| {
+                let entry = slot.get_or_insert_with(fresh);
+                if entry.conn < client.conn {
+                    // A newer connection with this client id (not one that resumed a session:
+                    // that one holds the entry already): the old one's subscriptions end with it.
+                    *entry = fresh();
+                } else if entry.conn > client.conn {
+                    // A SUBSCRIBE the connection that was taken over had still buffered: ignored.
+                    return None;
+                }
+                let existed = entry.subs.iter().position(|s| s.filter == sub.filter);
+                match existed {
+                    Some(i) => entry.subs[i] = sub.clone(),
+                    None => entry.subs.push(sub.clone()),
+                }
+                Some(existed.is_none())
+            });
+            let Some(filter_is_new) = changed else { return };
             self.counted(&table);
-            (existed.is_none(), share)
+            (filter_is_new, sub.share.is_some())
         };
         let send = match handling {
             RetainHandling::Send => true,
@@ -261,14 +264,18 @@ impl Router {
     /// Remove `client_id`'s subscription to `filter`; whether it had one.
     pub fn unsubscribe(&self, client_id: &str, conn: u64, filter: &str) -> bool {
         let mut table = self.write_table();
-        let Some(entry) = table.clients.get_mut(client_id).filter(|e| e.conn == conn) else { return false };
-        let before = entry.subs.len();
-        entry.subs.retain(|s| s.filter != filter);
-        let removed = entry.subs.len() < before;
-        // A persistent session stays without subscriptions (its row is rewritten).
-        if entry.subs.is_empty() && entry.persistent.is_none() {
-            table.clients.remove(client_id);
-        }
+        let removed = table.update(client_id, |slot| {
+            let entry = slot.as_mut().filter(|e| e.conn == conn)?;
+            let before = entry.subs.len();
+            entry.subs.retain(|s| s.filter != filter);
+            let removed = entry.subs.len() < before;
+            // A persistent session stays without subscriptions (its row is rewritten).
+            if entry.subs.is_empty() && entry.persistent.is_none() {
+                *slot = None;
+            }
+            Some(removed)
+        });
+        let Some(removed) = removed else { return false };
         self.counted(&table);
         removed
     }
@@ -329,7 +336,7 @@ impl Router {
         if !plan.wake.is_empty() {
             let table = self.read_table();
             for client_id in &plan.wake {
-                if let Some(wake) = table.clients.get(client_id).and_then(|e| e.persistent.as_ref()).and_then(|p| p.wake.as_ref()) {
+                if let Some(wake) = table.get(client_id).and_then(|e| e.persistent.as_ref()).and_then(|p| p.wake.as_ref()) {
                     wake.notify_one();
                 }
             }
@@ -370,7 +377,7 @@ impl Router {
 
     /// A client's subscriptions (filter, granted QoS), for the device view.
     pub fn subscriptions_of(&self, client_id: &str) -> Vec<(String, u8)> {
-        self.read_table().clients.get(client_id).map(|e| e.subs.iter().map(|s| (s.filter.clone(), s.qos)).collect()).unwrap_or_default()
+        self.read_table().get(client_id).map(|e| e.subs.iter().map(|s| (s.filter.clone(), s.qos)).collect()).unwrap_or_default()
     }
 
     fn read_table(&self) -> std::sync::RwLockReadGuard<'_, Table> {

@@ -94,16 +94,16 @@ impl Router {
         queue: impl FnOnce() -> mpsc::Sender<Delivery>,
     ) -> Option<Opened> {
         let mut table = self.write_table();
-        let stored = table.clients.get(who.client_id).is_some_and(|e| e.persistent.is_some());
-        let same_owner = table.clients.get(who.client_id).is_some_and(|e| e.identity == who.identity);
+        let stored = table.get(who.client_id).is_some_and(|e| e.persistent.is_some());
+        let same_owner = table.get(who.client_id).is_some_and(|e| e.identity == who.identity);
         // Past its expiry but not swept yet (the sweep runs every few seconds): not resumed.
-        let expired = table.clients.get(who.client_id).and_then(|e| e.persistent.as_ref()).is_some_and(Persistent::expired);
+        let expired = table.get(who.client_id).and_then(|e| e.persistent.as_ref()).is_some_and(Persistent::expired);
         let resume = stored && same_owner && !req.clean && !expired;
         let expiry = self.capped(req.expiry_secs);
-        if !resume && expiry > 0 && !stored && table.clients.values().filter(|e| e.persistent.is_some()).count() >= self.max_sessions {
+        if !resume && expiry > 0 && !stored && table.persistent_sessions() >= self.max_sessions {
             return None;
         }
-        let old = table.clients.remove(who.client_id);
+        let old = table.remove(who.client_id);
         let mut changes = Vec::new();
         if !resume && (stored || expiry > 0) {
             // Also clears rows the table does not know (a session row that could not be read).
@@ -152,7 +152,7 @@ impl Router {
             .and_then(|e| e.persistent.as_ref())
             .map(|p| Replay { wake: p.wake.clone().unwrap_or_default(), sent_below: p.sent_below.clone() });
         if let Some(e) = entry {
-            table.clients.insert(who.client_id.to_string(), e);
+            table.insert(who.client_id, e);
         }
         self.counted(&table);
         Some(Opened { present: resume, changes, replay })
@@ -163,10 +163,12 @@ impl Router {
     pub fn set_expiry(&self, client_id: &str, conn: u64, expiry_secs: u32) -> Option<Vec<u8>> {
         let expiry = self.capped(expiry_secs);
         let mut table = self.write_table();
-        let e = table.clients.get_mut(client_id).filter(|e| e.conn == conn)?;
-        let p = e.persistent.as_mut()?;
-        p.expiry_secs = expiry;
-        (expiry > 0).then(|| row_of(&e.identity, e.copy_per_subscription, expiry, &e.subs))
+        table.update(client_id, |slot| {
+            let e = slot.as_mut().filter(|e| e.conn == conn)?;
+            let p = e.persistent.as_mut()?;
+            p.expiry_secs = expiry;
+            (expiry > 0).then(|| row_of(&e.identity, e.copy_per_subscription, expiry, &e.subs))
+        })
     }
 
     /// Connection `conn` of `client_id` ended: a clean session's subscriptions end with it, a
@@ -175,42 +177,42 @@ impl Router {
     /// storage actor before the change of any later connection with this client id.
     pub fn disconnect(&self, client_id: &str, conn: u64, store: impl FnOnce(SessionChange)) {
         let mut table = self.write_table();
-        let Some(entry) = table.clients.get_mut(client_id).filter(|e| e.conn == conn) else { return };
-        match &mut entry.persistent {
-            Some(p) if p.expiry_secs > 0 => {
-                p.offline_since = Some(Instant::now());
-                p.wake = None;
-                entry.queue = None;
-                if p.expiry_secs != u32::MAX {
-                    // Its row says since when, so that a restart does not start its expiry again.
-                    let (identity, mqtt5, subs) = (&entry.identity, entry.copy_per_subscription, &entry.subs);
-                    store(SessionChange::Put(stored(identity, mqtt5, p.expiry_secs, subs, Some(now_ms()))));
-                    p.stamped = true;
+        let held = table.update(client_id, |slot| {
+            let Some(entry) = slot.as_mut().filter(|e| e.conn == conn) else { return false };
+            match &mut entry.persistent {
+                Some(p) if p.expiry_secs > 0 => {
+                    p.offline_since = Some(Instant::now());
+                    p.wake = None;
+                    entry.queue = None;
+                    if p.expiry_secs != u32::MAX {
+                        // Its row says since when, so that a restart does not start its expiry
+                        // again.
+                        let (identity, mqtt5, subs) = (&entry.identity, entry.copy_per_subscription, &entry.subs);
+                        store(SessionChange::Put(stored(identity, mqtt5, p.expiry_secs, subs, Some(now_ms()))));
+                        p.stamped = true;
+                    }
                 }
+                Some(_) => {
+                    *slot = None;
+                    store(SessionChange::Remove);
+                }
+                None => *slot = None,
             }
-            Some(_) => {
-                table.clients.remove(client_id);
-                store(SessionChange::Remove);
-            }
-            None => {
-                table.clients.remove(client_id);
-            }
+            true
+        });
+        if held {
+            self.counted(&table);
         }
-        self.counted(&table);
     }
 
     /// Remove the offline sessions whose expiry interval has passed, calling `remove` for each
     /// with the lock held (as [`Router::disconnect`]); their client ids.
     pub fn expire_sessions(&self, mut remove: impl FnMut(&str)) -> Vec<String> {
         let mut table = self.write_table();
-        let expired: Vec<String> = table
-            .clients
-            .iter()
-            .filter(|(_, e)| e.persistent.as_ref().is_some_and(Persistent::expired))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let expired: Vec<String> =
+            table.entries().filter(|(_, e)| e.persistent.as_ref().is_some_and(Persistent::expired)).map(|(id, _)| id.clone()).collect();
         for id in &expired {
-            table.clients.remove(id);
+            table.remove(id);
             remove(id);
         }
         if !expired.is_empty() {
@@ -223,7 +225,7 @@ impl Router {
     /// persistent session through connection `conn`.
     pub fn session_row(&self, client_id: &str, conn: u64) -> Option<Vec<u8>> {
         let table = self.read_table();
-        let e = table.clients.get(client_id).filter(|e| e.conn == conn)?;
+        let e = table.get(client_id).filter(|e| e.conn == conn)?;
         let p = e.persistent.as_ref().filter(|p| p.expiry_secs > 0)?;
         Some(row_of(&e.identity, e.copy_per_subscription, p.expiry_secs, &e.subs))
     }
@@ -232,7 +234,7 @@ impl Router {
     /// and whether it is connected.
     pub fn session_of(&self, client_id: &str) -> Option<(u32, bool)> {
         let table = self.read_table();
-        let e = table.clients.get(client_id)?;
+        let e = table.get(client_id)?;
         e.persistent.as_ref().map(|p| (p.expiry_secs, p.offline_since.is_none()))
     }
 
@@ -240,15 +242,14 @@ impl Router {
     /// rest of its persistent session (a clean session has ended: at once).
     pub fn will_delay(&self, client_id: &str, conn: u64, delay_secs: u32) -> u32 {
         let table = self.read_table();
-        let expiry =
-            table.clients.get(client_id).filter(|e| e.conn == conn).and_then(|e| e.persistent.as_ref()).map_or(0, |p| p.expiry_secs);
+        let expiry = table.get(client_id).filter(|e| e.conn == conn).and_then(|e| e.persistent.as_ref()).map_or(0, |p| p.expiry_secs);
         delay_secs.min(expiry)
     }
 
     /// Whether a connection other than `conn` holds `client_id`'s session now (it came back
     /// within the will delay).
     pub fn taken_since(&self, client_id: &str, conn: u64) -> bool {
-        self.read_table().clients.get(client_id).is_some_and(|e| e.conn != conn)
+        self.read_table().get(client_id).is_some_and(|e| e.conn != conn)
     }
 
     /// The session expiry interval a client asking for `expiry_secs` gets.
@@ -323,10 +324,10 @@ pub(super) fn table_of(rows: Vec<StoredRow>, heads: HashMap<String, (u64, u64)>)
                 sent_below: Arc::new(AtomicU64::new(sent_below)),
             }),
         };
-        table.clients.insert(client_id, entry);
+        table.insert(&client_id, entry);
     }
-    if !table.clients.is_empty() {
-        tracing::info!(sessions = table.clients.len(), "Persistent sessions loaded from the store.");
+    if table.len() > 0 {
+        tracing::info!(sessions = table.len(), "Persistent sessions loaded from the store.");
     }
     table
 }

@@ -5,10 +5,12 @@
 //! QoS of its matching filters; an MQTT 5 client gets one copy per matching subscription, each
 //! with its own QoS and subscription identifier (MQTT 5 3.3.4 allows both; this is what
 //! mosquitto 2 does, and `tests/it/broker.rs` runs the same case against it). Shared subscriptions (`$share/<group>/<filter>`) reach one member per group and
-//! filter, in turn. The table is scanned linearly: a site has tens or hundreds of subscribing
-//! clients, not millions.
+//! filter, in turn. The clients with subscriptions are scanned linearly: a site has tens or
+//! hundreds of subscribing clients, not millions. Only those: a fleet of devices on persistent
+//! sessions that only publish has an entry each, and a scan of them all for every publish cut
+//! ingest to a third with 5,000 of them (docs/BENCHMARKS.md, "Local routing").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::mpsc;
 
@@ -97,10 +99,18 @@ impl Persistent {
     }
 }
 
-/// Every client's subscriptions.
+/// Every client's subscriptions. Entries change only through [`Table::update`], which keeps
+/// the index of clients with subscriptions and the counts in step with them.
 #[derive(Default)]
 pub(super) struct Table {
-    pub(super) clients: HashMap<String, Subscriber>,
+    clients: HashMap<String, Subscriber>,
+    /// The client ids of the entries with at least one subscription: what a topic is matched
+    /// against.
+    subscribed: HashSet<String>,
+    /// Subscriptions in all entries.
+    subscriptions: usize,
+    /// Entries with a persistent session.
+    persistent: usize,
     /// The next member's turn, per shared group and filter.
     pub(super) turns: std::sync::Mutex<HashMap<(String, String), usize>>,
 }
@@ -122,7 +132,9 @@ impl Table {
     pub(super) fn targets<'a>(&'a self, topic: &str, from: &str) -> Vec<Target<'a>> {
         let mut out: Vec<Target<'a>> = Vec::new();
         let mut shared: HashMap<(&str, &str), Vec<Member<'a>>> = HashMap::new();
-        for (client_id, subscriber) in &self.clients {
+        for client_id in &self.subscribed {
+            let Some(subscriber) = self.clients.get(client_id) else { continue };
+            let client_id = client_id.as_str();
             let mut target: Option<Target<'a>> = None;
             for sub in subscriber.subs.iter().filter(|s| s.matches(topic)) {
                 if let Some(group) = &sub.share {
@@ -166,12 +178,76 @@ impl Table {
 
     /// Subscriptions in the table.
     pub(super) fn count(&self) -> usize {
-        self.clients.values().map(|s| s.subs.len()).sum()
+        self.subscriptions
     }
 
     /// Clients with at least one subscription.
     pub(super) fn subscribers(&self) -> usize {
-        self.clients.values().filter(|s| !s.subs.is_empty()).count()
+        self.subscribed.len()
+    }
+
+    /// Entries with a persistent session (online or not).
+    pub(super) fn persistent_sessions(&self) -> usize {
+        self.persistent
+    }
+
+    /// `client_id`'s entry.
+    pub(super) fn get(&self, client_id: &str) -> Option<&Subscriber> {
+        self.clients.get(client_id)
+    }
+
+    /// Every entry.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&String, &Subscriber)> {
+        self.clients.iter()
+    }
+
+    /// Entries in the table.
+    pub(super) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Change `client_id`'s entry: `f` gets it (`None`: there is none) and may change, add or
+    /// remove it (set `None`). The only way entries change.
+    pub(super) fn update<R>(&mut self, client_id: &str, f: impl FnOnce(&mut Option<Subscriber>) -> R) -> R {
+        let (key, mut entry) = match self.clients.remove_entry(client_id) {
+            Some((key, entry)) => (Some(key), Some(entry)),
+            None => (None, None),
+        };
+        if let Some(e) = &entry {
+            self.tally(client_id, e, false);
+        }
+        let out = f(&mut entry);
+        if let Some(e) = entry {
+            self.tally(client_id, &e, true);
+            self.clients.insert(key.unwrap_or_else(|| client_id.to_string()), e);
+        }
+        out
+    }
+
+    /// Put `entry` in for `client_id` (replacing any).
+    pub(super) fn insert(&mut self, client_id: &str, entry: Subscriber) {
+        self.update(client_id, |slot| *slot = Some(entry));
+    }
+
+    /// Take `client_id`'s entry out.
+    pub(super) fn remove(&mut self, client_id: &str) -> Option<Subscriber> {
+        self.update(client_id, Option::take)
+    }
+
+    /// Count `e` in (`add`) or out.
+    fn tally(&mut self, client_id: &str, e: &Subscriber, add: bool) {
+        let persistent = usize::from(e.persistent.is_some());
+        if add {
+            self.subscriptions += e.subs.len();
+            self.persistent += persistent;
+            if !e.subs.is_empty() {
+                self.subscribed.insert(client_id.to_string());
+            }
+        } else {
+            self.subscriptions -= e.subs.len();
+            self.persistent -= persistent;
+            self.subscribed.remove(client_id);
+        }
     }
 }
 
@@ -186,6 +262,61 @@ mod tests {
         assert!(sub("a/#").matches("a") && sub("a/#").matches("a/b/c"));
         assert!(!sub("#").matches("$SYS/x") && !sub("+/x").matches("$app/x") && sub("$app/#").matches("$app/x"));
         assert!(sub("rate/%u").matches("rate/%u") && !sub("rate/%u").matches("rate/dev-1"), "no ACL placeholders here");
+    }
+
+    /// An entry with subscriptions to `filters`, persistent or not.
+    fn entry(filters: &[&str], persistent: bool) -> Subscriber {
+        Subscriber {
+            conn: 1,
+            identity: "dev".into(),
+            queue: None,
+            subs: filters.iter().map(|f| Subscription::new(f, 1, false, false, None).unwrap()).collect(),
+            copy_per_subscription: false,
+            persistent: persistent.then(|| Persistent {
+                expiry_secs: u32::MAX,
+                offline_since: None,
+                stamped: false,
+                wake: None,
+                sent_below: Default::default(),
+            }),
+        }
+    }
+
+    /// The counts as a scan of every entry gives them.
+    fn recounted(t: &Table) -> (usize, usize, usize) {
+        let subs = t.entries().map(|(_, e)| e.subs.len()).sum();
+        let subscribers = t.entries().filter(|(_, e)| !e.subs.is_empty()).count();
+        let persistent = t.entries().filter(|(_, e)| e.persistent.is_some()).count();
+        (subs, subscribers, persistent)
+    }
+
+    fn reached<'a>(t: &'a Table, topic: &str) -> Vec<&'a str> {
+        let mut ids: Vec<&str> = t.targets(topic, "publisher").iter().map(|t| t.client_id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn the_counts_and_the_clients_scanned_follow_every_change() {
+        let mut t = Table::default();
+        let check = |t: &Table| assert_eq!((t.count(), t.subscribers(), t.persistent_sessions()), recounted(t));
+        t.insert("a", entry(&["x/#"], false));
+        t.insert("b", entry(&[], true));
+        t.insert("c", entry(&["x/1", "y/#"], true));
+        check(&t);
+        assert_eq!(reached(&t, "x/1"), ["a", "c"]);
+        t.update("c", |slot| slot.as_mut().unwrap().subs.clear());
+        check(&t);
+        assert_eq!(reached(&t, "x/1"), ["a"]);
+        t.update("b", |slot| slot.as_mut().unwrap().subs.push(Subscription::new("x/+", 0, false, false, None).unwrap()));
+        check(&t);
+        assert_eq!(reached(&t, "x/1"), ["a", "b"]);
+        t.insert("a", entry(&[], false));
+        assert!(t.remove("b").is_some() && t.remove("b").is_none());
+        t.update("nobody", |slot| assert!(slot.is_none()));
+        check(&t);
+        assert!(reached(&t, "x/1").is_empty());
+        assert_eq!((t.count(), t.subscribers(), t.persistent_sessions(), t.len()), (0, 0, 1, 2));
     }
 
     #[test]
