@@ -30,6 +30,10 @@ options:
   --backlog         (implies --persistent) the subscribers are away while the messages are
                     published and come back after: deliveries/s is then the drain of their
                     queues, from the reconnect
+  --idle-sessions N before every run, N more clients open persistent sessions (examples/idle,
+                    MQTT 3.1.1, clean session 0) and stay connected and silent through it, as
+                    the devices of a site that keep their sessions and only publish; their
+                    entries have no subscription (default 0; at most 9,000 here)
   --duration SECS   seconds per open-loop run (default 10)
   --data-root DIR   where the temp dirs go (default: $TMPDIR or /tmp)
   --skip-build      use the binaries already built in target/release
@@ -54,6 +58,7 @@ DURATION=10
 QOS=1
 PERSISTENT=()
 SESSIONS=""
+IDLE_SESSIONS=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -61,7 +66,7 @@ while [[ $# -gt 0 ]]; do
         --open-loop) OPEN_LOOP=1; shift; continue ;;
         --persistent) PERSISTENT=(--persistent); SESSIONS=", persistent subscribers"; shift; continue ;;
         --backlog) PERSISTENT=(--backlog); SESSIONS=", persistent subscribers away while publishing (drain)"; shift; continue ;;
-        --clients|--messages|--runs|--duration|--data-root|--qos) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
+        --clients|--messages|--runs|--duration|--data-root|--qos|--idle-sessions) [[ $# -ge 2 ]] || die "$1 needs a value" ;;
         *) echo "$SCRIPT: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     case "$1" in
@@ -71,17 +76,43 @@ while [[ $# -gt 0 ]]; do
         --duration) positive "$1" "$2"; DURATION=$2 ;;
         --data-root) DATA_ROOT=$2 ;;
         --qos) [[ $2 == 1 || $2 == 2 ]] || die "--qos: 1 or 2"; QOS=$2 ;;
+        --idle-sessions) [[ $2 =~ ^[0-9]+$ && $2 -le 9000 ]] || die "--idle-sessions: 0 to 9000"; IDLE_SESSIONS=$2 ;;
     esac
     shift 2
 done
 
 [[ $OPEN_LOOP == 0 || ${PERSISTENT[0]:-} != --backlog ]] || die "--open-loop measures latency while publishing; --backlog measures the drain after it"
-release_binaries fanout  # cd to the repository, build unless --skip-build
+release_binaries fanout idle  # cd to the repository, build unless --skip-build
 FANOUT=$EXAMPLE_BIN
+IDLE=$EXAMPLES/idle
 HOST=127.0.0.5
 mosquitto_bin
 [[ $(nproc --all) -ge 2 ]] || die "needs 2 CPUs (server on cpu0, clients on cpu1)"
+ulimit -n $((IDLE_SESSIONS * 2 + 1024)) 2>/dev/null || [[ $(ulimit -n) -gt $((IDLE_SESSIONS + 200)) ]] \
+    || die "ulimit -n is $(ulimit -n): raise it above $IDLE_SESSIONS"
 bench_workdir edge-gateway-routing
+((IDLE_SESSIONS == 0)) || SESSIONS="$SESSIONS, $IDLE_SESSIONS idle persistent sessions beside them"
+
+# hold_idle DIR: IDLE_SESSIONS idle persistent sessions on the server at PORT, held (the
+# client waits on a fifo) until release_idle; nothing when there are none.
+IDLE_PID=""
+hold_idle() {
+    ((IDLE_SESSIONS > 0)) || return 0
+    mkfifo "$1/hold"
+    taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$IDLE_SESSIONS" --clean false <"$1/hold" >"$1/idle.json" &
+    IDLE_PID=$!
+    exec 7>"$1/hold"
+    for _ in $(seq 1200); do [[ -s "$1/idle.json" ]] && break; kill -0 "$IDLE_PID" 2>/dev/null || break; sleep 0.1; done
+    [[ -s "$1/idle.json" ]] || die "the idle sessions could not be opened (see $1)"
+    # Their session rows and device entries are written after the CONNACKs.
+    sleep 3
+}
+release_idle() {
+    [[ -n $IDLE_PID ]] || return 0
+    echo >&7; exec 7>&-
+    wait "$IDLE_PID" || die "the idle sessions' client failed"
+    IDLE_PID=""
+}
 
 
 # start SERVER DIR: the server, ready; sets PORT.
@@ -137,8 +168,10 @@ measure() {
             dir=$WORK/$mode-$server-$run
             mkdir -p "$dir"
             start "$server" "$dir"
+            hold_idle "$dir"
             line=$(taskset -c 1 "$FANOUT" --mode "$mode" --addr "$HOST:$PORT" --clients "$CLIENTS" --messages "$messages" --timeout 180 --qos "$QOS" "${PERSISTENT[@]}" "$@") \
                 || { tail -n 20 "$dir/server.log" >&2; die "$mode against $server failed"; }
+            release_idle
             stop_server
             log "$key, $server, run $run: $line"
             mps+=("$(jfield "$line" msg_per_s)") p50+=("$(jfield "$line" latency_p50_ms)") p99+=("$(jfield "$line" latency_p99_ms)")
