@@ -95,21 +95,14 @@ start() {
 # measure SERVER: BUSIEST[SERVER] and ALL[SERVER], instructions per CONNECT.
 declare -A BUSIEST ALL
 measure() {
-    local server=$1 dir=$WORK/$1 fifo
+    local server=$1 dir=$WORK/$1
     mkdir -p "$dir"
     start "$server" "$dir"
     sleep 2
-    fifo=$dir/hold
-    mkfifo "$fifo"
     timeout 60 callgrind_control --zero "$SERVER_PID" >/dev/null 2>&1 || die "$server: callgrind_control did not answer"
-    "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
-    local client=$!
-    exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
-    for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
-    [[ -s "$dir/idle.json" ]] || die "$server: the client did not open its connections (see $dir)"
+    open_idle "$dir" "0-$(( $(nproc --all) - 1 ))" "$CONNECTIONS"
     timeout 60 callgrind_control --dump "$SERVER_PID" >/dev/null 2>&1 || die "$server: callgrind_control did not answer"
-    echo >&7; exec 7>&-
-    wait "$client" || die "$server: the idle client failed"
+    close_idle
     stop_server 600
     # The dump is part 1 of each thread's file: callgrind.out.PID.1-THREAD.
     local parts=("$dir"/callgrind.out.*.1-*)

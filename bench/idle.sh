@@ -123,16 +123,11 @@ measure() {
     mkdir -p "$dir"
     start "$server" "$dir"
     sleep 1
-    local before after ticks fifo=$dir/hold
+    local before after ticks
     before=$(rss_kb)
-    mkfifo "$fifo"
     ticks=$(server_cpu_ticks)
     [[ $THREADS -eq 1 ]] && thread_ticks >"$dir/threads.before"
-    taskset -c "$CLIENT_CPUS" "$IDLE" --addr "$HOST:$PORT" --connections "$CONNECTIONS" <"$fifo" >"$dir/idle.json" &
-    local client=$!
-    exec 7>"$fifo"  # holds the client's stdin open: it keeps its connections until we write
-    for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
-    [[ -s "$dir/idle.json" ]] || die "$server: the client did not open its connections (see $dir)"
+    open_idle "$dir" "$CLIENT_CPUS" "$CONNECTIONS"
     ticks=$(( $(server_cpu_ticks) - ticks ))
     if [[ $THREADS -eq 1 ]]; then
         thread_ticks >"$dir/threads.after"
@@ -143,8 +138,7 @@ measure() {
     fi
     sleep 2
     after=$(rss_kb)
-    echo >&7; exec 7>&-
-    wait "$client" || die "$server: the idle client failed"
+    close_idle
     local line rate connect cpu
     line=$(cat "$dir/idle.json")
     rate=$(field "$line" per_s)

@@ -86,6 +86,28 @@ mosquitto_bin() {
 
 tcp_open() { : 3<>"/dev/tcp/$1/$2"; }
 
+# open_idle DIR CPUS N [IDLE_OPTION...]: examples/idle ($IDLE), on CPUS, opens N connections to
+# HOST:PORT one after another and holds them until close_idle (its stdin is a fifo that fd 7
+# keeps open); returns once they are open (its JSON line in DIR/idle.json), or dies.
+IDLE_PID=""
+open_idle() {
+    local dir=$1 cpus=$2 n=$3
+    shift 3
+    mkfifo "$dir/hold"
+    taskset -c "$cpus" "$IDLE" --addr "$HOST:$PORT" --connections "$n" "$@" <"$dir/hold" >"$dir/idle.json" &
+    IDLE_PID=$!
+    exec 7>"$dir/hold"
+    for _ in $(seq 6000); do [[ -s "$dir/idle.json" ]] && break; kill -0 "$IDLE_PID" 2>/dev/null || break; sleep 0.1; done
+    [[ -s "$dir/idle.json" ]] || die "the idle client did not open its connections (see $dir)"
+}
+
+# close_idle: the client of open_idle closes its connections and ends.
+close_idle() {
+    echo >&7; exec 7>&-
+    wait "$IDLE_PID" || die "the idle client failed"
+    IDLE_PID=""
+}
+
 # start_mosquitto DIR HOST PORT [CONF_LINE...]: mosquitto 2 (anonymous, in memory, plus the
 # given config lines) pinned to cpu0 (or the CPUs in SERVER_CPUS), logging to DIR/server.log;
 # returns once it listens.

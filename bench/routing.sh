@@ -93,25 +93,16 @@ ulimit -n $((IDLE_SESSIONS * 2 + 1024)) 2>/dev/null || [[ $(ulimit -n) -gt $((ID
 bench_workdir edge-gateway-routing
 ((IDLE_SESSIONS == 0)) || SESSIONS="$SESSIONS, $IDLE_SESSIONS idle persistent sessions beside them"
 
-# hold_idle DIR: IDLE_SESSIONS idle persistent sessions on the server at PORT, held (the
-# client waits on a fifo) until release_idle; nothing when there are none.
-IDLE_PID=""
+# hold_idle DIR: IDLE_SESSIONS idle persistent sessions on the server at PORT, held until
+# release_idle; nothing when there are none.
 hold_idle() {
     ((IDLE_SESSIONS > 0)) || return 0
-    mkfifo "$1/hold"
-    taskset -c 1 "$IDLE" --addr "$HOST:$PORT" --connections "$IDLE_SESSIONS" --clean false <"$1/hold" >"$1/idle.json" &
-    IDLE_PID=$!
-    exec 7>"$1/hold"
-    for _ in $(seq 1200); do [[ -s "$1/idle.json" ]] && break; kill -0 "$IDLE_PID" 2>/dev/null || break; sleep 0.1; done
-    [[ -s "$1/idle.json" ]] || die "the idle sessions could not be opened (see $1)"
-    # Their session rows and device entries are written after the CONNACKs.
+    open_idle "$1" 1 "$IDLE_SESSIONS" --clean false
+    # Their device entries are written after the CONNACKs (the session rows before them).
     sleep 3
 }
 release_idle() {
-    [[ -n $IDLE_PID ]] || return 0
-    echo >&7; exec 7>&-
-    wait "$IDLE_PID" || die "the idle sessions' client failed"
-    IDLE_PID=""
+    [[ -z $IDLE_PID ]] || close_idle
 }
 
 
