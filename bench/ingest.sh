@@ -32,7 +32,9 @@ options:
   --open-loop         also measure latency at a given load: loadgen --rate (open loop, latency
                       from each message's scheduled send time), 8 clients, against the gateway
                       (group commit, each backend) and mosquitto, PUBACK p50/p99/p999; then the
-                      disk alone (examples/diskprobe: fdatasync times on --data-root)
+                      disk alone (examples/diskprobe: fdatasync times on --data-root), and the
+                      gateway (first backend) once more with its data dir on tmpfs (/dev/shm),
+                      where fsync is free: the part of its latency that is not the disk's
   --rate MSG_PER_S    the open-loop rate (implies --open-loop); default: half of the gateway's
                       median 8-client group-commit msg/s measured in this run
   --open-secs SECS    length of one open-loop run (default 10)
@@ -145,6 +147,12 @@ fi
 # --- server lifecycle -----------------------------------------------------------------------
 
 WORK=$(mktemp -d "$DATA_ROOT/edge-gateway-bench.XXXXXX")
+# The open loop's row without the disk: the gateway's data dir on tmpfs.
+TMPFS_WORK=""
+if [[ $OPEN_LOOP -eq 1 ]]; then
+    [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]] || die "--open-loop needs /dev/shm on tmpfs (its row without the disk)"
+    TMPFS_WORK=$(mktemp -d /dev/shm/edge-gateway-bench.XXXXXX)
+fi
 SERVER_PID=""
 SERVER_LOG=""
 
@@ -160,7 +168,7 @@ stop_server() {
     SERVER_PID=""
 }
 
-cleanup() { stop_server; rm -rf "$WORK"; }
+cleanup() { stop_server; rm -rf "$WORK" ${TMPFS_WORK:+"$TMPFS_WORK"}; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -270,9 +278,11 @@ run_once() {
     RUN=$((RUN + 1))
     host=127.0.0.$((10 + RUN % 240))
     dir=$WORK/run-$RUN
+    [[ $server != tmpfs ]] || dir=$TMPFS_WORK/run-$RUN
     mkdir -p "$dir"
     case "$server" in
         redb|sqlite) start_gateway "$dir" "$host" true "$server"; port=18830 ;;
+        tmpfs) start_gateway "$dir" "$host" true "${BACKENDS[0]}"; port=18830 ;;
         nogc) start_gateway "$dir" "$host" false "${BACKENDS[0]}"; port=18830 ;;
         base) start_gateway "$dir" "$host" true redb "$BASELINE"; port=18830 ;;
         schemas) bench_registry "$dir/schemas"; start_gateway "$dir" "$host" true "${BACKENDS[0]}" "$GATEWAY" "$dir/schemas"; port=18830 ;;
@@ -337,6 +347,7 @@ SERVERS=("${BACKENDS[@]}")
 SERVERS+=(mosquitto)
 declare -A LABEL=([redb]="edge-gateway, redb, group commit" [sqlite]="edge-gateway, SQLite, group commit" \
     [nogc]="edge-gateway, $GC, no group commit" [schemas]="edge-gateway, $GC, group commit, schema checks" \
+    [tmpfs]="edge-gateway, $GC, group commit, data dir on tmpfs (fsync free)" \
     [mosquitto]="mosquitto 2, persistence false" [base]="baseline $(basename "${BASELINE:-none}"), redb, group commit")
 declare -A MESSAGES=([8]=$MESSAGES_8 [64]=$MESSAGES_64)
 
@@ -416,6 +427,7 @@ if [[ $OPEN_LOOP -eq 1 ]]; then
     rate=${RATE:-$(awk -v m="${MPS[$GC,8]}" 'BEGIN { printf "%d", m / 2 }')}
     per_client=$(( (rate * OPEN_SECS + 7) / 8 ))
     for b in "${BACKENDS[@]}"; do measure "$b" 8 "$per_client" "$rate"; done
+    measure tmpfs 8 "$per_client" "$rate"
     measure mosquitto 8 "$per_client" "$rate"
     # The disk alone, as the gateway's store sees it: what a durable PUBACK cannot beat.
     disk=()
@@ -429,7 +441,7 @@ if [[ $OPEN_LOOP -eq 1 ]]; then
     echo
     echo "| server | rate msg/s | messages | achieved msg/s | PUBACK p50 ms | PUBACK p99 ms | PUBACK p999 ms | server CPU µs/msg |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    for server in "${BACKENDS[@]}" mosquitto; do
+    for server in "${BACKENDS[@]}" tmpfs mosquitto; do
         k="$server,open"
         echo "| ${LABEL[$server]} | $rate | ${TOTAL[$k]} | ${MPS[$k]} | ${P50[$k]} | ${P99[$k]} | ${P999[$k]} | $(per_msg_us "${CPU[$k]}" "${TOTAL[$k]}") |"
     done
@@ -439,6 +451,7 @@ if [[ $OPEN_LOOP -eq 1 ]]; then
     for b in "${BACKENDS[@]}"; do
         echo "| latency ratio, $b | $(ratio "${P50[$b,open]}" "${P50[mosquitto,open]}") | $(ratio "${P99[$b,open]}" "${P99[mosquitto,open]}") | $(ratio "${P999[$b,open]}" "${P999[mosquitto,open]}") |"
     done
+    echo "| latency ratio, $GC on tmpfs (without the disk) | $(ratio "${P50[tmpfs,open]}" "${P50[mosquitto,open]}") | $(ratio "${P99[tmpfs,open]}" "${P99[mosquitto,open]}") | $(ratio "${P999[tmpfs,open]}" "${P999[mosquitto,open]}") |"
     echo
     echo "The disk alone in the same run (examples/diskprobe: a 4 KB overwrite and its fdatasync every 1 ms, $OPEN_SECS s, median of $RUNS runs): the floor under a durable PUBACK, which mosquitto (in memory) does not pay."
     echo
